@@ -1,0 +1,936 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Creating, checking and removing guests (the engine behind namespace_create).
+
+Compute, then apply: :func:`plan` compares the wanted guest with the registry
+and the kernel and returns what would change (also for check mode and
+--diff); :func:`apply` carries a plan out under the guest's lock and rolls
+back whatever this run created when a step fails.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import time
+
+from ansible_collections.linuxns.guests.plugins.module_utils import enter
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
+    GuestConflict,
+    GuestError,
+    InvalidInput,
+    KernelError,
+)
+
+DEFAULT_NAMESPACES = ("mnt", "uts", "ipc", "net", "pid")
+REAPER_CANDIDATES = (
+    "/usr/bin/catatonit",
+    "/usr/libexec/catatonit/catatonit",
+    "/usr/libexec/podman/catatonit",
+    "/usr/local/bin/catatonit",
+)
+NS_GET_NSTYPE = 0xB703
+NS_GET_USERNS = 0xB701
+NS_GET_PARENT = 0xB702
+FAULT_ENV = "_LINUXNS_TEST_KILL_AT"
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+GUEST_FIELDS = ("context_id", "namespaces", "share", "hostname", "root", "init", "uid_map", "gid_map", "time_offsets")
+REPLACE_FIELDS = ("context_id", "namespaces", "share", "root", "init", "uid_map", "gid_map", "time_offsets")
+
+
+def fault(step: str) -> None:
+    """Test-only: die with SIGKILL at a named step (see docs/testing.md)."""
+    want = os.environ.get(FAULT_ENV)
+    if want and step in want.split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------
+# Input normalisation
+# ---------------------------------------------------------------------------------------
+def parse_signal(value, param: str):
+    if value is None:
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        num = int(value)
+        try:
+            return signal.Signals(num).name
+        except ValueError:
+            raise InvalidInput("%s %r is not a signal number" % (param, value)) from None
+    name = str(value).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    if not hasattr(signal.Signals, name) or name.startswith("SIG_"):
+        raise InvalidInput("%s %r is not a signal name" % (param, value))
+    return name
+
+
+def parse_id_map(value, param: str):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", "\n").splitlines() if v.strip()]
+    lines = []
+    for item in value:
+        if isinstance(item, dict):
+            parts = [item.get("inside"), item.get("outside"), item.get("count")]
+        elif isinstance(item, (list, tuple)):
+            parts = list(item)
+        else:
+            parts = str(item).split()
+        try:
+            nums = [int(p) for p in parts]
+        except (TypeError, ValueError):
+            nums = []
+        if len(nums) != 3 or nums[2] < 1 or min(nums) < 0:
+            raise InvalidInput("%s entry %r must be 'inside outside count' (three non-negative integers, count >= 1)" % (param, item))
+        lines.append("%d %d %d" % tuple(nums))
+    if not lines:
+        raise InvalidInput("%s must not be empty" % param)
+    return lines
+
+
+def parse_time_offsets(value, param: str = "time_offsets"):
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInput("%s must be a dict with 'monotonic' and/or 'boottime' (seconds)" % param)
+    out = {}
+    for key, secs in value.items():
+        if key not in ("monotonic", "boottime"):
+            raise InvalidInput("%s: unknown clock %r (use monotonic or boottime)" % (param, key))
+        try:
+            out[key] = float(secs)
+        except (TypeError, ValueError):
+            raise InvalidInput("%s.%s %r is not a number of seconds" % (param, key, secs)) from None
+    return out
+
+
+def check_ns_file(path: str, nstype: str, param: str) -> tuple:
+    """Open-check a namespace file given in ``share``; return its (dev, ino)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InvalidInput("%s: cannot open %s (%s)" % (param, path, exc.strerror)) from None
+    try:
+        st = os.fstat(fd)
+        if st.st_dev != reg.nsfs_dev():
+            raise InvalidInput("%s: %s is not a namespace file" % (param, path))
+        try:
+            kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+        except OSError:
+            kind = None
+        if kind is not None and kind != sc.CLONE_FLAGS[nstype]:
+            found = [t for t, f in sc.CLONE_FLAGS.items() if f == kind]
+            raise InvalidInput("%s: %s is a %s namespace, not a %s namespace" % (param, path, found[0] if found else kind, nstype))
+        return (st.st_dev, st.st_ino)
+    finally:
+        os.close(fd)
+
+
+class Spec:
+    """A wanted guest, validated and normalised."""
+
+    def __init__(self, params: dict, registry: reg.Registry, where: str = ""):
+        p = where
+        self.state = params.get("state") or "present"
+        self.name = reg.validate_name(params.get("name"), p + "name")
+        ctx = params.get("context_id")
+        self.context_id = None if ctx is None else reg.validate_context_id(ctx, p + "context_id")
+        self.recreate = bool(params.get("recreate"))
+        self.stop_signal = parse_signal(params.get("stop_signal"), p + "stop_signal")
+        timeout = params.get("stop_timeout")
+        self.stop_timeout = 10.0 if timeout is None else float(timeout)
+        if self.stop_timeout < 0:
+            raise InvalidInput("%sstop_timeout must not be negative" % p)
+        if self.state == "absent":
+            return
+        if self.state != "present":
+            raise InvalidInput("%sstate must be present or absent, not %r" % (p, self.state))
+        nss = params.get("namespaces")
+        nss = list(DEFAULT_NAMESPACES) if nss is None else list(nss)
+        bad = [t for t in nss if t not in sc.NS_TYPES]
+        if bad:
+            raise InvalidInput(
+                "%snamespaces: unknown namespace type(s) %s; known: %s" % (p, ", ".join(map(str, bad)), ", ".join(sc.NS_TYPES))
+            )
+        share = params.get("share") or {}
+        if not isinstance(share, dict):
+            raise InvalidInput("%sshare must be a dict of namespace type -> guest or namespace file" % p)
+        self.share = {}
+        self.share_ids = {}
+        for t, src in sorted(share.items()):
+            if t not in sc.NS_TYPES:
+                raise InvalidInput("%sshare: unknown namespace type %r; known: %s" % (p, t, ", ".join(sc.NS_TYPES)))
+            self.share[t], self.share_ids[t] = self._resolve_share(t, src, registry, "%sshare.%s" % (p, t))
+        self.namespaces = sorted(set(nss) - set(self.share), key=sc.NS_TYPES.index)
+        uts = "uts" in self.namespaces
+        hostname = params.get("hostname")
+        if hostname is not None and not uts:
+            raise InvalidInput("%shostname needs a private uts namespace (add uts to namespaces)" % p)
+        if hostname is not None and (not 0 < len(hostname) <= 64 or "/" in hostname or " " in hostname):
+            raise InvalidInput("%shostname %r is not a valid host name" % (p, hostname))
+        self.hostname = (hostname or self.name[:64]) if uts else None
+        root = params.get("root")
+        if root is not None:
+            if not isinstance(root, str) or not root.startswith("/"):
+                raise InvalidInput("%sroot %r must be an absolute path" % (p, root))
+            root = os.path.normpath(root)
+            if root == "/":
+                root = None
+            elif not os.path.isdir(root):
+                raise InvalidInput("%sroot %s does not exist or is not a directory" % (p, root))
+            elif "mnt" not in self.namespaces:
+                raise InvalidInput("%sroot needs a private mnt namespace (add mnt to namespaces)" % p)
+        self.root = root
+        self.uid_map = parse_id_map(params.get("uid_map"), p + "uid_map")
+        self.gid_map = parse_id_map(params.get("gid_map"), p + "gid_map")
+        if (self.uid_map or self.gid_map) and "user" not in self.namespaces:
+            raise InvalidInput("%suid_map/gid_map need a private user namespace (add user to namespaces)" % p)
+        if "user" in self.namespaces and not self.uid_map:
+            # Root inside maps to root outside (like unshare --map-root-user as root).
+            self.uid_map = ["0 0 1"]
+            self.gid_map = self.gid_map or ["0 0 1"]
+        if "user" in self.namespaces and not self.gid_map:
+            self.gid_map = ["0 0 1"]
+        self.time_offsets = parse_time_offsets(params.get("time_offsets"), p + "time_offsets")
+        if self.time_offsets and "time" not in self.namespaces:
+            raise InvalidInput("%stime_offsets need a private time namespace (add time to namespaces)" % p)
+        init = params.get("init")
+        if init is not None:
+            if isinstance(init, str):
+                init = init.split()
+            if not init or not all(isinstance(a, str) and a for a in init):
+                raise InvalidInput("%sinit must be a non-empty argv list" % p)
+            if "pid" not in self.namespaces:
+                raise InvalidInput("%sinit needs a private pid namespace (add pid to namespaces)" % p)
+        self.init = list(init) if init else None
+        if "pid" in self.share and "pid" not in self.namespaces:
+            pass
+        if self.stop_signal is None:
+            self.stop_signal = "SIGTERM"
+
+    @staticmethod
+    def _resolve_share(nstype, src, registry, param):
+        """Return (normalised source, (dev, ino)) for a share entry."""
+        if isinstance(src, str) and src.startswith("/"):
+            return src, check_ns_file(src, nstype, param)
+        name = registry.resolve(src, param)
+        meta = registry.load(name)
+        if meta is None:
+            raise InvalidInput("%s: guest %r does not exist on this host" % (param, name))
+        pin = meta.get("pins", {}).get(nstype)
+        if meta.get("phase") != "ready" or pin is None:
+            raise InvalidInput("%s: guest %r has no %s namespace to share" % (param, name, nstype))
+        problems = reg.health(meta)
+        if problems:
+            raise InvalidInput("%s: guest %r is not running (%s)" % (param, name, "; ".join(problems)))
+        return name, (pin["dev"], pin["ino"])
+
+    def wanted(self) -> dict:
+        """The guest's fields as they would be recorded."""
+        return {
+            "name": self.name,
+            "context_id": self.context_id,
+            "namespaces": list(self.namespaces),
+            "share": dict(self.share),
+            "hostname": self.hostname,
+            "root": self.root,
+            "init": self.init,
+            "uid_map": self.uid_map,
+            "gid_map": self.gid_map,
+            "time_offsets": self.time_offsets,
+            "stop_signal": self.stop_signal,
+            "stop_timeout": self.stop_timeout,
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Describing guests
+# ---------------------------------------------------------------------------------------
+def public_view(meta: dict) -> dict:
+    """The guest as modules return it."""
+    if meta is None:
+        return {}
+    pins = meta.get("pins", {})
+    return {
+        "name": meta.get("name"),
+        "context_id": meta.get("context_id"),
+        "namespaces": {t: {"inode": p["ino"], "pin": p["path"], "shared_from": meta.get("share", {}).get(t)} for t, p in sorted(pins.items())},
+        "private_namespaces": meta.get("namespaces", []),
+        "share": meta.get("share", {}),
+        "init_pid": meta.get("init_pid"),
+        "init": meta.get("init"),
+        "hostname": meta.get("hostname"),
+        "root": meta.get("root"),
+        "netns": meta.get("netns_alias"),
+        "stop_signal": meta.get("stop_signal"),
+        "stop_timeout": meta.get("stop_timeout"),
+    }
+
+
+def diff_view(meta) -> dict:
+    if not meta:
+        return {}
+    out = {k: meta.get(k) for k in ("name",) + GUEST_FIELDS}
+    out["stop_signal"] = meta.get("stop_signal")
+    out["stop_timeout"] = meta.get("stop_timeout")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Plan
+# ---------------------------------------------------------------------------------------
+class Plan:
+    def __init__(self, spec: Spec, action: str, before, after, reasons=None, changes=None):
+        self.spec = spec
+        self.action = action  # none | create | recreate | update | remove | purge
+        self.before = before
+        self.after = after
+        self.reasons = reasons or []
+        self.changes = changes or {}
+
+    @property
+    def changed(self) -> bool:
+        return self.action != "none"
+
+
+def plan(registry: reg.Registry, spec: Spec) -> Plan:
+    meta = registry.load(spec.name)
+    if spec.state == "absent":
+        if meta is None and not os.path.isdir(registry.guest_dir(spec.name)):
+            return Plan(spec, "none", None, None)
+        return Plan(spec, "remove", diff_view(meta) or {"name": spec.name}, None)
+    want = spec.wanted()
+    if meta is None or meta.get("phase") != "ready":
+        if meta is not None or os.path.isdir(registry.guest_dir(spec.name)):
+            reasons = ["an earlier run did not finish creating it"]
+        else:
+            reasons = []
+        if spec.context_id is not None:
+            owner = registry.ctx_owner(spec.context_id)
+            if owner not in (None, spec.name) and registry.load(owner) is not None:
+                raise InvalidInput("context_id %d is already taken by guest %r" % (spec.context_id, owner))
+        elif meta is not None and meta.get("context_id"):
+            want["context_id"] = meta.get("context_id")
+        return Plan(spec, "create", diff_view(meta) if meta else None, want, reasons)
+    if spec.context_id is None:
+        want["context_id"] = meta.get("context_id")
+    differ = {}
+    for key in REPLACE_FIELDS:
+        if key == "share":
+            old_ids = {t: meta["pins"][t]["ino"] for t in meta.get("share", {}) if t in meta.get("pins", {})}
+            new_ids = {t: ino for t, (_dev, ino) in spec.share_ids.items()}
+            if meta.get("share", {}) != want["share"] or old_ids != new_ids:
+                differ[key] = (meta.get("share", {}), want["share"])
+            continue
+        if meta.get(key) != want[key]:
+            differ[key] = (meta.get(key), want[key])
+    problems = reg.health(meta)
+    if differ and not spec.recreate:
+        names = ", ".join("%s (now %s, wanted %s)" % (k, _short(a), _short(b)) for k, (a, b) in sorted(differ.items()))
+        raise GuestConflict(
+            "guest %r exists with a different %s; that cannot change in place: set recreate=true to replace it" % (spec.name, names)
+        )
+    if differ or problems:
+        reasons = problems + ["%s differs" % k for k in sorted(differ)]
+        return Plan(spec, "recreate", diff_view(meta), want, reasons)
+    changes = {}
+    for key in ("hostname", "stop_signal", "stop_timeout"):
+        if meta.get(key) != want[key]:
+            changes[key] = want[key]
+    if changes:
+        return Plan(spec, "update", diff_view(meta), want, ["%s differs" % k for k in sorted(changes)], changes)
+    return Plan(spec, "none", diff_view(meta), diff_view(meta))
+
+
+def _short(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Apply
+# ---------------------------------------------------------------------------------------
+def apply(registry: reg.Registry, p: Plan, proc_index=None) -> dict:
+    """Carry out a plan under the guest's lock; returns the resulting metadata."""
+    registry.ensure()
+    name = p.spec.name
+    with registry.lock(name):
+        # Re-plan under the lock: another run may have changed the guest meanwhile.
+        p2 = plan(registry, p.spec)
+        if p2.action == "none":
+            return registry.load(name)
+        meta = registry.load(name)
+        if p2.action in ("remove", "recreate", "create") and (meta is not None or os.path.isdir(registry.guest_dir(name))):
+            keep_ctx = p2.action != "remove"
+            remove(registry, name, meta, keep_context_id=keep_ctx, proc_index=proc_index)
+        if p2.action == "remove":
+            return None
+        if p2.action == "update":
+            return _update(registry, meta, p2.changes)
+        return create(registry, p.spec, p2.after.get("context_id"))
+
+
+def _update(registry, meta, changes) -> dict:
+    if "hostname" in changes:
+        enter.call_in_guest(meta, ["uts"], sc.sethostname, changes["hostname"])
+    meta.update(changes)
+    registry.save(meta)
+    return meta
+
+
+def find_reaper():
+    for path in REAPER_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _lo_up() -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+    try:
+        ifr = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(s.fileno(), 0x8913, ifr + b"\0" * 22)[:18])[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sH", b"lo", flags | 1) + b"\0" * 22)  # SIOCSIFFLAGS, IFF_UP
+    finally:
+        s.close()
+
+
+def _detach(path: str) -> None:
+    try:
+        sc.umount2(path, sc.MNT_DETACH)
+    except KernelError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT, errno.EPERM):
+            raise
+
+
+def _setup_dev(dev: str) -> None:
+    """A minimal /dev: tmpfs with bind-mounted host nodes, devpts, shm and the usual links."""
+    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_NOEXEC, "mode=755,size=64k")
+    for node in DEV_NODES:
+        target = os.path.join(dev, node)
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
+        sc.mount("/dev/" + node, target, None, sc.MS_BIND)
+    for sub in ("pts", "shm"):
+        os.mkdir(os.path.join(dev, sub), 0o755)
+    sc.mount("devpts", os.path.join(dev, "pts"), "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+    sc.mount("shm", os.path.join(dev, "shm"), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777,size=65536k")
+    for link, target in (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, os.path.join(dev, link))
+
+
+def _setup_mounts(spec: Spec, registry: reg.Registry, pid_private: bool) -> None:
+    """Runs in the process that will be pinned, inside the new mount namespace."""
+    sc.mount("none", "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    if spec.root is None:
+        # Other guests' pins must not be copied into this guest (they would keep
+        # those namespaces alive after their guest is removed).
+        _detach(registry.state_dir)
+        _detach(registry.netns_dir)
+        if pid_private:
+            sc.mount("proc", "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+        return
+    root = spec.root
+    sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
+    os.chdir(root)
+    for d, mode in (("proc", 0o555), ("dev", 0o755)):
+        if not os.path.isdir(d):
+            os.mkdir(d, mode)
+    sc.mount("proc", "proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    _setup_dev(os.path.join(root, "dev"))
+    sc.pivot_root(".", ".")
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+
+
+def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> None:  # pragma: no cover - forked child
+    """Process C: make the namespaces; fork the init I when there is one."""
+    c2p, p2c, go_r, status_w = pipes
+
+    def send(msg):
+        enter.write_all(c2p, (json.dumps(msg) + "\n").encode())
+
+    def wait_ack():
+        if os.read(p2c, 1) != b"k":
+            os._exit(1)
+
+    try:
+        sc.set_pdeathsig(signal.SIGKILL)
+        sc.set_dumpable(False)
+        shared = getattr(spec, "_share_fds", [])
+        user_shared = [(t, fd) for t, fd in shared if t == "user"]
+        for t, fd in user_shared:
+            sc.setns(fd, t)
+        if "user" in spec.namespaces:
+            sc.unshare_one("user")
+            send({"step": "user"})
+            wait_ack()
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        for t, fd in shared:
+            if t != "user":
+                sc.setns(fd, t)
+        for t in spec.namespaces:
+            if t != "user":
+                sc.unshare_one(t)
+        if "mnt" in spec.namespaces:
+            _newer_mnt_ns(spec.name)
+        if "time" in spec.namespaces:
+            send({"step": "time"})
+            wait_ack()
+        if "net" in spec.namespaces:
+            _lo_up()
+        if spec.hostname and "uts" in spec.namespaces:
+            sc.sethostname(spec.hostname)
+        pid_private = "pid" in spec.namespaces
+        if not needs_init:
+            if "mnt" in spec.namespaces:
+                _setup_mounts(spec, registry, False)
+            send({"step": "ready", "pid": os.getpid()})
+            os.read(p2c, 1)  # parent pinned us (or died): done
+            os._exit(0)
+        child = os.fork()
+        if child:
+            send({"step": "init", "pid": child})
+            os._exit(0)
+        # Process I: the guest's PID 1 (or its reaper when pid is shared).
+        if "mnt" in spec.namespaces:
+            _setup_mounts(spec, registry, pid_private)
+        send({"step": "ready"})
+        if os.read(go_r, 1) != b"g":
+            os._exit(1)  # the parent died before the guest was recorded
+        os.setsid()
+        for fd in (0, 1, 2):
+            os.dup2(devnull_fd, fd)
+        enter.close_fds_except({status_w, reaper_fd})
+        enter.reset_signals()
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container": "linuxns"}
+        if spec.init:
+            try:
+                os.execvpe(spec.init[0], spec.init, env)
+            except OSError as exc:
+                enter.write_all(status_w, ("init %s could not be started inside the guest: %s" % (spec.init[0], exc.strerror)).encode())
+                os._exit(127)
+        if reaper_fd >= 0:
+            try:
+                os.execve(reaper_fd, ["catatonit", "-P"], env)
+            except OSError as exc:
+                enter.write_all(status_w, ("the reaper could not be started: %s" % exc.strerror).encode())
+                os._exit(127)
+        os.close(status_w)
+        _python_reaper()
+    except BaseException as exc:  # noqa: BLE001
+        try:
+            send({"step": "error", **enter._error_payload(exc)})
+        finally:
+            os._exit(1)
+
+
+def _newer_mnt_ns(name) -> None:  # pragma: no cover - forked child
+    """Make sure our new mount namespace's id is above the pinning process's.
+
+    Linux refuses to bind-mount a mount namespace file into a namespace whose
+    id is not lower (mnt_ns_loop, EINVAL).  Since 6.18 ids come from per-CPU
+    batches of 4096, so a namespace made later on another CPU can get a lower
+    id.  The CPU whose batch gave the parent its id always gives higher ones:
+    try each CPU in turn with a fresh unshare(CLONE_NEWNS).
+    """
+    parent_id = _PARENT_MNT_ID.get("id")
+    mine = sc.mnt_ns_id()
+    if parent_id is None or mine is None or mine > parent_id:
+        return
+    allowed = os.sched_getaffinity(0)
+    try:
+        for _attempt in range(3):
+            for cpu in sorted(allowed):
+                os.sched_setaffinity(0, {cpu})
+                sc.unshare_one("mnt")
+                if sc.mnt_ns_id() > parent_id:
+                    return
+    finally:
+        os.sched_setaffinity(0, allowed)
+    raise GuestError("guest %r: could not get a mount namespace the kernel lets us pin (namespace id order)" % name)
+
+
+_PARENT_MNT_ID = {}
+
+
+def _python_reaper() -> None:  # pragma: no cover - forked child
+    """Fallback PID 1 when no catatonit is installed (costs a Python process)."""
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            signal.pause()
+        except InterruptedError:
+            pass
+
+
+class _Run:
+    """What one creation made so far (for rollback)."""
+
+    def __init__(self):
+        self.pins = []
+        self.alias = None
+        self.init_pid = None
+        self.init_start = None
+
+
+def _read_msg(f, spec) -> dict:
+    line = f.readline()
+    if not line:
+        raise GuestError("guest %r: the process creating its namespaces died unexpectedly" % spec.name)
+    msg = json.loads(line.decode())
+    if msg.get("step") == "error":
+        enter.raise_payload(msg)
+    return msg
+
+
+def create(registry: reg.Registry, spec: Spec, context_id=None) -> dict:
+    """Create the guest (caller holds its lock and removed any leftovers)."""
+    name = spec.name
+    ctx = registry.reserve_context_id(name, context_id if context_id is not None else spec.context_id)
+    meta = spec.wanted()
+    meta.update({"context_id": ctx, "phase": "creating", "pins": {}, "created": time.time(), "reaper": None, "init_pid": None})
+    run = _Run()
+    try:
+        registry.save(meta)
+        fault("reserved")
+        _create_processes(registry, spec, meta, run)
+        meta["phase"] = "ready"
+        registry.save(meta)
+        fault("ready")
+        return meta
+    except BaseException:
+        _rollback(registry, name, ctx, run)
+        raise
+
+
+def _create_processes(registry, spec, meta, run) -> None:
+    name = spec.name
+    needs_init = "pid" in spec.namespaces or "pid" in spec.share or spec.init is not None
+    share_fds = []
+    reaper_fd = -1
+    devnull_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    pipes_p = {}
+    try:
+        for t in ("user",) + enter.ENTER_ORDER:
+            if t in spec.share:
+                src = spec.share[t]
+                path = src if src.startswith("/") else registry.pin_path(src, t)
+                share_fds.append((t, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        spec._share_fds = share_fds
+        if needs_init and not spec.init:
+            reaper = find_reaper()
+            meta["reaper"] = reaper or "python"
+            if reaper:
+                reaper_fd = os.open(reaper, os.O_RDONLY | os.O_CLOEXEC)
+        _PARENT_MNT_ID["id"] = sc.mnt_ns_id()
+        c2p_r, c2p_w = os.pipe2(os.O_CLOEXEC)
+        p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        pipes_p = {"c2p_r": c2p_r, "p2c_w": p2c_w, "go_w": go_w, "status_r": status_r}
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            for fd in (c2p_r, p2c_w, go_w, status_r):
+                os.close(fd)
+            _child_main(spec, registry, (c2p_w, p2c_r, go_r, status_w), reaper_fd, devnull_fd, needs_init)
+            os._exit(1)
+        for fd in (c2p_w, p2c_r, go_r, status_w):
+            os.close(fd)
+        fault("forked")
+        reader = os.fdopen(c2p_r, "rb", buffering=0)
+        pipes_p["c2p_r"] = -1
+        try:
+            target = None
+            ready = False
+            while not ready or (needs_init and run.init_pid is None):
+                msg = _read_msg(reader, spec)
+                step = msg["step"]
+                if step == "user":
+                    _write_proc(pid, "uid_map", "\n".join(spec.uid_map) + "\n", name)
+                    _write_proc(pid, "gid_map", "\n".join(spec.gid_map) + "\n", name)
+                    os.write(p2c_w, b"k")
+                elif step == "time":
+                    offs = spec.time_offsets or {}
+                    text = "".join("%s %d %d\n" % (k, int(v), int(round((v - int(v)) * 1e9))) for k, v in sorted(offs.items()))
+                    if text:
+                        _write_proc(pid, "timens_offsets", text, name)
+                    os.write(p2c_w, b"k")
+                elif step == "init":
+                    run.init_pid = msg["pid"]
+                    run.init_start = reg.proc_start_time(run.init_pid)
+                    meta["init_pid"] = run.init_pid
+                    meta["init_start"] = run.init_start
+                    registry.save(meta)
+                elif step == "ready":
+                    ready = True
+                    target = msg.get("pid")
+            if needs_init:
+                target = run.init_pid
+            if target is None:
+                raise GuestError("guest %r: no process to pin" % name)
+            fault("started")
+            _make_pins(registry, spec, meta, run, target, needs_init)
+            fault("pinned")
+            if "net" in meta["pins"]:
+                _make_alias(registry, name, meta, run)
+            fault("aliased")
+            registry.save(meta)
+            if needs_init:
+                os.write(go_w, b"g")
+                os.close(go_w)
+                pipes_p["go_w"] = -1
+                err = enter.read_all(status_r)
+                if err:
+                    raise GuestError("guest %r: %s" % (name, err.decode(errors="replace")))
+            else:
+                os.write(p2c_w, b"d")
+        finally:
+            reader.close()
+            enter.wait_child(pid)
+    finally:
+        for fd in list(pipes_p.values()) + [fd for _t, fd in share_fds] + [reaper_fd, devnull_fd]:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def _write_proc(pid, leaf, text, name) -> None:
+    try:
+        with open("/proc/%d/%s" % (pid, leaf), "w") as f:
+            f.write(text)
+    except OSError as exc:
+        raise InvalidInput("guest %r: writing %s failed: %s (check the values)" % (name, leaf, exc.strerror)) from None
+
+
+def _make_pins(registry, spec, meta, run, target, has_init) -> None:
+    name = spec.name
+    os.makedirs(registry.pin_dir(name), mode=0o700, exist_ok=True)
+    own_mnt = os.stat("/proc/self/ns/mnt").st_ino
+    for t in ("user",) + enter.ENTER_ORDER:
+        if t not in spec.namespaces and t not in spec.share:
+            continue
+        leaf = t
+        if t == "time" and not has_init:
+            leaf = "time_for_children"
+        src = "/proc/%d/ns/%s" % (target, leaf)
+        if t == "mnt" and "mnt" in spec.namespaces and os.stat(src).st_ino == own_mnt:
+            raise GuestError("guest %r: the new mount namespace was not created (the child is still in ours)" % name)
+        path = registry.pin_path(name, t)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+        os.close(fd)
+        run.pins.append(path)
+        sc.mount(src, path, None, sc.MS_BIND)
+        st = os.stat(path)
+        meta["pins"][t] = {"path": path, "dev": st.st_dev, "ino": st.st_ino}
+
+
+def _make_alias(registry, name, meta, run) -> None:
+    registry.ensure_netns_dir()
+    alias = registry.alias_path(name)
+    pin = meta["pins"]["net"]
+    try:
+        fd = os.open(alias, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
+        os.close(fd)
+    except FileExistsError:
+        now = reg.ns_id(alias)
+        if now is not None and now[1] == pin["ino"]:
+            meta["netns_alias"] = alias
+            return
+        if now is not None:
+            raise GuestConflict(
+                "guest %r: a network namespace named %r already exists in %s and is not this guest's; "
+                "remove it (ip netns delete %s) or rename the guest" % (name, name, registry.netns_dir, name)
+            ) from None
+        # A leftover name file with nothing mounted on it: take it over.
+    run.alias = alias
+    sc.mount(pin["path"], alias, None, sc.MS_BIND)
+    meta["netns_alias"] = alias
+
+
+def _unpin(path: str) -> None:
+    for _ in range(16):  # stacked mounts from a crash: detach them all
+        try:
+            sc.umount2(path, sc.MNT_DETACH | sc.UMOUNT_NOFOLLOW)
+        except KernelError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOENT):
+                break
+            raise
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _rollback(registry, name, ctx, run) -> None:
+    if run.init_pid and reg.process_alive(run.init_pid, run.init_start):
+        _kill_wait(run.init_pid, run.init_start, signal.SIGKILL, 5.0)
+    if run.alias:
+        _unpin(run.alias)
+    for path in run.pins:
+        _unpin(path)
+    registry.release_context_id(name, ctx)
+    shutil.rmtree(registry.guest_dir(name), ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Stopping and removing
+# ---------------------------------------------------------------------------------------
+def _kill_wait(pid, start, sig, timeout) -> bool:
+    """Send ``sig`` to the recorded process; True when it is gone within ``timeout``."""
+    if not reg.process_alive(pid, start):
+        return True
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while time.monotonic() < deadline:
+        if not reg.process_alive(pid, start):
+            return True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    return not reg.process_alive(pid, start)
+
+
+class ProcIndex:
+    """One scan of /proc: namespace inode -> pids (shared by a batch)."""
+
+    def __init__(self):
+        self.by_ns = {}
+        self.start = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            for t in ("pid", "mnt", "net", "uts", "ipc", "user", "cgroup", "time"):
+                try:
+                    target = os.readlink("/proc/%d/ns/%s" % (pid, t))
+                except OSError:
+                    continue
+                ino = int(target[target.index("[") + 1 : -1])
+                self.by_ns.setdefault((t, ino), set()).add(pid)
+
+    def members(self, meta: dict) -> set:
+        pids = set()
+        for t in meta.get("namespaces", []):
+            pin = meta.get("pins", {}).get(t)
+            if pin:
+                pids |= self.by_ns.get((t, pin["ino"]), set())
+        pids.discard(os.getpid())
+        return pids
+
+
+def stop_processes(meta: dict, proc_index=None) -> None:
+    """Stop the guest's processes: init-based or init-less semantics (docs/concepts.md)."""
+    init_pid, init_start = meta.get("init_pid"), meta.get("init_start")
+    timeout = float(meta.get("stop_timeout") or 0)
+    sig = getattr(signal, meta.get("stop_signal") or "SIGTERM", signal.SIGTERM)
+    if meta.get("init") and init_pid:
+        # Init-based guest: ask its init to halt, wait, then kill (the kernel kills the rest).
+        if not _kill_wait(init_pid, init_start, sig, timeout):
+            _kill_wait(init_pid, init_start, signal.SIGKILL, 10.0)
+        return
+    index = proc_index or ProcIndex()
+    members = index.members(meta)
+    if init_pid:
+        members.discard(init_pid)
+    starts = {pid: reg.proc_start_time(pid) for pid in members}
+    if members:
+        for pid in members:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(reg.process_alive(p, starts[p]) for p in members):
+            time.sleep(0.05)
+        for pid in members:
+            if reg.process_alive(pid, starts[pid]):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    if init_pid:
+        _kill_wait(init_pid, init_start, signal.SIGKILL, 10.0)
+
+
+def remove(registry: reg.Registry, name: str, meta, keep_context_id: bool = False, proc_index=None) -> None:
+    """Stop and dispose of a guest, also one left half-made by a crash."""
+    meta = meta or {"name": name}
+    if meta.get("phase") == "ready" or meta.get("init_pid"):
+        stop_processes(meta, proc_index)
+    alias = registry.alias_path(name)
+    alias_id = reg.ns_id(alias)
+    if alias_id is not None:
+        ours = {p.get("ino") for p in meta.get("pins", {}).values()}
+        net_pin = reg.ns_id(registry.pin_path(name, "net"))
+        if net_pin:
+            ours.add(net_pin[1])
+        if alias_id[1] in ours:
+            _unpin(alias)
+    pin_dir = registry.pin_dir(name)
+    try:
+        leaves = os.listdir(pin_dir)
+    except FileNotFoundError:
+        leaves = []
+    for leaf in leaves:
+        _unpin(os.path.join(pin_dir, leaf))
+    if not keep_context_id:
+        registry.release_context_id(name, meta.get("context_id"))
+    shutil.rmtree(registry.guest_dir(name), ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Kernel relations (namespace_info)
+# ---------------------------------------------------------------------------------------
+def ns_relations(path: str) -> dict:
+    """Owning user namespace and (pid/user) parent inode via the nsfs ioctls."""
+    out = {}
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return out
+    try:
+        for key, req in (("owner_user_ns", NS_GET_USERNS), ("parent", NS_GET_PARENT)):
+            try:
+                rfd = fcntl.ioctl(fd, req)
+            except OSError:
+                continue
+            try:
+                out[key] = os.fstat(rfd).st_ino
+            finally:
+                os.close(rfd)
+    finally:
+        os.close(fd)
+    return out
+
+
+def host_limits(registry: reg.Registry, metas) -> dict:
+    """max_*_namespaces per type with how many this registry's guests use."""
+    out = {}
+    for t in sc.NS_TYPES:
+        path = "/proc/sys/user/max_%s_namespaces" % sc.LIMIT_NAMES[t]
+        try:
+            with open(path) as f:
+                limit = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        used = sum(1 for m in metas if t in (m.get("namespaces") or []))
+        out[t] = {"limit": limit, "used_by_guests": used, "headroom": limit - used, "path": path}
+    return out

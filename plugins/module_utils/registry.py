@@ -1,0 +1,358 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The guest registry: state folder, metadata, context ids, pins and locks.
+
+Layout of the state folder (default ``/run/linuxns``, a private bind mount of
+itself so that pins made under it do not propagate anywhere)::
+
+    STATE/guests/NAME/meta.json     guest metadata (written atomically)
+    STATE/guests/NAME/ns/TYPE       namespace pins (bind mounts of /proc/PID/ns/TYPE)
+    STATE/ctx/ID -> NAME            context id reservations (symlinks, made with O_EXCL semantics)
+    STATE/locks/NAME.lock           per-guest flock
+    STATE/.lock                     lock for the state folder's own setup
+
+The guest's network namespace is also bind-mounted on /run/netns/NAME, the
+way iproute2 does it, so ``ip netns exec NAME`` works.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import time
+
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
+    GuestError,
+    GuestNotFound,
+    InvalidInput,
+    KernelError,
+)
+
+DEFAULT_STATE_DIR = "/run/linuxns"
+NETNS_RUN_DIR = "/run/netns"
+CONTEXT_ID_MIN = 2
+CONTEXT_ID_MAX = 65535
+META_VERSION = 1
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+LOCK_TIMEOUT = 120.0
+
+_nsfs_dev = None
+
+
+def nsfs_dev() -> int:
+    """st_dev shared by every namespace file (the nsfs superblock)."""
+    global _nsfs_dev
+    if _nsfs_dev is None:
+        _nsfs_dev = os.stat("/proc/self/ns/net").st_dev
+    return _nsfs_dev
+
+
+def validate_name(name, param: str = "name") -> str:
+    """Check a guest name; return it or raise InvalidInput naming ``param``."""
+    if not isinstance(name, str) or name == "":
+        raise InvalidInput("%s must be a non-empty guest name" % param)
+    if name.isdigit():
+        raise InvalidInput(
+            "%s %r is all digits: a string of digits always means a context id, so a guest name cannot be one" % (param, name)
+        )
+    if len(name) > 63:
+        raise InvalidInput("%s %r is %d characters long; a guest name has at most 63" % (param, name, len(name)))
+    if not _NAME_RE.match(name):
+        raise InvalidInput(
+            "%s %r is not a valid guest name: use letters, digits, '_', '.' and '-', "
+            "not starting with '.' or '-' (no '/', spaces or '..')" % (param, name)
+        )
+    return name
+
+
+def validate_context_id(ctx, param: str = "context_id") -> int:
+    try:
+        value = int(ctx)
+    except (TypeError, ValueError):
+        raise InvalidInput("%s %r is not a number" % (param, ctx)) from None
+    if value in (0, 1):
+        raise InvalidInput(
+            "%s %d is reserved (0 is the host, 1 is reserved); use %d-%d" % (param, value, CONTEXT_ID_MIN, CONTEXT_ID_MAX)
+        )
+    if not CONTEXT_ID_MIN <= value <= CONTEXT_ID_MAX:
+        raise InvalidInput("%s %d is out of range %d-%d" % (param, value, CONTEXT_ID_MIN, CONTEXT_ID_MAX))
+    return value
+
+
+def proc_start_time(pid: int):
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat), or None."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def process_alive(pid, start) -> bool:
+    """True when ``pid`` runs and is the same process (start time) as recorded."""
+    if not pid:
+        return False
+    now = proc_start_time(int(pid))
+    return now is not None and (start is None or now == start) and not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    return data[data.rindex(b")") + 2 :].split()[0] in (b"Z", b"X")
+
+
+def ns_id(path: str):
+    """(st_dev, st_ino) of a namespace file, or None when it is not one."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st.st_dev != nsfs_dev():
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def write_atomic(path: str, data: str, mode: int = 0o600) -> None:
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data.encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def is_mount_point_via_private(path: str) -> bool:
+    """Make ``path`` private if it is a mount point; False when it is not one."""
+    try:
+        sc.mount(None, path, None, sc.MS_PRIVATE)
+        return True
+    except KernelError as exc:
+        if exc.errno == errno.EINVAL:
+            return False
+        raise
+
+
+class Lock:
+    """An flock on a file, with a bounded wait and a clear message."""
+
+    def __init__(self, path: str, what: str, timeout: float = LOCK_TIMEOUT):
+        self.path = path
+        self.what = what
+        self.timeout = timeout
+        self.fd = -1
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+            if time.monotonic() > deadline:
+                os.close(self.fd)
+                self.fd = -1
+                raise GuestError("%s is locked by another run for more than %ds" % (self.what, self.timeout))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def __exit__(self, *exc):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        return False
+
+
+class Registry:
+    """The guests of one state folder on this host."""
+
+    def __init__(self, state_dir: str = DEFAULT_STATE_DIR, netns_dir: str = NETNS_RUN_DIR):
+        if not isinstance(state_dir, str) or not state_dir.startswith("/"):
+            raise InvalidInput("state_dir %r must be an absolute path" % (state_dir,))
+        self.state_dir = os.path.normpath(state_dir)
+        self.netns_dir = netns_dir
+        self.guests_dir = os.path.join(self.state_dir, "guests")
+        self.ctx_dir = os.path.join(self.state_dir, "ctx")
+        self.locks_dir = os.path.join(self.state_dir, "locks")
+        self._ready = False
+        self._ctx_cache = None
+
+    # ---- setup -------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return os.path.isdir(self.guests_dir)
+
+    def ensure(self) -> None:
+        """Create the state folder as a private bind mount of itself (idempotent)."""
+        if self._ready:
+            return
+        for d in (self.state_dir,):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        with Lock(os.path.join(self.state_dir, ".lock"), "state folder %s" % self.state_dir):
+            if not is_mount_point_via_private(self.state_dir):
+                sc.mount(self.state_dir, self.state_dir, None, sc.MS_BIND)
+                sc.mount(None, self.state_dir, None, sc.MS_PRIVATE)
+            for d in (self.guests_dir, self.ctx_dir, self.locks_dir):
+                os.makedirs(d, mode=0o700, exist_ok=True)
+        self._ready = True
+
+    def ensure_netns_dir(self) -> None:
+        """/run/netns as a shared mount, set up under an flock (iproute2's netns_add)."""
+        os.makedirs(self.netns_dir, mode=0o755, exist_ok=True)
+        with Lock(os.path.join(self.state_dir, ".netns.lock"), "the %s setup" % self.netns_dir):
+            try:
+                sc.mount("none", self.netns_dir, None, sc.MS_SHARED | sc.MS_REC)
+            except KernelError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                sc.mount(self.netns_dir, self.netns_dir, "none", sc.MS_BIND | sc.MS_REC)
+                sc.mount("none", self.netns_dir, None, sc.MS_SHARED | sc.MS_REC)
+
+    # ---- paths -------------------------------------------------------------------------
+    def guest_dir(self, name: str) -> str:
+        return os.path.join(self.guests_dir, name)
+
+    def meta_path(self, name: str) -> str:
+        return os.path.join(self.guests_dir, name, "meta.json")
+
+    def pin_dir(self, name: str) -> str:
+        return os.path.join(self.guests_dir, name, "ns")
+
+    def pin_path(self, name: str, nstype: str) -> str:
+        return os.path.join(self.guests_dir, name, "ns", nstype)
+
+    def alias_path(self, name: str) -> str:
+        return os.path.join(self.netns_dir, name)
+
+    def lock(self, name: str) -> Lock:
+        self.ensure()
+        return Lock(os.path.join(self.locks_dir, name + ".lock"), "guest %r" % name)
+
+    # ---- metadata ----------------------------------------------------------------------
+    def names(self) -> list:
+        try:
+            return sorted(n for n in os.listdir(self.guests_dir) if not n.startswith("."))
+        except FileNotFoundError:
+            return []
+
+    def load(self, name: str):
+        """The guest's metadata dict, or None when there is none."""
+        try:
+            with open(self.meta_path(name), "rb") as f:
+                meta = json.loads(f.read().decode())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            # A torn or foreign file: treat as an incomplete guest to clean up.
+            return {"name": name, "phase": "corrupt"}
+        return meta
+
+    def save(self, meta: dict) -> None:
+        name = meta["name"]
+        os.makedirs(self.pin_dir(name), mode=0o700, exist_ok=True)
+        meta["version"] = META_VERSION
+        write_atomic(self.meta_path(name), json.dumps(meta, sort_keys=True, indent=1))
+
+    # ---- context ids -------------------------------------------------------------------
+    def ctx_owner(self, ctx: int):
+        try:
+            return os.readlink(os.path.join(self.ctx_dir, str(ctx)))
+        except OSError:
+            return None
+
+    def used_context_ids(self) -> set:
+        try:
+            return {int(n) for n in os.listdir(self.ctx_dir) if n.isdigit()}
+        except FileNotFoundError:
+            return set()
+
+    def reserve_context_id(self, name: str, ctx=None) -> int:
+        """Reserve ``ctx`` (or the lowest free id) for ``name``; atomic per id."""
+        self.ensure()
+        if ctx is not None:
+            owner = self.ctx_owner(ctx)
+            if owner == name:
+                return ctx
+            try:
+                os.symlink(name, os.path.join(self.ctx_dir, str(ctx)))
+                return ctx
+            except FileExistsError:
+                owner = self.ctx_owner(ctx)
+                raise InvalidInput("context_id %d is already taken by guest %r" % (ctx, owner)) from None
+        if self._ctx_cache is None:
+            self._ctx_cache = self.used_context_ids()
+        candidate = CONTEXT_ID_MIN
+        while candidate <= CONTEXT_ID_MAX:
+            if candidate not in self._ctx_cache:
+                try:
+                    os.symlink(name, os.path.join(self.ctx_dir, str(candidate)))
+                    self._ctx_cache.add(candidate)
+                    return candidate
+                except FileExistsError:
+                    self._ctx_cache.add(candidate)
+            candidate += 1
+        raise GuestError("no free context id left (%d-%d are all used)" % (CONTEXT_ID_MIN, CONTEXT_ID_MAX))
+
+    def release_context_id(self, name: str, ctx) -> None:
+        if ctx is None:
+            return
+        if self.ctx_owner(ctx) == name:
+            try:
+                os.unlink(os.path.join(self.ctx_dir, str(ctx)))
+            except FileNotFoundError:
+                pass
+        if self._ctx_cache is not None:
+            self._ctx_cache.discard(ctx)
+
+    # ---- lookup ------------------------------------------------------------------------
+    def resolve(self, ref, param: str = "guest") -> str:
+        """Turn a guest reference (name or context id) into a name."""
+        if isinstance(ref, bool):
+            raise InvalidInput("%s must be a guest name or context id, not a boolean" % param)
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            ctx = validate_context_id(ref, param)
+            owner = self.ctx_owner(ctx)
+            if owner is None or self.load(owner) is None:
+                raise GuestNotFound("%s: no guest has context id %d on this host" % (param, ctx))
+            return owner
+        return validate_name(ref, param)
+
+    def find(self, ref, param: str = "guest") -> dict:
+        """The metadata of an existing guest, or GuestNotFound."""
+        name = self.resolve(ref, param)
+        meta = self.load(name)
+        if meta is None:
+            raise GuestNotFound("%s: guest %r does not exist on this host" % (param, name))
+        return meta
+
+
+def health(meta: dict) -> list:
+    """Reasons why the guest is not healthy (empty list: running and healthy)."""
+    reasons = []
+    if meta.get("phase") != "ready":
+        reasons.append("creation of the guest did not finish (phase %s)" % meta.get("phase"))
+        return reasons
+    for nstype, pin in sorted(meta.get("pins", {}).items()):
+        now = ns_id(pin["path"])
+        if now is None:
+            reasons.append("the pin of its %s namespace is gone" % nstype)
+        elif now[1] != pin["ino"]:
+            reasons.append("the pin of its %s namespace points to another namespace" % nstype)
+    if meta.get("init_pid"):
+        if not process_alive(meta["init_pid"], meta.get("init_start")):
+            reasons.append("its init (pid %s) is not running" % meta["init_pid"])
+    return reasons

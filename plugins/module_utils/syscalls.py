@@ -1,0 +1,238 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One thin wrapper per system call the helper needs.
+
+``os.*`` is used where Python has the call (``os.setns``/``os.unshare`` on
+3.12+), ctypes with ``use_errno=True`` elsewhere.  Every wrapper raises
+:class:`KernelError` (or :class:`LimitReached`) with a message that names the
+call, its subject and the errno in words.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import os
+
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import KernelError, LimitReached
+
+# Namespace types in the order nsenter enters them (user first/last is decided
+# by the caller), with their clone flags and /proc/PID/ns file names.
+CLONE_FLAGS = {
+    "user": 0x10000000,
+    "cgroup": 0x02000000,
+    "ipc": 0x08000000,
+    "uts": 0x04000000,
+    "net": 0x40000000,
+    "pid": 0x20000000,
+    "mnt": 0x00020000,
+    "time": 0x00000080,
+}
+NS_TYPES = tuple(CLONE_FLAGS)
+# The kernel's limit files under /proc/sys/user/ use these names.
+LIMIT_NAMES = {
+    "user": "user",
+    "cgroup": "cgroup",
+    "ipc": "ipc",
+    "uts": "uts",
+    "net": "net",
+    "pid": "pid",
+    "mnt": "mnt",
+    "time": "time",
+}
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+
+MNT_FORCE = 0x1
+MNT_DETACH = 0x2
+UMOUNT_NOFOLLOW = 0x8
+
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_RECURSIVE = 0x8000
+AT_EMPTY_PATH = 0x1000
+AT_SYMLINK_NOFOLLOW = 0x100
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+
+# x86_64 / aarch64 / generic syscall numbers of calls glibc 2.36 may lack a
+# wrapper for in older builds (open_tree/move_mount are exported since 2.36).
+_SYS_NR = {
+    "x86_64": {"open_tree": 428, "move_mount": 429, "pivot_root": 155, "openat2": 437},
+    "aarch64": {"open_tree": 428, "move_mount": 429, "pivot_root": 41, "openat2": 437},
+}
+
+_libc = None
+
+
+def libc():
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def errno_text(err: int) -> str:
+    name = _errno.errorcode.get(err, str(err))
+    return "%s (%s)" % (os.strerror(err), name)
+
+
+def fail(call: str, subject: str, err: int) -> KernelError:
+    """Build the error for a failed call (returned so callers can ``raise``)."""
+    return KernelError("%s(%s) failed: %s" % (call, subject, errno_text(err)), errno=err)
+
+
+def _check(res: int, call: str, subject: str) -> int:
+    if res < 0:
+        raise fail(call, subject, ctypes.get_errno())
+    return res
+
+
+def _b(path) -> bytes | None:
+    if path is None:
+        return None
+    return os.fsencode(path)
+
+
+def setns(fd: int, nstype: str = "") -> None:
+    flag = CLONE_FLAGS.get(nstype, 0)
+    try:
+        if hasattr(os, "setns"):
+            os.setns(fd, flag)
+            return
+        res = libc().setns(ctypes.c_int(fd), ctypes.c_int(flag))
+    except OSError as exc:
+        raise fail("setns", nstype or "fd %d" % fd, exc.errno) from None
+    _check(res, "setns", nstype or "fd %d" % fd)
+
+
+def unshare_one(nstype: str) -> None:
+    """unshare() a single namespace type, so a limit error names its type."""
+    flag = CLONE_FLAGS[nstype]
+    err = 0
+    if hasattr(os, "unshare"):
+        try:
+            os.unshare(flag)
+        except OSError as exc:
+            err = exc.errno
+    else:
+        if libc().unshare(ctypes.c_int(flag)) < 0:
+            err = ctypes.get_errno()
+    if not err:
+        return
+    if err == _errno.ENOSPC:
+        limit = "/proc/sys/user/max_%s_namespaces" % LIMIT_NAMES[nstype]
+        raise LimitReached(
+            "cannot create a %s namespace: the limit in %s is reached (raise it, or remove guests)" % (nstype, limit),
+            errno=err,
+            limit=limit,
+        )
+    raise fail("unshare", nstype, err)
+
+
+NS_GET_MNTNS_ID = 0x8008B705
+
+
+def mnt_ns_id(path: str = "/proc/self/ns/mnt"):
+    """The kernel's 64-bit id of a mount namespace (Linux 6.8+), or None."""
+    import fcntl
+    import struct
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, NS_GET_MNTNS_ID, buf)
+        return struct.unpack("Q", bytes(buf))[0]
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def mount(src, target, fstype=None, flags: int = 0, data=None) -> None:
+    res = libc().mount(_b(src), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+    _check(res, "mount", str(target))
+
+
+def umount2(target, flags: int = 0) -> None:
+    res = libc().umount2(_b(target), ctypes.c_int(flags))
+    _check(res, "umount", str(target))
+
+
+def _syscall(name: str, *args) -> int:
+    arch = os.uname().machine
+    nr = _SYS_NR.get(arch, {}).get(name)
+    if nr is None:
+        raise KernelError("%s is not supported on %s" % (name, arch), errno=_errno.ENOSYS)
+    return libc().syscall(ctypes.c_long(nr), *args)
+
+
+def pivot_root(new_root, put_old) -> None:
+    res = _syscall("pivot_root", ctypes.c_char_p(_b(new_root)), ctypes.c_char_p(_b(put_old)))
+    _check(res, "pivot_root", str(new_root))
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    res = libc().sethostname(ctypes.c_char_p(raw), ctypes.c_size_t(len(raw)))
+    _check(res, "sethostname", name)
+
+
+def open_tree(dirfd: int, path, flags: int) -> int:
+    res = _syscall("open_tree", ctypes.c_int(dirfd), ctypes.c_char_p(_b(path)), ctypes.c_uint(flags))
+    return _check(res, "open_tree", str(path))
+
+
+def move_mount(from_dirfd: int, from_path, to_dirfd: int, to_path, flags: int) -> None:
+    res = _syscall(
+        "move_mount",
+        ctypes.c_int(from_dirfd),
+        ctypes.c_char_p(_b(from_path)),
+        ctypes.c_int(to_dirfd),
+        ctypes.c_char_p(_b(to_path)),
+        ctypes.c_uint(flags),
+    )
+    _check(res, "move_mount", str(to_path))
+
+
+def prctl(option: int, arg: int) -> None:
+    res = libc().prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    _check(res, "prctl", str(option))
+
+
+def set_dumpable(on: bool) -> None:
+    prctl(PR_SET_DUMPABLE, 1 if on else 0)
+
+
+def set_pdeathsig(sig: int) -> None:
+    prctl(PR_SET_PDEATHSIG, sig)
+
+
+def set_child_subreaper() -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def fexecve(fd: int, argv, env) -> None:
+    """Execute the program open on ``fd`` (it may live outside our root)."""
+    try:
+        os.execve(fd, argv, env)
+    except OSError as exc:
+        raise fail("execve", argv[0], exc.errno) from None
