@@ -1,0 +1,73 @@
+# linuxns.guests — development targets (run as root on Debian 12).
+#   make test    deps + venv + link, then the whole pytest suite (unit + integration on lab hosts)
+#   make demo    deps + venv + link, 2 lab hosts, playbooks/demo.yml, lab down (also on failure)
+#   make sanity  ansible-test sanity on a copy of the tree
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+REPO     := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+SHARED   ?= $(REPO)/../shared
+PY       := /usr/bin/python3
+VENV     := $(REPO)/.venv
+VPY      := $(VENV)/bin/python
+STAMP    := $(VENV)/.installed-lock
+LAB      := $(PY) $(REPO)/tests/lab/lab.py
+HOSTS    ?= 2
+PYTEST_ARGS ?=
+COLL_LINK := $(REPO)/build/ansible_collections/linuxns/guests
+SANITY_DIR := $(REPO)/build/sanity/ansible_collections/linuxns/guests
+SANITY_PYTHON ?= 3.11
+GET_PIP_VERSIONS ?= 24.2
+
+.PHONY: deps venv link lab-up lab-down lab-status test demo sanity clean
+
+deps:
+	@bash $(REPO)/tests/lab/deps.sh
+
+venv: $(STAMP)
+
+$(STAMP): $(REPO)/requirements-lock.txt
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install --disable-pip-version-check -q -r $(REPO)/requirements-lock.txt
+	touch $@
+
+# build/ansible_collections/linuxns/guests -> repo root (a symlink, never a copy):
+# ANSIBLE_COLLECTIONS_PATH=$(REPO)/build makes linuxns.guests importable.
+link:
+	@mkdir -p $(dir $(COLL_LINK))
+	@if [ -e $(COLL_LINK) ] && [ ! -L $(COLL_LINK) ]; then \
+	    echo "$(COLL_LINK) exists and is not a symlink; remove it" >&2; exit 1; fi
+	@ln -sfn ../../.. $(COLL_LINK)
+
+lab-up: deps link
+	$(LAB) up --hosts $(HOSTS)
+
+lab-down:
+	$(LAB) down
+
+lab-status:
+	$(LAB) status
+
+test: deps venv link
+	cd $(REPO) && $(VPY) -m pytest tests $(PYTEST_ARGS)
+
+demo: deps venv link
+	bash $(REPO)/tests/lab/demo.sh
+
+sanity: deps venv
+	mkdir -p $(HOME)/.ansible/test/cache
+	for v in $(GET_PIP_VERSIONS); do \
+	    cp $(SHARED)/tools/get_pip_offline.py $(HOME)/.ansible/test/cache/get_pip_$${v//./_}.py; done
+	mkdir -p $(SANITY_DIR)
+	rsync -a --delete --exclude=/.venv --exclude=/build --exclude='/.lab*' \
+	    --exclude=/tests/output --exclude=__pycache__ --exclude=.pytest_cache \
+	    $(REPO)/ $(SANITY_DIR)/
+	cd $(SANITY_DIR) && PATH=$(VENV)/bin:$$PATH $(VENV)/bin/ansible-test sanity \
+	    --python $(SANITY_PYTHON) --local $(SANITY_ARGS)
+
+clean:
+	-$(LAB) down --purge
+	@for d in $(REPO)/.lab-*; do \
+	    [ -d "$$d" ] && LINUXNS_LAB=$${d##*/.lab-} $(LAB) down --purge || true; done
+	rm -rf $(REPO)/build $(REPO)/tests/output
+	find $(REPO) -path $(REPO)/.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
