@@ -1,0 +1,151 @@
+"""The lab itself: real ssh/paramiko logins, own namespaces, private /run, clean down."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LAB_PY = Path(__file__).resolve().parents[1] / "lab" / "lab.py"
+
+
+@pytest.mark.parametrize("connection", ["ssh", "paramiko"])
+def test_ansible_reaches_every_lab_host(ansible_playbook, connection):
+    run = ansible_playbook(
+        [
+            {"name": "ping", "ansible.builtin.ping": {}},
+            {"name": "hostname", "ansible.builtin.command": "hostname"},
+            {"name": "interpreter", "ansible.builtin.command": "readlink -f /proc/self/exe"},
+        ],
+        hosts="lab",
+        connection=connection,
+    )
+    assert sorted(run.hosts) == ["lab1", "lab2"]
+    for host in ("lab1", "lab2"):
+        assert run.task("ping", host)["ping"] == "pong"
+        assert run.task("hostname", host)["stdout"] == host
+        assert run.task("hostname", host).status == "changed"
+
+
+def test_adhoc_and_pinned_interpreter(ansible_adhoc):
+    run = ansible_adhoc("lab2", "ansible.builtin.setup", {"gather_subset": ["!all", "!min", "python"]})
+    facts = run.last["ansible_facts"]
+    assert facts["ansible_python"]["executable"] == "/usr/bin/python3"
+    assert run.last.host == "lab2"
+
+
+def test_each_lab_host_has_its_own_namespaces(lab, lab_exec):
+    inodes = {}
+    for n in (1, 2):
+        pid1 = lab_exec(n, ["cat", "/proc/1/comm"]).stdout.strip()
+        assert pid1 == "catatonit"
+        inodes[n] = {
+            ns: lab_exec(n, ["readlink", f"/proc/1/ns/{ns}"]).stdout.strip()
+            for ns in ("net", "mnt", "uts", "pid")
+        }
+        # the reaper seen from the machine is in the same namespaces
+        assert inodes[n]["net"] == os.readlink(f"/proc/{lab.host_pid(n)}/ns/net")
+    for ns in ("net", "mnt", "uts", "pid"):
+        machine = os.readlink(f"/proc/self/ns/{ns}")
+        assert inodes[1][ns] != machine
+        assert inodes[2][ns] != machine
+        assert inodes[1][ns] != inodes[2][ns]
+
+
+def test_lab_network_is_only_its_veth(lab, lab_exec):
+    for h in lab.hosts:
+        addrs = lab_exec(h.n, ["ip", "-o", "-4", "addr", "show"]).stdout
+        assert f"inet {h.address}/24" in addrs and "eth0" in addrs
+        assert lab_exec(h.n, ["ip", "route", "show", "default"]).stdout.strip() == ""
+        machine_side = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", h.ifname],
+                                      capture_output=True, text=True, check=True).stdout
+        assert f"inet {h.machine_address}/24" in machine_side
+
+
+def test_private_run_and_tmp(lab, lab_exec):
+    for n in (1, 2):
+        mounts = lab_exec(n, ["cat", "/proc/self/mountinfo"]).stdout.splitlines()
+        fstypes = {line.split()[4]: line.split(" - ")[1].split()[0] for line in mounts}
+        assert fstypes.get("/run") == "tmpfs"
+        assert fstypes.get("/tmp") == "tmpfs"
+    marker = "/run/linuxns-lab-test-marker"
+    try:
+        lab_exec(1, ["touch", marker])
+        assert lab_exec(1, ["test", "-e", marker], check=False).returncode == 0
+        assert lab_exec(2, ["test", "-e", marker], check=False).returncode != 0
+        assert not os.path.exists(marker)
+    finally:
+        lab_exec(1, ["rm", "-f", marker], check=False)
+
+
+def test_converge_helper(converge, lab_exec):
+    path = "/run/linuxns-lab-converge"
+    try:
+        c = converge({"ansible.builtin.file": {"path": path, "state": "directory", "mode": "0750"}},
+                     hosts="lab1", diff=True)
+        assert c.check.changed and c.first.changed and not c.second.changed
+        assert lab_exec("lab1", ["stat", "-c", "%a", path]).stdout.strip() == "750"
+        assert lab_exec("lab2", ["test", "-e", path], check=False).returncode != 0
+    finally:
+        lab_exec("lab1", ["rm", "-rf", path], check=False)
+
+
+def test_expected_failure_is_reported(ansible_playbook):
+    run = ansible_playbook([{"name": "boom", "ansible.builtin.fail": {"msg": "on purpose"}}],
+                           hosts="lab2", expect_fail=True)
+    boom = run.task("boom", "lab2")
+    assert boom.failed and boom.status == "failed"
+    assert boom["msg"] == "on purpose"
+
+
+def _lab_cli(env, *args, check=True):
+    return subprocess.run(["/usr/bin/python3", str(LAB_PY), *args], env=env, capture_output=True,
+                          text=True, check=check, timeout=120)
+
+
+def _links():
+    return subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_separate_lab_up_is_idempotent_recovers_and_down_leaves_nothing(lab):
+    """A second lab (LINUXNS_LAB) next to the session lab: up, crash, up, down."""
+    from lab import Lab, is_running, kill_verified
+
+    env = dict(os.environ, LINUXNS_LAB="pytest-down", LINUXNS_LAB_BASE="240")
+    other = Lab(name="pytest-down", base=240)
+    try:
+        _lab_cli(env, "up", "--hosts", "1")
+        status = json.loads(_lab_cli(env, "status").stdout)
+        (host,) = status["hosts"]
+        assert host["ifname"] == "lnsg241" and host["address"] == "198.18.241.2"
+        assert host["healthy"] and host["name"] == "lab1"
+        assert _lab_cli(env, "exec", "1", "--", "hostname").stdout.strip() == "lab1"
+        ssh = subprocess.run(other.ssh_argv(1, ["cat", "/proc/sys/kernel/hostname"]),
+                             capture_output=True, text=True, timeout=30)
+        assert ssh.returncode == 0 and ssh.stdout.strip() == "lab1", ssh.stderr
+
+        # idempotent: the healthy host is kept
+        _lab_cli(env, "up", "--hosts", "1")
+        assert other.host(1).pid == host["pid"]
+
+        # crash: PID 1 gone -> up makes a new one
+        kill_verified(host["pid"], host["pid_start"])
+        _lab_cli(env, "up", "--hosts", "1")
+        again = other.host(1)
+        assert again.pid != host["pid"] and again.running
+
+        pids = [(again.pid, again.pid_start), (again.unshare_pid, again.unshare_start)]
+        _lab_cli(env, "down", "--purge")
+        _lab_cli(env, "down")  # idempotent
+        assert "lnsg241" not in _links()
+        assert not any(is_running(pid, start) for pid, start in pids)
+        assert not other.state_dir.exists()
+        # the session lab is untouched
+        assert all(h.running for h in lab.hosts) and "lnsg1" in _links()
+    finally:
+        other.down(purge=True)
