@@ -934,3 +934,144 @@ def host_limits(registry: reg.Registry, metas) -> dict:
         used = sum(1 for m in metas if t in (m.get("namespaces") or []))
         out[t] = {"limit": limit, "used_by_guests": used, "headroom": limit - used, "path": path}
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Batches (the module's single and list forms)
+# ---------------------------------------------------------------------------------------
+PER_GUEST_KEYS = (
+    "name", "context_id", "namespaces", "share", "hostname", "root", "uid_map", "gid_map",
+    "time_offsets", "init", "stop_signal", "stop_timeout", "recreate", "state",
+)
+
+
+def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False) -> dict:
+    """Converge a list of guest entries; everything is validated and planned first.
+
+    Returns ``{"changed", "results": [...], "diff": {"before", "after"}}``.
+    On a failure the guest being changed is rolled back and a GuestError
+    carries the results of the guests already done.
+    """
+    specs, seen = [], set()
+    for i, params in enumerate(entries):
+        where = "guests[%d]." % i if len(entries) > 1 or params.get("_in_list") else ""
+        spec = Spec(params, registry, where)
+        if spec.name in seen:
+            raise InvalidInput("%sname: guest %r is listed twice" % (where, spec.name))
+        seen.add(spec.name)
+        specs.append(spec)
+    plans = [plan(registry, s) for s in specs]
+    results, before, after = [], {}, {}
+    proc_index = None
+    for p in plans:
+        name = p.spec.name
+        before[name] = p.before or {}
+        after[name] = p.after or {}
+        item = {"name": name, "changed": p.changed, "action": p.action, "reasons": p.reasons, "state": p.spec.state}
+        if check_mode or not p.changed:
+            meta = registry.load(name) if p.spec.state == "present" else None
+            item["guest"] = public_view(meta) if meta and not p.changed else _predicted_view(p)
+            results.append(item)
+            continue
+        if p.action in ("remove", "recreate") and proc_index is None:
+            proc_index = ProcIndex()
+        try:
+            meta = apply(registry, p, proc_index)
+        except GuestError as exc:
+            msg = "guest %r: %s" % (name, exc.msg) if name not in exc.msg else exc.msg
+            err = type(exc)(msg) if not isinstance(exc, KernelError) else KernelError(msg, errno=exc.errno)
+            err.details = {"results": results}
+            raise err from None
+        item["guest"] = public_view(meta) if meta else {}
+        results.append(item)
+    return {
+        "changed": any(r["changed"] for r in results),
+        "results": results,
+        "diff": {"before": before, "after": after},
+    }
+
+
+def _predicted_view(p: Plan) -> dict:
+    if not p.after:
+        return {}
+    view = dict(p.after)
+    view["namespaces"] = {t: {"inode": None, "pin": None, "shared_from": p.after["share"].get(t)} for t in sorted(set(p.after["namespaces"]) | set(p.after["share"]))}
+    view["private_namespaces"] = p.after["namespaces"]
+    view["init_pid"] = None
+    return view
+
+
+# ---------------------------------------------------------------------------------------
+# namespace_info
+# ---------------------------------------------------------------------------------------
+def _links_here() -> list:
+    """Links and addresses of the current network namespace (ip -j, else names only)."""
+    import subprocess
+
+    for ip in ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"):
+        if os.access(ip, os.X_OK):
+            out = subprocess.run([ip, "-j", "addr", "show"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False)
+            if out.returncode == 0:
+                links = []
+                for link in json.loads(out.stdout.decode() or "[]"):
+                    links.append(
+                        {
+                            "ifname": link.get("ifname"),
+                            "index": link.get("ifindex"),
+                            "kind": (link.get("linkinfo") or {}).get("info_kind"),
+                            "state": link.get("operstate"),
+                            "mtu": link.get("mtu"),
+                            "mac": link.get("address"),
+                            "addresses": ["%s/%s" % (a["local"], a["prefixlen"]) for a in link.get("addr_info", [])],
+                        }
+                    )
+                return links
+    return [{"ifname": n, "index": i} for i, n in socket.if_nameindex()]
+
+
+def describe(registry: reg.Registry, meta: dict, want_mounts: bool = False, want_links: bool = False) -> dict:
+    from ansible_collections.linuxns.guests.plugins.module_utils import mounts as mnt
+
+    view = public_view(meta)
+    problems = reg.health(meta)
+    view["running"] = not problems
+    view["healthy"] = not problems
+    view["problems"] = problems
+    for t, info in view["namespaces"].items():
+        if not problems:
+            info.update(ns_relations(info["pin"]))
+    if want_mounts:
+        view["mounts"] = mnt.guest_mountinfo(meta) if not problems and "mnt" in meta.get("pins", {}) else []
+    if want_links:
+        view["links"] = enter.call_in_guest(meta, ["net"], _links_here) if not problems and "net" in meta.get("pins", {}) else []
+    return view
+
+
+def info(registry: reg.Registry, refs=None, want_mounts: bool = False, want_links: bool = False) -> dict:
+    """Guests of this host (all, or those named), their health and the host's headroom."""
+    metas, missing = [], []
+    if refs:
+        for i, ref in enumerate(refs):
+            param = "name" if len(refs) == 1 else "guests[%d]" % i
+            try:
+                metas.append(registry.find(ref, param))
+            except GuestError as exc:
+                if exc.__class__.__name__ != "GuestNotFound":
+                    raise
+                missing.append(str(ref))
+    else:
+        for name in registry.names():
+            meta = registry.load(name)
+            if meta is not None:
+                metas.append(meta)
+    all_metas = [registry.load(n) for n in registry.names()] if refs else metas
+    return {
+        "guests": [describe(registry, m, want_mounts, want_links) for m in metas],
+        "missing": missing,
+        "host": {
+            "state_dir": registry.state_dir,
+            "guest_count": len([m for m in all_metas if m]),
+            "limits": host_limits(registry, [m for m in all_metas if m]),
+            "reaper": find_reaper(),
+        },
+    }

@@ -1,0 +1,320 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: namespace_create
+short_description: Create or remove guests - named, pinned sets of Linux namespaces
+version_added: 0.1.0
+description:
+  - Creates a I(guest) on the target host - a named set of Linux namespaces with a numeric context id, in the spirit
+    of util-vserver - or removes one.
+  - Each namespace is pinned by bind-mounting C(/proc/PID/ns/TYPE) onto a file under O(state_dir), so the guest
+    lives without any process in it. When the guest has a PID namespace its PID 1 is a tiny reaper
+    (C(catatonit -P) when installed) or the init given in O(init).
+  - The guest's network namespace is also visible as C(/run/netns/NAME), so C(ip netns exec NAME ...) and
+    C(nsenter --net=/run/netns/NAME) work on it. Loopback is brought up in a new network namespace.
+  - With O(root), the guest gets its own C(/) - a recursive bind of the folder onto itself (a chroot barrier),
+    C(pivot_root), the old root detached, a fresh C(/proc) and a minimal C(/dev) (tmpfs with the null, zero, full,
+    random, urandom and tty nodes bound from the host, devpts, shm).
+  - Use the list form O(guests) to create or remove hundreds of guests in one task; Ansible's per-task overhead
+    is far larger than the kernel work.
+  - Every change to one guest happens under its lock; a run that fails or is killed leaves nothing behind that
+    the next run does not clean up.
+author:
+  - linuxns.guests developers
+extends_documentation_fragment:
+  - linuxns.guests.guest
+  - linuxns.guests.guest.ATTRIBUTES
+options:
+  name:
+    description:
+      - Name of the guest. Letters, digits, C(_), C(.) and C(-), at most 63 characters, not all digits (a string of
+        digits always means a context id), not starting with C(.) or C(-).
+      - Exactly one of O(name) and O(guests) is required.
+    type: str
+  guests:
+    description:
+      - The list form. Each entry is a dict with the per-guest options of this module (O(name), O(context_id),
+        O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(time_offsets), O(init),
+        O(stop_signal), O(stop_timeout), O(recreate), O(state)).
+      - Options given at the top level of the task are defaults for every entry.
+      - All entries are validated and planned before anything changes.
+    type: list
+    elements: dict
+  context_id:
+    description:
+      - Numeric context id of the guest, 2-65535, unique on the host (0 is the host, 1 is reserved).
+      - When not given, a new guest gets the lowest free id and an existing guest keeps its own.
+    type: int
+  namespaces:
+    description:
+      - The namespace types the guest gets privately (new ones).
+      - A type that is also in O(share) is joined, never created.
+    type: list
+    elements: str
+    choices: [mnt, uts, ipc, net, pid, cgroup, time, user]
+    default: [mnt, uts, ipc, net, pid]
+  share:
+    description:
+      - Namespaces joined instead of created, as a dict of namespace type to either another guest (its name or
+        context id) or the path of a namespace file such as C(/run/netns/x) or C(/proc/PID/ns/net).
+      - Like util-vserver's C(ln .../vserver1/network new/network) composition, for example a guest that uses
+        another guest's network.
+    type: dict
+  hostname:
+    description:
+      - Host name inside the guest; needs a private C(uts) namespace. Defaults to the guest name.
+      - Changing it changes the running guest in place.
+    type: str
+  root:
+    description:
+      - Absolute path of a host folder that becomes the guest's C(/). Needs a private C(mnt) namespace.
+      - Missing C(proc) and C(dev) folders are created in it.
+    type: path
+  uid_map:
+    description:
+      - For a private C(user) namespace, lines C(inside outside count), written before anything runs in the guest.
+      - Defaults to C(0 0 1) (root inside is root outside).
+    type: list
+    elements: str
+  gid_map:
+    description:
+      - Like O(uid_map), for group ids.
+    type: list
+    elements: str
+  time_offsets:
+    description:
+      - For a private C(time) namespace, offsets in seconds of the C(monotonic) and C(boottime) clocks, set before
+        the first process enters.
+    type: dict
+  init:
+    description:
+      - The argv of the guest's PID 1 for an init-based guest, looked up inside the guest (for example
+        V([/sbin/init]) or V([/bin/busybox, init])). Needs a private C(pid) namespace.
+      - When not given, the guest's PID 1 is a reaper that does nothing but reap orphans (an init-less guest).
+    type: list
+    elements: str
+  stop_signal:
+    description:
+      - How O(state=absent) stops the guest. Init-based guests (O(init)) get this signal sent to their init and
+        O(stop_timeout) seconds to halt before everything is killed. Init-less guests get this signal sent to
+        all their processes, then C(SIGKILL) after O(stop_timeout).
+    type: str
+    default: SIGTERM
+  stop_timeout:
+    description:
+      - Seconds to wait after O(stop_signal) before C(SIGKILL).
+    type: float
+    default: 10
+  recreate:
+    description:
+      - When the existing guest differs in a way that cannot change in place (O(namespaces), O(root),
+        O(context_id), O(share), O(init), maps or offsets), remove and create it again. Without it such a
+        difference fails the task and nothing changes.
+      - A guest whose namespaces or init died (for example after a crash) is always recreated.
+    type: bool
+    default: false
+  state:
+    description:
+      - V(present) creates the guest or keeps it as it is; V(absent) stops its processes and removes its pins,
+        the C(/run/netns) name and its state.
+    type: str
+    choices: [present, absent]
+    default: present
+seealso:
+  - module: linuxns.guests.namespace_info
+  - module: linuxns.guests.guest_enter_exec
+  - name: namespaces(7)
+    description: Overview of Linux namespaces.
+    link: https://man7.org/linux/man-pages/man7/namespaces.7.html
+"""
+
+EXAMPLES = r"""
+- name: A guest with the default namespaces (mnt, uts, ipc, net, pid)
+  linuxns.guests.namespace_create:
+    name: web1
+
+- name: A guest with its own root and a fixed context id
+  linuxns.guests.namespace_create:
+    name: web2
+    context_id: 102
+    root: /srv/guests/web2
+    hostname: web2.example.org
+
+- name: A guest that joins web1's network namespace (vserver-style composition)
+  linuxns.guests.namespace_create:
+    name: web1-sidecar
+    namespaces: [mnt, uts, pid]
+    share:
+      net: web1
+
+- name: An init-based guest that runs busybox init as its PID 1
+  linuxns.guests.namespace_create:
+    name: box
+    root: /srv/guests/box
+    init: [/bin/busybox, init]
+    stop_signal: SIGUSR2
+    stop_timeout: 20
+
+- name: Many guests in one task (top-level options are defaults for every entry)
+  linuxns.guests.namespace_create:
+    namespaces: [mnt, uts, ipc, net, pid]
+    guests:
+      - name: worker1
+      - name: worker2
+        hostname: w2
+      - name: worker3
+        root: /srv/guests/worker3
+
+- name: Remove a guest by context id
+  linuxns.guests.namespace_create:
+    name: "102"
+    state: absent
+"""
+
+RETURN = r"""
+guest:
+  description: The guest after the run (single form). Empty after O(state=absent).
+  returned: when O(name) is used
+  type: dict
+  contains:
+    name:
+      description: Guest name.
+      type: str
+      sample: web1
+    context_id:
+      description: Context id.
+      type: int
+      sample: 2
+    namespaces:
+      description: Every namespace of the guest (private and shared) with its inode, pin path and share source.
+      type: dict
+      sample: {"net": {"inode": 4026532180, "pin": "/run/linuxns/guests/web1/ns/net", "shared_from": null}}
+    private_namespaces:
+      description: The namespace types created for this guest.
+      type: list
+      elements: str
+      sample: [mnt, uts, ipc, net, pid]
+    share:
+      description: Shared namespace types and their sources.
+      type: dict
+      sample: {}
+    init_pid:
+      description: Host pid of the guest's PID 1 (null without a PID namespace, or in check mode for a new guest).
+      type: int
+      sample: 12345
+    init:
+      description: The init argv of an init-based guest, null for a reaper.
+      type: list
+      elements: str
+    hostname:
+      description: Host name in the guest's UTS namespace.
+      type: str
+      sample: web1
+    root:
+      description: The guest's root folder on the host, or null.
+      type: str
+    netns:
+      description: The C(/run/netns) name of the guest's network namespace.
+      type: str
+      sample: /run/netns/web1
+guests:
+  description: Per-guest results of the list form, in the order given.
+  returned: when O(guests) is used
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Guest name.
+      type: str
+    changed:
+      description: Whether this guest changed (or would change in check mode).
+      type: bool
+    action:
+      description: What was done - V(none), V(create), V(recreate), V(update) or V(remove).
+      type: str
+    reasons:
+      description: Why a guest is recreated (for example its init died) or updated.
+      type: list
+      elements: str
+    guest:
+      description: The guest as in RV(guest).
+      type: dict
+action:
+  description: What was done to the guest (single form) - V(none), V(create), V(recreate), V(update) or V(remove).
+  returned: when O(name) is used
+  type: str
+  sample: create
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.guests import PER_GUEST_KEYS, ensure_guests
+
+NS_CHOICES = ["mnt", "uts", "ipc", "net", "pid", "cgroup", "time", "user"]
+
+
+def _body(module):
+    params = module.params
+    if params["guests"] is not None:
+        for i, item in enumerate(params["guests"]):
+            unknown = sorted(set(item) - set(PER_GUEST_KEYS))
+            if unknown:
+                module.fail_json(msg="guests[%d]: unknown option(s) %s; per-guest options are %s" % (i, ", ".join(unknown), ", ".join(PER_GUEST_KEYS)))
+        defaults = {k: params[k] for k in PER_GUEST_KEYS if k != "name" and params.get(k) is not None}
+        entries = []
+        for item in params["guests"]:
+            entry = dict(defaults)
+            entry.update({k: v for k, v in item.items() if v is not None})
+            entry["_in_list"] = True
+            entries.append(entry)
+    else:
+        entries = [{k: params.get(k) for k in PER_GUEST_KEYS}]
+    out = ensure_guests(registry_for(module), entries, module.check_mode)
+    result = {"changed": out["changed"]}
+    if module._diff:
+        result["diff"] = out["diff"] if params["guests"] is not None else {
+            "before": next(iter(out["diff"]["before"].values())),
+            "after": next(iter(out["diff"]["after"].values())),
+        }
+    if params["guests"] is not None:
+        result["guests"] = out["results"]
+    else:
+        result["guest"] = out["results"][0]["guest"]
+        result["action"] = out["results"][0]["action"]
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=common_args(
+            name=dict(type="str"),
+            guests=dict(type="list", elements="dict"),
+            context_id=dict(type="int"),
+            namespaces=dict(type="list", elements="str", choices=NS_CHOICES, default=["mnt", "uts", "ipc", "net", "pid"]),
+            share=dict(type="dict"),
+            hostname=dict(type="str"),
+            root=dict(type="path"),
+            uid_map=dict(type="list", elements="str"),
+            gid_map=dict(type="list", elements="str"),
+            time_offsets=dict(type="dict"),
+            init=dict(type="list", elements="str"),
+            stop_signal=dict(type="str", default="SIGTERM"),
+            stop_timeout=dict(type="float", default=10),
+            recreate=dict(type="bool", default=False),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        ),
+        mutually_exclusive=[("name", "guests")],
+        required_one_of=[("name", "guests")],
+        supports_check_mode=True,
+    )
+    run_module(module, _body)
+
+
+if __name__ == "__main__":
+    main()

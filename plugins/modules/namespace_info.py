@@ -1,0 +1,189 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: namespace_info
+short_description: Report the guests on a host, their health, namespaces, mounts and links
+version_added: 0.1.0
+description:
+  - Lists the guests registered on the target host - all of them, or those named - with the same fields
+    M(linuxns.guests.namespace_create) returns, plus whether each is running and healthy and, if not, why
+    (a pin whose namespace is gone, an init that died or was replaced by another process with the same pid).
+  - Reports the namespace relations the kernel gives through the nsfs ioctls (the owning user namespace, the
+    parent of a PID or user namespace) and the host's headroom under C(/proc/sys/user/max_*_namespaces).
+  - On request, each guest's mount table (read from inside its mount namespace) and its network links.
+  - Never changes anything.
+author:
+  - linuxns.guests developers
+extends_documentation_fragment:
+  - linuxns.guests.guest
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.info_module
+options:
+  name:
+    description:
+      - Report only this guest (name or context id).
+    type: str
+    aliases: [guest]
+  guests:
+    description:
+      - Report only these guests (names or context ids).
+    type: list
+    elements: str
+  mounts:
+    description:
+      - Include each running guest's mount table as the kernel reports it (C(/proc/PID/mountinfo)).
+    type: bool
+    default: false
+  links:
+    description:
+      - Include each running guest's network links and addresses (read inside its network namespace).
+    type: bool
+    default: false
+seealso:
+  - module: linuxns.guests.namespace_create
+"""
+
+EXAMPLES = r"""
+- name: All guests on the host
+  linuxns.guests.namespace_info:
+  register: info
+
+- name: Fail when a guest is not healthy
+  ansible.builtin.assert:
+    that: info.guests | rejectattr('healthy') | list | length == 0
+    fail_msg: "{{ info.guests | rejectattr('healthy') | map(attribute='problems') | list }}"
+
+- name: One guest by context id, with its mounts and links
+  linuxns.guests.namespace_info:
+    name: "102"
+    mounts: true
+    links: true
+"""
+
+RETURN = r"""
+guests:
+  description: The guests found, sorted by name (or in the order asked for).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Guest name.
+      type: str
+      sample: web1
+    context_id:
+      description: Context id.
+      type: int
+      sample: 2
+    namespaces:
+      description:
+        - Each namespace type with its inode, pin path, share source and, for a running guest, the inode of its
+          owning user namespace (C(owner_user_ns)) and of its parent (C(parent), PID and user namespaces).
+      type: dict
+      sample: {"pid": {"inode": 4026532249, "pin": "/run/linuxns/guests/web1/ns/pid", "shared_from": null, "owner_user_ns": 4026531837, "parent": 4026531836}}
+    private_namespaces:
+      description: Namespace types created for this guest.
+      type: list
+      elements: str
+    share:
+      description: Shared namespace types and their sources.
+      type: dict
+    init_pid:
+      description: Host pid of the guest's PID 1, or null.
+      type: int
+    hostname:
+      description: Recorded host name.
+      type: str
+    root:
+      description: The guest's root folder on the host, or null.
+      type: str
+    netns:
+      description: The C(/run/netns) path of its network namespace, or null.
+      type: str
+    running:
+      description: Whether all its namespaces are held and its init (if any) runs.
+      type: bool
+    healthy:
+      description: Same as RV(guests[].running); false with RV(guests[].problems) saying why.
+      type: bool
+    problems:
+      description: Why the guest is not healthy.
+      type: list
+      elements: str
+      sample: ["its init (pid 4242) is not running"]
+    mounts:
+      description: The guest's mount table (with O(mounts=true)).
+      type: list
+      elements: dict
+      returned: when O(mounts=true)
+    links:
+      description: The guest's network links with their addresses (with O(links=true)).
+      type: list
+      elements: dict
+      returned: when O(links=true)
+missing:
+  description: Guests asked for by O(name) or O(guests) that do not exist.
+  returned: always
+  type: list
+  elements: str
+exists:
+  description: With O(name), whether that guest exists.
+  returned: when O(name) is given
+  type: bool
+host:
+  description: Facts about the host.
+  returned: always
+  type: dict
+  contains:
+    state_dir:
+      description: The state folder.
+      type: str
+    guest_count:
+      description: Number of guests registered on the host.
+      type: int
+    limits:
+      description:
+        - Per namespace type, C(limit) from C(/proc/sys/user/max_TYPE_namespaces), C(used_by_guests) and C(headroom).
+      type: dict
+    reaper:
+      description: The reaper used as PID 1 of init-less guests, or null when only the Python fallback is available.
+      type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.guests import info
+
+
+def _body(module):
+    p = module.params
+    refs = [p["name"]] if p["name"] is not None else p["guests"]
+    out = info(registry_for(module), refs, p["mounts"], p["links"])
+    result = {"changed": False, "guests": out["guests"], "missing": out["missing"], "host": out["host"]}
+    if p["name"] is not None:
+        result["exists"] = not out["missing"]
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=common_args(
+            name=dict(type="str", aliases=["guest"]),
+            guests=dict(type="list", elements="str"),
+            mounts=dict(type="bool", default=False),
+            links=dict(type="bool", default=False),
+        ),
+        mutually_exclusive=[("name", "guests")],
+        supports_check_mode=True,
+    )
+    run_module(module, _body)
+
+
+if __name__ == "__main__":
+    main()
