@@ -1,0 +1,85 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests run the helper directly as root on this machine (no Ansible).
+
+So that nothing a test mounts can leak onto the machine, the test process
+moves into a private mount namespace of its own on import: every mount made
+by a unit test (pins, /run/netns, binds) vanishes with the pytest process even
+when a test crashes.  The process is also a child subreaper, so guest inits
+orphaned by a test are reaped here rather than left as zombies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+
+import pytest
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS = 0x00020000
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
+
+
+def _private_mount_namespace() -> None:
+    if os.geteuid() != 0:
+        return
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) for the unit tests failed")
+    if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), "making / private for the unit tests failed")
+    _libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+if not os.environ.get("_LINUXNS_UNIT_NS"):
+    os.environ["_LINUXNS_UNIT_NS"] = "1"
+    _private_mount_namespace()
+
+
+def reap_zombies() -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+@pytest.fixture
+def unit_registry(tmp_path):
+    """A Registry in a fresh state folder with its own netns folder; every guest
+    left in it is removed afterwards (processes killed, pins unmounted)."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import guests, registry
+
+    if os.geteuid() != 0:
+        pytest.skip("the helper's unit tests run as root")
+    state = tmp_path / "state"
+    netns = tmp_path / "netns"
+    reg = registry.Registry(str(state), str(netns))
+    yield reg
+    for name in reg.names():
+        guests.remove(reg, name, reg.load(name))
+    reap_zombies()
+    for path in (str(netns), str(state)):
+        for _ in range(8):
+            if _libc.umount2(path.encode(), 2) != 0:
+                break
+    shutil.rmtree(str(tmp_path), ignore_errors=True)
+
+
+@pytest.fixture
+def busybox_root(tmp_path):
+    """A minimal guest root folder with busybox-static and its applet links."""
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    for sub in ("etc", "tmp", "proc", "dev", "root"):
+        (root / sub).mkdir()
+    src = shutil.which("busybox") or "/bin/busybox"
+    shutil.copy2(src, str(root / "bin" / "busybox"))
+    for applet in ("sh", "ls", "cat", "echo", "hostname", "ps", "sleep", "mount", "true", "false", "id", "env", "pwd"):
+        os.symlink("busybox", str(root / "bin" / applet))
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\nweb:x:1000:1000:web:/tmp:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\nweb:x:1000:\n")
+    return str(root)
