@@ -142,7 +142,23 @@ class Spec:
     def __init__(self, params: dict, registry: reg.Registry, where: str = ""):
         p = where
         self.state = params.get("state") or "present"
-        self.name = reg.validate_name(params.get("name"), p + "name")
+        name = params.get("name")
+        self.ref = str(name)
+        if isinstance(name, int) and not isinstance(name, bool):
+            name = str(name)
+        if isinstance(name, str) and name.isdigit():
+            # A string of digits is a context id: it names an existing guest.
+            try:
+                name = registry.resolve(name, p + "name")
+            except GuestError as exc:
+                if self.state == "absent":
+                    name = None
+                    self.name = None
+                else:
+                    raise InvalidInput(
+                        "%s (a name of digits is a context id; a new guest needs a name that is not all digits)" % exc.msg
+                    ) from None
+        self.name = reg.validate_name(name, p + "name") if name is not None else None
         ctx = params.get("context_id")
         self.context_id = None if ctx is None else reg.validate_context_id(ctx, p + "context_id")
         self.recreate = bool(params.get("recreate"))
@@ -304,6 +320,8 @@ class Plan:
 
 
 def plan(registry: reg.Registry, spec: Spec) -> Plan:
+    if spec.name is None:  # absent, by a context id nobody has
+        return Plan(spec, "none", None, None)
     meta = registry.load(spec.name)
     if spec.state == "absent":
         if meta is None and not os.path.isdir(registry.guest_dir(spec.name)):
@@ -956,7 +974,7 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False) -> 
     for i, params in enumerate(entries):
         where = "guests[%d]." % i if len(entries) > 1 or params.get("_in_list") else ""
         spec = Spec(params, registry, where)
-        if spec.name in seen:
+        if spec.name is not None and spec.name in seen:
             raise InvalidInput("%sname: guest %r is listed twice" % (where, spec.name))
         seen.add(spec.name)
         specs.append(spec)
@@ -964,7 +982,7 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False) -> 
     results, before, after = [], {}, {}
     proc_index = None
     for p in plans:
-        name = p.spec.name
+        name = p.spec.name or p.spec.ref
         before[name] = p.before or {}
         after[name] = p.after or {}
         item = {"name": name, "changed": p.changed, "action": p.action, "reasons": p.reasons, "state": p.spec.state}

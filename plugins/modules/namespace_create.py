@@ -40,11 +40,11 @@ options:
     description:
       - The list form. Each entry is a dict with the per-guest options of this module (O(name), O(context_id),
         O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(time_offsets), O(init),
-        O(stop_signal), O(stop_timeout), O(recreate), O(state)).
+        O(stop_signal), O(stop_timeout), O(recreate), O(state)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
-    elements: dict
+    elements: raw
   context_id:
     description:
       - Numeric context id of the guest, 2-65535, unique on the host (0 is the host, 1 is reserved).
@@ -174,6 +174,17 @@ EXAMPLES = r"""
   linuxns.guests.namespace_create:
     name: "102"
     state: absent
+
+- name: Remove every guest the host has
+  block:
+    - name: List the guests
+      linuxns.guests.namespace_info:
+      register: info
+
+    - name: Remove them in one task
+      linuxns.guests.namespace_create:
+        guests: "{{ info.guests | map(attribute='name') | list }}"
+        state: absent
 """
 
 RETURN = r"""
@@ -262,13 +273,14 @@ NS_CHOICES = ["mnt", "uts", "ipc", "net", "pid", "cgroup", "time", "user"]
 def _body(module):
     params = module.params
     if params["guests"] is not None:
-        for i, item in enumerate(params["guests"]):
+        items = [item if isinstance(item, dict) else {"name": str(item)} for item in params["guests"]]
+        for i, item in enumerate(items):
             unknown = sorted(set(item) - set(PER_GUEST_KEYS))
             if unknown:
                 module.fail_json(msg="guests[%d]: unknown option(s) %s; per-guest options are %s" % (i, ", ".join(unknown), ", ".join(PER_GUEST_KEYS)))
         defaults = {k: params[k] for k in PER_GUEST_KEYS if k != "name" and params.get(k) is not None}
         entries = []
-        for item in params["guests"]:
+        for item in items:
             entry = dict(defaults)
             entry.update({k: v for k, v in item.items() if v is not None})
             entry["_in_list"] = True
@@ -294,7 +306,7 @@ def main():
     module = AnsibleModule(
         argument_spec=common_args(
             name=dict(type="str"),
-            guests=dict(type="list", elements="dict"),
+            guests=dict(type="list", elements="raw"),
             context_id=dict(type="int"),
             namespaces=dict(type="list", elements="str", choices=NS_CHOICES, default=["mnt", "uts", "ipc", "net", "pid"]),
             share=dict(type="dict"),
