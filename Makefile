@@ -59,8 +59,8 @@ sanity: deps venv
 	for v in $(GET_PIP_VERSIONS); do \
 	    cp $(SHARED)/tools/get_pip_offline.py $(HOME)/.ansible/test/cache/get_pip_$${v//./_}.py; done
 	mkdir -p $(SANITY_DIR)
-	rsync -a --delete --exclude=/.venv --exclude=/build --exclude='/.lab*' \
-	    --exclude=/tests/output --exclude=__pycache__ --exclude=.pytest_cache \
+	rsync -a --delete --delete-excluded --exclude=/.ci --exclude=/.venv --exclude=/build \
+	    --exclude='/.lab*' --exclude=/tests/output --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache \
 	    $(REPO)/ $(SANITY_DIR)/
 	cd $(SANITY_DIR) && PATH=$(VENV)/bin:$$PATH $(VENV)/bin/ansible-test sanity \
 	    --python $(SANITY_PYTHON) --local $(SANITY_ARGS)

@@ -23,8 +23,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -88,7 +89,7 @@ class AnsibleRun:
     def for_host(self, host: str) -> list:
         return [r for r in self.results if r.host == host]
 
-    def task(self, name: str, host: Optional[str] = None) -> TaskResult:
+    def task(self, name: str, host: str | None = None) -> TaskResult:
         """Last result of the task called NAME (on HOST, if given)."""
         for r in reversed(self.results):
             if r.task == name and (host is None or r.host == host):
@@ -148,8 +149,8 @@ def load_records(path: Path) -> list:
     return results
 
 
-def build_playbook(play_or_tasks: Union[str, dict, list], hosts: str,
-                   gather_facts: bool = False) -> Union[str, list]:
+def build_playbook(play_or_tasks: str | dict | list, hosts: str,
+                   gather_facts: bool = False) -> str | list:
     """A playbook from a YAML string (verbatim), a play, a list of plays, a task or tasks."""
     if isinstance(play_or_tasks, str):
         return play_or_tasks
@@ -172,7 +173,7 @@ class Ansible:
 
     # -- environment ------------------------------------------------------------
     def environment(self, record: Path, connection: str = "ssh",
-                    pipelining: Optional[bool] = None, env: Optional[dict] = None) -> dict:
+                    pipelining: bool | None = None, env: dict | None = None) -> dict:
         e = dict(os.environ)
         e.update({
             "ANSIBLE_CONFIG": str(self.lab.ansible_cfg_path),
@@ -196,7 +197,7 @@ class Ansible:
              **env_kw) -> AnsibleRun:
         proc = subprocess.run(argv, env=self.environment(record, **env_kw), cwd=str(REPO),
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
         run = AnsibleRun(argv=argv, rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr,
                          results=load_records(record))
         if expect_fail:
@@ -211,7 +212,7 @@ class Ansible:
         return base.with_suffix(".yml"), base.with_suffix(".jsonl"), base.with_suffix(".vars.json")
 
     @staticmethod
-    def _common_args(check: bool, diff: bool, extra_vars: Optional[dict], vars_file: Path,
+    def _common_args(check: bool, diff: bool, extra_vars: dict | None, vars_file: Path,
                      verbosity: int) -> list:
         args = []
         if check:
@@ -227,10 +228,10 @@ class Ansible:
         return args
 
     # -- public API ---------------------------------------------------------------
-    def playbook(self, play_or_tasks: Union[str, dict, list], hosts: str = "lab1",
-                 check: bool = False, diff: bool = False, env: Optional[dict] = None,
-                 connection: str = "ssh", extra_vars: Optional[dict] = None,
-                 expect_fail: bool = False, pipelining: Optional[bool] = None,
+    def playbook(self, play_or_tasks: str | dict | list, hosts: str = "lab1",
+                 check: bool = False, diff: bool = False, env: dict | None = None,
+                 connection: str = "ssh", extra_vars: dict | None = None,
+                 expect_fail: bool = False, pipelining: bool | None = None,
                  gather_facts: bool = False, verbosity: int = 0,
                  timeout: float = 600) -> AnsibleRun:
         """ansible-playbook on the lab; returns the run with per-task results."""
@@ -242,13 +243,13 @@ class Ansible:
         return self._run(argv, record, expect_fail, timeout, connection=connection,
                          pipelining=pipelining, env=env)
 
-    def adhoc(self, host: str, module: str, args: Union[None, str, dict] = None,
-              check: bool = False, diff: bool = False, env: Optional[dict] = None,
-              connection: str = "ssh", extra_vars: Optional[dict] = None,
-              expect_fail: bool = False, pipelining: Optional[bool] = None,
+    def adhoc(self, host: str, module: str, args: None | str | dict = None,
+              check: bool = False, diff: bool = False, env: dict | None = None,
+              connection: str = "ssh", extra_vars: dict | None = None,
+              expect_fail: bool = False, pipelining: bool | None = None,
               verbosity: int = 0, timeout: float = 600) -> AnsibleRun:
         """``ansible HOST -m MODULE -a ARGS`` (ARGS as k=v text or a dict, sent as JSON)."""
-        _, record, vars_file = self._files("adhoc")
+        record, vars_file = self._files("adhoc")[1:]
         argv = [_bin("ansible"), host, "-i", str(self.lab.inventory_path), "-c", connection,
                 "-m", module]
         if args is not None:
@@ -281,7 +282,7 @@ class Ansible:
         return result
 
 
-def host_number(host: Union[int, str]) -> int:
+def host_number(host: int | str) -> int:
     """1 for ``1``, ``"1"`` or ``"lab1"``."""
     if isinstance(host, int):
         return host
@@ -291,7 +292,7 @@ def host_number(host: Union[int, str]) -> int:
     return int(text)
 
 
-def lab_exec(lab, host: Union[int, str], argv: Sequence[str], check: bool = True,
+def lab_exec(lab, host: int | str, argv: Sequence[str], check: bool = True,
              **kw) -> subprocess.CompletedProcess:
     """Run ARGV inside lab host HOST (all its namespaces) from outside Ansible."""
     return lab.exec(host_number(host), list(argv), check=check, **kw)

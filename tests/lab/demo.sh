@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # `make demo`: bring up lab hosts, run playbooks/demo.yml against them over real ssh,
 # and take the lab down again, also when the playbook fails or the run is interrupted.
 # Environment: HOSTS (default 2), LINUXNS_LAB (another lab), DEMO_PLAYBOOK, DEMO_ARGS.

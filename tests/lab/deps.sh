@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Install the Debian packages the tests, the lab and the demo need (run as root).
 # Skips apt entirely when everything is installed already.
 #

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Lab hosts for linuxns.guests: real hosts with real sshd, made on this machine.
 
 A lab host is a process tree in its own net, mount, UTS and PID namespace. Its PID 1 is
@@ -44,8 +43,8 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,7 +76,7 @@ def validate_lab_name(name: str) -> str:
     return name
 
 
-def lab_base(name: str, base: Optional[object] = None) -> int:
+def lab_base(name: str, base: object | None = None) -> int:
     """Global number of host 0 of lab NAME: host N is BASE+N.
 
     The default lab ("") has base 0 (hosts 1..19). Another lab takes an explicit base or
@@ -234,7 +233,7 @@ def parse_stat(text: str) -> tuple:
 # Process helpers
 # ---------------------------------------------------------------------------
 
-def proc_stat(pid: int) -> Optional[tuple]:
+def proc_stat(pid: int) -> tuple | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return parse_stat(f.read())
@@ -242,12 +241,12 @@ def proc_stat(pid: int) -> Optional[tuple]:
         return None
 
 
-def proc_start_time(pid: int) -> Optional[int]:
+def proc_start_time(pid: int) -> int | None:
     st = proc_stat(pid)
     return st[1] if st else None
 
 
-def is_running(pid: Optional[int], start: Optional[int]) -> bool:
+def is_running(pid: int | None, start: int | None) -> bool:
     """True if PID is alive (not a zombie) and is the process that started at START."""
     if not pid:
         return False
@@ -260,7 +259,7 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def kill_verified(pid: Optional[int], start: Optional[int], timeout: float = 10.0) -> None:
+def kill_verified(pid: int | None, start: int | None, timeout: float = 10.0) -> None:
     """SIGKILL PID only if it is still the process that started at START; wait until gone."""
     if not is_running(pid, start):
         _reap(pid or 0)
@@ -306,7 +305,7 @@ def _run(argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
     kw.setdefault("capture_output", True)
     kw.setdefault("text", True)
     kw.setdefault("timeout", 60)
-    proc = subprocess.run(list(argv), **kw)
+    proc = subprocess.run(list(argv), check=False, **kw)
     if proc.returncode != 0:
         raise LabError(f"{' '.join(argv)} failed (rc={proc.returncode}): {(proc.stderr or '').strip()}")
     return proc
@@ -319,7 +318,7 @@ def link_exists(name: str) -> bool:
 def delete_link(name: str, timeout: float = 10.0) -> None:
     if link_exists(name):
         subprocess.run([_tool("ip"), "link", "del", name], stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=30)
+                       capture_output=True, timeout=30, check=False)
     deadline = time.monotonic() + timeout
     while link_exists(name):
         if time.monotonic() > deadline:
@@ -343,10 +342,10 @@ def tcp_open(address: str, port: int = 22, timeout: float = 1.0) -> bool:
 class LabHost:
     n: int                     # number inside this lab (lab1 = 1)
     g: int                     # global number: interface and addresses
-    pid: Optional[int] = None  # PID 1 of the lab host, as seen from the machine
-    pid_start: Optional[int] = None
-    unshare_pid: Optional[int] = None
-    unshare_start: Optional[int] = None
+    pid: int | None = None  # PID 1 of the lab host, as seen from the machine
+    pid_start: int | None = None
+    unshare_pid: int | None = None
+    unshare_start: int | None = None
 
     @property
     def name(self) -> str:
@@ -378,9 +377,9 @@ class LabHost:
 class Lab:
     """One lab: a state folder and the lab hosts recorded in it."""
 
-    def __init__(self, name: Optional[str] = None, base: Optional[object] = None,
-                 state_dir: Optional[os.PathLike] = None, repo: os.PathLike = REPO,
-                 pipelining: Optional[bool] = None) -> None:
+    def __init__(self, name: str | None = None, base: object | None = None,
+                 state_dir: os.PathLike | None = None, repo: os.PathLike = REPO,
+                 pipelining: bool | None = None) -> None:
         self.name = validate_lab_name(os.environ.get("LINUXNS_LAB", "") if name is None else name)
         self.base = lab_base(self.name, os.environ.get("LINUXNS_LAB_BASE") if base is None else base)
         self.repo = Path(repo)
@@ -421,17 +420,17 @@ class Lab:
     def meta_path(self) -> Path:
         return self.state_dir / "lab.json"
 
-    def _recorded_base(self) -> Optional[int]:
+    def _recorded_base(self) -> int | None:
         try:
             return int(json.loads(self.meta_path.read_text())["base"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def _marker(self, n: Optional[int] = None) -> str:
+    def _marker(self, n: int | None = None) -> str:
         return f"{self.state_dir}#" + ("" if n is None else str(n))
 
     # -- records -----------------------------------------------------------
-    def _read(self, n: int) -> Optional[LabHost]:
+    def _read(self, n: int) -> LabHost | None:
         try:
             data = json.loads(self._record_path(n).read_text())
         except (OSError, ValueError):
@@ -531,7 +530,7 @@ class Lab:
         (sd / "authorized_keys").write_text(pub)
         (sd / "sshd_config").write_text(sshd_config_text(sd))
 
-    def _owner_elsewhere(self, ifn: str) -> Optional[Path]:
+    def _owner_elsewhere(self, ifn: str) -> Path | None:
         """Record of a running host of another lab in this repo that uses interface IFN."""
         for rec in self.repo.glob(".lab*/hosts/*.json"):
             if rec.parent.parent.resolve() == self.state_dir.resolve():
@@ -643,7 +642,7 @@ exec "$3" -f "$4" -o "ListenAddress=$2" -E "$5"
         last = ""
         while time.monotonic() < deadline:
             proc = subprocess.run(self.ssh_argv(n, ["true"]), stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=30)
+                                  capture_output=True, text=True, timeout=30, check=False)
             if proc.returncode == 0:
                 return
             last = proc.stderr.strip()
@@ -712,7 +711,8 @@ exec "$3" -f "$4" -o "ListenAddress=$2" -E "$5"
         for sock in cp.iterdir():
             if sock.is_socket():
                 subprocess.run([ssh, "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit",
-                                "lab"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+                                "lab"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
+                               check=False)
             with contextlib.suppress(OSError):
                 sock.unlink()
 
@@ -764,8 +764,8 @@ exec "$3" -f "$4" -o "ListenAddress=$2" -E "$5"
 # Command line
 # ---------------------------------------------------------------------------
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="bring up lab hosts 1..N (idempotent)")
     p_up.add_argument("--hosts", type=int, default=2)
@@ -803,7 +803,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if not cmd:
                 parser.error("exec needs a command: exec N -- argv...")
             sys.stdout.flush()
-            return subprocess.run(lab._nsenter_argv(lab.host_pid(args.n), cmd)).returncode
+            return subprocess.run(lab._nsenter_argv(lab.host_pid(args.n), cmd),
+                                  check=False).returncode
     except LabError as e:
         print(f"lab.py: {e}", file=sys.stderr)
         return 1
