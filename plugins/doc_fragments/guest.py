@@ -12,7 +12,7 @@ options:
     description:
       - Folder on the target host where guests are registered (metadata, namespace pins, context ids, locks).
       - It is made a private bind mount of itself so that the pins under it never propagate.
-      - The default lives in C(/run), so a reboot forgets every guest, as it should: their namespaces are gone too.
+      - The default lives in C(/run), so a reboot forgets every guest, as it should (their namespaces are gone too).
     type: path
     default: /run/linuxns
 requirements:
@@ -38,4 +38,22 @@ attributes:
     support: full
     platforms: posix
     description: Linux only (namespaces, mount API, netlink).
+"""
+
+    # The attributes block of read-only (info) modules.
+    INFO_ATTRIBUTES = r"""
+attributes:
+  check_mode:
+    support: full
+    description: Changes nothing, so it runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Changes nothing, so there is no diff.
+  idempotent:
+    support: full
+    description: Never changes anything.
+  platform:
+    support: full
+    platforms: posix
+    description: Linux only.
 """

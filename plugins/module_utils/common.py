@@ -39,6 +39,6 @@ def run_module(module, body) -> None:
     except GuestError as exc:
         extra = {k: v for k, v in getattr(exc, "details", {}).items() if k in ("results", "guests", "guest", "diff")}
         module.fail_json(msg=exc.msg, **extra)
-    except Exception as exc:  # noqa: BLE001 - a bug: report it, never a bare traceback
+    except Exception as exc:
         module.fail_json(msg="internal error in linuxns.guests: %s: %s" % (type(exc).__name__, exc), exception=traceback.format_exc())
     module.exit_json(**result)

@@ -545,7 +545,7 @@ def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> Non
                 os._exit(127)
         os.close(status_w)
         _python_reaper()
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         try:
             send({"step": "error", **enter._error_payload(exc)})
         finally:
@@ -682,7 +682,7 @@ def _create_processes(registry, spec, meta, run) -> None:
                     os.write(p2c_w, b"k")
                 elif step == "time":
                     offs = spec.time_offsets or {}
-                    text = "".join("%s %d %d\n" % (k, int(v), int(round((v - int(v)) * 1e9))) for k, v in sorted(offs.items()))
+                    text = "".join("%s %d %d\n" % (k, int(v), round((v - int(v)) * 1e9)) for k, v in sorted(offs.items()))
                     if text:
                         _write_proc(pid, "timens_offsets", text, name)
                     os.write(p2c_w, b"k")
@@ -1055,7 +1055,7 @@ def describe(registry: reg.Registry, meta: dict, want_mounts: bool = False, want
     view["running"] = not problems
     view["healthy"] = not problems
     view["problems"] = problems
-    for t, info in view["namespaces"].items():
+    for info in view["namespaces"].values():
         if not problems:
             info.update(ns_relations(info["pin"]))
     if want_mounts:

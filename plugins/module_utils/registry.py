@@ -352,7 +352,6 @@ def health(meta: dict) -> list:
             reasons.append("the pin of its %s namespace is gone" % nstype)
         elif now[1] != pin["ino"]:
             reasons.append("the pin of its %s namespace points to another namespace" % nstype)
-    if meta.get("init_pid"):
-        if not process_alive(meta["init_pid"], meta.get("init_start")):
-            reasons.append("its init (pid %s) is not running" % meta["init_pid"])
+    if meta.get("init_pid") and not process_alive(meta["init_pid"], meta.get("init_start")):
+        reasons.append("its init (pid %s) is not running" % meta["init_pid"])
     return reasons

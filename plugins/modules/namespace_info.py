@@ -21,8 +21,7 @@ author:
   - linuxns.guests developers
 extends_documentation_fragment:
   - linuxns.guests.guest
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
+  - linuxns.guests.guest.INFO_ATTRIBUTES
 options:
   name:
     description:

@@ -1,0 +1,331 @@
+"""namespace_create and namespace_info over real ssh against lab hosts.
+
+Every state is checked from outside the guest: ``ip netns``, ``nsenter``,
+``readlink /proc/PID/ns/*``, /proc/*/mountinfo and the state folder on the lab
+host (tests/lab/lab.py exec).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+MOD = "linuxns.guests.namespace_create"
+INFO = "linuxns.guests.namespace_info"
+STATE = "/run/linuxns"
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------
+def sh(lab_exec, host, script, check=True):
+    return lab_exec(host, ["sh", "-c", script], check=check)
+
+
+def guest_names(lab_exec, host="lab1"):
+    out = sh(lab_exec, host, "ls %s/guests 2>/dev/null || true" % STATE).stdout.split()
+    return sorted(out)
+
+
+def netns_names(lab_exec, host="lab1"):
+    return sorted(sh(lab_exec, host, "ls /run/netns 2>/dev/null || true").stdout.split())
+
+
+def pin_mounts(lab_exec, host="lab1"):
+    """Mount points under the state folder and /run/netns in the lab host's table."""
+    text = sh(lab_exec, host, "cat /proc/self/mountinfo").stdout
+    out = []
+    for line in text.splitlines():
+        path = line.split(" ")[4]
+        if (path.startswith((STATE + "/", "/run/netns/"))) and path != STATE:
+            out.append(path)
+    return sorted(out)
+
+
+def snapshot(lab_exec, host="lab1"):
+    return {"guests": guest_names(lab_exec, host), "netns": netns_names(lab_exec, host), "mounts": pin_mounts(lab_exec, host)}
+
+
+def readlink_ns(lab_exec, host, pid, nstype):
+    out = lab_exec(host, ["readlink", "/proc/%d/ns/%s" % (pid, nstype)]).stdout.strip()
+    return int(out[out.index("[") + 1 : -1])
+
+
+@pytest.fixture(scope="module")
+def clean_hosts(lab, ansible):
+    """Remove every guest on both lab hosts after this module (also when it fails)."""
+    yield
+    ansible.playbook(
+        [
+            {"name": "list", INFO: {}, "register": "info"},
+            {"name": "remove all", MOD: {"guests": "{{ info.guests | map(attribute='name') | list }}", "state": "absent", "stop_timeout": 2},
+             "when": "info.guests | length > 0"},
+        ],
+        hosts="lab",
+    )
+
+
+@pytest.fixture
+def root_dir(lab):
+    """A busybox root folder visible to the lab hosts (they share the machine's files, not its /tmp)."""
+    base = "/var/tmp/linuxns-it-%d" % os.getpid()
+    root = os.path.join(base, "root")
+    os.makedirs(os.path.join(root, "bin"), exist_ok=True)
+    for d in ("etc", "proc", "dev", "tmp"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    shutil.copy2("/bin/busybox", os.path.join(root, "bin", "busybox"))
+    for applet in ("sh", "ls", "cat", "hostname", "sleep", "ps"):
+        link = os.path.join(root, "bin", applet)
+        if not os.path.lexists(link):
+            os.symlink("busybox", link)
+    yield root
+    shutil.rmtree(base, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------
+# create / idempotence / check mode / removal
+# ------------------------------------------------------------------------------------------
+def test_create_then_remove_default_guest(clean_hosts, converge, lab_exec):
+    before = snapshot(lab_exec)
+    conv = converge({MOD: {"name": "it-web1"}}, diff=True)
+    guest = conv.first["guest"]
+    assert conv.first.changed and conv.check.changed
+    assert conv.first["action"] == "create" and conv.second["action"] == "none"
+    assert conv.check["diff"]["before"] in ({}, None) and conv.check["diff"]["after"]["name"] == "it-web1"
+    assert sorted(guest["namespaces"]) == ["ipc", "mnt", "net", "pid", "uts"]
+    pid = guest["init_pid"]
+    # The kernel's view, from outside: the init's namespaces are the pinned ones.
+    for t, ns in guest["namespaces"].items():
+        assert readlink_ns(lab_exec, "lab1", pid, t) == ns["inode"]
+        assert ns["pin"] == "%s/guests/it-web1/ns/%s" % (STATE, t)
+    host_net = readlink_ns(lab_exec, "lab1", 1, "net")
+    assert guest["namespaces"]["net"]["inode"] != host_net
+    assert lab_exec("lab1", ["cat", "/proc/%d/comm" % pid]).stdout.strip() == "catatonit"
+    # /run/netns alias, loopback up, hostname, PID 1 inside.
+    assert "it-web1" in netns_names(lab_exec)
+    links = json.loads(lab_exec("lab1", ["ip", "-n", "it-web1", "-j", "link", "show", "lo"]).stdout)
+    assert "UP" in links[0]["flags"]
+    assert lab_exec("lab1", ["nsenter", "--uts=%s/guests/it-web1/ns/uts" % STATE, "hostname"]).stdout.strip() == "it-web1"
+    assert sh(lab_exec, "lab1", "nsenter --mount=%s/guests/it-web1/ns/mnt --pid=%s/guests/it-web1/ns/pid sh -c 'cat /proc/1/comm'" % (STATE, STATE)).stdout.strip() == "catatonit"
+    # The guest's copy of the host's mount table holds no pins of other guests.
+    guest_mounts = lab_exec("lab1", ["cat", "/proc/%d/mountinfo" % pid]).stdout
+    assert STATE not in guest_mounts and "/run/netns" not in guest_mounts
+
+    rm = converge({MOD: {"name": "it-web1", "state": "absent"}}, diff=True)
+    assert rm.first["action"] == "remove"
+    assert rm.check["diff"]["after"] in ({}, None)
+    assert snapshot(lab_exec) == before
+    assert lab_exec("lab1", ["kill", "-0", str(pid)], check=False).returncode != 0
+
+
+def test_info_reports_guests_and_relations(clean_hosts, ansible_playbook, ansible_adhoc, lab_exec):
+    ansible_playbook([{MOD: {"name": "it-info", "context_id": 4242, "namespaces": ["mnt", "uts", "net", "pid", "ipc", "user"]}}])
+    run = ansible_adhoc("lab1", INFO, {"name": "4242", "mounts": True, "links": True}, check=True)
+    res = run.last
+    assert not res.changed and res["exists"] is True
+    (g,) = res["guests"]
+    assert g["name"] == "it-info" and g["context_id"] == 4242 and g["healthy"] and g["problems"] == []
+    assert [link["ifname"] for link in g["links"]] == ["lo"]
+    assert any(m["path"] == "/proc" and m["fstype"] == "proc" for m in g["mounts"])
+    user_ino = g["namespaces"]["user"]["inode"]
+    # every other namespace of the guest is owned by its own user namespace (NS_GET_USERNS)
+    for t in ("mnt", "uts", "net", "pid", "ipc"):
+        assert g["namespaces"][t]["owner_user_ns"] == user_ino
+    assert g["namespaces"]["pid"]["parent"] == readlink_ns(lab_exec, "lab1", 1, "pid")
+    assert res["host"]["limits"]["net"]["limit"] > 0 and res["host"]["limits"]["user"]["used_by_guests"] >= 1
+    missing = ansible_adhoc("lab1", INFO, {"name": "it-nonexistent"}).last
+    assert missing["exists"] is False and missing["guests"] == [] and missing["missing"] == ["it-nonexistent"]
+    ansible_playbook([{MOD: {"name": "4242", "state": "absent"}}])
+    assert "it-info" not in guest_names(lab_exec)
+
+
+def test_hostname_changes_in_place(clean_hosts, converge, ansible_playbook, lab_exec):
+    first = ansible_playbook([{MOD: {"name": "it-host"}}]).last
+    conv = converge({MOD: {"name": "it-host", "hostname": "renamed"}}, diff=True)
+    assert conv.first["action"] == "update"
+    assert conv.first["guest"]["init_pid"] == first["guest"]["init_pid"]
+    assert conv.check["diff"]["before"]["hostname"] == "it-host" and conv.check["diff"]["after"]["hostname"] == "renamed"
+    uts = "%s/guests/it-host/ns/uts" % STATE
+    assert lab_exec("lab1", ["nsenter", "--uts=" + uts, "hostname"]).stdout.strip() == "renamed"
+
+
+def test_difference_needs_recreate(clean_hosts, ansible_playbook, converge, lab_exec):
+    old = ansible_playbook([{MOD: {"name": "it-rec"}}]).last["guest"]
+    run = ansible_playbook([{MOD: {"name": "it-rec", "namespaces": ["mnt", "net"]}}], expect_fail=True)
+    res = run.last
+    assert res.failed and "recreate" in res["msg"] and "namespaces" in res["msg"] and "Traceback" not in res["msg"]
+    assert lab_exec("lab1", ["kill", "-0", str(old["init_pid"])], check=False).returncode == 0
+    conv = converge({MOD: {"name": "it-rec", "namespaces": ["mnt", "net"], "recreate": True}})
+    new = conv.first["guest"]
+    assert conv.first["action"] == "recreate"
+    assert sorted(new["namespaces"]) == ["mnt", "net"] and new["context_id"] == old["context_id"]
+    assert new["namespaces"]["net"]["inode"] != old["namespaces"]["net"]["inode"]
+    assert lab_exec("lab1", ["kill", "-0", str(old["init_pid"])], check=False).returncode != 0
+    assert new["init_pid"] is None  # no pid namespace: no process at all
+    assert readlink_ns(lab_exec, "lab1", 1, "uts") == int(
+        lab_exec("lab1", ["stat", "-L", "-c", "%i", "/proc/1/ns/uts"]).stdout
+    )
+
+
+def test_list_form_many_guests_and_paramiko(clean_hosts, converge, lab_exec):
+    names = ["it-many%02d" % i for i in range(20)]
+    conv = converge({MOD: {"guests": [{"name": n} for n in names[:10]] + names[10:], "namespaces": ["net", "uts", "mnt"]}}, connection="paramiko")
+    assert [g["name"] for g in conv.first["guests"]] == names
+    assert all(g["changed"] for g in conv.first["guests"]) and not any(g["changed"] for g in conv.second["guests"])
+    ctxs = [g["guest"]["context_id"] for g in conv.first["guests"]]
+    assert len(set(ctxs)) == 20
+    assert set(names) <= set(netns_names(lab_exec))
+    nets = {sh(lab_exec, "lab1", "stat -L -c %%i /run/netns/%s" % n).stdout.strip() for n in names}
+    assert len(nets) == 20
+    rm = converge({MOD: {"guests": names, "state": "absent"}})
+    assert all(g["action"] == "remove" for g in rm.first["guests"])
+    assert not set(names) & set(netns_names(lab_exec)) and not set(names) & set(guest_names(lab_exec))
+
+
+def test_root_share_and_init_based_guest(clean_hosts, converge, ansible_playbook, lab_exec, root_dir):
+    conv = converge({MOD: {"name": "it-root", "root": root_dir, "hostname": "rooted"}})
+    g = conv.first["guest"]
+    pid = g["init_pid"]
+    ls_root = lab_exec("lab1", ["nsenter", "-t", str(pid), "-m", "-p", "-r", "-w", "/bin/ls", "/"]).stdout.split()
+    assert "bin" in ls_root and "var" not in ls_root
+    dev = lab_exec("lab1", ["nsenter", "-t", str(pid), "-m", "-r", "/bin/ls", "/dev"]).stdout.split()
+    assert {"null", "zero", "urandom", "pts", "ptmx"} <= set(dev)
+    ps = lab_exec("lab1", ["nsenter", "-t", str(pid), "-m", "-p", "-r", "-w", "/bin/cat", "/proc/1/comm"]).stdout.strip()
+    assert ps == "catatonit"
+    # The old root is detached: the guest's table has no host paths.
+    table = lab_exec("lab1", ["cat", "/proc/%d/mountinfo" % pid]).stdout
+    assert " /run " not in table and "/work" not in table
+
+    # A guest joining it-root's network namespace (vserver composition).
+    side = converge({MOD: {"name": "it-side", "namespaces": ["mnt", "uts", "pid"], "share": {"net": "it-root"}}}).first["guest"]
+    assert side["namespaces"]["net"]["inode"] == g["namespaces"]["net"]["inode"]
+    assert side["namespaces"]["net"]["shared_from"] == "it-root"
+    assert readlink_ns(lab_exec, "lab1", side["init_pid"], "net") == g["namespaces"]["net"]["inode"]
+
+    # Init-based guest: its own PID 1 from inside the root, stopped with its stop signal.
+    init = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+    box = converge({MOD: {"name": "it-box", "root": root_dir, "init": init, "stop_timeout": 5}}).first["guest"]
+    assert lab_exec("lab1", ["cat", "/proc/%d/comm" % box["init_pid"]]).stdout.strip() == "sh"
+    assert lab_exec("lab1", ["nsenter", "-t", str(box["init_pid"]), "-m", "-p", "-r", "-w", "/bin/cat", "/proc/1/cmdline"]).stdout.startswith("/bin/sh")
+    ansible_playbook([{MOD: {"guests": ["it-box", "it-side", "it-root"], "state": "absent"}}])
+    for p in (pid, box["init_pid"], side["init_pid"]):
+        assert lab_exec("lab1", ["kill", "-0", str(p)], check=False).returncode != 0
+    assert not {"it-box", "it-side", "it-root"} & set(guest_names(lab_exec))
+
+
+def test_stale_guest_is_reported_and_recreated(clean_hosts, ansible_playbook, ansible_adhoc, lab_exec):
+    g = ansible_playbook([{MOD: {"name": "it-stale"}}]).last["guest"]
+    lab_exec("lab1", ["kill", "-9", str(g["init_pid"])])
+    info = ansible_adhoc("lab1", INFO, {"name": "it-stale"}).last["guests"][0]
+    assert info["healthy"] is False and any("init" in p for p in info["problems"])
+    res = ansible_playbook([{MOD: {"name": "it-stale"}}]).last
+    assert res.changed and res["action"] == "recreate" and res["guest"]["init_pid"] != g["init_pid"]
+    assert res["guest"]["context_id"] == g["context_id"]
+    assert ansible_adhoc("lab1", INFO, {"name": "it-stale"}).last["guests"][0]["healthy"] is True
+
+
+def test_state_wiped_like_a_reboot(clean_hosts, ansible_playbook, ansible_adhoc, lab_exec):
+    g = ansible_playbook([{MOD: {"name": "it-boot"}}]).last["guest"]
+    # What a reboot does: every process gone, /run empty.
+    lab_exec("lab1", ["kill", "-9", str(g["init_pid"])])
+    sh(lab_exec, "lab1", "umount -l /run/netns/it-boot; rm -f /run/netns/it-boot; umount -l %s; rm -rf %s" % (STATE, STATE))
+    res = ansible_adhoc("lab1", INFO, {"name": "it-boot"}).last
+    assert res["exists"] is False and res["guests"] == []
+    again = ansible_playbook([{MOD: {"name": "it-boot"}}]).last
+    assert again.changed and again["action"] == "create"
+    assert "it-boot" in netns_names(lab_exec)
+
+
+# ------------------------------------------------------------------------------------------
+# bad input: a clear message, nothing created
+# ------------------------------------------------------------------------------------------
+BAD = [
+    ({"name": "a/b"}, "not a valid guest name"),
+    ({"name": ".."}, "not a valid guest name"),
+    ({"name": "has space"}, "not a valid guest name"),
+    ({"name": ""}, "non-empty"),
+    ({"name": "x" * 64}, "at most 63"),
+    ({"name": "31337"}, "no guest has context id 31337"),
+    ({"name": "it-bad", "namespaces": ["mnt", "bogus"]}, "namespaces"),
+    ({"name": "it-bad", "context_id": 0}, "context_id 0 is reserved"),
+    ({"name": "it-bad", "context_id": 1}, "context_id 1 is reserved"),
+    ({"name": "it-bad", "context_id": 70000}, "context_id 70000 is out of range"),
+    ({"name": "it-bad", "root": "relative/path"}, "must be an absolute path"),
+    ({"name": "it-bad", "root": "/nonexistent/linuxns"}, "does not exist"),
+    ({"name": "it-bad", "share": {"net": "it-missing"}}, "share.net: guest 'it-missing' does not exist"),
+    ({"name": "it-bad", "share": {"net": "/etc/hostname"}}, "/etc/hostname is not a namespace file"),
+    ({"name": "it-bad", "share": {"net": "/proc/self/ns/uts"}}, "not a net namespace"),
+    ({"name": "it-bad", "hostname": "h", "namespaces": ["net"]}, "hostname needs a private uts"),
+    ({"guests": [{"name": "it-dup"}, {"name": "it-dup"}]}, "listed twice"),
+    ({"guests": [{"name": "it-ok"}, {"name": "bad/one"}]}, "guests[1].name"),
+    ({"guests": [{"name": "it-ok", "colour": "red"}]}, "unknown option"),
+]
+
+
+@pytest.mark.parametrize("args,msg", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_input_fails_cleanly(clean_hosts, ansible_playbook, lab_exec, args, msg):
+    before = snapshot(lab_exec)
+    res = ansible_playbook([{MOD: args}], expect_fail=True).last
+    assert res.failed
+    assert msg in res["msg"], res["msg"]
+    assert "Traceback" not in res["msg"] and "Traceback" not in str(res.get("exception", ""))
+    assert snapshot(lab_exec) == before
+
+
+def test_taken_context_id_and_dead_pid_owner(clean_hosts, ansible_playbook, lab_exec):
+    owner = ansible_playbook([{MOD: {"name": "it-owner", "context_id": 777}}]).last["guest"]
+    before = snapshot(lab_exec)
+    res = ansible_playbook([{MOD: {"name": "it-other", "context_id": 777}}], expect_fail=True).last
+    assert "context_id 777 is already taken by guest 'it-owner'" in res["msg"]
+    assert snapshot(lab_exec) == before
+    lab_exec("lab1", ["kill", "-9", str(owner["init_pid"])])
+    res = ansible_playbook([{MOD: {"name": "it-pidshare", "namespaces": ["mnt"], "share": {"pid": "it-owner"}}}], expect_fail=True).last
+    assert "share.pid: guest 'it-owner' is not running" in res["msg"]
+    assert snapshot(lab_exec) == before
+    ansible_playbook([{MOD: {"name": "777", "state": "absent"}}])
+
+
+# ------------------------------------------------------------------------------------------
+# faults: killed between steps, concurrent runs
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("step", ["reserved", "forked", "started", "pinned", "aliased", "ready"])
+def test_killed_between_steps_converges(clean_hosts, ansible_playbook, lab_exec, step):
+    before = snapshot(lab_exec)
+    killed = ansible_playbook([{MOD: {"name": "it-crash"}, "environment": {"_LINUXNS_TEST_KILL_AT": step}}], expect_fail=True).last
+    assert killed.failed
+    again = ansible_playbook([{MOD: {"name": "it-crash"}}]).last
+    assert again["guest"]["name"] == "it-crash"
+    if step == "ready":
+        assert not again.changed  # it was complete when the run died
+    else:
+        assert again.changed and again["action"] == "create", again.result
+    assert ansible_playbook([{MOD: {"name": "it-crash"}}]).last.changed is False
+    ansible_playbook([{MOD: {"name": "it-crash", "state": "absent"}}])
+    assert snapshot(lab_exec) == before
+    # no process left in a namespace of the crashed run: every catatonit is a live guest's or the lab's
+    comms = sh(lab_exec, "lab1", "for p in /proc/[0-9]*; do cat $p/comm 2>/dev/null; done").stdout.split()
+    assert comms.count("catatonit") == 1 + len([g for g in guest_names(lab_exec)])
+
+
+def test_two_runs_at_once_make_one_guest(clean_hosts, ansible, lab_exec):
+    results = []
+
+    def run():
+        results.append(ansible.playbook([{MOD: {"name": "it-race"}}]).last)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.changed for r in results) == [False, True]
+    assert results[0]["guest"]["namespaces"]["net"]["inode"] == results[1]["guest"]["namespaces"]["net"]["inode"]
+    assert guest_names(lab_exec).count("it-race") == 1
+    assert pin_mounts(lab_exec).count("%s/guests/it-race/ns/net" % STATE) == 1
+    ansible.playbook([{MOD: {"name": "it-race", "state": "absent"}}])
