@@ -176,7 +176,7 @@ def call_in_guest(meta: dict, types, func, *args, **kwargs):
             if "mnt" in types:
                 os.chdir("/")
             payload = {"ok": func(*args, **kwargs)}
-        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+        except BaseException as exc:
             payload = _error_payload(exc)
             code = 1
         try:
@@ -206,3 +206,153 @@ def reset_signals() -> None:
             pass
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+# ---------------------------------------------------------------------------------------
+# Running a program inside a guest
+# ---------------------------------------------------------------------------------------
+# Exit status a command gets when it could not be started (like a shell).
+RC_NOT_FOUND = 127
+RC_CANNOT_EXEC = 126
+
+
+class Spawned:
+    """A program started by :func:`spawn_in_guest`.
+
+    ``pid`` is the joining process E (the caller's child); ``status_fd`` is the
+    read end of the status pipe.  It carries JSON lines, in order:
+    ``{"pid": P}`` (the command's pid as the caller sees it), then either
+    ``{"error": ..., "class": ..., "rc": N}`` (it could not be started) or
+    ``{"report": X}`` (``prepare`` decided not to run it), then
+    ``{"exit": STATUS}`` (the raw wait status).  EOF means E is gone.
+    """
+
+    def __init__(self, pid: int, status_fd: int):
+        self.pid = pid
+        self.status_fd = status_fd
+
+
+def _send(fd: int, msg: dict) -> None:
+    write_all(fd, (json.dumps(msg) + "\n").encode())
+
+
+def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w) -> None:  # pragma: no cover - forked child C
+    """The command's process C: inside every namespace, just before exec."""
+    try:
+        os.setsid()
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        close_fds_except({status_w})
+        if credentials is not None:
+            creds = credentials()
+            os.setgroups(creds["groups"])
+            os.setresgid(creds["gid"], creds["gid"], creds["gid"])
+            os.setresuid(creds["uid"], creds["uid"], creds["uid"])
+            for key, value in creds.get("env", {}).items():
+                env.setdefault(key, value)
+        if cwd:
+            try:
+                os.chdir(cwd)
+            except OSError as exc:
+                raise InvalidInput("chdir: %s cannot be entered inside guest %r: %s" % (cwd, meta["name"], exc.strerror)) from None
+        if prepare is not None:
+            report = prepare()
+            if report is not None:
+                _send(status_w, {"report": report})
+                os._exit(0)
+        if argv is None:
+            _send(status_w, {"report": None})
+            os._exit(0)
+        reset_signals()
+    except BaseException as exc:
+        payload = _error_payload(exc)
+        payload["rc"] = 1
+        try:
+            _send(status_w, payload)
+        finally:
+            os._exit(1)
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        err = exc.errno
+    if err in (errno.ENOENT, errno.ENOTDIR):
+        where = "in PATH=%s" % env.get("PATH", "") if "/" not in argv[0] else "at that path"
+        msg = "command %r was not found inside guest %r (looked up %s inside the guest)" % (argv[0], meta["name"], where)
+        rc = RC_NOT_FOUND
+    else:
+        msg = "command %r cannot be run inside guest %r: %s" % (argv[0], meta["name"], sc.errno_text(err))
+        rc = RC_CANNOT_EXEC
+    try:
+        _send(status_w, {"error": msg, "class": "ExecFailed", "errno": err, "rc": rc})
+    finally:
+        os._exit(rc)
+
+
+def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True, cwd=None, credentials=None, prepare=None) -> Spawned:
+    """Start ``argv`` inside the guest's ``types`` namespaces; return at once.
+
+    The one enter path for programs: fork E (non-dumpable before it opens any
+    namespace file), open every pin, join them (:func:`join_namespaces`), take
+    the guest's root, fork C so that the program is a member of the guest's
+    pid and time namespaces.  C starts a new session, puts ``stdio`` (three
+    fds of the caller) on 0/1/2, closes every other fd, switches to
+    ``credentials()`` (a callable run inside the guest returning ``uid``,
+    ``gid``, ``groups`` and default ``env`` entries), changes to ``cwd``, asks
+    ``prepare()`` (run inside the guest; a non-None result is reported instead
+    of running the program), resets signal dispositions and execs ``argv``
+    with ``os.execvpe``: the program is looked up in ``env["PATH"]`` inside
+    the guest.  ``argv=None`` only runs ``prepare`` (check mode).  E waits
+    for C and reports its wait status on the status pipe (see
+    :class:`Spawned`); the caller reads it and reaps E.
+
+    With ``root`` (the default) the program's ``/`` is the guest's: the root
+    of its mount namespace when ``mnt`` is entered, else a chroot into the
+    guest's root folder when it has one.  ``root=False`` keeps the caller's
+    ``/`` and is refused when it would mean a host root inside the guest's
+    mount namespace.
+    """
+    types = check_types(meta, types)
+    if not root and "mnt" in types and meta.get("root"):
+        raise InvalidInput(
+            "root: false cannot be used when entering the mnt namespace of guest %r, whose / is its own root; "
+            "leave mnt out of namespaces to run with the host's files" % meta["name"]
+        )
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = os.fork()
+    except BaseException:
+        os.close(status_r)
+        os.close(status_w)
+        raise
+    if pid == 0:  # pragma: no cover - runs in the child E
+        try:
+            os.close(status_r)
+            sc.set_dumpable(False)
+            join_namespaces(open_namespaces(meta, types))
+            if "mnt" in types:
+                os.chdir("/")
+            elif root and meta.get("root"):
+                os.chroot(meta["root"])
+                os.chdir("/")
+            # The caller's other fds (its ends of the pipes above all) must not
+            # stay open here, or the program would never see EOF on stdin.
+            close_fds_except({status_w} | set(stdio))
+            child = os.fork()
+            if child == 0:
+                _exec_in_guest(meta, argv, dict(env), cwd, credentials, prepare, stdio, status_w)
+                os._exit(1)
+            for fd in set(stdio):
+                if fd > 2:
+                    os.close(fd)
+            _send(status_w, {"pid": child})
+            status = wait_child(child)
+            _send(status_w, {"exit": status})
+            os._exit(0)
+        except BaseException as exc:
+            payload = _error_payload(exc)
+            try:
+                _send(status_w, payload)
+            finally:
+                os._exit(1)
+    os.close(status_w)
+    return Spawned(pid, status_r)

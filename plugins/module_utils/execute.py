@@ -1,0 +1,545 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Running commands inside guests: the engine of ``guest_enter_exec``.
+
+The process side (fork, join, fork, exec) is :func:`enter.spawn_in_guest`; this
+file adds what a command runner needs around it:
+
+- the request (argv, shell, env, user, chdir, creates/removes, stdin, timeout)
+  validated once for a list of guests, before anything runs;
+- the user looked up in the guest's own ``/etc/passwd`` and ``/etc/group``
+  (parsed here, inside the guest: the host's NSS is never asked);
+- one ``poll`` loop that feeds stdin and drains stdout/stderr, so any amount
+  of output (binary too) and any amount of input flow without deadlock;
+- when the command exits while processes it left in the background still
+  hold its stdout/stderr open, the output already written is kept and
+  reading stops after :data:`OUTPUT_GRACE` seconds instead of waiting for
+  them (``ansible.builtin.command`` waits for one second of silence; a
+  chatty background process would keep it waiting forever);
+- on ``timeout`` the command's process group, its session and every
+  descendant are stopped then killed, and the run fails clearly.
+
+Nothing here imports Ansible or anything heavy: the module's payload stays small.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import glob
+import json
+import os
+import select
+import shlex
+import signal
+import time
+
+from ansible_collections.linuxns.guests.plugins.module_utils import enter
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, GuestStale, InvalidInput
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+OUTPUT_GRACE = 0.5
+READ_CHUNK = 1 << 16
+WRITE_CHUNK = 1 << 16
+
+__all__ = ["Request", "kill_tree", "prepare_guests", "resolve_user", "run", "run_many"]
+
+
+# ---------------------------------------------------------------------------------------
+# The request
+# ---------------------------------------------------------------------------------------
+class Request:
+    """What to run, validated; the same for every guest of a list."""
+
+    def __init__(self, argv=None, cmd=None, shell=False, namespaces=None, root=True, chdir=None, env=None, user=None,
+                 stdin=None, stdin_add_newline=True, strip_empty_ends=True, creates=None, removes=None, timeout=None):
+        if argv is not None and cmd is not None:
+            raise InvalidInput("argv and cmd are mutually exclusive: give the command as a list (argv) or a string (cmd)")
+        if shell:
+            if cmd is None:
+                raise InvalidInput("shell: true needs the command as a string in cmd (it is run by the guest's /bin/sh -c)")
+            self.argv = ["/bin/sh", "-c", cmd]
+        elif cmd is not None:
+            if not isinstance(cmd, str) or not cmd.strip():
+                raise InvalidInput("cmd must be a non-empty string")
+            try:
+                self.argv = shlex.split(cmd)
+            except ValueError as exc:
+                raise InvalidInput("cmd %r cannot be split into arguments: %s" % (cmd, exc)) from None
+        elif argv is not None:
+            if not isinstance(argv, (list, tuple)) or not argv:
+                raise InvalidInput("argv must be a non-empty list of strings")
+            self.argv = [a if isinstance(a, str) else str(a) for a in argv]
+            if not self.argv[0]:
+                raise InvalidInput("argv[0] (the program) must not be empty")
+        else:
+            raise InvalidInput("one of argv or cmd is required")
+        if any("\0" in a for a in self.argv):
+            raise InvalidInput("the command must not contain NUL characters")
+        self.namespaces = None if namespaces is None else list(namespaces)
+        if self.namespaces is not None and not self.namespaces:
+            raise InvalidInput("namespaces must name at least one namespace type to enter (or be left out: all of the guest's)")
+        self.root = bool(root)
+        for name, value in (("chdir", chdir), ("creates", creates), ("removes", removes)):
+            if value is not None and (not isinstance(value, str) or not value or "\0" in value):
+                raise InvalidInput("%s must be a non-empty path inside the guest" % name)
+        self.chdir = chdir
+        self.creates = creates
+        self.removes = removes
+        self.env = {}
+        for key, value in (env or {}).items():
+            key = str(key)
+            if not key or "=" in key or "\0" in key:
+                raise InvalidInput("env: %r is not a valid environment variable name" % key)
+            value = "" if value is None else (value if isinstance(value, str) else str(value))
+            if "\0" in value:
+                raise InvalidInput("env: the value of %s must not contain NUL characters" % key)
+            self.env[key] = value
+        self.user = None if user is None or user == "" else str(user)
+        if self.user is not None and (":" in self.user or "\n" in self.user):
+            raise InvalidInput("user %r must be a user name or a numeric uid" % self.user)
+        self.stdin = None
+        if stdin is not None:
+            data = stdin.encode("utf-8", "surrogateescape") if isinstance(stdin, str) else bytes(stdin)
+            if stdin_add_newline:
+                data += b"\n"
+            self.stdin = data
+        self.strip_empty_ends = bool(strip_empty_ends)
+        if timeout is not None:
+            try:
+                timeout = float(timeout)
+            except (TypeError, ValueError):
+                raise InvalidInput("timeout %r must be a number of seconds" % (timeout,)) from None
+            if timeout <= 0:
+                raise InvalidInput("timeout must be more than 0 seconds (leave it out for no limit)")
+        self.timeout = timeout
+
+    def environment(self) -> dict:
+        env = {"PATH": DEFAULT_PATH, "container": "linuxns"}
+        env.update(self.env)
+        return env
+
+
+# ---------------------------------------------------------------------------------------
+# Users, from the guest's own files
+# ---------------------------------------------------------------------------------------
+def _read_db(path: str) -> list:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    rows = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        if not line or line.startswith(("#", "+", "-")):
+            continue
+        rows.append(line.split(":"))
+    return rows
+
+
+def resolve_user(user: str, guest: str, passwd: str = "/etc/passwd", group: str = "/etc/group") -> dict:
+    """Credentials of ``user`` (a name or a uid) from the passwd/group files at hand.
+
+    Runs inside the guest, so the paths are the guest's.  A numeric uid
+    without a passwd entry runs with gid = uid, no supplementary groups and
+    HOME=/.
+    """
+    entry = None
+    for row in _read_db(passwd):
+        if len(row) < 7:
+            continue
+        if row[0] == user or (user.isdigit() and row[2] == user):
+            if not row[2].isdigit() or not row[3].isdigit():
+                continue
+            entry = row
+            if row[0] == user:
+                break
+    if entry is None:
+        if not user.isdigit():
+            raise InvalidInput("user %r is not known inside guest %r (not in its /etc/passwd)" % (user, guest))
+        uid = int(user)
+        return {"uid": uid, "gid": uid, "groups": [], "env": {"HOME": "/", "USER": user, "LOGNAME": user}}
+    name, uid, gid, home, shell = entry[0], int(entry[2]), int(entry[3]), entry[5] or "/", entry[6] or "/bin/sh"
+    groups = {gid}
+    for row in _read_db(group):
+        if len(row) >= 4 and row[2].isdigit() and name in row[3].split(","):
+            groups.add(int(row[2]))
+    return {"uid": uid, "gid": gid, "groups": sorted(groups), "env": {"HOME": home, "USER": name, "LOGNAME": name, "SHELL": shell}}
+
+
+def _root_env() -> dict:
+    return {"HOME": "/root", "USER": "root", "LOGNAME": "root"}
+
+
+# ---------------------------------------------------------------------------------------
+# Killing a command's processes
+# ---------------------------------------------------------------------------------------
+def _proc_table() -> dict:
+    """pid -> (ppid, pgrp, session) of every process in our /proc."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(b")") + 2:].split()
+        table[int(name)] = (int(fields[1]), int(fields[2]), int(fields[3]))
+    return table
+
+
+def tree_of(pid: int, table: dict) -> set:
+    """``pid``, its descendants and the members of its process group and session."""
+    found = {pid}
+    for p, (_ppid, pgrp, sid) in table.items():
+        if pgrp == pid or sid == pid:
+            found.add(p)
+    grew = True
+    while grew:
+        grew = False
+        for p, (ppid, _pgrp, _sid) in table.items():
+            if ppid in found and p not in found:
+                found.add(p)
+                grew = True
+    return found
+
+
+def kill_tree(pid: int) -> int:
+    """Stop ``pid`` and everything it started (until no new process shows up), then kill them all.
+
+    Stopping first means nothing can fork away while we look.  Returns how
+    many processes were killed.
+    """
+    stopped = set()
+    for _round in range(50):
+        new = tree_of(pid, _proc_table()) - stopped
+        if not new:
+            break
+        for p in new:
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except OSError:
+                pass
+        stopped |= new
+    killed = 0
+    for p in stopped:
+        try:
+            os.kill(p, signal.SIGKILL)
+            killed += 1
+        except OSError:
+            pass
+    return killed
+
+
+# ---------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------
+def _prepare_checks(creates, removes):
+    """creates/removes as ansible.builtin.command checks them (globs, relative to chdir), inside the guest."""
+
+    def check():
+        if creates and glob.glob(creates):
+            return {"skip": "creates", "path": creates}
+        if removes and not glob.glob(removes):
+            return {"skip": "removes", "path": removes}
+        return None
+
+    return check
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now()
+
+
+def _decode(data: bytes, strip: bool) -> str:
+    text = data.decode("utf-8", "replace")
+    return text.rstrip("\r\n") if strip else text
+
+
+def _set_nonblocking(fd: int) -> None:
+    os.set_blocking(fd, False)
+
+
+class _Io:
+    """The caller's side of one command: stdin/stdout/stderr and the status pipe, in one poll loop."""
+
+    def __init__(self, stdin: bytes | None):
+        self.stdin = memoryview(stdin or b"")
+        self.fds = {}
+        in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        self.child_ends = (in_r, out_w, err_w)
+        self.in_w, self.out_r, self.err_r = in_w, out_r, err_r
+        self.out, self.err, self.status = [], [], []
+
+    def close_child_ends(self) -> None:
+        for fd in self.child_ends:
+            os.close(fd)
+        self.child_ends = ()
+
+    def close(self) -> None:
+        for fd in list(self.child_ends) + [self.in_w, self.out_r, self.err_r]:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.child_ends = ()
+        self.in_w = self.out_r = self.err_r = -1
+
+
+def _messages(raw: bytes) -> list:
+    out = []
+    for line in raw.split(b"\n"):
+        if line.strip():
+            try:
+                out.append(json.loads(line.decode()))
+            except ValueError:
+                pass
+    return out
+
+
+def _run_one(meta: dict, req: Request, check_only: bool) -> dict:
+    """Run the request in one guest; the result dict of ansible.builtin.command plus guest/context_id."""
+    name = meta["name"]
+    result = {
+        "guest": name, "context_id": meta.get("context_id"), "cmd": list(req.argv), "changed": False, "rc": None,
+        "stdout": "", "stderr": "", "start": None, "end": None, "delta": None, "msg": "",
+    }
+    io = _Io(None if check_only else req.stdin)
+    env = req.environment()
+    env.update({k: v for k, v in _root_env().items() if req.user is None and k not in req.env})
+    credentials = None
+    if req.user is not None:
+        user = req.user
+
+        def credentials():
+            return resolve_user(user, name)
+
+    prepare = _prepare_checks(req.creates, req.removes) if (req.creates or req.removes) else None
+    start = _now()
+    t0 = time.monotonic()
+    try:
+        spawned = enter.spawn_in_guest(meta, req.namespaces, None if check_only else req.argv, env, io.child_ends,
+                                       root=req.root, cwd=req.chdir, credentials=credentials, prepare=prepare)
+    except BaseException:
+        io.close()
+        raise
+    try:
+        io.close_child_ends()
+        outcome = _pump(io, spawned, req.timeout, t0)
+    finally:
+        io.close()
+        os.close(spawned.status_fd)
+        enter.wait_child(spawned.pid)
+    end = _now()
+    msgs = outcome["messages"]
+    first_error = next((m for m in msgs if "error" in m), None)
+    report = next((m for m in msgs if "report" in m), None)
+    exit_msg = next((m for m in msgs if "exit" in m), None)
+    if first_error is not None and "rc" not in first_error:
+        # E failed while entering: nothing ran.
+        enter.raise_payload(first_error)
+    if first_error is not None and first_error.get("class") != "ExecFailed":
+        enter.raise_payload(first_error)
+    if report is not None:
+        rep = report["report"]
+        if rep is not None and rep.get("skip"):
+            verb = "Would" if check_only else "Did"
+            if rep["skip"] == "creates":
+                result["msg"] = "%s not run command since '%s' exists inside guest %r" % (verb, rep["path"], name)
+                result["stdout"] = "skipped, since %s exists" % rep["path"]
+            else:
+                result["msg"] = "%s not run command since '%s' does not exist inside guest %r" % (verb, rep["path"], name)
+                result["stdout"] = "skipped, since %s does not exist" % rep["path"]
+            result["rc"] = 0
+            return result
+        # check mode: the command would run
+        result["rc"] = 0
+        result["msg"] = "Command would have run if not in check mode"
+        if req.creates is None and req.removes is None:
+            result["skipped"] = True
+        else:
+            result["changed"] = True
+        return result
+    if exit_msg is None:
+        raise GuestError("guest %r: the process that entered it died before reporting the command's end" % name)
+    status = exit_msg["exit"]
+    rc = os.waitstatus_to_exitcode(status) if status else 0
+    result.update({
+        "changed": True, "rc": rc,
+        "stdout": _decode(b"".join(io.out), req.strip_empty_ends),
+        "stderr": _decode(b"".join(io.err), req.strip_empty_ends),
+        "start": str(start), "end": str(end), "delta": str(end - start),
+    })
+    if outcome["timed_out"]:
+        result["failed"] = True
+        result["timed_out"] = True
+        result["msg"] = "command timed out after %s seconds inside guest %r: killed it and its processes (%d)" % (
+            _fmt_seconds(req.timeout), name, outcome["killed"])
+    elif first_error is not None:
+        result["failed"] = True
+        result["rc"] = first_error.get("rc", rc)
+        result["msg"] = first_error["error"]
+        result["stderr"] = result["stderr"] or first_error["error"]
+    elif rc != 0:
+        result["failed"] = True
+        result["msg"] = "non-zero return code"
+    if outcome["left_open"]:
+        result["warnings"] = ["the command exited while processes it started kept its output open; "
+                              "stopped reading %ss after it ended" % _fmt_seconds(OUTPUT_GRACE)]
+    return result
+
+
+def _fmt_seconds(value) -> str:
+    return ("%g" % value) if value is not None else "?"
+
+
+def _pump(io: _Io, spawned, timeout, t0) -> dict:
+    """Feed stdin, drain stdout/stderr and the status pipe until the command ended and its output is read."""
+    poller = select.poll()
+    buffers = {io.out_r: io.out, io.err_r: io.err, spawned.status_fd: io.status}
+    for fd in (io.out_r, io.err_r, spawned.status_fd):
+        _set_nonblocking(fd)
+        poller.register(fd, select.POLLIN)
+    if len(io.stdin):
+        _set_nonblocking(io.in_w)
+        poller.register(io.in_w, select.POLLOUT)
+    else:
+        os.close(io.in_w)
+        io.in_w = -1
+    open_fds = set(buffers)
+    deadline = None if timeout is None else t0 + timeout
+    exited_at = None
+    timed_out = False
+    killed = 0
+    left_open = False
+    grace_over = False
+    while open_fds:
+        now = time.monotonic()
+        wait = None
+        if exited_at is not None and not grace_over:
+            wait = exited_at + OUTPUT_GRACE - now
+        elif exited_at is None and deadline is not None and not timed_out:
+            wait = deadline - now
+        if wait is not None and wait <= 0:
+            if exited_at is not None:
+                # The command ended OUTPUT_GRACE ago; what still holds stdout/stderr open
+                # was left in the background: stop reading (E's status pipe ends right away).
+                grace_over = True
+                for fd in list(open_fds - {spawned.status_fd}):
+                    left_open = True
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+                continue
+            timed_out = True
+            cmd_pid = _cmd_pid(io.status)
+            if cmd_pid is not None:
+                killed = kill_tree(cmd_pid)
+            else:
+                os.kill(spawned.pid, signal.SIGKILL)
+            continue
+        wait = max(0.0, wait) if wait is not None else None
+        try:
+            events = poller.poll(None if wait is None else int(wait * 1000) + 1)
+        except InterruptedError:
+            continue
+        for fd, ev in events:
+            if fd == io.in_w:
+                if ev & (select.POLLERR | select.POLLHUP):
+                    _close_stdin(io, poller)
+                    continue
+                try:
+                    n = os.write(fd, io.stdin[:WRITE_CHUNK])
+                except BlockingIOError:
+                    continue
+                except (BrokenPipeError, OSError):
+                    _close_stdin(io, poller)
+                    continue
+                io.stdin = io.stdin[n:]
+                if not len(io.stdin):
+                    _close_stdin(io, poller)
+                continue
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                data = b""
+            if data:
+                buffers[fd].append(data)
+                if fd == spawned.status_fd and exited_at is None and b'"exit"' in b"".join(io.status):
+                    exited_at = time.monotonic()
+                continue
+            poller.unregister(fd)
+            open_fds.discard(fd)
+            if fd == spawned.status_fd and exited_at is None:
+                exited_at = time.monotonic()
+    if io.in_w >= 0:
+        _close_stdin(io, poller)
+    return {"messages": _messages(b"".join(io.status)), "timed_out": timed_out, "killed": killed, "left_open": left_open}
+
+
+def _close_stdin(io: _Io, poller) -> None:
+    try:
+        poller.unregister(io.in_w)
+    except (KeyError, ValueError):
+        pass
+    os.close(io.in_w)
+    io.in_w = -1
+
+
+def _cmd_pid(status_chunks) -> int | None:
+    for m in _messages(b"".join(status_chunks)):
+        if "pid" in m:
+            return m["pid"]
+    return None
+
+
+def prepare_guests(registry: reg.Registry, refs, req: Request, param: str = "guest") -> list:
+    """Metadata of every guest, checked (exists, healthy, namespace subset) before anything runs."""
+    metas = []
+    seen = set()
+    for i, ref in enumerate(refs):
+        where = param if param == "guest" else "%s[%d]" % (param, i)
+        meta = registry.find(ref, where)
+        if meta["name"] in seen:
+            continue
+        seen.add(meta["name"])
+        problems = reg.health(meta)
+        if problems:
+            raise GuestStale("%s: guest %r is not running: %s; recreate it with linuxns.guests.namespace_create"
+                             % (where, meta["name"], "; ".join(problems)))
+        enter.check_types(meta, req.namespaces)
+        if not req.root and "mnt" in (req.namespaces or enter.guest_types(meta)) and meta.get("root"):
+            raise InvalidInput("root: false cannot be used when entering the mnt namespace of guest %r, whose / is its own root; "
+                               "leave mnt out of namespaces to run with the host's files" % meta["name"])
+        metas.append(meta)
+    return metas
+
+
+def run(meta: dict, req: Request, check_only: bool = False) -> dict:
+    """Run in one guest; setup errors (user, chdir, entering) raise."""
+    return _run_one(meta, req, check_only)
+
+
+def run_many(metas, req: Request, check_only: bool = False, raise_errors: bool = False) -> list:
+    """Run in each guest in turn; a guest's setup error (user, chdir...) becomes its failed result
+    (or is raised, with ``raise_errors``)."""
+    results = []
+    for meta in metas:
+        try:
+            results.append(_run_one(meta, req, check_only))
+        except GuestError as exc:
+            if raise_errors:
+                raise
+            results.append({"guest": meta["name"], "context_id": meta.get("context_id"), "cmd": list(req.argv),
+                            "changed": False, "failed": True, "rc": None, "stdout": "", "stderr": "", "msg": exc.msg,
+                            "start": None, "end": None, "delta": None})
+    return results
