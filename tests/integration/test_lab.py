@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -111,17 +112,31 @@ def _links():
                           check=True).stdout
 
 
+def _has_link(name, links):
+    return re.search(rf"^\d+: {re.escape(name)}[@:]", links, re.M) is not None
+
+
+def _free_global_number():
+    """A host number near the top of the range with no lnsg veth (labs running beside us)."""
+    links = _links()
+    for g in range(254, 200, -1):
+        if not _has_link(f"lnsg{g}", links):
+            return g
+    pytest.skip("no free lab host number in 201..254")
+
+
 def test_separate_lab_up_is_idempotent_recovers_and_down_leaves_nothing(lab):
     """A second lab (LINUXNS_LAB) next to the session lab: up, crash, up, down."""
     from lab import Lab, is_running, kill_verified
 
-    env = dict(os.environ, LINUXNS_LAB="pytest-down", LINUXNS_LAB_BASE="240")
-    other = Lab(name="pytest-down", base=240)
+    name, g = f"pytest-{os.getpid()}", _free_global_number()
+    env = dict(os.environ, LINUXNS_LAB=name, LINUXNS_LAB_BASE=str(g - 1))
+    other = Lab(name=name, base=g - 1)
     try:
         _lab_cli(env, "up", "--hosts", "1")
         status = json.loads(_lab_cli(env, "status").stdout)
         (host,) = status["hosts"]
-        assert host["ifname"] == "lnsg241" and host["address"] == "198.18.241.2"
+        assert host["ifname"] == f"lnsg{g}" and host["address"] == f"198.18.{g}.2"
         assert host["healthy"] and host["name"] == "lab1"
         assert _lab_cli(env, "exec", "1", "--", "hostname").stdout.strip() == "lab1"
         ssh = subprocess.run(other.ssh_argv(1, ["cat", "/proc/sys/kernel/hostname"]),
@@ -141,10 +156,11 @@ def test_separate_lab_up_is_idempotent_recovers_and_down_leaves_nothing(lab):
         pids = [(again.pid, again.pid_start), (again.unshare_pid, again.unshare_start)]
         _lab_cli(env, "down", "--purge")
         _lab_cli(env, "down")  # idempotent
-        assert "lnsg241" not in _links()
+        links = _links()
+        assert not _has_link(f"lnsg{g}", links)
         assert not any(is_running(pid, start) for pid, start in pids)
         assert not other.state_dir.exists()
         # the session lab is untouched
-        assert all(h.running for h in lab.hosts) and "lnsg1" in _links()
+        assert all(h.running and _has_link(h.ifname, links) for h in lab.hosts)
     finally:
         other.down(purge=True)
