@@ -2,6 +2,7 @@
 #   make test    deps + venv + link, then the whole pytest suite (unit + integration on lab hosts)
 #   make demo    deps + venv + link, 2 lab hosts, playbooks/demo.yml, lab down (also on failure)
 #   make sanity  ansible-test sanity on a copy of the tree
+#   make lint    ruff (ruff.toml)
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
 
@@ -19,7 +20,7 @@ SANITY_DIR := $(REPO)/build/sanity/ansible_collections/linuxns/guests
 SANITY_PYTHON ?= 3.11
 GET_PIP_VERSIONS ?= 24.2
 
-.PHONY: deps venv link lab-up lab-down lab-status test demo sanity clean
+.PHONY: deps venv link lab-up lab-down lab-status test demo sanity lint clean
 
 deps:
 	@bash $(REPO)/tests/lab/deps.sh
@@ -64,6 +65,9 @@ sanity: deps venv
 	    $(REPO)/ $(SANITY_DIR)/
 	cd $(SANITY_DIR) && PATH=$(VENV)/bin:$$PATH $(VENV)/bin/ansible-test sanity \
 	    --python $(SANITY_PYTHON) --local $(SANITY_ARGS)
+
+lint: venv
+	cd $(REPO) && $(VENV)/bin/ruff check --no-cache .
 
 clean:
 	-$(LAB) down --purge

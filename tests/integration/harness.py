@@ -243,7 +243,7 @@ class Ansible:
         return self._run(argv, record, expect_fail, timeout, connection=connection,
                          pipelining=pipelining, env=env)
 
-    def adhoc(self, host: str, module: str, args: None | str | dict = None,
+    def adhoc(self, host: str, module: str, args: str | dict | None = None,
               check: bool = False, diff: bool = False, env: dict | None = None,
               connection: str = "ssh", extra_vars: dict | None = None,
               expect_fail: bool = False, pipelining: bool | None = None,
