@@ -1,0 +1,1306 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Network links, addresses and routes of guests (the engine behind netns_link).
+
+pyroute2 is imported lazily (:func:`pyroute2_module`): only this engine pays
+for its import, once per task.  A netlink socket for a namespace is opened by
+switching the calling thread into it with setns(), creating the socket and
+switching back (a socket stays bound to the namespace it was created in);
+that costs microseconds and works the same with pyroute2 0.7 and 0.9.
+
+Compute, then apply: :func:`plan_links` normalises every entry, reads the
+kernel's state through netlink, validates everything and returns one
+:class:`LinkPlan` per entry (its before/after views and a list of steps);
+:func:`apply_plan` carries a plan out and rolls back a link created in the
+same run when a later step fails.
+
+How managed addresses and routes are told apart from others:
+
+* every link this module creates or moves into a namespace (and every bridge
+  it creates) gets the interface alias ``linuxns.guests`` (``ip link`` shows
+  ``alias linuxns.guests``); on such a *marked* link the address set is exact:
+  every address except IPv6 link-local ones (fe80::/10, made by the kernel)
+  belongs to the module, so one added by hand is removed on the next run.
+  A matching link that exists unmarked is adopted (marked) by the run.
+* routes are added with the routing protocol number 76 (``ip route`` shows
+  ``proto 76``); the routes of a link are those in the main table with that
+  protocol and the link as output device, so kernel prefix routes and routes
+  added by hand or by other tools are never touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import re
+
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
+    GuestConflict,
+    GuestError,
+    GuestNotFound,
+    GuestStale,
+    InvalidInput,
+    KernelError,
+)
+
+MARK = "linuxns.guests"
+RTPROT = 76
+MAIN_TABLE = 254
+KINDS = ("veth", "macvlan", "ipvlan", "physical")
+VIRTUAL_KINDS = ("veth", "macvlan", "ipvlan")
+STACKED_KINDS = ("macvlan", "ipvlan")  # never a moved interface (kind=physical may move a NIC, dummy or veth end)
+IFNAMSIZ = 16
+MACVLAN_MODE = "bridge"
+IPVLAN_MODE_L2 = 0
+IFF_UP = 1
+IFA_F_NODAD = 0x02
+LINK_KEYS = (
+    "guest", "netns", "ifname", "kind", "parent", "peer", "addresses", "mtu", "mac", "routes",
+    "gateway", "gateway6", "state", "recreate",
+)
+PEER_KEYS = ("ifname", "guest", "netns", "bridge", "bridge_create", "bridge_addresses", "addresses", "mtu", "mac")
+ROUTE_KEYS = ("dst", "gateway", "metric")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+INSTALL_HINT = (
+    "the Python library pyroute2 is missing on the target host for interpreter %s: install it with "
+    "'apt-get install python3-pyroute2' (Debian/Ubuntu), 'dnf install python3-pyroute2' (Fedora/RHEL) "
+    "or 'python3 -m pip install pyroute2', or point ansible_python_interpreter at a Python that has it"
+)
+
+
+# ---------------------------------------------------------------------------------------
+# pyroute2 (lazy)
+# ---------------------------------------------------------------------------------------
+_pyroute2 = None
+
+
+def pyroute2_module():
+    """The pyroute2 package, imported once; a clear error when it is missing."""
+    global _pyroute2
+    if _pyroute2 is None:
+        try:
+            import pyroute2
+        except ImportError:
+            import sys
+
+            raise GuestError(INSTALL_HINT % sys.executable) from None
+        _pyroute2 = pyroute2
+    return _pyroute2
+
+
+def pyroute2_version() -> str:
+    mod = pyroute2_module()
+    version = getattr(mod, "__version__", None)
+    if not version or version == "unknown":
+        try:
+            from importlib import metadata
+
+            version = metadata.version("pyroute2")
+        except Exception:
+            version = "unknown"
+    return version
+
+
+def netlink_code(exc) -> int:
+    """errno of a pyroute2 NetlinkError (or OSError), else 0."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    return getattr(exc, "errno", 0) or 0
+
+
+# ---------------------------------------------------------------------------------------
+# Input normalisation
+# ---------------------------------------------------------------------------------------
+def validate_ifname(value, param: str) -> str:
+    """A Linux interface name (the kernel's dev_valid_name) or InvalidInput."""
+    if not isinstance(value, str) or value == "":
+        raise InvalidInput("%s must be a non-empty interface name" % param)
+    if len(value) >= IFNAMSIZ:
+        raise InvalidInput("%s %r is %d characters long; an interface name has at most %d" % (param, value, len(value), IFNAMSIZ - 1))
+    if value in (".", "..") or any(c in value for c in "/:") or any(c.isspace() for c in value):
+        raise InvalidInput("%s %r is not a valid interface name (no '/', ':', whitespace, '.' or '..')" % (param, value))
+    return value
+
+
+def parse_interface(value, param: str) -> str:
+    """'198.19.0.2/24' or 'fd00::2/64' normalised; the prefix length is required."""
+    if not isinstance(value, str) or "/" not in value:
+        raise InvalidInput("%s %r is not an address in CIDR form (such as 198.19.0.2/24 or fd00::2/64): the prefix length is missing" % (param, value))
+    try:
+        iface = ipaddress.ip_interface(value.strip())
+    except ValueError as exc:
+        raise InvalidInput("%s %r is not a valid CIDR address: %s" % (param, value, exc)) from None
+    if iface.ip.is_multicast or iface.ip.is_unspecified:
+        raise InvalidInput("%s %r cannot be an interface address" % (param, value))
+    return str(iface)
+
+
+def parse_network(value, param: str) -> str:
+    if value in ("default", "0.0.0.0/0", "::/0"):
+        value = {"default": "0.0.0.0/0"}.get(value, value)
+    if not isinstance(value, str):
+        raise InvalidInput("%s %r is not a network in CIDR form" % (param, value))
+    try:
+        net = ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as exc:
+        raise InvalidInput("%s %r is not a valid CIDR network (host bits must be zero): %s" % (param, value, exc)) from None
+    return str(net)
+
+
+def parse_ip(value, param: str) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        raise InvalidInput("%s %r is not an IP address" % (param, value)) from None
+
+
+def parse_mac(value, param: str):
+    if value is None:
+        return None
+    mac = str(value).strip().lower().replace("-", ":")
+    if not _MAC_RE.match(mac):
+        raise InvalidInput("%s %r is not a MAC address (6 bytes as aa:bb:cc:dd:ee:ff)" % (param, value))
+    if int(mac[:2], 16) & 1:
+        raise InvalidInput("%s %r is a multicast MAC address (the first byte is odd)" % (param, value))
+    return mac
+
+
+def parse_mtu(value, param: str):
+    if value is None:
+        return None
+    try:
+        mtu = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput("%s %r is not a number" % (param, value)) from None
+    if not 68 <= mtu <= 65535:
+        raise InvalidInput("%s %d is out of range 68-65535" % (param, mtu))
+    return mtu
+
+
+def _addresses(value, param: str) -> list:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise InvalidInput("%s must be a list of CIDR addresses" % param)
+    out = []
+    for i, item in enumerate(value):
+        addr = parse_interface(item, "%s[%d]" % (param, i))
+        if any(ipaddress.ip_interface(a).ip == ipaddress.ip_interface(addr).ip for a in out):
+            raise InvalidInput("%s[%d]: address %s is listed twice" % (param, i, addr.split("/")[0]))
+        out.append(addr)
+    return sorted(out, key=_addr_key)
+
+
+def _addr_key(addr: str):
+    iface = ipaddress.ip_interface(addr)
+    return (iface.version, int(iface.ip), iface.network.prefixlen)
+
+
+def default_metric(version: int, metric):
+    if metric is not None:
+        return int(metric)
+    return 1024 if version == 6 else 0
+
+
+def route_key(route: dict) -> tuple:
+    return (route["dst"], route.get("gateway"), route["metric"])
+
+
+def _route_sort(route: dict):
+    net = ipaddress.ip_network(route["dst"])
+    return (net.version, int(net.network_address), net.prefixlen, route.get("gateway") or "", route["metric"])
+
+
+def parse_route(value, param: str) -> dict:
+    if not isinstance(value, dict):
+        raise InvalidInput("%s must be a dict with dst, gateway and metric" % param)
+    unknown = sorted(set(value) - set(ROUTE_KEYS))
+    if unknown:
+        raise InvalidInput("%s: unknown key(s) %s; a route has %s" % (param, ", ".join(unknown), ", ".join(ROUTE_KEYS)))
+    if value.get("dst") is None:
+        raise InvalidInput("%s.dst is required (a network such as 198.19.5.0/24, or default)" % param)
+    dst = parse_network(value["dst"], param + ".dst")
+    version = ipaddress.ip_network(dst).version
+    if value["dst"] == "default" and value.get("gateway") and ":" in str(value.get("gateway")):
+        dst, version = "::/0", 6
+    gateway = value.get("gateway")
+    if gateway is not None:
+        gateway = parse_ip(gateway, param + ".gateway")
+        if ipaddress.ip_address(gateway).version != version:
+            raise InvalidInput("%s.gateway %s is not of the same address family as dst %s" % (param, gateway, dst))
+    metric = value.get("metric")
+    if metric is not None:
+        try:
+            metric = int(metric)
+        except (TypeError, ValueError):
+            raise InvalidInput("%s.metric %r is not a number" % (param, metric)) from None
+        if not 0 <= metric <= 0xFFFFFFFF:
+            raise InvalidInput("%s.metric %d is out of range" % (param, metric))
+    return {"dst": dst, "gateway": gateway, "metric": default_metric(version, metric)}
+
+
+class NsRef:
+    """Where a link lives: a guest, a /run/netns name or the host (this process's netns)."""
+
+    def __init__(self, kind: str, name=None, label: str = "the host"):
+        self.kind = kind
+        self.name = name
+        self.label = label
+        self.path = None
+        self.key = None
+        self.meta = None
+
+    @classmethod
+    def from_params(cls, params: dict, param_prefix: str):
+        guest, netns = params.get("guest"), params.get("netns")
+        if guest is not None and netns is not None:
+            raise InvalidInput("%sguest and %snetns are mutually exclusive" % (param_prefix, param_prefix))
+        if guest is not None:
+            if isinstance(guest, bool):
+                raise InvalidInput("%sguest must be a guest name or context id" % param_prefix)
+            return cls("guest", str(guest), "guest %r" % str(guest))
+        if netns is not None:
+            if not isinstance(netns, str) or not netns or "/" in netns or netns in (".", ".."):
+                raise InvalidInput("%snetns %r must be a name in /run/netns (no '/')" % (param_prefix, netns))
+            return cls("netns", netns, "netns %r" % netns)
+        return cls("host")
+
+    def public(self) -> dict:
+        return {"guest": self.name if self.kind == "guest" else None, "netns": self.name if self.kind == "netns" else None}
+
+
+class LinkSpec:
+    """One wanted link, validated and normalised (no kernel access)."""
+
+    def __init__(self, params: dict, where: str = ""):
+        p = where
+        self.where = where
+        unknown = sorted(set(params) - set(LINK_KEYS) - {"state_dir"})
+        if unknown:
+            raise InvalidInput("%sunknown option(s) %s; a link has %s" % (p or "link: ", ", ".join(unknown), ", ".join(LINK_KEYS)))
+        self.state = params.get("state") or "present"
+        if self.state not in ("present", "absent"):
+            raise InvalidInput("%sstate must be present or absent, not %r" % (p, self.state))
+        self.recreate = bool(params.get("recreate"))
+        self.ns = NsRef.from_params(params, p)
+        if params.get("ifname") is None:
+            raise InvalidInput("%sifname is required" % p)
+        self.ifname = validate_ifname(params.get("ifname"), p + "ifname")
+        self.kind = params.get("kind") or "veth"
+        if self.kind not in KINDS:
+            raise InvalidInput("%skind must be one of %s, not %r" % (p, ", ".join(KINDS), self.kind))
+        parent = params.get("parent")
+        self.parent = validate_ifname(parent, p + "parent") if parent is not None else None
+        if self.kind in ("macvlan", "ipvlan", "physical") and self.parent is None:
+            raise InvalidInput("%sparent is required with kind=%s (the host interface it %s)" % (
+                p, self.kind, "is moved from" if self.kind == "physical" else "sits on"))
+        if self.kind == "veth" and self.parent is not None:
+            raise InvalidInput("%sparent is only for kind macvlan, ipvlan and physical, not veth" % p)
+        if self.kind == "physical" and self.ns.kind == "host":
+            raise InvalidInput("%skind=physical moves a host interface into a guest or netns: give guest or netns" % p)
+        self.mtu = parse_mtu(params.get("mtu"), p + "mtu")
+        self.mac = parse_mac(params.get("mac"), p + "mac")
+        addrs = _addresses(params.get("addresses"), p + "addresses")
+        self.addresses = addrs
+        routes = params.get("routes")
+        if routes is not None and not isinstance(routes, list):
+            raise InvalidInput("%sroutes must be a list of dicts with dst, gateway and metric" % p)
+        self.routes = [parse_route(r, "%sroutes[%d]" % (p, i)) for i, r in enumerate(routes or [])]
+        for key, dst, version in (("gateway", "0.0.0.0/0", 4), ("gateway6", "::/0", 6)):
+            gw = params.get(key)
+            if gw is None:
+                continue
+            gw = parse_ip(gw, p + key)
+            if ipaddress.ip_address(gw).version != version:
+                raise InvalidInput("%s%s %s must be an IPv%d address" % (p, key, gw, version))
+            self.routes.append({"dst": dst, "gateway": gw, "metric": default_metric(version, None)})
+        seen = set()
+        for r in self.routes:
+            k = (r["dst"], r["metric"])
+            if k in seen:
+                raise InvalidInput("%sroutes: the route to %s (metric %d) is given twice" % (p, r["dst"], r["metric"]))
+            seen.add(k)
+        self.routes.sort(key=_route_sort)
+        self.manage_routes = routes is not None or params.get("gateway") is not None or params.get("gateway6") is not None
+        peer = params.get("peer")
+        self.peer = None
+        if peer is not None and not isinstance(peer, dict):
+            raise InvalidInput("%speer must be a dict (ifname, guest or netns, bridge, addresses, mtu)" % p)
+        if self.kind == "veth":
+            if self.state == "present" and not (peer or {}).get("ifname"):
+                raise InvalidInput("%speer.ifname is required for a veth (the name of its other end)" % p)
+            if peer:
+                self.peer = PeerSpec(peer, p + "peer.")
+        elif peer:
+            raise InvalidInput("%speer is only for kind=veth, not %s" % (p, self.kind))
+        if self.peer and self.peer.ifname == self.ifname and self.peer.ns.kind == self.ns.kind and self.peer.ns.name == self.ns.name:
+            raise InvalidInput("%speer.ifname %r is the same as ifname in the same namespace" % (p, self.ifname))
+
+    def label(self) -> str:
+        return "%s link %r" % (self.ns.label, self.ifname)
+
+
+class PeerSpec:
+    def __init__(self, params: dict, p: str):
+        unknown = sorted(set(params) - set(PEER_KEYS))
+        if unknown:
+            raise InvalidInput("%s: unknown key(s) %s; peer has %s" % (p.rstrip("."), ", ".join(unknown), ", ".join(PEER_KEYS)))
+        self.ns = NsRef.from_params(params, p)
+        self.ifname = validate_ifname(params.get("ifname"), p + "ifname") if params.get("ifname") is not None else None
+        bridge = params.get("bridge")
+        self.bridge = validate_ifname(bridge, p + "bridge") if bridge is not None else None
+        create = params.get("bridge_create")
+        self.bridge_create = True if create is None else bool(create)
+        self.bridge_addresses = _addresses(params.get("bridge_addresses"), p + "bridge_addresses")
+        if self.bridge_addresses is not None and self.bridge is None:
+            raise InvalidInput("%sbridge_addresses needs %sbridge" % (p, p))
+        self.addresses = _addresses(params.get("addresses"), p + "addresses")
+        self.mtu = parse_mtu(params.get("mtu"), p + "mtu")
+        self.mac = parse_mac(params.get("mac"), p + "mac")
+
+
+def normalize(entries) -> list:
+    """LinkSpecs for a list of parameter dicts (``where`` is set for list entries)."""
+    specs = []
+    for i, params in enumerate(entries):
+        where = "links[%d]." % i if params.get("_in_list") else ""
+        params = {k: v for k, v in params.items() if k != "_in_list"}
+        specs.append(LinkSpec(params, where))
+    return specs
+
+
+def merge_defaults(top: dict, items: list) -> list:
+    """List-form entries with the task's top-level options as defaults (peer merged one level)."""
+    entries = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidInput("links: every entry must be a dict, not %r" % (item,))
+        entry = {k: v for k, v in top.items() if v is not None}
+        for k, v in item.items():
+            if v is None:
+                continue
+            if k == "peer" and isinstance(v, dict) and isinstance(entry.get("peer"), dict):
+                merged = {a: b for a, b in entry["peer"].items() if b is not None}
+                merged.update({a: b for a, b in v.items() if b is not None})
+                entry["peer"] = merged
+            else:
+                entry[k] = v
+        # an entry's own guest/netns replaces the top-level one
+        if item.get("guest") is not None and item.get("netns") is None:
+            entry.pop("netns", None)
+        if item.get("netns") is not None and item.get("guest") is None:
+            entry.pop("guest", None)
+        entry["_in_list"] = True
+        entries.append(entry)
+    return entries
+
+
+# ---------------------------------------------------------------------------------------
+# Kernel state: namespaces, sockets, snapshots
+# ---------------------------------------------------------------------------------------
+def _link_view(msg) -> dict:
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    return {
+        "index": msg["index"],
+        "ifname": msg.get_attr("IFLA_IFNAME"),
+        "kind": kind,
+        "mac": msg.get_attr("IFLA_ADDRESS"),
+        "mtu": msg.get_attr("IFLA_MTU"),
+        "up": bool(msg["flags"] & IFF_UP),
+        "alias": msg.get_attr("IFLA_IFALIAS"),
+        "link": msg.get_attr("IFLA_LINK"),
+        "link_netnsid": msg.get_attr("IFLA_LINK_NETNSID"),
+        "master": msg.get_attr("IFLA_MASTER"),
+    }
+
+
+class NsState:
+    """An open netlink socket in one namespace and its (lazily read) state."""
+
+    def __init__(self, net, ref: NsRef, path):
+        self.net = net
+        self.ref = ref
+        self.path = path
+        self.ipr = None
+        self._links = None
+        self._addrs = None
+        self._routes = None
+
+    def open(self):
+        if self.ipr is None:
+            self.ipr = self.net.iproute_in(self.path, self.ref)
+        return self.ipr
+
+    def invalidate(self):
+        self._links = self._addrs = self._routes = None
+
+    def links(self) -> dict:
+        if self._links is None:
+            self._links = {}
+            for msg in self.open().get_links():
+                v = _link_view(msg)
+                self._links[v["ifname"]] = v
+        return self._links
+
+    def by_index(self, index):
+        for v in self.links().values():
+            if v["index"] == index:
+                return v
+        return None
+
+    def addresses(self) -> dict:
+        """index -> sorted list of CIDR addresses (IPv6 link-local left out)."""
+        if self._addrs is None:
+            out = {}
+            for msg in self.open().get_addr():
+                addr = msg.get_attr("IFA_ADDRESS") if msg["family"] == 10 else (msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"))
+                if addr is None:
+                    continue
+                iface = ipaddress.ip_interface("%s/%d" % (addr, msg["prefixlen"]))
+                if iface.version == 6 and iface.ip.is_link_local:
+                    continue
+                out.setdefault(msg["index"], []).append(str(iface))
+            for v in out.values():
+                v.sort(key=_addr_key)
+            self._addrs = out
+        return self._addrs
+
+    def routes(self) -> dict:
+        """oif index -> sorted managed routes (main table, protocol RTPROT)."""
+        if self._routes is None:
+            out = {}
+            for family in (2, 10):
+                for msg in self.open().get_routes(family=family, table=MAIN_TABLE):
+                    if msg["proto"] != RTPROT:
+                        continue
+                    table = msg.get_attr("RTA_TABLE") or msg["table"]
+                    if table != MAIN_TABLE:
+                        continue
+                    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
+                    net = str(ipaddress.ip_network("%s/%d" % (dst, msg["dst_len"]), strict=False))
+                    version = 4 if family == 2 else 6
+                    route = {"dst": net, "gateway": msg.get_attr("RTA_GATEWAY"), "metric": default_metric(version, msg.get_attr("RTA_PRIORITY"))}
+                    out.setdefault(msg.get_attr("RTA_OIF"), []).append(route)
+            for v in out.values():
+                v.sort(key=_route_sort)
+            self._routes = out
+        return self._routes
+
+
+class Net:
+    """Namespaces of one run: resolves references, opens sockets, holds guest locks."""
+
+    def __init__(self, registry):
+        self.registry = registry
+        self.iproute_cls = pyroute2_module().IPRoute
+        self.self_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.host_key = self._key_of_fd(self.self_fd)
+        self.states = {}
+        self.locks = {}
+
+    @staticmethod
+    def _key_of_fd(fd):
+        st = os.fstat(fd)
+        return (st.st_dev, st.st_ino)
+
+    def close(self):
+        for st in self.states.values():
+            if st.ipr is not None:
+                try:
+                    st.ipr.close()
+                except Exception:
+                    pass
+                st.ipr = None
+        for lock in self.locks.values():
+            lock.__exit__(None, None, None)
+        self.locks = {}
+        if self.self_fd >= 0:
+            os.close(self.self_fd)
+            self.self_fd = -1
+
+    def resolve(self, ref: NsRef, param: str) -> NsState:
+        """Find the namespace of ``ref``; GuestNotFound/InvalidInput when it is missing."""
+        if ref.key is None:
+            if ref.kind == "host":
+                ref.key, ref.path = self.host_key, None
+            elif ref.kind == "netns":
+                path = os.path.join(self.registry.netns_dir, ref.name)
+                key = reg.ns_id(path)
+                if key is None:
+                    raise InvalidInput("%snetns: network namespace %r does not exist (no %s)" % (param, ref.name, path))
+                ref.key, ref.path = key, path
+            else:
+                try:
+                    meta = self.registry.find(ref.name, param + "guest")
+                except GuestNotFound:
+                    raise
+                ref.name = meta["name"]
+                ref.label = "guest %r" % meta["name"]
+                ref.meta = meta
+                pin = meta.get("pins", {}).get("net")
+                if meta.get("phase") != "ready" or pin is None:
+                    raise InvalidInput("%sguest: guest %r has no network namespace of its own" % (param, meta["name"]))
+                problems = reg.health(meta)
+                if problems:
+                    raise GuestStale("%sguest: guest %r is not running (%s)" % (param, meta["name"], "; ".join(problems)))
+                path = None
+                alias = self.registry.alias_path(meta["name"])
+                for candidate in (alias, pin["path"]):
+                    key = reg.ns_id(candidate)
+                    if key is not None and key[1] == pin["ino"]:
+                        path = candidate
+                        break
+                if path is None:
+                    raise GuestStale("%sguest: the network namespace of guest %r is gone" % (param, meta["name"]))
+                ref.key, ref.path = key, path
+                self.lock_guest(meta["name"])
+        if ref.key == self.host_key:
+            ref.path = None
+        st = self.states.get(ref.key)
+        if st is None:
+            st = self.states[ref.key] = NsState(self, ref, ref.path)
+        return st
+
+    def lock_guest(self, name: str) -> None:
+        if name not in self.locks:
+            lock = self.registry.lock(name)
+            lock.__enter__()
+            self.locks[name] = lock
+
+    def iproute_in(self, path, ref: NsRef):
+        """An IPRoute whose socket lives in the namespace at ``path`` (None: this one)."""
+        if path is None:
+            return self.iproute_cls()
+        fd = self.open_ns(path, ref)
+        try:
+            sc.setns(fd, "net")
+            try:
+                return self.iproute_cls()
+            finally:
+                sc.setns(self.self_fd, "net")
+        finally:
+            os.close(fd)
+
+    def open_ns(self, path, ref: NsRef) -> int:
+        if path is None:
+            return os.dup(self.self_fd)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise GuestStale("%s: its network namespace %s cannot be opened (%s)" % (ref.label, path, exc.strerror)) from None
+        if self._key_of_fd(fd) != ref.key:
+            os.close(fd)
+            raise GuestStale("%s: its network namespace changed during the run" % ref.label)
+        return fd
+
+
+# ---------------------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------------------
+class LinkPlan:
+    def __init__(self, spec: LinkSpec):
+        self.spec = spec
+        self.ns = None          # NsState of the link
+        self.peer_ns = None     # NsState of a veth's peer
+        self.parent_ns = None   # NsState of the parent (the host)
+        self.before = {}
+        self.after = {}
+        self.action = "none"    # none | create | recreate | update | remove
+        self.steps = []         # (name, args) executed by apply_plan
+        self.reasons = []
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.steps)
+
+    def key(self) -> str:
+        return "%s: %s" % (self.spec.ns.label, self.spec.ifname)
+
+
+def _current_view(st: NsState, link: dict, peer_st=None, peer=None, bridge=None, managed_routes=True) -> dict:
+    view = {
+        "ifname": link["ifname"],
+        "index": link["index"],
+        "kind": link["kind"] or "physical",
+        "mac": link["mac"],
+        "mtu": link["mtu"],
+        "up": link["up"],
+        "managed": link["alias"] == MARK,
+        "addresses": list(st.addresses().get(link["index"], [])),
+        "routes": list(st.routes().get(link["index"], [])) if managed_routes else [],
+        "peer": None,
+    }
+    if peer is not None:
+        view["peer"] = {
+            "ifname": peer["ifname"],
+            "index": peer["index"],
+            "namespace": peer_st.ref.label,
+            "mac": peer["mac"],
+            "mtu": peer["mtu"],
+            "addresses": list(peer_st.addresses().get(peer["index"], [])),
+            "bridge": bridge,
+        }
+    return view
+
+
+def _peer_of(st: NsState, link: dict, peer_st: NsState, peer_name: str):
+    """The veth peer of ``link`` if it is ``peer_name`` in ``peer_st``, else None."""
+    other = peer_st.links().get(peer_name)
+    if other is None or other["kind"] != "veth":
+        return None
+    if other["index"] != link["link"] or other["link"] != link["index"]:
+        return None
+    same = st.ref.key == peer_st.ref.key
+    if same != (link["link_netnsid"] is None):
+        return None
+    return other
+
+
+def _actual_peer_desc(st: NsState, link: dict) -> str:
+    if link["link_netnsid"] is None and link["link"]:
+        other = st.by_index(link["link"])
+        return "%r in the same namespace" % (other["ifname"] if other else link["link"])
+    return "interface #%s in another namespace" % link["link"]
+
+
+def _check_addresses_free(st: NsState, index, addrs, param: str, label: str) -> None:
+    mine = {ipaddress.ip_interface(a).ip for a in addrs or []}
+    for other_index, others in st.addresses().items():
+        if other_index == index:
+            continue
+        for a in others:
+            ip = ipaddress.ip_interface(a).ip
+            if ip in mine:
+                other = st.by_index(other_index)
+                raise InvalidInput("%s: address %s is already in use on link %r in %s" % (param, ip, other["ifname"] if other else other_index, label))
+
+
+def _check_gateways(st: NsState, spec: LinkSpec, index, addrs) -> None:
+    nets = [ipaddress.ip_interface(a).network for a in addrs or []]
+    for _i, r in enumerate(spec.routes):
+        gw = r.get("gateway")
+        if gw is None:
+            continue
+        ip = ipaddress.ip_address(gw)
+        if any(ip.version == n.version and ip in n for n in nets):
+            continue
+        where = "route to %s" % ("default" if r["dst"] in ("0.0.0.0/0", "::/0") else r["dst"])
+        for other_index, others in st.addresses().items():
+            if other_index == index:
+                continue
+            for a in others:
+                n = ipaddress.ip_interface(a).network
+                if ip.version == n.version and ip in n:
+                    other = st.by_index(other_index)
+                    raise InvalidInput(
+                        "%sgateway %s (%s) is reachable only through link %r in %s, not through %r: put the route on that link"
+                        % (spec.where, gw, where, other["ifname"] if other else other_index, spec.ns.label, spec.ifname)
+                    )
+        raise InvalidInput(
+            "%sgateway %s (%s) is not reachable on any link in %s: no address of %r (%s) or of another link is in its subnet"
+            % (spec.where, gw, where, spec.ns.label, spec.ifname, ", ".join(addrs or []) or "none")
+        )
+
+
+class Planner:
+    def __init__(self, net: Net):
+        self.net = net
+        self.bridges = {}       # (ns key, name) -> {"create": bool, "addresses": list|None, "owner": plan}
+        self.taken = {}         # (ns key, ifname) -> where
+        self.addr_taken = {}    # (ns key, ip) -> where
+
+    def _claim_name(self, st, ifname, what):
+        k = (st.ref.key, ifname)
+        if k in self.taken:
+            raise InvalidInput("%s: interface %r in %s is already used by %s of this task" % (what, ifname, st.ref.label, self.taken[k]))
+        self.taken[k] = what
+
+    def _claim_addrs(self, st, addrs, what):
+        for a in addrs or []:
+            k = (st.ref.key, ipaddress.ip_interface(a).ip)
+            if k in self.addr_taken:
+                raise InvalidInput("%s: address %s in %s is also given by %s of this task" % (what, a.split("/")[0], st.ref.label, self.addr_taken[k]))
+            self.addr_taken[k] = what
+
+    def plan(self, spec: LinkSpec) -> LinkPlan:
+        p = LinkPlan(spec)
+        w = spec.where
+        st = p.ns = self.net.resolve(spec.ns, w)
+        self._claim_name(st, spec.ifname, (w.rstrip(".") or "ifname"))
+        link = st.links().get(spec.ifname)
+        if spec.kind == "veth" and spec.peer is not None:
+            p.peer_ns = self.net.resolve(spec.peer.ns, w + "peer.")
+        if spec.kind in ("macvlan", "ipvlan", "physical"):
+            p.parent_ns = self.net.resolve(NsRef("host"), w)
+        if spec.state == "absent":
+            return self._plan_absent(p, link)
+        return self._plan_present(p, link)
+
+    # -- absent ---------------------------------------------------------------------------
+    def _plan_absent(self, p: LinkPlan, link) -> LinkPlan:
+        spec, st = p.spec, p.ns
+        if link is None:
+            return p
+        kind = link["kind"]
+        p.before = _current_view(st, link)
+        if spec.kind == "physical":
+            if kind in STACKED_KINDS:
+                raise InvalidInput("%s is a %s, not a moved host interface: state=absent with kind=physical only moves one back" % (spec.label(), kind))
+            host = p.parent_ns
+            if spec.parent in host.links():
+                raise InvalidInput("%sparent: cannot move %s back to the host as %r: the host already has a link of that name" % (spec.where, spec.label(), spec.parent))
+            p.steps.append(("move_back", {}))
+        else:
+            if kind != spec.kind:
+                raise InvalidInput(
+                    "%s is a %s, not a %s: state=absent removes only a link of the given kind (kind=physical moves a host interface back)"
+                    % (spec.label(), kind or "physical interface", spec.kind)
+                )
+            if link["alias"] != MARK and not spec.recreate:
+                raise InvalidInput("%s was not made by this module (no alias %r); set recreate=true to remove it anyway" % (spec.label(), MARK))
+            p.steps.append(("delete", {}))
+        p.action = "remove"
+        p.after = {}
+        return p
+
+    # -- present --------------------------------------------------------------------------
+    def _plan_present(self, p: LinkPlan, link) -> LinkPlan:
+        spec, st = p.spec, p.ns
+        w = spec.where
+        peer_st = p.peer_ns
+        peer = None
+        bridge_name = spec.peer.bridge if spec.peer else None
+        replace = False
+        if link is not None:
+            problem = self._difference(p, link)
+            if spec.kind == "veth" and problem is None:
+                peer = _peer_of(st, link, peer_st, spec.peer.ifname)
+            p.before = _current_view(st, link, peer_st, peer, self._bridge_of(peer_st, peer))
+            if problem is not None:
+                if link["alias"] != MARK or link["kind"] not in VIRTUAL_KINDS:
+                    raise InvalidInput("%sifname: %r is taken in %s by a different link (%s)" % (w, spec.ifname, spec.ns.label, problem))
+                if not spec.recreate:
+                    raise GuestConflict("%s differs in a way that cannot change in place (%s); set recreate=true to replace it" % (spec.label(), problem))
+                replace = True
+                p.reasons.append(problem)
+        # names the new link(s) need must be free
+        if link is None or replace:
+            if spec.kind == "veth":
+                self._claim_name(peer_st, spec.peer.ifname, w + "peer.ifname")
+                other = peer_st.links().get(spec.peer.ifname)
+                if other is not None and not (replace and other["index"] == link["link"] and other["kind"] == "veth"):
+                    raise InvalidInput("%speer.ifname: %r is taken in %s by another link" % (w, spec.peer.ifname, peer_st.ref.label))
+            if spec.kind in ("macvlan", "ipvlan", "physical"):
+                parent = p.parent_ns.links().get(spec.parent)
+                if parent is None:
+                    raise InvalidInput("%sparent: host interface %r does not exist" % (w, spec.parent))
+                if spec.kind == "physical":
+                    if parent["kind"] in STACKED_KINDS + ("bridge",):
+                        raise InvalidInput("%sparent: %r is a %s; kind=physical moves an interface such as a NIC or dummy" % (w, spec.parent, parent["kind"]))
+                    if spec.parent != spec.ifname and spec.parent in st.links():
+                        raise InvalidInput("%sparent: %s already has a link %r, so %r cannot be moved in before its rename" % (w, spec.ns.label, spec.parent, spec.parent))
+        elif spec.kind == "veth":
+            self._claim_name(peer_st, spec.peer.ifname, w + "peer.ifname")
+        # addresses and routes
+        index = link["index"] if (link is not None and not replace) else None
+        self._claim_addrs(st, spec.addresses, w + "addresses")
+        if spec.addresses:
+            _check_addresses_free(st, index, spec.addresses, w + "addresses", spec.ns.label)
+        if spec.routes:
+            want_addrs = spec.addresses if spec.addresses is not None else (st.addresses().get(index, []) if index else [])
+            _check_gateways(st, spec, index, want_addrs)
+        peer_index = peer["index"] if peer is not None and not replace else None
+        if spec.peer is not None:
+            self._claim_addrs(peer_st, spec.peer.addresses, w + "peer.addresses")
+            if spec.peer.addresses:
+                _check_addresses_free(peer_st, peer_index, spec.peer.addresses, w + "peer.addresses", peer_st.ref.label)
+        bridge = self._plan_bridge(p, peer_st, spec) if bridge_name else None
+        # steps
+        if link is None or replace:
+            p.action = "recreate" if replace else "create"
+            if replace:
+                p.steps.append(("delete", {}))
+            p.steps.append(("create", {}))
+            p.steps.append(("configure", {"mtu": spec.mtu, "mac": spec.mac, "up": True, "mark": True, "new": True}))
+            p.steps.append(("addresses", {"add": list(spec.addresses or []), "remove": []}))
+            if spec.peer is not None:
+                p.steps.append(("peer", {"mtu": spec.peer.mtu, "mac": spec.peer.mac, "master": bridge_name, "mark": True, "up": True, "new": True}))
+                p.steps.append(("peer_addresses", {"add": list(spec.peer.addresses or []), "remove": []}))
+            if spec.routes:
+                p.steps.append(("routes", {"add": list(spec.routes), "remove": []}))
+        else:
+            self._plan_update(p, link, peer, bridge_name)
+            if p.steps:
+                p.action = "update"
+        if bridge is not None and bridge.get("steps") and bridge["owner"] is p:
+            p.steps[0:0] = bridge["steps"]
+            if p.action == "none":
+                p.action = "update"
+        p.after = self._after_view(p, link if not replace else None, peer if not replace else None)
+        return p
+
+    def _difference(self, p: LinkPlan, link: dict):
+        """Why the existing link cannot be kept (None: it can, perhaps changed in place)."""
+        spec, st = p.spec, p.ns
+        kind = link["kind"]
+        if spec.kind == "physical":
+            if kind in STACKED_KINDS:
+                return "it is a %s, not a moved host interface" % kind
+            if spec.parent in p.parent_ns.links():
+                return "it is not the host interface %r, which is still on the host" % spec.parent
+            return None
+        if kind != spec.kind:
+            return "kind is %s, not %s" % (kind or "physical", spec.kind)
+        if spec.kind == "veth":
+            if _peer_of(st, link, p.peer_ns, spec.peer.ifname) is None:
+                return "its peer is %s, not %r in %s" % (_actual_peer_desc(st, link), spec.peer.ifname, p.peer_ns.ref.label)
+            return None
+        parent = p.parent_ns.links().get(spec.parent)
+        if parent is None or parent["index"] != link["link"] or (p.parent_ns.ref.key != st.ref.key) == (link["link_netnsid"] is None):
+            return "its parent is not the host interface %r" % spec.parent
+        return None
+
+    def _bridge_of(self, peer_st, peer):
+        if peer is None or not peer.get("master"):
+            return None
+        br = peer_st.by_index(peer["master"])
+        return br["ifname"] if br else None
+
+    def _plan_bridge(self, p: LinkPlan, peer_st: NsState, spec: LinkSpec):
+        name = spec.peer.bridge
+        key = (peer_st.ref.key, name)
+        entry = self.bridges.get(key)
+        w = spec.where + "peer."
+        if entry is not None:
+            if spec.peer.bridge_addresses is not None and entry["addresses"] is not None and entry["addresses"] != spec.peer.bridge_addresses:
+                raise InvalidInput("%sbridge_addresses for bridge %r differ from those given by %s" % (w, name, entry["where"]))
+            return entry
+        br = peer_st.links().get(name)
+        entry = {"create": False, "addresses": spec.peer.bridge_addresses, "owner": p, "steps": [], "where": spec.where.rstrip(".") or "this task"}
+        if br is None:
+            if not spec.peer.bridge_create:
+                raise InvalidInput("%sbridge: bridge %r does not exist in %s and %sbridge_create is false" % (w, name, peer_st.ref.label, w))
+            self._claim_name(peer_st, name, w + "bridge")
+            entry["create"] = True
+            entry["steps"].append(("bridge_create", {"name": name}))
+            if spec.peer.bridge_addresses:
+                self._claim_addrs(peer_st, spec.peer.bridge_addresses, w + "bridge_addresses")
+                _check_addresses_free(peer_st, None, spec.peer.bridge_addresses, w + "bridge_addresses", peer_st.ref.label)
+                entry["steps"].append(("bridge_addresses", {"name": name, "add": list(spec.peer.bridge_addresses), "remove": []}))
+        else:
+            if br["kind"] != "bridge":
+                raise InvalidInput("%sbridge: %r in %s is a %s, not a bridge" % (w, name, peer_st.ref.label, br["kind"] or "physical interface"))
+            if not br["up"]:
+                entry["steps"].append(("bridge_up", {"name": name}))
+            if spec.peer.bridge_addresses is not None:
+                self._claim_addrs(peer_st, spec.peer.bridge_addresses, w + "bridge_addresses")
+                _check_addresses_free(peer_st, br["index"], spec.peer.bridge_addresses, w + "bridge_addresses", peer_st.ref.label)
+                have = peer_st.addresses().get(br["index"], [])
+                add = [a for a in spec.peer.bridge_addresses if a not in have]
+                remove = [a for a in have if a not in spec.peer.bridge_addresses] if br["alias"] == MARK else []
+                if add or remove:
+                    entry["steps"].append(("bridge_addresses", {"name": name, "add": add, "remove": remove}))
+        self.bridges[key] = entry
+        return entry
+
+    def _plan_update(self, p: LinkPlan, link: dict, peer, bridge_name) -> None:
+        spec, st = p.spec, p.ns
+        changes = {}
+        if spec.mtu is not None and link["mtu"] != spec.mtu:
+            changes["mtu"] = spec.mtu
+        if spec.mac is not None and (link["mac"] or "").lower() != spec.mac:
+            changes["mac"] = spec.mac
+        if not link["up"]:
+            changes["up"] = True
+        if link["alias"] != MARK:
+            changes["mark"] = True
+        if changes:
+            p.steps.append(("configure", changes))
+        managed = link["alias"] == MARK or changes.get("mark")
+        if spec.addresses is not None:
+            have = st.addresses().get(link["index"], [])
+            add = [a for a in spec.addresses if a not in have]
+            remove = [a for a in have if a not in spec.addresses] if managed else []
+            if add or remove:
+                p.steps.append(("addresses", {"add": add, "remove": remove}))
+        if spec.manage_routes:
+            have = st.routes().get(link["index"], [])
+            want_keys = {route_key(r) for r in spec.routes}
+            have_keys = {route_key(r) for r in have}
+            add = [r for r in spec.routes if route_key(r) not in have_keys]
+            remove = [r for r in have if route_key(r) not in want_keys]
+            if add or remove:
+                p.steps.append(("routes", {"add": add, "remove": remove}))
+        if spec.peer is not None and peer is not None:
+            pst = p.peer_ns
+            pch = {}
+            if spec.peer.mtu is not None and peer["mtu"] != spec.peer.mtu:
+                pch["mtu"] = spec.peer.mtu
+            if spec.peer.mac is not None and (peer["mac"] or "").lower() != spec.peer.mac:
+                pch["mac"] = spec.peer.mac
+            if not peer["up"]:
+                pch["up"] = True
+            if peer["alias"] != MARK:
+                pch["mark"] = True
+            if bridge_name is not None and self._bridge_of(pst, peer) != bridge_name:
+                pch["master"] = bridge_name
+            if pch:
+                p.steps.append(("peer", pch))
+            if spec.peer.addresses is not None:
+                have = pst.addresses().get(peer["index"], [])
+                pmanaged = peer["alias"] == MARK or pch.get("mark")
+                add = [a for a in spec.peer.addresses if a not in have]
+                remove = [a for a in have if a not in spec.peer.addresses] if pmanaged else []
+                if add or remove:
+                    p.steps.append(("peer_addresses", {"add": add, "remove": remove}))
+
+    def _after_view(self, p: LinkPlan, link, peer) -> dict:
+        """The link as it will be after the plan (index/mac unknown for a new link)."""
+        spec = p.spec
+        before = p.before if link is not None else {}
+        view = {
+            "ifname": spec.ifname,
+            "index": before.get("index"),
+            "kind": spec.kind if spec.kind != "physical" else (before.get("kind") or "physical"),
+            "mac": spec.mac or before.get("mac"),
+            "mtu": spec.mtu or before.get("mtu"),
+            "up": True,
+            "managed": True,
+            "addresses": list(spec.addresses) if spec.addresses is not None else list(before.get("addresses") or []),
+            "routes": list(spec.routes) if spec.manage_routes else list(before.get("routes") or []),
+            "peer": None,
+        }
+        if spec.kind == "physical" and link is None:
+            view["kind"] = p.parent_ns.links()[spec.parent]["kind"] or "physical"
+            view["mac"] = spec.mac or p.parent_ns.links()[spec.parent]["mac"]
+            view["mtu"] = spec.mtu or p.parent_ns.links()[spec.parent]["mtu"]
+        if spec.peer is not None:
+            pb = (before.get("peer") or {}) if peer is not None else {}
+            view["peer"] = {
+                "ifname": spec.peer.ifname,
+                "index": pb.get("index"),
+                "namespace": p.peer_ns.ref.label,
+                "mac": spec.peer.mac or pb.get("mac"),
+                "mtu": spec.peer.mtu or pb.get("mtu") or (spec.mtu if link is None else None),
+                "addresses": list(spec.peer.addresses) if spec.peer.addresses is not None else list(pb.get("addresses") or []),
+                "bridge": spec.peer.bridge if spec.peer.bridge else pb.get("bridge"),
+            }
+        return view
+
+
+def plan_links(net: Net, specs) -> list:
+    planner = Planner(net)
+    return [planner.plan(s) for s in specs]
+
+
+# ---------------------------------------------------------------------------------------
+# Applying
+# ---------------------------------------------------------------------------------------
+def _nl(what: str, func, *args, **kwargs):
+    """Call a pyroute2 request; NetlinkError -> KernelError naming ``what``."""
+    try:
+        return func(*args, **kwargs)
+    except GuestError:
+        raise
+    except Exception as exc:
+        code = netlink_code(exc)
+        text = os.strerror(code) if code else str(exc)
+        raise KernelError("%s failed: %s" % (what, text), errno=code) from None
+
+
+def _lookup(st: NsState, ifname: str, what: str) -> int:
+    """Index of ``ifname`` in ``st`` (one RTM_GETLINK, no dump)."""
+    try:
+        msgs = st.open().link("get", ifname=ifname)
+    except Exception as exc:
+        if netlink_code(exc) == errno.ENODEV:
+            raise KernelError("%s: link %r is gone from %s" % (what, ifname, st.ref.label), errno=errno.ENODEV) from None
+        raise KernelError("%s: looking up %r in %s failed: %s" % (what, ifname, st.ref.label, exc), errno=netlink_code(exc)) from None
+    return msgs[0]["index"]
+
+
+def _set(st: NsState, index: int, what: str, changes: dict) -> None:
+    ipr = st.open()
+    kw = {}
+    if "mtu" in changes and changes["mtu"] is not None:
+        kw["mtu"] = changes["mtu"]
+    if changes.get("mark"):
+        kw["ifalias"] = MARK
+    if "master" in changes and changes["master"] is not None:
+        kw["master"] = _lookup(st, changes["master"], what)
+    if changes.get("mac"):
+        # a MAC change needs the link down on most drivers
+        _nl("%s: setting it down" % what, ipr.link, "set", index=index, state="down")
+        _nl("%s: setting mac %s" % (what, changes["mac"]), ipr.link, "set", index=index, address=changes["mac"])
+    if kw:
+        _nl("%s: setting %s" % (what, ", ".join(sorted(kw))), ipr.link, "set", index=index, **kw)
+    if changes.get("up") or changes.get("mac"):
+        _nl("%s: setting it up" % what, ipr.link, "set", index=index, state="up")
+
+
+def _addr_change(st: NsState, index: int, what: str, add, remove) -> None:
+    ipr = st.open()
+    for a in remove:
+        iface = ipaddress.ip_interface(a)
+        _nl("%s: removing address %s" % (what, a), ipr.addr, "del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+    for a in add:
+        iface = ipaddress.ip_interface(a)
+        kw = {}
+        if iface.version == 6:
+            kw["flags"] = IFA_F_NODAD
+        _nl("%s: adding address %s" % (what, a), ipr.addr, "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, **kw)
+
+
+def _route_args(route: dict, index: int) -> dict:
+    net = ipaddress.ip_network(route["dst"])
+    kw = {
+        "dst": str(net.network_address),
+        "dst_len": net.prefixlen,
+        "oif": index,
+        "proto": RTPROT,
+        "table": MAIN_TABLE,
+        "family": 2 if net.version == 4 else 10,
+        "priority": route["metric"],
+    }
+    if route.get("gateway"):
+        kw["gateway"] = route["gateway"]
+    else:
+        kw["scope"] = 253  # link
+    return kw
+
+
+def _route_change(st: NsState, index: int, what: str, add, remove) -> None:
+    ipr = st.open()
+    for r in remove:
+        _nl("%s: removing route to %s" % (what, r["dst"]), ipr.route, "del", **_route_args(r, index))
+    for r in add:
+        _nl("%s: adding route to %s" % (what, r["dst"]), ipr.route, "add", **_route_args(r, index))
+
+
+class _Undo:
+    def __init__(self):
+        self.actions = []
+
+    def push(self, func, *args):
+        self.actions.append((func, args))
+
+    def run(self):
+        for func, args in reversed(self.actions):
+            try:
+                func(*args)
+            except Exception:
+                pass
+        self.actions = []
+
+
+def apply_plan(net: Net, p: LinkPlan) -> dict:
+    """Carry out a plan; on failure roll back what this plan created and re-raise."""
+    spec, st = p.spec, p.ns
+    what = spec.label()
+    undo = _Undo()
+    index = None
+    peer_index = None
+    try:
+        for name, args in p.steps:
+            if name == "bridge_create":
+                pst = p.peer_ns
+                _nl("creating bridge %r in %s" % (args["name"], pst.ref.label), pst.open().link, "add", ifname=args["name"], kind="bridge")
+                bidx = _lookup(pst, args["name"], what)
+                undo.push(_delete, pst, bidx)
+                _set(pst, bidx, "bridge %r in %s" % (args["name"], pst.ref.label), {"mark": True, "up": True})
+            elif name == "bridge_up":
+                pst = p.peer_ns
+                _set(pst, _lookup(pst, args["name"], what), "bridge %r in %s" % (args["name"], pst.ref.label), {"up": True})
+            elif name == "bridge_addresses":
+                pst = p.peer_ns
+                _addr_change(pst, _lookup(pst, args["name"], what), "bridge %r in %s" % (args["name"], pst.ref.label), args["add"], args["remove"])
+            elif name == "delete":
+                _nl("%s: removing it" % what, st.open().link, "del", index=_lookup(st, spec.ifname, what))
+            elif name == "move_back":
+                _move_back(net, p)
+            elif name == "create":
+                index = _create(net, p, undo)
+            elif name == "configure":
+                if index is None:
+                    index = _lookup(st, spec.ifname, what)
+                _set(st, index, what, args)
+            elif name == "addresses":
+                if index is None:
+                    index = _lookup(st, spec.ifname, what)
+                _addr_change(st, index, what, args["add"], args["remove"])
+            elif name == "routes":
+                if index is None:
+                    index = _lookup(st, spec.ifname, what)
+                _route_change(st, index, what, args["add"], args["remove"])
+            elif name in ("peer", "peer_addresses"):
+                pst = p.peer_ns
+                pwhat = "%s link %r (peer of %s)" % (pst.ref.label, spec.peer.ifname, what)
+                if peer_index is None:
+                    peer_index = _lookup(pst, spec.peer.ifname, pwhat)
+                if name == "peer":
+                    _set(pst, peer_index, pwhat, args)
+                else:
+                    _addr_change(pst, peer_index, pwhat, args["add"], args["remove"])
+    except BaseException:
+        undo.run()
+        raise
+    return final_view(net, p)
+
+
+def _create(net: Net, p: LinkPlan, undo: _Undo) -> int:
+    spec, st = p.spec, p.ns
+    what = spec.label()
+    host = net.resolve(NsRef("host"), "")
+    fds = []
+    try:
+        fd = net.open_ns(st.path, st.ref)
+        fds.append(fd)
+        kw = {"ifname": spec.ifname, "net_ns_fd": fd}
+        if spec.mtu:
+            kw["mtu"] = spec.mtu
+        if spec.mac:
+            kw["address"] = spec.mac
+        if spec.kind == "veth":
+            pfd = net.open_ns(p.peer_ns.path, p.peer_ns.ref)
+            fds.append(pfd)
+            peer = {"ifname": spec.peer.ifname, "net_ns_fd": pfd}
+            if spec.peer.mtu or spec.mtu:
+                peer["mtu"] = spec.peer.mtu or spec.mtu
+            if spec.peer.mac:
+                peer["address"] = spec.peer.mac
+            _nl("%s: creating the veth pair" % what, host.open().link, "add", kind="veth", peer=peer, **kw)
+        elif spec.kind in ("macvlan", "ipvlan"):
+            parent = _lookup(host, spec.parent, what)
+            if spec.kind == "macvlan":
+                kw["macvlan_mode"] = MACVLAN_MODE
+            else:
+                kw["ipvlan_mode"] = IPVLAN_MODE_L2
+            _nl("%s: creating the %s on %r" % (what, spec.kind, spec.parent), host.open().link, "add", kind=spec.kind, link=parent, **kw)
+        else:  # physical: move the host interface in, then rename it there
+            parent = _lookup(host, spec.parent, what)
+            _nl("%s: setting host interface %r down" % (what, spec.parent), host.open().link, "set", index=parent, state="down")
+            _nl("%s: moving host interface %r in" % (what, spec.parent), host.open().link, "set", index=parent, net_ns_fd=fd)
+            undo.push(_move_out, net, p, spec.parent)
+            index = _lookup(st, spec.parent, what)
+            if spec.ifname != spec.parent:
+                _nl("%s: renaming %r" % (what, spec.parent), st.open().link, "set", index=index, ifname=spec.ifname)
+                undo.actions[-1] = (_move_out, (net, p, spec.ifname))
+            return index
+    finally:
+        for fd in fds:
+            os.close(fd)
+    index = _lookup(st, spec.ifname, what)
+    undo.push(_delete, st, index)
+    return index
+
+
+def _delete(st: NsState, index: int) -> None:
+    st.open().link("del", index=index)
+
+
+def _move_out(net: Net, p: LinkPlan, current: str) -> None:
+    """Move the interface ``current`` of the plan's namespace back to the host as ``parent``."""
+    spec, st = p.spec, p.ns
+    what = spec.label()
+    ipr = st.open()
+    index = _lookup(st, current, what)
+    _nl("%s: setting it down" % what, ipr.link, "set", index=index, state="down")
+    if current != spec.parent:
+        _nl("%s: renaming it back to %r" % (what, spec.parent), ipr.link, "set", index=index, ifname=spec.parent)
+    _nl("%s: clearing its alias" % what, ipr.link, "set", index=index, ifalias="")
+    fd = os.dup(net.self_fd)
+    try:
+        _nl("%s: moving it back to the host" % what, ipr.link, "set", index=index, net_ns_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _move_back(net: Net, p: LinkPlan) -> None:
+    _move_out(net, p, p.spec.ifname)
+
+
+def final_view(net: Net, p: LinkPlan) -> dict:
+    """The link after apply: the plan's view with index/mac/mtu read back from the kernel."""
+    if not p.after:
+        return {}
+    view = dict(p.after)
+    st = p.ns
+    msgs = _nl("reading %s" % p.spec.label(), st.open().link, "get", ifname=p.spec.ifname)
+    link = _link_view(msgs[0])
+    view.update(index=link["index"], mac=link["mac"], mtu=link["mtu"], kind=link["kind"] or "physical", up=link["up"])
+    if view.get("peer"):
+        pst = p.peer_ns
+        msgs = _nl("reading the peer of %s" % p.spec.label(), pst.open().link, "get", ifname=p.spec.peer.ifname)
+        peer = _link_view(msgs[0])
+        view["peer"] = dict(view["peer"], index=peer["index"], mac=peer["mac"], mtu=peer["mtu"])
+    return view
+
+
+# ---------------------------------------------------------------------------------------
+# Batches (the module's single and list forms)
+# ---------------------------------------------------------------------------------------
+def _public(p: LinkPlan, view: dict) -> dict:
+    if not view:
+        return {}
+    out = dict(view)
+    out.update(p.spec.ns.public())
+    return out
+
+
+def _diff_view(view: dict) -> dict:
+    if not view:
+        return {}
+    out = {k: view[k] for k in ("kind", "mtu", "mac", "up", "addresses", "routes") if k in view}
+    if view.get("peer"):
+        pv = view["peer"]
+        out["peer"] = {k: pv.get(k) for k in ("ifname", "namespace", "mtu", "addresses", "bridge")}
+    return out
+
+
+def ensure_links(registry, entries, check_mode: bool = False) -> dict:
+    """Converge a list of link entries; all are validated and planned before any change.
+
+    Returns ``{"changed", "results": [...], "diff": {"before", "after"}}``.
+    """
+    specs = normalize(entries)
+    net = Net(registry)
+    try:
+        plans = plan_links(net, specs)
+        results, before, after = [], {}, {}
+        for p in plans:
+            before[p.key()] = _diff_view(p.before)
+            after[p.key()] = _diff_view(p.after)
+            item = {"ifname": p.spec.ifname, "changed": p.changed, "action": p.action, "reasons": p.reasons, "state": p.spec.state}
+            item.update(p.spec.ns.public())
+            if check_mode or not p.changed:
+                item["link"] = _public(p, p.after if p.changed else (p.before if p.spec.state == "present" else {}))
+                results.append(item)
+                continue
+            try:
+                view = apply_plan(net, p)
+            except GuestError as exc:
+                msg = exc.msg if p.spec.ifname in exc.msg else "%s: %s" % (p.spec.label(), exc.msg)
+                err = KernelError(msg, errno=exc.errno) if isinstance(exc, KernelError) else type(exc)(msg)
+                err.details = {"results": results}
+                raise err from None
+            finally:
+                for st in (p.ns, p.peer_ns, p.parent_ns):
+                    if st is not None:
+                        st.invalidate()
+            item["link"] = _public(p, view)
+            results.append(item)
+        return {
+            "changed": any(r["changed"] for r in results),
+            "results": results,
+            "diff": {"before": before, "after": after},
+            "pyroute2": pyroute2_version(),
+        }
+    finally:
+        net.close()
