@@ -426,7 +426,7 @@ def _detach(path: str) -> None:
     try:
         sc.umount2(path, sc.MNT_DETACH)
     except KernelError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOENT, errno.EPERM):
+        if exc.errno not in (errno.EINVAL, errno.ENOENT, errno.EPERM, errno.EACCES):
             raise
 
 
@@ -844,17 +844,33 @@ class ProcIndex:
                 ino = int(target[target.index("[") + 1 : -1])
                 self.by_ns.setdefault((t, ino), set()).add(pid)
 
-    def members(self, meta: dict) -> set:
+    def members(self, meta: dict, others=()) -> set:
+        """Processes of the guest: those in its private pid namespace, else in its
+        private mount namespace, else in any of its private namespaces that are
+        not members of another guest (``others``: their metadata) by pid or mnt."""
+        pins = meta.get("pins", {})
+        private = meta.get("namespaces", [])
+        for t in ("pid", "mnt"):
+            if t in private and t in pins:
+                pids = set(self.by_ns.get((t, pins[t]["ino"]), set()))
+                pids.discard(os.getpid())
+                return pids
         pids = set()
-        for t in meta.get("namespaces", []):
-            pin = meta.get("pins", {}).get(t)
-            if pin:
-                pids |= self.by_ns.get((t, pin["ino"]), set())
+        for t in private:
+            if t in pins:
+                pids |= self.by_ns.get((t, pins[t]["ino"]), set())
+        for other in others:
+            if other is meta or other.get("name") == meta.get("name"):
+                continue
+            for t in ("pid", "mnt"):
+                pin = other.get("pins", {}).get(t)
+                if pin and t in other.get("namespaces", []):
+                    pids -= self.by_ns.get((t, pin["ino"]), set())
         pids.discard(os.getpid())
         return pids
 
 
-def stop_processes(meta: dict, proc_index=None) -> None:
+def stop_processes(meta: dict, proc_index=None, registry=None) -> None:
     """Stop the guest's processes: init-based or init-less semantics (docs/concepts.md)."""
     init_pid, init_start = meta.get("init_pid"), meta.get("init_start")
     timeout = float(meta.get("stop_timeout") or 0)
@@ -865,7 +881,10 @@ def stop_processes(meta: dict, proc_index=None) -> None:
             _kill_wait(init_pid, init_start, signal.SIGKILL, 10.0)
         return
     index = proc_index or ProcIndex()
-    members = index.members(meta)
+    others = ()
+    if not {"pid", "mnt"} & set(meta.get("namespaces", [])) and registry is not None:
+        others = [m for m in (registry.load(n) for n in registry.names()) if m]
+    members = index.members(meta, others)
     if init_pid:
         members.discard(init_pid)
     starts = {pid: reg.proc_start_time(pid) for pid in members}
@@ -892,7 +911,7 @@ def remove(registry: reg.Registry, name: str, meta, keep_context_id: bool = Fals
     """Stop and dispose of a guest, also one left half-made by a crash."""
     meta = meta or {"name": name}
     if meta.get("phase") == "ready" or meta.get("init_pid"):
-        stop_processes(meta, proc_index)
+        stop_processes(meta, proc_index, registry)
     alias = registry.alias_path(name)
     alias_id = reg.ns_id(alias)
     if alias_id is not None:

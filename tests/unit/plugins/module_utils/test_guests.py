@@ -1,0 +1,280 @@
+"""The guest engine run directly as root (no Ansible): kernel state checked via /proc."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, guests
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, InvalidInput, KernelError, LimitReached
+
+pytestmark = pytest.mark.unit
+
+
+def ensure(r, check=False, **params):
+    return guests.ensure_guests(r, [params], check)
+
+
+def one(r, **params):
+    out = ensure(r, **params)
+    return out["results"][0]
+
+
+def ns_ino(pid, t):
+    return os.stat("/proc/%d/ns/%s" % (pid, t)).st_ino
+
+
+def alive(pid):
+    return reg.process_alive(pid, None)
+
+
+def test_create_check_idempotent_remove(unit_registry):
+    r = unit_registry
+    predicted = guests.ensure_guests(r, [{"name": "g1"}], check_mode=True)
+    assert predicted["changed"] and not os.path.exists(r.guest_dir("g1"))
+    res = one(r, name="g1")
+    assert res["changed"] and res["action"] == "create"
+    g = res["guest"]
+    pid = g["init_pid"]
+    assert open("/proc/%d/comm" % pid).read().strip() in ("catatonit", "python3")
+    for t in ("mnt", "uts", "ipc", "net", "pid"):
+        assert g["namespaces"][t]["inode"] == ns_ino(pid, t) != os.stat("/proc/self/ns/%s" % t).st_ino
+        assert os.stat(g["namespaces"][t]["pin"]).st_ino == g["namespaces"][t]["inode"]
+    assert os.stat(os.path.join(r.netns_dir, "g1")).st_ino == g["namespaces"]["net"]["inode"]
+    again = one(r, name="g1")
+    assert not again["changed"] and again["guest"]["init_pid"] == pid
+    assert not guests.ensure_guests(r, [{"name": "g1"}], check_mode=True)["changed"]
+    rm = one(r, name="g1", state="absent")
+    assert rm["action"] == "remove"
+    time.sleep(0.05)
+    assert not alive(pid)
+    assert not os.path.exists(r.guest_dir("g1")) and not os.path.exists(os.path.join(r.netns_dir, "g1"))
+    assert r.used_context_ids() == set()
+    assert not one(r, name="g1", state="absent")["changed"]
+
+
+def test_loopback_up_and_hostname(unit_registry):
+    g = one(unit_registry, name="net1", hostname="h-one")["guest"]
+    meta = unit_registry.load("net1")
+    assert enter.call_in_guest(meta, ["uts"], lambda: os.uname().nodename) == "h-one"
+    out = subprocess.run(["ip", "-j", "link", "show", "lo"], capture_output=True, text=True, check=True,
+                         preexec_fn=lambda: sc.setns(os.open(g["namespaces"]["net"]["pin"], os.O_RDONLY), "net"))
+    assert "UP" in out.stdout
+
+
+def test_guest_without_pid_namespace_has_no_process(unit_registry):
+    g = one(unit_registry, name="bare", namespaces=["net", "uts"])["guest"]
+    assert g["init_pid"] is None
+    assert reg.health(unit_registry.load("bare")) == []
+
+
+def test_rooted_guest_sees_only_its_root(unit_registry, busybox_root):
+    g = one(unit_registry, name="rooted", root=busybox_root)["guest"]
+    meta = unit_registry.load("rooted")
+    listing = enter.call_in_guest(meta, ["mnt"], lambda: sorted(os.listdir("/")))
+    assert listing == sorted(os.listdir(busybox_root))
+    devs = enter.call_in_guest(meta, ["mnt"], lambda: sorted(os.listdir("/dev")))
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd"} <= set(devs)
+    from ansible_collections.linuxns.guests.plugins.module_utils.mounts import parse_mountinfo
+
+    paths = [m["path"] for m in parse_mountinfo(open("/proc/%d/mountinfo" % g["init_pid"]).read())]
+    assert paths[0] == "/" and "/proc" in paths and "/dev/pts" in paths
+    assert not [p for p in paths if p.startswith(("/work", "/run", "/tmp", "/sys"))]
+
+
+def test_user_and_time_namespaces(unit_registry):
+    one(unit_registry, name="ut", namespaces=["user", "mnt", "pid", "time", "uts"], uid_map=["0 100000 65536"], gid_map=["0 100000 65536"],
+        time_offsets={"monotonic": 86400, "boottime": 86400})
+    meta = unit_registry.load("ut")
+    pid = meta["init_pid"]
+    assert open("/proc/%d/uid_map" % pid).read().split() == ["0", "100000", "65536"]
+    offsets = open("/proc/%d/timens_offsets" % pid).read().split()
+    assert offsets[offsets.index("monotonic") + 1] == "86400"
+    owner = guests.ns_relations(meta["pins"]["uts"]["path"])["owner_user_ns"]
+    assert owner == meta["pins"]["user"]["ino"]
+
+
+def test_share_joins_other_guests_namespace(unit_registry):
+    a = one(unit_registry, name="a")["guest"]
+    b = one(unit_registry, name="b", namespaces=["mnt", "pid"], share={"net": "a", "uts": str(a["context_id"])})["guest"]
+    assert b["namespaces"]["net"]["inode"] == a["namespaces"]["net"]["inode"] == ns_ino(b["init_pid"], "net")
+    assert b["namespaces"]["uts"]["inode"] == a["namespaces"]["uts"]["inode"]
+    assert b["private_namespaces"] == ["pid", "mnt"]
+    # The share survives removal of the source guest (b still pins it).
+    one(unit_registry, name="a", state="absent")
+    assert reg.health(unit_registry.load("b")) == []
+
+
+def test_conflict_names_recreate_and_changes_nothing(unit_registry):
+    g = one(unit_registry, name="c")["guest"]
+    with pytest.raises(GuestConflict) as exc:
+        ensure(unit_registry, name="c", namespaces=["net"])
+    assert "recreate=true" in exc.value.msg and "namespaces" in exc.value.msg
+    assert alive(g["init_pid"])
+    res = one(unit_registry, name="c", namespaces=["net"], recreate=True)
+    assert res["action"] == "recreate" and res["guest"]["context_id"] == g["context_id"]
+    time.sleep(0.05)
+    assert not alive(g["init_pid"])
+
+
+def test_stale_guest_recreated_with_reason(unit_registry):
+    g = one(unit_registry, name="s")["guest"]
+    os.kill(g["init_pid"], signal.SIGKILL)
+    time.sleep(0.05)
+    res = one(unit_registry, name="s")
+    assert res["action"] == "recreate" and any("not running" in x for x in res["reasons"])
+
+
+def test_init_based_guest_gets_its_stop_signal(unit_registry, busybox_root):
+    init = ["/bin/sh", "-c", "trap 'echo stopped > /tmp/stopped; exit 0' TERM; while :; do sleep 0.1; done"]
+    g = one(unit_registry, name="ib", root=busybox_root, init=init, stop_timeout=5)["guest"]
+    time.sleep(0.2)
+    one(unit_registry, name="ib", state="absent")
+    assert open(os.path.join(busybox_root, "tmp", "stopped")).read().strip() == "stopped"
+    assert not alive(g["init_pid"])
+
+
+def test_init_not_found_rolls_back(unit_registry, busybox_root):
+    with pytest.raises(Exception) as exc:
+        ensure(unit_registry, name="noinit", root=busybox_root, init=["/sbin/nope"])
+    assert "/sbin/nope" in str(exc.value) and "inside the guest" in str(exc.value)
+    assert not os.path.exists(unit_registry.guest_dir("noinit"))
+    assert unit_registry.used_context_ids() == set()
+
+
+def test_init_less_guest_processes_get_term_then_kill(unit_registry):
+    g = one(unit_registry, name="il", stop_timeout=0.5)["guest"]
+    meta = unit_registry.load("il")
+    # A process that ignores TERM inside the guest's pid namespace.
+    # (The joiner stays its parent and reaps it: a zombie of the guest's pid
+    # namespace whose parent is outside would hold the dying init in exit.)
+    fds = enter.open_namespaces(meta, ["pid", "mnt"])
+    joiner = os.fork()
+    if joiner == 0:
+        enter.join_namespaces(fds)
+        child = os.fork()
+        if child == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            os.execv("/bin/sleep", ["sleep", "60"])
+        os.waitpid(child, 0)
+        os._exit(0)
+    for _t, fd in fds:
+        os.close(fd)
+    time.sleep(0.2)
+    members = guests.ProcIndex().members(meta)
+    assert g["init_pid"] in members and len(members) == 2
+    one(unit_registry, name="il", state="absent")
+    os.waitpid(joiner, 0)
+    time.sleep(0.05)
+    assert not any(alive(p) for p in members)
+
+
+@pytest.mark.parametrize(
+    "params,msg",
+    [
+        ({"name": "x", "namespaces": ["mnt", "bogus"]}, "namespaces: unknown namespace type(s) bogus"),
+        ({"name": "x", "share": {"bogus": "/proc/self/ns/net"}}, "share: unknown namespace type 'bogus'"),
+        ({"name": "x", "share": {"net": "/etc/hostname"}}, "share.net: /etc/hostname is not a namespace file"),
+        ({"name": "x", "share": {"net": "/proc/self/ns/uts"}}, "share.net: /proc/self/ns/uts is a uts namespace, not a net namespace"),
+        ({"name": "x", "share": {"net": "ghost"}}, "share.net: guest 'ghost' does not exist"),
+        ({"name": "x", "root": "rel"}, "root 'rel' must be an absolute path"),
+        ({"name": "x", "root": "/nonexistent/linuxns"}, "root /nonexistent/linuxns does not exist"),
+        ({"name": "x", "root": "/tmp", "namespaces": ["net"]}, "root needs a private mnt namespace"),
+        ({"name": "x", "uid_map": ["0 0 1"]}, "uid_map/gid_map need a private user namespace"),
+        ({"name": "x", "namespaces": ["user"], "uid_map": ["0 0"]}, "uid_map entry '0 0' must be"),
+        ({"name": "x", "time_offsets": {"monotonic": 1}}, "time_offsets need a private time namespace"),
+        ({"name": "x", "namespaces": ["time"], "time_offsets": {"realtime": 1}}, "unknown clock 'realtime'"),
+        ({"name": "x", "init": ["/sbin/init"], "namespaces": ["mnt"]}, "init needs a private pid namespace"),
+        ({"name": "x", "stop_signal": "SIGNOPE"}, "stop_signal 'SIGNOPE' is not a signal name"),
+        ({"name": "x", "hostname": "a b"}, "hostname 'a b' is not a valid host name"),
+        ({"name": "99"}, "no guest has context id 99"),
+    ],
+)
+def test_bad_input(unit_registry, params, msg):
+    with pytest.raises(InvalidInput) as exc:
+        ensure(unit_registry, **params)
+    assert msg in exc.value.msg
+    assert unit_registry.names() == []
+
+
+@pytest.mark.parametrize("step", ["reserved", "forked", "started", "pinned", "aliased"])
+def test_killed_at_a_step_then_converges(unit_registry, step):
+    """Run the engine in a child that SIGKILLs itself at STEP; the next run cleans up."""
+    r = unit_registry
+    pid = os.fork()
+    if pid == 0:
+        os.environ[guests.FAULT_ENV] = step
+        try:
+            guests.ensure_guests(reg.Registry(r.state_dir, r.netns_dir), [{"name": "crash"}])
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    time.sleep(0.1)
+    res = one(r, name="crash")
+    assert res["action"] == "create" and reg.health(r.load("crash")) == []
+    one(r, name="crash", state="absent")
+    table = open("/proc/self/mountinfo").read()
+    assert r.state_dir + "/guests/crash" not in table and os.path.join(r.netns_dir, "crash") not in table
+    # no process of the crashed run is left (its init saw the parent die)
+    leftovers = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if open("/proc/%s/comm" % entry).read().strip() == "catatonit" and os.getppid() != int(entry):
+                    if "crash" in os.readlink("/proc/%s/cwd" % entry):
+                        leftovers.append(entry)
+            except OSError:
+                pass
+    assert leftovers == []
+
+
+def test_list_form_validates_everything_first(unit_registry):
+    with pytest.raises(InvalidInput, match=r"guests\[1\]\.name"):
+        guests.ensure_guests(unit_registry, [{"name": "ok1", "_in_list": True}, {"name": "bad/x", "_in_list": True}])
+    assert unit_registry.names() == []
+
+
+def test_namespace_limit_is_named(tmp_path):
+    """With max_uts_namespaces at 0 (in a child user namespace), the error names the limit file."""
+    code = r"""
+import ctypes, os, sys
+sys.path.insert(0, %r)
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.unshare(0x10000000) == 0, ctypes.get_errno()
+open('/proc/self/uid_map', 'w').write('0 0 1')
+with open('/proc/sys/user/max_uts_namespaces', 'w') as f:
+    f.write('0')
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import LimitReached
+try:
+    sc.unshare_one('uts')
+except LimitReached as exc:
+    print(exc.msg)
+""" % (os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "build"),)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if "Permission denied" in out.stderr or "Read-only" in out.stderr:
+        pytest.skip("this kernel does not let a user namespace lower its own limit: %s" % out.stderr[-200:])
+    assert "cannot create a uts namespace: the limit in /proc/sys/user/max_uts_namespaces is reached" in out.stdout, out.stderr
+
+
+def test_syscall_errors_are_readable():
+    with pytest.raises(KernelError) as exc:
+        sc.umount2("/nonexistent/linuxns-test")
+    assert exc.value.errno == errno.ENOENT
+    assert exc.value.msg == "umount(/nonexistent/linuxns-test) failed: No such file or directory (ENOENT)"
+    assert issubclass(LimitReached, KernelError)
+
+
+def test_mnt_ns_id_is_available():
+    assert isinstance(sc.mnt_ns_id(), int) or sc.mnt_ns_id() is None
+    ctypes.CDLL(None)  # libc loads

@@ -1,0 +1,164 @@
+"""The guest registry: names, context ids, locks, staleness (as root, no Ansible)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, GuestNotFound, InvalidInput
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("name", ["web1", "a", "Web_1.example-x", "x" * 63, "1web", "_x"])
+def test_valid_names(name):
+    assert reg.validate_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name,msg",
+    [
+        ("", "non-empty"),
+        ("a/b", "not a valid guest name"),
+        ("..", "not a valid guest name"),
+        (".hidden", "not a valid guest name"),
+        ("-x", "not a valid guest name"),
+        ("has space", "not a valid guest name"),
+        ("x" * 64, "at most 63"),
+        ("123", "all digits"),
+        (None, "non-empty"),
+    ],
+)
+def test_invalid_names_name_the_parameter(name, msg):
+    with pytest.raises(InvalidInput) as exc:
+        reg.validate_name(name, "guests[3].name")
+    assert msg in exc.value.msg and exc.value.msg.startswith("guests[3].name")
+
+
+@pytest.mark.parametrize("ctx,msg", [(0, "reserved"), (1, "reserved"), (70000, "out of range"), (-5, "out of range"), ("x", "not a number")])
+def test_invalid_context_ids(ctx, msg):
+    with pytest.raises(InvalidInput) as exc:
+        reg.validate_context_id(ctx)
+    assert msg in exc.value.msg and "context_id" in exc.value.msg
+
+
+def test_state_dir_must_be_absolute():
+    with pytest.raises(InvalidInput, match="state_dir"):
+        reg.Registry("relative/state")
+
+
+def test_state_dir_is_a_private_mount_of_itself(unit_registry):
+    unit_registry.ensure()
+    unit_registry.ensure()  # idempotent: no stacked mounts
+    lines = [line.split() for line in open("/proc/self/mountinfo")]
+    mine = [f for f in lines if f[4] == unit_registry.state_dir]
+    assert len(mine) == 1
+    assert not any(tag.startswith("shared:") for tag in mine[0][6 : mine[0].index("-")])
+
+
+def test_context_ids_lowest_free_and_explicit(unit_registry):
+    r = unit_registry
+    assert r.reserve_context_id("a") == 2
+    assert r.reserve_context_id("b") == 3
+    assert r.reserve_context_id("c", 10) == 10
+    assert r.reserve_context_id("c", 10) == 10  # own id again: fine
+    with pytest.raises(InvalidInput, match="context_id 10 is already taken by guest 'c'"):
+        r.reserve_context_id("d", 10)
+    r.release_context_id("a", 2)
+    r._ctx_cache = None
+    assert r.reserve_context_id("e") == 2
+    r.release_context_id("x", 3)  # not the owner: nothing happens
+    assert r.ctx_owner(3) == "b"
+
+
+def test_concurrent_context_id_reservations_never_collide(unit_registry):
+    r = unit_registry
+    r.ensure()
+    got = {}
+
+    def grab(i):
+        rr = reg.Registry(r.state_dir, r.netns_dir)
+        got[i] = rr.reserve_context_id("g%d" % i)
+
+    threads = [threading.Thread(target=grab, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got.values()) == list(range(2, 22))
+
+
+def test_resolve_by_context_id_and_missing(unit_registry):
+    r = unit_registry
+    r.ensure()
+    r.reserve_context_id("web", 44)
+    r.save({"name": "web", "context_id": 44, "phase": "ready", "pins": {}})
+    assert r.resolve("44") == "web" and r.resolve(44) == "web"
+    assert r.find("web")["context_id"] == 44
+    with pytest.raises(GuestNotFound, match="no guest has context id 45"):
+        r.resolve("45")
+    with pytest.raises(GuestNotFound, match="guest 'nope' does not exist"):
+        r.find("nope")
+    with pytest.raises(InvalidInput, match="boolean"):
+        r.resolve(True)
+
+
+def test_lock_times_out_with_a_clear_message(unit_registry):
+    r = unit_registry
+    with r.lock("web"):
+        lk = reg.Lock(os.path.join(r.locks_dir, "web.lock"), "guest 'web'", timeout=0.2)
+        t0 = time.monotonic()
+        with pytest.raises(GuestError, match="guest 'web' is locked by another run"):
+            with lk:
+                pass
+        assert time.monotonic() - t0 < 5
+
+
+def test_health_detects_dead_and_reused_pids(unit_registry):
+    pid = os.getpid()
+    start = reg.proc_start_time(pid)
+    meta = {"name": "x", "phase": "ready", "pins": {}, "init_pid": pid, "init_start": start}
+    assert reg.health(meta) == []
+    meta["init_start"] = start + 1  # same pid, another process (pid reuse)
+    assert reg.health(meta) == ["its init (pid %d) is not running" % pid]
+    meta["phase"] = "creating"
+    assert "did not finish" in reg.health(meta)[0]
+
+
+def test_health_detects_a_pin_that_lost_its_namespace(unit_registry, tmp_path):
+    plain = tmp_path / "not-a-pin"
+    plain.write_text("")
+    meta = {"name": "x", "phase": "ready", "pins": {"net": {"path": str(plain), "dev": 0, "ino": 1}}}
+    assert reg.health(meta) == ["the pin of its net namespace is gone"]
+    ino = os.stat("/proc/self/ns/net").st_ino
+    meta["pins"]["net"] = {"path": "/proc/self/ns/net", "dev": 0, "ino": ino + 1}
+    assert reg.health(meta) == ["the pin of its net namespace points to another namespace"]
+
+
+def test_proc_start_time_handles_odd_comm(tmp_path):
+    # comm with spaces and parentheses must not confuse the stat parser
+    import subprocess
+
+    exe = tmp_path / "a b) (c"
+    os.symlink("/bin/sleep", str(exe))
+    p = subprocess.Popen([str(exe), "5"])
+    try:
+        time.sleep(0.05)
+        assert reg.proc_start_time(p.pid) == int(open("/proc/%d/stat" % p.pid).read().rsplit(")", 1)[1].split()[19])
+    finally:
+        p.kill()
+        p.wait()
+    assert reg.proc_start_time(p.pid) is None
+
+
+def test_corrupt_meta_is_treated_as_incomplete(unit_registry):
+    r = unit_registry
+    r.ensure()
+    os.makedirs(r.pin_dir("torn"))
+    with open(r.meta_path("torn"), "w") as f:
+        f.write("{not json")
+    assert r.load("torn") == {"name": "torn", "phase": "corrupt"}
