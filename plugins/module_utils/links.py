@@ -809,14 +809,20 @@ class Planner:
         elif spec.kind == "veth":
             self._claim_name(peer_st, spec.peer.ifname, w + "peer.ifname")
         # addresses and routes
-        index = link["index"] if (link is not None and not replace) else None
+        # the existing link (kept, or replaced and so freeing its addresses) is not "another link"
+        index = link["index"] if link is not None else None
         self._claim_addrs(st, spec.addresses, w + "addresses")
         if spec.addresses:
             _check_addresses_free(st, index, spec.addresses, w + "addresses", spec.ns.label)
         if spec.routes:
-            want_addrs = spec.addresses if spec.addresses is not None else (st.addresses().get(index, []) if index else [])
+            kept = index if not replace else None
+            want_addrs = spec.addresses if spec.addresses is not None else (st.addresses().get(kept, []) if kept else [])
             _check_gateways(st, spec, index, want_addrs)
-        peer_index = peer["index"] if peer is not None and not replace else None
+        peer_index = peer["index"] if peer is not None else None
+        if peer_index is None and replace and spec.peer is not None:
+            old = peer_st.by_index(link["link"])  # the old pair's other end, gone with it
+            if old is not None and old["kind"] == "veth" and old["link"] == link["index"]:
+                peer_index = old["index"]
         if spec.peer is not None:
             self._claim_addrs(peer_st, spec.peer.addresses, w + "peer.addresses")
             if spec.peer.addresses:

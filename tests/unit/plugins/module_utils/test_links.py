@@ -1,0 +1,269 @@
+"""Unit tests of the netns_link engine: input normalisation, planning/diff, and real
+guest-to-guest links made in guests of a unit_registry (never on the machine's own netns)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from ansible_collections.linuxns.guests.plugins.module_utils import guests, links
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, GuestNotFound, InvalidInput, KernelError
+
+pytestmark = pytest.mark.unit
+
+
+def spec(**params):
+    return links.LinkSpec(params)
+
+
+# ---------------------------------------------------------------------------------------
+# normalisation (no kernel)
+# ---------------------------------------------------------------------------------------
+def test_addresses_are_normalised_sorted_and_v6_compressed():
+    s = spec(guest="g", ifname="eth0", addresses=["fd00:0:0::2/64", "198.19.0.10/24", "198.19.0.2/24"], peer={"ifname": "vh"})
+    assert s.addresses == ["198.19.0.2/24", "198.19.0.10/24", "fd00::2/64"]
+    assert s.kind == "veth" and s.state == "present" and s.peer.ifname == "vh" and s.peer.ns.kind == "host"
+
+
+def test_gateways_become_default_routes_with_kernel_default_metrics():
+    s = spec(guest="g", ifname="eth0", gateway="198.19.0.1", gateway6="fd00::1", routes=[{"dst": "198.19.9.0/24", "gateway": "198.19.0.1", "metric": 7}], peer={"ifname": "vh"})
+    assert s.routes == [
+        {"dst": "0.0.0.0/0", "gateway": "198.19.0.1", "metric": 0},
+        {"dst": "198.19.9.0/24", "gateway": "198.19.0.1", "metric": 7},
+        {"dst": "::/0", "gateway": "fd00::1", "metric": 1024},
+    ]
+    assert s.manage_routes
+    assert not spec(guest="g", ifname="eth0", peer={"ifname": "vh"}).manage_routes
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"ifname": "a-very-long-name"}, "ifname 'a-very-long-name' is 16 characters long; an interface name has at most 15"),
+        ({"ifname": "eth/0"}, "ifname 'eth/0' is not a valid interface name"),
+        ({"ifname": "eth 0"}, "ifname 'eth 0' is not a valid interface name"),
+        ({"addresses": ["198.19.0.300/24"]}, "addresses[0] '198.19.0.300/24' is not a valid CIDR address"),
+        ({"addresses": ["198.19.0.3"]}, "the prefix length is missing"),
+        ({"addresses": ["198.19.0.3/24", "198.19.0.3/25"]}, "addresses[1]: address 198.19.0.3 is listed twice"),
+        ({"routes": [{"dst": "198.19.9.1/24"}]}, "routes[0].dst '198.19.9.1/24' is not a valid CIDR network (host bits must be zero)"),
+        ({"routes": [{"dst": "198.19.9.0/24", "gateway": "fd00::1"}]}, "routes[0].gateway fd00::1 is not of the same address family"),
+        ({"routes": [{"gateway": "198.19.0.1"}]}, "routes[0].dst is required"),
+        ({"gateway": "fd00::1"}, "gateway fd00::1 must be an IPv4 address"),
+        ({"mtu": 20}, "mtu 20 is out of range 68-65535"),
+        ({"mac": "01:00:5e:00:00:01"}, "is a multicast MAC address"),
+        ({"mac": "zz"}, "is not a MAC address"),
+        ({"kind": "tap"}, "kind must be one of veth, macvlan, ipvlan, physical"),
+        ({"kind": "macvlan", "peer": None}, "parent is required with kind=macvlan"),
+        ({"peer": None}, "peer.ifname is required for a veth"),
+        ({"peer": {"ifname": "vh", "colour": "red"}}, "peer: unknown key(s) colour"),
+        ({"peer": {"ifname": "vh", "guest": "a", "netns": "b"}}, "peer.guest and peer.netns are mutually exclusive"),
+        ({"peer": {"ifname": "vh", "bridge_addresses": ["198.19.0.1/24"]}}, "peer.bridge_addresses needs peer.bridge"),
+        ({"netns": "x"}, "guest and netns are mutually exclusive"),
+        ({"state": "gone"}, "state must be present or absent"),
+        ({"speed": 10}, "unknown option(s) speed"),
+    ],
+)
+def test_bad_input_names_the_parameter(params, message):
+    base = {"guest": "g", "ifname": "eth0", "peer": {"ifname": "vh"}}
+    base.update(params)
+    base = {k: v for k, v in base.items() if v is not None}
+    with pytest.raises(InvalidInput) as exc:
+        links.LinkSpec(base)
+    assert message in exc.value.msg
+
+
+def test_physical_needs_a_guest_and_list_entries_name_their_position():
+    with pytest.raises(InvalidInput, match="kind=physical moves a host interface into a guest or netns"):
+        spec(ifname="eth1", kind="physical", parent="dum0")
+    with pytest.raises(InvalidInput, match=r"^links\[1\]\.addresses\[0\]"):
+        links.normalize([{"guest": "g", "ifname": "a", "peer": {"ifname": "b"}, "_in_list": True},
+                         {"guest": "g", "ifname": "c", "addresses": ["x"], "peer": {"ifname": "d"}, "_in_list": True}])
+
+
+def test_merge_defaults_merges_peer_one_level_and_entry_guest_replaces_top_netns():
+    top = {"ifname": "eth0", "netns": "n1", "kind": "veth", "peer": {"bridge": "br0", "bridge_create": True, "ifname": None}}
+    entries = links.merge_defaults(top, [{"guest": "g1", "peer": {"ifname": "v1"}}, {"peer": {"ifname": "v2", "bridge": "br1"}}])
+    assert entries[0]["guest"] == "g1" and "netns" not in entries[0]
+    assert entries[0]["peer"] == {"bridge": "br0", "bridge_create": True, "ifname": "v1"}
+    assert entries[1]["netns"] == "n1" and entries[1]["peer"]["bridge"] == "br1"
+    assert all(e["_in_list"] for e in entries)
+    with pytest.raises(InvalidInput, match="every entry must be a dict"):
+        links.merge_defaults(top, ["eth0"])
+
+
+def test_missing_pyroute2_says_how_to_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *a, **kw):
+        if name == "pyroute2":
+            raise ImportError("No module named 'pyroute2'")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(links, "_pyroute2", None)
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(links.GuestError, match=r"pyroute2 is missing on the target host.*apt-get install python3-pyroute2.*pip install pyroute2"):
+        links.pyroute2_module()
+
+
+# ---------------------------------------------------------------------------------------
+# real links between guests
+# ---------------------------------------------------------------------------------------
+def _ns_json(reg, name, *args):
+    """`ip -j ARGS` inside a guest's netns, via nsenter on its pin (unit_registry's netns dir is private)."""
+    pin = reg.load(name)["pins"]["net"]["path"]
+    out = subprocess.run(["nsenter", "--net=" + pin, "ip", "-j", *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout or "[]")
+
+
+def _link(reg, name, ifname):
+    for item in _ns_json(reg, name, "addr", "show"):
+        if item["ifname"] == ifname:
+            return item
+    return None
+
+
+def _addrs(item):
+    return sorted("%s/%s" % (a["local"], a["prefixlen"]) for a in item.get("addr_info", []) if a.get("scope") != "link")
+
+
+@pytest.fixture
+def two_guests(unit_registry):
+    guests.ensure_guests(unit_registry, [{"name": "lk-a", "namespaces": ["net"]}, {"name": "lk-b", "namespaces": ["net"]}])
+    return unit_registry
+
+
+def _pair(**over):
+    entry = {"guest": "lk-a", "ifname": "to-b", "addresses": ["198.19.200.1/30", "fd00:c8::1/64"],
+             "peer": {"guest": "lk-b", "ifname": "to-a", "addresses": ["198.19.200.2/30", "fd00:c8::2/64"]}}
+    entry.update(over)
+    return entry
+
+
+def test_guest_to_guest_veth_check_mode_create_and_idempotence(two_guests):
+    reg = two_guests
+    check = links.ensure_links(reg, [_pair()], check_mode=True)
+    assert check["changed"] and check["results"][0]["action"] == "create"
+    assert check["diff"]["before"] == {"guest 'lk-a': to-b": {}}
+    assert check["diff"]["after"]["guest 'lk-a': to-b"]["addresses"] == ["198.19.200.1/30", "fd00:c8::1/64"]
+    assert _link(reg, "lk-a", "to-b") is None  # check mode changed nothing
+
+    first = links.ensure_links(reg, [_pair()])
+    assert first["changed"] and first["results"][0]["action"] == "create"
+    view = first["results"][0]["link"]
+    a, b = _link(reg, "lk-a", "to-b"), _link(reg, "lk-b", "to-a")
+    assert view["index"] == a["ifindex"] and view["peer"]["index"] == b["ifindex"]
+    assert a["link_index"] == b["ifindex"] and b["link_index"] == a["ifindex"]
+    assert _addrs(a) == ["198.19.200.1/30", "fd00:c8::1/64"] and _addrs(b) == ["198.19.200.2/30", "fd00:c8::2/64"]
+    assert "UP" in a["flags"] and "UP" in b["flags"]
+    links_a = {i["ifname"]: i for i in _ns_json(reg, "lk-a", "link", "show")}
+    assert links_a["to-b"]["ifalias"] == links.MARK
+
+    second = links.ensure_links(reg, [_pair()])
+    assert not second["changed"] and second["results"][0]["action"] == "none"
+    assert second["diff"]["before"] == second["diff"]["after"]
+    pin = reg.load("lk-a")["pins"]["net"]["path"]
+    ping = subprocess.run(["nsenter", "--net=" + pin, "busybox", "ping", "-c1", "-W2", "198.19.200.2"], capture_output=True, text=True)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+def test_exact_address_set_mtu_and_routes_change_in_place(two_guests):
+    reg = two_guests
+    links.ensure_links(reg, [_pair()])
+    index = _link(reg, "lk-a", "to-b")["ifindex"]
+    pin = reg.load("lk-a")["pins"]["net"]["path"]
+    # an address added by hand on a marked link is removed (exact set)
+    subprocess.run(["nsenter", "--net=" + pin, "ip", "addr", "add", "198.19.201.9/24", "dev", "to-b"], check=True)
+    want = _pair(addresses=["198.19.200.1/30"], mtu=1400, routes=[{"dst": "198.19.210.0/24", "gateway": "198.19.200.2", "metric": 9}])
+    plan = links.ensure_links(reg, [want], check_mode=True)
+    diff = plan["diff"]
+    key = "guest 'lk-a': to-b"
+    assert diff["before"][key]["addresses"] == ["198.19.200.1/30", "198.19.201.9/24", "fd00:c8::1/64"]
+    assert diff["after"][key]["addresses"] == ["198.19.200.1/30"]
+    assert diff["after"][key]["mtu"] == 1400 and diff["before"][key]["mtu"] == 1500
+    assert diff["after"][key]["routes"] == [{"dst": "198.19.210.0/24", "gateway": "198.19.200.2", "metric": 9}]
+    out = links.ensure_links(reg, [want])
+    assert out["changed"] and out["results"][0]["action"] == "update"
+    a = _link(reg, "lk-a", "to-b")
+    assert a["ifindex"] == index and a["mtu"] == 1400 and _addrs(a) == ["198.19.200.1/30"]
+    routes = _ns_json(reg, "lk-a", "route", "show", "proto", str(links.RTPROT))
+    assert [(r["dst"], r["gateway"], r.get("metric", 0)) for r in routes] == [("198.19.210.0/24", "198.19.200.2", 9)]
+    assert not links.ensure_links(reg, [want])["changed"]
+    # a route added by hand (another protocol) is left alone; dropping `routes` removes only ours
+    subprocess.run(["nsenter", "--net=" + pin, "ip", "route", "add", "198.19.220.0/24", "via", "198.19.200.2"], check=True)
+    links.ensure_links(reg, [dict(want, routes=[])])
+    left = [r["dst"] for r in _ns_json(reg, "lk-a", "route", "show") if r.get("gateway")]
+    assert left == ["198.19.220.0/24"]
+
+
+def test_difference_that_cannot_change_in_place_needs_recreate(two_guests):
+    reg = two_guests
+    links.ensure_links(reg, [_pair()])
+    other = _pair(peer={"guest": "lk-b", "ifname": "to-a2"})
+    with pytest.raises(GuestConflict, match=r"its peer is .* not 'to-a2' in guest 'lk-b'.*set recreate=true"):
+        links.ensure_links(reg, [other])
+    assert _link(reg, "lk-b", "to-a") is not None and _link(reg, "lk-b", "to-a2") is None
+    out = links.ensure_links(reg, [dict(other, recreate=True)])
+    assert out["results"][0]["action"] == "recreate"
+    assert _link(reg, "lk-b", "to-a") is None and _link(reg, "lk-b", "to-a2") is not None
+
+
+def test_errors_are_clear_and_change_nothing(two_guests):
+    reg = two_guests
+    links.ensure_links(reg, [_pair()])
+    before_a = _ns_json(reg, "lk-a", "addr", "show")
+    cases = [
+        (_pair(peer={"guest": "nope", "ifname": "x"}), GuestNotFound, "peer.guest: guest 'nope' does not exist on this host"),
+        (_pair(guest=None, netns="nope"), InvalidInput, "netns: network namespace 'nope' does not exist"),
+        (_pair(ifname="x2", peer={"guest": "lk-b", "ifname": "to-a"}), InvalidInput, "peer.ifname: 'to-a' is taken in guest 'lk-b' by another link"),
+        (_pair(ifname="x2", peer={"guest": "lk-b", "ifname": "x3"}), InvalidInput, "address 198.19.200.1 is already in use on link 'to-b' in guest 'lk-a'"),
+        (_pair(gateway="198.19.99.1"), InvalidInput, "gateway 198.19.99.1 (route to default) is not reachable on any link in guest 'lk-a'"),
+        (_pair(ifname="lo", addresses=None, peer={"guest": "lk-b", "ifname": "x3"}), InvalidInput, "ifname: 'lo' is taken in guest 'lk-a' by a different link"),
+        (_pair(peer={"guest": "lk-b", "ifname": "to-a", "bridge": "nobr", "bridge_create": False}), InvalidInput,
+         "peer.bridge: bridge 'nobr' does not exist in guest 'lk-b' and peer.bridge_create is false"),
+        (_pair(ifname="mv0", kind="macvlan", parent="nope0", peer=None, addresses=None), InvalidInput, "parent: host interface 'nope0' does not exist"),
+    ]
+    for entry, cls, message in cases:
+        entry = {k: v for k, v in entry.items() if v is not None}
+        with pytest.raises(cls) as exc:
+            links.ensure_links(reg, [entry])
+        assert message in exc.value.msg, exc.value.msg
+    assert _ns_json(reg, "lk-a", "addr", "show") == before_a
+
+
+def test_a_failing_step_rolls_back_the_link_created_in_this_run(two_guests, monkeypatch):
+    reg = two_guests
+
+    def boom(st, index, what, add, remove):
+        raise KernelError("%s: adding address failed: injected" % what, errno=22)
+
+    monkeypatch.setattr(links, "_addr_change", boom)
+    with pytest.raises(KernelError, match="injected"):
+        links.ensure_links(reg, [_pair()])
+    assert _link(reg, "lk-a", "to-b") is None and _link(reg, "lk-b", "to-a") is None
+
+
+def test_absent_removes_the_link_and_its_peer_only(two_guests):
+    reg = two_guests
+    links.ensure_links(reg, [_pair(), _pair(ifname="second", addresses=["198.19.202.1/30"], peer={"guest": "lk-b", "ifname": "second-b"})])
+    absent = {"guest": "lk-a", "ifname": "to-b", "state": "absent"}
+    assert links.ensure_links(reg, [absent], check_mode=True)["changed"]
+    assert _link(reg, "lk-a", "to-b") is not None
+    out = links.ensure_links(reg, [absent])
+    assert out["changed"] and out["results"][0]["link"] == {}
+    assert _link(reg, "lk-a", "to-b") is None and _link(reg, "lk-b", "to-a") is None
+    assert _link(reg, "lk-a", "second") is not None and _link(reg, "lk-b", "second-b") is not None
+    assert not links.ensure_links(reg, [absent])["changed"]
+    with pytest.raises(InvalidInput, match=r"is a physical interface, not a veth"):
+        links.ensure_links(reg, [{"guest": "lk-a", "ifname": "lo", "state": "absent"}])
+
+
+def test_batch_conflicts_are_found_before_anything_changes(two_guests):
+    reg = two_guests
+    twice = [dict(_pair(), _in_list=True), dict(_pair(ifname="other", peer={"guest": "lk-b", "ifname": "other-b"}), _in_list=True)]
+    with pytest.raises(InvalidInput, match=r"links\[1\]\.addresses: address 198.19.200.1 in guest 'lk-a' is also given by links\[0\]"):
+        links.ensure_links(reg, twice)
+    assert _link(reg, "lk-a", "to-b") is None
