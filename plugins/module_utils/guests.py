@@ -625,6 +625,10 @@ def create(registry: reg.Registry, spec: Spec, context_id=None) -> dict:
         registry.save(meta)
         fault("reserved")
         _create_processes(registry, spec, meta, run)
+        if "mnt" in spec.namespaces:
+            from ansible_collections.linuxns.guests.plugins.module_utils import mounts
+
+            mounts.apply_table(registry, meta)  # the guest's persistent mount table (namespace_mount)
         meta["phase"] = "ready"
         registry.save(meta)
         fault("ready")
