@@ -73,8 +73,10 @@ PR_SET_CHILD_SUBREAPER = 36
 # x86_64 / aarch64 / generic syscall numbers of calls glibc 2.36 may lack a
 # wrapper for in older builds (open_tree/move_mount are exported since 2.36).
 _SYS_NR = {
-    "x86_64": {"open_tree": 428, "move_mount": 429, "pivot_root": 155, "openat2": 437},
-    "aarch64": {"open_tree": 428, "move_mount": 429, "pivot_root": 41, "openat2": 437},
+    "x86_64": {"open_tree": 428, "move_mount": 429, "pivot_root": 155, "openat2": 437,
+               "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442},
+    "aarch64": {"open_tree": 428, "move_mount": 429, "pivot_root": 41, "openat2": 437,
+                "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442},
 }
 
 _libc = None
@@ -236,3 +238,53 @@ def fexecve(fd: int, argv, env) -> None:
         os.execve(fd, argv, env)
     except OSError as exc:
         raise fail("execve", argv[0], exc.errno) from None
+
+
+# ---- the new mount API (fsopen/fsconfig/fsmount/fspick/mount_setattr) -------------------
+FSOPEN_CLOEXEC = 0x1
+FSMOUNT_CLOEXEC = 0x1
+FSPICK_CLOEXEC = 0x1
+FSPICK_EMPTY_PATH = 0x8
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSCONFIG_CMD_RECONFIGURE = 7
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+
+
+class MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def fsopen(fstype: str, flags: int = FSOPEN_CLOEXEC) -> int:
+    res = _syscall("fsopen", ctypes.c_char_p(_b(fstype)), ctypes.c_uint(flags))
+    return _check(res, "fsopen", fstype)
+
+
+def fsconfig(fd: int, cmd: int, key=None, value=None, aux: int = 0) -> None:
+    res = _syscall("fsconfig", ctypes.c_int(fd), ctypes.c_uint(cmd), ctypes.c_char_p(_b(key)), ctypes.c_char_p(_b(value)), ctypes.c_int(aux))
+    _check(res, "fsconfig", str(key) if key is not None else "cmd %d" % cmd)
+
+
+def fsmount(fd: int, flags: int = FSMOUNT_CLOEXEC, attr_flags: int = 0) -> int:
+    res = _syscall("fsmount", ctypes.c_int(fd), ctypes.c_uint(flags), ctypes.c_uint(attr_flags))
+    return _check(res, "fsmount", "fd %d" % fd)
+
+
+def fspick(dirfd: int, path, flags: int) -> int:
+    res = _syscall("fspick", ctypes.c_int(dirfd), ctypes.c_char_p(_b(path)), ctypes.c_uint(flags))
+    return _check(res, "fspick", str(path) or "fd %d" % dirfd)
+
+
+def mount_setattr(dirfd: int, path, flags: int, attr_set: int = 0, attr_clr: int = 0, propagation: int = 0) -> None:
+    attr = MountAttr(attr_set, attr_clr, propagation, 0)
+    res = _syscall("mount_setattr", ctypes.c_int(dirfd), ctypes.c_char_p(_b(path)), ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    _check(res, "mount_setattr", str(path) or "fd %d" % dirfd)
