@@ -164,3 +164,30 @@ def test_separate_lab_up_is_idempotent_recovers_and_down_leaves_nothing(lab):
         assert all(h.running and _has_link(h.ifname, links) for h in lab.hosts)
     finally:
         other.down(purge=True)
+
+
+def test_up_refuses_a_live_lab_hosts_veth_and_replaces_a_stale_one(lab):
+    from lab import Lab, LabError
+
+    g = _free_global_number()
+    first = Lab(name=f"pytest-{os.getpid()}-a", base=g - 1)
+    second = Lab(name=f"pytest-{os.getpid()}-b", base=g - 1)
+    try:
+        first.up(1)
+        with pytest.raises(LabError, match=f"lnsg{g} is in use by lab host"):
+            second.up(1)
+        second.down(purge=True)
+        assert first.healthy(1), "down of a lab must not touch another lab's veth"
+        first.down(purge=True)
+        assert not _has_link(f"lnsg{g}", _links())
+
+        # a veth of that name with no lab host behind it (left by a crash) is replaced
+        subprocess.run(["ip", "link", "add", f"lnsg{g}", "type", "veth", "peer", "name",
+                        f"lnsgx{g}"], check=True, capture_output=True)
+        second.up(1)
+        assert second.healthy(1) and not _has_link(f"lnsgx{g}", _links())
+    finally:
+        first.down(purge=True)
+        second.down(purge=True)
+        subprocess.run(["ip", "link", "del", f"lnsgx{g}"], capture_output=True, check=False)
+    assert not _has_link(f"lnsg{g}", _links())

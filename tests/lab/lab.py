@@ -274,8 +274,9 @@ def kill_verified(pid: int | None, start: int | None, timeout: float = 10.0) -> 
     raise LabError(f"process {pid} did not exit within {timeout:.0f}s after SIGKILL")
 
 
-def find_marked(marker: str, prefix: bool = False) -> list:
-    """(pid, start) of processes whose environment carries MARKER_ENV=marker (or a prefix)."""
+def find_marked(marker: str, prefix: bool = False, with_marker: bool = False) -> list:
+    """(pid, start) of processes whose environment carries MARKER_ENV=marker (or a prefix);
+    (pid, start, marker) with WITH_MARKER."""
     want = f"{MARKER_ENV}={marker}".encode()
     found = []
     for entry in os.listdir("/proc"):
@@ -286,10 +287,12 @@ def find_marked(marker: str, prefix: bool = False) -> list:
                 env = f.read().split(b"\0")
         except OSError:
             continue
-        if any(e == want or (prefix and e.startswith(want)) for e in env):
+        hit = next((e for e in env if e == want or (prefix and e.startswith(want))), None)
+        if hit is not None:
             st = proc_stat(int(entry))
             if st and st[0] not in ("Z", "X"):
-                found.append((int(entry), st[1]))
+                mark = hit.decode(errors="replace").split("=", 1)[1]
+                found.append((int(entry), st[1], mark) if with_marker else (int(entry), st[1]))
     return found
 
 
@@ -315,15 +318,48 @@ def link_exists(name: str) -> bool:
     return os.path.exists(f"/sys/class/net/{name}")
 
 
-def delete_link(name: str, timeout: float = 10.0) -> None:
-    if link_exists(name):
-        subprocess.run([_tool("ip"), "link", "del", name], stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=30, check=False)
+def wait_link_gone(name: str, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while link_exists(name):
         if time.monotonic() > deadline:
-            raise LabError(f"interface {name} is still there after {timeout:.0f}s")
-        time.sleep(0.05)
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def holds_peer(pid: int, name: str) -> bool:
+    """True if the netns of PID holds the peer of veth NAME (of this netns)."""
+    try:
+        ifindex = Path(f"/sys/class/net/{name}/ifindex").read_text().strip()
+    except OSError:
+        return False
+    proc = subprocess.run([_tool("nsenter"), f"--net=/proc/{pid}/ns/net", _tool("ip"), "-o",
+                           "link", "show"], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=30, check=False)
+    return ifindex in re.findall(r"^\d+: [^@:\s]+@if(\d+):", proc.stdout, re.M)
+
+
+def veth_owner(name: str) -> str | None:
+    """Marker (``STATE#N``) of the live lab host, of any lab or clone, holding the peer of
+    veth NAME; None when no lab host holds it (a stale veth, safe to delete)."""
+    for pid, _start, mark in find_marked("", prefix=True, with_marker=True):
+        try:
+            if os.readlink(f"/proc/{pid}/exe") != REAPER:
+                continue
+        except OSError:
+            continue
+        if holds_peer(pid, name):
+            return mark
+    return None
+
+
+def delete_link(name: str, timeout: float = 10.0) -> None:
+    """Delete interface NAME (and so its veth peer); only for a veth known to be ours."""
+    if link_exists(name):
+        subprocess.run([_tool("ip"), "link", "del", name], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=30, check=False)
+    if not wait_link_gone(name, timeout):
+        raise LabError(f"interface {name} is still there after {timeout:.0f}s")
 
 
 def tcp_open(address: str, port: int = 22, timeout: float = 1.0) -> bool:
@@ -530,27 +566,11 @@ class Lab:
         (sd / "authorized_keys").write_text(pub)
         (sd / "sshd_config").write_text(sshd_config_text(sd))
 
-    def _owner_elsewhere(self, ifn: str) -> Path | None:
-        """Record of a running host of another lab in this repo that uses interface IFN."""
-        for rec in self.repo.glob(".lab*/hosts/*.json"):
-            if rec.parent.parent.resolve() == self.state_dir.resolve():
-                continue
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                data = json.loads(rec.read_text())
-                if data.get("ifname") == ifn and is_running(data.get("pid"), data.get("pid_start")):
-                    return rec
-        return None
-
     def _create(self, n: int, g: int) -> None:
         ifn = ifname(g)
-        if link_exists(ifn):
-            other = self._owner_elsewhere(ifn)
-            if other is not None:
-                raise LabError(f"{ifn} belongs to a running lab host recorded in {other}: "
-                               "give this lab another LINUXNS_LAB_BASE")
-            delete_link(ifn)
         for pid, start in find_marked(self._marker(n)):
             kill_verified(pid, start)
+        self._clear_stale_link(ifn, strict=True)
         env = dict(os.environ)
         env[MARKER_ENV] = self._marker(n)
         proc = subprocess.Popen(
@@ -687,21 +707,29 @@ exec "$3" -f "$4" -o "ListenAddress=$2" -E "$5"
             if purge:
                 shutil.rmtree(self.state_dir, ignore_errors=True)
 
-    def _sweep(self) -> None:
-        """Kill orphaned lab processes and delete this lab's veths left by a crash.
+    def _clear_stale_link(self, ifn: str, strict: bool) -> None:
+        """Delete veth IFN left over from a crash, unless a live lab host holds its peer.
 
-        Only the interface range recorded by this lab's own `up` is swept, so a lab never
-        deletes another lab's veths.
+        A veth normally goes away with its lab host's netns; one held by a live lab host of
+        another lab (or another clone) is never touched: with STRICT that is an error.
         """
+        if not link_exists(ifn) or wait_link_gone(ifn, 0.5):
+            return
+        owner = veth_owner(ifn)
+        if owner is None:
+            delete_link(ifn)
+        elif strict:
+            raise LabError(f"{ifn} is in use by lab host {owner}; take that lab down or give "
+                           "this one another LINUXNS_LAB / LINUXNS_LAB_BASE")
+
+    def _sweep(self) -> None:
+        """Kill this lab's orphaned processes and delete its stale veths (after a crash)."""
         for pid, start in find_marked(self._marker(), prefix=True):
             kill_verified(pid, start)
         base = self._recorded_base()
-        if base is None:
-            return
-        for i in range(1, HOSTS_PER_LAB + 1):
-            g = base + i
-            if g <= MAX_GLOBAL and link_exists(ifname(g)) and self._owner_elsewhere(ifname(g)) is None:
-                delete_link(ifname(g))
+        if base is not None:
+            for g in range(base + 1, min(base + HOSTS_PER_LAB, MAX_GLOBAL) + 1):
+                self._clear_stale_link(ifname(g), strict=False)
 
     def _stop_control_masters(self) -> None:
         cp = self.cp_dir
@@ -718,15 +746,16 @@ exec "$3" -f "$4" -o "ListenAddress=$2" -E "$5"
 
     def _destroy(self, n: int) -> None:
         h = self._read(n)
-        if h is not None:
-            # Deleting the veth while its netns is alive removes both ends at once.
+        if h is not None and h.running and holds_peer(h.pid, h.ifname):
+            # Our veth, our lab host alive: deleting it removes both ends at once.
             delete_link(h.ifname)
+        if h is not None:
             kill_verified(h.pid, h.pid_start)
             kill_verified(h.unshare_pid, h.unshare_start)
         for pid, start in find_marked(self._marker(n)):
             kill_verified(pid, start)
         if h is not None:
-            delete_link(h.ifname)
+            self._clear_stale_link(h.ifname, strict=False)
         with contextlib.suppress(FileNotFoundError):
             self._record_path(n).unlink()
         with contextlib.suppress(FileNotFoundError):
