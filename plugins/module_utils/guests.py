@@ -31,6 +31,8 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
 )
 
 DEFAULT_NAMESPACES = ("mnt", "uts", "ipc", "net", "pid")
+DEFAULT_STOP_SIGNAL = "SIGTERM"
+DEFAULT_STOP_TIMEOUT = 10.0
 REAPER_CANDIDATES = (
     "/usr/bin/catatonit",
     "/usr/libexec/catatonit/catatonit",
@@ -162,10 +164,14 @@ class Spec:
         ctx = params.get("context_id")
         self.context_id = None if ctx is None else reg.validate_context_id(ctx, p + "context_id")
         self.recreate = bool(params.get("recreate"))
+        # None = not given: a new guest gets the defaults, an existing one keeps its own.
         self.stop_signal = parse_signal(params.get("stop_signal"), p + "stop_signal")
         timeout = params.get("stop_timeout")
-        self.stop_timeout = 10.0 if timeout is None else float(timeout)
-        if self.stop_timeout < 0:
+        try:
+            self.stop_timeout = None if timeout is None else float(timeout)
+        except (TypeError, ValueError):
+            raise InvalidInput("%sstop_timeout %r is not a number of seconds" % (p, timeout)) from None
+        if self.stop_timeout is not None and self.stop_timeout < 0:
             raise InvalidInput("%sstop_timeout must not be negative" % p)
         if self.state == "absent":
             return
@@ -231,8 +237,6 @@ class Spec:
         self.init = list(init) if init else None
         if "pid" in self.share and "pid" not in self.namespaces:
             pass
-        if self.stop_signal is None:
-            self.stop_signal = "SIGTERM"
 
     @staticmethod
     def _resolve_share(nstype, src, registry, param):
@@ -264,8 +268,8 @@ class Spec:
             "uid_map": self.uid_map,
             "gid_map": self.gid_map,
             "time_offsets": self.time_offsets,
-            "stop_signal": self.stop_signal,
-            "stop_timeout": self.stop_timeout,
+            "stop_signal": self.stop_signal or DEFAULT_STOP_SIGNAL,
+            "stop_timeout": DEFAULT_STOP_TIMEOUT if self.stop_timeout is None else self.stop_timeout,
         }
 
 
@@ -342,6 +346,10 @@ def plan(registry: reg.Registry, spec: Spec) -> Plan:
         return Plan(spec, "create", diff_view(meta) if meta else None, want, reasons)
     if spec.context_id is None:
         want["context_id"] = meta.get("context_id")
+    if spec.stop_signal is None:
+        want["stop_signal"] = meta.get("stop_signal")
+    if spec.stop_timeout is None:
+        want["stop_timeout"] = meta.get("stop_timeout")
     differ = {}
     for key in REPLACE_FIELDS:
         if key == "share":
@@ -387,6 +395,11 @@ def apply(registry: reg.Registry, p: Plan, proc_index=None) -> dict:
         if p2.action == "none":
             return registry.load(name)
         meta = registry.load(name)
+        if meta is not None and p2.action == "remove":
+            if p.spec.stop_signal is not None:
+                meta["stop_signal"] = p.spec.stop_signal
+            if p.spec.stop_timeout is not None:
+                meta["stop_timeout"] = p.spec.stop_timeout
         if p2.action in ("remove", "recreate", "create") and (meta is not None or os.path.isdir(registry.guest_dir(name))):
             keep_ctx = p2.action != "remove"
             remove(registry, name, meta, keep_context_id=keep_ctx, proc_index=proc_index)

@@ -103,13 +103,15 @@ options:
       - How O(state=absent) stops the guest. Init-based guests (O(init)) get this signal sent to their init and
         O(stop_timeout) seconds to halt before everything is killed. Init-less guests get this signal sent to
         all their processes, then C(SIGKILL) after O(stop_timeout).
+      - A new guest gets V(SIGTERM) when not given; an existing guest keeps the one it has. Given with
+        O(state=absent), it overrides the guest's own for this removal.
     type: str
-    default: SIGTERM
   stop_timeout:
     description:
       - Seconds to wait after O(stop_signal) before C(SIGKILL).
+      - A new guest gets V(10) when not given; an existing guest keeps its own. Given with O(state=absent), it
+        overrides the guest's own for this removal.
     type: float
-    default: 10
   recreate:
     description:
       - When the existing guest differs in a way that cannot change in place (O(namespaces), O(root),
@@ -316,8 +318,8 @@ def main():
             gid_map=dict(type="list", elements="str"),
             time_offsets=dict(type="dict"),
             init=dict(type="list", elements="str"),
-            stop_signal=dict(type="str", default="SIGTERM"),
-            stop_timeout=dict(type="float", default=10),
+            stop_signal=dict(type="str"),
+            stop_timeout=dict(type="float"),
             recreate=dict(type="bool", default=False),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
