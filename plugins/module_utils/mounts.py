@@ -150,7 +150,8 @@ ATIME_BITS = {"relatime": sc.MOUNT_ATTR_RELATIME, "noatime": sc.MOUNT_ATTR_NOATI
 IGNORED_WORDS = ("defaults", "auto", "noauto", "nofail", "_netdev", "user", "nouser", "users", "owner", "group")
 # Superblock options the kernel changes in place (fspick + FSCONFIG_CMD_RECONFIGURE).
 RECONFIGURABLE = {"tmpfs": ("size", "nr_blocks", "nr_inodes", "huge", "mpol")}
-SIZE_KEYS = ("size", "nr_blocks", "nr_inodes")
+# Options the kernel leaves out of mountinfo when they have their default value.
+HIDDEN_DEFAULTS = {"tmpfs": {"mode": "1777", "uid": "0", "gid": "0"}}
 AT_FDCWD = -100
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -565,15 +566,20 @@ def compare(spec: MountSpec, m: dict, info: dict) -> dict:
                 out["atime"] = spec.atime
         sup = _super_opts(m)
         allowed = RECONFIGURABLE.get(m["fstype"], ())
+        hidden = HIDDEN_DEFAULTS.get(m["fstype"], {})
         for key, value in spec.fsopts:
-            if key not in sup:
+            if key in sup:
+                have = sup[key]
+            elif key in hidden:
+                have = hidden[key]  # the kernel shows it only when it is not the default
+            else:
                 continue  # the kernel does not show it: nothing to compare
-            if norm_value(m["fstype"], key, value) != norm_value(m["fstype"], key, sup[key]):
+            if norm_value(m["fstype"], key, value) != norm_value(m["fstype"], key, have):
                 word = key if value is None else "%s=%s" % (key, value)
                 if key in allowed:
                     out["reconfigure"].append((key, value))
                 else:
-                    out["fixed"].append("%s (now %s)" % (word, key if sup[key] is None else "%s=%s" % (key, sup[key])))
+                    out["fixed"].append("%s (now %s)" % (word, key if have is None else "%s=%s" % (key, have)))
     base = spec.prop_base
     if base:
         have = m["propagation"]

@@ -313,3 +313,12 @@ def test_table_reapplied_when_the_guest_is_recreated(unit_registry, busybox_root
         guests.ensure_guests(unit_registry, [{"name": "m7", "root": busybox_root}])
     assert "mount table" in exc.value.msg and "size=lots" in exc.value.msg
     assert unit_registry.load("m7") is None
+
+
+def test_compare_knows_options_the_kernel_hides_at_their_default():
+    (m,) = mounts.parse_mountinfo("60 22 0:50 / /t rw,relatime - tmpfs tmpfs rw,size=1024k\n")
+    spec = mounts.MountSpec({"path": "/t", "fstype": "tmpfs", "opts": "size=1m,mode=0700"})
+    assert mounts.compare(spec, m, {"exists": True})["fixed"] == ["mode=0700 (now mode=1777)"]
+    spec = mounts.MountSpec({"path": "/t", "fstype": "tmpfs", "opts": "size=1m,mode=1777,nr_inodes=0"})
+    cmp = mounts.compare(spec, m, {"exists": True})
+    assert not cmp["fixed"] and not mounts._changed(cmp)
