@@ -959,7 +959,7 @@ def inspect_guest(meta: dict, paths: list) -> dict:
 # ---------------------------------------------------------------------------------------
 # Busy mounts: who holds them
 # ---------------------------------------------------------------------------------------
-def holders(meta: dict, m: dict, mirror_prefix=None) -> list:
+def holders(meta: dict, m: dict, mirror_prefixes=()) -> list:
     """Processes that keep the mount ``m`` of the guest busy (like fuser -m), as text."""
     try:
         major, minor = (int(x) for x in m["dev"].split(":"))
@@ -978,12 +978,12 @@ def holders(meta: dict, m: dict, mirror_prefix=None) -> list:
         except OSError:
             continue
         in_guest = ns == mnt_ino
-        if not in_guest and not mirror_prefix:
+        if not in_guest and not mirror_prefixes:
             continue
         why = []
         for what in ("cwd", "root"):
             try:
-                if (os.stat(base + what).st_dev == dev) if in_guest else _under(os.readlink(base + what), mirror_prefix):
+                if (os.stat(base + what).st_dev == dev) if in_guest else _under_any(os.readlink(base + what), mirror_prefixes):
                     why.append(what)
             except OSError:
                 pass
@@ -991,7 +991,7 @@ def holders(meta: dict, m: dict, mirror_prefix=None) -> list:
             for fd in os.listdir(base + "fd"):
                 try:
                     link = base + "fd/" + fd
-                    if (os.stat(link).st_dev == dev) if in_guest else _under(os.readlink(link), mirror_prefix):
+                    if (os.stat(link).st_dev == dev) if in_guest else _under_any(os.readlink(link), mirror_prefixes):
                         why.append("fd %s" % fd)
                 except OSError:
                     pass
@@ -1008,8 +1008,8 @@ def holders(meta: dict, m: dict, mirror_prefix=None) -> list:
     return out
 
 
-def _under(path: str, prefix: str) -> bool:
-    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+def _under_any(path: str, prefixes) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1046,7 +1046,8 @@ def _result(p: MountPlan, m, check_mode: bool) -> dict:
     }
 
 
-def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=None, locked: bool = False, meta=None) -> dict:
+def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=None, locked: bool = False, meta=None,
+             mirror=None, mirror_state: str = "present") -> dict:
     """Bring the mounts ``entries`` (MountSpec params) of guest ``ref`` to their states.
 
     Returns {"changed", "results", "diff": {"before", "after"}}.  Everything is
@@ -1079,12 +1080,18 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
         seen_state = inspect_guest(current, need) if need else {"mountinfo": "", "paths": {}}
         table = parse_mountinfo(seen_state["mountinfo"])
         plans = plan_mounts(current, specs, table, seen_state["paths"], table_lines)
+        mplan = plan_mirror(current, mirror, mirror_state) if mirror else None
         before = "".join(("mount: " + _diff_text(current_view(p.current, p.spec), p.spec) if p.current is not None and p.action != "none" else "")
                          + ("table: %s\n" % p.table_before if p.table_changed and p.table_before else "") for p in plans if p.changed)
         after = "".join(("mount: " + _diff_text(p.spec.view(), p.spec) if p.action in ("mount", "replace", "remount") else "")
                         + ("table: %s\n" % p.table_after if p.table_changed and p.table_after else "") for p in plans if p.changed)
+        if mplan and mplan["action"] != "none":
+            line = "mirror: %s (the guest's tree, rbound and rshared)\n" % mplan["path"]
+            before, after = (before, after + line) if mplan["action"] == "create" else (before + line, after)
         final = table
         if not check_mode:
+            if mplan:
+                apply_mirror(current, mplan)
             final = _apply(current, plans, table)
             if any(p.table_changed for p in plans):
                 lines = dict(table_lines)
@@ -1098,7 +1105,11 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
                         lines[p.spec.path] = p.table_after
                 write_table(tpath, name, [lines[k] for k in order if k in lines])
         results = [_result(p, top_mount(final, p.spec.path), check_mode) for p in plans]
-        return {"changed": any(p.changed for p in plans), "results": results, "diff": {"before": before, "after": after}, "table": tpath}
+        out = {"changed": any(p.changed for p in plans), "results": results, "diff": {"before": before, "after": after}, "table": tpath}
+        if mplan:
+            out["mirror"] = mirror_result(mplan)
+            out["changed"] = out["changed"] or out["mirror"]["changed"]
+        return out
 
     if locked:
         return work()
@@ -1148,7 +1159,7 @@ def _apply(meta: dict, plans: list, table: list) -> list:
         if exc.errno == _errno.EBUSY and exc.msg.startswith("busy:"):
             path = exc.msg[5:]
             m = top_mount(table, path)
-            who = holders(meta, m, _mirror_prefix(meta, path)) if m else []
+            who = holders(meta, m, mirror_copies(meta["name"], path)) if m else []
             raise KernelError(
                 "guest %r: umount %s: target is busy%s; stop those processes, or set lazy_unmount=true to detach it anyway"
                 % (meta["name"], path, " (held by %s)" % ", ".join(who) if who else ""), errno=exc.errno,
@@ -1166,14 +1177,15 @@ def _named(exc: GuestError, name: str) -> GuestError:
     return KernelError(msg, errno=exc.errno) if isinstance(exc, KernelError) else type(exc)(msg)
 
 
-_MIRRORS = {}
-
-
-def _mirror_prefix(meta: dict, path: str):
-    base = _MIRRORS.get(meta["name"])
-    if not base:
-        return None
-    return os.path.join(base, meta["name"]) + path
+def mirror_copies(name: str, path: str) -> list:
+    """Host paths where a mirror shows the guest's ``path`` (``*/NAME/path`` mounts on the host)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            host = parse_mountinfo(f.read())
+    except OSError:
+        return []
+    tail = "/%s%s" % (name, path)
+    return sorted({m["path"] for m in host if m["path"].endswith(tail)})
 
 
 def apply_table(registry, meta: dict) -> dict:
@@ -1191,3 +1203,86 @@ def apply_table(registry, meta: dict) -> dict:
         return converge(registry, meta["name"], entries, locked=True, meta=meta)
     except GuestError as exc:
         raise type(exc)("guest %r: its mount table %s could not be applied: %s" % (meta["name"], path, exc.msg)) from None
+
+
+# ---------------------------------------------------------------------------------------
+# The shared-subtree mirror (Ram Pai's layout from the LKML thread on entering namespaces)
+# ---------------------------------------------------------------------------------------
+#   BASE                 a host folder bound onto itself and made unbindable, so recursive
+#                        binds of trees that contain it never copy it (no explosion)
+#   BASE/NAME            the guest's whole tree, rbound from inside its mount namespace after
+#                        making it rshared: mounts made in the guest later appear here, and
+#                        mounts made here appear in the guest (peer groups)
+# A host process whose cwd or open file lies below BASE/NAME keeps that copy busy, and
+# because an unmount propagates to every peer, the guest's own unmount then fails with
+# EBUSY: the busy message names such processes ("on the host, in the mirror").
+def _host_table() -> list:
+    with open("/proc/self/mountinfo") as f:
+        return parse_mountinfo(f.read())
+
+
+def plan_mirror(meta: dict, base, state: str) -> dict:
+    if not isinstance(base, str) or not base.startswith("/") or ".." in base.split("/"):
+        raise InvalidInput("mirror %r must be an absolute host path without '..'" % (base,))
+    base = os.path.normpath(base)
+    if base == "/":
+        raise InvalidInput("mirror must not be / (it is bound onto itself and made unbindable)")
+    if state not in ("present", "absent"):
+        raise InvalidInput("mirror_state must be present or absent, not %r" % (state,))
+    if os.path.lexists(base) and (os.path.islink(base) or not os.path.isdir(base)):
+        raise InvalidInput("mirror %s exists and is not a folder" % base)
+    table = _host_table()
+    target = os.path.join(base, meta["name"])
+    top = top_mount(table, target)
+    base_top = top_mount(table, base)
+    plan = {"base": base, "path": target, "state": state, "action": "none",
+            "base_ready": base_top is not None and base_top["propagation"] == "unbindable"}
+    if state == "present" and (top is None or not plan["base_ready"]):
+        plan["action"] = "create"
+    elif state == "absent" and top is not None:
+        plan["action"] = "remove"
+    return plan
+
+
+def _clone_guest_tree(host_mnt_fd: int, target: str) -> None:
+    """Runs in a worker inside the guest's mount namespace: rshare and clone its tree,
+    go back to the host's mount namespace and attach the clone at ``target``."""
+    sc.mount_setattr(AT_FDCWD, "/", sc.AT_RECURSIVE, 0, 0, sc.MS_SHARED)
+    fd = sc.open_tree(AT_FDCWD, "/", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | sc.AT_RECURSIVE)
+    try:
+        sc.setns(host_mnt_fd, "mnt")
+        sc.move_mount(fd, "", AT_FDCWD, target, sc.MOVE_MOUNT_F_EMPTY_PATH)
+    finally:
+        os.close(fd)
+
+
+def apply_mirror(meta: dict, plan: dict) -> None:
+    base, target = plan["base"], plan["path"]
+    if plan["action"] == "create":
+        os.makedirs(base, mode=0o755, exist_ok=True)
+        if not plan["base_ready"]:
+            if top_mount(_host_table(), base) is None:
+                sc.mount(base, base, None, sc.MS_BIND)
+            sc.mount(None, base, None, sc.MS_UNBINDABLE)
+        if top_mount(_host_table(), target) is None:
+            os.makedirs(target, mode=0o755, exist_ok=True)
+            host_mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                enter.call_in_guest(meta, ["mnt"], _clone_guest_tree, host_mnt, target)
+            finally:
+                os.close(host_mnt)
+    elif plan["action"] == "remove":
+        who = holders({"pins": {}}, {"dev": "0:0"}, [target])
+        if who:
+            raise KernelError("mirror %s: target is busy (held by %s); stop those processes first" % (target, ", ".join(who)), errno=_errno.EBUSY)
+        # private first, so that the unmount does not propagate into the guest
+        sc.mount_setattr(AT_FDCWD, target, sc.AT_RECURSIVE, 0, 0, sc.MS_PRIVATE)
+        sc.umount2(target, sc.MNT_DETACH)
+        try:
+            os.rmdir(target)
+        except OSError:
+            pass
+
+
+def mirror_result(plan: dict) -> dict:
+    return {"path": plan["path"], "state": plan["state"], "action": plan["action"], "changed": plan["action"] != "none"}

@@ -43,7 +43,7 @@ options:
     description:
       - The mount point as the guest sees it (absolute, inside the guest's root). C(..) components are refused, and so is
         a symbolic link anywhere in the path.
-      - Exactly one of O(path) and O(mounts) is required.
+      - At most one of O(path) and O(mounts); one of them or O(mirror) is required.
     type: str
     aliases: [name]
   src:
@@ -114,6 +114,27 @@ options:
         C(/etc/linuxns/guests).
       - A non-default folder is remembered in O(state_dir) so that M(linuxns.guests.namespace_create) finds the table.
     type: path
+  mirror:
+    description:
+      - The shared-subtree mirror from the LKML discussion on entering namespaces - a host folder (for example
+        V(/guests)) bound onto itself and made unbindable, with the guest's whole tree rbound beneath it as
+        C(MIRROR/NAME) after making the guest's tree rshared. The host admin then sees every guest's mounts under
+        C(MIRROR/NAME), and mounts made there or in the guest propagate both ways.
+      - Done before the mounts of the same task, so they show in the mirror too. Leave O(propagation) unset (or
+        V(shared)) for mounts that should propagate.
+      - A host process whose cwd or open file lies inside the mirror keeps the copy busy; since an unmount
+        propagates to every peer, the guest's own unmount then fails - the message names that process
+        (C(on the host, in the mirror)).
+      - Remove the mirror (O(mirror_state=absent)) before removing or recreating the guest; a mirror of a recreated
+        guest shows its old tree.
+    type: path
+  mirror_state:
+    description:
+      - V(present) makes the mirror of the guest, V(absent) removes it (made private first, so the guest's mounts
+        are untouched; fails naming the processes that still use it).
+    type: str
+    choices: [present, absent]
+    default: present
 seealso:
   - module: linuxns.guests.namespace_create
   - module: linuxns.guests.namespace_info
@@ -228,6 +249,11 @@ mounts:
   returned: when O(mounts) is used
   type: list
   elements: dict
+mirror:
+  description: The guest's mirror (path V(MIRROR/NAME), state, action V(none), V(create) or V(remove), changed).
+  returned: when O(mirror) is given
+  type: dict
+  sample: {"path": "/guests/web1", "state": "present", "action": "create", "changed": true}
 table:
   description: Path of the guest's persistent table.
   returned: always
@@ -265,7 +291,10 @@ def _body(module):
             entries.append(entry)
     else:
         entries = [{k: params.get(k) for k in PER_MOUNT_KEYS}]
-    out = mounts.converge(registry, params["guest"], entries, module.check_mode, table_dir=table_dir)
+    if params["mounts"] is None and params["path"] is None:
+        entries = []
+    out = mounts.converge(registry, params["guest"], entries, module.check_mode, table_dir=table_dir,
+                          mirror=params["mirror"], mirror_state=params["mirror_state"])
     if not module.check_mode:
         mounts.remember_table_dir(registry, table_dir)
     result = {"changed": out["changed"], "table": out["table"]}
@@ -273,8 +302,10 @@ def _body(module):
         result["diff"] = out["diff"]
     if params["mounts"] is not None:
         result["mounts"] = out["results"]
-    else:
+    elif out["results"]:
         result["mount"] = out["results"][0]
+    if "mirror" in out:
+        result["mirror"] = out["mirror"]
     return result
 
 
@@ -293,9 +324,11 @@ def main():
             lazy_unmount=dict(type="bool", default=False),
             mounts=dict(type="list", elements="dict"),
             table_dir=dict(type="path"),
+            mirror=dict(type="path"),
+            mirror_state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         mutually_exclusive=[("path", "mounts")],
-        required_one_of=[("path", "mounts")],
+        required_one_of=[("path", "mounts", "mirror")],
         supports_check_mode=True,
     )
     run_module(module, _body)

@@ -322,3 +322,56 @@ def test_compare_knows_options_the_kernel_hides_at_their_default():
     spec = mounts.MountSpec({"path": "/t", "fstype": "tmpfs", "opts": "size=1m,mode=1777,nr_inodes=0"})
     cmp = mounts.compare(spec, m, {"exists": True})
     assert not cmp["fixed"] and not mounts._changed(cmp)
+
+
+def _host_table():
+    with open("/proc/self/mountinfo") as f:
+        return mounts.parse_mountinfo(f.read())
+
+
+@pytest.fixture
+def mirror_base(tmp_path):
+    base = str(tmp_path / "guests")
+    yield base
+    for path in (base + "/m8", base):
+        for _ in range(4):
+            if subprocess.run(["umount", "-l", path], capture_output=True, check=False).returncode:
+                break
+
+
+def test_mirror_tree_shows_guest_mounts_and_reports_campers(unit_registry, busybox_root, mirror_base, table_dir):
+    meta = _guest(unit_registry, "m8", root=busybox_root)
+    base = mirror_base
+    mirror = base + "/m8"
+    check = mounts.converge(unit_registry, "m8", [], check_mode=True, mirror=base)
+    assert check["changed"] and check["mirror"]["action"] == "create" and mounts.top_mount(_host_table(), mirror) is None
+    r = mounts.converge(unit_registry, "m8", [], mirror=base)
+    assert r["mirror"] == {"path": mirror, "state": "present", "action": "create", "changed": True}
+    host = _host_table()
+    assert mounts.top_mount(host, base)["propagation"] == "unbindable"
+    assert mounts.top_mount(host, mirror)["propagation"] == "shared"
+    assert os.path.exists(mirror + "/bin/busybox")
+    assert not mounts.converge(unit_registry, "m8", [], mirror=base)["changed"]
+    # a mount made in the guest later shows in the mirror
+    mounts.converge(unit_registry, "m8", [{"path": "/data", "fstype": "tmpfs", "state": "ephemeral"}])
+    assert mounts.top_mount(_host_table(), mirror + "/data")["fstype"] == "tmpfs"
+    # a host process camping in the mirror keeps the guest's unmount from happening
+    camper = subprocess.Popen(["sleep", "60"], cwd=mirror + "/data")
+    try:
+        with pytest.raises(KernelError) as exc:
+            mounts.converge(unit_registry, "m8", [{"path": "/data", "state": "unmounted"}])
+        assert "target is busy" in exc.value.msg and "pid %d (sleep on the host, in the mirror: cwd)" % camper.pid in exc.value.msg
+        with pytest.raises(KernelError) as exc:
+            mounts.converge(unit_registry, "m8", [], mirror=base, mirror_state="absent")
+        assert "pid %d" % camper.pid in exc.value.msg
+    finally:
+        camper.kill()
+        camper.wait()
+    r = mounts.converge(unit_registry, "m8", [], mirror=base, mirror_state="absent")
+    assert r["mirror"]["action"] == "remove"
+    assert mounts.top_mount(_host_table(), mirror) is None and not os.path.exists(mirror)
+    # removing the mirror did not unmount anything in the guest
+    assert mounts.top_mount(_mountinfo(meta), "/data") is not None
+    assert not mounts.converge(unit_registry, "m8", [], mirror=base, mirror_state="absent")["changed"]
+    with pytest.raises(InvalidInput):
+        mounts.converge(unit_registry, "m8", [], mirror="relative")
