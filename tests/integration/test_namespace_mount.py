@@ -23,6 +23,7 @@ ROOT = BASE + "/root"            # the guest's root
 HIDDEN = BASE + "/hidden"        # a host folder the guest cannot see
 VISIBLE = ROOT + "/srv/shared"   # a host folder inside the guest's root
 TABLES = "/run/lnsm-it-tables"
+MIRROR = BASE + "/guests"        # the shared-subtree mirror
 GUEST = "mg"
 APPLETS = ("sh", "ls", "cat", "echo", "sleep", "touch", "stat", "true")
 
@@ -85,7 +86,8 @@ def guest(lab, ansible):
         yield
     finally:
         ansible.playbook([{CREATE: {"guests": [{"name": GUEST}, {"name": GUEST + "-nomnt"}], "state": "absent", "stop_timeout": 2}}], hosts=HOST)
-        run(lab, HOST, ["sh", "-c", "umount %s/rsrc/sub; rm -rf %s %s" % (BASE, BASE, TABLES)], check=False)
+        run(lab, HOST, ["sh", "-c", "mount --make-rprivate %s 2>/dev/null && umount -R -l %s; umount %s/rsrc/sub; rm -rf %s %s"
+                        % (MIRROR, MIRROR, BASE, BASE, TABLES)], check=False)
 
 
 def test_mounts_converge_verified_from_outside(guest, converge, lab_exec):
@@ -209,3 +211,19 @@ def test_symlink_escape_and_bad_input_change_nothing(guest, ansible_playbook, la
     assert host_mount_targets(lab_exec) == before_host
     assert sh(lab_exec, "findmnt -n /etc || true").stdout.strip() == ""  # the lab host's /etc is not a mount
     assert sh(lab_exec, "test -e /etc/linuxns-test", check=False).returncode != 0
+
+
+def test_mirror_tree(guest, converge, ansible_playbook, lab_exec):
+    c = converge(mount_task(mirror=MIRROR), hosts=HOST, diff=True)
+    assert c.first["mirror"] == {"path": MIRROR + "/" + GUEST, "state": "present", "action": "create", "changed": True}
+    host = sh(lab_exec, "findmnt -J -l -o TARGET,PROPAGATION").stdout
+    props = {r["target"]: r["propagation"] for r in json.loads(host)["filesystems"]}
+    assert "unbindable" in props[MIRROR] and "shared" in props[MIRROR + "/" + GUEST]
+    assert sh(lab_exec, "cat %s/%s/data/file" % (MIRROR, GUEST)).stdout == "hidden\n"
+    # a mount made in the guest afterwards shows in the mirror on the host
+    ansible_playbook([mount_task(path="/later", fstype="tmpfs", opts="size=1m", state="ephemeral")], hosts=HOST)
+    assert sh(lab_exec, "findmnt -n -o FSTYPE %s/%s/later" % (MIRROR, GUEST)).stdout.strip() == "tmpfs"
+    c = converge(mount_task(mirror=MIRROR, mirror_state="absent"), hosts=HOST)
+    assert c.first["mirror"]["action"] == "remove"
+    assert sh(lab_exec, "findmnt -n %s/%s || true" % (MIRROR, GUEST)).stdout.strip() == ""
+    assert "/later" in guest_mounts(lab_exec)  # the guest's own mounts are untouched
