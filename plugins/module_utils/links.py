@@ -432,6 +432,7 @@ class NsState:
         self._links = None
         self._addrs = None
         self._routes = None
+        self._all_routes = None
 
     def open(self):
         if self.ipr is None:
@@ -439,7 +440,7 @@ class NsState:
         return self.ipr
 
     def invalidate(self):
-        self._links = self._addrs = self._routes = None
+        self._links = self._addrs = self._routes = self._all_routes = None
 
     def links(self) -> dict:
         if self._links is None:
@@ -476,22 +477,32 @@ class NsState:
         """oif index -> sorted managed routes (main table, protocol RTPROT)."""
         if self._routes is None:
             out = {}
-            for family in (2, 10):
-                for msg in self.open().get_routes(family=family, table=MAIN_TABLE):
-                    if msg["proto"] != RTPROT:
-                        continue
-                    table = msg.get_attr("RTA_TABLE") or msg["table"]
-                    if table != MAIN_TABLE:
-                        continue
-                    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
-                    net = str(ipaddress.ip_network("%s/%d" % (dst, msg["dst_len"]), strict=False))
-                    version = 4 if family == 2 else 6
-                    route = {"dst": net, "gateway": msg.get_attr("RTA_GATEWAY"), "metric": default_metric(version, msg.get_attr("RTA_PRIORITY"))}
-                    out.setdefault(msg.get_attr("RTA_OIF"), []).append(route)
+            for route in self.all_routes():
+                if route["proto"] == RTPROT:
+                    out.setdefault(route["oif"], []).append({k: route[k] for k in ("dst", "gateway", "metric")})
             for v in out.values():
                 v.sort(key=_route_sort)
             self._routes = out
         return self._routes
+
+    def all_routes(self) -> list:
+        """Every unicast route of the main table: dst, gateway, metric, oif, proto."""
+        if self._all_routes is None:
+            out = []
+            for family in (2, 10):
+                for msg in self.open().get_routes(family=family, table=MAIN_TABLE):
+                    table = msg.get_attr("RTA_TABLE") or msg["table"]
+                    if table != MAIN_TABLE or msg["type"] != 1:
+                        continue
+                    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
+                    net = str(ipaddress.ip_network("%s/%d" % (dst, msg["dst_len"]), strict=False))
+                    version = 4 if family == 2 else 6
+                    out.append({
+                        "dst": net, "gateway": msg.get_attr("RTA_GATEWAY"), "metric": default_metric(version, msg.get_attr("RTA_PRIORITY")),
+                        "oif": msg.get_attr("RTA_OIF"), "proto": msg["proto"],
+                    })
+            self._all_routes = out
+        return self._all_routes
 
 
 class Net:
@@ -709,6 +720,22 @@ def _check_gateways(st: NsState, spec: LinkSpec, index, addrs) -> None:
         )
 
 
+def _check_routes_free(st: NsState, spec: LinkSpec, index) -> None:
+    """A wanted route whose destination and metric another route already uses fails (the kernel says EEXIST)."""
+    for r in spec.routes:
+        for other in st.all_routes():
+            if other["dst"] != r["dst"] or other["metric"] != r["metric"]:
+                continue
+            if index is not None and other["oif"] == index and other["proto"] == RTPROT:
+                continue
+            dev = st.by_index(other["oif"]) if other["oif"] else None
+            raise InvalidInput(
+                "%sroutes: a route to %s with metric %d already exists in %s (via %s on link %r, protocol %s); give another metric or remove it"
+                % (spec.where, "default" if r["dst"] in ("0.0.0.0/0", "::/0") else r["dst"], r["metric"], spec.ns.label,
+                   other["gateway"] or "no gateway", dev["ifname"] if dev else other["oif"], other["proto"])
+            )
+
+
 class Planner:
     def __init__(self, net: Net):
         self.net = net
@@ -818,6 +845,7 @@ class Planner:
             kept = index if not replace else None
             want_addrs = spec.addresses if spec.addresses is not None else (st.addresses().get(kept, []) if kept else [])
             _check_gateways(st, spec, index, want_addrs)
+            _check_routes_free(st, spec, index if not replace else None)
         peer_index = peer["index"] if peer is not None else None
         if peer_index is None and replace and spec.peer is not None:
             old = peer_st.by_index(link["link"])  # the old pair's other end, gone with it
