@@ -514,7 +514,8 @@ def current_view(m: dict, spec: MountSpec) -> dict:
         flags[attr] = attr in words
     atime = "noatime" if "noatime" in words else ("relatime" if "relatime" in words else "strictatime")
     sup = _super_opts(m)
-    fsopts = [(k, sup[k]) for k, _v in spec.fsopts if k in sup] if spec else []
+    hidden = HIDDEN_DEFAULTS.get(m["fstype"], {})
+    fsopts = [(k, sup[k] if k in sup else hidden[k]) for k, _v in spec.fsopts if k in sup or k in hidden] if spec else []
     bind = spec is not None and spec.bind
     return {
         "path": m["path"],
