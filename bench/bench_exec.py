@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Bench: guest_enter_exec against ansible.builtin.command running nsenter, side by side.
+
+On lab host 1 of the lab selected by LINUXNS_LAB / LINUXNS_LAB_BASE (a lab that is not
+up is brought up with one host and taken down at the end; the guests the bench makes
+are always removed), in one run, alternating which side goes first each round:
+
+  adhoc   `ansible lab1 -m linuxns.guests.guest_enter_exec -a 'guest=benchx000 cmd=true'`
+          vs `ansible lab1 -m ansible.builtin.command -a 'nsenter --all --target PID true'`
+          (PID = the guest's init): whole `ansible` process wall time, warm ssh master,
+          pipelining as in the lab's ansible.cfg (on).  Goal: ratio <= 1.05.
+  many    one task `guest_enter_exec: {guests: [100 names], argv: [true]}` vs a task
+          looping ansible.builtin.command `nsenter --all --target PID true` over the 100
+          guests' inits: whole `ansible-playbook` wall time.  Goal: ratio >= 20.
+
+Also printed: the AnsiballZ payload size of both modules (kept with
+ANSIBLE_KEEP_REMOTE_FILES, pipelining off) and the time the payload takes on the
+target when run there directly (median of 10, python3 AnsiballZ_*.py).
+
+    LINUXNS_LAB=x LINUXNS_LAB_BASE=30 .venv/bin/python bench/bench_exec.py [--rounds 10] [--guests 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "tests" / "lab"))
+
+from lab import Lab  # noqa: E402
+
+VENV_BIN = REPO / ".venv" / "bin"
+MOD = "linuxns.guests.guest_enter_exec"
+CREATE = "linuxns.guests.namespace_create"
+PREFIX = "benchx"
+KEEP_DIR = "/tmp/.ansible-remote"
+
+
+class Runner:
+    def __init__(self, lab: Lab, tmp: Path):
+        self.lab = lab
+        self.tmp = tmp
+        self.n = 0
+
+    def env(self, **extra) -> dict:
+        env = dict(os.environ)
+        env.update({"ANSIBLE_CONFIG": str(self.lab.ansible_cfg_path), "ANSIBLE_COLLECTIONS_PATH": str(REPO / "build"),
+                    "ANSIBLE_NOCOLOR": "1"})
+        env.update(extra)
+        return env
+
+    def adhoc(self, module: str, args: str, **env) -> float:
+        argv = [str(VENV_BIN / "ansible"), "lab1", "-i", str(self.lab.inventory_path), "-m", module, "-a", args, "-o"]
+        t0 = time.monotonic()
+        proc = subprocess.run(argv, env=self.env(**env), capture_output=True, text=True, check=False)
+        seconds = time.monotonic() - t0
+        if proc.returncode != 0:
+            raise RuntimeError("ansible %s failed: %s%s" % (module, proc.stdout[-2000:], proc.stderr[-2000:]))
+        return seconds
+
+    def playbook(self, tasks: list, extra_vars: dict | None = None) -> tuple:
+        self.n += 1
+        pb = self.tmp / ("play%d.yml" % self.n)
+        pb.write_text(json.dumps([{"hosts": "lab1", "gather_facts": False, "tasks": tasks}]))
+        argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(self.lab.inventory_path), str(pb)]
+        if extra_vars:
+            vf = self.tmp / ("vars%d.json" % self.n)
+            vf.write_text(json.dumps(extra_vars))
+            argv += ["-e", "@" + str(vf)]
+        t0 = time.monotonic()
+        proc = subprocess.run(argv, env=self.env(), capture_output=True, text=True, check=False)
+        seconds = time.monotonic() - t0
+        if proc.returncode != 0:
+            raise RuntimeError("ansible-playbook failed: %s%s" % (proc.stdout[-3000:], proc.stderr[-2000:]))
+        return seconds, proc.stdout
+
+
+def init_pids(lab: Lab, names) -> dict:
+    out = {}
+    for name in names:
+        meta = json.loads(lab.exec(1, ["cat", "/run/linuxns/guests/%s/meta.json" % name]).stdout)
+        out[name] = meta["init_pid"]
+    return out
+
+
+def payloads(runner: Runner, lab: Lab, guest: str, pid: int) -> list:
+    """(module, payload bytes, median seconds on the target) for both modules."""
+    rows = []
+    for module, args, pattern in ((MOD, "guest=%s cmd=true" % guest, "AnsiballZ_guest_enter_exec.py"),
+                                  ("ansible.builtin.command", "nsenter --all --target %d true" % pid, "AnsiballZ_command.py")):
+        lab.exec(1, ["rm", "-rf", KEEP_DIR])
+        runner.adhoc(module, args, ANSIBLE_KEEP_REMOTE_FILES="1", ANSIBLE_PIPELINING="False")
+        found = lab.exec(1, ["sh", "-c", "find %s -name %s | head -1" % (KEEP_DIR, pattern)]).stdout.strip()
+        size = int(lab.exec(1, ["stat", "-c", "%s", found]).stdout)
+        script = "for i in 1 2 3 4 5 6 7 8 9 10; do s=$(date +%%s%%N); /usr/bin/python3 %s >/dev/null; e=$(date +%%s%%N); echo $((e - s)); done" % shlex.quote(found)
+        times = [int(x) / 1e9 for x in lab.exec(1, ["sh", "-c", script]).stdout.split()]
+        rows.append((module, size, statistics.median(times)))
+    lab.exec(1, ["rm", "-rf", KEEP_DIR])
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=10, help="ad hoc rounds (each side once per round)")
+    ap.add_argument("--many-rounds", type=int, default=3, help="rounds of the 100-guest comparison")
+    ap.add_argument("--guests", type=int, default=100)
+    opts = ap.parse_args()
+    lab = Lab()
+    brought_up = False
+    if not lab.healthy(1):
+        lab.up(1)
+        brought_up = True
+    names = ["%s%03d" % (PREFIX, i) for i in range(opts.guests)]
+    tmp = Path(tempfile.mkdtemp(prefix="linuxns-bench-exec-"))
+    runner = Runner(lab, tmp)
+    try:
+        runner.playbook([{CREATE: {"guests": names, "namespaces": ["mnt", "uts", "ipc", "net", "pid"]}}])
+        pids = init_pids(lab, names)
+        first = names[0]
+        ours_args = "guest=%s cmd=true" % first
+        base_args = "nsenter --all --target %d true" % pids[first]
+        # warm up: the ssh master and both code paths
+        runner.adhoc(MOD, ours_args)
+        runner.adhoc("ansible.builtin.command", base_args)
+        ours, base = [], []
+        for r in range(opts.rounds):
+            order = [("ours", MOD, ours_args), ("base", "ansible.builtin.command", base_args)]
+            if r % 2:
+                order.reverse()
+            for side, module, args in order:
+                (ours if side == "ours" else base).append(runner.adhoc(module, args))
+        m_ours, m_base = statistics.median(ours), statistics.median(base)
+        print("ad hoc, %d rounds (median wall time of the `ansible` process):" % opts.rounds)
+        print("  guest_enter_exec cmd=true                  %.3f s" % m_ours)
+        print("  command nsenter --all --target PID true    %.3f s" % m_base)
+        print("  ratio ours/baseline                        %.3f  (goal <= 1.05)" % (m_ours / m_base))
+
+        many_ours = [{"name": "ours", MOD: {"guests": names, "argv": ["true"]}}]
+        many_base = [{"name": "base", "ansible.builtin.command": "nsenter --all --target {{ item }} true",
+                      "loop": "{{ bench_pids }}"}]
+        t_ours, t_base = [], []
+        for r in range(opts.many_rounds):
+            order = [("ours", many_ours, None), ("base", many_base, {"bench_pids": [pids[n] for n in names]})]
+            if r % 2:
+                order.reverse()
+            for side, tasks, ev in order:
+                (t_ours if side == "ours" else t_base).append(runner.playbook(tasks, ev)[0])
+        mo, mb = statistics.median(t_ours), statistics.median(t_base)
+        print("%d guests, %d rounds (median wall time of `ansible-playbook`):" % (len(names), opts.many_rounds))
+        print("  one guest_enter_exec task, guests: list    %.3f s" % mo)
+        print("  command nsenter loop over %d inits        %.3f s" % (len(names), mb))
+        print("  ratio baseline/ours                        %.1fx  (goal >= 20x)" % (mb / mo))
+
+        print("payload (AnsiballZ file, pipelining off) and its run time on the target (median of 10):")
+        for module, size, secs in payloads(runner, lab, first, pids[first]):
+            print("  %-32s %7d bytes  %.3f s" % (module, size, secs))
+    finally:
+        try:
+            runner.playbook([{CREATE: {"guests": names, "state": "absent", "stop_timeout": 2}}])
+        finally:
+            for p in tmp.iterdir():
+                p.unlink()
+            tmp.rmdir()
+            if brought_up:
+                lab.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
