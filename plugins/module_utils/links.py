@@ -1291,10 +1291,10 @@ def _public(p: LinkPlan, view: dict) -> dict:
 def _diff_view(view: dict) -> dict:
     if not view:
         return {}
-    out = {k: view[k] for k in ("kind", "mtu", "mac", "up", "addresses", "routes") if k in view}
+    out = {k: view[k] for k in ("kind", "mtu", "mac", "up", "addresses", "routes") if view.get(k) is not None}
     if view.get("peer"):
         pv = view["peer"]
-        out["peer"] = {k: pv.get(k) for k in ("ifname", "namespace", "mtu", "addresses", "bridge")}
+        out["peer"] = {k: pv[k] for k in ("ifname", "namespace", "mtu", "addresses", "bridge") if pv.get(k) is not None}
     return out
 
 
