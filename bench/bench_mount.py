@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Bench: one namespace_mount task (list form) vs. a shell loop of `nsenter -m mount`.
 
 On lab host 1 (LINUXNS_LAB / LINUXNS_LAB_BASE select the lab; one that is not up is
@@ -82,10 +81,10 @@ def entries(n):
 
 
 def shell_round(bench, n, figures):
-    seconds, _ = bench.ssh_script(SHELL_MOUNT, BASE, str(n), PIN)
+    seconds, _out = bench.ssh_script(SHELL_MOUNT, BASE, str(n), PIN)
     figures.setdefault("shell mount", []).append(seconds)
     expect(bench, BASE + "/s", n, "shell mount")
-    seconds, _ = bench.ssh_script(SHELL_UMOUNT, BASE, str(n), PIN)
+    seconds, _out = bench.ssh_script(SHELL_UMOUNT, BASE, str(n), PIN)
     figures.setdefault("shell umount", []).append(seconds)
     expect(bench, BASE + "/s", 0, "shell umount")
 
@@ -102,7 +101,7 @@ def ours_round(bench, n, figures):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--keep-lab", action="store_true", help="leave a lab this bench brought up running")

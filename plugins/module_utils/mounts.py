@@ -390,7 +390,7 @@ def validate_host_side(spec: MountSpec, known: set) -> None:
 def _fs_log(fd: int) -> str:
     """Messages the kernel left in an fs context (fsopen's log), joined."""
     out = []
-    for _ in range(8):
+    for _attempt in range(8):
         try:
             data = os.read(fd, 512)
         except OSError:

@@ -286,5 +286,6 @@ def fspick(dirfd: int, path, flags: int) -> int:
 
 def mount_setattr(dirfd: int, path, flags: int, attr_set: int = 0, attr_clr: int = 0, propagation: int = 0) -> None:
     attr = MountAttr(attr_set, attr_clr, propagation, 0)
-    res = _syscall("mount_setattr", ctypes.c_int(dirfd), ctypes.c_char_p(_b(path)), ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    res = _syscall("mount_setattr", ctypes.c_int(dirfd), ctypes.c_char_p(_b(path)), ctypes.c_uint(flags),
+                   ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
     _check(res, "mount_setattr", str(path) or "fd %d" % dirfd)

@@ -217,7 +217,7 @@ def test_unmounted_absent_and_busy(unit_registry, busybox_root, table_dir):
     assert "/data" in tab.read_text()
     holder = subprocess.Popen(["nsenter", "--mount=" + meta["pins"]["mnt"]["path"], "/bin/busybox", "sh", "-c", "cd /data && exec sleep 60"])
     try:
-        for _ in range(100):
+        for _attempt in range(100):
             if os.path.exists("/proc/%d/cwd" % holder.pid) and os.readlink("/proc/%d/cwd" % holder.pid) == "/data":
                 break
             time.sleep(0.02)
@@ -334,7 +334,7 @@ def mirror_base(tmp_path):
     base = str(tmp_path / "guests")
     yield base
     for path in (base + "/m8", base):
-        for _ in range(4):
+        for _attempt in range(4):
             if subprocess.run(["umount", "-l", path], capture_output=True, check=False).returncode:
                 break
 
