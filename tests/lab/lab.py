@@ -8,6 +8,11 @@ joined to the machine by a veth pair (machine side ``lnsgG`` 198.18.G.1/24, lab 
 hostname ``labN`` and its own sshd that lets root in with a key kept in the lab's state
 folder. The machine's own sshd, ~/.ssh and network configuration are never touched.
 
+A lab host shares the machine's filesystem except /run and /tmp: files under the machine's
+/tmp (a pytest tmp_path, a clone made there) are not visible inside it. Its sshd reads its
+config and keys from /run/lab (copied at setup) and logs to /run/lab/sshd.log, readable
+from the machine as /proc/PID/root/run/lab/sshd.log (`status` shows the path).
+
 Usage (as root):
 
     python3 tests/lab/lab.py up [--hosts N]     # idempotent; cleans up after a crash
@@ -56,6 +61,7 @@ REAPER = "/usr/bin/catatonit"
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 HOST_PYTHON = "/usr/bin/python3"
+LAB_RUN = "/run/lab"           # inside a lab host: its sshd's config, keys and log
 MARKER_ENV = "LINUXNS_LAB_ID"  # set on each lab host's unshare/PID 1 to find orphans
 SOCKET_PATH_LIMIT = 50         # longest control_path_dir kept inside the state folder
 
@@ -196,17 +202,18 @@ def ansible_cfg_text(state_dir: Path, repo: Path, pipelining: bool = True) -> st
     ])
 
 
-def sshd_config_text(state_dir: Path) -> str:
-    state_dir = Path(state_dir)
-    # ListenAddress is given per host on the command line (-o ListenAddress=...).
+def sshd_config_text(run_dir: str = LAB_RUN) -> str:
+    """sshd_config as a lab host reads it: files are copied into RUN_DIR (on the lab
+    host's private /run) at setup, as the state folder may be hidden inside the lab host
+    (a clone under /tmp). ListenAddress is given per host on the command line."""
     return "\n".join([
         "# lab sshd (tests/lab/lab.py); one sshd per lab host, in its namespaces",
-        f"HostKey {state_dir / 'ssh_host_ed25519_key'}",
+        f"HostKey {run_dir}/ssh_host_ed25519_key",
         "PermitRootLogin prohibit-password",
         "PubkeyAuthentication yes",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",
-        f"AuthorizedKeysFile {state_dir / 'authorized_keys'}",
+        f"AuthorizedKeysFile {run_dir}/authorized_keys",
         "StrictModes no",
         "UsePAM no",
         "PidFile /run/sshd.pid",
@@ -564,7 +571,7 @@ class Lab:
                 _run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)])
         pub = (sd / "id_ed25519.pub").read_text()
         (sd / "authorized_keys").write_text(pub)
-        (sd / "sshd_config").write_text(sshd_config_text(sd))
+        (sd / "sshd_config").write_text(sshd_config_text())
 
     def _create(self, n: int, g: int) -> None:
         ifn = ifname(g)
@@ -619,9 +626,14 @@ class Lab:
             v6.write_text("1\n")
         _run([ip, "addr", "add", f"{host.machine_address}/24", "dev", host.ifname])
         _run([ip, "link", "set", host.ifname, "up"])
+        # The state folder is copied to LAB_RUN before /tmp is covered: it may live under
+        # /tmp (a clone there), which the lab host does not see afterwards.
         script = r"""
 set -eu
 mount -t tmpfs -o mode=0755,nosuid,nodev lab-run /run
+mkdir -m 0700 "$4"
+cp "$3/sshd_config" "$3/ssh_host_ed25519_key" "$3/authorized_keys" "$4/"
+chmod 0600 "$4/ssh_host_ed25519_key"
 mount -t tmpfs -o mode=1777,nosuid,nodev lab-tmp /tmp
 hostname "$1"
 if [ -e /proc/sys/net/ipv6/conf/eth0/disable_ipv6 ]; then
@@ -631,13 +643,17 @@ ip link set lo up
 ip addr add "$2/24" dev eth0
 ip link set eth0 up
 mkdir -m 0755 /run/sshd
-exec "$3" -f "$4" -o "ListenAddress=$2" -E "$5"
+exec "$5" -f "$4/sshd_config" -o "ListenAddress=$2" -E "$4/sshd.log"
 """
-        log = self.state_dir / f"sshd-{host.n}.log"
-        with contextlib.suppress(FileNotFoundError):
-            log.unlink()
         self._nsenter(host.pid, ["/bin/sh", "-c", script, "lab-setup", host.name, host.address,
-                                 SSHD, str(self.state_dir / "sshd_config"), str(log)])
+                                 str(self.state_dir), LAB_RUN, SSHD])
+
+    def sshd_log(self, n: int) -> str:
+        """Lab host N's sshd log (read from the machine through /proc/PID/root)."""
+        try:
+            return Path(f"/proc/{self.host_pid(n)}/root{LAB_RUN}/sshd.log").read_text()
+        except (OSError, LabError) as e:
+            return f"(no sshd log: {e})"
 
     def _nsenter_argv(self, pid: int, argv: Sequence[str]) -> list:
         return [_tool("nsenter"), "--target", str(pid), "--all", "--wd=/", "--", *argv]
@@ -656,8 +672,8 @@ exec "$3" -f "$4" -o "ListenAddress=$2" -E "$5"
         deadline = time.monotonic() + timeout
         while not tcp_open(h.address, timeout=0.5):
             if time.monotonic() > deadline or not h.running:
-                raise LabError(f"{h.name}: sshd on {h.address}:22 did not answer "
-                               f"(see {self.state_dir}/sshd-{n}.log)")
+                raise LabError(f"{h.name}: sshd on {h.address}:22 did not answer; sshd log:\n"
+                               + self.sshd_log(n)[-2000:])
             time.sleep(0.05)
         last = ""
         while time.monotonic() < deadline:
@@ -667,7 +683,8 @@ exec "$3" -f "$4" -o "ListenAddress=$2" -E "$5"
                 return
             last = proc.stderr.strip()
             time.sleep(0.2)
-        raise LabError(f"{h.name}: ssh root@{h.address} true failed: {last}")
+        raise LabError(f"{h.name}: ssh root@{h.address} true failed: {last}; sshd log:\n"
+                       + self.sshd_log(n)[-2000:])
 
     def _write_known_hosts(self) -> None:
         key = (self.state_dir / "ssh_host_ed25519_key.pub").read_text().split()
@@ -768,6 +785,7 @@ exec "$3" -f "$4" -o "ListenAddress=$2" -E "$5"
             d = h.as_dict()
             d["running"] = h.running
             d["healthy"] = self.healthy(h.n)
+            d["sshd_log"] = f"/proc/{h.pid}/root{LAB_RUN}/sshd.log" if h.running else None
             hosts.append(d)
         return {
             "lab": self.name,

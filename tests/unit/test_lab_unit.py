@@ -128,11 +128,11 @@ def test_ansible_cfg_text():
 
 
 def test_sshd_config_text():
-    lines = lab.sshd_config_text(Path("/s")).splitlines()
+    lines = lab.sshd_config_text().splitlines()
     for want in (
-        "HostKey /s/ssh_host_ed25519_key",
+        "HostKey /run/lab/ssh_host_ed25519_key",
         "PermitRootLogin prohibit-password",
-        "AuthorizedKeysFile /s/authorized_keys",
+        "AuthorizedKeysFile /run/lab/authorized_keys",
         "StrictModes no",
         "UsePAM no",
         "PidFile /run/sshd.pid",
