@@ -960,13 +960,38 @@ def inspect_guest(meta: dict, paths: list) -> dict:
 # ---------------------------------------------------------------------------------------
 # Busy mounts: who holds them
 # ---------------------------------------------------------------------------------------
-def holders(meta: dict, m: dict, mirror_prefixes=()) -> list:
-    """Processes that keep the mount ``m`` of the guest busy (like fuser -m), as text."""
+def _fdinfo_mnt_id(path: str):
+    """The mount id (mountinfo's first field) of an fdinfo file, or None."""
     try:
-        major, minor = (int(x) for x in m["dev"].split(":"))
-    except (ValueError, KeyError):
-        return []
-    dev = os.makedev(major, minor)
+        with open(path) as f:
+            for line in f:
+                if line.startswith("mnt_id:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _mnt_id_of(path: str):
+    """The mount id of what ``path`` (a /proc magic link such as cwd) leads to, or None."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return _fdinfo_mnt_id("/proc/self/fdinfo/%d" % fd)
+    finally:
+        os.close(fd)
+
+
+def holders(meta: dict, m: dict, mirror_prefixes=()) -> list:
+    """Processes that keep the mount ``m`` of the guest busy (like fuser -m), as text.
+
+    In the guest's mount namespace: cwd, root or an open file on that very mount
+    (mount ids from fdinfo).  With a mirror: host processes whose cwd, root or open
+    file lies below one of ``mirror_prefixes``.
+    """
+    mount_id = m.get("mount_id")
     mnt_ino = meta.get("pins", {}).get("mnt", {}).get("ino")
     out = []
     for entry in os.listdir("/proc"):
@@ -984,20 +1009,20 @@ def holders(meta: dict, m: dict, mirror_prefixes=()) -> list:
         why = []
         for what in ("cwd", "root"):
             try:
-                if (os.stat(base + what).st_dev == dev) if in_guest else _under_any(os.readlink(base + what), mirror_prefixes):
+                if (_mnt_id_of(base + what) == mount_id) if in_guest else _under_any(os.readlink(base + what), mirror_prefixes):
                     why.append(what)
             except OSError:
                 pass
         try:
-            for fd in os.listdir(base + "fd"):
-                try:
-                    link = base + "fd/" + fd
-                    if (os.stat(link).st_dev == dev) if in_guest else _under_any(os.readlink(link), mirror_prefixes):
-                        why.append("fd %s" % fd)
-                except OSError:
-                    pass
+            fds = os.listdir(base + "fd")
         except OSError:
-            pass
+            fds = []
+        for fd in fds:
+            try:
+                if (_fdinfo_mnt_id(base + "fdinfo/" + fd) == mount_id) if in_guest else _under_any(os.readlink(base + "fd/" + fd), mirror_prefixes):
+                    why.append("fd %s" % fd)
+            except OSError:
+                pass
         if why:
             try:
                 with open(base + "comm") as f:
@@ -1273,7 +1298,7 @@ def apply_mirror(meta: dict, plan: dict) -> None:
             finally:
                 os.close(host_mnt)
     elif plan["action"] == "remove":
-        who = holders({"pins": {}}, {"dev": "0:0"}, [target])
+        who = holders({"pins": {}}, {"mount_id": None}, [target])
         if who:
             raise KernelError("mirror %s: target is busy (held by %s); stop those processes first" % (target, ", ".join(who)), errno=_errno.EBUSY)
         # private first, so that the unmount does not propagate into the guest
