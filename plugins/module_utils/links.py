@@ -192,7 +192,7 @@ def _addresses(value, param: str) -> list:
     for i, item in enumerate(value):
         addr = parse_interface(item, "%s[%d]" % (param, i))
         if any(ipaddress.ip_interface(a).ip == ipaddress.ip_interface(addr).ip for a in out):
-            raise InvalidInput("%s[%d]: address %s is listed twice" % (param, i, addr.split("/")[0]))
+            raise InvalidInput("%s[%d]: address %s is listed twice" % (param, i, str(ipaddress.ip_interface(addr).ip)))
         out.append(addr)
     return sorted(out, key=_addr_key)
 
@@ -753,7 +753,9 @@ class Planner:
         for a in addrs or []:
             k = (st.ref.key, ipaddress.ip_interface(a).ip)
             if k in self.addr_taken:
-                raise InvalidInput("%s: address %s in %s is also given by %s of this task" % (what, a.split("/")[0], st.ref.label, self.addr_taken[k]))
+                raise InvalidInput(
+                    "%s: address %s in %s is also given by %s of this task" % (what, ipaddress.ip_interface(a).ip, st.ref.label, self.addr_taken[k])
+                )
             self.addr_taken[k] = what
 
     def plan(self, spec: LinkSpec) -> LinkPlan:
@@ -782,7 +784,9 @@ class Planner:
                 raise InvalidInput("%s is a %s, not a moved host interface: state=absent with kind=physical only moves one back" % (spec.label(), kind))
             host = p.parent_ns
             if spec.parent in host.links():
-                raise InvalidInput("%sparent: cannot move %s back to the host as %r: the host already has a link of that name" % (spec.where, spec.label(), spec.parent))
+                raise InvalidInput(
+                    "%sparent: cannot move %s back to the host as %r: the host already has a link of that name" % (spec.where, spec.label(), spec.parent)
+                )
             p.steps.append(("move_back", {}))
         else:
             if kind != spec.kind:
@@ -832,7 +836,9 @@ class Planner:
                     if parent["kind"] in STACKED_KINDS + ("bridge",):
                         raise InvalidInput("%sparent: %r is a %s; kind=physical moves an interface such as a NIC or dummy" % (w, spec.parent, parent["kind"]))
                     if spec.parent != spec.ifname and spec.parent in st.links():
-                        raise InvalidInput("%sparent: %s already has a link %r, so %r cannot be moved in before its rename" % (w, spec.ns.label, spec.parent, spec.parent))
+                        raise InvalidInput(
+                            "%sparent: %s already has a link %r, so %r cannot be moved in before its rename" % (w, spec.ns.label, spec.parent, spec.parent)
+                        )
         elif spec.kind == "veth":
             self._claim_name(peer_st, spec.peer.ifname, w + "peer.ifname")
         # addresses and routes
