@@ -385,7 +385,7 @@ def tcp_open(address: str, port: int = 22, timeout: float = 1.0) -> bool:
 class LabHost:
     n: int                     # number inside this lab (lab1 = 1)
     g: int                     # global number: interface and addresses
-    pid: int | None = None  # PID 1 of the lab host, as seen from the machine
+    pid: int | None = None     # PID 1 of the lab host, as seen from the machine
     pid_start: int | None = None
     unshare_pid: int | None = None
     unshare_start: int | None = None
@@ -527,8 +527,19 @@ class Lab:
             exe = os.readlink(f"/proc/{h.pid}/exe")
         except OSError:
             return False
-        return (exe == REAPER and link_exists(h.ifname)
-                and os.path.exists(self.key_path) and tcp_open(h.address))
+        return (exe == REAPER and link_exists(h.ifname) and self._keys_current(h)
+                and tcp_open(h.address))
+
+    def _keys_current(self, h: LabHost) -> bool:
+        """The lab host's sshd uses the state folder's present keys (copied at setup)."""
+        for name in ("authorized_keys", "ssh_host_ed25519_key"):
+            try:
+                inside = Path(f"/proc/{h.pid}/root{LAB_RUN}/{name}").read_bytes()
+                if inside != (self.state_dir / name).read_bytes():
+                    return False
+            except OSError:
+                return False
+        return True
 
     # -- up ------------------------------------------------------------------
     def up(self, n: int = 2, timeout: float = 20.0) -> list:
