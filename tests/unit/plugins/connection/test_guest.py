@@ -1,0 +1,38 @@
+"""The guest connection's reading of the entry program's error reports, and its option surface."""
+
+from __future__ import annotations
+
+import json
+
+from ansible_collections.linuxns.guests.plugins.connection import guest
+from ansible_collections.linuxns.guests.plugins.module_utils import entry
+
+
+def report(cls, msg) -> bytes:
+    return (entry.ERROR_MARK + json.dumps({"class": cls, "error": msg}) + "\n").encode()
+
+
+def test_error_marks_agree_with_the_entry_program():
+    assert guest.ERROR_RC == entry.ERROR_RC and guest.ERROR_MARK == entry.ERROR_MARK
+
+
+def test_parse_entry_error():
+    assert guest.parse_entry_error(entry.ERROR_RC, b"", report("GuestNotFound", "gone")) == ("GuestNotFound", "gone")
+    # with ssh -tt stderr arrives on stdout, after whatever else was printed
+    assert guest.parse_entry_error(entry.ERROR_RC, b"noise\r\n" + report("GuestStale", "init died"), b"") == ("GuestStale", "init died")
+    # the command's own exit status, even 251, without the mark is the command's
+    assert guest.parse_entry_error(entry.ERROR_RC, b"x", b"y") is None
+    assert guest.parse_entry_error(0, b"", report("GuestNotFound", "gone")) is None
+    assert guest.parse_entry_error(entry.ERROR_RC, b"", b"LINUXNS-ENTRY-ERROR {not json\n") is None
+
+
+def test_host_vars_are_ours_the_rest_goes_to_the_inner_connection():
+    import yaml
+
+    doc = yaml.safe_load(guest.DOCUMENTATION)
+    ours = {v["name"] for o in doc["options"].values() for v in o.get("vars", [])}
+    # every physical-host variable we claim is kept away from the inner plugin's var_options
+    assert {"ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file"} <= ours
+    assert ours - {"linuxns_guest", "linuxns_host", "linuxns_host_port", "linuxns_host_user", "linuxns_host_private_key_file",
+                   "linuxns_host_python", "linuxns_state_dir", "linuxns_transport"} <= guest.HOST_VARS
+    assert set(doc["options"]["linuxns_transport"]["choices"]) == set(guest.INNER)

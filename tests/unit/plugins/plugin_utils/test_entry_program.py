@@ -1,0 +1,173 @@
+"""The entry program builder, and the program it builds run for real against unit-test guests.
+
+The program is run the way the connection runs it (``python3 -I -S -c PAYLOAD ...``
+through a shell), in this test's private mount namespace where the guests' pins live.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from ansible_collections.linuxns.guests.plugins.module_utils import entry, guests, registry
+from ansible_collections.linuxns.guests.plugins.plugin_utils import entry_program as ep
+
+PYTHON = "/usr/bin/python3"
+
+
+def run(args, stdin=b"", sources=None):
+    cmd = ep.command(PYTHON, args, sources)
+    return subprocess.run(["/bin/sh", "-c", cmd], input=stdin, capture_output=True, timeout=60, check=False)
+
+
+def entry_error(proc) -> dict:
+    assert proc.returncode == entry.ERROR_RC, proc
+    line = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith(entry.ERROR_MARK)][-1]
+    return json.loads(line[len(entry.ERROR_MARK):])
+
+
+# ------------------------------------------------------------------------------------------
+# building
+# ------------------------------------------------------------------------------------------
+def test_strip_source_drops_docstrings_and_comments_only():
+    src = '"""module doc"""\nimport os  # comment\n\n\ndef f(x):\n    """doc"""\n    return x + 1\n\n\nclass C:\n    """only a doc"""\n'
+    out = ep.strip_source(src)
+    assert "doc" not in out and "comment" not in out
+    ns = {}
+    exec(compile(out, "<t>", "exec"), ns)
+    assert ns["f"](1) == 2 and isinstance(ns["C"], type)
+
+
+def test_program_embeds_the_module_utils_in_dependency_order():
+    sources = ep.read_sources()
+    assert [n for n, _ in sources] == list(ep.MODULES)
+    imported = {}
+    for name, src in sources:
+        tree = ast.parse(src)
+        imported[name] = {a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(ep.PACKAGE)
+                          for a in node.names} | {node.module.rsplit(".", 1)[-1] for node in ast.walk(tree)
+                                                  if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(ep.PACKAGE + ".")}
+    order = list(ep.MODULES)
+    for name, deps in imported.items():
+        for dep in deps & set(order):
+            assert order.index(dep) < order.index(name), (name, dep)
+    text = ep.program_text(sources)
+    assert "spawn_in_guest" in text  # the one enter path, not a copy of it
+    compile(text, "<entry>", "exec")
+
+
+def test_payload_is_small_and_cached():
+    first = ep.payload()
+    assert ep.payload() is first
+    assert len(first) < 32 * 1024
+    cmd = ep.command("/usr/bin/python3", ["status", "/run/x y"])
+    assert cmd.startswith("/usr/bin/python3 -I -S -c ") and cmd.endswith("status '/run/x y'")
+
+
+def test_a_change_in_module_utils_changes_the_program(tmp_path):
+    for name in ep.MODULES:
+        src = os.path.join(ep.module_utils_dir(), name + ".py")
+        with open(src, encoding="utf-8") as f:
+            (tmp_path / (name + ".py")).write_text(f.read().replace("PROTOCOL = 1", "PROTOCOL = 7"), encoding="utf-8")
+    proc = run(["status", str(tmp_path / "none")], sources=ep.read_sources(str(tmp_path)))
+    assert json.loads(proc.stdout)["protocol"] == 7
+
+
+# ------------------------------------------------------------------------------------------
+# running it
+# ------------------------------------------------------------------------------------------
+@pytest.fixture
+def guest(unit_registry, busybox_root):
+    guests.ensure_guests(unit_registry, [{"name": "eg1", "context_id": 4242, "root": busybox_root, "hostname": "eg1.test"}])
+    return unit_registry.find("eg1")
+
+
+def test_exec_runs_in_the_guest_with_its_exit_status(unit_registry, guest):
+    state = unit_registry.state_dir
+    proc = run(["exec", state, "eg1", "hostname; echo $container; cat; exit 3"], stdin=b"from stdin\n")
+    assert proc.returncode == 3, proc
+    assert proc.stdout.decode().splitlines() == ["eg1.test", "linuxns", "from stdin"]
+    # by context id, pid namespace of its own
+    proc = run(["exec", state, "4242", "echo $$; readlink /proc/self/ns/pid"])
+    pid, ns = proc.stdout.decode().split()
+    assert ns == os.readlink("/proc/%d/ns/pid" % guest["init_pid"]) and ns != os.readlink("/proc/self/ns/pid")
+    assert int(pid) > 1
+
+
+def test_exec_without_shell_in_the_guest(unit_registry, guest):
+    os.unlink(os.path.join(guest["root"], "bin", "sh"))
+    proc = run(["exec", unit_registry.state_dir, "eg1", "true"])
+    assert proc.returncode == 127 and b"/bin/sh" in proc.stderr and b"eg1" in proc.stderr
+
+
+def test_put_fetch_stage_round_trip_with_odd_names(unit_registry, guest):
+    state = unit_registry.state_dir
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = "/tmp/o d'd \"q\" ü.bin"
+    assert run(["put", state, "eg1", path, str(len(data))], stdin=data).returncode == 0
+    with open(os.path.join(guest["root"], path.lstrip("/")), "rb") as f:
+        assert f.read() == data
+    back = run(["fetch", state, "eg1", path])
+    assert back.returncode == 0 and back.stdout == data
+    staged = run(["stage", state, "eg1", path])
+    tmp = staged.stdout.decode().strip()
+    assert staged.returncode == 0 and tmp.startswith(os.path.join(state, "transfer", "fetch-"))
+    with open(tmp, "rb") as f:
+        assert f.read() == data
+    assert oct(os.stat(tmp).st_mode & 0o777) == "0o600"
+    assert run(["unstage", state, tmp]).returncode == 0 and not os.path.exists(tmp)
+    # empty file: SIZE 0 reads nothing
+    assert run(["put", state, "eg1", "/tmp/empty", "0"]).returncode == 0
+    assert os.path.getsize(os.path.join(guest["root"], "tmp", "empty")) == 0
+    # mkstage + place (the paramiko way)
+    made = run(["mkstage", state]).stdout.decode().strip()
+    with open(made, "wb") as f:
+        f.write(b"placed")
+    assert run(["place", state, "eg1", made, "/tmp/placed"]).returncode == 0
+    assert not os.path.exists(made)
+    with open(os.path.join(guest["root"], "tmp", "placed"), "rb") as f:
+        assert f.read() == b"placed"
+
+
+def test_paths_resolve_inside_the_guest(unit_registry, guest, tmp_path):
+    secret = tmp_path / "host-secret"
+    secret.write_text("host only")
+    os.symlink(str(secret), os.path.join(guest["root"], "tmp", "link"))
+    err = entry_error(run(["fetch", unit_registry.state_dir, "eg1", "/tmp/link"]))
+    assert err["class"] == "InvalidInput" and "cannot read /tmp/link inside guest 'eg1'" in err["error"]
+
+
+def test_short_upload_and_bad_paths_fail_clearly(unit_registry, guest):
+    state = unit_registry.state_dir
+    err = entry_error(run(["put", state, "eg1", "/tmp/short", "100"], stdin=b"only ten b"))
+    assert "got 10 bytes of 100" in err["error"]
+    err = entry_error(run(["put", state, "eg1", "/no/such/dir/x", "1"], stdin=b"x"))
+    assert "cannot write /no/such/dir/x inside guest 'eg1'" in err["error"]
+    err = entry_error(run(["unstage", state, "/etc/passwd"]))
+    assert "not a file that stage or mkstage made" in err["error"]
+    err = entry_error(run(["bogus", state]))
+    assert err["class"] == "InvalidInput" and "usage" in err["error"]
+
+
+def test_missing_and_stopped_guests(unit_registry, guest):
+    state = unit_registry.state_dir
+    err = entry_error(run(["exec", state, "nosuch", "true"]))
+    assert err["class"] == "GuestNotFound" and "'nosuch' does not exist" in err["error"]
+    err = entry_error(run(["exec", state, "999", "true"]))
+    assert err["class"] == "GuestNotFound" and "context id 999" in err["error"]
+    os.kill(guest["init_pid"], signal.SIGKILL)
+    for _ in range(100):
+        if not registry.process_alive(guest["init_pid"], guest.get("init_start")):
+            break
+        time.sleep(0.05)
+    err = entry_error(run(["exec", state, "eg1", "true"]))
+    assert err["class"] == "GuestStale" and "guest 'eg1' is stopped" in err["error"] and "init" in err["error"]
+    status = json.loads(run(["status", state, "eg1", "nosuch", "4242"]).stdout)
+    assert status["guests"]["eg1"]["status"] == "stopped"
+    assert status["refs"] == {"eg1": "eg1", "nosuch": None, "4242": "eg1"}
