@@ -68,6 +68,14 @@ def all_links(lab_exec):
     return out
 
 
+def addr_snapshot(lab_exec):
+    """Global addresses per link of the lab host and each test guest (link-local ones come and go with DAD)."""
+    out = {}
+    for where in (None,) + GUESTS:
+        out[where or "host"] = {i["ifname"]: addrs(i) for i in ipj(lab_exec, ["addr", "show"], where)}
+    return out
+
+
 def make_parent(lab_exec, name):
     """A host interface to hand out: a dummy, or a veth end where there is no dummy driver."""
     lab_exec("lab1", ["ip", "link", "del", name], check=False)
@@ -224,7 +232,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(guests3, ansible_playbook, 
         "peer differs": (dict(base, ifname="good0", peer={"ifname": "other9"}), "its peer is interface"),
     }
     before = all_links(lab_exec)
-    before_addrs = {g: ipj(lab_exec, ["addr", "show"], g) for g in GUESTS}
+    before_addrs = addr_snapshot(lab_exec)
     run = ansible_playbook([dict(task(args, name), ignore_errors=True) for name, (args, _msg) in cases.items()])
     for name, (_args, msg) in cases.items():
         r = run.task(name)
@@ -233,7 +241,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(guests3, ansible_playbook, 
         assert "Traceback" not in r["msg"] and r.get("exception") in (None, "(traceback unavailable)")
     assert "set recreate=true to replace it" in run.task("peer differs")["msg"]
     assert all_links(lab_exec) == before
-    assert {g: ipj(lab_exec, ["addr", "show"], g) for g in GUESTS} == before_addrs
+    assert addr_snapshot(lab_exec) == before_addrs
 
 
 def _venv(name, packages):
