@@ -10,6 +10,7 @@ import time
 import pytest
 
 from ansible_collections.linuxns.guests.plugins.module_utils import guests, mounts
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, GuestError, GuestNotFound, InvalidInput, KernelError
 
 SAMPLE = (
@@ -218,8 +219,9 @@ def test_unmounted_absent_and_busy(unit_registry, busybox_root, table_dir):
     holder = subprocess.Popen(["nsenter", "--mount=" + meta["pins"]["mnt"]["path"], "/bin/busybox", "sh", "-c", "cd /data && exec sleep 60"])
     try:
         for _attempt in range(100):
-            if os.path.exists("/proc/%d/cwd" % holder.pid) and os.readlink("/proc/%d/cwd" % holder.pid) == "/data":
-                break
+            with open("/proc/%d/comm" % holder.pid) as f:
+                if f.read().strip() == "sleep":  # exec'd after cd /data
+                    break
             time.sleep(0.02)
         with pytest.raises(KernelError) as exc:
             mounts.converge(unit_registry, "m3", [{"path": "/data", "state": "unmounted"}])
@@ -300,10 +302,11 @@ def test_failure_mid_batch_detaches_what_it_attached(unit_registry, busybox_root
 def test_table_reapplied_when_the_guest_is_recreated(unit_registry, busybox_root, table_dir):
     meta = _guest(unit_registry, "m7", root=busybox_root)
     mounts.converge(unit_registry, "m7", [{"path": "/data", "fstype": "tmpfs", "opts": "size=2m", "propagation": "shared"}])
-    old_ino = meta["pins"]["mnt"]["ino"]
+    # the kernel's 64-bit mount namespace id is never reused (inode numbers are)
+    old_id = sc.mnt_ns_id(meta["pins"]["mnt"]["path"])
     guests.ensure_guests(unit_registry, [{"name": "m7", "state": "absent"}])
     meta = _guest(unit_registry, "m7", root=busybox_root)
-    assert meta["pins"]["mnt"]["ino"] != old_ino
+    assert old_id is not None and sc.mnt_ns_id(meta["pins"]["mnt"]["path"]) != old_id
     m = mounts.top_mount(_mountinfo(meta), "/data")
     assert m is not None and "size=2048k" in m["super_opts"] and m["propagation"] == "shared"
     # a broken table makes the creation fail cleanly, with a message naming the table
