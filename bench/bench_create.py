@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Bench: one namespace_create task (list form) vs. a plain shell loop of `unshare`.
 
 On lab host 1 (LINUXNS_LAB / LINUXNS_LAB_BASE select the lab; one that is not up is
@@ -188,6 +187,13 @@ def main(argv=None) -> int:
         rows.append((n, "remove", "%.2f" % st, "%.2f" % orm, "%.2fx" % (orm / st), "%.2f" % prm, "%.2fx" % (prm / st)))
     print("median of %d rounds, seconds (lab host %s); ratio = ours / shell (rerun: / shell create)" % (args.rounds, bench.host.name))
     print(table(rows, ("guests", "step", "shell", "ours task", "ratio", "ours process", "ratio")))
+    paired = []
+    for n in sizes:
+        for label, base in (("create", "shell create"), ("remove", "shell teardown")):
+            ours = figures[("ours " + label, n)]
+            ratios = [o / b for o, b in zip(ours, figures[(base, n)])]
+            paired.append("%d %s %.2fx (%s)" % (n, label, median(ratios), " ".join("%.2f" % r for r in ratios)))
+    print("paired ratios (ours / shell within each round), median (per round): " + "; ".join(paired))
     print("shell loop retries after EINVAL on the mount pin (per round): %s" % {n: figures[("shell retries", n)] for n in sizes})
     print("raw: " + "; ".join("%s %d: %s" % (k[0], k[1], " ".join("%.2f" % v for v in vals)) for k, vals in sorted(figures.items())))
     return 0

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Bench: the memory an idle guest costs, at N (default 100) idle guests on lab host 1.
 
 Per round: a control interval with nothing done (the machine's noise), then /proc/meminfo
