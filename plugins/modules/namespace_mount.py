@@ -75,7 +75,10 @@ options:
     choices: [private, slave, shared, unbindable, rprivate, rslave, rshared, runbindable]
   create:
     description:
-      - Create a missing mount point inside the guest (folders, or an empty file when binding a file).
+      - Create a missing mount point inside the guest (folders, or an empty file when binding a file). When this run's
+        mount fails, what it created is removed again.
+      - A guest without its own root shares the host's files, so its missing mount points are created in the host's
+        filesystem (the mounts stay in the guest's namespace).
     type: bool
     default: true
   state:
