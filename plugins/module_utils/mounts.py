@@ -485,9 +485,19 @@ def _inspect_in_guest(proc_fd: int, paths: list) -> dict:
 # ---------------------------------------------------------------------------------------
 # Comparing with the kernel's view
 # ---------------------------------------------------------------------------------------
-def top_mount(table: list, path: str):
-    """The mount on top at ``path`` (the one no other mount at ``path`` sits on), or None."""
-    here = [m for m in table if m["path"] == path]
+def index_mounts(table: list) -> dict:
+    """path -> the mounts at that path, in table order (for many lookups)."""
+    index = {}
+    for m in table:
+        index.setdefault(m["path"], []).append(m)
+    return index
+
+
+def top_mount(table, path: str):
+    """The mount on top at ``path`` (the one no other mount at ``path`` sits on), or None.
+
+    ``table`` is a mountinfo list or an :func:`index_mounts` dict."""
+    here = table.get(path, []) if isinstance(table, dict) else [m for m in table if m["path"] == path]
     if not here:
         return None
     ids = {m["parent_id"] for m in here}
@@ -706,6 +716,7 @@ def plan_mounts(meta: dict, specs: list, table: list, paths: dict, table_lines: 
     name = meta["name"]
     plans = []
     unmounting = {s.path for s in specs if s.state in ("unmounted", "absent")}
+    index = index_mounts(table)
     for spec in specs:
         p = MountPlan(spec)
         p.table_before = table_lines.get(spec.path)
@@ -719,7 +730,7 @@ def plan_mounts(meta: dict, specs: list, table: list, paths: dict, table_lines: 
         if spec.state == "present":
             plans.append(p)
             continue
-        m = top_mount(table, spec.path)
+        m = top_mount(index, spec.path)
         p.current = m
         info = paths.get(spec.path, {})
         if spec.state in ("unmounted", "absent"):
@@ -1130,7 +1141,8 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
                             order.append(p.spec.path)
                         lines[p.spec.path] = p.table_after
                 write_table(tpath, name, [lines[k] for k in order if k in lines])
-        results = [_result(p, top_mount(final, p.spec.path), check_mode) for p in plans]
+        final_index = index_mounts(final)
+        results = [_result(p, top_mount(final_index, p.spec.path), check_mode) for p in plans]
         out = {"changed": any(p.changed for p in plans), "results": results, "diff": {"before": before, "after": after}, "table": tpath}
         if mplan:
             out["mirror"] = mirror_result(mplan)
