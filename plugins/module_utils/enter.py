@@ -271,6 +271,7 @@ def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w) 
             _send(status_w, payload)
         finally:
             os._exit(1)
+    err = errno.ENOEXEC
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as exc:

@@ -130,12 +130,14 @@ options:
 attributes:
   check_mode:
     support: partial
-    description:
+    description: Can run in check mode and predicts whether the command would run.
+    details:
       - The command is skipped in check mode (and the result says so) unless O(run_in_check_mode=true).
       - The O(creates)/O(removes) decision (and O(user), O(chdir)) is checked inside the guest, so check mode predicts
         whether the command would run.
   diff_mode:
     support: none
+    description: Running a command has no before and after to show.
   idempotent:
     support: N/A
     description:
