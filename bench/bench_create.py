@@ -129,7 +129,7 @@ def shell_round(bench, n, figures):
     figures.setdefault(("shell create", n), []).append(seconds)
     figures.setdefault(("shell retries", n), []).append(int(out.split("retries=")[1].split()[0]))
     expect(bench, SHELL_DIR, 5 * n, n, 0, 0, f"shell create {n}")
-    seconds, _ = bench.ssh_script(SHELL_TEARDOWN, SHELL_DIR)
+    seconds = bench.ssh_script(SHELL_TEARDOWN, SHELL_DIR)[0]
     figures.setdefault(("shell teardown", n), []).append(seconds)
     expect(bench, SHELL_DIR, 0, 0, 0, 0, f"shell teardown {n}")
 
@@ -158,7 +158,7 @@ def cleanup(bench):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--sizes", default="100,1000")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--keep-lab", action="store_true", help="leave a lab this bench brought up running")

@@ -50,7 +50,7 @@ def meminfo() -> dict:
     out = {}
     with open("/proc/meminfo") as f:
         for line in f:
-            key, _, rest = line.partition(":")
+            key, rest = line.split(":", 1)
             if key in KEYS:
                 out[key] = int(rest.split()[0])  # KiB
     return out
@@ -61,7 +61,7 @@ def kernel(m: dict) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--guests", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--settle", type=float, default=3.0, help="seconds to wait before each meminfo reading")
@@ -104,7 +104,10 @@ def main(argv=None) -> int:
                 print("round %d done" % (r + 1), file=sys.stderr, flush=True)
         finally:
             bench.task("linuxns.guests.namespace_create", {"guests": names, "state": "absent"})
-    med = lambda k: median(per[k])  # noqa: E731
+
+    def med(key):
+        return median(per[key])
+
     rows.append(("median", "%.0f" % med("pss"), "%.0f" % med("kernel"), "%.0f" % med("shmem"),
                  "%.0f" % (med("pss") + med("kernel")), "%.0f" % med("avail"), "%.0f" % med("noise_kernel"), "%.0f" % med("noise_avail"), "", ""))
     print("KiB per idle guest at %d guests (namespaces mnt,uts,ipc,net,pid; default reaper) on lab host %s" % (n, bench.host.name))
