@@ -273,3 +273,15 @@ def test_many_guests_in_one_call(unit_registry, busybox_root):
 def test_bad_requests(kw, match):
     with pytest.raises(InvalidInput, match=match):
         Request(**kw)
+
+
+def test_every_namespace_type_with_a_user_namespace(unit_registry, busybox_root):
+    all_types = ["user", "mnt", "uts", "pid", "time", "net", "ipc", "cgroup"]
+    guests.ensure_guests(unit_registry, [{"name": "u1", "root": busybox_root, "namespaces": all_types, "uid_map": ["0 0 1", "1000 1000 1"],
+                                          "gid_map": ["0 0 1", "1000 1000 1"], "time_offsets": {"monotonic": 86400}}])
+    meta = unit_registry.find("u1")
+    script = "id; for t in %s; do stat -L -c %%i /proc/self/ns/$t; done" % " ".join(all_types)
+    r = run(meta, argv=["sh", "-c", script], user="web")
+    lines = r["stdout"].splitlines()
+    assert lines[0] == "uid=1000(web) gid=1000(web) groups=1000(web)"
+    assert [int(x) for x in lines[1:]] == [meta["pins"][t]["ino"] for t in all_types]
