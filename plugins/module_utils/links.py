@@ -579,6 +579,21 @@ class Net:
             st = self.states[ref.key] = NsState(self, ref, ref.path)
         return st
 
+    def lock_guests(self, specs) -> None:
+        """Take the locks of every guest the specs name, in name order (no lock-order deadlock
+        between two runs that link the same guests the other way round)."""
+        names = set()
+        for spec in specs:
+            for ref in (spec.ns, spec.peer.ns if spec.peer else None):
+                if ref is not None and ref.kind == "guest":
+                    try:
+                        names.add(self.registry.resolve(ref.name, "guest"))
+                    except GuestError:
+                        continue  # reported with its parameter name when planned
+        for name in sorted(names):
+            if self.registry.load(name) is not None:
+                self.lock_guest(name)
+
     def lock_guest(self, name: str) -> None:
         if name not in self.locks:
             lock = self.registry.lock(name)
@@ -1312,6 +1327,7 @@ def ensure_links(registry, entries, check_mode: bool = False) -> dict:
     specs = normalize(entries)
     net = Net(registry)
     try:
+        net.lock_guests(specs)
         plans = plan_links(net, specs)
         results, before, after = [], {}, {}
         for p in plans:

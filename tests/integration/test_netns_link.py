@@ -244,6 +244,23 @@ def test_bad_input_fails_clearly_and_changes_nothing(guests3, ansible_playbook, 
     assert addr_snapshot(lab_exec) == before_addrs
 
 
+def test_removing_a_guest_leaves_no_veth_on_the_host(lab, ansible_playbook, lab_exec):
+    try:
+        ansible_playbook([
+            {"name": "guest", CREATE: {"name": "lk9", "namespaces": ["net"]}},
+            task({"guest": "lk9", "ifname": "eth0", "addresses": ["198.19.12.2/24"],
+                  "peer": {"ifname": "vh-lk9", "bridge": "lnbr-t9", "addresses": ["198.19.12.1/24"]}}, "link"),
+        ])
+        assert link(lab_exec, "vh-lk9") is not None
+        ansible_playbook([{"name": "remove", CREATE: {"name": "lk9", "state": "absent"}}])
+        assert link(lab_exec, "vh-lk9") is None
+        assert "198.19.12.1/24" not in [a for item in ipj(lab_exec, ["addr", "show"]) for a in addrs(item)]
+    finally:
+        ansible_playbook([{"name": "cleanup", CREATE: {"name": "lk9", "state": "absent"}}])
+        lab_exec("lab1", ["ip", "link", "del", "vh-lk9"], check=False)
+        lab_exec("lab1", ["ip", "link", "del", "lnbr-t9"], check=False)
+
+
 def _venv(name, packages):
     """A venv from /usr/bin/python3 under tests/output (git-ignored), reused between runs."""
     path = VENV_DIR / name
