@@ -362,7 +362,9 @@ def validate_host_side(spec: MountSpec, known: set) -> None:
         except OSError as exc:
             raise InvalidInput("%ssrc %s: the bind source does not exist on the host (%s)" % (w, spec.src, exc.strerror)) from None
         spec.src_stat = st
+        _check_mount_api()
         return
+    _check_mount_api()
     if spec.fstype not in known:
         try:  # fsopen loads the filesystem's module when it has one
             os.close(sc.fsopen(spec.fstype))
@@ -385,6 +387,26 @@ def validate_host_side(spec: MountSpec, known: set) -> None:
                 raise InvalidInput("%sopts: %s does not accept %r: %s" % (w, spec.fstype, word, why)) from None
     finally:
         os.close(fd)
+
+
+_MOUNT_API = {}
+
+
+def _check_mount_api() -> None:
+    """The new mount API (open_tree, move_mount, fsopen..., Linux 5.2+; mount_setattr 5.12+) is required."""
+    if "ok" in _MOUNT_API:
+        return
+    try:
+        os.close(sc.fsopen("tmpfs"))
+    except KernelError as exc:
+        if exc.errno in (_errno.ENOSYS, _errno.EPERM) or "not supported" in exc.msg:
+            raise KernelError(
+                "this kernel lacks the new mount API (open_tree/move_mount/fsopen, Linux 5.2 or newer): namespace_mount "
+                "cannot take a host path into a guest or make a mount outside it; mount from inside the guest instead "
+                "(guest_enter_exec with mount, sources visible in the guest)", errno=exc.errno,
+            ) from None
+        raise
+    _MOUNT_API["ok"] = True
 
 
 def _fs_log(fd: int) -> str:

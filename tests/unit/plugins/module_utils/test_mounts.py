@@ -378,3 +378,17 @@ def test_mirror_tree_shows_guest_mounts_and_reports_campers(unit_registry, busyb
     assert not mounts.converge(unit_registry, "m8", [], mirror=base, mirror_state="absent")["changed"]
     with pytest.raises(InvalidInput):
         mounts.converge(unit_registry, "m8", [], mirror="relative")
+
+
+def test_kernel_without_the_new_mount_api_is_named(monkeypatch, tmp_path):
+    import errno
+
+    def no_fsopen(*_args, **_kw):
+        raise KernelError("fsopen(tmpfs) failed: Function not implemented (ENOSYS)", errno=errno.ENOSYS)
+
+    monkeypatch.setattr(mounts.sc, "fsopen", no_fsopen)
+    monkeypatch.setattr(mounts, "_MOUNT_API", {})
+    spec = mounts.MountSpec({"path": "/x", "fstype": "bind", "src": str(tmp_path)})
+    with pytest.raises(KernelError) as exc:
+        mounts.validate_host_side(spec, set())
+    assert "lacks the new mount API" in exc.value.msg and "Linux 5.2" in exc.value.msg
