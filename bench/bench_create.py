@@ -7,13 +7,14 @@ brought up with one host and taken down at the end), for each size N (default 10
   shell create    one ssh session runs a bash loop: per guest a folder of 5 pin files in a
                   private bind-mounted folder and `unshare --mount=F --uts=F --ipc=F --net=F
                   --pid=F --fork --kill-child=KILL catatonit -P &`, waiting until the mnt pin
-                  (unshare binds it last) is unshare's mount namespace. On Linux 6.18 the mount-namespace pin
-                  fails with EINVAL when the new namespace got a lower id than the pinning
-                  process's (per-CPU id batches; see guests._newer_mnt_ns): the loop then
-                  unmounts what the failed try pinned, moves itself to the next CPU
+                  (unshare binds it last) is unshare's mount namespace. On Linux 6.18 the
+                  mount-namespace pin fails with EINVAL when the new namespace got a lower id
+                  than the pinning process's (per-CPU id batches; see guests._newer_mnt_ns):
+                  the loop then kills the failed try's reaper (PID 1 of its pinned pid
+                  namespace), unmounts what it pinned, moves itself to the next CPU
                   (`taskset -p`) and retries. Retries are counted and reported.
-  shell teardown  one ssh session: per guest SIGKILL its unshare (--kill-child takes the reaper along), umount its 5 pins; then
-                  one `rm -rf` of the folder.
+  shell teardown  one ssh session: per guest SIGKILL its unshare (--kill-child takes the
+                  reaper along), umount its 5 pins; then one `rm -rf` of the folder.
   ours create     one `linuxns.guests.namespace_create` task, `guests:` list of N names,
                   default namespaces mnt,uts,ipc,net,pid.
   ours rerun      the same task again (no change).
@@ -63,6 +64,12 @@ for ((i = 1; i <= N; i++)); do
         done
         if [ -n "$ok" ]; then echo "$pid" > "$d/init"; break; fi
         wait "$pid"
+        # unshare forks the reaper before it pins; --kill-child (PR_SET_PDEATHSIG, set
+        # by the child after fork) can miss a parent that failed fast: kill what is PID 1
+        # of the pinned pid namespace, then drop the pins the failed try made.
+        for p in /proc/[0-9]*; do
+            [ "$p/ns/pid" -ef "$d/pid" ] && kill -KILL "${p#/proc/}" 2>/dev/null
+        done
         umount -q "$d/mnt" "$d/uts" "$d/ipc" "$d/net" "$d/pid" 2>/dev/null
         retries=$((retries + 1))
         [ "$retries" -gt $((N + 50)) ] && { echo "too many retries" >&2; exit 1; }
