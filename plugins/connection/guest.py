@@ -197,6 +197,15 @@ HOST_VARS = frozenset((
 ))
 
 
+def _local_tmp():
+    """The run's local temp folder (shared by the forked workers; removed at the end of the run), or None."""
+    try:
+        path = C.DEFAULT_LOCAL_TMP
+    except Exception:  # pragma: no cover - very old or unusual configs
+        return None
+    return path if path and os.path.isdir(path) else None
+
+
 def parse_entry_error(rc: int, stdout: bytes, stderr: bytes):
     """The entry program's own error report (class, message), or None when the command itself ran."""
     if rc != ERROR_RC:
@@ -305,7 +314,8 @@ class Connection(ConnectionBase):
         return self
 
     def _entry(self, *args) -> str:
-        return entry_program.command(self.get_option("linuxns_host_python"), [args[0], self.get_option("linuxns_state_dir")] + list(args[1:]))
+        return entry_program.command(self.get_option("linuxns_host_python"), [args[0], self.get_option("linuxns_state_dir")] + list(args[1:]),
+                                     cache_dir=_local_tmp())
 
     def _outer(self, args, in_data=None, sudoable=True, what="command"):
         """Run the entry program on the host; map its failures to clear connection errors."""

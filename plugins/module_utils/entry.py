@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 
 from ansible_collections.linuxns.guests.plugins.module_utils import enter
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
@@ -189,6 +188,8 @@ def fetch(meta: dict, path: str) -> int:
 def stage(registry: reg.Registry, meta: dict, path: str) -> int:
     where = os.path.join(registry.state_dir, TRANSFER_DIR)
     os.makedirs(where, mode=0o700, exist_ok=True)
+    import tempfile  # only here: it costs the other commands ~10 ms of imports
+
     fd, tmp = tempfile.mkstemp(prefix="fetch-", dir=where)
     try:
         _transfer(meta, (0, fd, 2), _reader(meta, path))
@@ -220,6 +221,8 @@ def unstage(registry: reg.Registry, path: str) -> int:
 def mkstage(registry: reg.Registry) -> int:
     where = os.path.join(registry.state_dir, TRANSFER_DIR)
     os.makedirs(where, mode=0o700, exist_ok=True)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix="put-", dir=where)
     os.close(fd)
     sys.stdout.write(tmp + "\n")

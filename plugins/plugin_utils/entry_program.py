@@ -8,15 +8,17 @@ entry - the one enter path ``guest_enter_exec`` uses too): docstrings and
 comments are stripped, the sources are embedded in a small bootstrap that
 registers them as modules under their real names, and the whole is compressed
 and base64-encoded into one ``python -c`` argument.  Nothing is installed or
-cached on the host; every command carries its program (about 12 kB).
+cached on the host; every command carries its program (about 14 kB).
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import os
 import shlex
+import tempfile
 import zlib
 
 PACKAGE = "ansible_collections.linuxns.guests.plugins.module_utils"
@@ -62,15 +64,19 @@ def strip_source(source: str, filename: str = "<source>") -> str:
     return ast.unparse(tree)
 
 
-def read_sources(directory: str | None = None) -> list:
-    """[(name, stripped source)] of the entry program's modules, in dependency order."""
+def raw_sources(directory: str | None = None) -> list:
+    """[(name, source as in the file)] of the entry program's modules, in dependency order."""
     directory = directory or module_utils_dir()
     out = []
     for name in MODULES:
-        path = os.path.join(directory, name + ".py")
-        with open(path, encoding="utf-8") as f:
-            out.append((name, strip_source(f.read(), path)))
+        with open(os.path.join(directory, name + ".py"), encoding="utf-8") as f:
+            out.append((name, f.read()))
     return out
+
+
+def read_sources(directory: str | None = None) -> list:
+    """[(name, stripped source)] of the entry program's modules, in dependency order."""
+    return [(name, strip_source(src, name + ".py")) for name, src in raw_sources(directory)]
 
 
 def program_text(sources: list | None = None) -> str:
@@ -82,18 +88,48 @@ def program_text(sources: list | None = None) -> str:
 _CACHE: dict = {}
 
 
-def payload(sources: list | None = None) -> str:
-    """The ``-c`` argument: a one-liner that decompresses and runs the program."""
-    if sources is None and "payload" in _CACHE:
-        return _CACHE["payload"]
+def _build(sources: list) -> str:
     blob = base64.b64encode(zlib.compress(program_text(sources).encode("utf-8"), 9)).decode("ascii")
-    text = "import zlib,base64;exec(zlib.decompress(base64.b64decode('%s')))" % blob
-    if sources is None:
-        _CACHE["payload"] = text
+    return "import zlib,base64;exec(zlib.decompress(base64.b64decode('%s')))" % blob
+
+
+def payload(sources: list | None = None, cache_dir: str | None = None) -> str:
+    """The ``-c`` argument: a one-liner that decompresses and runs the program.
+
+    Building it (ast round trips, zlib) costs a few hundred milliseconds on a busy
+    controller, and Ansible forks a worker per task and host: the result is kept in
+    memory and, with ``cache_dir`` (the run's local temp folder), in a file named by the
+    hash of the sources, so one run builds it once.
+    """
+    if sources is not None:
+        return _build(sources)
+    raw = raw_sources()
+    key = hashlib.sha1(repr(raw).encode("utf-8")).hexdigest()
+    if key in _CACHE:
+        return _CACHE[key]
+    path = os.path.join(cache_dir, "linuxns-entry-%s.txt" % key) if cache_dir else None
+    text = None
+    if path:
+        try:
+            with open(path, encoding="ascii") as f:
+                text = f.read()
+        except (OSError, ValueError):
+            text = None
+    if not text:
+        text = _build([(name, strip_source(src, name + ".py")) for name, src in raw])
+        if path:
+            try:
+                fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".linuxns-entry-")
+                with os.fdopen(fd, "w", encoding="ascii") as f:
+                    f.write(text)
+                os.replace(tmp, path)
+            except OSError:
+                pass
+    _CACHE[key] = text
     return text
 
 
-def command(python: str, args, sources: list | None = None) -> str:
+def command(python: str, args, sources: list | None = None, cache_dir: str | None = None) -> str:
     """The shell command line that runs the entry program with ``args`` on the host."""
-    argv = [python, "-I", "-S", "-c", payload(sources)] + [str(a) for a in args]
+    argv = [python, "-I", "-S", "-c", payload(sources, cache_dir)] + [str(a) for a in args]
     return " ".join(shlex.quote(a) for a in argv)

@@ -171,3 +171,14 @@ def test_missing_and_stopped_guests(unit_registry, guest):
     status = json.loads(run(["status", state, "eg1", "nosuch", "4242"]).stdout)
     assert status["guests"]["eg1"]["status"] == "stopped"
     assert status["refs"] == {"eg1": "eg1", "nosuch": None, "4242": "eg1"}
+
+
+def test_payload_cache_file_is_shared_by_workers(tmp_path, monkeypatch):
+    ep._CACHE.clear()
+    first = ep.payload(cache_dir=str(tmp_path))
+    files = os.listdir(str(tmp_path))
+    assert len(files) == 1 and files[0].startswith("linuxns-entry-")
+    # another worker (empty memory cache) reads the file instead of building
+    ep._CACHE.clear()
+    monkeypatch.setattr(ep, "strip_source", lambda *a: pytest.fail("built again instead of read from the cache file"))
+    assert ep.payload(cache_dir=str(tmp_path)) == first
