@@ -1,0 +1,253 @@
+"""Roles guest_host and guest over real ssh against lab hosts.
+
+The whole play is the unit here: check mode first (it must not fail and must predict
+changes), the real run, the real run again (no task of the play may report a change) and
+check mode again (nothing to change). The result is verified from outside the lab host:
+/run/linuxns/guests, namespace pins, /proc/PID/mountinfo, the processes' parents, and
+pages fetched from each guest's busybox httpd over the host bridge. Guest networks use
+198.19.0.0/16 only (198.18.N.0/24 are the lab hosts' own links). Everything lives under the
+lab host's private /tmp and /run and is removed by the fixtures, also on failure.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HOST = "lab1"
+BASE = "/tmp/lnsr-it"
+TABLES = BASE + "/tables"
+ROOTS = BASE + "/roots"
+BRIDGE = "lnsrit0"
+NET = "198.19.7"
+GUESTS = ("web", "side", "boxinit")
+
+GUEST_LIST = [
+    {"name": "web", "root_build": True, "address": NET + ".11/24", "gateway": NET + ".1",
+     "files": [{"path": "/www/index.html", "content": "page of web\n"}],
+     "services": [{"name": "httpd", "argv": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"], "stop": ["/bin/true"]}],
+     "mounts": [{"path": "/scratch", "fstype": "tmpfs", "opts": "size=1m"}]},
+    {"name": "side", "namespaces": ["mnt", "uts", "ipc", "pid"], "share": {"net": "web"}, "root_build": True,
+     "hostname": "side.example"},
+    {"name": "boxinit", "root_build": True, "init": ["/bin/busybox", "init"], "stop_signal": "SIGUSR2", "stop_timeout": 5,
+     "address": NET + ".12/24",
+     "files": [{"path": "/www/index.html", "content": "page of boxinit\n"}],
+     "services": [{"name": "httpd", "argv": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]}]},
+]
+
+
+HOST_VARS = {"guest_host_table_dir": TABLES, "guest_host_dirs": [ROOTS], "guest_host_ip_forward": True,
+             "guest_host_min_namespaces": 100, "guest_host_bridge": BRIDGE, "guest_host_bridge_addresses": [NET + ".1/24"],
+             "guest_host_routes": [{"dst": "198.19.9.0/24", "via": NET + ".254"}]}
+
+
+def guest_play(state="started", guests=None, host_vars=None, with_host=False, **more):
+    """[guest_host then] guest on HOST (guest_host gives the bridge the host's address)."""
+    role_vars = {"guest_list": GUEST_LIST if guests is None else guests, "guest_state": state,
+                 "guest_table_dir": TABLES, "guest_roots_dir": ROOTS, "guest_bridge": BRIDGE}
+    role_vars.update(more)
+    return [{"name": "guest roles", "hosts": HOST, "gather_facts": False,
+             "roles": ([{"role": "linuxns.guests.guest_host", "vars": dict(HOST_VARS, **(host_vars or {}))}] if with_host else [])
+             + [{"role": "linuxns.guests.guest", "vars": role_vars}]}]
+
+
+def changed_tasks(run):
+    return ["%s: %s" % (r.host, r.task) for r in run.results if r.changed]
+
+
+def sh(lab_exec, script, check=True):
+    return lab_exec(HOST, ["sh", "-c", script], check=check)
+
+
+def guests_on_host(lab_exec):
+    return sorted(sh(lab_exec, "ls /run/linuxns/guests 2>/dev/null || true").stdout.split())
+
+
+def meta(lab_exec, name):
+    return json.loads(sh(lab_exec, "cat /run/linuxns/guests/%s/meta.json" % name).stdout)
+
+
+def page(lab_exec, address):
+    out = sh(lab_exec, "timeout 5 busybox wget -q -O - http://%s/" % address, check=False)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def processes(lab_exec):
+    """{pid: (ppid, args)} of the lab host."""
+    out = sh(lab_exec, "ps -e -o pid= -o ppid= -o args=").stdout
+    procs = {}
+    for line in out.splitlines():
+        pid, ppid, args = line.split(None, 2)
+        procs[int(pid)] = (int(ppid), args)
+    return procs
+
+
+def httpd_parent(lab_exec, name):
+    """The host pid of the parent of the httpd serving /www in guest NAME, or None."""
+    init = meta(lab_exec, name)["init_pid"]
+    procs = processes(lab_exec)
+    for ppid, args in procs.values():
+        if "httpd -f -p 80" in args and (ppid == init or procs.get(ppid, (0,))[0] == init):
+            return ppid
+    return None
+
+
+def cleanup(ansible_playbook, lab_exec):
+    ansible_playbook(guest_play("absent", guest_purge_root=True), expect_fail=False)
+    sh(lab_exec, "ip link del %s; ip route del 198.19.9.0/24; sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0;"
+       " rm -rf %s" % (BRIDGE, BASE), check=False)
+
+
+@pytest.fixture(scope="module")
+def deployed(lab, ansible):
+    """The three guests after the converge sequence of test_converge (removed at the end)."""
+    def lab_exec(host, argv, check=True):
+        from harness import lab_exec as run
+        return run(lab, host, argv, check=check)
+
+    yield {}
+    cleanup(ansible.playbook, lab_exec)
+    assert guests_on_host(lab_exec) == []
+
+
+def test_converge_check_idempotent(deployed, ansible_playbook, lab_exec):
+    limits = {k: sh(lab_exec, "sysctl -n user.max_%s_namespaces" % k).stdout.strip() for k in ("net", "mnt", "pid")}
+    # Check mode on an empty host: predicts changes, creates nothing.
+    check = ansible_playbook(guest_play(with_host=True), check=True)
+    assert changed_tasks(check), check.describe()
+    assert guests_on_host(lab_exec) == []
+    assert sh(lab_exec, "test -e %s" % ROOTS, check=False).returncode != 0, "check mode made the roots folder"
+    assert sh(lab_exec, "ip link show %s" % BRIDGE, check=False).returncode != 0, "check mode made the bridge"
+
+    first = ansible_playbook(guest_play(with_host=True))
+    assert changed_tasks(first)
+    second = ansible_playbook(guest_play(with_host=True))
+    assert changed_tasks(second) == [], "second run changed:\n" + second.describe()
+    again = ansible_playbook(guest_play(with_host=True), check=True)
+    assert changed_tasks(again) == [], "check mode after converging predicts changes:\n" + again.describe()
+
+    # From outside. guest_host: bridge up with its address, route, forwarding on, limits never lowered.
+    info = json.loads(sh(lab_exec, "ip -j addr show " + BRIDGE).stdout)[0]
+    assert "UP" in info["flags"] and NET + ".1" in [a["local"] for a in info["addr_info"]]
+    route = json.loads(sh(lab_exec, "ip -j route show 198.19.9.0/24").stdout)
+    assert route and route[0]["gateway"] == NET + ".254"
+    assert sh(lab_exec, "sysctl -n net.ipv4.ip_forward").stdout.strip() == "1"
+    for k, v in limits.items():
+        assert sh(lab_exec, "sysctl -n user.max_%s_namespaces" % k).stdout.strip() == v
+    # guest: the guests, shared network, pages over the bridge, mounts, supervision.
+    assert guests_on_host(lab_exec) == sorted(GUESTS)
+    pins = {g: sh(lab_exec, "stat -L -c %%i /run/linuxns/guests/%s/ns/net" % g).stdout.strip() for g in ("web", "side")}
+    assert pins["web"] == pins["side"], "side does not share web's network namespace"
+    assert sh(lab_exec, "ip netns exec side hostname", check=False).returncode == 0
+    assert page(lab_exec, NET + ".11") == "page of web"
+    assert page(lab_exec, NET + ".12") == "page of boxinit"
+    web = meta(lab_exec, "web")
+    assert "/scratch" in sh(lab_exec, "cut -d' ' -f5 /proc/%d/mountinfo" % web["init_pid"]).stdout.split()
+    assert "/scratch" in sh(lab_exec, "cat %s/web/fstab" % TABLES).stdout
+    procs = processes(lab_exec)
+    # init-less: the service's parent is the guest's reaper; init-based: busybox init respawns it.
+    assert httpd_parent(lab_exec, "web") == web["init_pid"]
+    assert "catatonit" in procs[web["init_pid"]][1]
+    box = meta(lab_exec, "boxinit")
+    assert procs[box["init_pid"]][1].startswith("/bin/busybox init")
+    assert httpd_parent(lab_exec, "boxinit") == box["init_pid"]
+    deployed["web_init"] = web["init_pid"]
+
+
+def killed_httpd(lab_exec, name):
+    init = meta(lab_exec, name)["init_pid"]
+    procs = processes(lab_exec)
+    found = [pid for pid, (ppid, args) in procs.items() if "httpd -f" in args and (ppid == init or procs.get(ppid, (0,))[0] == init)]
+    assert len(found) == 1, found
+    sh(lab_exec, "kill -9 %d" % found[0])
+    return found[0]
+
+
+def test_services_and_state_transitions(deployed, ansible_playbook, lab_exec):
+    if "web_init" not in deployed:
+        pytest.skip("needs test_converge_check_idempotent")
+    # Supervision: busybox init respawns its service by itself; the init-less guest's
+    # service is started again by the next run (only the services task changes).
+    old_box = killed_httpd(lab_exec, "boxinit")
+    killed_httpd(lab_exec, "web")
+    run = ansible_playbook(guest_play())
+    changed = changed_tasks(run)
+    assert len(changed) == 1 and changed[0].endswith("Start the services of init-less guests (one task per distinct service)"), run.describe()
+    assert page(lab_exec, NET + ".11") == "page of web"
+    assert page(lab_exec, NET + ".12") == "page of boxinit"
+    assert httpd_parent(lab_exec, "boxinit") == meta(lab_exec, "boxinit")["init_pid"]
+    assert old_box not in processes(lab_exec)
+
+    # restarted: new namespaces and init, mount table re-applied, services back.
+    before = meta(lab_exec, "web")["init_pid"]
+    run = ansible_playbook(guest_play("restarted"))
+    assert changed_tasks(run)
+    web = meta(lab_exec, "web")
+    assert web["init_pid"] != before
+    assert "/scratch" in sh(lab_exec, "cut -d' ' -f5 /proc/%d/mountinfo" % web["init_pid"]).stdout.split()
+    assert page(lab_exec, NET + ".11") == "page of web"
+    assert page(lab_exec, NET + ".12") == "page of boxinit"
+
+    # stopped: namespaces, processes and veths gone; root folders and mount table kept.
+    stop = ansible_playbook(guest_play("stopped"))
+    assert changed_tasks(stop)
+    assert guests_on_host(lab_exec) == []
+    assert not [a for _p, (_pp, a) in processes(lab_exec).items() if "httpd -f" in a]
+    assert sh(lab_exec, "ip link show ve-web", check=False).returncode != 0
+    assert sh(lab_exec, "test -x %s/web/bin/busybox && test -s %s/web/fstab" % (ROOTS, TABLES), check=False).returncode == 0
+
+    # absent: the tables and, with guest_purge_root, the roots are gone too.
+    gone = ansible_playbook(guest_play("absent", guest_purge_root=True))
+    assert changed_tasks(gone)
+    assert guests_on_host(lab_exec) == []
+    assert sh(lab_exec, "ls %s %s" % (TABLES, ROOTS)).stdout.split() == [TABLES + ":", ROOTS + ":"]
+    assert not sh(lab_exec, "ls /run/netns").stdout.split()
+
+BAD_INPUTS = [
+    ({"guest_state": "paused"}, "guest_state"),
+    ({"guest_list": [{"hostname": "x"}]}, "name"),
+    ({"guest_list": [{"name": "a", "namespaces": ["net", "bogus"]}]}, "namespaces"),
+    ({"guest_list": [{"name": "a", "services": [{"name": "s", "argv": ["/bin/true"]}]}]}, "need a root folder"),
+    ({"guest_list": [{"name": "a"}, {"name": "a"}]}, "duplicate guest names"),
+    ({"guest_list": [{"name": "a", "state": "stopped"}, {"name": "b", "share": {"net": "a"}}]}, "give both the same state"),
+    ({"guest_list": [{"name": "a", "stop_timeout": "soon"}]}, "stop_timeout"),
+    ({"guest_host": {"guest_host_install": False, "guest_host_packages": ["iproute2", "linuxns-no-such-package"]}},
+     "linuxns-no-such-package"),
+    ({"guest_host": {"guest_host_pyroute2_source": "conda"}}, "guest_host_pyroute2_source"),
+]
+
+
+def _bad_run(ansible_playbook, bad):
+    role_vars = {"guest_list": [{"name": "bad1", "root_build": True}], "guest_roots_dir": ROOTS, "guest_table_dir": TABLES,
+                 "guest_bridge": BRIDGE}
+    roles = []
+    if "guest_host" in bad:
+        roles.append({"role": "linuxns.guests.guest_host", "vars": dict(bad["guest_host"], guest_host_bridge=BRIDGE + "x")})
+    else:
+        role_vars.update(bad)
+    roles.append({"role": "linuxns.guests.guest", "vars": role_vars})
+    play = [{"name": "bad input", "hosts": HOST, "gather_facts": False, "roles": roles}]
+    return ansible_playbook(play, expect_fail=True)
+
+
+READ_ONLY = {"validate_argument_spec", "set_fact", "assert", "package_facts", "command", "include_tasks"}
+
+
+def test_bad_input_fails_before_any_change(ansible_playbook, lab_exec):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = list(pool.map(lambda case: _bad_run(ansible_playbook, case[0]), BAD_INPUTS))
+    for (bad, word), run in zip(BAD_INPUTS, runs):
+        failed = [r for r in run.results if r.failed]
+        assert failed, run.describe()
+        assert word in failed[0].get("msg", ""), "%r: %s" % (bad, failed[0].result)
+        assert "Traceback" not in run.stdout + run.stderr
+        # Nothing ran that changes the host: only validation, planning and reading.
+        assert not changed_tasks(run), run.describe()
+        assert {r.action.rsplit(".", 1)[-1] for r in run.results} <= READ_ONLY, [r.action for r in run.results]
+    assert guests_on_host(lab_exec) == []
+    assert sh(lab_exec, "test -e %s/bad1 || ip link show %sx" % (ROOTS, BRIDGE), check=False).returncode != 0
