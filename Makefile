@@ -3,6 +3,9 @@
 #   make demo    deps + venv + link, 2 lab hosts, playbooks/demo.yml, lab down (also on failure)
 #   make sanity  ansible-test sanity on a copy of the tree
 #   make lint    ruff (ruff.toml)
+#   make ansible-lint   ansible-lint, production profile, on roles, playbooks and molecule scenarios
+#   make molecule       molecule scenarios (extensions/molecule), each on its own lab
+#   make fleet-demo     2 lab hosts x 5 guests: playbooks/fleet.yml, summary table, lab down (FLEET_SIZE=N)
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
 
@@ -20,7 +23,7 @@ SANITY_DIR := $(REPO)/build/sanity/ansible_collections/linuxns/guests
 SANITY_PYTHON ?= 3.11
 GET_PIP_VERSIONS ?= 24.2
 
-.PHONY: deps venv link lab-up lab-down lab-status test demo sanity lint clean
+.PHONY: deps venv link lab-up lab-down lab-status test demo sanity lint clean ansible-lint molecule fleet-demo
 
 deps:
 	@bash $(REPO)/tests/lab/deps.sh
@@ -68,6 +71,18 @@ sanity: deps venv
 
 lint: venv
 	cd $(REPO) && $(VENV)/bin/ruff check --no-cache .
+
+ansible-lint: venv link
+	cd $(REPO) && PATH=$(VENV)/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$(REPO)/build $(VENV)/bin/ansible-lint --offline roles playbooks extensions
+
+MOLECULE_SCENARIOS ?= default fleet
+molecule: deps venv link
+	for s in $(MOLECULE_SCENARIOS); do bash $(REPO)/tests/lab/molecule.sh $$s || exit 1; done
+
+FLEET_SIZE ?= 5
+fleet-demo: deps venv link
+	DEMO_PLAYBOOK=$(REPO)/playbooks/fleet.yml DEMO_ARGS="-e fleet_size=$(FLEET_SIZE) -e fleet_teardown=true $(DEMO_ARGS)" \
+	    bash $(REPO)/tests/lab/demo.sh
 
 clean:
 	-$(LAB) down --purge
