@@ -42,6 +42,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OUTPUT_GRACE = 0.5
 READ_CHUNK = 1 << 16
 WRITE_CHUNK = 1 << 16
+PARALLEL = 8  # guests entered at a time by run_many
 
 __all__ = ["Request", "kill_tree", "prepare_guests", "resolve_user", "run", "run_many"]
 
@@ -259,39 +260,6 @@ def _decode(data: bytes, strip: bool) -> str:
     return text.rstrip("\r\n") if strip else text
 
 
-def _set_nonblocking(fd: int) -> None:
-    os.set_blocking(fd, False)
-
-
-class _Io:
-    """The caller's side of one command: stdin/stdout/stderr and the status pipe, in one poll loop."""
-
-    def __init__(self, stdin: bytes | None):
-        self.stdin = memoryview(stdin or b"")
-        self.fds = {}
-        in_r, in_w = os.pipe2(os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        self.child_ends = (in_r, out_w, err_w)
-        self.in_w, self.out_r, self.err_r = in_w, out_r, err_r
-        self.out, self.err, self.status = [], [], []
-
-    def close_child_ends(self) -> None:
-        for fd in self.child_ends:
-            os.close(fd)
-        self.child_ends = ()
-
-    def close(self) -> None:
-        for fd in list(self.child_ends) + [self.in_w, self.out_r, self.err_r]:
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.child_ends = ()
-        self.in_w = self.out_r = self.err_r = -1
-
-
 def _messages(raw: bytes) -> list:
     out = []
     for line in raw.split(b"\n"):
@@ -303,203 +271,250 @@ def _messages(raw: bytes) -> list:
     return out
 
 
-def _run_one(meta: dict, req: Request, check_only: bool) -> dict:
-    """Run the request in one guest; the result dict of ansible.builtin.command plus guest/context_id."""
-    name = meta["name"]
-    result = {
-        "guest": name, "context_id": meta.get("context_id"), "cmd": list(req.argv), "changed": False, "rc": None,
-        "stdout": "", "stderr": "", "start": None, "end": None, "delta": None, "msg": "",
-    }
-    io = _Io(None if check_only else req.stdin)
-    env = req.environment()
-    env.update({k: v for k, v in _root_env().items() if req.user is None and k not in req.env})
-    credentials = None
-    if req.user is not None:
-        user = req.user
-
-        def credentials():
-            return resolve_user(user, name)
-
-    prepare = _prepare_checks(req.creates, req.removes) if (req.creates or req.removes) else None
-    start = _now()
-    t0 = time.monotonic()
-    try:
-        spawned = enter.spawn_in_guest(meta, req.namespaces, None if check_only else req.argv, env, io.child_ends,
-                                       root=req.root, cwd=req.chdir, credentials=credentials, prepare=prepare)
-    except BaseException:
-        io.close()
-        raise
-    try:
-        io.close_child_ends()
-        outcome = _pump(io, spawned, req.timeout, t0)
-    finally:
-        io.close()
-        os.close(spawned.status_fd)
-        enter.wait_child(spawned.pid)
-    end = _now()
-    msgs = outcome["messages"]
-    first_error = next((m for m in msgs if "error" in m), None)
-    report = next((m for m in msgs if "report" in m), None)
-    exit_msg = next((m for m in msgs if "exit" in m), None)
-    if first_error is not None and "rc" not in first_error:
-        # E failed while entering: nothing ran.
-        enter.raise_payload(first_error)
-    if first_error is not None and first_error.get("class") != "ExecFailed":
-        enter.raise_payload(first_error)
-    if report is not None:
-        rep = report["report"]
-        if rep is not None and rep.get("skip"):
-            verb = "Would" if check_only else "Did"
-            if rep["skip"] == "creates":
-                result["msg"] = "%s not run command since '%s' exists inside guest %r" % (verb, rep["path"], name)
-                result["stdout"] = "skipped, since %s exists" % rep["path"]
-            else:
-                result["msg"] = "%s not run command since '%s' does not exist inside guest %r" % (verb, rep["path"], name)
-                result["stdout"] = "skipped, since %s does not exist" % rep["path"]
-            result["rc"] = 0
-            return result
-        # check mode: the command would run
-        result["rc"] = 0
-        result["msg"] = "Command would have run if not in check mode"
-        if req.creates is None and req.removes is None:
-            result["skipped"] = True
-        else:
-            result["changed"] = True
-        return result
-    if exit_msg is None:
-        raise GuestError("guest %r: the process that entered it died before reporting the command's end" % name)
-    status = exit_msg["exit"]
-    rc = os.waitstatus_to_exitcode(status) if status else 0
-    result.update({
-        "changed": True, "rc": rc,
-        "stdout": _decode(b"".join(io.out), req.strip_empty_ends),
-        "stderr": _decode(b"".join(io.err), req.strip_empty_ends),
-        "start": str(start), "end": str(end), "delta": str(end - start),
-    })
-    if outcome["timed_out"]:
-        result["failed"] = True
-        result["timed_out"] = True
-        result["msg"] = "command timed out after %s seconds inside guest %r: killed it and its processes (%d)" % (
-            _fmt_seconds(req.timeout), name, outcome["killed"])
-    elif first_error is not None:
-        result["failed"] = True
-        result["rc"] = first_error.get("rc", rc)
-        result["msg"] = first_error["error"]
-        result["stderr"] = result["stderr"] or first_error["error"]
-    elif rc != 0:
-        result["failed"] = True
-        result["msg"] = "non-zero return code"
-    if outcome["left_open"]:
-        result["warnings"] = ["the command exited while processes it started kept its output open; "
-                              "stopped reading %ss after it ended" % _fmt_seconds(OUTPUT_GRACE)]
-    return result
-
-
 def _fmt_seconds(value) -> str:
     return ("%g" % value) if value is not None else "?"
 
 
-def _pump(io: _Io, spawned, timeout, t0) -> dict:
-    """Feed stdin, drain stdout/stderr and the status pipe until the command ended and its output is read."""
-    poller = select.poll()
-    buffers = {io.out_r: io.out, io.err_r: io.err, spawned.status_fd: io.status}
-    for fd in (io.out_r, io.err_r, spawned.status_fd):
-        _set_nonblocking(fd)
-        poller.register(fd, select.POLLIN)
-    if len(io.stdin):
-        _set_nonblocking(io.in_w)
-        poller.register(io.in_w, select.POLLOUT)
-    else:
-        os.close(io.in_w)
-        io.in_w = -1
-    open_fds = set(buffers)
-    deadline = None if timeout is None else t0 + timeout
-    exited_at = None
-    timed_out = False
-    killed = 0
-    left_open = False
-    grace_over = False
-    while open_fds:
-        now = time.monotonic()
-        wait = None
-        if exited_at is not None and not grace_over:
-            wait = exited_at + OUTPUT_GRACE - now
-        elif exited_at is None and deadline is not None and not timed_out:
-            wait = deadline - now
-        if wait is not None and wait <= 0:
-            if exited_at is not None:
-                # The command ended OUTPUT_GRACE ago; what still holds stdout/stderr open
-                # was left in the background: stop reading (E's status pipe ends right away).
-                grace_over = True
-                for fd in list(open_fds - {spawned.status_fd}):
-                    left_open = True
-                    poller.unregister(fd)
-                    open_fds.discard(fd)
-                continue
-            timed_out = True
-            cmd_pid = _cmd_pid(io.status)
-            if cmd_pid is not None:
-                killed = kill_tree(cmd_pid)
-            else:
-                os.kill(spawned.pid, signal.SIGKILL)
-            continue
-        wait = max(0.0, wait) if wait is not None else None
-        try:
-            events = poller.poll(None if wait is None else int(wait * 1000) + 1)
-        except InterruptedError:
-            continue
-        for fd, ev in events:
-            if fd == io.in_w:
-                if ev & (select.POLLERR | select.POLLHUP):
-                    _close_stdin(io, poller)
-                    continue
-                try:
-                    n = os.write(fd, io.stdin[:WRITE_CHUNK])
-                except BlockingIOError:
-                    continue
-                except (BrokenPipeError, OSError):
-                    _close_stdin(io, poller)
-                    continue
-                io.stdin = io.stdin[n:]
-                if not len(io.stdin):
-                    _close_stdin(io, poller)
-                continue
-            try:
-                data = os.read(fd, READ_CHUNK)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                if exc.errno != errno.EIO:
-                    raise
-                data = b""
-            if data:
-                buffers[fd].append(data)
-                if fd == spawned.status_fd and exited_at is None and b'"exit"' in b"".join(io.status):
-                    exited_at = time.monotonic()
-                continue
-            poller.unregister(fd)
-            open_fds.discard(fd)
-            if fd == spawned.status_fd and exited_at is None:
-                exited_at = time.monotonic()
-    if io.in_w >= 0:
-        _close_stdin(io, poller)
-    return {"messages": _messages(b"".join(io.status)), "timed_out": timed_out, "killed": killed, "left_open": left_open}
-
-
-def _close_stdin(io: _Io, poller) -> None:
+def _close(fd: int) -> None:
     try:
-        poller.unregister(io.in_w)
-    except (KeyError, ValueError):
+        os.close(fd)
+    except OSError:
         pass
-    os.close(io.in_w)
-    io.in_w = -1
 
 
-def _cmd_pid(status_chunks) -> int | None:
-    for m in _messages(b"".join(status_chunks)):
-        if "pid" in m:
-            return m["pid"]
-    return None
+class _Job:
+    """One command in one guest: spawned at once, its pipes driven by :func:`_drive`.
+
+    The caller's side of a command is stdin (written), stdout/stderr (drained) and E's
+    status pipe (JSON lines, see :class:`enter.Spawned`), all non-blocking in one
+    ``poll`` loop shared by every job of a run.
+    """
+
+    def __init__(self, meta: dict, req: Request, check_only: bool, poller, owners: dict):
+        self.meta, self.req, self.check_only = meta, req, check_only
+        self.name = meta["name"]
+        self.poller, self.owners = poller, owners
+        self.stdin = memoryview(b"" if check_only or req.stdin is None else req.stdin)
+        self.out, self.err, self.status = [], [], []
+        self.exited_at = None
+        self.timed_out = False
+        self.grace_over = False
+        self.left_open = False
+        self.killed = 0
+        self.bufs = {}
+        env = req.environment()
+        env.update({k: v for k, v in _root_env().items() if req.user is None and k not in req.env})
+        credentials = None
+        if req.user is not None:
+            user, name = req.user, self.name
+
+            def credentials():
+                return resolve_user(user, name)
+
+        prepare = _prepare_checks(req.creates, req.removes) if (req.creates or req.removes) else None
+        fds = []
+        try:
+            for _ in range(3):
+                fds.extend(os.pipe2(os.O_CLOEXEC))
+            in_r, self.in_w, self.out_r, out_w, self.err_r, err_w = fds
+            self.start = _now()
+            t0 = time.monotonic()
+            self.spawned = enter.spawn_in_guest(meta, req.namespaces, None if check_only else req.argv, env, (in_r, out_w, err_w),
+                                                root=req.root, cwd=req.chdir, credentials=credentials, prepare=prepare)
+        except BaseException:
+            for fd in fds:
+                _close(fd)
+            raise
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+        self.deadline = None if req.timeout is None else t0 + req.timeout
+        self.bufs = {self.out_r: self.out, self.err_r: self.err, self.spawned.status_fd: self.status}
+        for fd in self.bufs:
+            os.set_blocking(fd, False)
+            poller.register(fd, select.POLLIN)
+            owners[fd] = self
+        if len(self.stdin):
+            os.set_blocking(self.in_w, False)
+            poller.register(self.in_w, select.POLLOUT)
+            owners[self.in_w] = self
+        else:
+            self._close_stdin()
+
+    # -- the loop's side -------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return not self.bufs
+
+    def _drop(self, fd: int) -> None:
+        try:
+            self.poller.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        self.owners.pop(fd, None)
+        self.bufs.pop(fd, None)
+        if fd != self.spawned.status_fd:
+            _close(fd)
+
+    def _close_stdin(self) -> None:
+        if self.in_w >= 0:
+            try:
+                self.poller.unregister(self.in_w)
+            except (KeyError, ValueError):
+                pass
+            self.owners.pop(self.in_w, None)
+            _close(self.in_w)
+            self.in_w = -1
+
+    def wait(self, now: float):
+        """Seconds until this job has something to do without an event (None: nothing)."""
+        if self.exited_at is not None and not self.grace_over:
+            return self.exited_at + OUTPUT_GRACE - now
+        if self.exited_at is None and self.deadline is not None and not self.timed_out:
+            return self.deadline - now
+        return None
+
+    def on_time(self, now: float) -> None:
+        wait = self.wait(now)
+        if wait is None or wait > 0:
+            return
+        if self.exited_at is not None:
+            # The command ended OUTPUT_GRACE ago; what still holds stdout/stderr open was
+            # left in the background: stop reading (E's status pipe ends right away).
+            self.grace_over = True
+            for fd in (self.out_r, self.err_r):
+                if fd in self.bufs:
+                    self.left_open = True
+                    self._drop(fd)
+            return
+        self.timed_out = True
+        cmd_pid = next((m["pid"] for m in _messages(b"".join(self.status)) if "pid" in m), None)
+        if cmd_pid is not None:
+            self.killed = kill_tree(cmd_pid)
+        else:
+            os.kill(self.spawned.pid, signal.SIGKILL)
+
+    def on_event(self, fd: int, ev: int) -> None:
+        if fd == self.in_w:
+            if ev & (select.POLLERR | select.POLLHUP):
+                self._close_stdin()
+                return
+            try:
+                n = os.write(fd, self.stdin[:WRITE_CHUNK])
+            except BlockingIOError:
+                return
+            except OSError:
+                self._close_stdin()
+                return
+            self.stdin = self.stdin[n:]
+            if not len(self.stdin):
+                self._close_stdin()
+            return
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            data = b""
+        if data:
+            self.bufs[fd].append(data)
+            if fd == self.spawned.status_fd and self.exited_at is None and b'"exit"' in b"".join(self.status):
+                self.exited_at = time.monotonic()
+            return
+        self._drop(fd)
+        if fd == self.spawned.status_fd and self.exited_at is None:
+            self.exited_at = time.monotonic()
+
+    def close(self, kill: bool = False) -> None:
+        """Release everything; with ``kill``, the command and E are killed first (an aborted run)."""
+        if kill and not self.done:
+            cmd_pid = next((m["pid"] for m in _messages(b"".join(self.status)) if "pid" in m), None)
+            if cmd_pid is not None and self.exited_at is None:
+                kill_tree(cmd_pid)
+            try:
+                os.kill(self.spawned.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self._close_stdin()
+        for fd in list(self.bufs):
+            self._drop(fd)
+        if self.spawned.status_fd >= 0:
+            _close(self.spawned.status_fd)
+            self.spawned.status_fd = -1
+            enter.wait_child(self.spawned.pid)
+
+    # -- the result ------------------------------------------------------------------------
+    def result(self) -> dict:
+        """The result dict of ansible.builtin.command plus guest/context_id (raises for setup errors)."""
+        self.close()
+        end = _now()
+        req, name = self.req, self.name
+        result = {
+            "guest": name, "context_id": self.meta.get("context_id"), "cmd": list(req.argv), "changed": False, "rc": None,
+            "stdout": "", "stderr": "", "start": None, "end": None, "delta": None, "msg": "",
+        }
+        msgs = _messages(b"".join(self.status))
+        first_error = next((m for m in msgs if "error" in m), None)
+        report = next((m for m in msgs if "report" in m), None)
+        exit_msg = next((m for m in msgs if "exit" in m), None)
+        if first_error is not None and first_error.get("class") != "ExecFailed":
+            # entering the guest, the user, chdir...: nothing ran
+            enter.raise_payload(first_error)
+        if report is not None:
+            rep = report["report"]
+            result["rc"] = 0
+            if rep is not None and rep.get("skip"):
+                verb = "Would" if self.check_only else "Did"
+                if rep["skip"] == "creates":
+                    result["msg"] = "%s not run command since '%s' exists inside guest %r" % (verb, rep["path"], name)
+                    result["stdout"] = "skipped, since %s exists" % rep["path"]
+                else:
+                    result["msg"] = "%s not run command since '%s' does not exist inside guest %r" % (verb, rep["path"], name)
+                    result["stdout"] = "skipped, since %s does not exist" % rep["path"]
+                return result
+            # check mode: the command would run
+            result["msg"] = "Command would have run if not in check mode"
+            if req.creates is None and req.removes is None:
+                result["skipped"] = True
+            else:
+                result["changed"] = True
+            return result
+        if exit_msg is None:
+            if self.timed_out:
+                raise GuestError("guest %r: timed out after %s seconds before the command started (entering the guest hung)" % (
+                    name, _fmt_seconds(req.timeout)))
+            raise GuestError("guest %r: the process that entered it died before reporting the command's end" % name)
+        status = exit_msg["exit"]
+        rc = os.waitstatus_to_exitcode(status) if status else 0
+        result.update({
+            "changed": True, "rc": rc,
+            "stdout": _decode(b"".join(self.out), req.strip_empty_ends),
+            "stderr": _decode(b"".join(self.err), req.strip_empty_ends),
+            "start": str(self.start), "end": str(end), "delta": str(end - self.start),
+        })
+        if self.timed_out:
+            result["failed"] = True
+            result["timed_out"] = True
+            result["msg"] = "command timed out after %s seconds inside guest %r: killed it and its processes (%d)" % (
+                _fmt_seconds(req.timeout), name, self.killed)
+        elif first_error is not None:
+            result["failed"] = True
+            result["rc"] = first_error.get("rc", rc)
+            result["msg"] = first_error["error"]
+            result["stderr"] = result["stderr"] or first_error["error"]
+        elif rc != 0:
+            result["failed"] = True
+            result["msg"] = "non-zero return code"
+        if self.left_open:
+            result["warnings"] = ["the command exited while processes it started kept its output open; "
+                                  "stopped reading %ss after it ended" % _fmt_seconds(OUTPUT_GRACE)]
+        return result
+
+
+def _failed(meta: dict, req: Request, exc: GuestError) -> dict:
+    return {"guest": meta["name"], "context_id": meta.get("context_id"), "cmd": list(req.argv), "changed": False, "failed": True,
+            "rc": None, "stdout": "", "stderr": "", "msg": exc.msg, "start": None, "end": None, "delta": None}
 
 
 def prepare_guests(registry: reg.Registry, refs, req: Request, param: str = "guest") -> list:
@@ -526,20 +541,61 @@ def prepare_guests(registry: reg.Registry, refs, req: Request, param: str = "gue
 
 def run(meta: dict, req: Request, check_only: bool = False) -> dict:
     """Run in one guest; setup errors (user, chdir, entering) raise."""
-    return _run_one(meta, req, check_only)
+    return run_many([meta], req, check_only, raise_errors=True)[0]
 
 
-def run_many(metas, req: Request, check_only: bool = False, raise_errors: bool = False) -> list:
-    """Run in each guest in turn; a guest's setup error (user, chdir...) becomes its failed result
-    (or is raised, with ``raise_errors``)."""
-    results = []
-    for meta in metas:
+def run_many(metas, req: Request, check_only: bool = False, raise_errors: bool = False, parallel: int = PARALLEL) -> list:
+    """Run in every guest, up to ``parallel`` at a time; results in the order of ``metas``.
+
+    A guest's setup error (user, chdir...) becomes its failed result (or is raised, with
+    ``raise_errors``).  Entering a guest is mostly waiting for two forks and an exec, so
+    a few guests at a time overlap that wait (like Ansible's forks over hosts).
+    """
+    results = [None] * len(metas)
+    pending = list(enumerate(metas))
+    poller = select.poll()
+    owners = {}
+    running = []
+
+    def settle(job, i) -> None:
         try:
-            results.append(_run_one(meta, req, check_only))
+            results[i] = job.result()
         except GuestError as exc:
             if raise_errors:
                 raise
-            results.append({"guest": meta["name"], "context_id": meta.get("context_id"), "cmd": list(req.argv),
-                            "changed": False, "failed": True, "rc": None, "stdout": "", "stderr": "", "msg": exc.msg,
-                            "start": None, "end": None, "delta": None})
+            results[i] = _failed(job.meta, req, exc)
+
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, parallel):
+                i, meta = pending.pop(0)
+                try:
+                    running.append((_Job(meta, req, check_only, poller, owners), i))
+                except GuestError as exc:
+                    if raise_errors:
+                        raise
+                    results[i] = _failed(meta, req, exc)
+            now = time.monotonic()
+            for job, _i in running:
+                job.on_time(now)
+            for job, i in [x for x in running if x[0].done]:
+                running.remove((job, i))
+                settle(job, i)
+            if not running:
+                continue
+            waits = [w for w in (job.wait(now) for job, _i in running) if w is not None]
+            if any(x[0].done for x in running) or (waits and min(waits) <= 0):
+                continue
+            timeout = None if not waits else int(min(waits) * 1000) + 1
+            try:
+                events = poller.poll(timeout)
+            except InterruptedError:
+                continue
+            for fd, ev in events:
+                job = owners.get(fd)
+                if job is not None:
+                    job.on_event(fd, ev)
+    finally:
+        for job, _i in running:
+            job.close(kill=True)
     return results

@@ -37,7 +37,8 @@ options:
     type: str
   guests:
     description:
-      - Run the command in each of these guests (names or context ids), one after the other, in one task.
+      - Run the command in each of these guests (names or context ids) in one task, up to 8 guests at a time (as
+        Ansible runs hosts side by side); the O(timeout) applies to each guest's command.
       - Every guest is checked (exists, running, has the namespaces asked for) before the command runs anywhere.
       - The results per guest are in RV(results); the task fails when the command failed in any guest.
     type: list

@@ -251,6 +251,12 @@ def test_many_guests_in_one_call(unit_registry, busybox_root):
     metas = execute.prepare_guests(unit_registry, names, Request(argv=["hostname"]), "guests")
     results = execute.run_many(metas, Request(argv=["hostname"]))
     assert [r["stdout"] for r in results] == names
+    # guests run side by side: one that times out does not hold up or spoil the others, stdin reaches each
+    req = Request(argv=["sh", "-c", "read x; [ $(hostname) = m1 ] && sleep 100; echo $x $(hostname)"], stdin="hi", timeout=1)
+    results = execute.run_many(metas, req, parallel=3)
+    assert [r.get("timed_out", False) for r in results] == [False, True, False, False, False]
+    assert [r["stdout"] for i, r in enumerate(results) if i != 1] == ["hi m0", "hi m2", "hi m3", "hi m4"]
+    assert all(r["rc"] == 0 for i, r in enumerate(results) if i != 1)
     results = execute.run_many(metas, Request(argv=["id"], user="nosuchuser"))
     assert all(r["failed"] and "not known inside guest" in r["msg"] for r in results)
     with pytest.raises(InvalidInput):
