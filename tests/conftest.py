@@ -3,14 +3,16 @@
 - Makes the collection importable as ``ansible_collections.linuxns.guests``: <repo>/build
   goes on sys.path and build/ansible_collections/linuxns/guests is a symlink to the repo
   root (what `make link` creates; made here too when missing).
-- Puts tests/lab on sys.path so tests can ``from lab import Lab``.
+- pytest.ini's ``pythonpath`` puts build/, tests/lab (``from lab import Lab``) and
+  tests/integration (``import harness``) on sys.path; test files are imported with
+  ``--import-mode=importlib`` as their basenames repeat across tests/unit/plugins/*.
 - Marks tests by folder: tests/unit/** -> ``unit``, tests/integration/** -> ``integration``.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,9 +35,7 @@ def ensure_collection_link() -> Path:
 
 
 ensure_collection_link()
-for _path in (str(BUILD), str(REPO / "tests" / "lab")):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+importlib.invalidate_caches()
 
 
 def pytest_collection_modifyitems(config, items):
