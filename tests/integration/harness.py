@@ -21,6 +21,7 @@ import dataclasses
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -40,8 +41,6 @@ def _bin(name: str) -> str:
     candidate = Path(sys.executable).parent / name
     if candidate.exists():
         return str(candidate)
-    import shutil
-
     found = shutil.which(name)
     if not found:
         raise RuntimeError(f"{name} not found: run the tests with .venv/bin/python (make test)")
@@ -172,8 +171,8 @@ class Ansible:
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     # -- environment ------------------------------------------------------------
-    def environment(self, record: Path, connection: str = "ssh",
-                    pipelining: bool | None = None, env: dict | None = None) -> dict:
+    def environment(self, record: Path, pipelining: bool | None = None,
+                    env: dict | None = None) -> dict:
         e = dict(os.environ)
         e.update({
             "ANSIBLE_CONFIG": str(self.lab.ansible_cfg_path),
@@ -183,7 +182,6 @@ class Ansible:
             "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",  # callbacks for ad-hoc runs too
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_TRANSPORT": connection,
             RECORD_ENV: str(record),
         })
         e.pop("ANSIBLE_INVENTORY", None)
@@ -240,8 +238,7 @@ class Ansible:
         playbook.write_text(pb if isinstance(pb, str) else json.dumps(pb, indent=1))
         argv = [_bin("ansible-playbook"), "-i", str(self.lab.inventory_path), "-c", connection,
                 *self._common_args(check, diff, extra_vars, vars_file, verbosity), str(playbook)]
-        return self._run(argv, record, expect_fail, timeout, connection=connection,
-                         pipelining=pipelining, env=env)
+        return self._run(argv, record, expect_fail, timeout, pipelining=pipelining, env=env)
 
     def adhoc(self, host: str, module: str, args: str | dict | None = None,
               check: bool = False, diff: bool = False, env: dict | None = None,
@@ -255,8 +252,7 @@ class Ansible:
         if args is not None:
             argv += ["-a", json.dumps(args) if isinstance(args, dict) else str(args)]
         argv += self._common_args(check, diff, extra_vars, vars_file, verbosity)
-        return self._run(argv, record, expect_fail, timeout, connection=connection,
-                         pipelining=pipelining, env=env)
+        return self._run(argv, record, expect_fail, timeout, pipelining=pipelining, env=env)
 
     def converge(self, task: dict, hosts: str = "lab1", check_idempotent: bool = True,
                  **kw) -> Converged:
