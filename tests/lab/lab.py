@@ -192,7 +192,9 @@ def ansible_cfg_text(state_dir: Path, repo: Path, pipelining: bool = True) -> st
         "[ssh_connection]",
         f"control_path_dir = {control_path_dir(state_dir)}",
         "control_path = %(directory)s/%%C",
-        "ssh_args = -o ControlMaster=auto -o ControlPersist=60s",
+        # Also here, not only in the inventory: an ssh connection to a host the inventory
+        # does not describe (a plugin's inner connection) still keeps off ~/.ssh.
+        "ssh_args = -o ControlMaster=auto -o ControlPersist=60s " + " ".join(ssh_common_args(state_dir)),
         f"pipelining = {bool(pipelining)}",
         "",
         "[paramiko_connection]",

@@ -122,6 +122,8 @@ def test_ansible_cfg_text():
         "control_path = %(directory)s/%%C",
         "pipelining = False",
         "record_host_keys = False",
+        "ssh_args = -o ControlMaster=auto -o ControlPersist=60s -F /dev/null "
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/s/known_hosts -o IdentitiesOnly=yes",
     ):
         assert want in text.splitlines()
     assert "pipelining = True" in lab.ansible_cfg_text(Path("/s"), Path("/repo")).splitlines()
