@@ -4,7 +4,8 @@ A lab host is a process tree in its own net, mount, UTS and PID namespace. Its P
 ``catatonit -P`` (a reaper that does nothing else), so killing that one process removes
 everything made inside: sshd, Ansible's sessions, guests and their pins. The lab host is
 joined to the machine by a veth pair (machine side ``lnsgG`` 198.18.G.1/24, lab side
-``eth0`` 198.18.G.2/24, G = global host number), has private tmpfs mounts on /run and /tmp,
+``eth0`` 198.18.G.2/24, G = global host number), has private tmpfs mounts on /run and /tmp
+and an overlay on /etc whose writes stay in the lab host,
 hostname ``labN`` and its own sshd that lets root in with a key kept in the lab's state
 folder. The machine's own sshd, ~/.ssh and network configuration are never touched.
 
@@ -648,6 +649,10 @@ mkdir -m 0700 "$4"
 cp "$3/sshd_config" "$3/ssh_host_ed25519_key" "$3/authorized_keys" "$4/"
 chmod 0600 "$4/ssh_host_ed25519_key"
 mount -t tmpfs -o mode=1777,nosuid,nodev lab-tmp /tmp
+# /etc is an overlay whose writes land in the lab host's /run: what a test writes
+# there (e.g. /etc/linuxns/guests/NAME/fstab tables) never reaches the machine.
+mkdir -m 0755 /run/lab-etc /run/lab-etc/upper /run/lab-etc/work
+mount -t overlay -o lowerdir=/etc,upperdir=/run/lab-etc/upper,workdir=/run/lab-etc/work lab-etc /etc
 hostname "$1"
 if [ -e /proc/sys/net/ipv6/conf/eth0/disable_ipv6 ]; then
     echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6
