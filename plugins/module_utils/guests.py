@@ -392,6 +392,8 @@ def apply(registry: reg.Registry, p: Plan, proc_index=None) -> dict:
     with registry.lock(name):
         # Re-plan under the lock: another run may have changed the guest meanwhile.
         p2 = plan(registry, p.spec)
+        # Report what this run really did (another run may have done it first).
+        p.action, p.reasons, p.before, p.after = p2.action, p2.reasons, p2.before, p2.after
         if p2.action == "none":
             return registry.load(name)
         meta = registry.load(name)
@@ -1036,6 +1038,8 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False) -> 
             err = type(exc)(msg) if not isinstance(exc, KernelError) else KernelError(msg, errno=exc.errno)
             err.details = {"results": results}
             raise err from None
+        item.update(changed=p.changed, action=p.action, reasons=p.reasons)
+        before[name], after[name] = p.before or {}, p.after or {}
         item["guest"] = public_view(meta) if meta else {}
         results.append(item)
     return {

@@ -278,3 +278,15 @@ def test_syscall_errors_are_readable():
 def test_mnt_ns_id_is_available():
     assert isinstance(sc.mnt_ns_id(), int) or sc.mnt_ns_id() is None
     ctypes.CDLL(None)  # libc loads
+
+
+def test_a_run_that_lost_the_race_reports_no_change(unit_registry):
+    """Planned before the lock, done by another run meanwhile: changed must be false."""
+    r = unit_registry
+    spec = guests.Spec({"name": "race"}, r)
+    stale_plan = guests.plan(r, spec)
+    assert stale_plan.action == "create"
+    one(r, name="race")  # the other run
+    meta = guests.apply(r, stale_plan)
+    assert stale_plan.action == "none" and not stale_plan.changed
+    assert meta["name"] == "race"
