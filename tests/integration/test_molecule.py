@@ -45,7 +45,8 @@ def test_molecule_scenarios():
     bases = _free_bases(SCENARIOS)
     procs = {}
     for scenario, base in bases.items():
-        env = dict(os.environ, LINUXNS_LAB="mol%d-%s" % (os.getpid(), scenario), LINUXNS_LAB_BASE=str(base), NO_COLOR="1")
+        env = dict(os.environ, LINUXNS_LAB="mol%d-%s" % (os.getpid(), scenario), LINUXNS_LAB_BASE=str(base), NO_COLOR="1",
+                   MOLECULE_LAB_PURGE="1")
         procs[scenario] = subprocess.Popen(["bash", str(SCRIPT), scenario], cwd=str(REPO), env=env, stdin=subprocess.DEVNULL,
                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     outputs = {}
@@ -63,8 +64,9 @@ def test_molecule_scenarios():
         assert re.search(r"%s\s*: actions=\d+\s+successful=(\d+)\s+disabled=0\s+skipped=0\s+missing=0\s+failed=0" % scenario,
                          re.sub(r"\x1b\[[0-9;]*m", "", out)), out[-4000:]
         assert "idempotence: Executed: Successful" in re.sub(r"\x1b\[[0-9;]*m", "", out).replace("➜ ", "")
-    # Each scenario's lab is gone again.
+    # Each scenario's lab is gone again, state folder included.
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     for scenario, base in bases.items():
         for n in range(1, SCENARIOS[scenario] + 1):
             assert not re.search(r"^\d+: lnsg%d[@:]" % (base + n), links, re.M), "%s: lab host %d left behind" % (scenario, n)
+        assert not (REPO / (".lab-mol%d-%s" % (os.getpid(), scenario))).exists()

@@ -3,7 +3,8 @@
 # lab: create = lab up, destroy = lab down (also when the scenario fails: molecule destroys
 # on failure, and this script takes the lab down once more on exit).
 #   tests/lab/molecule.sh default|fleet [molecule test args...]
-# Environment: LINUXNS_LAB (default molecule-SCENARIO) and LINUXNS_LAB_BASE select the lab.
+# Environment: LINUXNS_LAB (default molecule-SCENARIO) and LINUXNS_LAB_BASE select the lab;
+# MOLECULE_LAB_PURGE=1 also removes the lab's state folder at the end (for one-off labs).
 set -euo pipefail
 
 scenario=${1:?usage: molecule.sh SCENARIO [args...]}
@@ -15,7 +16,11 @@ lab=("/usr/bin/python3" "$repo/tests/lab/lab.py")
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    "${lab[@]}" down >/dev/null || rc=1
+    if [ "${MOLECULE_LAB_PURGE:-0}" = 1 ]; then
+        "${lab[@]}" down --purge >/dev/null || rc=1
+    else
+        "${lab[@]}" down >/dev/null || rc=1
+    fi
     exit "$rc"
 }
 trap cleanup EXIT
