@@ -206,6 +206,7 @@ def test_services_and_state_transitions(deployed, ansible_playbook, lab_exec):
     assert sorted(sh(lab_exec, "ls %s %s" % (TABLES, ROOTS)).stdout.split()) == sorted([TABLES + ":", ROOTS + ":"])
     assert not sh(lab_exec, "ls /run/netns").stdout.split()
 
+
 BAD_INPUTS = [
     ({"guest_state": "paused"}, "guest_state"),
     ({"guest_list": [{"hostname": "x"}]}, "name"),
