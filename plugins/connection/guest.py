@@ -186,7 +186,8 @@ display = Display()
 
 ERROR_RC = 251          # entry.ERROR_RC
 ERROR_MARK = "LINUXNS-ENTRY-ERROR "
-INNER = {"ssh": "ansible.builtin.ssh", "paramiko": "ansible.builtin.paramiko_ssh"}
+# ansible-core's own plugins, by the short names under which the config knows their variables.
+INNER = {"ssh": "ssh", "paramiko": "paramiko_ssh"}
 # Variables that describe the physical host: they reach the inner connection through our own options.
 HOST_VARS = frozenset((
     "inventory_hostname", "ansible_host", "ansible_ssh_host", "ansible_paramiko_host",
@@ -240,11 +241,16 @@ class Connection(ConnectionBase):
     def _resolve_option_variables(self, variables, templar):
         """Our own variables, and the inner connection's (ansible_ssh_args...) kept aside for it."""
         options = super()._resolve_option_variables(variables, templar)
+        transport = options.get("linuxns_transport") or "ssh"
+        if transport not in INNER:
+            transport = "ssh"
         inner = {}
-        for transport in INNER.values():
+        for plugin in (INNER[transport],):
+            # The inner plugin's variable names are known to the config only once its class is loaded.
             try:
-                names = C.config.get_plugin_vars("connection", transport.split(".")[-1])
-            except Exception:  # pragma: no cover - a config without that plugin
+                connection_loader.get(plugin, class_only=True)
+                names = C.config.get_plugin_vars("connection", plugin)
+            except Exception:  # pragma: no cover - a broken or missing plugin fails later, when it is used
                 names = []
             for name in names:
                 if name in HOST_VARS or "[" in name or name in inner or name not in variables:

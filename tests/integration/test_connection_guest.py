@@ -74,7 +74,8 @@ def fleet_doc(lab, roots: dict, query: bool = False, extra_lab1=()) -> dict:
     host_vars = {
         "ansible_user": "root",
         "ansible_ssh_private_key_file": str(lab.key_path),
-        "ansible_ssh_common_args": " ".join(ssh_common_args(lab.state_dir)),
+        # ServerAliveInterval=17 marks these args: the tests see them reach the inner ssh
+        "ansible_ssh_common_args": " ".join(ssh_common_args(lab.state_dir) + ["-o", "ServerAliveInterval=17"]),
         "ansible_paramiko_host_key_checking": False,
     }
     hosts = {}
@@ -234,7 +235,8 @@ def test_copy_template_fetch_round_trip(fleet, lab_exec, tmp_path_factory):
 @pytest.mark.parametrize("pipelining, transport", [(True, "ssh"), (False, "ssh"), (False, "paramiko")])
 def test_transports_and_pipelining(fleet, lab_exec, pipelining, transport):
     run = fleet.adhoc("c03", "ansible.builtin.shell", "hostname; for t in pid mnt net; do stat -L -c %i /proc/self/ns/$t; done; echo $container",
-                      pipelining=pipelining, extra=["-vvv", "-e", "linuxns_transport=%s" % transport, "-e", "ansible_pipelining=%s" % pipelining])
+                      pipelining=pipelining, extra=["-vvv", "-e", "linuxns_transport=%s" % transport, "-e", "ansible_pipelining=%s" % pipelining],
+                      env={"ANSIBLE_PARAMIKO_RECORD_HOST_KEYS": "False"})
     out = run.last["stdout_lines"]
     assert out[0] == "c03" and out[4] == "linuxns", out
     # the module ran in the guest's own pid, mnt and net namespaces (its pins, seen from the lab host)
@@ -247,6 +249,9 @@ def test_transports_and_pipelining(fleet, lab_exec, pipelining, transport):
         assert puts >= 1, "pipelining off: the module should be put into the guest first"
     if transport == "paramiko":
         assert "paramiko" in run.stdout.lower()
+    else:
+        # the host's ansible_ssh_common_args reached the inner ssh connection
+        assert "ServerAliveInterval=17" in run.stdout
 
 
 # ------------------------------------------------------------------------------------------
