@@ -290,3 +290,34 @@ def test_a_run_that_lost_the_race_reports_no_change(unit_registry):
     meta = guests.apply(r, stale_plan)
     assert stale_plan.action == "none" and not stale_plan.changed
     assert meta["name"] == "race"
+
+
+def test_share_a_guest_made_earlier_in_the_same_task(unit_registry):
+    entries = [{"name": "web", "_in_list": True}, {"name": "side", "namespaces": ["mnt", "pid"], "share": {"net": "web"}, "_in_list": True}]
+    predicted = guests.ensure_guests(unit_registry, entries, check_mode=True)
+    assert [r["action"] for r in predicted["results"]] == ["create", "create"]
+    out = guests.ensure_guests(unit_registry, entries)
+    web, side = (r["guest"] for r in out["results"])
+    assert side["namespaces"]["net"]["inode"] == web["namespaces"]["net"]["inode"]
+    again = guests.ensure_guests(unit_registry, entries)
+    assert not again["changed"]
+    with pytest.raises(InvalidInput, match=r"guests\[1\]\.share\.net: guest 'web2' \(listed before\) gets no net namespace"):
+        guests.ensure_guests(unit_registry, [{"name": "web2", "namespaces": ["mnt"], "_in_list": True},
+                                             {"name": "s2", "share": {"net": "web2"}, "_in_list": True}])
+
+
+def test_check_mode_update_keeps_the_current_values(unit_registry):
+    g = one(unit_registry, name="upd")["guest"]
+    res = guests.ensure_guests(unit_registry, [{"name": "upd", "hostname": "other"}], check_mode=True)["results"][0]
+    assert res["action"] == "update"
+    assert res["guest"]["init_pid"] == g["init_pid"] and res["guest"]["hostname"] == "other"
+    assert res["guest"]["namespaces"]["net"]["inode"] == g["namespaces"]["net"]["inode"]
+
+
+def test_guests_copy_a_clean_mount_table(unit_registry):
+    """Mount namespaces come from the batch's template: no other guest's pins in them."""
+    out = guests.ensure_guests(unit_registry, [{"name": "t%d" % i, "_in_list": True} for i in range(5)])
+    for r in out["results"]:
+        table = open("/proc/%d/mountinfo" % r["guest"]["init_pid"]).read()
+        assert unit_registry.state_dir not in table and unit_registry.netns_dir not in table
+    assert guests._TEMPLATES == {}  # closed at the end of the batch
