@@ -29,7 +29,7 @@ description:
   - Failures say which part failed - the physical host is unreachable, the guest does not exist on it, or the
     guest is stopped - and the host is marked unreachable.
 author:
-  - linuxns.guests developers
+  - linuxns.guests developers (@linuxns)
 requirements:
   - On the physical host, root login (or O(linuxns_host_user) that is root) and Python 3.9 or newer.
   - In the guest, C(/bin/sh); a Python for modules (C(ansible_python_interpreter) is the guest's).

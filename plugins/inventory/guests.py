@@ -20,7 +20,7 @@ description:
     connection's entry program); every guest gets C(linuxns_guest_status) = C(running), C(stopped), C(missing)
     or C(unknown) (host unreachable). The answers can be cached (O(cache)).
 author:
-  - linuxns.guests developers
+  - linuxns.guests developers (@linuxns)
 extends_documentation_fragment:
   - ansible.builtin.constructed
   - ansible.builtin.inventory_cache

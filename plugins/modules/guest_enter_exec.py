@@ -26,7 +26,7 @@ description:
     waiting for them.
   - A non-zero return code fails the task, as with M(ansible.builtin.command).
 author:
-  - linuxns.guests developers
+  - linuxns.guests developers (@linuxns)
 extends_documentation_fragment:
   - linuxns.guests.guest
 options:

@@ -25,7 +25,7 @@ description:
   - Every change to one guest happens under its lock; a run that fails or is killed leaves nothing behind that
     the next run does not clean up.
 author:
-  - linuxns.guests developers
+  - linuxns.guests developers (@linuxns)
 extends_documentation_fragment:
   - linuxns.guests.guest
   - linuxns.guests.guest.ATTRIBUTES

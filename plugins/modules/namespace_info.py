@@ -18,7 +18,7 @@ description:
   - On request, each guest's mount table (read from inside its mount namespace) and its network links.
   - Never changes anything.
 author:
-  - linuxns.guests developers
+  - linuxns.guests developers (@linuxns)
 extends_documentation_fragment:
   - linuxns.guests.guest
   - linuxns.guests.guest.INFO_ATTRIBUTES

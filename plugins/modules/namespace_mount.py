@@ -29,7 +29,7 @@ description:
     util-vserver's mounts at guest start.
   - Use the list form O(mounts) to apply many mounts to one guest in one task.
 author:
-  - linuxns.guests developers
+  - linuxns.guests developers (@linuxns)
 extends_documentation_fragment:
   - linuxns.guests.guest
   - linuxns.guests.guest.ATTRIBUTES

@@ -28,7 +28,7 @@ description:
     when a later step for it fails.
   - Use the list form O(links) to wire hundreds of guests in one task.
 author:
-  - linuxns.guests developers
+  - linuxns.guests developers (@linuxns)
 extends_documentation_fragment:
   - linuxns.guests.guest
   - linuxns.guests.guest.ATTRIBUTES
