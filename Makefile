@@ -23,7 +23,7 @@ SANITY_DIR := $(REPO)/build/sanity/ansible_collections/linuxns/guests
 SANITY_PYTHON ?= 3.11
 GET_PIP_VERSIONS ?= 24.2
 
-.PHONY: deps venv link lab-up lab-down lab-status test demo sanity lint clean ansible-lint molecule fleet-demo
+.PHONY: deps venv link lab-up lab-down lab-status test demo demo-basic sanity lint clean ansible-lint molecule fleet-demo
 
 deps:
 	@bash $(REPO)/tests/lab/deps.sh
@@ -55,7 +55,11 @@ lab-status:
 test: deps venv link
 	cd $(REPO) && $(VPY) -m pytest tests $(PYTEST_ARGS)
 
-demo: deps venv link
+# make demo: the fleet (2 lab hosts x FLEET_SIZE busybox guests on a bridge, pages checked, table, teardown).
+demo: fleet-demo
+
+# The foundation's smaller demo: a few guests per host and namespace_info (playbooks/demo.yml).
+demo-basic: deps venv link
 	bash $(REPO)/tests/lab/demo.sh
 
 sanity: deps venv

@@ -109,8 +109,10 @@ def make_guests(b: ConnBench, per_host: dict) -> None:
             specs["lab%d" % n].append({"name": g, "root": root})
     b.playbook(b.lab_inventory(), [{"hosts": ",".join(specs), "gather_facts": False, "tasks": [
         {"name": "guests", "linuxns.guests.namespace_create": {"guests": "{{ specs[inventory_hostname] }}"}, "vars": {"specs": specs}},
-        {"name": "python", "linuxns.guests.namespace_mount": {"guest": "{{ item.name }}", "path": "/usr", "src": "/usr", "fstype": "bind",
-                                                              "opts": "ro", "table_dir": BASE + "/tables"}, "loop": "{{ specs[inventory_hostname] }}", "vars": {"specs": specs}},
+        {"name": "python",
+         "linuxns.guests.namespace_mount": {"guest": "{{ item.name }}", "path": "/usr", "src": "/usr", "fstype": "bind",
+                                            "opts": "ro", "table_dir": BASE + "/tables"},
+         "loop": "{{ specs[inventory_hostname] }}", "vars": {"specs": specs}},
     ]}])
 
 
@@ -150,7 +152,7 @@ def tasks_play(hosts: str, n: int) -> list:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--hosts", type=int, default=10, help="guests and lab hosts of part 2 (0: skip part 2)")
     ap.add_argument("--tasks", type=int, default=20)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Bench: guest_enter_exec against ansible.builtin.command running nsenter, side by side.
 
 On lab host 1 of the lab selected by LINUXNS_LAB / LINUXNS_LAB_BASE (a lab that is not
@@ -102,7 +101,8 @@ def payloads(runner: Runner, lab: Lab, guest: str, pid: int) -> list:
         runner.adhoc(module, args, ANSIBLE_KEEP_REMOTE_FILES="1", ANSIBLE_PIPELINING="False")
         found = lab.exec(1, ["sh", "-c", "find %s -name %s | head -1" % (KEEP_DIR, pattern)]).stdout.strip()
         size = int(lab.exec(1, ["stat", "-c", "%s", found]).stdout)
-        script = "for i in 1 2 3 4 5 6 7 8 9 10; do s=$(date +%%s%%N); /usr/bin/python3 %s >/dev/null; e=$(date +%%s%%N); echo $((e - s)); done" % shlex.quote(found)
+        script = ("for i in 1 2 3 4 5 6 7 8 9 10; do s=$(date +%%s%%N); /usr/bin/python3 %s >/dev/null; "
+                  "e=$(date +%%s%%N); echo $((e - s)); done" % shlex.quote(found))
         times = [int(x) / 1e9 for x in lab.exec(1, ["sh", "-c", script]).stdout.split()]
         rows.append((module, size, statistics.median(times)))
     lab.exec(1, ["rm", "-rf", KEEP_DIR])
@@ -110,7 +110,7 @@ def payloads(runner: Runner, lab: Lab, guest: str, pid: int) -> list:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--rounds", type=int, default=10, help="ad hoc rounds (each side once per round)")
     ap.add_argument("--many-rounds", type=int, default=3, help="rounds of the 100-guest comparison")
     ap.add_argument("--guests", type=int, default=100)

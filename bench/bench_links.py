@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Bench: netns_link wiring N guests to a bridge vs a shell loop of `ip` commands, side by side.
 
 On lab host 1 of the lab selected by LINUXNS_LAB / LINUXNS_LAB_BASE (a lab that is not up
@@ -138,7 +137,7 @@ def main() -> int:
     try:
         runner.playbook([{"name": "guests", CREATE: {"guests": names, "namespaces": ["net"]}}])
         teardown_links(lab, n)
-        noop = statistics.median(runner.playbook([{"name": "true", "ansible.builtin.command": "true"}])[0] for _ in range(3))
+        noop = statistics.median(runner.playbook([{"name": "true", "ansible.builtin.command": "true"}])[0] for _round in range(3))
         times = {"module": [], "shell": []}
         rerun, check = [], []
         for r in range(args.rounds):

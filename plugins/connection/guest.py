@@ -41,7 +41,7 @@ notes:
     C(ansible_ssh_common_args), C(ansible_ssh_extra_args), C(ansible_password), C(ansible_ssh_timeout),
     C(ansible_control_path), C(ansible_ssh_transfer_method)... - and their C(ansible.cfg) and environment
     settings are passed to the inner connection unchanged.
-  - The inventory plugin M(linuxns.guests.guests) writes these variables for a whole fleet.
+  - The inventory plugin P(linuxns.guests.guests#inventory) writes these variables for a whole fleet.
 seealso:
   - module: linuxns.guests.guest_enter_exec
   - module: linuxns.guests.namespace_create
@@ -434,4 +434,3 @@ class Connection(ConnectionBase):
         if self._inner is not None:
             self._inner.close()
         self._connected = False
-

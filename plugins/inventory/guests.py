@@ -11,7 +11,7 @@ version_added: 0.1.0
 description:
   - Reads a YAML file whose name ends in C(.guests.yml) (or C(.guests.yaml)) describing a fleet - physical hosts
     with the variables that reach them over ssh, and the guests on each - and makes one inventory host per guest,
-    preset to use the M(linuxns.guests.guest) connection.
+    preset to use the P(linuxns.guests.guest#connection) connection.
   - Every guest is in the group O(group), in a group per physical host (O(host_group_template)), and in the
     groups O(keyed_groups), O(groups) and O(compose) make (the usual constructed options).
   - Each guest's description (name, context_id, namespaces, root, hostname, ...) is kept whole in the host

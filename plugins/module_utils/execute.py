@@ -314,7 +314,7 @@ class _Job:
         prepare = _prepare_checks(req.creates, req.removes) if (req.creates or req.removes) else None
         fds = []
         try:
-            for _ in range(3):
+            for _attempt in range(3):
                 fds.extend(os.pipe2(os.O_CLOEXEC))
             in_r, self.in_w, self.out_r, out_w, self.err_r, err_w = fds
             self.start = _now()

@@ -468,7 +468,8 @@ def _setup_dev(dev: str) -> None:
         os.mkdir(os.path.join(dev, sub), 0o755)
     sc.mount("devpts", os.path.join(dev, "pts"), "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
     sc.mount("shm", os.path.join(dev, "shm"), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777,size=65536k")
-    for link, target in (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+    links = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+    for link, target in links:
         os.symlink(target, os.path.join(dev, link))
 
 
@@ -864,7 +865,7 @@ def _make_alias(registry, name, meta, run) -> None:
 
 
 def _unpin(path: str) -> None:
-    for _ in range(16):  # stacked mounts from a crash: detach them all
+    for _attempt in range(16):  # stacked mounts from a crash: detach them all
         try:
             sc.umount2(path, sc.MNT_DETACH | sc.UMOUNT_NOFOLLOW)
         except KernelError as exc:
@@ -1149,7 +1150,8 @@ def _predicted_view(p: Plan) -> dict:
     if not p.after:
         return {}
     view = dict(p.after)
-    view["namespaces"] = {t: {"inode": None, "pin": None, "shared_from": p.after["share"].get(t)} for t in sorted(set(p.after["namespaces"]) | set(p.after["share"]))}
+    types = sorted(set(p.after["namespaces"]) | set(p.after["share"]))
+    view["namespaces"] = {t: {"inode": None, "pin": None, "shared_from": p.after["share"].get(t)} for t in types}
     view["private_namespaces"] = p.after["namespaces"]
     view["init_pid"] = None
     return view

@@ -131,7 +131,8 @@ def test_create_then_remove_default_guest(clean_hosts, converge, lab_exec):
     links = json.loads(lab_exec("lab1", ["ip", "-n", "it-web1", "-j", "link", "show", "lo"]).stdout)
     assert "UP" in links[0]["flags"]
     assert lab_exec("lab1", ["nsenter", "--uts=%s/guests/it-web1/ns/uts" % STATE, "hostname"]).stdout.strip() == "it-web1"
-    assert sh(lab_exec, "lab1", "nsenter --mount=%s/guests/it-web1/ns/mnt --pid=%s/guests/it-web1/ns/pid sh -c 'cat /proc/1/comm'" % (STATE, STATE)).stdout.strip() == "catatonit"
+    enter_pid1 = "nsenter --mount=%s/guests/it-web1/ns/mnt --pid=%s/guests/it-web1/ns/pid sh -c 'cat /proc/1/comm'" % (STATE, STATE)
+    assert sh(lab_exec, "lab1", enter_pid1).stdout.strip() == "catatonit"
     # The guest's copy of the host's mount table holds no pins of other guests.
     guest_mounts = lab_exec("lab1", ["cat", "/proc/%d/mountinfo" % pid]).stdout
     assert STATE not in guest_mounts and "/run/netns" not in guest_mounts
@@ -340,7 +341,7 @@ def test_two_runs_at_once_make_one_guest(clean_hosts, ansible, lab_exec):
     def run():
         results.append(ansible.playbook([{MOD: {"name": "it-race"}}]).last)
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    threads = [threading.Thread(target=run) for _run in range(2)]
     for t in threads:
         t.start()
     for t in threads:

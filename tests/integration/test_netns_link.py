@@ -153,7 +153,8 @@ def test_bridge_with_three_guests_pinging_each_other_and_the_host(guests3, conve
         "ifname": "lan0",
         "peer": {"bridge": BRIDGE, "bridge_addresses": ["198.19.4.1/24"]},
         "links": [
-            {"guest": g, "addresses": ["198.19.4.1%d/24" % i], "routes": [{"dst": "default", "gateway": "198.19.4.1", "metric": 100}], "peer": {"ifname": "vb-" + g}}
+            {"guest": g, "addresses": ["198.19.4.1%d/24" % i], "routes": [{"dst": "default", "gateway": "198.19.4.1", "metric": 100}],
+             "peer": {"ifname": "vb-" + g}}
             for i, g in enumerate(GUESTS, start=1)
         ],
     }
@@ -220,15 +221,18 @@ def test_bad_input_fails_clearly_and_changes_nothing(guests3, ansible_playbook, 
         "name taken": (dict(base, ifname="lo"), "ifname: 'lo' is taken in guest 'lk1' by a different link"),
         "bad cidr": (dict(base, addresses=["198.19.7.300/24"]), "addresses[0] '198.19.7.300/24' is not a valid CIDR address"),
         "address in use": (dict(base, addresses=["198.19.10.2/24"]), "address 198.19.10.2 is already in use on link 'good0' in guest 'lk1'"),
-        "gateway unreachable": (dict(base, addresses=["198.19.7.2/24"], gateway="198.19.8.1"), "gateway 198.19.8.1 (route to default) is not reachable on any link in guest 'lk1'"),
+        "gateway unreachable": (dict(base, addresses=["198.19.7.2/24"], gateway="198.19.8.1"),
+                                "gateway 198.19.8.1 (route to default) is not reachable on any link in guest 'lk1'"),
         "missing parent": ({"guest": "lk1", "ifname": "mv9", "kind": "macvlan", "parent": "nope0"}, "parent: host interface 'nope0' does not exist"),
         "missing bridge": (dict(base, peer={"ifname": "vh-lk9", "bridge": "nobr0", "bridge_create": False}),
                            "peer.bridge: bridge 'nobr0' does not exist in the host and peer.bridge_create is false"),
         "peer guest missing": (dict(base, peer={"ifname": "x9", "guest": "nope"}), "peer.guest: guest 'nope' does not exist on this host"),
         "guest missing": (dict(base, guest="nope"), "guest: guest 'nope' does not exist on this host"),
-        "netns missing": ({"netns": "nope", "ifname": "bad0", "peer": {"ifname": "vh-lk9"}}, "netns: network namespace 'nope' does not exist (no /run/netns/nope)"),
-            "route exists": (dict(base, addresses=["198.19.11.2/24"], routes=[{"dst": "198.19.110.0/24", "gateway": "198.19.11.1"}]),
-                         "routes: a route to 198.19.110.0/24 with metric 0 already exists in guest 'lk1' (via 198.19.10.1 on link 'good0', protocol 76)"),
+        "netns missing": ({"netns": "nope", "ifname": "bad0", "peer": {"ifname": "vh-lk9"}},
+                          "netns: network namespace 'nope' does not exist (no /run/netns/nope)"),
+        "route exists": (dict(base, addresses=["198.19.11.2/24"], routes=[{"dst": "198.19.110.0/24", "gateway": "198.19.11.1"}]),
+                         "routes: a route to 198.19.110.0/24 with metric 0 already exists in guest 'lk1' "
+                         "(via 198.19.10.1 on link 'good0', protocol 76)"),
         "peer differs": (dict(base, ifname="good0", peer={"ifname": "other9"}), "its peer is interface"),
     }
     before = all_links(lab_exec)

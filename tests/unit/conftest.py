@@ -63,7 +63,7 @@ def unit_registry(tmp_path):
         guests.remove(reg, name, reg.load(name))
     reap_zombies()
     for path in (str(netns), str(state)):
-        for _ in range(8):
+        for _attempt in range(8):
             if _libc.umount2(path.encode(), 2) != 0:
                 break
     shutil.rmtree(str(tmp_path), ignore_errors=True)

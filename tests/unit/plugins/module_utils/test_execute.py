@@ -163,7 +163,7 @@ def test_timeout_kills_the_whole_tree(guest):
     assert r["failed"] and r["timed_out"] and r["rc"] == -signal.SIGKILL
     assert "timed out after 1 seconds inside guest 'g1'" in r["msg"]
     assert "never" not in r["stdout"]
-    for _ in range(50):
+    for _attempt in range(50):
         if guest_pids(guest) == before:
             break
         time.sleep(0.05)
@@ -237,7 +237,7 @@ def test_guest_lookup_errors(guest, unit_registry):
     metas = execute.prepare_guests(unit_registry, ["g1", str(guest["context_id"])], Request(argv=["true"]), "guests")
     assert [m["name"] for m in metas] == ["g1"]
     os.kill(guest["init_pid"], signal.SIGKILL)
-    for _ in range(100):
+    for _attempt in range(100):
         if not registry.process_alive(guest["init_pid"], guest.get("init_start")):
             break
         time.sleep(0.02)

@@ -217,7 +217,7 @@ def test_killed_at_a_step_then_converges(unit_registry, step):
             guests.ensure_guests(reg.Registry(r.state_dir, r.netns_dir), [{"name": "crash"}])
         finally:
             os._exit(3)
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     time.sleep(0.1)
     res = one(r, name="crash")

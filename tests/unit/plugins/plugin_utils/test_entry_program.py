@@ -46,7 +46,7 @@ def test_strip_source_drops_docstrings_and_comments_only():
 
 def test_program_embeds_the_module_utils_in_dependency_order():
     sources = ep.read_sources()
-    assert [n for n, _ in sources] == list(ep.MODULES)
+    assert [source[0] for source in sources] == list(ep.MODULES)
     imported = {}
     for name, src in sources:
         tree = ast.parse(src)
@@ -162,7 +162,7 @@ def test_missing_and_stopped_guests(unit_registry, guest):
     err = entry_error(run(["exec", state, "999", "true"]))
     assert err["class"] == "GuestNotFound" and "context id 999" in err["error"]
     os.kill(guest["init_pid"], signal.SIGKILL)
-    for _ in range(100):
+    for _attempt in range(100):
         if not registry.process_alive(guest["init_pid"], guest.get("init_start")):
             break
         time.sleep(0.05)
