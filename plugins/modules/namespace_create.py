@@ -266,7 +266,7 @@ action:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.common import batch_result, common_args, list_entries, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.guests import PER_GUEST_KEYS, ensure_guests
 
 NS_CHOICES = ["mnt", "uts", "ipc", "net", "pid", "cgroup", "time", "user"]
@@ -274,34 +274,13 @@ NS_CHOICES = ["mnt", "uts", "ipc", "net", "pid", "cgroup", "time", "user"]
 
 def _body(module):
     params = module.params
-    if params["guests"] is not None:
-        items = [item if isinstance(item, dict) else {"name": str(item)} for item in params["guests"]]
-        for i, item in enumerate(items):
-            unknown = sorted(set(item) - set(PER_GUEST_KEYS))
-            if unknown:
-                module.fail_json(msg="guests[%d]: unknown option(s) %s; per-guest options are %s" % (i, ", ".join(unknown), ", ".join(PER_GUEST_KEYS)))
-        defaults = {k: params[k] for k in PER_GUEST_KEYS if k != "name" and params.get(k) is not None}
-        entries = []
-        for item in items:
-            entry = dict(defaults)
-            entry.update({k: v for k, v in item.items() if v is not None})
-            entry["_in_list"] = True
-            entries.append(entry)
+    listed = params["guests"] is not None
+    if listed:
+        entries = list_entries(params, "guests", PER_GUEST_KEYS, "name")
     else:
         entries = [{k: params.get(k) for k in PER_GUEST_KEYS}]
     out = ensure_guests(registry_for(module), entries, module.check_mode)
-    result = {"changed": out["changed"]}
-    if module._diff:
-        result["diff"] = out["diff"] if params["guests"] is not None else {
-            "before": next(iter(out["diff"]["before"].values())),
-            "after": next(iter(out["diff"]["after"].values())),
-        }
-    if params["guests"] is not None:
-        result["guests"] = out["results"]
-    else:
-        result["guest"] = out["results"][0]["guest"]
-        result["action"] = out["results"][0]["action"]
-    return result
+    return batch_result(out, listed, "guests", "guest", module._diff)
 
 
 def main():

@@ -269,7 +269,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxns.guests.plugins.module_utils import mounts
-from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, list_entries, registry_for, run_module
 
 PER_MOUNT_KEYS = ("path", "src", "fstype", "opts", "propagation", "create", "state", "recreate", "lazy_unmount")
 PROPAGATION_CHOICES = ["private", "slave", "shared", "unbindable", "rprivate", "rslave", "rshared", "runbindable"]
@@ -282,16 +282,7 @@ def _body(module):
     if not table_dir.startswith("/"):
         module.fail_json(msg="table_dir %r must be an absolute path" % table_dir)
     if params["mounts"] is not None:
-        defaults = {k: params[k] for k in PER_MOUNT_KEYS if k != "path" and params.get(k) is not None}
-        entries = []
-        for i, item in enumerate(params["mounts"]):
-            unknown = sorted(set(item) - set(PER_MOUNT_KEYS))
-            if unknown:
-                module.fail_json(msg="mounts[%d]: unknown option(s) %s; per-mount options are %s" % (i, ", ".join(unknown), ", ".join(PER_MOUNT_KEYS)))
-            entry = dict(defaults)
-            entry.update({k: v for k, v in item.items() if v is not None})
-            entry["_in_list"] = True
-            entries.append(entry)
+        entries = list_entries(params, "mounts", PER_MOUNT_KEYS, "path")
     else:
         entries = [{k: params.get(k) for k in PER_MOUNT_KEYS}]
     if params["mounts"] is None and params["path"] is None:

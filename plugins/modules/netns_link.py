@@ -332,7 +332,7 @@ pyroute2:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.common import batch_result, common_args, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.links import LINK_KEYS, ensure_links, merge_defaults
 
 
@@ -344,20 +344,8 @@ def _body(module):
     else:
         entries = [top]
     out = ensure_links(registry_for(module), entries, module.check_mode)
-    result = {"changed": out["changed"], "pyroute2": out["pyroute2"]}
-    if module._diff:
-        if params["links"] is not None:
-            result["diff"] = out["diff"]
-        else:
-            result["diff"] = {
-                "before": next(iter(out["diff"]["before"].values())),
-                "after": next(iter(out["diff"]["after"].values())),
-            }
-    if params["links"] is not None:
-        result["links"] = out["results"]
-    else:
-        result["link"] = out["results"][0]["link"]
-        result["action"] = out["results"][0]["action"]
+    result = batch_result(out, params["links"] is not None, "links", "link", module._diff)
+    result["pyroute2"] = out["pyroute2"]
     return result
 
 
