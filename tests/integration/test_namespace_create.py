@@ -76,10 +76,7 @@ def readlink_ns(lab_exec, host, pid, nstype):
     return int(out[out.index("[") + 1 : -1])
 
 
-@pytest.fixture(scope="module")
-def clean_hosts(lab, ansible):
-    """Remove every guest on both lab hosts after this module (also when it fails)."""
-    yield
+def remove_all_guests(ansible):
     ansible.playbook(
         [
             {"name": "list", INFO: {}, "register": "info"},
@@ -88,6 +85,13 @@ def clean_hosts(lab, ansible):
         ],
         hosts="lab",
     )
+
+
+@pytest.fixture(scope="module")
+def clean_hosts(lab, ansible):
+    """Remove every guest on both lab hosts after this module (also when it fails)."""
+    yield
+    remove_all_guests(ansible)
 
 
 @pytest.fixture
@@ -250,7 +254,10 @@ def test_stale_guest_is_reported_and_recreated(clean_hosts, ansible_playbook, an
     assert ansible_adhoc("lab1", INFO, {"name": "it-stale"}).last["guests"][0]["healthy"] is True
 
 
-def test_state_wiped_like_a_reboot(clean_hosts, ansible_playbook, ansible_adhoc, lab_exec):
+def test_state_wiped_like_a_reboot(clean_hosts, ansible, ansible_playbook, ansible_adhoc, lab_exec):
+    # The wipe forgets every guest of the host: start with none but ours, so no
+    # other test's guest (its init, its /run/netns name) outlives the registry.
+    remove_all_guests(ansible)
     g = ansible_playbook([{MOD: {"name": "it-boot"}}]).last["guest"]
     # What a reboot does: every process gone, /run empty.
     lab_exec("lab1", ["kill", "-9", str(g["init_pid"])])

@@ -12,6 +12,7 @@ made from outside stands in as the "host interface" (macvlan parent, physical mo
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,7 +28,15 @@ GUESTS = ("lk1", "lk2", "lk3")
 BRIDGE = "lnbr-t"
 HOST_LINKS = ("vh-lk1", "vb-lk1", "vb-lk2", "vb-lk3", BRIDGE, "lnpar0", "lnpar0b", "lnphy0", "lnphy0b", "vh-lk9", "vg-lk1")
 REPO = Path(__file__).resolve().parents[2]
-VENV_DIR = REPO / "tests" / "output" / "netns-link-venvs"   # git-ignored (/tests/output/)
+# Lab hosts see the machine's files but not its /tmp, where a checkout may live: the
+# venvs go under /var/tmp, one folder per test run, removed at the end of this module.
+VENV_DIR = Path("/var/tmp/linuxns-test-venvs-%d" % os.getpid())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_venvs():
+    yield
+    shutil.rmtree(str(VENV_DIR), ignore_errors=True)
 PYROUTE2_09 = "0.9.7"
 
 
@@ -266,7 +275,7 @@ def test_removing_a_guest_leaves_no_veth_on_the_host(lab, ansible_playbook, lab_
 
 
 def _venv(name, packages):
-    """A venv from /usr/bin/python3 under tests/output (git-ignored), reused between runs."""
+    """A venv from /usr/bin/python3 under VENV_DIR (made once per run)."""
     path = VENV_DIR / name
     py = path / "bin" / "python"
     marker = path / ".ready"
