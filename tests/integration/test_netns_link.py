@@ -37,6 +37,8 @@ VENV_DIR = Path("/var/tmp/linuxns-test-venvs-%d" % os.getpid())
 def _remove_venvs():
     yield
     shutil.rmtree(str(VENV_DIR), ignore_errors=True)
+
+
 PYROUTE2_09 = "0.9.7"
 
 
