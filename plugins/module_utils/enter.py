@@ -165,6 +165,24 @@ def call_in_guest(meta: dict, types, func, *args, **kwargs):
     use :func:`spawn_in_guest` for programs.
     """
     types = check_types(meta, types)
+
+    def body(_wfd):
+        join_namespaces(open_namespaces(meta, types))
+        if "mnt" in types:
+            os.chdir("/")
+        return func(*args, **kwargs)
+
+    return run_forked(meta, body)
+
+
+def run_forked(meta: dict, body, *args):
+    """Run ``body(wfd, *args)`` in a forked, non-dumpable child; return its result.
+
+    The child sends back ``{"ok": result}`` or the error it raised through a
+    pipe (``wfd`` is its write end, for a body that forks again and must close
+    it in the process that does not answer); a GuestError is re-raised here
+    with its class and message.  The child never returns.
+    """
     rfd, wfd = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -172,10 +190,7 @@ def call_in_guest(meta: dict, types, func, *args, **kwargs):
         try:
             os.close(rfd)
             sc.set_dumpable(False)
-            join_namespaces(open_namespaces(meta, types))
-            if "mnt" in types:
-                os.chdir("/")
-            payload = {"ok": func(*args, **kwargs)}
+            payload = {"ok": body(wfd, *args)}
         except BaseException as exc:
             payload = _error_payload(exc)
             code = 1

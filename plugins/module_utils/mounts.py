@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import errno as _errno
-import json
 import os
 import stat as _stat
 
@@ -935,51 +934,31 @@ def run_in_guest_mnt(meta: dict, ops: list):
     need_pid = any(op["action"] in ("mount", "replace") and op["fstype"] == "proc" for op in ops) and "pid" in pins
     types = [t for t in ("cgroup", "ipc", "uts", "net") if t in pins] + (["pid"] if need_pid else []) + ["mnt"]
     types = enter.check_types(meta, types)
+
+    def body(wfd, proc_fd):
+        fds = enter.open_namespaces(meta, types)
+        mnt_fd = next(fd for t, fd in fds if t == "mnt")
+        enter.join_namespaces([(t, fd) for t, fd in fds if t != "mnt"])
+        if need_pid:
+            child = os.fork()
+            if child:
+                os.close(wfd)
+                enter.wait_child(child)
+                os._exit(0)
+        detached = {}
+        for i, op in enumerate(ops):
+            if op["action"] in ("mount", "replace"):
+                detached[i] = _make_detached(op)
+        sc.setns(mnt_fd, "mnt")
+        os.close(mnt_fd)
+        os.chdir("/")
+        return _apply_ops(detached, ops, proc_fd)
+
     proc_fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    rfd, wfd = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 0
-        try:
-            os.close(rfd)
-            sc.set_dumpable(False)
-            fds = enter.open_namespaces(meta, types)
-            mnt_fd = next(fd for t, fd in fds if t == "mnt")
-            enter.join_namespaces([(t, fd) for t, fd in fds if t != "mnt"])
-            if need_pid:
-                child = os.fork()
-                if child:
-                    os.close(wfd)
-                    enter.wait_child(child)
-                    os._exit(0)
-            detached = {}
-            for i, op in enumerate(ops):
-                if op["action"] in ("mount", "replace"):
-                    detached[i] = _make_detached(op)
-            sc.setns(mnt_fd, "mnt")
-            os.close(mnt_fd)
-            os.chdir("/")
-            payload = {"ok": _apply_ops(detached, ops, proc_fd)}
-        except BaseException as exc:
-            payload = enter._error_payload(exc)
-            code = 1
-        try:
-            enter.write_all(wfd, json.dumps(payload).encode())
-        finally:
-            os._exit(code)
-    os.close(wfd)
     try:
-        data = enter.read_all(rfd)
+        return enter.run_forked(meta, body, proc_fd)
     finally:
-        os.close(rfd)
         os.close(proc_fd)
-        enter.wait_child(pid)
-    if not data:
-        raise GuestError("guest %r: the helper process inside it died without an answer" % meta["name"])
-    payload = json.loads(data.decode())
-    if "error" in payload:
-        enter.raise_payload(payload)
-    return payload["ok"]
 
 
 def inspect_guest(meta: dict, paths: list) -> dict:
