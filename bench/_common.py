@@ -84,6 +84,17 @@ class Bench:
         return seconds, proc.stdout
 
     # -- Ansible: one timed task ---------------------------------------------------------
+    def env(self) -> dict:
+        """ansible's environment for a bench run: the lab's config and the timing callback."""
+        env = dict(os.environ)
+        env.update({
+            "ANSIBLE_CONFIG": str(self.lab.ansible_cfg_path),
+            "ANSIBLE_CALLBACK_PLUGINS": str(HERE / "callback"),
+            "ANSIBLE_CALLBACKS_ENABLED": "linuxns_bench_time",
+            "LINUXNS_BENCH_FILE": str(self.record),
+        })
+        return env
+
     def task(self, module: str, args: dict, check: bool = False) -> dict:
         """Run one task on lab1 after a warming ping; returns the callback's record of it.
 
@@ -105,13 +116,7 @@ class Bench:
         pb.write_text(json.dumps(play))
         with contextlib.suppress(FileNotFoundError):
             self.record.unlink()
-        env = dict(os.environ)
-        env.update({
-            "ANSIBLE_CONFIG": str(self.lab.ansible_cfg_path),
-            "ANSIBLE_CALLBACK_PLUGINS": str(HERE / "callback"),
-            "ANSIBLE_CALLBACKS_ENABLED": "linuxns_bench_time",
-            "LINUXNS_BENCH_FILE": str(self.record),
-        })
+        env = self.env()
         t0 = time.monotonic()
         proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(self.lab.inventory_path),
                                "-e", "@" + str(vars_file), str(pb)],

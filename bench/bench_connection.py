@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from _common import HERE, VENV_BIN, Bench, median, table
+from _common import VENV_BIN, Bench, median, table
 from lab import ssh_common_args
 
 STATE = "/run/linuxns"
@@ -54,16 +54,6 @@ def make_root(path: str, busybox: str) -> None:
 
 
 class ConnBench(Bench):
-    def env(self) -> dict:
-        env = dict(os.environ)
-        env.update({
-            "ANSIBLE_CONFIG": str(self.lab.ansible_cfg_path),
-            "ANSIBLE_CALLBACK_PLUGINS": str(HERE / "callback"),
-            "ANSIBLE_CALLBACKS_ENABLED": "linuxns_bench_time",
-            "LINUXNS_BENCH_FILE": str(self.record),
-        })
-        return env
-
     def playbook(self, inventory: str, plays, forks: int = 20) -> tuple:
         pb = self.tmp / "play.json.yml"
         pb.write_text(json.dumps(plays))
