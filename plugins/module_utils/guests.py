@@ -238,8 +238,6 @@ class Spec:
             if "pid" not in self.namespaces:
                 raise InvalidInput("%sinit needs a private pid namespace (add pid to namespaces)" % p)
         self.init = list(init) if init else None
-        if "pid" in self.share and "pid" not in self.namespaces:
-            pass
 
     def _resolve_share(self, nstype, src, registry, param):
         """Return (normalised source, (dev, ino)) for a share entry."""
@@ -1086,10 +1084,8 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False) -> 
             batch[spec.name] = spec
     plans = [plan(registry, s) for s in specs]
     results, before, after = [], {}, {}
-    proc_index = None
-    template = None
     try:
-        return _apply_plans(registry, plans, check_mode, results, before, after, proc_index, template)
+        return _apply_plans(registry, plans, check_mode, results, before, after)
     finally:
         if _TEMPLATES.get(registry.state_dir) is not None:
             _TEMPLATES.pop(registry.state_dir).close()
@@ -1106,7 +1102,8 @@ def mount_template(registry: reg.Registry):
     return t if t.fd >= 0 else None
 
 
-def _apply_plans(registry, plans, check_mode, results, before, after, proc_index, template):
+def _apply_plans(registry, plans, check_mode, results, before, after):
+    proc_index = None
     for p in plans:
         name = p.spec.name or p.spec.ref
         before[name] = p.before or {}

@@ -200,8 +200,7 @@ class Registry:
         """Create the state folder as a private bind mount of itself (idempotent)."""
         if self._ready:
             return
-        for d in (self.state_dir,):
-            os.makedirs(d, mode=0o700, exist_ok=True)
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         with Lock(os.path.join(self.state_dir, ".lock"), "state folder %s" % self.state_dir):
             if not is_mount_point_via_private(self.state_dir):
                 sc.mount(self.state_dir, self.state_dir, None, sc.MS_BIND)
