@@ -56,7 +56,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 NET_PREFIX = "198.18"          # lab addresses stay inside 198.18.0.0/15
 IF_PREFIX = "lnsg"
-HOSTS_PER_LAB = 19             # each lab owns BASE+1 .. BASE+19
+HOSTS_PER_LAB = 32             # a lab may use BASE+1 .. BASE+32; labs side by side must not overlap
 MAX_GLOBAL = 254               # 198.18.G.x with 1 <= G <= 254
 REAPER = "/usr/bin/catatonit"
 SSHD = "/usr/sbin/sshd"
@@ -86,8 +86,10 @@ def validate_lab_name(name: str) -> str:
 def lab_base(name: str, base: object | None = None) -> int:
     """Global number of host 0 of lab NAME: host N is BASE+N.
 
-    The default lab ("") has base 0 (hosts 1..19). Another lab takes an explicit base or
-    one derived from its name: a multiple of 20 from 20 to 220.
+    The default lab ("") has base 0. Another lab takes an explicit base or one derived
+    from its name: a multiple of 20 from 20 to 220. A lab may grow to HOSTS_PER_LAB hosts;
+    with derived bases 20 apart, labs running side by side fit 19 hosts each (a host
+    number already taken by another lab's running host is refused when it comes up).
     """
     if base is not None and str(base) != "":
         try:
