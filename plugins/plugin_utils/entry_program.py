@@ -7,8 +7,16 @@ collection's own module_utils sources (errors, syscalls, registry, enter and
 entry - the one enter path ``guest_enter_exec`` uses too): docstrings and
 comments are stripped, the sources are embedded in a small bootstrap that
 registers them as modules under their real names, and the whole is compressed
-and base64-encoded into one ``python -c`` argument.  Nothing is installed or
-cached on the host; every command carries its program (about 14 kB).
+and base64-encoded into one ``python -c`` argument: every command carries its
+program (about 15 kB), so nothing has to be installed on the host first.
+
+Compiling those sources takes the host's Python longer than everything else
+an entry does before it runs the command, so the host keeps the compiled modules
+(marshal, named by the hash of the sources and the Python's cache tag) in
+``STATE/entry-cache``: a root-only folder on /run, trusted only when it and the
+file belong to the entry's own uid and nobody else may write them. A new
+collection version replaces the old entry; a missing or unusable cache only
+means compiling again.
 """
 
 from __future__ import annotations
@@ -26,8 +34,60 @@ PACKAGE = "ansible_collections.linuxns.guests.plugins.module_utils"
 MODULES = ("errors", "syscalls", "registry", "enter", "entry")
 
 BOOTSTRAP = r'''
-import sys, types
+import sys, types, os, marshal
 P = %(package)r
+KEY = %(key)r
+CACHE = "entry-cache"
+
+
+def _cached():
+    # The compiled modules, kept under STATE/entry-cache (argv[2]) by the host's own
+    # Python: compiling the sources costs more than the rest of a start-up. Only a
+    # folder and file of our own uid that no one else may write are trusted.
+    state = sys.argv[2] if len(sys.argv) > 2 else ""
+    if not os.path.isabs(state) or not os.path.isdir(state):
+        return None, None
+    where = os.path.join(state, CACHE)
+    path = os.path.join(where, "%%s.%%s" %% (KEY, sys.implementation.cache_tag))
+    try:
+        st = os.lstat(where)
+        if not os.path.isdir(where) or os.path.islink(where) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+            return None, None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None, where
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            return None, None
+        try:
+            return marshal.loads(f.read()), where
+        except (ValueError, EOFError, TypeError):
+            return None, where
+
+
+def _store(where, codes):
+    # Best effort: a read-only or full /run just means compiling next time too.
+    import tempfile
+    try:
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=where, prefix=".new-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(marshal.dumps(codes))
+        name = "%%s.%%s" %% (KEY, sys.implementation.cache_tag)
+        os.replace(tmp, os.path.join(where, name))
+        for old in os.listdir(where):
+            if old != name and not old.startswith(".new-"):
+                os.unlink(os.path.join(where, old))
+    except OSError:
+        pass
+
+
+codes, where = _cached()
+if codes is None:
+    codes = [(name, compile(src, "<linuxns-entry>/%%s.py" %% name, "exec")) for name, src in SOURCES]
+    if where:
+        _store(where, codes)
 parts = P.split(".")
 for i in range(1, len(parts) + 1):
     n = ".".join(parts[:i])
@@ -36,12 +96,12 @@ for i in range(1, len(parts) + 1):
     sys.modules[n] = m
     if i > 1:
         setattr(sys.modules[".".join(parts[:i - 1])], parts[i - 1], m)
-for name, src in SOURCES:
+for name, code in codes:
     full = P + "." + name
     m = types.ModuleType(full)
     m.__file__ = "<linuxns-entry>/%%s.py" %% name
     sys.modules[full] = m
-    exec(compile(src, m.__file__, "exec"), m.__dict__)
+    exec(code, m.__dict__)
     setattr(sys.modules[P], name, m)
 sys.exit(sys.modules[P + ".entry"].main())
 '''
@@ -80,9 +140,13 @@ def read_sources(directory: str | None = None) -> list:
 
 
 def program_text(sources: list | None = None) -> str:
-    """The entry program as Python source."""
-    sources = read_sources() if sources is None else sources
-    return "SOURCES = %r\n%s" % (list(sources), BOOTSTRAP % {"package": PACKAGE})
+    """The entry program as Python source.
+
+    KEY, the hash of the sources, names the host's cache of their compiled form.
+    """
+    sources = list(read_sources() if sources is None else sources)
+    key = hashlib.sha1(repr(sources).encode("utf-8")).hexdigest()
+    return "SOURCES = %r\n%s" % (sources, BOOTSTRAP % {"package": PACKAGE, "key": key})
 
 
 _CACHE: dict = {}

@@ -182,3 +182,81 @@ def test_payload_cache_file_is_shared_by_workers(tmp_path, monkeypatch):
     ep._CACHE.clear()
     monkeypatch.setattr(ep, "strip_source", lambda *a: pytest.fail("built again instead of read from the cache file"))
     assert ep.payload(cache_dir=str(tmp_path)) == first
+
+
+# ------------------------------------------------------------------------------------------
+# the host's cache of the compiled program (STATE/entry-cache)
+# ------------------------------------------------------------------------------------------
+def cache_files(state) -> list:
+    where = state / "entry-cache"
+    return sorted(os.listdir(str(where))) if where.is_dir() else []
+
+
+def protocol(state, sources=None) -> int:
+    proc = run(["status", str(state)], sources=sources)
+    assert proc.returncode == 0, proc
+    return json.loads(proc.stdout)["protocol"]
+
+
+def compiled_with(tmp_path, protocol_value: int):
+    """marshal of the entry's code objects, with PROTOCOL changed: shows which code ran."""
+    import marshal
+    sources = [(name, src.replace("PROTOCOL = 1", "PROTOCOL = %d" % protocol_value)) for name, src in ep.read_sources()]
+    return marshal.dumps([(name, compile(src, "<linuxns-entry>/%s.py" % name, "exec")) for name, src in sources])
+
+
+def test_host_keeps_the_compiled_program_and_runs_it(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    assert protocol(state) == entry.PROTOCOL
+    files = cache_files(state)
+    assert len(files) == 1 and files[0].endswith(".cpython-%d%d" % __import__("sys").version_info[:2])
+    where = state / "entry-cache"
+    assert where.stat().st_mode & 0o777 == 0o700 and (where / files[0]).stat().st_mode & 0o777 == 0o600
+    # the next run loads the cached code instead of compiling: plant code that says so
+    (where / files[0]).write_bytes(compiled_with(tmp_path, 9))
+    assert protocol(state) == 9
+
+
+def test_host_cache_is_trusted_only_when_private(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    protocol(state)
+    where = state / "entry-cache"
+    cached = where / cache_files(state)[0]
+    cached.write_bytes(compiled_with(tmp_path, 9))
+    os.chmod(str(cached), 0o620)                    # a file others may write: compiled afresh, not loaded
+    assert protocol(state) == entry.PROTOCOL
+    os.chmod(str(cached), 0o600)
+    os.chmod(str(where), 0o770)                     # a folder others may write
+    assert protocol(state) == entry.PROTOCOL
+    os.chmod(str(where), 0o700)
+    assert protocol(state) == 9                     # private again: used
+    # a symlinked cache folder is not followed
+    other = tmp_path / "elsewhere"
+    where.rename(other)
+    os.symlink(str(other), str(where))
+    assert protocol(state) == entry.PROTOCOL
+
+
+def test_host_cache_survives_garbage_and_drops_old_versions(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    protocol(state)
+    where = state / "entry-cache"
+    name = cache_files(state)[0]
+    (where / name).write_bytes(b"\x00garbage")      # a torn or foreign file: compiled and rewritten
+    assert protocol(state) == entry.PROTOCOL
+    assert (where / name).read_bytes() != b"\x00garbage"
+    # another collection version (other sources, so another key) replaces the entry
+    changed = [(n, src + "\n_OTHER_VERSION = 1\n") for n, src in ep.read_sources()]
+    assert protocol(state, sources=changed) == entry.PROTOCOL
+    files = cache_files(state)
+    assert len(files) == 1 and files[0] != name
+
+
+def test_no_state_folder_no_cache(tmp_path):
+    # The entry program never creates the state folder itself.
+    state = tmp_path / "missing"
+    assert protocol(state) == entry.PROTOCOL
+    assert not state.exists()
