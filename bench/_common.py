@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,10 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 class Bench:
     """Lab host 1, a scratch folder on the controller and a warm ssh master."""
 
@@ -45,6 +50,9 @@ class Bench:
 
     # -- lab -----------------------------------------------------------------------
     def __enter__(self):
+        # `timeout` or a kill sends SIGTERM: unwind like Ctrl-C so every finally removes
+        # what the bench made (guests, roots, lab hosts it brought up).
+        signal.signal(signal.SIGTERM, _terminated)
         if not self.lab.healthy(HOST):
             self.lab.up(HOST)
             self.brought_up = True
