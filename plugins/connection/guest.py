@@ -19,7 +19,9 @@ description:
   - Every command enters the guest in one hop - all of its namespaces and its root - with a small entry program
     run by the host's Python (O(linuxns_host_python)). The program is built on the controller from the
     collection's module_utils (the same enter path M(linuxns.guests.guest_enter_exec) uses) and sent with each
-    command, like Ansiballz; nothing is installed on the host.
+    command, like Ansiballz; nothing is installed on the host. The host's Python keeps the program's compiled
+    modules in C(entry-cache) under O(linuxns_state_dir) (root-only, named by the program's hash) to skip
+    compiling it on every command.
   - Files are copied into and out of the guest through its mount namespace and root, so paths are the guest's
     own and symlinks resolve inside the guest. Uploads stream over the ssh channel's stdin; downloads go to a
     private file under O(linuxns_state_dir) on the host that is then fetched and removed (with C(paramiko) they
