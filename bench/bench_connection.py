@@ -2,23 +2,24 @@
 
 Part 1, ping: ``ping`` on a guest of lab host 1 through the guest connection vs. ``ping``
 on lab host 1 itself over plain ssh, same ansible.cfg (the lab's: ControlPersist,
-pipelining as LINUXNS_LAB_PIPELINING says), a warming ping first in both. Each round runs
-both sides, alternating which goes first; the time is the timed task's start-to-result
-time on the controller (bench/callback/linuxns_bench_time.py), and the whole
-``ansible-playbook`` process time for reference.
+pipelining as LINUXNS_LAB_PIPELINING says), a warming ping first in both, then 9 timed
+pings. Each round runs both sides, alternating which goes first; a side's time is the
+median of its 9 timed tasks' start-to-result times on the controller
+(bench/callback/linuxns_bench_time.py), and the whole ``ansible-playbook`` process time
+for reference.
 
 Part 2, a playbook of T tasks (default 20: command, copy, lineinfile, file, stat in turn)
 over N guests (spread over lab hosts 1 and 2) vs. the same playbook over N lab hosts,
 each with its own sshd (lab hosts 1..N; the lab is brought up to N hosts and put back as
 it was). Time: the whole ``ansible-playbook`` run. ``--hosts 0`` skips it. A lab holds
-at most 19 hosts (tests/lab/lab.py HOSTS_PER_LAB) and the host numbers of labs running
-side by side must not overlap (lab c at base 80 next to a lab at base 90 has room for
-10), so N defaults to 10; the bench says so when the lab cannot grow to N.
+at most 32 hosts (tests/lab/lab.py HOSTS_PER_LAB) and the host numbers of labs running
+side by side must not overlap (a lab at base 100 has room for 20 hosts when no other
+lab uses 101..120); N defaults to 20, and the bench says so when the lab cannot grow to N.
 
 The guests have a busybox root with lab's /usr bound read-only (their Python) and are
 removed at the end.
 
-    LINUXNS_LAB=c LINUXNS_LAB_BASE=80 .venv/bin/python bench/bench_connection.py [--rounds 5] [--hosts 10] [--tasks 20]
+    LINUXNS_LAB=c LINUXNS_LAB_BASE=100 .venv/bin/python bench/bench_connection.py [--rounds 5] [--hosts 20] [--tasks 20]
 """
 
 from __future__ import annotations
@@ -114,13 +115,16 @@ def remove_guests(b: ConnBench, per_host: dict) -> None:
          "vars": {"names": names}}]}])
 
 
+PINGS = 9  # timed pings per playbook run: their median is the round's figure
+
+
 def ping_round(b: ConnBench, inventory: str, host: str) -> tuple:
-    seconds, records = b.playbook(inventory, [{"hosts": host, "gather_facts": False, "tasks": [
-        {"name": "warm", "ansible.builtin.ping": {}}, {"name": "timed", "ansible.builtin.ping": {}}]}])
+    tasks = [{"name": "warm", "ansible.builtin.ping": {}}] + [{"name": "timed", "ansible.builtin.ping": {}} for _ in range(PINGS)]
+    seconds, records = b.playbook(inventory, [{"hosts": host, "gather_facts": False, "tasks": tasks}])
     timed = [r["seconds"] for r in records if r["task"] == "timed" and r["status"] == "ok"]
-    if len(timed) != 1:
-        raise RuntimeError("ping on %s: no timed result" % host)
-    return timed[0], seconds
+    if len(timed) != PINGS:
+        raise RuntimeError("ping on %s: %d of %d timed results" % (host, len(timed), PINGS))
+    return median(timed), seconds
 
 
 def tasks_play(hosts: str, n: int) -> list:
@@ -144,7 +148,7 @@ def tasks_play(hosts: str, n: int) -> list:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--hosts", type=int, default=10, help="guests and lab hosts of part 2 (0: skip part 2)")
+    ap.add_argument("--hosts", type=int, default=20, help="guests and lab hosts of part 2 (0: skip part 2)")
     ap.add_argument("--tasks", type=int, default=20)
     args = ap.parse_args()
     n_lab = max(2, args.hosts)
@@ -178,7 +182,7 @@ def main() -> int:
                 rows.append([r + 1, "%.3f" % got["host"][0], "%.3f" % got["guest"][0], "%.2f" % ratios[-1],
                              "%.2f" % got["host"][1], "%.2f" % got["guest"][1]])
             print("ping: one task, lab host over ssh vs. guest over linuxns.guests.guest (pipelining %s)" % b.lab.pipelining)
-            print(table(rows, ["round", "host task s", "guest task s", "ratio", "host process s", "guest process s"]))
+            print(table(rows, ["round", "host ping s", "guest ping s", "ratio", "host process s", "guest process s"]))
             print("median ratio guest/host (task time): %.2f  (goal <= 1.2)" % median(ratios))
             if args.hosts:
                 rows = []
