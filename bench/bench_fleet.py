@@ -510,7 +510,8 @@ def main(argv=None) -> int:
                     order = ("base", "ours") if r % 2 == 0 else ("ours", "base")
                     for side in order:
                         side_round(fleet, side, n, figures, n == max(sizes))
-                    print("n=%d round %d done (%s first)" % (n, r + 1, order[0]), file=sys.stderr, flush=True)
+                    print("n=%d round %d done (%s first): %s" % (n, r + 1, order[0], " ".join(
+                        "%s/%s=%.2f" % (k[0], k[1], v[-1]) for k, v in figures.items() if len(k) == 3 and k[2] == n)), file=sys.stderr, flush=True)
                 notes.append("ours' slowest tasks, last create at %d/host: %s" % (n, where_ours_goes(fleet, n)))
         finally:
             fleet.cleanup(sizes)
