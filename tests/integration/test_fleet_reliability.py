@@ -124,7 +124,7 @@ out = {'registry': reg, 'foreign': foreign(),
        'pin_mounts': sorted(m for m, _t in mount_points() if m.startswith((STATE + '/', NETNS + '/', FLEET + '/'))),
        'links': links(),
        'ip_forward': open('/proc/sys/net/ipv4/ip_forward').read().strip(),
-       'tables': {}, 'roots': sorted(os.listdir(FLEET + '/roots')) if os.path.isdir(FLEET + '/roots') else None,
+       'tables': {}, 'kept_ctx': {}, 'roots': sorted(os.listdir(FLEET + '/roots')) if os.path.isdir(FLEET + '/roots') else None,
        'guests': {}}
 if os.path.isdir(FLEET + '/tables'):
     for name in sorted(os.listdir(FLEET + '/tables')):
@@ -133,6 +133,11 @@ if os.path.isdir(FLEET + '/tables'):
                 out['tables'][name] = [l.split()[1] for l in f.read().splitlines() if l.strip() and not l.startswith('#')]
         except OSError:
             out['tables'][name] = None
+        try:
+            with open(FLEET + '/tables/' + name + '/context_id') as f:
+                out['kept_ctx'][name] = int(f.read())
+        except (OSError, ValueError):
+            out['kept_ctx'][name] = None
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 for name, meta in reg.items() if detail else ():
     g = {}
@@ -233,7 +238,7 @@ def wait_remote_done(lab_exec, timeout=90.0):
 def fleet_view(state):
     """What must survive a reboot: per guest its context id, addresses, page and mounts."""
     return {name: {"ctx": state["registry"][name]["ctx"], "addresses": g["addresses"], "page": g["page"],
-                   "mounts": g["mounts"]} for name, g in state["guests"].items()}
+                   "mounts": g["mounts"]} for name, g in state["guests"].items() if name in NAMES}
 
 
 def expected_view(host, ctx):
@@ -282,8 +287,8 @@ class Fleet:
         proc = subprocess.run(argv, env=env, cwd=str(REPO), stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=timeout, check=False)
         log.write_text(proc.stdout + proc.stderr)
-        step("ran %s: %s" % (os.path.basename(argv[-1]), " | ".join(line.split(":", 1)[-1].split("unreachable")[0].strip()
-                                                               for line in proc.stdout.strip().splitlines()[-len(HOSTS):])))
+        recap = [line.split(":", 1)[-1].split("unreachable")[0].strip() for line in proc.stdout.strip().splitlines()[-len(HOSTS):]]
+        step("ran %s: %s" % (os.path.basename(argv[-1]), " | ".join(recap)))
         assert proc.returncode == 0, "fleet run failed (rc=%s)\n%s\n%s" % (proc.returncode, proc.stdout[-12000:], proc.stderr[-4000:])
         return proc.stdout, load_records(record)
 
@@ -318,10 +323,9 @@ def remove_everything(fleet, ansible, lab_exec):
         except AssertionError as e:  # still clear the rest, then report
             errors.append(str(e)[-3000:])
     if any(registry_names(fleet.lab, h) for h in HOSTS):
+        rest = {"guests": "{{ info.guests | map(attribute='name') | list }}", "state": "absent", "stop_timeout": 2}
         ansible.playbook([{"name": "list", INFO: {}, "register": "info"},
-                          {"name": "remove the rest", CREATE: {"guests": "{{ info.guests | map(attribute='name') | list }}",
-                                                              "state": "absent", "stop_timeout": 2},
-                           "when": "info.guests | length > 0"}], hosts="lab")
+                          {"name": "remove the rest", CREATE: rest, "when": "info.guests | length > 0"}], hosts="lab")
     for host in HOSTS:
         lab_exec(host, ["sh", "-c", "ip link del %s 2>/dev/null; rm -rf %s; true" % (BRIDGE, FLEET_DIR)])
     assert not errors, errors
@@ -433,14 +437,18 @@ def namespace_info(ansible):
 # ------------------------------------------------------------------------------------------
 def test_fleet_comes_back_after_a_reboot(no_fleet, ansible, lab_exec):
     fleet = no_fleet
+    # On lab1 another guest (no processes) holds context id 2 when the fleet comes, and is
+    # not made again after the reboot: the fleet's guests must still get their ids back.
+    ansible.playbook([{CREATE: {"name": "other", "namespaces": ["uts"]}}], hosts="lab1")
     _out, first = fleet.run()
     assert changed_tasks(first), "the first run changed nothing"
     before = {h: probe(lab_exec, h, detail=True) for h in HOSTS}
     ctx = {}
     for host, state in before.items():
-        assert sorted(state["registry"]) == NAMES, (host, state["registry"])
+        assert sorted(state["registry"]) == sorted(NAMES + (["other"] if host == "lab1" else [])), (host, state["registry"])
         ctx[host] = {n: state["registry"][n]["ctx"] for n in NAMES}
-        assert len(set(ctx[host].values())) == SIZE
+        assert sorted(ctx[host].values()) == ([3, 4, 5, 6] if host == "lab1" else [2, 3, 4, 5]), ctx
+        assert state["kept_ctx"] == ctx[host], "%s: the context ids kept next to the tables" % host
         assert fleet_view(state) == expected_view(host, ctx[host])
         assert state["tables"] == {n: ["/srv"] for n in NAMES}, state["tables"]
         assert BRIDGE in state["links"] and state["ip_forward"] == "1"
@@ -452,15 +460,16 @@ def test_fleet_comes_back_after_a_reboot(no_fleet, ansible, lab_exec):
     for host in HOSTS:
         boot = lab_python(lab_exec, host, REBOOT)
         assert boot["left"] == {}, (host, boot)
-        inits = {m["init_pid"] for m in before[host]["registry"].values()}
+        inits = {m["init_pid"] for m in before[host]["registry"].values() if m["init_pid"]}
         assert set(boot["inits"]) == inits and inits <= set(boot["killed"]), (host, boot)
     for host in HOSTS:
         state = probe(lab_exec, host)
         assert_clean(state, host, "the reboot")
         assert not state["state_dir"] and state["netns"] is None
         assert BRIDGE not in state["links"] and state["ip_forward"] == "0"
-        # ... while the disk keeps the tables and roots
+        # ... while the disk keeps the tables (with the context ids) and roots
         assert state["tables"] == {n: ["/srv"] for n in NAMES} and state["roots"] == NAMES
+        assert state["kept_ctx"] == ctx[host]
     step("rebooted, checked from outside")
     info = namespace_info(ansible)
     step("namespace_info after the reboot")
@@ -475,7 +484,7 @@ def test_fleet_comes_back_after_a_reboot(no_fleet, ansible, lab_exec):
         state = probe(lab_exec, host, detail=True)
         assert sorted(state["registry"]) == NAMES
         assert fleet_view(state) == expected_view(host, ctx[host]), "%s: the fleet came back different" % host
-        old = {m["init_pid"] for m in before[host]["registry"].values()}
+        old = {m["init_pid"] for m in before[host]["registry"].values() if m["init_pid"]}
         assert not old & {m["init_pid"] for m in state["registry"].values()}, "init pids of before the reboot"
         assert BRIDGE in state["links"] and state["ip_forward"] == "1"
         assert sorted(p["comm"] for p in state["foreign"].values()) == sorted(["catatonit", "busybox"] * SIZE)
