@@ -8,10 +8,12 @@ persistent tmpfs mount on /srv through the fleet's ``fleet_mounts``):
   host's), the namespace pins and /run/linuxns, /run/netns, the fleet bridge and the
   guests' host veths, ip forwarding - while the fleet's folder (tables, roots; on a real
   host /etc/linuxns and /var/lib/linuxns) stays as on disk. The same playbook run again
-  must bring back the same fleet: same names, context ids, addresses, pages, mounts.
-* SIGKILL: ansible-playbook (its own process group) is killed while it creates the
-  guests one batch at a time; the next run must converge, namespace_info must list
-  exactly the fleet, all healthy, and the teardown must leave nothing behind.
+  must bring back the same fleet: same names, context ids (also when another guest held a
+  lower id before the reboot), addresses, pages, mounts; the run after that changes nothing.
+* SIGKILL: ansible-playbook (its own process group and the worker processes that left it,
+  see kill_tree) is killed while it creates the guests one batch at a time; the next run
+  must converge, namespace_info must list exactly the fleet, all healthy, and the teardown
+  must leave nothing behind.
 
 Every state is read from outside the guests: the lab host's registry, /proc/*/ns and
 /proc/*/mountinfo, ``ip``, and pages fetched from the lab host.
@@ -293,7 +295,7 @@ class Fleet:
         return proc.stdout, load_records(record)
 
     def start(self, extra_vars=None):
-        """The playbook in its own process group (so that it can be killed as a whole)."""
+        """The playbook in its own process group (killed with kill_tree)."""
         argv, env, _record, log = self._prepare(extra_vars)
         out = open(log, "w")  # closed by the caller through proc.log_file
         proc = subprocess.Popen(argv, env=env, cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=out,
