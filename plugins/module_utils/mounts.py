@@ -629,7 +629,10 @@ def _changed(cmp: dict) -> bool:
 # The persistent table (one fstab per guest)
 # ---------------------------------------------------------------------------------------
 def table_dir_for(registry) -> str:
-    """Where the guests' tables live: $LINUXNS_TABLE_DIR, the registry's note, or the default."""
+    """Where the guests' tables live: the module's table_dir option, $LINUXNS_TABLE_DIR,
+    the registry's note (on /run: a reboot forgets it), or the default."""
+    if getattr(registry, "table_dir", None):
+        return registry.table_dir
     env = os.environ.get(TABLE_DIR_ENV)
     if env:
         return env

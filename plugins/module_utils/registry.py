@@ -181,6 +181,10 @@ class Lock:
 class Registry:
     """The guests of one state folder on this host."""
 
+    # The folder of the guests' persistent mount tables a module was given (its
+    # ``table_dir`` option); None: mounts.table_dir_for() looks further.
+    table_dir = None
+
     def __init__(self, state_dir: str = DEFAULT_STATE_DIR, netns_dir: str = NETNS_RUN_DIR):
         if not isinstance(state_dir, str) or not state_dir.startswith("/"):
             raise InvalidInput("state_dir %r must be an absolute path" % (state_dir,))

@@ -127,6 +127,16 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  table_dir:
+    description:
+      - Folder of the persistent mount tables (C(TABLE_DIR/NAME/fstab), written by M(linuxns.guests.namespace_mount))
+        that is re-applied whenever a guest's mount namespace is made, after a reboot or a recreate.
+      - Defaults to C($LINUXNS_TABLE_DIR), then the folder M(linuxns.guests.namespace_mount) last remembered in
+        O(state_dir), then C(/etc/linuxns/guests). That note lives under C(/run), so a reboot forgets it - give
+        O(table_dir) when your tables are not in the default folder.
+      - One folder for the whole task (all entries of O(guests)).
+    type: path
+    version_added: 0.1.0
 seealso:
   - module: linuxns.guests.namespace_info
   - module: linuxns.guests.guest_enter_exec
@@ -136,6 +146,11 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Guests whose persistent mount tables live in another folder (re-applied after a reboot too)
+  linuxns.guests.namespace_create:
+    guests: [web1, web2]
+    table_dir: /srv/linuxns/tables
+
 - name: A guest with the default namespaces (mnt, uts, ipc, net, pid)
   linuxns.guests.namespace_create:
     name: web1
@@ -267,6 +282,7 @@ action:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxns.guests.plugins.module_utils.common import batch_result, common_args, list_entries, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.guests import PER_GUEST_KEYS, ensure_guests
 
 NS_CHOICES = ["mnt", "uts", "ipc", "net", "pid", "cgroup", "time", "user"]
@@ -279,7 +295,12 @@ def _body(module):
         entries = list_entries(params, "guests", PER_GUEST_KEYS, "name")
     else:
         entries = [{k: params.get(k) for k in PER_GUEST_KEYS}]
-    out = ensure_guests(registry_for(module), entries, module.check_mode)
+    registry = registry_for(module)
+    if params["table_dir"]:
+        if not params["table_dir"].startswith("/"):
+            raise InvalidInput("table_dir %r must be an absolute path" % params["table_dir"])
+        registry.table_dir = params["table_dir"]
+    out = ensure_guests(registry, entries, module.check_mode)
     return batch_result(out, listed, "guests", "guest", module._diff)
 
 
@@ -301,6 +322,7 @@ def main():
             stop_timeout=dict(type="float"),
             recreate=dict(type="bool", default=False),
             state=dict(type="str", choices=["present", "absent"], default="present"),
+            table_dir=dict(type="path"),
         ),
         mutually_exclusive=[("name", "guests")],
         required_one_of=[("name", "guests")],

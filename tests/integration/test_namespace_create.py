@@ -254,19 +254,35 @@ def test_stale_guest_is_reported_and_recreated(clean_hosts, ansible_playbook, an
     assert ansible_adhoc("lab1", INFO, {"name": "it-stale"}).last["guests"][0]["healthy"] is True
 
 
-def test_state_wiped_like_a_reboot(clean_hosts, ansible, ansible_playbook, ansible_adhoc, lab_exec):
+def test_state_wiped_like_a_reboot(clean_hosts, ansible, ansible_playbook, ansible_adhoc, converge, lab_exec):
     # The wipe forgets every guest of the host: start with none but ours, so no
     # other test's guest (its init, its /run/netns name) outlives the registry.
     remove_all_guests(ansible)
     g = ansible_playbook([{MOD: {"name": "it-boot"}}]).last["guest"]
-    # What a reboot does: every process gone, /run empty.
-    lab_exec("lab1", ["kill", "-9", str(g["init_pid"])])
-    sh(lab_exec, "lab1", "umount -l /run/netns/it-boot; rm -f /run/netns/it-boot; umount -l %s; rm -rf %s" % (STATE, STATE))
-    res = ansible_adhoc("lab1", INFO, {"name": "it-boot"}).last
-    assert res["exists"] is False and res["guests"] == []
-    again = ansible_playbook([{MOD: {"name": "it-boot"}}]).last
-    assert again.changed and again["action"] == "create"
-    assert "it-boot" in netns_names(lab_exec)
+    # a persistent mount whose table is not in the default folder (kept on "disk":
+    # only /run/linuxns and the netns name are wiped below)
+    tables = "/run/lnsc-it-tables"
+    mount = {"linuxns.guests.namespace_mount": {"guest": "it-boot", "path": "/srv", "fstype": "tmpfs", "opts": "size=3m",
+                                                "table_dir": tables}}
+    try:
+        ansible_playbook([mount])
+        # What a reboot does: every process gone, /run empty.
+        lab_exec("lab1", ["kill", "-9", str(g["init_pid"])])
+        sh(lab_exec, "lab1", "umount -l /run/netns/it-boot; rm -f /run/netns/it-boot; umount -l %s; rm -rf %s" % (STATE, STATE))
+        res = ansible_adhoc("lab1", INFO, {"name": "it-boot"}).last
+        assert res["exists"] is False and res["guests"] == []
+        # the table's folder was only remembered under /run: table_dir names it again
+        c = converge({MOD: {"name": "it-boot", "table_dir": tables}})
+        assert c.first["action"] == "create" and c.second["action"] == "none"
+        assert "it-boot" in netns_names(lab_exec)
+        init = c.first["guest"]["init_pid"]
+        rows = [ln.split() for ln in sh(lab_exec, "lab1", "cat /proc/%d/mountinfo" % init).stdout.splitlines()]
+        srv = [r for r in rows if r[4] == "/srv"]
+        assert srv and srv[-1][-3] == "tmpfs" and "size=3072k" in srv[-1][-1], srv
+        bad = ansible_playbook([{MOD: {"name": "it-boot", "table_dir": "relative/tables"}}], expect_fail=True).last
+        assert "table_dir 'relative/tables' must be an absolute path" in bad["msg"]
+    finally:
+        sh(lab_exec, "lab1", "rm -rf %s" % tables, check=False)
 
 
 # ------------------------------------------------------------------------------------------

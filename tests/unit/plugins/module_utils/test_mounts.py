@@ -392,3 +392,22 @@ def test_kernel_without_the_new_mount_api_is_named(monkeypatch, tmp_path):
     with pytest.raises(KernelError) as exc:
         mounts.validate_host_side(spec, set())
     assert "lacks the new mount API" in exc.value.msg and "Linux 5.2" in exc.value.msg
+
+
+def test_table_dir_given_to_the_registry_wins_after_the_note_is_gone(unit_registry, busybox_root, tmp_path, monkeypatch):
+    # namespace_create's table_dir option: the remembered folder is a note under /run,
+    # which a reboot wipes; the option still finds the table.
+    monkeypatch.delenv(mounts.TABLE_DIR_ENV, raising=False)
+    tables = tmp_path / "elsewhere"
+    _guest(unit_registry, "m9", root=busybox_root)
+    mounts.converge(unit_registry, "m9", [{"path": "/data", "fstype": "tmpfs", "opts": "size=3m"}], table_dir=str(tables))
+    assert (tables / "m9" / "fstab").is_file()
+    assert not os.path.exists(os.path.join(unit_registry.state_dir, mounts.TABLE_NOTE))
+    guests.ensure_guests(unit_registry, [{"name": "m9", "state": "absent"}])
+    meta = _guest(unit_registry, "m9", root=busybox_root)
+    assert mounts.top_mount(_mountinfo(meta), "/data") is None      # default folder: no table there
+    guests.ensure_guests(unit_registry, [{"name": "m9", "state": "absent"}])
+    unit_registry.table_dir = str(tables)
+    meta = _guest(unit_registry, "m9", root=busybox_root)
+    m = mounts.top_mount(_mountinfo(meta), "/data")
+    assert m is not None and "size=3072k" in m["super_opts"]
