@@ -1159,6 +1159,34 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
         return work()
 
 
+def validate_many(registry, per_guest: list) -> list:
+    """Check the mounts of many guests before any of them changes (namespace_mount's
+    ``guests`` form): each guest exists, runs and has its own mount namespace, no guest
+    is listed twice, and every mount entry is well formed and possible on this host.
+    ``per_guest`` is [(where, guest ref, entries)]; returns the guests' metadata."""
+    known = kernel_filesystems()
+    metas, names = [], {}
+    for where, ref, entries in per_guest:
+        meta = registry.find(ref, where + ".guest")
+        try:
+            _check_guest(meta, False)
+        except GuestError as exc:
+            msg = exc.msg[len("guest: "):] if exc.msg.startswith("guest: ") else exc.msg
+            raise type(exc)("%s.guest: %s" % (where, msg)) from None
+        if meta["name"] in names:
+            raise InvalidInput("%s: guest %r is listed twice (also %s)" % (where, meta["name"], names[meta["name"]]))
+        names[meta["name"]] = where
+        seen = set()
+        for i, params in enumerate(entries):
+            spec = MountSpec(params, "%s.mounts[%d]: " % (where, i))
+            if spec.path in seen:
+                raise InvalidInput("%s.mounts[%d]: path %s is listed twice for guest %r" % (where, i, spec.path, meta["name"]))
+            seen.add(spec.path)
+            validate_host_side(spec, known)
+        metas.append(meta)
+    return metas
+
+
 def _check_guest(meta: dict, creating: bool) -> None:
     name = meta["name"]
     if "mnt" not in meta.get("pins", {}) or "mnt" not in (meta.get("namespaces") or []):

@@ -27,7 +27,8 @@ description:
   - The persistent table of a guest is C(TABLE_DIR/NAME/fstab) (O(table_dir)). M(linuxns.guests.namespace_create)
     re-applies it whenever it makes the guest's mount namespace (creation, recreation, after a reboot), like
     util-vserver's mounts at guest start.
-  - Use the list form O(mounts) to apply many mounts to one guest in one task.
+  - Use the list form O(mounts) to apply many mounts to one guest in one task, and O(guests) for the mounts of many
+    guests in one task.
 author:
   - linuxns.guests developers (@linuxns)
 extends_documentation_fragment:
@@ -37,8 +38,19 @@ options:
   guest:
     description:
       - The guest, by name or context id (a string of digits is a context id). It must have a private C(mnt) namespace.
+      - Required unless O(guests) is given.
     type: str
-    required: true
+  guests:
+    description:
+      - The many-guests form. Each entry is a dict with O(guest) and O(mounts) (a list as in the list form, or omitted for
+        none). Top-level per-mount options are defaults for every mount of every guest; O(table_dir) is common.
+      - Every guest and every mount is validated before anything changes; then each guest's mounts are applied in turn,
+        each guest all or nothing. When a guest's mounts fail at the kernel, the guests before it keep their changes and
+        the message names the guest.
+      - Mutually exclusive with O(guest), O(path), O(mounts) and O(mirror).
+    type: list
+    elements: dict
+    version_added: 0.1.0
   path:
     description:
       - The mount point as the guest sees it (absolute, inside the guest's root). C(..) components are refused, and so is
@@ -182,6 +194,18 @@ EXAMPLES = r"""
         fstype: overlay
         opts: lowerdir=/srv/base,upperdir=/srv/up/web1,workdir=/srv/work/web1
 
+- name: The mounts of many guests in one task (each guest's own list; top-level options are defaults)
+  linuxns.guests.namespace_mount:
+    fstype: tmpfs
+    opts: size=16m
+    guests:
+      - guest: web1
+        mounts: [/srv, /var/cache/app]
+      - guest: web2
+        mounts:
+          - path: /srv
+            opts: size=64m
+
 - name: Make /data read-write again (in place)
   linuxns.guests.namespace_mount:
     guest: web1
@@ -252,6 +276,13 @@ mounts:
   returned: when O(mounts) is used
   type: list
   elements: dict
+guests:
+  description: Results of the many-guests form, in the order given - per guest its name (C(guest)), C(changed),
+    C(table) and C(mounts) (each like RV(mount)).
+  returned: when O(guests) is used
+  type: list
+  elements: dict
+  sample: [{"guest": "web1", "changed": true, "table": "/etc/linuxns/guests/web1/fstab", "mounts": []}]
 mirror:
   description: The guest's mirror (path V(MIRROR/NAME), state, action V(none), V(create) or V(remove), changed).
   returned: when O(mirror) is given
@@ -259,7 +290,7 @@ mirror:
   sample: {"path": "/guests/web1", "state": "present", "action": "create", "changed": true}
 table:
   description: Path of the guest's persistent table.
-  returned: always
+  returned: unless O(guests) is used
   type: str
   sample: /etc/linuxns/guests/web1/fstab
 """
@@ -270,6 +301,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxns.guests.plugins.module_utils import mounts
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, list_entries, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 
 PER_MOUNT_KEYS = ("path", "src", "fstype", "opts", "propagation", "create", "state", "recreate", "lazy_unmount")
 PROPAGATION_CHOICES = ["private", "slave", "shared", "unbindable", "rprivate", "rslave", "rshared", "runbindable"]
@@ -281,6 +313,10 @@ def _body(module):
     table_dir = params["table_dir"] or os.environ.get(mounts.TABLE_DIR_ENV) or mounts.DEFAULT_TABLE_DIR
     if not table_dir.startswith("/"):
         module.fail_json(msg="table_dir %r must be an absolute path" % table_dir)
+    if params["guests"] is not None:
+        return _many_guests(module, registry, table_dir)
+    if params["guest"] is None:
+        raise InvalidInput("guest is required (or use guests for the mounts of many guests)")
     if params["mounts"] is not None:
         entries = list_entries(params, "mounts", PER_MOUNT_KEYS, "path")
     else:
@@ -303,10 +339,49 @@ def _body(module):
     return result
 
 
+def _many_guests(module, registry, table_dir: str) -> dict:
+    params = module.params
+    for other in ("guest", "path", "mounts", "mirror"):
+        if params[other] is not None:
+            raise InvalidInput("guests and %s are mutually exclusive: give each guest's mounts in guests[].mounts" % other)
+    per_guest = []
+    for i, item in enumerate(params["guests"]):
+        where = "guests[%d]" % i
+        unknown = sorted(set(item) - {"guest", "mounts"})
+        if unknown:
+            raise InvalidInput("%s: unknown option(s) %s; an entry has guest and mounts" % (where, ", ".join(unknown)))
+        if not item.get("guest"):
+            raise InvalidInput("%s: guest is required" % where)
+        listed = item.get("mounts") or []
+        if not isinstance(listed, list):
+            raise InvalidInput("%s.mounts must be a list" % where)
+        try:
+            entries = list_entries(dict(params, mounts=listed), "mounts", PER_MOUNT_KEYS, "path")
+        except InvalidInput as exc:
+            raise InvalidInput("%s.%s" % (where, exc.msg)) from None
+        per_guest.append((where, str(item["guest"]), entries))
+    metas = mounts.validate_many(registry, per_guest)
+    results, changed, before, after = [], False, [], []
+    for (_where, _ref, entries), meta in zip(per_guest, metas):
+        out = mounts.converge(registry, meta["name"], entries, module.check_mode, table_dir=table_dir)
+        changed = changed or out["changed"]
+        results.append({"guest": meta["name"], "changed": out["changed"], "table": out["table"], "mounts": out["results"]})
+        for side, acc in (("before", before), ("after", after)):
+            if out["diff"][side]:
+                acc.append("# guest %s\n%s" % (meta["name"], out["diff"][side]))
+    if not module.check_mode:
+        mounts.remember_table_dir(registry, table_dir)
+    result = {"changed": changed, "guests": results}
+    if module._diff:
+        result["diff"] = {"before": "".join(before), "after": "".join(after)}
+    return result
+
+
 def main():
     module = AnsibleModule(
         argument_spec=common_args(
-            guest=dict(type="str", required=True),
+            guest=dict(type="str"),
+            guests=dict(type="list", elements="dict"),
             path=dict(type="str", aliases=["name"]),
             src=dict(type="str"),
             fstype=dict(type="str"),
@@ -322,7 +397,7 @@ def main():
             mirror_state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         mutually_exclusive=[("path", "mounts")],
-        required_one_of=[("path", "mounts", "mirror")],
+        required_one_of=[("path", "mounts", "mirror", "guests")],
         supports_check_mode=True,
     )
     run_module(module, _body)

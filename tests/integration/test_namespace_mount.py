@@ -230,3 +230,51 @@ def test_mirror_tree(guest, converge, ansible_playbook, lab_exec):
     assert c.first["mirror"]["action"] == "remove"
     assert sh(lab_exec, "findmnt -n %s/%s || true" % (MIRROR, GUEST)).stdout.strip() == ""
     assert "/later" in guest_mounts(lab_exec)  # the guest's own mounts are untouched
+
+
+def test_many_guests_in_one_task(guest, ansible_playbook, converge, lab_exec):
+    """The guests form (what the guest role uses): two guests' mounts in one task, checked
+    from outside; bad input anywhere changes nothing in any guest."""
+    other = GUEST + "-b"
+    ansible_playbook([{CREATE: {"name": other, "root": ROOT}}], hosts=HOST)
+    try:
+        before = {g: guest_mounts(lab_exec, g) for g in (GUEST, other)}
+        bad = [
+            ([{"guest": GUEST, "mounts": ["/many"]}, {"guest": other, "mounts": [{"path": "/many", "fstype": "nosuchfs"}]}],
+             "guests[1].mounts[0]"),
+            ([{"guest": GUEST, "mounts": ["/many"]}, {"guest": "no-such-guest", "mounts": ["/x"]}],
+             "guests[1].guest: guest 'no-such-guest' does not exist"),
+            ([{"guest": GUEST, "mounts": ["/many"]}, {"guest": GUEST, "mounts": ["/x"]}], "guest 'mg' is listed twice"),
+            ([{"guest": GUEST, "mounts": ["/many"]}, {"guest": GUEST + "-nomnt", "mounts": ["/x"]}],
+             "guests[1].guest: guest 'mg-nomnt' has no mount namespace of its own"),
+            ([{"guest": GUEST, "colour": "red"}], "guests[0]: unknown option(s) colour"),
+            ([{"guest": GUEST, "mounts": [{"path": "/many", "size": 3}]}], "guests[0].mounts[0]: unknown option(s) size"),
+        ]
+        for entries, msg in bad:
+            res = ansible_playbook([{MOD: {"guests": entries, "fstype": "tmpfs", "table_dir": TABLES}}], hosts=HOST, expect_fail=True).last
+            assert msg in res["msg"], (msg, res["msg"])
+            assert "Traceback" not in res["msg"]
+        assert {g: guest_mounts(lab_exec, g) for g in (GUEST, other)} == before
+        assert "/many" not in table(lab_exec) and "/many" not in table(lab_exec, other)
+
+        c = converge({MOD: {"fstype": "tmpfs", "opts": "size=1m", "table_dir": TABLES, "guests": [
+            {"guest": GUEST, "mounts": ["/many"]},
+            {"guest": other, "mounts": [{"path": "/many", "opts": "size=2m"}, {"path": "/more", "state": "ephemeral"}]},
+        ]}}, hosts=HOST)
+        assert [g["guest"] for g in c.first["guests"]] == [GUEST, other]
+        assert all(g["changed"] for g in c.first["guests"]) and not any(g["changed"] for g in c.second["guests"])
+        assert [m["action"] for m in c.first["guests"][1]["mounts"]] == ["mount", "mount"]
+        ours, theirs = guest_mounts(lab_exec), guest_mounts(lab_exec, other)
+        assert ours["/many"]["fstype"] == "tmpfs" and "size=1024k" in ours["/many"]["options"]
+        assert theirs["/many"]["fstype"] == "tmpfs" and "size=2048k" in theirs["/many"]["options"] and "/more" in theirs
+        assert "/more" not in ours
+        assert "tmpfs /many tmpfs rw,size=2m 0 0" in table(lab_exec, other) and "/more" not in table(lab_exec, other)
+        assert "/many" not in host_mount_targets(lab_exec)
+        # and away again, in one task
+        gone = converge({MOD: {"state": "absent", "table_dir": TABLES, "guests": [
+            {"guest": GUEST, "mounts": ["/many"]}, {"guest": other, "mounts": ["/many", "/more"]}]}}, hosts=HOST)
+        assert gone.first["changed"]
+        assert "/many" not in guest_mounts(lab_exec) and not {"/many", "/more"} & set(guest_mounts(lab_exec, other))
+        assert "/many" not in table(lab_exec) and "/many" not in table(lab_exec, other)
+    finally:
+        ansible_playbook([{CREATE: {"name": other, "state": "absent", "stop_timeout": 2}}], hosts=HOST)
