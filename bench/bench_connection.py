@@ -119,7 +119,7 @@ PINGS = 9  # timed pings per playbook run: their median is the round's figure
 
 
 def ping_round(b: ConnBench, inventory: str, host: str) -> tuple:
-    tasks = [{"name": "warm", "ansible.builtin.ping": {}}] + [{"name": "timed", "ansible.builtin.ping": {}} for _ in range(PINGS)]
+    tasks = [{"name": "warm", "ansible.builtin.ping": {}}] + [{"name": "timed", "ansible.builtin.ping": {}} for _ping in range(PINGS)]
     seconds, records = b.playbook(inventory, [{"hosts": host, "gather_facts": False, "tasks": tasks}])
     timed = [r["seconds"] for r in records if r["task"] == "timed" and r["status"] == "ok"]
     if len(timed) != PINGS:

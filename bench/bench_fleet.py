@@ -352,7 +352,7 @@ class Fleet:
         for h, p, (out, err) in zip(self.hosts, procs, outs):
             if p.returncode != 0:
                 raise RuntimeError("shell script failed on %s (rc=%d): %s" % (h.name, p.returncode, (out + err)[-2000:]))
-        return seconds, [o for o, _ in outs]
+        return seconds, [out[0] for out in outs]
 
     # -- our side ----------------------------------------------------------------------
     def plays(self):
