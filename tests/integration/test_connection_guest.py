@@ -172,7 +172,7 @@ def no_traceback(res):
 # ------------------------------------------------------------------------------------------
 # ad hoc: ping, setup
 # ------------------------------------------------------------------------------------------
-def test_ping_and_facts_are_the_guests(fleet):
+def test_ping_and_facts_are_the_guests(fleet, lab_exec):
     run = fleet.adhoc("c01,c11", "setup", {"gather_subset": ["!all", "!min", "network", "hardware"], "filter": [
         "ansible_hostname", "ansible_all_ipv4_addresses", "ansible_mounts", "ansible_interfaces"]})
     facts = {r.host: r["ansible_facts"] for r in run.results}
@@ -187,6 +187,12 @@ def test_ping_and_facts_are_the_guests(fleet):
         assert "/run/lab" not in mounts and STATE not in mounts
     ping = fleet.adhoc("c01,c11", "ping")
     assert sorted((r.host, r["ping"]) for r in ping.results) == [("c01", "pong"), ("c11", "pong")]
+    # each host compiled the entry program once and keeps it, private, for the next commands
+    for host in ("lab1", "lab2"):
+        out = lab_exec(host, ["sh", "-c", "stat -c '%%a %%U %%n' %s/entry-cache %s/entry-cache/*" % (STATE, STATE)]).stdout.split("\n")
+        rows = [line.split() for line in out if line]
+        assert rows[0][:2] == ["700", "root"] and len(rows) == 2, rows
+        assert rows[1][:2] == ["600", "root"] and ".cpython-3" in rows[1][2], rows
 
 
 # ------------------------------------------------------------------------------------------
