@@ -1098,14 +1098,7 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
     if meta is None:
         meta = registry.find(ref, "guest")
     name = meta["name"]
-    specs, seen = [], set()
-    for i, params in enumerate(entries):
-        where = "mounts[%d]: " % i if params.get("_in_list") else ""
-        spec = MountSpec(params, where)
-        if spec.path in seen:
-            raise InvalidInput("%spath %s is listed twice for guest %r" % (where, spec.path, name))
-        seen.add(spec.path)
-        specs.append(spec)
+    specs = mount_specs(entries, name)
     table_dir = table_dir or table_dir_for(registry)
     tpath = table_path(table_dir, name)
 
@@ -1159,6 +1152,20 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
         return work()
 
 
+def mount_specs(entries: list, name: str, prefix: str = "") -> list:
+    """The MountSpecs of one guest's entries; a bad entry or a path listed twice fails
+    naming it (``PREFIXmounts[N]: ...`` in a list form)."""
+    specs, seen = [], set()
+    for i, params in enumerate(entries):
+        where = "%smounts[%d]: " % (prefix, i) if params.get("_in_list") else ""
+        spec = MountSpec(params, where)
+        if spec.path in seen:
+            raise InvalidInput("%spath %s is listed twice for guest %r" % (where, spec.path, name))
+        seen.add(spec.path)
+        specs.append(spec)
+    return specs
+
+
 def validate_many(registry, per_guest: list) -> list:
     """Check the mounts of many guests before any of them changes (namespace_mount's
     ``guests`` form): each guest exists, runs and has its own mount namespace, no guest
@@ -1176,12 +1183,7 @@ def validate_many(registry, per_guest: list) -> list:
         if meta["name"] in names:
             raise InvalidInput("%s: guest %r is listed twice (also %s)" % (where, meta["name"], names[meta["name"]]))
         names[meta["name"]] = where
-        seen = set()
-        for i, params in enumerate(entries):
-            spec = MountSpec(params, "%s.mounts[%d]: " % (where, i))
-            if spec.path in seen:
-                raise InvalidInput("%s.mounts[%d]: path %s is listed twice for guest %r" % (where, i, spec.path, meta["name"]))
-            seen.add(spec.path)
+        for spec in mount_specs(entries, meta["name"], where + "."):
             validate_host_side(spec, known)
         metas.append(meta)
     return metas

@@ -315,8 +315,6 @@ def _body(module):
         module.fail_json(msg="table_dir %r must be an absolute path" % table_dir)
     if params["guests"] is not None:
         return _many_guests(module, registry, table_dir)
-    if params["guest"] is None:
-        raise InvalidInput("guest is required (or use guests for the mounts of many guests)")
     if params["mounts"] is not None:
         entries = list_entries(params, "mounts", PER_MOUNT_KEYS, "path")
     else:
@@ -341,9 +339,6 @@ def _body(module):
 
 def _many_guests(module, registry, table_dir: str) -> dict:
     params = module.params
-    for other in ("guest", "path", "mounts", "mirror"):
-        if params[other] is not None:
-            raise InvalidInput("guests and %s are mutually exclusive: give each guest's mounts in guests[].mounts" % other)
     per_guest = []
     for i, item in enumerate(params["guests"]):
         where = "guests[%d]" % i
@@ -396,8 +391,8 @@ def main():
             mirror=dict(type="path"),
             mirror_state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
-        mutually_exclusive=[("path", "mounts")],
-        required_one_of=[("path", "mounts", "mirror", "guests")],
+        mutually_exclusive=[("path", "mounts"), ("guests", "guest"), ("guests", "path"), ("guests", "mounts"), ("guests", "mirror")],
+        required_one_of=[("path", "mounts", "mirror", "guests"), ("guest", "guests")],
         supports_check_mode=True,
     )
     run_module(module, _body)

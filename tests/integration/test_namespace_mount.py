@@ -254,6 +254,9 @@ def test_many_guests_in_one_task(guest, ansible_playbook, converge, lab_exec):
             res = ansible_playbook([{MOD: {"guests": entries, "fstype": "tmpfs", "table_dir": TABLES}}], hosts=HOST, expect_fail=True).last
             assert msg in res["msg"], (msg, res["msg"])
             assert "Traceback" not in res["msg"]
+        res = ansible_playbook([{MOD: {"guests": [{"guest": other, "mounts": ["/many"]}], "guest": GUEST, "fstype": "tmpfs"}}],
+                               hosts=HOST, expect_fail=True).last
+        assert "mutually exclusive: guests|guest" in res["msg"], res["msg"]
         assert {g: guest_mounts(lab_exec, g) for g in (GUEST, other)} == before
         assert "/many" not in table(lab_exec) and "/many" not in table(lab_exec, other)
 
