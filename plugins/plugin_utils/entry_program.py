@@ -34,10 +34,10 @@ PACKAGE = "ansible_collections.linuxns.guests.plugins.module_utils"
 MODULES = ("errors", "syscalls", "registry", "enter", "entry")
 
 BOOTSTRAP = r'''
-import sys, types, os, marshal
+import sys, types, os, marshal, stat
 P = %(package)r
-KEY = %(key)r
 CACHE = "entry-cache"
+NAME = "%(key)s." + sys.implementation.cache_tag
 
 
 def _cached():
@@ -48,12 +48,11 @@ def _cached():
     if not os.path.isabs(state) or not os.path.isdir(state):
         return None, None
     where = os.path.join(state, CACHE)
-    path = os.path.join(where, "%%s.%%s" %% (KEY, sys.implementation.cache_tag))
     try:
         st = os.lstat(where)
-        if not os.path.isdir(where) or os.path.islink(where) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
             return None, None
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(os.path.join(where, NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None, where
     with os.fdopen(fd, "rb") as f:
@@ -74,10 +73,9 @@ def _store(where, codes):
         fd, tmp = tempfile.mkstemp(dir=where, prefix=".new-")
         with os.fdopen(fd, "wb") as f:
             f.write(marshal.dumps(codes))
-        name = "%%s.%%s" %% (KEY, sys.implementation.cache_tag)
-        os.replace(tmp, os.path.join(where, name))
+        os.replace(tmp, os.path.join(where, NAME))
         for old in os.listdir(where):
-            if old != name and not old.startswith(".new-"):
+            if old != NAME and not old.startswith(".new-"):
                 os.unlink(os.path.join(where, old))
     except OSError:
         pass
@@ -142,7 +140,7 @@ def read_sources(directory: str | None = None) -> list:
 def program_text(sources: list | None = None) -> str:
     """The entry program as Python source.
 
-    KEY, the hash of the sources, names the host's cache of their compiled form.
+    The hash of the sources (NAME in the bootstrap) names the host's cache of their compiled form.
     """
     sources = list(read_sources() if sources is None else sources)
     key = hashlib.sha1(repr(sources).encode("utf-8")).hexdigest()
