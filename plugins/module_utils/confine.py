@@ -676,6 +676,7 @@ class Confinement:
         if no_new_privs is not None and not isinstance(no_new_privs, bool):
             raise InvalidInput("no_new_privs: true or false is expected, not %r" % (no_new_privs,))
         arch = arch or machine()
+        _lib()  # load libc in the parent, not after the fork
         last = cap_last_cap()
         if privileged:
             if capabilities:
@@ -799,7 +800,9 @@ def apply(confinement: Confinement) -> None:
             _prctl(PR_SET_NO_NEW_PRIVS, 1, what="setting no_new_privs")
         return
     kept = confinement.cap_mask
-    for cap in range(cap_last_cap() + 1):
+    # every bit of the 64-bit sets: no /proc read here (the child may already see the guest's
+    # /proc, or none); the kernel answers EINVAL for numbers beyond cap_last_cap
+    for cap in range(64):
         if not kept >> cap & 1:
             ret = _lib().prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
             if ret < 0 and ctypes.get_errno() != errno.EINVAL:

@@ -539,3 +539,42 @@ def test_status_of_another_process():
         os.waitpid(pid, 0)
     with pytest.raises(confine.KernelError, match="cannot read /proc/%d/status" % pid):
         confine.status(pid)
+
+
+@needs_root
+@needs_arch
+def test_large_allow_list_with_far_argument_blocks():
+    # every known call allowed but getcwd (default ERRNO), and an argument rule whose block sits
+    # hundreds of instructions after its jeq: long jumps must land right
+    names = sorted(n for n in NR if n != "getcwd")
+    profile = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": errno.EXDEV,
+        "syscalls": [
+            {"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ERANGE, "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]},
+            {"names": names, "action": "SCMP_ACT_ALLOW"},
+        ],
+    }
+    c = conf(seccomp=profile)
+    assert len(c.filter) // 8 > 2 * len(names) > 255
+
+    def probe():
+        try:
+            os.getcwd()
+            cwd = 0
+        except OSError as e:
+            cwd = e.errno
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.execv("/bin/true", ["/bin/true"])
+            finally:
+                os._exit(127)
+        return {
+            "cwd": cwd,
+            "prio_pgrp": sys_call("getpriority", 1, 0)[1],
+            "prio_self": sys_call("getpriority", 0, 0)[1],
+            "true": os.WEXITSTATUS(os.waitpid(pid, 0)[1]),
+        }
+
+    assert in_child(c, probe) == {"cwd": errno.EXDEV, "prio_pgrp": errno.ERANGE, "prio_self": 0, "true": 0}
