@@ -335,7 +335,7 @@ def kept_capabilities(capabilities, last: int | None = None) -> frozenset:
             if nr in named and named[nr][0] != key:
                 raise InvalidInput("%s: '%s' is also in %s; a capability is either dropped or added" % (where, cap_name(nr), named[nr][1]))
             named[nr] = (key, where)
-    for nr, (key, _) in named.items():
+    for nr, (key, _where) in named.items():
         if key == "drop":
             kept.discard(nr)
         else:
@@ -847,7 +847,7 @@ def status(pid="self") -> dict:
         raise KernelError("cannot read %s: %s" % (path, e.strerror), errno=e.errno or 0)
     out = {"pid": pid}
     for line in text.splitlines():
-        key, _, value = line.partition(":")
+        key, _sep, value = line.partition(":")
         value = value.strip()
         if key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
             out[key] = decode_caps(int(value, 16))
