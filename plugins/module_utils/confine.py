@@ -659,15 +659,15 @@ class Confinement:
     ``capabilities`` are the kept names (bounding = effective = permitted; ambient and
     inheritable are empty). ``seccomp`` is 'default', 'unconfined' or 'profile';
     ``profile_digest`` tells two profiles apart. ``filter`` is the packed sock_filter array
-    (empty: no filter).
+    (empty: no filter). Build it with :meth:`from_params` or :meth:`from_settings`.
     """
 
-    privileged: bool = False
-    capabilities: tuple = DEFAULT_CAPABILITIES
-    no_new_privs: bool = True
-    seccomp: str = "default"
-    profile_digest: str = ""
-    filter: bytes = b""
+    privileged: bool
+    capabilities: tuple
+    no_new_privs: bool
+    seccomp: str
+    profile_digest: str
+    filter: bytes
 
     @classmethod
     def from_params(cls, privileged=False, capabilities=None, no_new_privs=None, seccomp=None, arch: str | None = None) -> Confinement:

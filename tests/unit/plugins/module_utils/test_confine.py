@@ -216,6 +216,14 @@ def test_bad_input_is_refused_with_the_parameter_named(params, message):
     assert message in str(e.value)
 
 
+def test_from_settings():
+    assert confine.Confinement.from_settings(None) == conf()
+    c = confine.Confinement.from_settings({"capabilities": {"add": ["net_raw"]}, "seccomp": "unconfined", "no_new_privs": False})
+    assert "CAP_NET_RAW" in c.capabilities and c.filter == b"" and c.as_dict()["seccomp"] == "unconfined" and c.no_new_privs is False
+    with pytest.raises(InvalidInput, match="confinement: unknown setting"):
+        confine.Confinement.from_settings({"apparmor": "x"})
+
+
 def test_profile_path_bad_json_names_the_file(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text('{"defaultAction": ')
