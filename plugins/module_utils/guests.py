@@ -20,12 +20,13 @@ import socket
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     GuestConflict,
     GuestError,
+    GuestNotFound,
     InvalidInput,
     KernelError,
 )
@@ -623,7 +624,7 @@ def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> Non
         _python_reaper()
     except BaseException as exc:
         try:
-            send({"step": "error", **enter._error_payload(exc)})
+            send({"step": "error", **errors.to_payload(exc)})
         finally:
             os._exit(1)
 
@@ -1128,9 +1129,8 @@ def _apply_plans(registry, plans, check_mode, results, before, after):
         try:
             meta = apply(registry, p, proc_index)
         except GuestError as exc:
-            msg = "guest %r: %s" % (name, exc.msg) if name not in exc.msg else exc.msg
-            err = type(exc)(msg) if not isinstance(exc, KernelError) else KernelError(msg, errno=exc.errno)
-            err.details = {"results": results}
+            err = exc.with_message(exc.msg) if name in exc.msg else exc.for_guest(name)
+            err.details["results"] = results
             raise err from None
         item.update(changed=p.changed, action=p.action, reasons=p.reasons)
         before[name], after[name] = p.before or {}, p.after or {}
@@ -1207,7 +1207,7 @@ def info(registry: reg.Registry, refs=None, want_mounts: bool = False, want_link
             try:
                 metas.append(registry.find(ref, param))
             except GuestError as exc:
-                if exc.__class__.__name__ != "GuestNotFound":
+                if not isinstance(exc, GuestNotFound):
                     raise
                 missing.append(str(ref))
     else:

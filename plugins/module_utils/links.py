@@ -1342,9 +1342,8 @@ def ensure_links(registry, entries, check_mode: bool = False) -> dict:
             try:
                 view = apply_plan(net, p)
             except GuestError as exc:
-                msg = exc.msg if p.spec.ifname in exc.msg else "%s: %s" % (p.spec.label(), exc.msg)
-                err = KernelError(msg, errno=exc.errno) if isinstance(exc, KernelError) else type(exc)(msg)
-                err.details = {"results": results}
+                err = exc.with_message(exc.msg) if p.spec.ifname in exc.msg else exc.with_prefix("%s: " % p.spec.label())
+                err.details["results"] = results
                 raise err from None
             finally:
                 for st in (p.ns, p.peer_ns, p.parent_ns):

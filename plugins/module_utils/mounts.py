@@ -16,6 +16,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     GuestError,
     InvalidInput,
     KernelError,
+    MountBusy,
 )
 
 
@@ -867,7 +868,7 @@ def _apply_ops(detached: dict, ops: list, proc_fd: int) -> dict:
                     _umount(path, op["lazy"])
                 except KernelError as exc:
                     if exc.errno == _errno.EBUSY:
-                        raise KernelError("busy:%s" % path, errno=_errno.EBUSY) from None
+                        raise MountBusy("umount %s: target is busy" % path, errno=_errno.EBUSY, path=path) from None
                     if exc.errno != _errno.EINVAL:  # EINVAL: not a mount point (any more)
                         raise
             if action in ("mount", "replace"):
@@ -1179,7 +1180,7 @@ def validate_many(registry, per_guest: list) -> list:
             _check_guest(meta, False)
         except GuestError as exc:
             msg = exc.msg[len("guest: "):] if exc.msg.startswith("guest: ") else exc.msg
-            raise type(exc)("%s.guest: %s" % (where, msg)) from None
+            raise exc.with_message("%s.guest: %s" % (where, msg)) from None
         if meta["name"] in names:
             raise InvalidInput("%s: guest %r is listed twice (also %s)" % (where, meta["name"], names[meta["name"]]))
         names[meta["name"]] = where
@@ -1227,26 +1228,17 @@ def _apply(meta: dict, plans: list, table: list) -> list:
         ops.append(op)
     try:
         out = run_in_guest_mnt(meta, ops)
-    except KernelError as exc:
-        if exc.errno == _errno.EBUSY and exc.msg.startswith("busy:"):
-            path = exc.msg[5:]
-            m = top_mount(table, path)
-            who = holders(meta, m, mirror_copies(meta["name"], path)) if m else []
-            raise KernelError(
-                "guest %r: umount %s: target is busy%s; stop those processes, or set lazy_unmount=true to detach it anyway"
-                % (meta["name"], path, " (held by %s)" % ", ".join(who) if who else ""), errno=exc.errno,
-            ) from None
-        raise _named(exc, meta["name"]) from None
+    except MountBusy as exc:
+        path = exc.details["path"]
+        m = top_mount(table, path)
+        who = holders(meta, m, mirror_copies(meta["name"], path)) if m else []
+        raise MountBusy(
+            "guest %r: umount %s: target is busy%s; stop those processes, or set lazy_unmount=true to detach it anyway"
+            % (meta["name"], path, " (held by %s)" % ", ".join(who) if who else ""), errno=exc.errno, path=path, holders=who,
+        ) from None
     except GuestError as exc:
-        raise _named(exc, meta["name"]) from None
+        raise exc.for_guest(meta["name"]) from None
     return parse_mountinfo(out["mountinfo"])
-
-
-def _named(exc: GuestError, name: str) -> GuestError:
-    if repr(name) in exc.msg:
-        return exc
-    msg = "guest %r: %s" % (name, exc.msg)
-    return KernelError(msg, errno=exc.errno) if isinstance(exc, KernelError) else type(exc)(msg)
 
 
 def mirror_copies(name: str, path: str) -> list:
@@ -1274,7 +1266,7 @@ def apply_table(registry, meta: dict) -> dict:
             e.pop("line", None)
         return converge(registry, meta["name"], entries, locked=True, meta=meta)
     except GuestError as exc:
-        raise type(exc)("guest %r: its mount table %s could not be applied: %s" % (meta["name"], path, exc.msg)) from None
+        raise exc.with_message("guest %r: its mount table %s could not be applied: %s" % (meta["name"], path, exc.msg)) from None
 
 
 # ---------------------------------------------------------------------------------------

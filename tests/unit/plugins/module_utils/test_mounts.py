@@ -3,6 +3,7 @@ engine applied to real guests (the unit tests run as root in a private mount nam
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import time
@@ -11,7 +12,7 @@ import pytest
 
 from ansible_collections.linuxns.guests.plugins.module_utils import guests, mounts
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
-from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, GuestError, GuestNotFound, InvalidInput, KernelError
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, GuestError, GuestNotFound, InvalidInput, KernelError, MountBusy
 
 SAMPLE = (
     "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
@@ -223,9 +224,11 @@ def test_unmounted_absent_and_busy(unit_registry, busybox_root, table_dir):
                 if f.read().strip() == "sleep":  # exec'd after cd /data
                     break
             time.sleep(0.02)
-        with pytest.raises(KernelError) as exc:
+        with pytest.raises(MountBusy) as exc:
             mounts.converge(unit_registry, "m3", [{"path": "/data", "state": "unmounted"}])
         assert "target is busy" in exc.value.msg and "pid %d (sleep" % holder.pid in exc.value.msg and "cwd" in exc.value.msg
+        assert exc.value.errno == errno.EBUSY and exc.value.details["path"] == "/data"
+        assert any("pid %d (sleep" % holder.pid in h for h in exc.value.details["holders"])
         assert mounts.top_mount(_mountinfo(meta), "/data") is not None
     finally:
         holder.kill()
