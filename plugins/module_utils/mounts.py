@@ -840,7 +840,7 @@ def _make_detached(op: dict) -> int:
             sc.fsconfig(fsfd, sc.FSCONFIG_CMD_CREATE)
         except KernelError as exc:
             why = _fs_log(fsfd)
-            raise KernelError("%s: making the %s filesystem failed: %s" % (op["path"], op["fstype"], why or exc.msg), errno=exc.errno) from None
+            raise exc.with_message("%s: making the %s filesystem failed: %s" % (op["path"], op["fstype"], why or exc.msg)) from None
         return sc.fsmount(fsfd, sc.FSMOUNT_CLOEXEC, op["attr"])
     finally:
         os.close(fsfd)
@@ -893,7 +893,7 @@ def _apply_ops(detached: dict, ops: list, proc_fd: int) -> dict:
                                     sc.fsconfig(pfd, sc.FSCONFIG_SET_STRING, key, value)
                                 sc.fsconfig(pfd, sc.FSCONFIG_CMD_RECONFIGURE)
                             except KernelError as exc:
-                                raise KernelError("%s: remounting failed: %s" % (path, _fs_log(pfd) or exc.msg), errno=exc.errno) from None
+                                raise exc.with_message("%s: remounting failed: %s" % (path, _fs_log(pfd) or exc.msg)) from None
                         finally:
                             os.close(pfd)
                     if op["propagation"]:
