@@ -327,7 +327,7 @@ class Connection(ConnectionBase):
         return entry_program.command(self.get_option("linuxns_host_python"), [args[0], self.get_option("linuxns_state_dir")] + list(args[1:]),
                                      cache_dir=_local_tmp())
 
-    def _outer(self, args, in_data=None, sudoable=True, what="command"):
+    def _outer(self, args, in_data=None, sudoable=True):
         """Run the entry program on the host; map its failures to clear connection errors."""
         inner = self._inner_connection()
         if self.become is not None and inner.become is not self.become:

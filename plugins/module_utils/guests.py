@@ -40,9 +40,6 @@ REAPER_CANDIDATES = (
     "/usr/libexec/podman/catatonit",
     "/usr/local/bin/catatonit",
 )
-NS_GET_NSTYPE = 0xB703
-NS_GET_USERNS = 0xB701
-NS_GET_PARENT = 0xB702
 FAULT_ENV = "_LINUXNS_TEST_KILL_AT"
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 GUEST_FIELDS = ("context_id", "namespaces", "share", "hostname", "root", "init", "uid_map", "gid_map", "time_offsets")
@@ -128,7 +125,7 @@ def check_ns_file(path: str, nstype: str, param: str) -> tuple:
         if st.st_dev != reg.nsfs_dev():
             raise InvalidInput("%s: %s is not a namespace file" % (param, path))
         try:
-            kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+            kind = fcntl.ioctl(fd, sc.NS_GET_NSTYPE)
         except OSError:
             kind = None
         if kind is not None and kind != sc.CLONE_FLAGS[nstype]:
@@ -442,8 +439,8 @@ def _lo_up() -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
     try:
         ifr = struct.pack("16sH", b"lo", 0)
-        flags = struct.unpack("16sH", fcntl.ioctl(s.fileno(), 0x8913, ifr + b"\0" * 22)[:18])[1]  # SIOCGIFFLAGS
-        fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sH", b"lo", flags | 1) + b"\0" * 22)  # SIOCSIFFLAGS, IFF_UP
+        flags = struct.unpack("16sH", fcntl.ioctl(s.fileno(), sc.SIOCGIFFLAGS, ifr + b"\0" * 22)[:18])[1]
+        fcntl.ioctl(s.fileno(), sc.SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | sc.IFF_UP) + b"\0" * 22)
     finally:
         s.close()
 
@@ -914,7 +911,6 @@ class ProcIndex:
 
     def __init__(self):
         self.by_ns = {}
-        self.start = {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -1027,7 +1023,7 @@ def ns_relations(path: str) -> dict:
     except OSError:
         return out
     try:
-        for key, req in (("owner_user_ns", NS_GET_USERNS), ("parent", NS_GET_PARENT)):
+        for key, req in (("owner_user_ns", sc.NS_GET_USERNS), ("parent", sc.NS_GET_PARENT)):
             try:
                 rfd = fcntl.ioctl(fd, req)
             except OSError:
@@ -1041,7 +1037,7 @@ def ns_relations(path: str) -> dict:
     return out
 
 
-def host_limits(registry: reg.Registry, metas) -> dict:
+def host_limits(metas) -> dict:
     """max_*_namespaces per type with how many this registry's guests use."""
     out = {}
     for t in sc.NS_TYPES:
@@ -1180,7 +1176,7 @@ def _links_here() -> list:
     return [{"ifname": n, "index": i} for i, n in socket.if_nameindex()]
 
 
-def describe(registry: reg.Registry, meta: dict, want_mounts: bool = False, want_links: bool = False) -> dict:
+def describe(meta: dict, want_mounts: bool = False, want_links: bool = False) -> dict:
     from ansible_collections.linuxns.guests.plugins.module_utils import mounts as mnt
 
     view = public_view(meta)
@@ -1217,12 +1213,12 @@ def info(registry: reg.Registry, refs=None, want_mounts: bool = False, want_link
                 metas.append(meta)
     all_metas = [registry.load(n) for n in registry.names()] if refs else metas
     return {
-        "guests": [describe(registry, m, want_mounts, want_links) for m in metas],
+        "guests": [describe(m, want_mounts, want_links) for m in metas],
         "missing": missing,
         "host": {
             "state_dir": registry.state_dir,
             "guest_count": len([m for m in all_metas if m]),
-            "limits": host_limits(registry, [m for m in all_metas if m]),
+            "limits": host_limits([m for m in all_metas if m]),
             "reaper": find_reaper(),
         },
     }

@@ -159,7 +159,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 # ---------------------------------------------------------------------------------------
 # Options and specs
 # ---------------------------------------------------------------------------------------
-def _memparse(text: str, what: str) -> int:
+def _memparse(text: str) -> int:
     """The kernel's memparse (k/m/g/t suffixes, binary) and tmpfs' N% of RAM, in bytes."""
     t = text.strip().lower()
     if t.endswith("%"):
@@ -174,15 +174,15 @@ def _memparse(text: str, what: str) -> int:
     return int(t, 0)
 
 
-def norm_value(fstype: str, key: str, value):
+def norm_value(key: str, value):
     """A comparable form of one filesystem option's value (as the kernel shows it)."""
     if value is None:
         return None
     try:
         if key == "size":
-            return -(-_memparse(value, key) // PAGE) * PAGE
+            return -(-_memparse(value) // PAGE) * PAGE
         if key in ("nr_blocks", "nr_inodes"):
-            return _memparse(value, key)
+            return _memparse(value)
         if key.endswith("mode"):
             return int(value, 8)
     except (ValueError, StopIteration, OSError):
@@ -607,7 +607,7 @@ def compare(spec: MountSpec, m: dict, info: dict) -> dict:
                 have = hidden[key]  # the kernel shows it only when it is not the default
             else:
                 continue  # the kernel does not show it: nothing to compare
-            if norm_value(m["fstype"], key, value) != norm_value(m["fstype"], key, have):
+            if norm_value(key, value) != norm_value(key, have):
                 word = key if value is None else "%s=%s" % (key, value)
                 if key in allowed:
                     out["reconfigure"].append((key, value))
