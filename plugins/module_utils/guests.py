@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors, faults
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -40,17 +40,9 @@ REAPER_CANDIDATES = (
     "/usr/libexec/podman/catatonit",
     "/usr/local/bin/catatonit",
 )
-FAULT_ENV = "_LINUXNS_TEST_KILL_AT"
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 GUEST_FIELDS = ("context_id", "namespaces", "share", "hostname", "root", "init", "uid_map", "gid_map", "time_offsets")
 REPLACE_FIELDS = ("context_id", "namespaces", "share", "root", "init", "uid_map", "gid_map", "time_offsets")
-
-
-def fault(step: str) -> None:
-    """Test-only: die with SIGKILL at a named step (see docs/testing.md)."""
-    want = os.environ.get(FAULT_ENV)
-    if want and step in want.split(","):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ---------------------------------------------------------------------------------------
@@ -395,6 +387,7 @@ def _short(value) -> str:
 # ---------------------------------------------------------------------------------------
 def apply(registry: reg.Registry, p: Plan, proc_index=None) -> dict:
     """Carry out a plan under the guest's lock; returns the resulting metadata."""
+    faults.check()  # a test's unknown crash step fails before anything changes
     registry.ensure()
     name = p.spec.name
     with registry.lock(name):
@@ -697,7 +690,7 @@ def create(registry: reg.Registry, spec: Spec, context_id=None) -> dict:
     run = _Run()
     try:
         registry.save(meta)
-        fault("reserved")
+        faults.crash_point(faults.Step.RESERVED)
         _create_processes(registry, spec, meta, run)
         if "mnt" in spec.namespaces:
             from ansible_collections.linuxns.guests.plugins.module_utils import mounts
@@ -705,7 +698,7 @@ def create(registry: reg.Registry, spec: Spec, context_id=None) -> dict:
             mounts.apply_table(registry, meta)  # the guest's persistent mount table (namespace_mount)
         meta["phase"] = "ready"
         registry.save(meta)
-        fault("ready")
+        faults.crash_point(faults.Step.READY)
         return meta
     except BaseException:
         _rollback(registry, name, ctx, run)
@@ -748,7 +741,7 @@ def _create_processes(registry, spec, meta, run) -> None:
             os._exit(1)
         for fd in (c2p_w, p2c_r, go_r, status_w):
             os.close(fd)
-        fault("forked")
+        faults.crash_point(faults.Step.FORKED)
         reader = os.fdopen(c2p_r, "rb", buffering=0)
         pipes_p["c2p_r"] = -1
         try:
@@ -780,12 +773,12 @@ def _create_processes(registry, spec, meta, run) -> None:
                 target = run.init_pid
             if target is None:
                 raise GuestError("guest %r: no process to pin" % name)
-            fault("started")
+            faults.crash_point(faults.Step.STARTED)
             _make_pins(registry, spec, meta, run, target, needs_init)
-            fault("pinned")
+            faults.crash_point(faults.Step.PINNED)
             if "net" in meta["pins"]:
                 _make_alias(registry, name, meta, run)
-            fault("aliased")
+            faults.crash_point(faults.Step.ALIASED)
             if needs_init:
                 os.write(go_w, b"g")
                 os.close(go_w)
