@@ -77,10 +77,23 @@ def open_namespaces(meta: dict, types) -> list:
     return fds
 
 
+def is_own_namespace(fd: int, nstype: str) -> bool:
+    """Whether ``fd`` is the namespace of ``nstype`` this process is in already."""
+    try:
+        mine = os.stat("/proc/self/ns/%s" % nstype)
+    except OSError:
+        return False
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 def join_namespaces(fds) -> None:
-    """setns() into every (type, fd) in nsenter's two-pass order; closes the fds."""
+    """setns() into every (type, fd) in nsenter's two-pass order; closes the fds.
+
+    Like nsenter, never into the user namespace we are in already (the kernel
+    refuses that with EINVAL): a guest that shares the host's user namespace."""
     pending = []
-    user = [(t, fd) for t, fd in fds if t == "user"]
+    user = [(t, fd) for t, fd in fds if t == "user" and not is_own_namespace(fd, t)]
     for t, fd in fds:
         if t == "user":
             continue

@@ -551,7 +551,7 @@ def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> Non
         if template_fd >= 0 and "mnt" in spec.namespaces:
             sc.setns(template_fd, "mnt")  # while still privileged: before any user namespace
         shared = getattr(spec, "_share_fds", [])
-        user_shared = [(t, fd) for t, fd in shared if t == "user"]
+        user_shared = [(t, fd) for t, fd in shared if t == "user" and not enter.is_own_namespace(fd, t)]
         for t, fd in user_shared:
             sc.setns(fd, t)
         if "user" in spec.namespaces:
