@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors, faults
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, handshake
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -533,17 +533,9 @@ class MountTemplate:
             self.fd = -1
 
 
-def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> None:  # pragma: no cover - forked child
+def _child_main(spec, registry, hs: handshake.Handshake, reaper_fd, devnull_fd, needs_init, parent_mnt_id) -> None:  # pragma: no cover - forked child
     """Process C: make the namespaces; fork the init I when there is one."""
-    c2p, p2c, go_r, status_w = pipes
-
-    def send(msg):
-        enter.write_all(c2p, (json.dumps(msg) + "\n").encode())
-
-    def wait_ack():
-        if os.read(p2c, 1) != b"k":
-            os._exit(1)
-
+    hs.child_side()
     try:
         sc.set_pdeathsig(signal.SIGKILL)
         sc.set_dumpable(False)
@@ -556,8 +548,8 @@ def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> Non
             sc.setns(fd, t)
         if "user" in spec.namespaces:
             sc.unshare_one("user")
-            send({"step": "user"})
-            wait_ack()
+            hs.send(handshake.Step.USER)
+            hs.wait_ack()
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         for t, fd in shared:
@@ -567,10 +559,10 @@ def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> Non
             if t != "user":
                 sc.unshare_one(t)
         if "mnt" in spec.namespaces:
-            _newer_mnt_ns(spec.name)
+            _newer_mnt_ns(spec.name, parent_mnt_id)
         if "time" in spec.namespaces:
-            send({"step": "time"})
-            wait_ack()
+            hs.send(handshake.Step.TIME)
+            hs.wait_ack()
         if "net" in spec.namespaces:
             _lo_up()
         if spec.hostname and "uts" in spec.namespaces:
@@ -579,19 +571,19 @@ def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> Non
         if not needs_init:
             if "mnt" in spec.namespaces:
                 _setup_mounts(spec, registry, False)
-            send({"step": "ready", "pid": os.getpid()})
-            os.read(p2c, 1)  # parent pinned us (or died): done
+            hs.send(handshake.Step.READY, pid=os.getpid())
+            hs.wait_done()  # the parent pinned us (or died)
             os._exit(0)
         child = os.fork()
         if child:
-            send({"step": "init", "pid": child})
+            hs.send(handshake.Step.INIT, pid=child)
             os._exit(0)
         # Process I: the guest's PID 1 (or its reaper when pid is shared).
         if "mnt" in spec.namespaces:
             _setup_mounts(spec, registry, pid_private)
-        send({"step": "ready"})
-        if os.read(go_r, 1) != b"g":
-            os._exit(1)  # the parent died before the guest was recorded
+        hs.send(handshake.Step.READY)
+        hs.wait_go()  # exits when the parent died before the guest was recorded
+        status_w = hs.status_fd()
         os.setsid()
         for fd in (0, 1, 2):
             os.dup2(devnull_fd, fd)
@@ -614,21 +606,21 @@ def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> Non
         _python_reaper()
     except BaseException as exc:
         try:
-            send({"step": "error", **errors.to_payload(exc)})
+            hs.send_error(exc)
         finally:
             os._exit(1)
 
 
-def _newer_mnt_ns(name) -> None:  # pragma: no cover - forked child
+def _newer_mnt_ns(name, parent_id) -> None:  # pragma: no cover - forked child
     """Make sure our new mount namespace's id is above the pinning process's.
 
     Linux refuses to bind-mount a mount namespace file into a namespace whose
     id is not lower (mnt_ns_loop, EINVAL).  Since 6.18 ids come from per-CPU
     batches of 4096, so a namespace made later on another CPU can get a lower
     id.  The CPU whose batch gave the parent its id always gives higher ones:
-    try each CPU in turn with a fresh unshare(CLONE_NEWNS).
+    try each CPU in turn with a fresh unshare(CLONE_NEWNS).  ``parent_id``: the
+    parent's mount namespace id, read before the fork (None: unknown).
     """
-    parent_id = _PARENT_MNT_ID.get("id")
     mine = sc.mnt_ns_id()
     if parent_id is None or mine is None or mine > parent_id:
         return
@@ -643,9 +635,6 @@ def _newer_mnt_ns(name) -> None:  # pragma: no cover - forked child
     finally:
         os.sched_setaffinity(0, allowed)
     raise GuestError("guest %r: could not get a mount namespace the kernel lets us pin (namespace id order)" % name)
-
-
-_PARENT_MNT_ID = {}
 
 
 def _python_reaper() -> None:  # pragma: no cover - forked child
@@ -669,16 +658,6 @@ class _Run:
         self.alias = None
         self.init_pid = None
         self.init_start = None
-
-
-def _read_msg(f, spec) -> dict:
-    line = f.readline()
-    if not line:
-        raise GuestError("guest %r: the process creating its namespaces died unexpectedly" % spec.name)
-    msg = json.loads(line.decode())
-    if msg.get("step") == "error":
-        enter.raise_payload(msg)
-    return msg
 
 
 def create(registry: reg.Registry, spec: Spec, context_id=None) -> dict:
@@ -711,7 +690,6 @@ def _create_processes(registry, spec, meta, run) -> None:
     share_fds = []
     reaper_fd = -1
     devnull_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-    pipes_p = {}
     try:
         for t in ("user",) + enter.ENTER_ORDER:
             if t in spec.share:
@@ -727,46 +705,37 @@ def _create_processes(registry, spec, meta, run) -> None:
             meta["reaper"] = reaper or "python"
             if reaper:
                 reaper_fd = os.open(reaper, os.O_RDONLY | os.O_CLOEXEC)
-        _PARENT_MNT_ID["id"] = sc.mnt_ns_id()
-        c2p_r, c2p_w = os.pipe2(os.O_CLOEXEC)
-        p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        pipes_p = {"c2p_r": c2p_r, "p2c_w": p2c_w, "go_w": go_w, "status_r": status_r}
+        parent_mnt_id = sc.mnt_ns_id()
+        hs = handshake.Handshake()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
-            for fd in (c2p_r, p2c_w, go_w, status_r):
-                os.close(fd)
-            _child_main(spec, registry, (c2p_w, p2c_r, go_r, status_w), reaper_fd, devnull_fd, needs_init)
+            _child_main(spec, registry, hs, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
             os._exit(1)
-        for fd in (c2p_w, p2c_r, go_r, status_w):
-            os.close(fd)
-        faults.crash_point(faults.Step.FORKED)
-        reader = os.fdopen(c2p_r, "rb", buffering=0)
-        pipes_p["c2p_r"] = -1
         try:
+            hs.parent_side()
+            faults.crash_point(faults.Step.FORKED)
             target = None
             ready = False
             while not ready or (needs_init and run.init_pid is None):
-                msg = _read_msg(reader, spec)
+                msg = hs.receive(name)
                 step = msg["step"]
-                if step == "user":
+                if step is handshake.Step.USER:
                     _write_proc(pid, "uid_map", "\n".join(spec.uid_map) + "\n", name)
                     _write_proc(pid, "gid_map", "\n".join(spec.gid_map) + "\n", name)
-                    os.write(p2c_w, b"k")
-                elif step == "time":
+                    hs.ack()
+                elif step is handshake.Step.TIME:
                     offs = spec.time_offsets or {}
                     text = "".join("%s %d %d\n" % (k, int(v), round((v - int(v)) * 1e9)) for k, v in sorted(offs.items()))
                     if text:
                         _write_proc(pid, "timens_offsets", text, name)
-                    os.write(p2c_w, b"k")
-                elif step == "init":
+                    hs.ack()
+                elif step is handshake.Step.INIT:
                     run.init_pid = msg["pid"]
                     run.init_start = reg.proc_start_time(run.init_pid)
                     meta["init_pid"] = run.init_pid
                     meta["init_start"] = run.init_start
                     registry.save(meta)
-                elif step == "ready":
+                elif step is handshake.Step.READY:
                     ready = True
                     target = msg.get("pid")
             if needs_init:
@@ -780,19 +749,16 @@ def _create_processes(registry, spec, meta, run) -> None:
                 _make_alias(registry, name, meta, run)
             faults.crash_point(faults.Step.ALIASED)
             if needs_init:
-                os.write(go_w, b"g")
-                os.close(go_w)
-                pipes_p["go_w"] = -1
-                err = enter.read_all(status_r)
+                err = hs.go()
                 if err:
-                    raise GuestError("guest %r: %s" % (name, err.decode(errors="replace")))
+                    raise GuestError("guest %r: %s" % (name, err))
             else:
-                os.write(p2c_w, b"d")
+                hs.done()
         finally:
-            reader.close()
+            hs.close()  # a child still waiting for the parent reads EOF and exits
             enter.wait_child(pid)
     finally:
-        for fd in list(pipes_p.values()) + [fd for _t, fd in share_fds] + [reaper_fd, devnull_fd]:
+        for fd in [fd for _t, fd in share_fds] + [reaper_fd, devnull_fd]:
             if fd >= 0:
                 try:
                     os.close(fd)

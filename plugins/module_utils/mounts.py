@@ -351,7 +351,7 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
 
 
-def validate_host_side(spec: MountSpec, known: set) -> None:
+def validate_host_side(spec: MountSpec, host: HostMounts) -> None:
     """Check what can be checked on the host before anything changes."""
     w = spec.where
     if spec.state not in ("mounted", "ephemeral", "present") and not (spec.state == "remounted" and spec.fstype):
@@ -362,17 +362,17 @@ def validate_host_side(spec: MountSpec, known: set) -> None:
         except OSError as exc:
             raise InvalidInput("%ssrc %s: the bind source does not exist on the host (%s)" % (w, spec.src, exc.strerror)) from None
         spec.src_stat = st
-        _check_mount_api()
+        host.require_mount_api()
         return
-    _check_mount_api()
-    if spec.fstype not in known:
+    host.require_mount_api()
+    if spec.fstype not in host.filesystems:
         try:  # fsopen loads the filesystem's module when it has one
             os.close(sc.fsopen(spec.fstype))
         except KernelError as exc:
             if exc.errno == _errno.ENODEV:
                 raise InvalidInput("%sfstype %r is not a filesystem type this kernel knows (see /proc/filesystems)" % (w, spec.fstype)) from None
             raise
-        known.add(spec.fstype)
+        host.filesystems.add(spec.fstype)
     fd = sc.fsopen(spec.fstype)
     try:
         for key, value in spec.fsopts:
@@ -389,24 +389,30 @@ def validate_host_side(spec: MountSpec, known: set) -> None:
         os.close(fd)
 
 
-_MOUNT_API = {}
+class HostMounts:
+    """What one run learns about the host's mounts, asked once and passed to every
+    check of that run: the filesystem types the kernel knows, and whether it has the
+    new mount API."""
 
+    def __init__(self):
+        self.filesystems = kernel_filesystems()
+        self.mount_api = False
 
-def _check_mount_api() -> None:
-    """The new mount API (open_tree, move_mount, fsopen..., Linux 5.2+; mount_setattr 5.12+) is required."""
-    if "ok" in _MOUNT_API:
-        return
-    try:
-        os.close(sc.fsopen("tmpfs"))
-    except KernelError as exc:
-        if exc.errno in (_errno.ENOSYS, _errno.EPERM) or "not supported" in exc.msg:
-            raise KernelError(
-                "this kernel lacks the new mount API (open_tree/move_mount/fsopen, Linux 5.2 or newer): namespace_mount "
-                "cannot take a host path into a guest or make a mount outside it; mount from inside the guest instead "
-                "(guest_enter_exec with mount, sources visible in the guest)", errno=exc.errno,
-            ) from None
-        raise
-    _MOUNT_API["ok"] = True
+    def require_mount_api(self) -> None:
+        """The new mount API (open_tree, move_mount, fsopen..., Linux 5.2+; mount_setattr 5.12+) is required."""
+        if self.mount_api:
+            return
+        try:
+            os.close(sc.fsopen("tmpfs"))
+        except KernelError as exc:
+            if exc.errno in (_errno.ENOSYS, _errno.EPERM) or "not supported" in exc.msg:
+                raise KernelError(
+                    "this kernel lacks the new mount API (open_tree/move_mount/fsopen, Linux 5.2 or newer): namespace_mount "
+                    "cannot take a host path into a guest or make a mount outside it; mount from inside the guest instead "
+                    "(guest_enter_exec with mount, sources visible in the guest)", errno=exc.errno,
+                ) from None
+            raise
+        self.mount_api = True
 
 
 def _fs_log(fd: int) -> str:
@@ -1106,9 +1112,9 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
     def work():
         current = meta if locked else registry.find(name, "guest")
         _check_guest(current, locked)
-        known = kernel_filesystems()
+        host = HostMounts()
         for spec in specs:
-            validate_host_side(spec, known)
+            validate_host_side(spec, host)
         table_entries = read_table(tpath)
         table_lines = _table_lines(table_entries)
         need = [s.path for s in specs if s.state != "present"]
@@ -1172,7 +1178,7 @@ def validate_many(registry, per_guest: list) -> list:
     ``guests`` form): each guest exists, runs and has its own mount namespace, no guest
     is listed twice, and every mount entry is well formed and possible on this host.
     ``per_guest`` is [(where, guest ref, entries)]; returns the guests' metadata."""
-    known = kernel_filesystems()
+    host = HostMounts()
     metas, names = [], {}
     for where, ref, entries in per_guest:
         meta = registry.find(ref, where + ".guest")
@@ -1185,7 +1191,7 @@ def validate_many(registry, per_guest: list) -> list:
             raise InvalidInput("%s: guest %r is listed twice (also %s)" % (where, meta["name"], names[meta["name"]]))
         names[meta["name"]] = where
         for spec in mount_specs(entries, meta["name"], where + "."):
-            validate_host_side(spec, known)
+            validate_host_side(spec, host)
         metas.append(meta)
     return metas
 

@@ -390,10 +390,9 @@ def test_kernel_without_the_new_mount_api_is_named(monkeypatch, tmp_path):
         raise KernelError("fsopen(tmpfs) failed: Function not implemented (ENOSYS)", errno=errno.ENOSYS)
 
     monkeypatch.setattr(mounts.sc, "fsopen", no_fsopen)
-    monkeypatch.setattr(mounts, "_MOUNT_API", {})
     spec = mounts.MountSpec({"path": "/x", "fstype": "bind", "src": str(tmp_path)})
     with pytest.raises(KernelError) as exc:
-        mounts.validate_host_side(spec, set())
+        mounts.validate_host_side(spec, mounts.HostMounts())
     assert "lacks the new mount API" in exc.value.msg and "Linux 5.2" in exc.value.msg
 
 
