@@ -1161,9 +1161,7 @@ def info(registry: reg.Registry, refs=None, want_mounts: bool = False, want_link
             param = "name" if len(refs) == 1 else "guests[%d]" % i
             try:
                 metas.append(registry.find(ref, param))
-            except GuestError as exc:
-                if not isinstance(exc, GuestNotFound):
-                    raise
+            except GuestNotFound:
                 missing.append(str(ref))
     else:
         for name in registry.names():
