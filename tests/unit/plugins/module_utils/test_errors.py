@@ -27,7 +27,7 @@ BUILD = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."
 def test_for_guest_keeps_class_errno_and_details():
     exc = LimitReached("cannot create a uts namespace", errno=errno.ENOSPC, limit="/proc/sys/user/max_uts_namespaces")
     named = exc.for_guest("web1")
-    assert type(named) is LimitReached and named.errno == errno.ENOSPC
+    assert named.__class__ is LimitReached and named.errno == errno.ENOSPC
     assert named.details == {"limit": "/proc/sys/user/max_uts_namespaces"}
     assert named.msg == str(named) == "guest 'web1': cannot create a uts namespace"
     # a copy: the original is untouched, and details are not shared
@@ -35,9 +35,9 @@ def test_for_guest_keeps_class_errno_and_details():
     assert exc.msg == "cannot create a uts namespace" and exc.details == {"limit": "/proc/sys/user/max_uts_namespaces"}
     # a message that names the guest already is not named twice, but still a copy
     again = named.for_guest("web1")
-    assert again.msg == named.msg and again is not named and type(again) is LimitReached
+    assert again.msg == named.msg and again is not named and again.__class__ is LimitReached
     assert InvalidInput("x").with_prefix("guests[2]: ").msg == "guests[2]: x"
-    assert type(InvalidInput("x").with_prefix("p: ")) is InvalidInput and GuestError("x").errno == 0
+    assert InvalidInput("x").with_prefix("p: ").__class__ is InvalidInput and GuestError("x").errno == 0
 
 
 @pytest.mark.parametrize("exc", [
@@ -48,15 +48,15 @@ def test_for_guest_keeps_class_errno_and_details():
 ])
 def test_payload_round_trip(exc):
     back = errors.from_payload(json.loads(json.dumps(errors.to_payload(exc))))
-    assert type(back) is type(exc) and back.msg == exc.msg and back.errno == exc.errno and back.details == exc.details
+    assert back.__class__ is exc.__class__ and back.msg == exc.msg and back.errno == exc.errno and back.details == exc.details
 
 
 def test_payload_of_other_exceptions_and_unknown_classes():
     back = errors.from_payload(errors.to_payload(FileNotFoundError(errno.ENOENT, "No such file or directory", "/x")))
-    assert type(back) is KernelError and back.errno == errno.ENOENT and "/x" in back.msg
-    assert type(errors.from_payload({"class": "ValueError", "error": "e"})) is GuestError
-    assert type(errors.from_payload({"class": "to_payload", "error": "e"})) is GuestError
-    assert type(errors.from_payload({"class": "NotYetKnown", "error": "e", "details": "junk"})) is GuestError
+    assert back.__class__ is KernelError and back.errno == errno.ENOENT and "/x" in back.msg
+    assert errors.from_payload({"class": "ValueError", "error": "e"}).__class__ is GuestError
+    assert errors.from_payload({"class": "to_payload", "error": "e"}).__class__ is GuestError
+    assert errors.from_payload({"class": "NotYetKnown", "error": "e", "details": "junk"}).__class__ is GuestError
 
 
 LIMIT_IN_A_BATCH = r"""
