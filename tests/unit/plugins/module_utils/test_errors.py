@@ -95,3 +95,11 @@ def test_limit_reached_keeps_its_class_and_limit_through_a_batch(tmp_path):
     assert got["class"] == "LimitReached", got
     assert got["limit"] == "/proc/sys/user/max_uts_namespaces" and got["errno"] == errno.ENOSPC
     assert got["msg"].startswith("guest 'lim1': cannot create a uts namespace") and "results" in got["details"]
+
+
+def test_info_counts_only_guest_not_found_as_missing(unit_registry):
+    from ansible_collections.linuxns.guests.plugins.module_utils import guests
+
+    assert guests.info(unit_registry, ["nosuch", "4242"])["missing"] == ["nosuch", "4242"]
+    with pytest.raises(InvalidInput):  # a malformed reference is an error, not a missing guest
+        guests.info(unit_registry, ["bad/name"])
