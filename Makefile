@@ -67,7 +67,7 @@ sanity: deps venv
 	for v in $(GET_PIP_VERSIONS); do \
 	    cp $(SHARED)/tools/get_pip_offline.py $(HOME)/.ansible/test/cache/get_pip_$${v//./_}.py; done
 	mkdir -p $(SANITY_DIR)
-	rsync -a --delete --delete-excluded --exclude=/.ci --exclude=/.venv --exclude=/build \
+	rsync -a --delete --delete-excluded --exclude=/.venv --exclude=/build \
 	    --exclude='/.lab*' --exclude=/tests/output --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache \
 	    $(REPO)/ $(SANITY_DIR)/
 	cd $(SANITY_DIR) && PATH=$(VENV)/bin:$$PATH $(VENV)/bin/ansible-test sanity \

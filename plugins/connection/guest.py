@@ -182,12 +182,13 @@ from ansible.plugins.connection import ConnectionBase
 from ansible.plugins.loader import connection_loader
 from ansible.utils.display import Display
 
+from ansible_collections.linuxns.guests.plugins.module_utils import errors
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import ENTRY_ERROR_MARK as ERROR_MARK
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import ENTRY_ERROR_RC as ERROR_RC
 from ansible_collections.linuxns.guests.plugins.plugin_utils import entry_program
 
 display = Display()
 
-ERROR_RC = 251          # entry.ERROR_RC
-ERROR_MARK = "LINUXNS-ENTRY-ERROR "
 # ansible-core's own plugins, by the short names under which the config knows their variables.
 INNER = {"ssh": "ssh", "paramiko": "paramiko_ssh"}
 # Variables that describe the physical host: they reach the inner connection through our own options.
@@ -210,7 +211,7 @@ def _local_tmp():
 
 
 def parse_entry_error(rc: int, stdout: bytes, stderr: bytes):
-    """The entry program's own error report (class, message), or None when the command itself ran."""
+    """The entry program's own error report (the GuestError it raised, rebuilt), or None when the command itself ran."""
     if rc != ERROR_RC:
         return None
     for blob in (stderr, stdout):  # with a tty (ssh -tt) stderr arrives on stdout
@@ -222,7 +223,8 @@ def parse_entry_error(rc: int, stdout: bytes, stderr: bytes):
                     payload = json.loads(line[len(ERROR_MARK):])
                 except ValueError:
                     continue
-                return payload.get("class", "GuestError"), payload.get("error", "")
+                if isinstance(payload, dict):
+                    return errors.from_payload(payload)
     return None
 
 
@@ -325,7 +327,7 @@ class Connection(ConnectionBase):
         return entry_program.command(self.get_option("linuxns_host_python"), [args[0], self.get_option("linuxns_state_dir")] + list(args[1:]),
                                      cache_dir=_local_tmp())
 
-    def _outer(self, args, in_data=None, sudoable=True, what="command"):
+    def _outer(self, args, in_data=None, sudoable=True):
         """Run the entry program on the host; map its failures to clear connection errors."""
         inner = self._inner_connection()
         if self.become is not None and inner.become is not self.become:
@@ -341,14 +343,14 @@ class Connection(ConnectionBase):
     def _check_entry(self, rc, out, err) -> None:
         found = parse_entry_error(rc, out, err)
         if found is not None:
-            cls, msg = found
+            msg = found.msg
             where = "on host %s (state dir %s)" % (self._where(), self.get_option("linuxns_state_dir"))
-            if cls == "GuestNotFound":
+            if isinstance(found, errors.GuestNotFound):
                 raise AnsibleConnectionFailure("guest %r is missing: it does not exist %s: %s" % (self._guest, where, msg))
-            if cls == "GuestStale":
+            if isinstance(found, errors.GuestStale):
                 raise AnsibleConnectionFailure("guest %r is stopped %s: %s; start it again with linuxns.guests.namespace_create"
                                                % (self._guest, where, msg))
-            if cls == "InvalidInput" and "cannot" in msg:
+            if isinstance(found, errors.PathError):  # the guest was entered; the task's path is wrong
                 raise AnsibleError(msg)
             raise AnsibleConnectionFailure("guest %r %s cannot be entered: %s" % (self._guest, where, msg))
         if rc == 127:

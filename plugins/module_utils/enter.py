@@ -18,8 +18,10 @@ import json
 import os
 import signal
 
+from ansible_collections.linuxns.guests.plugins.module_utils import errors
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
+    ExecFailed,
     GuestError,
     GuestStale,
     InvalidInput,
@@ -75,10 +77,23 @@ def open_namespaces(meta: dict, types) -> list:
     return fds
 
 
+def is_own_namespace(fd: int, nstype: str) -> bool:
+    """Whether ``fd`` is the namespace of ``nstype`` this process is in already."""
+    try:
+        mine = os.stat("/proc/self/ns/%s" % nstype)
+    except OSError:
+        return False
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 def join_namespaces(fds) -> None:
-    """setns() into every (type, fd) in nsenter's two-pass order; closes the fds."""
+    """setns() into every (type, fd) in nsenter's two-pass order; closes the fds.
+
+    Like nsenter, never into the user namespace we are in already (the kernel
+    refuses that with EINVAL): a guest that shares the host's user namespace."""
     pending = []
-    user = [(t, fd) for t, fd in fds if t == "user"]
+    user = [(t, fd) for t, fd in fds if t == "user" and not is_own_namespace(fd, t)]
     for t, fd in fds:
         if t == "user":
             continue
@@ -107,21 +122,8 @@ def close_fds_except(keep) -> None:
     os.closerange(lo, 1 << 20)
 
 
-def _error_payload(exc: BaseException) -> dict:
-    if isinstance(exc, GuestError):
-        return {"error": exc.msg, "class": type(exc).__name__, "errno": getattr(exc, "errno", 0)}
-    if isinstance(exc, OSError):
-        return {"error": "%s: %s" % (exc.strerror or exc, exc.filename or ""), "class": "KernelError", "errno": exc.errno or 0}
-    return {"error": "%s: %s" % (type(exc).__name__, exc), "class": "GuestError", "errno": 0}
-
-
 def raise_payload(payload: dict) -> None:
-    from ansible_collections.linuxns.guests.plugins.module_utils import errors
-
-    cls = getattr(errors, payload.get("class", "GuestError"), errors.GuestError)
-    if issubclass(cls, errors.KernelError):
-        raise cls(payload["error"], errno=payload.get("errno", 0))
-    raise cls(payload["error"])
+    raise errors.from_payload(payload)
 
 
 def read_all(fd: int) -> bytes:
@@ -192,7 +194,7 @@ def run_forked(meta: dict, body, *args):
             sc.set_dumpable(False)
             payload = {"ok": body(wfd, *args)}
         except BaseException as exc:
-            payload = _error_payload(exc)
+            payload = errors.to_payload(exc)
             code = 1
         try:
             write_all(wfd, json.dumps(payload).encode())
@@ -280,7 +282,7 @@ def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w) 
             os._exit(0)
         reset_signals()
     except BaseException as exc:
-        payload = _error_payload(exc)
+        payload = errors.to_payload(exc)
         payload["rc"] = 1
         try:
             _send(status_w, payload)
@@ -299,7 +301,7 @@ def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w) 
         msg = "command %r cannot be run inside guest %r: %s" % (argv[0], meta["name"], sc.errno_text(err))
         rc = RC_CANNOT_EXEC
     try:
-        _send(status_w, {"error": msg, "class": "ExecFailed", "errno": err, "rc": rc})
+        _send(status_w, dict(errors.to_payload(ExecFailed(msg, errno=err, rc=rc)), rc=rc))
     finally:
         os._exit(rc)
 
@@ -365,7 +367,7 @@ def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True,
             _send(status_w, {"exit": status})
             os._exit(0)
         except BaseException as exc:
-            payload = _error_payload(exc)
+            payload = errors.to_payload(exc)
             try:
                 _send(status_w, payload)
             finally:

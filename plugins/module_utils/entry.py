@@ -34,13 +34,13 @@ import json
 import os
 import sys
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
-from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, GuestStale, InvalidInput
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import ExecFailed, GuestError, GuestStale, InvalidInput, PathError
 
 PROTOCOL = 1
-ERROR_RC = 251
-ERROR_MARK = "LINUXNS-ENTRY-ERROR "
+ERROR_RC = errors.ENTRY_ERROR_RC
+ERROR_MARK = errors.ENTRY_ERROR_MARK
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHUNK = 1 << 20
 PASS_ENV = ("TERM", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ")
@@ -84,21 +84,17 @@ def wait_spawned(spawned) -> list:
     return [json.loads(line.decode()) for line in raw.split(b"\n") if line.strip()]
 
 
-def _raise_setup_error(msgs: list) -> None:
-    for m in msgs:
-        if "error" in m and m.get("class") != "ExecFailed":
-            enter.raise_payload(m)
-
-
 def run_exec(meta: dict, cmd: str) -> int:
     spawned = enter.spawn_in_guest(meta, None, ["/bin/sh", "-c", cmd], guest_env(), (0, 1, 2))
     msgs = wait_spawned(spawned)
-    _raise_setup_error(msgs)
-    failed = next((m for m in msgs if m.get("class") == "ExecFailed"), None)
-    if failed is not None:
-        sys.stderr.write("%s (a guest needs /bin/sh for Ansible)\n" % failed["error"])
+    failed = [errors.from_payload(m) for m in msgs if "error" in m]
+    for exc in failed:
+        if not isinstance(exc, ExecFailed):  # entering the guest failed: nothing ran
+            raise exc
+    if failed:
+        sys.stderr.write("%s (a guest needs /bin/sh for Ansible)\n" % failed[0].msg)
         sys.stderr.flush()
-        return failed.get("rc", enter.RC_NOT_FOUND)
+        return failed[0].details.get("rc", enter.RC_NOT_FOUND)
     done = next((m for m in msgs if "exit" in m), None)
     if done is None:
         raise GuestError("guest %r: the process that entered it died before the command ended" % meta["name"])
@@ -131,8 +127,8 @@ def _transfer(meta: dict, stdio, prepare) -> dict:
     return report["report"]
 
 
-def _path_error(verb: str, path: str, name: str, exc: OSError) -> InvalidInput:
-    return InvalidInput("cannot %s %s inside guest %r: %s" % (verb, path, name, exc.strerror or exc))
+def _path_error(verb: str, path: str, name: str, exc: OSError) -> PathError:
+    return PathError("cannot %s %s inside guest %r: %s" % (verb, path, name, exc.strerror or exc))
 
 
 def put(meta: dict, path: str, size: str) -> int:
@@ -235,7 +231,7 @@ def place(registry: reg.Registry, meta: dict, staged: str, path: str) -> int:
     try:
         fd = os.open(staged, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError as exc:
-        raise InvalidInput("place: the uploaded copy %s cannot be opened: %s" % (staged, exc.strerror)) from None
+        raise PathError("place: the uploaded copy %s cannot be opened: %s" % (staged, exc.strerror)) from None
     try:
         size = os.fstat(fd).st_size
         name = meta["name"]
@@ -317,14 +313,8 @@ def dispatch(argv) -> int:
 
 
 def report_error(exc: BaseException) -> None:
-    if isinstance(exc, GuestError):
-        payload = {"class": type(exc).__name__, "error": exc.msg}
-    elif isinstance(exc, OSError):
-        payload = {"class": "KernelError", "error": "%s: %s" % (exc.strerror or exc, exc.filename or "")}
-    else:
-        payload = {"class": "GuestError", "error": "%s: %s" % (type(exc).__name__, exc)}
     try:
-        sys.stderr.write(ERROR_MARK + json.dumps(payload) + "\n")
+        sys.stderr.write(ERROR_MARK + json.dumps(errors.to_payload(exc)) + "\n")
         sys.stderr.flush()
     except OSError:
         pass

@@ -34,9 +34,9 @@ import shlex
 import signal
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
-from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, GuestStale, InvalidInput
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import ExecFailed, GuestError, GuestStale, InvalidInput
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OUTPUT_GRACE = 0.5
@@ -455,12 +455,12 @@ class _Job:
             "stdout": "", "stderr": "", "start": None, "end": None, "delta": None, "msg": "",
         }
         msgs = _messages(b"".join(self.status))
-        first_error = next((m for m in msgs if "error" in m), None)
+        first_error = next((errors.from_payload(m) for m in msgs if "error" in m), None)
         report = next((m for m in msgs if "report" in m), None)
         exit_msg = next((m for m in msgs if "exit" in m), None)
-        if first_error is not None and first_error.get("class") != "ExecFailed":
+        if first_error is not None and not isinstance(first_error, ExecFailed):
             # entering the guest, the user, chdir...: nothing ran
-            enter.raise_payload(first_error)
+            raise first_error
         if report is not None:
             rep = report["report"]
             result["rc"] = 0
@@ -500,9 +500,9 @@ class _Job:
                 _fmt_seconds(req.timeout), name, self.killed)
         elif first_error is not None:
             result["failed"] = True
-            result["rc"] = first_error.get("rc", rc)
-            result["msg"] = first_error["error"]
-            result["stderr"] = result["stderr"] or first_error["error"]
+            result["rc"] = first_error.details.get("rc", rc)
+            result["msg"] = first_error.msg
+            result["stderr"] = result["stderr"] or first_error.msg
         elif rc != 0:
             result["failed"] = True
             result["msg"] = "non-zero return code"

@@ -20,12 +20,13 @@ import socket
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, handshake
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     GuestConflict,
     GuestError,
+    GuestNotFound,
     InvalidInput,
     KernelError,
 )
@@ -39,20 +40,9 @@ REAPER_CANDIDATES = (
     "/usr/libexec/podman/catatonit",
     "/usr/local/bin/catatonit",
 )
-NS_GET_NSTYPE = 0xB703
-NS_GET_USERNS = 0xB701
-NS_GET_PARENT = 0xB702
-FAULT_ENV = "_LINUXNS_TEST_KILL_AT"
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 GUEST_FIELDS = ("context_id", "namespaces", "share", "hostname", "root", "init", "uid_map", "gid_map", "time_offsets")
 REPLACE_FIELDS = ("context_id", "namespaces", "share", "root", "init", "uid_map", "gid_map", "time_offsets")
-
-
-def fault(step: str) -> None:
-    """Test-only: die with SIGKILL at a named step (see docs/testing.md)."""
-    want = os.environ.get(FAULT_ENV)
-    if want and step in want.split(","):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ---------------------------------------------------------------------------------------
@@ -127,7 +117,7 @@ def check_ns_file(path: str, nstype: str, param: str) -> tuple:
         if st.st_dev != reg.nsfs_dev():
             raise InvalidInput("%s: %s is not a namespace file" % (param, path))
         try:
-            kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+            kind = fcntl.ioctl(fd, sc.NS_GET_NSTYPE)
         except OSError:
             kind = None
         if kind is not None and kind != sc.CLONE_FLAGS[nstype]:
@@ -397,6 +387,7 @@ def _short(value) -> str:
 # ---------------------------------------------------------------------------------------
 def apply(registry: reg.Registry, p: Plan, proc_index=None) -> dict:
     """Carry out a plan under the guest's lock; returns the resulting metadata."""
+    faults.check()  # a test's unknown crash step fails before anything changes
     registry.ensure()
     name = p.spec.name
     with registry.lock(name):
@@ -441,8 +432,8 @@ def _lo_up() -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
     try:
         ifr = struct.pack("16sH", b"lo", 0)
-        flags = struct.unpack("16sH", fcntl.ioctl(s.fileno(), 0x8913, ifr + b"\0" * 22)[:18])[1]  # SIOCGIFFLAGS
-        fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sH", b"lo", flags | 1) + b"\0" * 22)  # SIOCSIFFLAGS, IFF_UP
+        flags = struct.unpack("16sH", fcntl.ioctl(s.fileno(), sc.SIOCGIFFLAGS, ifr + b"\0" * 22)[:18])[1]
+        fcntl.ioctl(s.fileno(), sc.SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | sc.IFF_UP) + b"\0" * 22)
     finally:
         s.close()
 
@@ -542,17 +533,9 @@ class MountTemplate:
             self.fd = -1
 
 
-def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> None:  # pragma: no cover - forked child
+def _child_main(spec, registry, hs: handshake.Handshake, reaper_fd, devnull_fd, needs_init, parent_mnt_id) -> None:  # pragma: no cover - forked child
     """Process C: make the namespaces; fork the init I when there is one."""
-    c2p, p2c, go_r, status_w = pipes
-
-    def send(msg):
-        enter.write_all(c2p, (json.dumps(msg) + "\n").encode())
-
-    def wait_ack():
-        if os.read(p2c, 1) != b"k":
-            os._exit(1)
-
+    hs.child_side()
     try:
         sc.set_pdeathsig(signal.SIGKILL)
         sc.set_dumpable(False)
@@ -560,13 +543,13 @@ def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> Non
         if template_fd >= 0 and "mnt" in spec.namespaces:
             sc.setns(template_fd, "mnt")  # while still privileged: before any user namespace
         shared = getattr(spec, "_share_fds", [])
-        user_shared = [(t, fd) for t, fd in shared if t == "user"]
+        user_shared = [(t, fd) for t, fd in shared if t == "user" and not enter.is_own_namespace(fd, t)]
         for t, fd in user_shared:
             sc.setns(fd, t)
         if "user" in spec.namespaces:
             sc.unshare_one("user")
-            send({"step": "user"})
-            wait_ack()
+            hs.send(handshake.Step.USER)
+            hs.wait_ack()
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         for t, fd in shared:
@@ -576,10 +559,10 @@ def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> Non
             if t != "user":
                 sc.unshare_one(t)
         if "mnt" in spec.namespaces:
-            _newer_mnt_ns(spec.name)
+            _newer_mnt_ns(spec.name, parent_mnt_id)
         if "time" in spec.namespaces:
-            send({"step": "time"})
-            wait_ack()
+            hs.send(handshake.Step.TIME)
+            hs.wait_ack()
         if "net" in spec.namespaces:
             _lo_up()
         if spec.hostname and "uts" in spec.namespaces:
@@ -588,19 +571,19 @@ def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> Non
         if not needs_init:
             if "mnt" in spec.namespaces:
                 _setup_mounts(spec, registry, False)
-            send({"step": "ready", "pid": os.getpid()})
-            os.read(p2c, 1)  # parent pinned us (or died): done
+            hs.send(handshake.Step.READY, pid=os.getpid())
+            hs.wait_done()  # the parent pinned us (or died)
             os._exit(0)
         child = os.fork()
         if child:
-            send({"step": "init", "pid": child})
+            hs.send(handshake.Step.INIT, pid=child)
             os._exit(0)
         # Process I: the guest's PID 1 (or its reaper when pid is shared).
         if "mnt" in spec.namespaces:
             _setup_mounts(spec, registry, pid_private)
-        send({"step": "ready"})
-        if os.read(go_r, 1) != b"g":
-            os._exit(1)  # the parent died before the guest was recorded
+        hs.send(handshake.Step.READY)
+        hs.wait_go()  # exits when the parent died before the guest was recorded
+        status_w = hs.status_fd()
         os.setsid()
         for fd in (0, 1, 2):
             os.dup2(devnull_fd, fd)
@@ -623,21 +606,21 @@ def _child_main(spec, registry, pipes, reaper_fd, devnull_fd, needs_init) -> Non
         _python_reaper()
     except BaseException as exc:
         try:
-            send({"step": "error", **enter._error_payload(exc)})
+            hs.send_error(exc)
         finally:
             os._exit(1)
 
 
-def _newer_mnt_ns(name) -> None:  # pragma: no cover - forked child
+def _newer_mnt_ns(name, parent_id) -> None:  # pragma: no cover - forked child
     """Make sure our new mount namespace's id is above the pinning process's.
 
     Linux refuses to bind-mount a mount namespace file into a namespace whose
     id is not lower (mnt_ns_loop, EINVAL).  Since 6.18 ids come from per-CPU
     batches of 4096, so a namespace made later on another CPU can get a lower
     id.  The CPU whose batch gave the parent its id always gives higher ones:
-    try each CPU in turn with a fresh unshare(CLONE_NEWNS).
+    try each CPU in turn with a fresh unshare(CLONE_NEWNS).  ``parent_id``: the
+    parent's mount namespace id, read before the fork (None: unknown).
     """
-    parent_id = _PARENT_MNT_ID.get("id")
     mine = sc.mnt_ns_id()
     if parent_id is None or mine is None or mine > parent_id:
         return
@@ -652,9 +635,6 @@ def _newer_mnt_ns(name) -> None:  # pragma: no cover - forked child
     finally:
         os.sched_setaffinity(0, allowed)
     raise GuestError("guest %r: could not get a mount namespace the kernel lets us pin (namespace id order)" % name)
-
-
-_PARENT_MNT_ID = {}
 
 
 def _python_reaper() -> None:  # pragma: no cover - forked child
@@ -680,16 +660,6 @@ class _Run:
         self.init_start = None
 
 
-def _read_msg(f, spec) -> dict:
-    line = f.readline()
-    if not line:
-        raise GuestError("guest %r: the process creating its namespaces died unexpectedly" % spec.name)
-    msg = json.loads(line.decode())
-    if msg.get("step") == "error":
-        enter.raise_payload(msg)
-    return msg
-
-
 def create(registry: reg.Registry, spec: Spec, context_id=None) -> dict:
     """Create the guest (caller holds its lock and removed any leftovers)."""
     name = spec.name
@@ -699,7 +669,7 @@ def create(registry: reg.Registry, spec: Spec, context_id=None) -> dict:
     run = _Run()
     try:
         registry.save(meta)
-        fault("reserved")
+        faults.crash_point(faults.Step.RESERVED)
         _create_processes(registry, spec, meta, run)
         if "mnt" in spec.namespaces:
             from ansible_collections.linuxns.guests.plugins.module_utils import mounts
@@ -707,7 +677,7 @@ def create(registry: reg.Registry, spec: Spec, context_id=None) -> dict:
             mounts.apply_table(registry, meta)  # the guest's persistent mount table (namespace_mount)
         meta["phase"] = "ready"
         registry.save(meta)
-        fault("ready")
+        faults.crash_point(faults.Step.READY)
         return meta
     except BaseException:
         _rollback(registry, name, ctx, run)
@@ -720,7 +690,6 @@ def _create_processes(registry, spec, meta, run) -> None:
     share_fds = []
     reaper_fd = -1
     devnull_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-    pipes_p = {}
     try:
         for t in ("user",) + enter.ENTER_ORDER:
             if t in spec.share:
@@ -736,72 +705,60 @@ def _create_processes(registry, spec, meta, run) -> None:
             meta["reaper"] = reaper or "python"
             if reaper:
                 reaper_fd = os.open(reaper, os.O_RDONLY | os.O_CLOEXEC)
-        _PARENT_MNT_ID["id"] = sc.mnt_ns_id()
-        c2p_r, c2p_w = os.pipe2(os.O_CLOEXEC)
-        p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        pipes_p = {"c2p_r": c2p_r, "p2c_w": p2c_w, "go_w": go_w, "status_r": status_r}
+        parent_mnt_id = sc.mnt_ns_id()
+        hs = handshake.Handshake()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
-            for fd in (c2p_r, p2c_w, go_w, status_r):
-                os.close(fd)
-            _child_main(spec, registry, (c2p_w, p2c_r, go_r, status_w), reaper_fd, devnull_fd, needs_init)
+            _child_main(spec, registry, hs, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
             os._exit(1)
-        for fd in (c2p_w, p2c_r, go_r, status_w):
-            os.close(fd)
-        fault("forked")
-        reader = os.fdopen(c2p_r, "rb", buffering=0)
-        pipes_p["c2p_r"] = -1
         try:
+            hs.parent_side()
+            faults.crash_point(faults.Step.FORKED)
             target = None
             ready = False
             while not ready or (needs_init and run.init_pid is None):
-                msg = _read_msg(reader, spec)
+                msg = hs.receive(name)
                 step = msg["step"]
-                if step == "user":
+                if step is handshake.Step.USER:
                     _write_proc(pid, "uid_map", "\n".join(spec.uid_map) + "\n", name)
                     _write_proc(pid, "gid_map", "\n".join(spec.gid_map) + "\n", name)
-                    os.write(p2c_w, b"k")
-                elif step == "time":
+                    hs.ack()
+                elif step is handshake.Step.TIME:
                     offs = spec.time_offsets or {}
                     text = "".join("%s %d %d\n" % (k, int(v), round((v - int(v)) * 1e9)) for k, v in sorted(offs.items()))
                     if text:
                         _write_proc(pid, "timens_offsets", text, name)
-                    os.write(p2c_w, b"k")
-                elif step == "init":
+                    hs.ack()
+                elif step is handshake.Step.INIT:
                     run.init_pid = msg["pid"]
                     run.init_start = reg.proc_start_time(run.init_pid)
                     meta["init_pid"] = run.init_pid
                     meta["init_start"] = run.init_start
                     registry.save(meta)
-                elif step == "ready":
+                elif step is handshake.Step.READY:
                     ready = True
                     target = msg.get("pid")
             if needs_init:
                 target = run.init_pid
             if target is None:
                 raise GuestError("guest %r: no process to pin" % name)
-            fault("started")
+            faults.crash_point(faults.Step.STARTED)
             _make_pins(registry, spec, meta, run, target, needs_init)
-            fault("pinned")
+            faults.crash_point(faults.Step.PINNED)
             if "net" in meta["pins"]:
                 _make_alias(registry, name, meta, run)
-            fault("aliased")
+            faults.crash_point(faults.Step.ALIASED)
             if needs_init:
-                os.write(go_w, b"g")
-                os.close(go_w)
-                pipes_p["go_w"] = -1
-                err = enter.read_all(status_r)
+                err = hs.go()
                 if err:
-                    raise GuestError("guest %r: %s" % (name, err.decode(errors="replace")))
+                    raise GuestError("guest %r: %s" % (name, err))
             else:
-                os.write(p2c_w, b"d")
+                hs.done()
         finally:
-            reader.close()
+            hs.close()  # a child still waiting for the parent reads EOF and exits
             enter.wait_child(pid)
     finally:
-        for fd in list(pipes_p.values()) + [fd for _t, fd in share_fds] + [reaper_fd, devnull_fd]:
+        for fd in [fd for _t, fd in share_fds] + [reaper_fd, devnull_fd]:
             if fd >= 0:
                 try:
                     os.close(fd)
@@ -913,7 +870,6 @@ class ProcIndex:
 
     def __init__(self):
         self.by_ns = {}
-        self.start = {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -1026,7 +982,7 @@ def ns_relations(path: str) -> dict:
     except OSError:
         return out
     try:
-        for key, req in (("owner_user_ns", NS_GET_USERNS), ("parent", NS_GET_PARENT)):
+        for key, req in (("owner_user_ns", sc.NS_GET_USERNS), ("parent", sc.NS_GET_PARENT)):
             try:
                 rfd = fcntl.ioctl(fd, req)
             except OSError:
@@ -1040,7 +996,7 @@ def ns_relations(path: str) -> dict:
     return out
 
 
-def host_limits(registry: reg.Registry, metas) -> dict:
+def host_limits(metas) -> dict:
     """max_*_namespaces per type with how many this registry's guests use."""
     out = {}
     for t in sc.NS_TYPES:
@@ -1128,9 +1084,8 @@ def _apply_plans(registry, plans, check_mode, results, before, after):
         try:
             meta = apply(registry, p, proc_index)
         except GuestError as exc:
-            msg = "guest %r: %s" % (name, exc.msg) if name not in exc.msg else exc.msg
-            err = type(exc)(msg) if not isinstance(exc, KernelError) else KernelError(msg, errno=exc.errno)
-            err.details = {"results": results}
+            err = exc.with_message(exc.msg) if name in exc.msg else exc.for_guest(name)
+            err.details["results"] = results
             raise err from None
         item.update(changed=p.changed, action=p.action, reasons=p.reasons)
         before[name], after[name] = p.before or {}, p.after or {}
@@ -1180,7 +1135,7 @@ def _links_here() -> list:
     return [{"ifname": n, "index": i} for i, n in socket.if_nameindex()]
 
 
-def describe(registry: reg.Registry, meta: dict, want_mounts: bool = False, want_links: bool = False) -> dict:
+def describe(meta: dict, want_mounts: bool = False, want_links: bool = False) -> dict:
     from ansible_collections.linuxns.guests.plugins.module_utils import mounts as mnt
 
     view = public_view(meta)
@@ -1206,9 +1161,7 @@ def info(registry: reg.Registry, refs=None, want_mounts: bool = False, want_link
             param = "name" if len(refs) == 1 else "guests[%d]" % i
             try:
                 metas.append(registry.find(ref, param))
-            except GuestError as exc:
-                if exc.__class__.__name__ != "GuestNotFound":
-                    raise
+            except GuestNotFound:
                 missing.append(str(ref))
     else:
         for name in registry.names():
@@ -1217,12 +1170,12 @@ def info(registry: reg.Registry, refs=None, want_mounts: bool = False, want_link
                 metas.append(meta)
     all_metas = [registry.load(n) for n in registry.names()] if refs else metas
     return {
-        "guests": [describe(registry, m, want_mounts, want_links) for m in metas],
+        "guests": [describe(m, want_mounts, want_links) for m in metas],
         "missing": missing,
         "host": {
             "state_dir": registry.state_dir,
             "guest_count": len([m for m in all_metas if m]),
-            "limits": host_limits(registry, [m for m in all_metas if m]),
+            "limits": host_limits([m for m in all_metas if m]),
             "reaper": find_reaper(),
         },
     }

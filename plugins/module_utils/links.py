@@ -34,13 +34,13 @@ import errno
 import ipaddress
 import os
 import re
+import socket
 
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     GuestConflict,
     GuestError,
-    GuestNotFound,
     GuestStale,
     InvalidInput,
     KernelError,
@@ -461,7 +461,7 @@ class NsState:
         if self._addrs is None:
             out = {}
             for msg in self.open().get_addr():
-                addr = msg.get_attr("IFA_ADDRESS") if msg["family"] == 10 else (msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"))
+                addr = msg.get_attr("IFA_ADDRESS") if msg["family"] == socket.AF_INET6 else (msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"))
                 if addr is None:
                     continue
                 iface = ipaddress.ip_interface("%s/%d" % (addr, msg["prefixlen"]))
@@ -489,14 +489,14 @@ class NsState:
         """Every unicast route of the main table: dst, gateway, metric, oif, proto."""
         if self._all_routes is None:
             out = []
-            for family in (2, 10):
+            for family in (socket.AF_INET, socket.AF_INET6):
                 for msg in self.open().get_routes(family=family, table=MAIN_TABLE):
                     table = msg.get_attr("RTA_TABLE") or msg["table"]
                     if table != MAIN_TABLE or msg["type"] != 1:
                         continue
-                    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
+                    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
                     net = str(ipaddress.ip_network("%s/%d" % (dst, msg["dst_len"]), strict=False))
-                    version = 4 if family == 2 else 6
+                    version = 4 if family == socket.AF_INET else 6
                     out.append({
                         "dst": net, "gateway": msg.get_attr("RTA_GATEWAY"), "metric": default_metric(version, msg.get_attr("RTA_PRIORITY")),
                         "oif": msg.get_attr("RTA_OIF"), "proto": msg["proto"],
@@ -548,10 +548,7 @@ class Net:
                     raise InvalidInput("%snetns: network namespace %r does not exist (no %s)" % (param, ref.name, path))
                 ref.key, ref.path = key, path
             else:
-                try:
-                    meta = self.registry.find(ref.name, param + "guest")
-                except GuestNotFound:
-                    raise
+                meta = self.registry.find(ref.name, param + "guest")
                 ref.name = meta["name"]
                 ref.label = "guest %r" % meta["name"]
                 ref.meta = meta
@@ -1121,7 +1118,7 @@ def _route_args(route: dict, index: int) -> dict:
         "oif": index,
         "proto": RTPROT,
         "table": MAIN_TABLE,
-        "family": 2 if net.version == 4 else 10,
+        "family": socket.AF_INET if net.version == 4 else socket.AF_INET6,
         "priority": route["metric"],
     }
     if route.get("gateway"):
@@ -1206,7 +1203,7 @@ def apply_plan(net: Net, p: LinkPlan) -> dict:
     except BaseException:
         undo.run()
         raise
-    return final_view(net, p)
+    return final_view(p)
 
 
 def _create(net: Net, p: LinkPlan, undo: _Undo) -> int:
@@ -1281,7 +1278,7 @@ def _move_back(net: Net, p: LinkPlan) -> None:
     _move_out(net, p, p.spec.ifname)
 
 
-def final_view(net: Net, p: LinkPlan) -> dict:
+def final_view(p: LinkPlan) -> dict:
     """The link after apply: the plan's view with index/mac/mtu read back from the kernel."""
     if not p.after:
         return {}
@@ -1342,9 +1339,8 @@ def ensure_links(registry, entries, check_mode: bool = False) -> dict:
             try:
                 view = apply_plan(net, p)
             except GuestError as exc:
-                msg = exc.msg if p.spec.ifname in exc.msg else "%s: %s" % (p.spec.label(), exc.msg)
-                err = KernelError(msg, errno=exc.errno) if isinstance(exc, KernelError) else type(exc)(msg)
-                err.details = {"results": results}
+                err = exc.with_message(exc.msg) if p.spec.ifname in exc.msg else exc.with_prefix("%s: " % p.spec.label())
+                err.details["results"] = results
                 raise err from None
             finally:
                 for st in (p.ns, p.peer_ns, p.parent_ns):

@@ -16,6 +16,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     GuestError,
     InvalidInput,
     KernelError,
+    MountBusy,
 )
 
 
@@ -158,7 +159,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 # ---------------------------------------------------------------------------------------
 # Options and specs
 # ---------------------------------------------------------------------------------------
-def _memparse(text: str, what: str) -> int:
+def _memparse(text: str) -> int:
     """The kernel's memparse (k/m/g/t suffixes, binary) and tmpfs' N% of RAM, in bytes."""
     t = text.strip().lower()
     if t.endswith("%"):
@@ -173,15 +174,15 @@ def _memparse(text: str, what: str) -> int:
     return int(t, 0)
 
 
-def norm_value(fstype: str, key: str, value):
+def norm_value(key: str, value):
     """A comparable form of one filesystem option's value (as the kernel shows it)."""
     if value is None:
         return None
     try:
         if key == "size":
-            return -(-_memparse(value, key) // PAGE) * PAGE
+            return -(-_memparse(value) // PAGE) * PAGE
         if key in ("nr_blocks", "nr_inodes"):
-            return _memparse(value, key)
+            return _memparse(value)
         if key.endswith("mode"):
             return int(value, 8)
     except (ValueError, StopIteration, OSError):
@@ -350,7 +351,7 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
 
 
-def validate_host_side(spec: MountSpec, known: set) -> None:
+def validate_host_side(spec: MountSpec, host: HostMounts) -> None:
     """Check what can be checked on the host before anything changes."""
     w = spec.where
     if spec.state not in ("mounted", "ephemeral", "present") and not (spec.state == "remounted" and spec.fstype):
@@ -361,17 +362,17 @@ def validate_host_side(spec: MountSpec, known: set) -> None:
         except OSError as exc:
             raise InvalidInput("%ssrc %s: the bind source does not exist on the host (%s)" % (w, spec.src, exc.strerror)) from None
         spec.src_stat = st
-        _check_mount_api()
+        host.require_mount_api()
         return
-    _check_mount_api()
-    if spec.fstype not in known:
+    host.require_mount_api()
+    if spec.fstype not in host.filesystems:
         try:  # fsopen loads the filesystem's module when it has one
             os.close(sc.fsopen(spec.fstype))
         except KernelError as exc:
             if exc.errno == _errno.ENODEV:
                 raise InvalidInput("%sfstype %r is not a filesystem type this kernel knows (see /proc/filesystems)" % (w, spec.fstype)) from None
             raise
-        known.add(spec.fstype)
+        host.filesystems.add(spec.fstype)
     fd = sc.fsopen(spec.fstype)
     try:
         for key, value in spec.fsopts:
@@ -388,24 +389,30 @@ def validate_host_side(spec: MountSpec, known: set) -> None:
         os.close(fd)
 
 
-_MOUNT_API = {}
+class HostMounts:
+    """What one run learns about the host's mounts, asked once and passed to every
+    check of that run: the filesystem types the kernel knows, and whether it has the
+    new mount API."""
 
+    def __init__(self):
+        self.filesystems = kernel_filesystems()
+        self.mount_api = False
 
-def _check_mount_api() -> None:
-    """The new mount API (open_tree, move_mount, fsopen..., Linux 5.2+; mount_setattr 5.12+) is required."""
-    if "ok" in _MOUNT_API:
-        return
-    try:
-        os.close(sc.fsopen("tmpfs"))
-    except KernelError as exc:
-        if exc.errno in (_errno.ENOSYS, _errno.EPERM) or "not supported" in exc.msg:
-            raise KernelError(
-                "this kernel lacks the new mount API (open_tree/move_mount/fsopen, Linux 5.2 or newer): namespace_mount "
-                "cannot take a host path into a guest or make a mount outside it; mount from inside the guest instead "
-                "(guest_enter_exec with mount, sources visible in the guest)", errno=exc.errno,
-            ) from None
-        raise
-    _MOUNT_API["ok"] = True
+    def require_mount_api(self) -> None:
+        """The new mount API (open_tree, move_mount, fsopen..., Linux 5.2+; mount_setattr 5.12+) is required."""
+        if self.mount_api:
+            return
+        try:
+            os.close(sc.fsopen("tmpfs"))
+        except KernelError as exc:
+            if exc.errno in (_errno.ENOSYS, _errno.EPERM) or "not supported" in exc.msg:
+                raise KernelError(
+                    "this kernel lacks the new mount API (open_tree/move_mount/fsopen, Linux 5.2 or newer): namespace_mount "
+                    "cannot take a host path into a guest or make a mount outside it; mount from inside the guest instead "
+                    "(guest_enter_exec with mount, sources visible in the guest)", errno=exc.errno,
+                ) from None
+            raise
+        self.mount_api = True
 
 
 def _fs_log(fd: int) -> str:
@@ -606,7 +613,7 @@ def compare(spec: MountSpec, m: dict, info: dict) -> dict:
                 have = hidden[key]  # the kernel shows it only when it is not the default
             else:
                 continue  # the kernel does not show it: nothing to compare
-            if norm_value(m["fstype"], key, value) != norm_value(m["fstype"], key, have):
+            if norm_value(key, value) != norm_value(key, have):
                 word = key if value is None else "%s=%s" % (key, value)
                 if key in allowed:
                     out["reconfigure"].append((key, value))
@@ -839,7 +846,7 @@ def _make_detached(op: dict) -> int:
             sc.fsconfig(fsfd, sc.FSCONFIG_CMD_CREATE)
         except KernelError as exc:
             why = _fs_log(fsfd)
-            raise KernelError("%s: making the %s filesystem failed: %s" % (op["path"], op["fstype"], why or exc.msg), errno=exc.errno) from None
+            raise exc.with_message("%s: making the %s filesystem failed: %s" % (op["path"], op["fstype"], why or exc.msg)) from None
         return sc.fsmount(fsfd, sc.FSMOUNT_CLOEXEC, op["attr"])
     finally:
         os.close(fsfd)
@@ -867,7 +874,7 @@ def _apply_ops(detached: dict, ops: list, proc_fd: int) -> dict:
                     _umount(path, op["lazy"])
                 except KernelError as exc:
                     if exc.errno == _errno.EBUSY:
-                        raise KernelError("busy:%s" % path, errno=_errno.EBUSY) from None
+                        raise MountBusy("umount %s: target is busy" % path, errno=_errno.EBUSY, path=path) from None
                     if exc.errno != _errno.EINVAL:  # EINVAL: not a mount point (any more)
                         raise
             if action in ("mount", "replace"):
@@ -892,7 +899,7 @@ def _apply_ops(detached: dict, ops: list, proc_fd: int) -> dict:
                                     sc.fsconfig(pfd, sc.FSCONFIG_SET_STRING, key, value)
                                 sc.fsconfig(pfd, sc.FSCONFIG_CMD_RECONFIGURE)
                             except KernelError as exc:
-                                raise KernelError("%s: remounting failed: %s" % (path, _fs_log(pfd) or exc.msg), errno=exc.errno) from None
+                                raise exc.with_message("%s: remounting failed: %s" % (path, _fs_log(pfd) or exc.msg)) from None
                         finally:
                             os.close(pfd)
                     if op["propagation"]:
@@ -1105,9 +1112,9 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
     def work():
         current = meta if locked else registry.find(name, "guest")
         _check_guest(current, locked)
-        known = kernel_filesystems()
+        host = HostMounts()
         for spec in specs:
-            validate_host_side(spec, known)
+            validate_host_side(spec, host)
         table_entries = read_table(tpath)
         table_lines = _table_lines(table_entries)
         need = [s.path for s in specs if s.state != "present"]
@@ -1171,7 +1178,7 @@ def validate_many(registry, per_guest: list) -> list:
     ``guests`` form): each guest exists, runs and has its own mount namespace, no guest
     is listed twice, and every mount entry is well formed and possible on this host.
     ``per_guest`` is [(where, guest ref, entries)]; returns the guests' metadata."""
-    known = kernel_filesystems()
+    host = HostMounts()
     metas, names = [], {}
     for where, ref, entries in per_guest:
         meta = registry.find(ref, where + ".guest")
@@ -1179,12 +1186,12 @@ def validate_many(registry, per_guest: list) -> list:
             _check_guest(meta, False)
         except GuestError as exc:
             msg = exc.msg[len("guest: "):] if exc.msg.startswith("guest: ") else exc.msg
-            raise type(exc)("%s.guest: %s" % (where, msg)) from None
+            raise exc.with_message("%s.guest: %s" % (where, msg)) from None
         if meta["name"] in names:
             raise InvalidInput("%s: guest %r is listed twice (also %s)" % (where, meta["name"], names[meta["name"]]))
         names[meta["name"]] = where
         for spec in mount_specs(entries, meta["name"], where + "."):
-            validate_host_side(spec, known)
+            validate_host_side(spec, host)
         metas.append(meta)
     return metas
 
@@ -1227,26 +1234,17 @@ def _apply(meta: dict, plans: list, table: list) -> list:
         ops.append(op)
     try:
         out = run_in_guest_mnt(meta, ops)
-    except KernelError as exc:
-        if exc.errno == _errno.EBUSY and exc.msg.startswith("busy:"):
-            path = exc.msg[5:]
-            m = top_mount(table, path)
-            who = holders(meta, m, mirror_copies(meta["name"], path)) if m else []
-            raise KernelError(
-                "guest %r: umount %s: target is busy%s; stop those processes, or set lazy_unmount=true to detach it anyway"
-                % (meta["name"], path, " (held by %s)" % ", ".join(who) if who else ""), errno=exc.errno,
-            ) from None
-        raise _named(exc, meta["name"]) from None
+    except MountBusy as exc:
+        path = exc.details["path"]
+        m = top_mount(table, path)
+        who = holders(meta, m, mirror_copies(meta["name"], path)) if m else []
+        raise MountBusy(
+            "guest %r: umount %s: target is busy%s; stop those processes, or set lazy_unmount=true to detach it anyway"
+            % (meta["name"], path, " (held by %s)" % ", ".join(who) if who else ""), errno=exc.errno, path=path, holders=who,
+        ) from None
     except GuestError as exc:
-        raise _named(exc, meta["name"]) from None
+        raise exc.for_guest(meta["name"]) from None
     return parse_mountinfo(out["mountinfo"])
-
-
-def _named(exc: GuestError, name: str) -> GuestError:
-    if repr(name) in exc.msg:
-        return exc
-    msg = "guest %r: %s" % (name, exc.msg)
-    return KernelError(msg, errno=exc.errno) if isinstance(exc, KernelError) else type(exc)(msg)
 
 
 def mirror_copies(name: str, path: str) -> list:
@@ -1274,7 +1272,7 @@ def apply_table(registry, meta: dict) -> dict:
             e.pop("line", None)
         return converge(registry, meta["name"], entries, locked=True, meta=meta)
     except GuestError as exc:
-        raise type(exc)("guest %r: its mount table %s could not be applied: %s" % (meta["name"], path, exc.msg)) from None
+        raise exc.with_message("guest %r: its mount table %s could not be applied: %s" % (meta["name"], path, exc.msg)) from None
 
 
 # ---------------------------------------------------------------------------------------

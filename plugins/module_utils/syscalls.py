@@ -41,20 +41,16 @@ LIMIT_NAMES = {
     "time": "time",
 }
 
-MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
 MS_BIND = 0x1000
-MS_MOVE = 0x2000
 MS_REC = 0x4000
 MS_UNBINDABLE = 0x20000
 MS_PRIVATE = 0x40000
 MS_SLAVE = 0x80000
 MS_SHARED = 0x100000
 
-MNT_FORCE = 0x1
 MNT_DETACH = 0x2
 UMOUNT_NOFOLLOW = 0x8
 
@@ -62,7 +58,6 @@ OPEN_TREE_CLONE = 0x1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 AT_RECURSIVE = 0x8000
 AT_EMPTY_PATH = 0x1000
-AT_SYMLINK_NOFOLLOW = 0x100
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
 
@@ -147,7 +142,15 @@ def unshare_one(nstype: str) -> None:
     raise fail("unshare", nstype, err)
 
 
-NS_GET_MNTNS_ID = 0x8008B705
+# The nsfs ioctls (linux/nsfs.h): NSIO = 0xb7.
+NS_GET_USERNS = 0xB701  # _IO(NSIO, 0x1): an fd of the owning user namespace
+NS_GET_PARENT = 0xB702  # _IO(NSIO, 0x2): an fd of the parent (pid and user namespaces)
+NS_GET_NSTYPE = 0xB703  # _IO(NSIO, 0x3): the CLONE_NEW* flag of the namespace
+NS_GET_MNTNS_ID = 0x8008B705  # _IOR(NSIO, 0x5, __u64): the 64-bit id of a mount namespace (6.8+)
+# Interface flags through a socket (linux/sockios.h, linux/if.h).
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
 
 
 def mnt_ns_id(path: str = "/proc/self/ns/mnt"):
@@ -226,18 +229,6 @@ def set_dumpable(on: bool) -> None:
 
 def set_pdeathsig(sig: int) -> None:
     prctl(PR_SET_PDEATHSIG, sig)
-
-
-def set_child_subreaper() -> None:
-    prctl(PR_SET_CHILD_SUBREAPER, 1)
-
-
-def fexecve(fd: int, argv, env) -> None:
-    """Execute the program open on ``fd`` (it may live outside our root)."""
-    try:
-        os.execve(fd, argv, env)
-    except OSError as exc:
-        raise fail("execve", argv[0], exc.errno) from None
 
 
 # ---- the new mount API (fsopen/fsconfig/fsmount/fspick/mount_setattr) -------------------

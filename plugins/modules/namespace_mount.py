@@ -353,7 +353,7 @@ def _many_guests(module, registry, table_dir: str) -> dict:
         try:
             entries = list_entries(dict(params, mounts=listed), "mounts", PER_MOUNT_KEYS, "path")
         except InvalidInput as exc:
-            raise InvalidInput("%s.%s" % (where, exc.msg)) from None
+            raise exc.with_prefix(where + ".") from None
         per_guest.append((where, str(item["guest"]), entries))
     metas = mounts.validate_many(registry, per_guest)
     results, changed, before, after = [], False, [], []

@@ -14,6 +14,8 @@ import threading
 
 import pytest
 
+from ansible_collections.linuxns.guests.plugins.module_utils import faults
+
 pytestmark = pytest.mark.integration
 
 MOD = "linuxns.guests.namespace_create"
@@ -337,15 +339,15 @@ def test_taken_context_id_and_dead_pid_owner(clean_hosts, ansible_playbook, lab_
 # ------------------------------------------------------------------------------------------
 # faults: killed between steps, concurrent runs
 # ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("step", ["reserved", "forked", "started", "pinned", "aliased", "ready"])
+@pytest.mark.parametrize("step", list(faults.Step), ids=lambda s: s.value)
 def test_killed_between_steps_converges(clean_hosts, ansible_playbook, lab_exec, step):
     before = snapshot(lab_exec)
     reapers_before = live_reapers(lab_exec)
-    killed = ansible_playbook([{MOD: {"name": "it-crash"}, "environment": {"_LINUXNS_TEST_KILL_AT": step}}], expect_fail=True).last
+    killed = ansible_playbook([{MOD: {"name": "it-crash"}, "environment": {faults.ENV: step.value}}], expect_fail=True).last
     assert killed.failed
     again = ansible_playbook([{MOD: {"name": "it-crash"}}]).last
     assert again["guest"]["name"] == "it-crash"
-    if step == "ready":
+    if step is faults.Step.READY:
         assert not again.changed  # it was complete when the run died
     else:
         assert again.changed and again["action"] == "create", again.result

@@ -11,25 +11,21 @@ orphaned by a test are reaped here rather than left as zombies.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 
 import pytest
 
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNS = 0x00020000
-MS_REC, MS_PRIVATE = 0x4000, 0x40000
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import KernelError
 
 
 def _private_mount_namespace() -> None:
     if os.geteuid() != 0:
         return
-    if _libc.unshare(CLONE_NEWNS) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) for the unit tests failed")
-    if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        raise OSError(ctypes.get_errno(), "making / private for the unit tests failed")
-    _libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    sc.unshare_one("mnt")
+    sc.mount("none", "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
 
 
 if not os.environ.get("_LINUXNS_UNIT_NS"):
@@ -64,7 +60,9 @@ def unit_registry(tmp_path):
     reap_zombies()
     for path in (str(netns), str(state)):
         for _attempt in range(8):
-            if _libc.umount2(path.encode(), 2) != 0:
+            try:
+                sc.umount2(path, sc.MNT_DETACH)
+            except KernelError:
                 break
     shutil.rmtree(str(tmp_path), ignore_errors=True)
 

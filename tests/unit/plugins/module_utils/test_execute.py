@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import execute, guests, registry
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, execute, guests, registry
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestNotFound, GuestStale, InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.execute import Request
 
@@ -70,12 +70,12 @@ def test_program_is_looked_up_inside_the_guest(guest):
     # python3 exists on the host but not in the busybox root
     assert os.path.exists("/usr/bin/python3")
     r = run(guest, argv=["python3", "-c", "print(1)"])
-    assert r["rc"] == 127 and r["failed"]
+    assert r["rc"] == enter.RC_NOT_FOUND and r["failed"]
     assert "was not found inside guest 'g1'" in r["msg"] and "PATH=" in r["msg"]
     r = run(guest, argv=["/usr/bin/python3"])
-    assert r["rc"] == 127 and "looked up at that path inside the guest" in r["msg"]
+    assert r["rc"] == enter.RC_NOT_FOUND and "looked up at that path inside the guest" in r["msg"]
     r = run(guest, argv=["/etc/passwd"])
-    assert r["rc"] == 126 and "cannot be run inside guest 'g1'" in r["msg"]
+    assert r["rc"] == enter.RC_CANNOT_EXEC and "cannot be run inside guest 'g1'" in r["msg"]
 
 
 def test_cmd_is_split_without_a_shell_and_shell_runs_the_guests_sh(guest):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, guests
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, guests
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, InvalidInput, KernelError, LimitReached
@@ -206,13 +206,13 @@ def test_bad_input(unit_registry, params, msg):
     assert unit_registry.names() == []
 
 
-@pytest.mark.parametrize("step", ["reserved", "forked", "started", "pinned", "aliased"])
+@pytest.mark.parametrize("step", [s for s in faults.Step if s is not faults.Step.READY])
 def test_killed_at_a_step_then_converges(unit_registry, step):
     """Run the engine in a child that SIGKILLs itself at STEP; the next run cleans up."""
     r = unit_registry
     pid = os.fork()
     if pid == 0:
-        os.environ[guests.FAULT_ENV] = step
+        os.environ[faults.ENV] = step.value
         try:
             guests.ensure_guests(reg.Registry(r.state_dir, r.netns_dir), [{"name": "crash"}])
         finally:

@@ -3,6 +3,7 @@ engine applied to real guests (the unit tests run as root in a private mount nam
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import time
@@ -11,7 +12,7 @@ import pytest
 
 from ansible_collections.linuxns.guests.plugins.module_utils import guests, mounts
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
-from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, GuestError, GuestNotFound, InvalidInput, KernelError
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, GuestError, GuestNotFound, InvalidInput, KernelError, MountBusy
 
 SAMPLE = (
     "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
@@ -56,10 +57,10 @@ def test_parse_opts_splits_flags_atime_and_filesystem_options():
 
 
 def test_norm_value_matches_what_the_kernel_shows():
-    assert mounts.norm_value("tmpfs", "size", "1m") == mounts.norm_value("tmpfs", "size", "1024k")
-    assert mounts.norm_value("tmpfs", "size", "1000") == mounts.PAGE
-    assert mounts.norm_value("tmpfs", "mode", "0750") == mounts.norm_value("tmpfs", "mode", "750") == 0o750
-    assert mounts.norm_value("tmpfs", "size", "50%") > 0
+    assert mounts.norm_value("size", "1m") == mounts.norm_value("size", "1024k")
+    assert mounts.norm_value("size", "1000") == mounts.PAGE
+    assert mounts.norm_value("mode", "0750") == mounts.norm_value("mode", "750") == 0o750
+    assert mounts.norm_value("size", "50%") > 0
 
 
 @pytest.mark.parametrize(
@@ -223,9 +224,11 @@ def test_unmounted_absent_and_busy(unit_registry, busybox_root, table_dir):
                 if f.read().strip() == "sleep":  # exec'd after cd /data
                     break
             time.sleep(0.02)
-        with pytest.raises(KernelError) as exc:
+        with pytest.raises(MountBusy) as exc:
             mounts.converge(unit_registry, "m3", [{"path": "/data", "state": "unmounted"}])
         assert "target is busy" in exc.value.msg and "pid %d (sleep" % holder.pid in exc.value.msg and "cwd" in exc.value.msg
+        assert exc.value.errno == errno.EBUSY and exc.value.details["path"] == "/data"
+        assert any("pid %d (sleep" % holder.pid in h for h in exc.value.details["holders"])
         assert mounts.top_mount(_mountinfo(meta), "/data") is not None
     finally:
         holder.kill()
@@ -387,10 +390,9 @@ def test_kernel_without_the_new_mount_api_is_named(monkeypatch, tmp_path):
         raise KernelError("fsopen(tmpfs) failed: Function not implemented (ENOSYS)", errno=errno.ENOSYS)
 
     monkeypatch.setattr(mounts.sc, "fsopen", no_fsopen)
-    monkeypatch.setattr(mounts, "_MOUNT_API", {})
     spec = mounts.MountSpec({"path": "/x", "fstype": "bind", "src": str(tmp_path)})
     with pytest.raises(KernelError) as exc:
-        mounts.validate_host_side(spec, set())
+        mounts.validate_host_side(spec, mounts.HostMounts())
     assert "lacks the new mount API" in exc.value.msg and "Linux 5.2" in exc.value.msg
 
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import entry, guests, registry
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, entry, guests, registry
 from ansible_collections.linuxns.guests.plugins.plugin_utils import entry_program as ep
 
 PYTHON = "/usr/bin/python3"
@@ -103,7 +103,7 @@ def test_exec_runs_in_the_guest_with_its_exit_status(unit_registry, guest):
 def test_exec_without_shell_in_the_guest(unit_registry, guest):
     os.unlink(os.path.join(guest["root"], "bin", "sh"))
     proc = run(["exec", unit_registry.state_dir, "eg1", "true"])
-    assert proc.returncode == 127 and b"/bin/sh" in proc.stderr and b"eg1" in proc.stderr
+    assert proc.returncode == enter.RC_NOT_FOUND and b"/bin/sh" in proc.stderr and b"eg1" in proc.stderr
 
 
 def test_put_fetch_stage_round_trip_with_odd_names(unit_registry, guest):
@@ -140,7 +140,7 @@ def test_paths_resolve_inside_the_guest(unit_registry, guest, tmp_path):
     secret.write_text("host only")
     os.symlink(str(secret), os.path.join(guest["root"], "tmp", "link"))
     err = entry_error(run(["fetch", unit_registry.state_dir, "eg1", "/tmp/link"]))
-    assert err["class"] == "InvalidInput" and "cannot read /tmp/link inside guest 'eg1'" in err["error"]
+    assert err["class"] == "PathError" and "cannot read /tmp/link inside guest 'eg1'" in err["error"]
 
 
 def test_short_upload_and_bad_paths_fail_clearly(unit_registry, guest):
@@ -148,7 +148,7 @@ def test_short_upload_and_bad_paths_fail_clearly(unit_registry, guest):
     err = entry_error(run(["put", state, "eg1", "/tmp/short", "100"], stdin=b"only ten b"))
     assert "got 10 bytes of 100" in err["error"]
     err = entry_error(run(["put", state, "eg1", "/no/such/dir/x", "1"], stdin=b"x"))
-    assert "cannot write /no/such/dir/x inside guest 'eg1'" in err["error"]
+    assert err["class"] == "PathError" and "cannot write /no/such/dir/x inside guest 'eg1'" in err["error"]
     err = entry_error(run(["unstage", state, "/etc/passwd"]))
     assert "not a file that stage or mkstage made" in err["error"]
     err = entry_error(run(["bogus", state]))
