@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.linuxns.guests.plugins.filter import guest_plan as gp
@@ -26,6 +30,7 @@ GUEST_LIST = [
      "services": [{"name": "httpd", "argv": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]}]},
 ]
 ROOTS = "/tmp/roots"
+REPO = Path(__file__).resolve().parents[4]
 FILTERS = gp.FilterModule().filters()
 
 
@@ -195,3 +200,19 @@ def test_service_groups():
     other = plan([{"name": "w3", "root": "/r", "services": [{"name": "httpd", "argv": ["/bin/busybox", "httpd", "-f", "-p", "81"]}]}])
     assert len(FILTERS["guest_service_groups"](entries + other)) == 3
     assert FILTERS["guest_service_groups"]([e for e in plan() if e["name"] == "boxinit"]) == []
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_every_filter_has_its_documentation(name):
+    doc = yaml.safe_load((REPO / "plugins" / "filter" / (name + ".yml")).read_text())
+    assert doc["DOCUMENTATION"]["name"] == name
+    assert "_input" in doc["DOCUMENTATION"]["options"] and doc["RETURN"]["_value"]["description"]
+    examples = yaml.safe_load(doc["EXAMPLES"])
+    assert isinstance(examples, list) and all("name" in task for task in examples)
+    ansible_doc = REPO / ".venv" / "bin" / "ansible-doc"
+    if not ansible_doc.exists():
+        pytest.skip("no .venv (make venv)")
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / "build"), ANSIBLE_NOCOLOR="1")
+    out = subprocess.run([str(ansible_doc), "-t", "filter", "linuxns.guests." + name], capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "RETURN VALUES" in out.stdout and "[WARNING]" not in out.stderr, out.stderr
