@@ -100,7 +100,7 @@ def plan(guest_list, state: str = "started", roots_dir: str = "/var/lib/linuxns/
     for g in guest_list:
         name = g.get("name")
         root = _given(g, "root")
-        build = bool(g.get("root_build") or False)
+        build = bool(g.get("root_build"))
         if build and not root:
             root = "%s/%s" % (roots_dir, name)
         services = _given(g, "services", [])
