@@ -41,7 +41,7 @@ CREATE_KEYS = ("context_id", "share", "hostname", "init")
 LINK_IFNAME = "eth0"
 PEER_PREFIX = "ve-"
 PEER_MAX_NAME = 12  # "ve-" + 12 characters = 15, the longest interface name
-SERVICE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 INITTAB_HEAD = ("# written by the linuxns.guests.guest role", "::ctrlaltdel:/bin/true")
 
 
@@ -78,7 +78,7 @@ def _problems(guest: dict, name: str, root, init, services: list) -> list:
         out.append("guest %s: service names must be unique" % name)
     for s in services:
         sname = s.get("name")
-        if not isinstance(sname, str) or not SERVICE_NAME_RE.match(sname) or not s.get("argv"):
+        if not isinstance(sname, str) or not SERVICE_NAME_RE.fullmatch(sname) or not s.get("argv"):
             out.append("guest %s: service %s needs a name of letters, digits, _.- and a non-empty argv" % (name, sname))
     return out
 

@@ -137,6 +137,15 @@ def test_plan_bad_input(guests, state, message):
     assert message in str(err.value)
 
 
+def test_names_are_case_sensitive_and_whole():
+    # Jinja's unique filter compared names without case; guests, pid files and veths are case-sensitive
+    entries = plan([{"name": "web", "root": "/r", "services": [{"name": "httpd", "argv": ["a"]}, {"name": "HTTPD", "argv": ["b"]}]},
+                    {"name": "Web"}])
+    assert [e["name"] for e in entries] == ["web", "Web"] and len(entries[0]["services"]) == 2
+    with pytest.raises(AnsibleFilterError, match="service httpd\n needs a name of letters"):
+        plan([{"name": "a", "root": "/r", "services": [{"name": "httpd\n", "argv": ["x"]}]}])
+
+
 def test_plan_bad_input_lists_every_problem():
     with pytest.raises(AnsibleFilterError) as err:
         plan([{"name": "a", "files": [{"path": "/f"}]}, {"name": "b", "services": [{"name": "s", "argv": ["x"]}]}, {"name": "a"}])
