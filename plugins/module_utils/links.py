@@ -49,7 +49,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
 MARK = "linuxns.guests"
 RTPROT = 76
 MAIN_TABLE = 254
-KINDS = ("veth", "macvlan", "ipvlan", "physical")
+KINDS = ("veth", "macvlan", "ipvlan", "physical", "bridge")
 VIRTUAL_KINDS = ("veth", "macvlan", "ipvlan")
 STACKED_KINDS = ("macvlan", "ipvlan")  # never a moved interface (kind=physical may move a NIC, dummy or veth end)
 IFNAMSIZ = 16
@@ -300,8 +300,8 @@ class LinkSpec:
         if self.kind in ("macvlan", "ipvlan", "physical") and self.parent is None:
             raise InvalidInput("%sparent is required with kind=%s (the host interface it %s)" % (
                 p, self.kind, "is moved from" if self.kind == "physical" else "sits on"))
-        if self.kind == "veth" and self.parent is not None:
-            raise InvalidInput("%sparent is only for kind macvlan, ipvlan and physical, not veth" % p)
+        if self.kind in ("veth", "bridge") and self.parent is not None:
+            raise InvalidInput("%sparent is only for kind macvlan, ipvlan and physical, not %s" % (p, self.kind))
         if self.kind == "physical" and self.ns.kind == "host":
             raise InvalidInput("%skind=physical moves a host interface into a guest or netns: give guest or netns" % p)
         self.mtu = parse_mtu(params.get("mtu"), p + "mtu")
@@ -914,6 +914,8 @@ class Planner:
             if _peer_of(st, link, p.peer_ns, spec.peer.ifname) is None:
                 return "its peer is %s, not %r in %s" % (_actual_peer_desc(st, link), spec.peer.ifname, p.peer_ns.ref.label)
             return None
+        if spec.kind == "bridge":
+            return None
         parent = p.parent_ns.links().get(spec.parent)
         if parent is None or parent["index"] != link["link"] or (p.parent_ns.ref.key != st.ref.key) == (link["link_netnsid"] is None):
             return "its parent is not the host interface %r" % spec.parent
@@ -1131,7 +1133,11 @@ def _route_args(route: dict, index: int) -> dict:
 def _route_change(st: NsState, index: int, what: str, add, remove) -> None:
     ipr = st.open()
     for r in remove:
-        _nl("%s: removing route to %s" % (what, r["dst"]), ipr.route, "del", **_route_args(r, index))
+        try:
+            _nl("%s: removing route to %s" % (what, r["dst"]), ipr.route, "del", **_route_args(r, index))
+        except KernelError as exc:
+            if exc.errno != errno.ESRCH:  # ESRCH: the kernel dropped it with the address its gateway was reached by
+                raise
     for r in add:
         _nl("%s: adding route to %s" % (what, r["dst"]), ipr.route, "add", **_route_args(r, index))
 
@@ -1228,6 +1234,8 @@ def _create(net: Net, p: LinkPlan, undo: _Undo) -> int:
             if spec.peer.mac:
                 peer["address"] = spec.peer.mac
             _nl("%s: creating the veth pair" % what, host.open().link, "add", kind="veth", peer=peer, **kw)
+        elif spec.kind == "bridge":
+            _nl("%s: creating the bridge" % what, host.open().link, "add", kind="bridge", **kw)
         elif spec.kind in ("macvlan", "ipvlan"):
             parent = _lookup(host, spec.parent, what)
             if spec.kind == "macvlan":

@@ -55,8 +55,11 @@ options:
       - V(ipvlan) - an ipvlan (mode C(l2)) on the host interface O(parent), created straight in the guest.
       - V(physical) - moves the existing host interface O(parent) into the guest and renames it O(ifname);
         O(state=absent) moves it back to the host under its O(parent) name (left down).
+      - V(bridge) - a bridge O(ifname) in the guest, netns or host (without O(guest) and O(netns)), with its
+        O(addresses) and O(routes) - for example the host bridge of guests' veths (O(peer.bridge)); an existing
+        bridge is adopted.
     type: str
-    choices: [veth, macvlan, ipvlan, physical]
+    choices: [veth, macvlan, ipvlan, physical, bridge]
     default: veth
   parent:
     description:
@@ -224,6 +227,15 @@ EXAMPLES = r"""
         gateway: 198.19.4.1
         metric: 50
 
+- name: A host bridge with the host's address on the guests' network and a route through a router on it
+  linuxns.guests.netns_link:
+    ifname: br-guests
+    kind: bridge
+    addresses: [198.19.3.1/24]
+    routes:
+      - dst: 198.19.9.0/24
+        gateway: 198.19.3.254
+
 - name: Hand a physical interface to a guest as eth1 (absent moves it back as enp3s0)
   linuxns.guests.netns_link:
     guest: router
@@ -253,7 +265,7 @@ link:
       type: int
       sample: 2
     kind:
-      description: Link kind as the kernel reports it (C(veth), C(macvlan), C(ipvlan), or for a moved interface its own kind, C(physical) when none).
+      description: Link kind as the kernel reports it (C(veth), C(macvlan), C(ipvlan), C(bridge), or for a moved interface its own kind, C(physical) when none).
       type: str
       sample: veth
     mac:
@@ -355,7 +367,7 @@ def main():
             guest=dict(type="str"),
             netns=dict(type="str"),
             ifname=dict(type="str"),
-            kind=dict(type="str", choices=["veth", "macvlan", "ipvlan", "physical"], default="veth"),
+            kind=dict(type="str", choices=["veth", "macvlan", "ipvlan", "physical", "bridge"], default="veth"),
             parent=dict(type="str"),
             peer=dict(
                 type="dict",

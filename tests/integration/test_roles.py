@@ -24,6 +24,7 @@ ROOTS = BASE + "/roots"
 BRIDGE = "lnsrit0"
 NET = "198.19.7"
 GUESTS = ("web", "side", "boxinit")
+BRIDGE_TASK = "Host bridge with its addresses and the routes through its network"
 
 GUEST_LIST = [
     {"name": "web", "root_build": True, "address": NET + ".11/24", "gateway": NET + ".1",
@@ -134,6 +135,9 @@ def test_converge_check_idempotent(deployed, ansible_playbook, lab_exec):
     assert "UP" in info["flags"] and NET + ".1" in [a["local"] for a in info["addr_info"]]
     route = json.loads(sh(lab_exec, "ip -j route show 198.19.9.0/24").stdout)
     assert route and route[0]["gateway"] == NET + ".254"
+    # made by netns_link (kind=bridge): the bridge is marked, the route is its protocol 76 route on the bridge
+    assert route[0]["dev"] == BRIDGE and str(route[0]["protocol"]) == "76", route
+    assert json.loads(sh(lab_exec, "ip -j link show " + BRIDGE).stdout)[0].get("ifalias") == "linuxns.guests"
     assert sh(lab_exec, "sysctl -n net.ipv4.ip_forward").stdout.strip() == "1"
     for k, v in limits.items():
         assert sh(lab_exec, "sysctl -n user.max_%s_namespaces" % k).stdout.strip() == v
@@ -155,6 +159,49 @@ def test_converge_check_idempotent(deployed, ansible_playbook, lab_exec):
     assert procs[box["init_pid"]][1].startswith("/bin/busybox init")
     assert httpd_parent(lab_exec, "boxinit") == box["init_pid"]
     deployed["web_init"] = web["init_pid"]
+
+    # guest_host alone: a route dropped from guest_host_routes and an address changed are predicted
+    # by check mode (--diff shows the bridge before and after), then changed; the guests' veths stay on the bridge.
+    host_only = [{"name": "host", "hosts": HOST, "gather_facts": False, "roles": [
+        {"role": "linuxns.guests.guest_host",
+         "vars": dict(HOST_VARS, guest_host_routes=[], guest_host_bridge_addresses=[NET + ".1/24", NET + ".2/24"])}]}]
+    predicted = ansible_playbook(host_only, check=True, diff=True)
+    bridge_task = [r for r in predicted.results if r.changed]
+    assert [r.task.endswith(BRIDGE_TASK) for r in bridge_task] == [True], predicted.describe()
+    diff = bridge_task[0].get("diff")
+    diff = diff[0] if isinstance(diff, list) else diff
+    assert diff["before"]["routes"] and diff["after"]["routes"] == [], diff
+    assert diff["after"]["addresses"] == [NET + ".1/24", NET + ".2/24"], diff
+    assert json.loads(sh(lab_exec, "ip -j route show 198.19.9.0/24").stdout), "check mode removed the route"
+    changed = ansible_playbook(host_only)
+    assert [t.endswith(BRIDGE_TASK) for t in changed_tasks(changed)] == [True], changed.describe()
+    assert json.loads(sh(lab_exec, "ip -j route show 198.19.9.0/24").stdout) == []
+    info = json.loads(sh(lab_exec, "ip -j addr show " + BRIDGE).stdout)[0]
+    assert sorted(a["local"] for a in info["addr_info"] if a["family"] == "inet") == [NET + ".1", NET + ".2"]
+    assert changed_tasks(ansible_playbook(host_only)) == []
+    assert page(lab_exec, NET + ".11") == "page of web"
+    # back to the converged host (the route again, the extra address removed: the set is exact)
+    back = ansible_playbook(guest_play(with_host=True))
+    assert [t.endswith(BRIDGE_TASK) for t in changed_tasks(back)] == [True], back.describe()
+    assert json.loads(sh(lab_exec, "ip -j route show 198.19.9.0/24").stdout)
+
+
+def test_check_mode_before_pyroute2_is_installed(ansible_playbook, lab_exec):
+    """A check run on a host whose Python lacks pyroute2 (which the real run installs) predicts the bridge without netns_link."""
+    venv = BASE + "/nopyroute2"
+    try:
+        sh(lab_exec, "mkdir -p %s/state && python3 -m venv --without-pip %s" % (BASE, venv))
+        assert sh(lab_exec, venv + "/bin/python -c 'import pyroute2'", check=False).returncode != 0
+        host_vars = {"guest_host_state_dir": BASE + "/state", "guest_host_table_dir": BASE,
+                     "guest_host_bridge": BRIDGE + "p", "guest_host_bridge_addresses": ["198.19.8.1/24"]}
+        play = [{"name": "host", "hosts": HOST, "gather_facts": False, "vars": {"ansible_python_interpreter": venv + "/bin/python"},
+                 "roles": [{"role": "linuxns.guests.guest_host", "vars": host_vars}]}]
+        run = ansible_playbook(play, check=True)
+        assert [t.endswith("Host bridge (check mode - pyroute2 comes with the real run, which then sets the bridge up)")
+                for t in changed_tasks(run)] == [True], run.describe()
+        assert sh(lab_exec, "ip link show %sp" % BRIDGE, check=False).returncode != 0, "check mode made the bridge"
+    finally:
+        sh(lab_exec, "rm -rf %s %s/state" % (venv, BASE), check=False)
 
 
 def killed_httpd(lab_exec, name):
@@ -218,6 +265,8 @@ BAD_INPUTS = [
     ({"guest_host": {"guest_host_install": False, "guest_host_packages": ["iproute2", "linuxns-no-such-package"]}},
      "linuxns-no-such-package"),
     ({"guest_host": {"guest_host_pyroute2_source": "conda"}}, "guest_host_pyroute2_source"),
+    ({"guest_host": {"guest_host_bridge": "", "guest_host_routes": [{"dst": "198.19.9.0/24", "via": NET + ".254"}]}},
+     "need guest_host_bridge"),
 ]
 
 
@@ -226,7 +275,7 @@ def _bad_run(ansible_playbook, bad):
                  "guest_bridge": BRIDGE}
     roles = []
     if "guest_host" in bad:
-        roles.append({"role": "linuxns.guests.guest_host", "vars": dict(bad["guest_host"], guest_host_bridge=BRIDGE + "x")})
+        roles.append({"role": "linuxns.guests.guest_host", "vars": dict({"guest_host_bridge": BRIDGE + "x"}, **bad["guest_host"])})
     else:
         role_vars.update(bad)
     roles.append({"role": "linuxns.guests.guest", "vars": role_vars})

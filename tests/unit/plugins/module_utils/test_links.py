@@ -269,3 +269,45 @@ def test_batch_conflicts_are_found_before_anything_changes(two_guests):
     with pytest.raises(InvalidInput, match=r"links\[1\]\.addresses: address 198.19.200.1 in guest 'lk-a' is also given by links\[0\]"):
         links.ensure_links(reg, twice)
     assert _link(reg, "lk-a", "to-b") is None
+
+
+def test_bridge_kind_with_addresses_and_routes_check_mode_and_idempotence(two_guests):
+    reg = two_guests
+    want = {"guest": "lk-a", "ifname": "br-g", "kind": "bridge", "addresses": ["198.19.230.1/24"],
+            "routes": [{"dst": "198.19.231.0/24", "gateway": "198.19.230.254"}]}
+    check = links.ensure_links(reg, [want], check_mode=True)
+    key = "guest 'lk-a': br-g"
+    assert check["changed"] and check["results"][0]["action"] == "create"
+    assert check["diff"]["after"][key]["kind"] == "bridge"
+    assert check["diff"]["after"][key]["routes"] == [{"dst": "198.19.231.0/24", "gateway": "198.19.230.254", "metric": 0}]
+    assert _link(reg, "lk-a", "br-g") is None  # check mode changed nothing
+    out = links.ensure_links(reg, [want])
+    assert out["changed"] and out["results"][0]["link"]["kind"] == "bridge"
+    br = {i["ifname"]: i for i in _ns_json(reg, "lk-a", "-d", "link", "show")}["br-g"]
+    assert br["linkinfo"]["info_kind"] == "bridge" and br["ifalias"] == links.MARK and "UP" in br["flags"]
+    assert _addrs(_link(reg, "lk-a", "br-g")) == ["198.19.230.1/24"]
+    routes = _ns_json(reg, "lk-a", "route", "show", "proto", str(links.RTPROT))
+    assert [(r["dst"], r["gateway"], r["dev"]) for r in routes] == [("198.19.231.0/24", "198.19.230.254", "br-g")]
+    again = links.ensure_links(reg, [want])
+    assert not again["changed"] and again["diff"]["before"] == again["diff"]["after"]
+    # a veth of another guest joins the bridge without touching its addresses
+    port = _pair(guest="lk-b", ifname="p0", addresses=None, peer={"guest": "lk-a", "ifname": "vp0", "bridge": "br-g"})
+    assert links.ensure_links(reg, [port])["changed"]
+    assert not links.ensure_links(reg, [want, port])["changed"]
+    # an address and a route left out are removed; the bridge is kept, then removed with state=absent
+    assert links.ensure_links(reg, [dict(want, addresses=["198.19.230.2/24"], routes=[])])["results"][0]["action"] == "update"
+    assert _addrs(_link(reg, "lk-a", "br-g")) == ["198.19.230.2/24"]
+    assert _ns_json(reg, "lk-a", "route", "show", "proto", str(links.RTPROT)) == []
+    gone = links.ensure_links(reg, [{"guest": "lk-a", "ifname": "br-g", "kind": "bridge", "state": "absent"}])
+    assert gone["results"][0]["action"] == "remove" and _link(reg, "lk-a", "br-g") is None
+
+
+def test_bridge_kind_bad_input_and_a_different_link_of_that_name(two_guests):
+    reg = two_guests
+    with pytest.raises(InvalidInput, match="parent is only for kind macvlan, ipvlan and physical, not bridge"):
+        spec(ifname="br0", kind="bridge", parent="eth0")
+    with pytest.raises(InvalidInput, match="peer is only for kind=veth, not bridge"):
+        spec(ifname="br0", kind="bridge", peer={"ifname": "x"})
+    links.ensure_links(reg, [_pair()])
+    with pytest.raises(GuestConflict, match=r"link .to-b. differs in a way that cannot change in place \(kind is veth, not bridge\)"):
+        links.ensure_links(reg, [{"guest": "lk-a", "ifname": "to-b", "kind": "bridge"}])
