@@ -760,14 +760,13 @@ def _create_processes(registry, spec, meta, run) -> None:
                 msg = _read_msg(reader, spec)
                 step = msg["step"]
                 if step == "user":
-                    _write_proc(pid, "uid_map", "\n".join(spec.uid_map) + "\n", name)
-                    _write_proc(pid, "gid_map", "\n".join(spec.gid_map) + "\n", name)
+                    _write_proc(pid, "uid_map", "\n".join(spec.uid_map) + "\n", name, "uid_map")
+                    _write_proc(pid, "gid_map", "\n".join(spec.gid_map) + "\n", name, "gid_map")
                     os.write(p2c_w, b"k")
                 elif step == "time":
-                    offs = spec.time_offsets or {}
-                    text = "".join("%s %d %d\n" % (k, int(v), round((v - int(v)) * 1e9)) for k, v in sorted(offs.items()))
+                    text = _time_offsets_text(spec.time_offsets or {}, name)
                     if text:
-                        _write_proc(pid, "timens_offsets", text, name)
+                        _write_proc(pid, "timens_offsets", text, name, "time_offsets")
                     os.write(p2c_w, b"k")
                 elif step == "init":
                     run.init_pid = msg["pid"]
@@ -797,6 +796,20 @@ def _create_processes(registry, spec, meta, run) -> None:
                     raise GuestError("guest %r: %s" % (name, err.decode(errors="replace")))
             else:
                 os.write(p2c_w, b"d")
+        except BaseException:
+            # The child may be waiting for an ack (uid/gid map, time offsets) or for the
+            # go: our ends of those pipes close first, so it reads EOF and exits, and it
+            # is killed besides (it is our child, not reaped yet: the pid is still its).
+            # Waiting for it with the pipes open was a hang that kept the lock forever.
+            for key in ("p2c_w", "go_w"):
+                if pipes_p.get(key, -1) >= 0:
+                    os.close(pipes_p[key])
+                    pipes_p[key] = -1
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            raise
         finally:
             reader.close()
             enter.wait_child(pid)
@@ -809,12 +822,35 @@ def _create_processes(registry, spec, meta, run) -> None:
                     pass
 
 
-def _write_proc(pid, leaf, text, name) -> None:
+def _time_offsets_text(offsets: dict, name: str) -> str:
+    """timens_offsets lines: whole seconds and 0 <= nanoseconds < 1e9 (floored, so -1.5 is -2 s + 0.5e9 ns)."""
+    lines = []
+    for key, value in sorted(offsets.items()):
+        try:
+            secs = int(value // 1)
+        except (OverflowError, ValueError):
+            raise InvalidInput("guest %r: time_offsets.%s %r is not a finite number of seconds" % (name, key, value)) from None
+        nsec = min(round((value - secs) * 1e9), 999999999)
+        lines.append("%s %d %d\n" % (key, secs, nsec))
+    return "".join(lines)
+
+
+def _write_proc(pid, leaf, text, name, param) -> None:
+    """Write a /proc file of the child that creates the namespaces; a refusal names ``param`` and the errno."""
     try:
-        with open("/proc/%d/%s" % (pid, leaf), "w") as f:
-            f.write(text)
+        fd = os.open("/proc/%d/%s" % (pid, leaf), os.O_WRONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise InvalidInput("guest %r: writing %s failed: %s (check the values)" % (name, leaf, exc.strerror)) from None
+        raise KernelError("guest %r: %s cannot be set: opening /proc/%d/%s failed: %s"
+                          % (name, param, pid, leaf, sc.errno_text(exc.errno)), errno=exc.errno) from None
+    try:
+        data = text.encode()
+        if os.write(fd, data) != len(data):
+            raise KernelError("guest %r: %s %r: the kernel took only part of the write to %s" % (name, param, text.strip(), leaf))
+    except OSError as exc:
+        raise InvalidInput("guest %r: the kernel refused %s %r (writing %s: %s); check the values"
+                           % (name, param, text.strip().replace("\n", ", "), leaf, sc.errno_text(exc.errno))) from None
+    finally:
+        os.close(fd)
 
 
 def _make_pins(registry, spec, meta, run, target, has_init) -> None:
