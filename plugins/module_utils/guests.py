@@ -1025,11 +1025,107 @@ def stop_processes(meta: dict, proc_index=None, registry=None) -> None:
         _kill_wait(init_pid, init_start, signal.SIGKILL, 10.0)
 
 
+SWEEP_ROUNDS = 50
+
+
+def sweep(meta: dict, registry=None) -> int:
+    """Kill every process still in one of the guest's private namespaces; how many.
+
+    After :func:`stop_processes` (whose /proc scan may predate the lock, and which
+    only looks at the pid namespace of a guest that has one), something may still
+    be inside: a process that entered a subset of the namespaces (only ``net``...),
+    or one forked after the scan.  Under the guest's lock nothing new can join (see
+    :func:`enter.lock_shared`), so fresh scans stop every member (SIGSTOP: no more
+    forks) until one finds no new one, then kill them all.  Removal is final.
+    """
+    pins = meta.get("pins") or {}
+    wanted = {t: pins[t]["ino"] for t in meta.get("namespaces", []) if t in pins}
+    if not wanted:
+        return 0
+    me = os.getpid()
+    checked = [registry is None]
+
+    def member(pid) -> bool:
+        for t, ino in list(wanted.items()):
+            try:
+                if not os.readlink("/proc/%d/ns/%s" % (pid, t)).endswith("[%d]" % ino):
+                    continue
+            except OSError:
+                continue
+            if not checked[0]:
+                # A namespace another guest shares (or anything else keeps mounted)
+                # lives on with it: its processes are not this guest's to kill.
+                checked[0] = True
+                for held in _held_elsewhere(registry, meta["name"], wanted):
+                    wanted.pop(held)
+                return member(pid)
+            return True
+        return False
+
+    stopped = {}  # pid -> pidfd (-1 without pidfd_open): signals reach that process, never a reused pid
+    quiet = 0
+    for _round in range(SWEEP_ROUNDS):
+        new = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me or int(entry) in stopped or not member(int(entry)):
+                continue
+            pid = int(entry)
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            except (AttributeError, OSError):  # no pidfd_open (Python < 3.9, kernel < 5.3)
+                pidfd = -1
+            if pidfd >= 0 and not member(pid):  # gone (and maybe reused) since the check
+                os.close(pidfd)
+                continue
+            stopped[pid] = pidfd
+            _signal(pid, pidfd, signal.SIGSTOP)  # at once: no more forks from it
+            new += 1
+        # A process may fork and exit while a scan runs (its child is not in that
+        # scan's listing, and it is gone when its turn comes): two scans in a row
+        # that find nothing new end the sweep.
+        quiet = quiet + 1 if not new else 0
+        if quiet >= 2:
+            break
+    for pid, pidfd in stopped.items():
+        _signal(pid, pidfd, signal.SIGKILL)
+        if pidfd >= 0:
+            os.close(pidfd)
+    return len(stopped)
+
+
+def _held_elsewhere(registry, name: str, wanted: dict) -> set:
+    """Types of ``wanted`` (type -> inode) whose namespace is mounted somewhere other than
+    this guest's own pins and /run/netns name (another guest's pin above all)."""
+    own = {os.path.realpath(p) for p in [registry.pin_path(name, t) for t in wanted] + [registry.alias_path(name)]}
+    keys = {"%s:[%d]" % (t, ino): t for t, ino in wanted.items()}
+    held = set()
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split(None, 5)
+            t = keys.get(fields[3].decode(errors="replace"))
+            if t is not None and fields[4].decode(errors="replace").replace("\\040", " ") not in own:
+                held.add(t)
+    return held
+
+
+def _signal(pid: int, pidfd: int, sig) -> None:
+    try:
+        if pidfd >= 0:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(pid, sig)
+    except (ProcessLookupError, OSError):
+        pass
+
+
 def remove(registry: reg.Registry, name: str, meta, keep_context_id: bool = False, proc_index=None) -> None:
     """Stop and dispose of a guest, also one left half-made by a crash."""
     meta = meta or {"name": name}
     if meta.get("phase") == "ready" or meta.get("init_pid"):
         stop_processes(meta, proc_index, registry)
+        sweep(meta, registry)
     alias = registry.alias_path(name)
     alias_id = reg.ns_id(alias)
     if alias_id is not None:
