@@ -14,9 +14,11 @@ program forks once more.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import signal
+import time
 
 from ansible_collections.linuxns.guests.plugins.module_utils import errors
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
@@ -306,6 +308,40 @@ def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w) 
         os._exit(rc)
 
 
+LOCK_WAIT = 120.0
+
+
+def lock_shared(meta: dict, timeout: float = LOCK_WAIT) -> int:
+    """Take the guest's lock (STATE/locks/NAME.lock) shared; its fd, or -1 without a state folder.
+
+    Entering takes it shared, creating, changing and removing a guest take it
+    exclusively: no process joins a guest while it is being removed.  The state
+    folder is found from the pins (STATE/guests/NAME/ns/TYPE).
+    """
+    pins = meta.get("pins") or {}
+    if not pins:
+        return -1
+    state = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(next(iter(pins.values()))["path"]))))
+    try:
+        fd = os.open(os.path.join(state, "locks", meta["name"] + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        return -1
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        if time.monotonic() > deadline:
+            os.close(fd)
+            raise GuestError("guest %r is locked by another run (being created, changed or removed) for more than %ds"
+                             % (meta["name"], timeout))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
 def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True, cwd=None, credentials=None, prepare=None) -> Spawned:
     """Start ``argv`` inside the guest's ``types`` namespaces; return at once.
 
@@ -346,6 +382,10 @@ def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True,
         try:
             os.close(status_r)
             sc.set_dumpable(False)
+            # Held from before the pins are opened until C exists inside the guest:
+            # a removal (which holds the lock exclusively) either comes first, and the
+            # pins are gone, or after, and its scan finds C.
+            lock_fd = lock_shared(meta)
             join_namespaces(open_namespaces(meta, types))
             if "mnt" in types:
                 os.chdir("/")
@@ -354,11 +394,13 @@ def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True,
                 os.chdir("/")
             # The caller's other fds (its ends of the pipes above all) must not
             # stay open here, or the program would never see EOF on stdin.
-            close_fds_except({status_w} | set(stdio))
+            close_fds_except({status_w, lock_fd} | set(stdio))
             child = os.fork()
             if child == 0:
                 _exec_in_guest(meta, argv, dict(env), cwd, credentials, prepare, stdio, status_w)
                 os._exit(1)
+            if lock_fd >= 0:
+                os.close(lock_fd)
             for fd in set(stdio):
                 if fd > 2:
                     os.close(fd)

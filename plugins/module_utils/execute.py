@@ -29,9 +29,11 @@ import errno
 import glob
 import json
 import os
+import re
 import select
 import shlex
 import signal
+import stat
 import time
 
 from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors
@@ -97,7 +99,7 @@ class Request:
             if "\0" in value:
                 raise InvalidInput("env: the value of %s must not contain NUL characters" % key)
             self.env[key] = value
-        self.user = None if user is None or user == "" else str(user)
+        self.user = None if user is None else str(user)  # "" is refused by resolve_user (never "root by default")
         if self.user is not None and (":" in self.user or "\n" in self.user):
             raise InvalidInput("user %r must be a user name or a numeric uid" % self.user)
         self.stdin = None
@@ -125,47 +127,159 @@ class Request:
 # ---------------------------------------------------------------------------------------
 # Users, from the guest's own files
 # ---------------------------------------------------------------------------------------
-def _read_db(path: str) -> list:
+# The guest writes these files: reading them in a process of the host (root, every
+# capability) is bounded in size and time and never blocks on a FIFO or a device.
+DB_MAX_BYTES = 4 << 20
+DB_READ_SECONDS = 5.0
+ID_MAX = 4294967294  # (uid_t)-1 = 4294967295 means "unchanged" to setresuid/setresgid: never a valid id
+_ID_RE = re.compile(r"^[0-9]{1,10}$")
+_INT_RE = re.compile(r"^[-+]?[0-9]+$")
+
+
+class _ReadTimeout(Exception):
+    pass
+
+
+def _on_alarm(_signum, _frame):
+    raise _ReadTimeout()
+
+
+def read_guest_file(path: str, guest: str, what: str, max_bytes: int = DB_MAX_BYTES, seconds: float = DB_READ_SECONDS):
+    """The bytes of a regular file the guest controls, bounded; None when it does not exist.
+
+    Opened with O_NOFOLLOW|O_NONBLOCK (a symlink, a FIFO or a device is refused, and
+    opening never waits for a FIFO's writer), checked with fstat, read up to
+    ``max_bytes`` (more is refused, also when the file grows while read) within
+    ``seconds`` (an interval timer, where signals can be used: a file system that
+    stalls the read cannot hold the host's process forever).
+    """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return []
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidInput("%s: %s inside guest %r is a symbolic link; it is not followed (only a regular file is read)"
+                               % (what, path, guest)) from None
+        raise InvalidInput("%s: %s inside guest %r cannot be opened: %s" % (what, path, guest, exc.strerror)) from None
+    old = None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInput("%s: %s inside guest %r is not a regular file (%s); it is not read"
+                               % (what, path, guest, _file_kind(st.st_mode)))
+        if st.st_size > max_bytes:
+            raise InvalidInput("%s: %s inside guest %r is %d bytes, more than the %d read at most; it is not read"
+                               % (what, path, guest, st.st_size, max_bytes))
+        try:
+            old = signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+        except ValueError:  # not the main thread: the size bound alone
+            old = None
+        chunks, total = [], 0
+        while True:
+            data = os.read(fd, min(READ_CHUNK, max_bytes + 1 - total))
+            if not data:
+                break
+            chunks.append(data)
+            total += len(data)
+            if total > max_bytes:
+                raise InvalidInput("%s: %s inside guest %r is more than %d bytes (it grew while read); it is not read"
+                                   % (what, path, guest, max_bytes))
+        return b"".join(chunks)
+    except _ReadTimeout:
+        raise InvalidInput("%s: reading %s inside guest %r took more than %g seconds; gave up"
+                           % (what, path, guest, seconds)) from None
+    except OSError as exc:
+        raise InvalidInput("%s: %s inside guest %r cannot be read: %s" % (what, path, guest, exc.strerror)) from None
+    finally:
+        if old is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _read_db(path: str, guest: str, what: str) -> list:
+    data = read_guest_file(path, guest, what)
     rows = []
-    for line in data.decode("utf-8", "replace").splitlines():
+    for line in (data or b"").decode("utf-8", "replace").splitlines():
         if not line or line.startswith(("#", "+", "-")):
             continue
         rows.append(line.split(":"))
     return rows
 
 
+def check_id(value, what: str, guest: str, where: str = "") -> int:
+    """A uid or gid as a number in 0..4294967294; anything else (-1 above all) is refused."""
+    text = str(value)
+    if not _ID_RE.match(text) or int(text) > ID_MAX:
+        raise InvalidInput("%s: %r%s is not a valid id for guest %r (use 0-%d; %d, which is -1, and negative numbers "
+                           "are refused)" % (what, value, where, guest, ID_MAX, ID_MAX + 1))
+    return int(text)
+
+
+def check_user_name(user, guest: str, what: str = "user") -> str:
+    if not isinstance(user, str) or not user.strip():
+        raise InvalidInput("%s must be a non-empty user name or a numeric uid (guest %r); an empty user is refused, "
+                           "leave %s out to run as root" % (what, guest, what))
+    if any(c in user for c in ":\n\0") or user.startswith(("-", "+")):
+        raise InvalidInput("%s %r is not a valid user name or uid for guest %r" % (what, user, guest))
+    return user
+
+
 def resolve_user(user: str, guest: str, passwd: str = "/etc/passwd", group: str = "/etc/group") -> dict:
     """Credentials of ``user`` (a name or a uid) from the passwd/group files at hand.
 
-    Runs inside the guest, so the paths are the guest's.  A numeric uid
+    Runs inside the guest, so the paths are the guest's (after its pivot_root or
+    chroot: they resolve inside its root).  The files are read with
+    :func:`read_guest_file` (bounded, no symlink/FIFO/device).  A numeric uid
     without a passwd entry runs with gid = uid, no supplementary groups and
-    HOME=/.
+    HOME=/.  Every id is checked: -1 (4294967295), negative or out-of-range ids
+    and empty names are refused, never passed to setresuid/setresgid (where -1
+    means "unchanged", i.e. root).
     """
+    numeric = isinstance(user, str) and bool(_INT_RE.match(user))
+    if numeric:
+        check_id(user, "user", guest)
+    check_user_name(user, guest)
     entry = None
-    for row in _read_db(passwd):
+    for row in _read_db(passwd, guest, "user"):
         if len(row) < 7:
             continue
-        if row[0] == user or (user.isdigit() and row[2] == user):
-            if not row[2].isdigit() or not row[3].isdigit():
+        if row[0] == user or (numeric and row[2] == user):
+            if not _ID_RE.match(row[2]) or not _ID_RE.match(row[3]):
+                if row[0] == user and (_INT_RE.match(row[2]) or _INT_RE.match(row[3])):
+                    where = " (the entry %r of %s)" % (row[0], passwd)
+                    check_id(row[2], "user", guest, where)
+                    check_id(row[3], "group", guest, where)
                 continue
             entry = row
             if row[0] == user:
                 break
     if entry is None:
-        if not user.isdigit():
+        if not numeric:
             raise InvalidInput("user %r is not known inside guest %r (not in its /etc/passwd)" % (user, guest))
-        uid = int(user)
+        uid = check_id(user, "user", guest)
         return {"uid": uid, "gid": uid, "groups": [], "env": {"HOME": "/", "USER": user, "LOGNAME": user}}
-    name, uid, gid, home, shell = entry[0], int(entry[2]), int(entry[3]), entry[5] or "/", entry[6] or "/bin/sh"
+    where = " (the entry %r of %s)" % (entry[0], passwd)
+    name = entry[0]
+    if not name:
+        raise InvalidInput("user %r: its entry in %s inside guest %r has an empty name" % (user, passwd, guest))
+    uid = check_id(entry[2], "user", guest, where)
+    gid = check_id(entry[3], "group", guest, where)
+    home, shell = entry[5] or "/", entry[6] or "/bin/sh"
     groups = {gid}
-    for row in _read_db(group):
-        if len(row) >= 4 and row[2].isdigit() and name in row[3].split(","):
-            groups.add(int(row[2]))
+    for row in _read_db(group, guest, "group"):
+        if len(row) >= 4 and name in row[3].split(",") and _INT_RE.match(row[2]):
+            groups.add(check_id(row[2], "group", guest, " (the group %r of %s, which lists user %r)" % (row[0], group, name)))
     return {"uid": uid, "gid": gid, "groups": sorted(groups), "env": {"HOME": home, "USER": name, "LOGNAME": name, "SHELL": shell}}
 
 

@@ -720,14 +720,13 @@ def _create_processes(registry, spec, meta, run) -> None:
                 msg = hs.receive(name)
                 step = msg["step"]
                 if step is handshake.Step.USER:
-                    _write_proc(pid, "uid_map", "\n".join(spec.uid_map) + "\n", name)
-                    _write_proc(pid, "gid_map", "\n".join(spec.gid_map) + "\n", name)
+                    _write_proc(pid, "uid_map", "\n".join(spec.uid_map) + "\n", name, "uid_map")
+                    _write_proc(pid, "gid_map", "\n".join(spec.gid_map) + "\n", name, "gid_map")
                     hs.ack()
                 elif step is handshake.Step.TIME:
-                    offs = spec.time_offsets or {}
-                    text = "".join("%s %d %d\n" % (k, int(v), round((v - int(v)) * 1e9)) for k, v in sorted(offs.items()))
+                    text = _time_offsets_text(spec.time_offsets or {}, name)
                     if text:
-                        _write_proc(pid, "timens_offsets", text, name)
+                        _write_proc(pid, "timens_offsets", text, name, "time_offsets")
                     hs.ack()
                 elif step is handshake.Step.INIT:
                     run.init_pid = msg["pid"]
@@ -754,6 +753,17 @@ def _create_processes(registry, spec, meta, run) -> None:
                     raise GuestError("guest %r: %s" % (name, err))
             else:
                 hs.done()
+        except BaseException:
+            # The child may be waiting for an ack (uid/gid map, time offsets) or for the
+            # go: our ends of the handshake close first, so it reads EOF and exits, and it
+            # is killed besides (it is our child, not reaped yet: the pid is still its).
+            # Waiting for it with the pipes open was a hang that kept the lock forever.
+            hs.close()
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            raise
         finally:
             hs.close()  # a child still waiting for the parent reads EOF and exits
             enter.wait_child(pid)
@@ -766,12 +776,35 @@ def _create_processes(registry, spec, meta, run) -> None:
                     pass
 
 
-def _write_proc(pid, leaf, text, name) -> None:
+def _time_offsets_text(offsets: dict, name: str) -> str:
+    """timens_offsets lines: whole seconds and 0 <= nanoseconds < 1e9 (floored, so -1.5 is -2 s + 0.5e9 ns)."""
+    lines = []
+    for key, value in sorted(offsets.items()):
+        try:
+            secs = int(value // 1)
+        except (OverflowError, ValueError):
+            raise InvalidInput("guest %r: time_offsets.%s %r is not a finite number of seconds" % (name, key, value)) from None
+        nsec = min(round((value - secs) * 1e9), 999999999)
+        lines.append("%s %d %d\n" % (key, secs, nsec))
+    return "".join(lines)
+
+
+def _write_proc(pid, leaf, text, name, param) -> None:
+    """Write a /proc file of the child that creates the namespaces; a refusal names ``param`` and the errno."""
     try:
-        with open("/proc/%d/%s" % (pid, leaf), "w") as f:
-            f.write(text)
+        fd = os.open("/proc/%d/%s" % (pid, leaf), os.O_WRONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise InvalidInput("guest %r: writing %s failed: %s (check the values)" % (name, leaf, exc.strerror)) from None
+        raise KernelError("guest %r: %s cannot be set: opening /proc/%d/%s failed: %s"
+                          % (name, param, pid, leaf, sc.errno_text(exc.errno)), errno=exc.errno) from None
+    try:
+        data = text.encode()
+        if os.write(fd, data) != len(data):
+            raise KernelError("guest %r: %s %r: the kernel took only part of the write to %s" % (name, param, text.strip(), leaf))
+    except OSError as exc:
+        raise InvalidInput("guest %r: the kernel refused %s %r (writing %s: %s); check the values"
+                           % (name, param, text.strip().replace("\n", ", "), leaf, sc.errno_text(exc.errno))) from None
+    finally:
+        os.close(fd)
 
 
 def _make_pins(registry, spec, meta, run, target, has_init) -> None:
@@ -945,11 +978,107 @@ def stop_processes(meta: dict, proc_index=None, registry=None) -> None:
         _kill_wait(init_pid, init_start, signal.SIGKILL, 10.0)
 
 
+SWEEP_ROUNDS = 50
+
+
+def sweep(meta: dict, registry=None) -> int:
+    """Kill every process still in one of the guest's private namespaces; how many.
+
+    After :func:`stop_processes` (whose /proc scan may predate the lock, and which
+    only looks at the pid namespace of a guest that has one), something may still
+    be inside: a process that entered a subset of the namespaces (only ``net``...),
+    or one forked after the scan.  Under the guest's lock nothing new can join (see
+    :func:`enter.lock_shared`), so fresh scans stop every member (SIGSTOP: no more
+    forks) until one finds no new one, then kill them all.  Removal is final.
+    """
+    pins = meta.get("pins") or {}
+    wanted = {t: pins[t]["ino"] for t in meta.get("namespaces", []) if t in pins}
+    if not wanted:
+        return 0
+    me = os.getpid()
+    checked = [registry is None]
+
+    def member(pid) -> bool:
+        for t, ino in list(wanted.items()):
+            try:
+                if not os.readlink("/proc/%d/ns/%s" % (pid, t)).endswith("[%d]" % ino):
+                    continue
+            except OSError:
+                continue
+            if not checked[0]:
+                # A namespace another guest shares (or anything else keeps mounted)
+                # lives on with it: its processes are not this guest's to kill.
+                checked[0] = True
+                for held in _held_elsewhere(registry, meta["name"], wanted):
+                    wanted.pop(held)
+                return member(pid)
+            return True
+        return False
+
+    stopped = {}  # pid -> pidfd (-1 without pidfd_open): signals reach that process, never a reused pid
+    quiet = 0
+    for _round in range(SWEEP_ROUNDS):
+        new = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me or int(entry) in stopped or not member(int(entry)):
+                continue
+            pid = int(entry)
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            except (AttributeError, OSError):  # no pidfd_open (Python < 3.9, kernel < 5.3)
+                pidfd = -1
+            if pidfd >= 0 and not member(pid):  # gone (and maybe reused) since the check
+                os.close(pidfd)
+                continue
+            stopped[pid] = pidfd
+            _signal(pid, pidfd, signal.SIGSTOP)  # at once: no more forks from it
+            new += 1
+        # A process may fork and exit while a scan runs (its child is not in that
+        # scan's listing, and it is gone when its turn comes): two scans in a row
+        # that find nothing new end the sweep.
+        quiet = quiet + 1 if not new else 0
+        if quiet >= 2:
+            break
+    for pid, pidfd in stopped.items():
+        _signal(pid, pidfd, signal.SIGKILL)
+        if pidfd >= 0:
+            os.close(pidfd)
+    return len(stopped)
+
+
+def _held_elsewhere(registry, name: str, wanted: dict) -> set:
+    """Types of ``wanted`` (type -> inode) whose namespace is mounted somewhere other than
+    this guest's own pins and /run/netns name (another guest's pin above all)."""
+    own = {os.path.realpath(p) for p in [registry.pin_path(name, t) for t in wanted] + [registry.alias_path(name)]}
+    keys = {"%s:[%d]" % (t, ino): t for t, ino in wanted.items()}
+    held = set()
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split(None, 5)
+            t = keys.get(fields[3].decode(errors="replace"))
+            if t is not None and fields[4].decode(errors="replace").replace("\\040", " ") not in own:
+                held.add(t)
+    return held
+
+
+def _signal(pid: int, pidfd: int, sig) -> None:
+    try:
+        if pidfd >= 0:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(pid, sig)
+    except (ProcessLookupError, OSError):
+        pass
+
+
 def remove(registry: reg.Registry, name: str, meta, keep_context_id: bool = False, proc_index=None) -> None:
     """Stop and dispose of a guest, also one left half-made by a crash."""
     meta = meta or {"name": name}
     if meta.get("phase") == "ready" or meta.get("init_pid"):
         stop_processes(meta, proc_index, registry)
+        sweep(meta, registry)
     alias = registry.alias_path(name)
     alias_id = reg.ns_id(alias)
     if alias_id is not None:

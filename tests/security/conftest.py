@@ -1,0 +1,28 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The escape-test suite: each test attacks the collection the way a guest's root would.
+
+Unit-level tests (marker ``unit``) run the helper in this process as root, exactly as
+tests/unit does: they reuse its fixtures (``unit_registry``, ``busybox_root``) and its
+private mount namespace, so nothing a test mounts outlives the pytest process.  Lab
+tests (marker ``integration``) go through Ansible against lab hosts.
+
+Every probe is harmless even when the protection it checks is missing: markers and
+files the test makes itself, sparse files rather than real memory, FIFOs nobody
+writes to, with a pytest-timeout as the hang guard.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+_UNIT_CONFTEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "unit", "conftest.py")
+_spec = importlib.util.spec_from_file_location("linuxns_security_unit_conftest", _UNIT_CONFTEST)
+_unit = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_unit)
+
+# the fixtures of tests/unit, for the unit-level attacks here
+unit_registry = _unit.unit_registry
+busybox_root = _unit.busybox_root
+reap_zombies = _unit.reap_zombies

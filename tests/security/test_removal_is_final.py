@@ -1,0 +1,115 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Removal is final: no process started during or after a removal survives it.
+
+A guest without a PID namespace has no init whose death takes every member along:
+removal scans /proc for members and kills them.  A process that entered between that
+scan and the unpinning (or entered only some namespaces) outlived the guest, left in
+namespaces that no guest owns any more - a process the operator believes gone.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+
+import pytest
+
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, guests
+
+pytestmark = pytest.mark.unit
+
+NAME = "sec-rm"
+ROUNDS = 20
+# background processes that would outlive their command; no output held open
+ARGV = ["/bin/sh", "-c", "sleep 300 >/dev/null 2>&1 & sleep 300 >/dev/null 2>&1 & exit 0"]
+
+
+def in_namespaces(inodes: dict, token: str) -> set:
+    """pids whose /proc/PID/ns/TYPE is one of ``inodes`` (type -> inode) and that carry
+    ``token`` in their environment: the commands this test started (a namespace inode
+    freed by the removal may be reused at once by another namespace of the machine)."""
+    found = set()
+    mark = ("LINUXNS_SEC_RM=%s" % token).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                if mark not in f.read().split(b"\0"):
+                    continue
+        except OSError:
+            continue
+        for t, ino in inodes.items():
+            try:
+                if os.stat("/proc/%s/ns/%s" % (entry, t)).st_ino == ino:
+                    found.add(int(entry))
+                    break
+            except OSError:
+                pass
+    return found
+
+
+def racer(meta: dict, ready_w: int, stop_r: int, types, token: str) -> None:  # pragma: no cover - forked child
+    """Enter the guest again and again (each time leaving background processes) until told to stop."""
+    code = 0
+    try:
+        devnull = os.open("/dev/null", os.O_RDWR)
+        told = False
+        while not select.select([stop_r], [], [], 0)[0]:
+            try:
+                spawned = enter.spawn_in_guest(meta, types, ARGV, {"PATH": "/usr/bin:/bin", "LINUXNS_SEC_RM": token}, (devnull, devnull, devnull))
+                enter.read_all(spawned.status_fd)
+                os.close(spawned.status_fd)
+                enter.wait_child(spawned.pid)
+            except Exception:
+                pass  # the guest is gone (or going): keep trying, as an attacker would
+            if not told:
+                os.write(ready_w, b"r")
+                told = True
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("types", [None, ["net"]], ids=["all-namespaces", "net-only"])
+def test_no_process_survives_removal(unit_registry, types):
+    """Race entering against removal (ROUNDS times) for a guest without a PID namespace,
+    entering all its namespaces or only ``net``: after each removal, no process is left
+    in any namespace the guest had (inodes recorded from its pins before removal)."""
+    survivors = {}
+    for i in range(ROUNDS):
+        guests.ensure_guests(unit_registry, [{"name": NAME, "namespaces": ["mnt", "uts", "ipc", "net"], "stop_timeout": 0}])
+        meta = unit_registry.find(NAME)
+        inodes = {t: pin["ino"] for t, pin in meta["pins"].items()}
+        token = "%d-%d-%d" % (os.getpid(), i, time.monotonic_ns())
+        ready_r, ready_w = os.pipe()
+        stop_r, stop_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover
+            os.close(ready_r)
+            os.close(stop_w)
+            racer(meta, ready_w, stop_r, types, token)
+        os.close(ready_w)
+        os.close(stop_r)
+        try:
+            os.read(ready_r, 1)  # it has entered once: from now on it races the removal
+            guests.ensure_guests(unit_registry, [{"name": NAME, "state": "absent"}])
+        finally:
+            os.write(stop_w, b"s")
+            os.close(stop_w)
+            os.close(ready_r)
+            enter.wait_child(pid)
+        left = in_namespaces(inodes, token)
+        if left:
+            survivors[i] = sorted(left)
+            for p in left:  # clean up what the old code left behind
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    assert survivors == {}, "processes outlived the removal (round: pids): %r" % survivors
