@@ -294,8 +294,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.execute import Request, prepare_guests, run_many
+from ansible_collections.linuxns.guests.plugins.module_utils.syscalls import NS_TYPES
 
-NS_CHOICES = ["mnt", "uts", "ipc", "net", "pid", "cgroup", "time", "user"]
+NS_CHOICES = list(NS_TYPES)
 REQUEST_KEYS = ("argv", "cmd", "shell", "namespaces", "root", "chdir", "env", "user", "stdin", "stdin_add_newline",
                 "strip_empty_ends", "creates", "removes", "timeout")
 

@@ -281,48 +281,40 @@ action:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils.common import batch_result, common_args, list_entries, registry_for, run_module
-from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
-from ansible_collections.linuxns.guests.plugins.module_utils.guests import PER_GUEST_KEYS, ensure_guests
-
-NS_CHOICES = ["mnt", "uts", "ipc", "net", "pid", "cgroup", "time", "user"]
+from ansible_collections.linuxns.guests.plugins.module_utils import model
+from ansible_collections.linuxns.guests.plugins.module_utils.common import (
+    batch_result,
+    check_dir,
+    common_args,
+    entries,
+    registry_for,
+    run_module,
+    single_entry,
+)
+from ansible_collections.linuxns.guests.plugins.module_utils.guests import ensure_guests
 
 
 def _body(module):
     params = module.params
     listed = params["guests"] is not None
     if listed:
-        entries = list_entries(params, "guests", PER_GUEST_KEYS, "name")
+        todo = entries(params, "guests", model.argument_spec(model.GUEST, entry=True), "name", model.GUEST)
     else:
-        entries = [{k: params.get(k) for k in PER_GUEST_KEYS}]
+        todo = [single_entry(params, model.GUEST)]
     registry = registry_for(module)
-    if params["table_dir"]:
-        if not params["table_dir"].startswith("/"):
-            raise InvalidInput("table_dir %r must be an absolute path" % params["table_dir"])
-        registry.table_dir = params["table_dir"]
-    out = ensure_guests(registry, entries, module.check_mode)
+    if params["table_dir"] is not None:
+        registry.table_dir = check_dir(params["table_dir"], "table_dir")
+    out = ensure_guests(registry, todo, module.check_mode)
     return batch_result(out, listed, "guests", "guest", module._diff)
 
 
 def main():
+    # The per-guest options come from the one field table (module_utils/model.py).
     module = AnsibleModule(
         argument_spec=common_args(
-            name=dict(type="str"),
             guests=dict(type="list", elements="raw"),
-            context_id=dict(type="int"),
-            namespaces=dict(type="list", elements="str", choices=NS_CHOICES, default=["mnt", "uts", "ipc", "net", "pid"]),
-            share=dict(type="dict"),
-            hostname=dict(type="str"),
-            root=dict(type="path"),
-            uid_map=dict(type="list", elements="str"),
-            gid_map=dict(type="list", elements="str"),
-            time_offsets=dict(type="dict"),
-            init=dict(type="list", elements="str"),
-            stop_signal=dict(type="str"),
-            stop_timeout=dict(type="float"),
-            recreate=dict(type="bool", default=False),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
             table_dir=dict(type="path"),
+            **model.argument_spec(model.GUEST),
         ),
         mutually_exclusive=[("name", "guests")],
         required_one_of=[("name", "guests")],
