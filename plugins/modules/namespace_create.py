@@ -40,7 +40,8 @@ options:
     description:
       - The list form. Each entry is a dict with the per-guest options of this module (O(name), O(context_id),
         O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(time_offsets), O(init),
-        O(stop_signal), O(stop_timeout), O(recreate), O(state)), or just a guest name (or context id).
+        O(stop_signal), O(stop_timeout), O(description), O(recreate), O(state)), or just a guest name (or context
+        id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
@@ -111,7 +112,15 @@ options:
       - Seconds to wait after O(stop_signal) before C(SIGKILL).
       - A new guest gets V(10) when not given; an existing guest keeps its own. Given with O(state=absent), it
         overrides the guest's own for this removal.
+      - A finite number from V(0) to V(2147483) (about 24 days).
     type: float
+  description:
+    description:
+      - Free text about the guest, kept in its record and shown by this module and M(linuxns.guests.namespace_info).
+      - Changes in place. When not given an existing guest keeps its own; a new (or recreated) guest has none.
+      - No NUL or control characters other than newline and tab.
+    type: str
+    version_added: 0.1.0
   recreate:
     description:
       - When the existing guest differs in a way that cannot change in place (O(namespaces), O(root),
@@ -250,6 +259,19 @@ guest:
       description: The C(/run/netns) name of the guest's network namespace.
       type: str
       sample: /run/netns/web1
+    stop_signal:
+      description: The signal that stops the guest (O(linuxns.guests.namespace_create#module:stop_signal)).
+      type: str
+      sample: SIGTERM
+    stop_timeout:
+      description: Seconds between the stop signal and C(SIGKILL).
+      type: float
+      sample: 10.0
+    description:
+      description: The guest's O(description), or null.
+      type: str
+      sample: web front end
+      version_added: 0.1.0
 guests:
   description: Per-guest results of the list form, in the order given.
   returned: when O(guests) is used
