@@ -10,6 +10,8 @@ through), so that list entries are validated exactly like top-level options.
 
 from __future__ import annotations
 
+import json
+import sys
 import traceback
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -41,6 +43,27 @@ def registry_for(module) -> Registry:
     return Registry(check_dir(module.params["state_dir"], "state_dir"))
 
 
+def new_module(factory, **kwargs):
+    """``factory(**kwargs)`` (an AnsibleModule), failing cleanly where ansible-core's
+    type checks let an OverflowError through (an int option given inf, a float
+    option given an integer too large for a float)."""
+    try:
+        return factory(**kwargs)
+    except OverflowError as exc:
+        from ansible.module_utils import basic
+
+        try:
+            params = json.loads(basic._ANSIBLE_ARGS).get("ANSIBLE_MODULE_ARGS", {})
+        except Exception:  # the raw arguments are only used to name the option
+            params = {}
+        numbers = [k for k, spec in kwargs["argument_spec"].items()
+                   if spec.get("type") in ("int", "float") and isinstance(params.get(k), (int, float))]
+        names = [k for k in numbers if not model.finite_and_small(params[k])] or numbers
+        print(json.dumps({"failed": True, "msg": "%s: %s is out of range (%s)" % (
+            ", ".join(names) or "a number", " / ".join(repr(params[k]) for k in names) or "a value", exc)}))
+        sys.exit(1)
+
+
 def run_module(module, body) -> None:
     """Call ``body(module)`` -> result dict; translate helper errors into fail_json.
 
@@ -69,6 +92,19 @@ def _validator(key: str, spec: dict) -> ArgumentSpecValidator:
     return found
 
 
+def entry_spec(argument_spec: dict, keys) -> dict:
+    """The argument spec of one list entry: the options ``keys`` of a module's
+    spec without defaults or aliases (the task's top-level options are the
+    entries' defaults), sub-options likewise."""
+    out = {}
+    for key in keys:
+        spec = {k: v for k, v in argument_spec[key].items() if k not in ("default", "aliases")}
+        if "options" in spec:
+            spec["options"] = entry_spec(spec["options"], spec["options"])
+        out[key] = spec
+    return out
+
+
 def validate_entry(entry: dict, spec: dict, where: str, fields=()) -> dict:
     """Convert and check one entry's options against ``spec`` (an argument spec
     without defaults), option by option so that a message names its path
@@ -77,10 +113,13 @@ def validate_entry(entry: dict, spec: dict, where: str, fields=()) -> dict:
     by_name = {f.name: f for f in fields}
     out = {}
     for key, value in entry.items():
-        if key.startswith("_") or value is None:
+        if key.startswith("_") or value is None or key not in spec:  # unknown keys: the caller names them
             out[key] = value
             continue
-        result = _validator(key, spec[key]).validate({key: value})
+        try:
+            result = _validator(key, spec[key]).validate({key: value})
+        except OverflowError as exc:  # ansible-core's int()/float() of inf or a huge int
+            raise InvalidInput("%s%s: %r is out of range (%s)" % (where, key, value, exc)) from None
         if result.error_messages:
             raise InvalidInput("%s%s: %s" % (where, key, result.error_messages[0]))
         out[key] = result.validated_parameters[key]

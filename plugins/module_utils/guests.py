@@ -109,8 +109,9 @@ def parse_time_offsets(value, param: str = "time_offsets"):
             raise InvalidInput("%s: unknown clock %r (use monotonic or boottime)" % (param, key))
         try:
             out[key] = float(secs)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InvalidInput("%s.%s %r is not a number of seconds" % (param, key, secs)) from None
+        model.check_number(out[key], "%s.%s" % (param, key), -model.MAX_TIME_OFFSET, model.MAX_TIME_OFFSET, " seconds")
     return out
 
 
@@ -250,6 +251,7 @@ class Spec:
 
     def _resolve_share(self, nstype, src, registry, param):
         """Return (normalised source, (dev, ino)) for a share entry."""
+        model.check_text(src, param)
         if isinstance(src, str) and src.startswith("/"):
             return src, check_ns_file(src, nstype, param)
         if isinstance(src, str) and src in self.batch:

@@ -28,7 +28,8 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import Inval
 
 # The largest number of seconds a wait accepts (poll() takes a C int of milliseconds).
 MAX_SECONDS = 2147483
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# time_offsets: the kernel takes a 64-bit nanosecond count per clock (KTIME_MAX / 2, about 146 years).
+MAX_TIME_OFFSET = 2 ** 62 // 10 ** 9
 
 # How a field's change is made on an existing guest.
 IN_PLACE = "in_place"
@@ -109,6 +110,14 @@ def check_number(value, param: str, minimum=None, maximum=None, what: str = "") 
         raise InvalidInput("%s %r must be at least %s%s" % (param, value, minimum, what))
     if maximum is not None and value > maximum:
         raise InvalidInput("%s %r must be at most %s%s" % (param, value, maximum, what))
+
+
+def finite_and_small(value) -> bool:
+    """Whether a number converts to both int and float without overflow."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def check_value(field: Field, value, param: str) -> None:

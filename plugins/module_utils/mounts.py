@@ -8,7 +8,7 @@ import errno as _errno
 import os
 import stat as _stat
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, model
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -260,6 +260,8 @@ class MountSpec:
         self.state = params.get("state") or "mounted"
         if self.state not in STATES:
             raise InvalidInput("%sstate must be one of %s, not %r" % (where, ", ".join(STATES), self.state))
+        for key in ("path", "src", "fstype", "opts"):  # all reach the kernel or a file name
+            model.check_text(params.get(key), where + key)
         path = params.get("path")
         if not isinstance(path, str) or not path:
             raise InvalidInput("%spath is required: the mount point as the guest sees it" % where)

@@ -292,7 +292,8 @@ results:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.execute import Request, prepare_guests, run_many
 from ansible_collections.linuxns.guests.plugins.module_utils.syscalls import NS_TYPES
 
@@ -315,6 +316,12 @@ def _body(module):
     listed = params["guests"] is not None
     registry = registry_for(module)
     if listed:
+        first = {}
+        for i, ref in enumerate(params["guests"]):  # by name or context id: one guest listed twice is a mistake
+            name = registry.resolve(ref, "guests[%d]" % i)
+            if name in first:
+                raise InvalidInput("guests[%d]: guest %r is listed twice (also as guests[%d])" % (i, name, first[name]))
+            first[name] = i
         metas = prepare_guests(registry, params["guests"], req, "guests")
     else:
         metas = prepare_guests(registry, [params["guest"]], req, "guest")
@@ -338,7 +345,8 @@ def _body(module):
 
 
 def main():
-    module = AnsibleModule(
+    module = new_module(
+        AnsibleModule,
         argument_spec=common_args(
             guest=dict(type="str"),
             guests=dict(type="list", elements="str"),

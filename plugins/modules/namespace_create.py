@@ -309,6 +309,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.common import (
     check_dir,
     common_args,
     entries,
+    new_module,
     registry_for,
     run_module,
     single_entry,
@@ -332,7 +333,8 @@ def _body(module):
 
 def main():
     # The per-guest options come from the one field table (module_utils/model.py).
-    module = AnsibleModule(
+    module = new_module(
+        AnsibleModule,
         argument_spec=common_args(
             guests=dict(type="list", elements="raw"),
             table_dir=dict(type="path"),
