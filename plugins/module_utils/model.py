@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 
-from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 
@@ -137,8 +136,8 @@ def check_value(field: Field, value, param: str) -> None:
 # ---------------------------------------------------------------------------------------
 GUEST = (
     Field("name", "str", result=True, diff=True, text="line"),
-    Field("context_id", "int", change=RECREATE, keep=True, result=True, diff=True,
-          minimum=reg.CONTEXT_ID_MIN, maximum=reg.CONTEXT_ID_MAX),
+    # Its range (registry.CONTEXT_ID_MIN..MAX) is checked by registry.validate_context_id, with its own words.
+    Field("context_id", "int", change=RECREATE, keep=True, result=True, diff=True),
     Field("namespaces", "list", elements="str", choices=sc.NS_TYPES, default=("mnt", "uts", "ipc", "net", "pid"),
           spec_default=True, change=RECREATE, diff=True),
     Field("share", "dict", change=RECREATE, result=True, diff=True),

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from ansible_collections.linuxns.guests.plugins.module_utils import model
-from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 from ansible_collections.linuxns.guests.plugins.modules import namespace_create
@@ -43,8 +42,6 @@ def test_the_guest_table_splits_fields_as_the_engine_did():
     assert model.CHANGED_IN_PLACE == ("hostname", "stop_signal", "stop_timeout", "description")
     assert model.default("namespaces") == ["mnt", "uts", "ipc", "net", "pid"]
     assert (model.default("stop_signal"), model.default("stop_timeout")) == ("SIGTERM", 10.0)
-    ctx = model.GUEST_BY_NAME["context_id"]
-    assert (ctx.minimum, ctx.maximum) == (reg.CONTEXT_ID_MIN, reg.CONTEXT_ID_MAX)
     entry = model.argument_spec(entry=True)
     assert all("default" not in spec for spec in entry.values())
     assert model.argument_spec()["state"]["default"] == "present"
