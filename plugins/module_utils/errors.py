@@ -21,6 +21,13 @@ class GuestError(Exception):
     def __str__(self) -> str:
         return self.msg
 
+    def with_msg(self, msg: str) -> GuestError:
+        """The same error (class, errno, details) with a new message, e.g. prefixed with its guest."""
+        err = self.__class__.__new__(self.__class__)
+        err.__dict__.update(self.__dict__)  # errno and any attribute of a subclass
+        err.msg, err.args, err.details = msg, (msg,), dict(self.details)
+        return err
+
 
 class InvalidInput(GuestError):
     """A parameter value is wrong; nothing was changed."""

@@ -1117,8 +1117,8 @@ def _apply_plans(registry, plans, check_mode, results, before, after):
             meta = apply(registry, p, proc_index)
         except GuestError as exc:
             msg = "guest %r: %s" % (name, exc.msg) if name not in exc.msg else exc.msg
-            err = type(exc)(msg) if not isinstance(exc, KernelError) else KernelError(msg, errno=exc.errno)
-            err.details = {"results": results}
+            err = exc.with_msg(msg)  # keeps its class (LimitReached stays LimitReached), errno and details
+            err.details["results"] = results
             raise err from None
         item.update(changed=p.changed, action=p.action, reasons=p.reasons)
         before[name], after[name] = p.before or {}, p.after or {}

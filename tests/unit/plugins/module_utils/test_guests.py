@@ -343,3 +343,11 @@ def test_description_is_recorded_shown_and_changed_in_place(unit_registry):
     with pytest.raises(InvalidInput, match=r"description .* must not contain control characters"):
         one(unit_registry, name="desc", description="bell\a")
     assert unit_registry.load("desc")["description"] == "db\tsecond line\n"
+
+
+def test_an_error_prefixed_with_its_guest_keeps_class_and_details():
+    err = LimitReached("cannot create a net namespace", errno=errno.ENOSPC, limit="/proc/sys/user/max_net_namespaces")
+    again = err.with_msg("guest 'x': " + err.msg)
+    assert type(again) is LimitReached and again.errno == errno.ENOSPC
+    assert again.details["limit"] == "/proc/sys/user/max_net_namespaces" and again.msg.startswith("guest 'x': ")
+    assert err.msg == "cannot create a net namespace" and str(again) == again.msg
