@@ -8,6 +8,8 @@ import errno as _errno
 import os
 import stat as _stat
 
+from ansible.module_utils.common.validation import check_type_bool
+
 from ansible_collections.linuxns.guests.plugins.module_utils import enter, model
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
@@ -240,16 +242,13 @@ def kernel_filesystems() -> set:
 
 
 def _bool(value, default: bool, param: str) -> bool:
+    """ansible-core's boolean parsing (list entries and direct callers get the same as top-level options)."""
     if value is None:
         return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("yes", "true", "on", "1", "y"):
-        return True
-    if text in ("no", "false", "off", "0", "n"):
-        return False
-    raise InvalidInput("%s must be a boolean, not %r" % (param, value))
+    try:
+        return check_type_bool(value)
+    except TypeError:
+        raise InvalidInput("%s must be a boolean, not %r" % (param, value)) from None
 
 
 class MountSpec:
