@@ -10,8 +10,6 @@ through), so that list entries are validated exactly like top-level options.
 
 from __future__ import annotations
 
-import json
-import sys
 import traceback
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -46,22 +44,19 @@ def registry_for(module) -> Registry:
 def new_module(factory, **kwargs):
     """``factory(**kwargs)`` (an AnsibleModule), failing cleanly where ansible-core's
     type checks let an OverflowError through (an int option given inf, a float
-    option given an integer too large for a float)."""
+    option given an integer too large for a float): the module is made again
+    with its number options untyped, and fails naming them."""
     try:
         return factory(**kwargs)
     except OverflowError as exc:
-        from ansible.module_utils import basic
-
-        try:
-            params = json.loads(basic._ANSIBLE_ARGS).get("ANSIBLE_MODULE_ARGS", {})
-        except Exception:  # the raw arguments are only used to name the option
-            params = {}
-        numbers = [k for k, spec in kwargs["argument_spec"].items()
-                   if spec.get("type") in ("int", "float") and isinstance(params.get(k), (int, float))]
-        names = [k for k in numbers if not model.finite_and_small(params[k])] or numbers
-        print(json.dumps({"failed": True, "msg": "%s: %s is out of range (%s)" % (
-            ", ".join(names) or "a number", " / ".join(repr(params[k]) for k in names) or "a value", exc)}))
-        sys.exit(1)
+        spec = kwargs["argument_spec"]
+        numbers = [k for k, v in spec.items() if v.get("type") in ("int", "float")]
+        relaxed = {k: dict(v, type="raw") if k in numbers else v for k, v in spec.items()}
+        module = factory(**dict(kwargs, argument_spec=relaxed))
+        bad = [k for k in numbers if isinstance(module.params.get(k), (int, float)) and not model.finite_and_small(module.params[k])]
+        module.fail_json(msg="%s: %s is out of range (%s)" % (
+            ", ".join(bad) or "a number option", " / ".join(repr(module.params[k]) for k in bad) or "a value", exc))
+    return None  # not reached: fail_json exits
 
 
 def run_module(module, body) -> None:

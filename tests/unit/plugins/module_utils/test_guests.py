@@ -348,6 +348,6 @@ def test_description_is_recorded_shown_and_changed_in_place(unit_registry):
 def test_an_error_prefixed_with_its_guest_keeps_class_and_details():
     err = LimitReached("cannot create a net namespace", errno=errno.ENOSPC, limit="/proc/sys/user/max_net_namespaces")
     again = err.with_msg("guest 'x': " + err.msg)
-    assert type(again) is LimitReached and again.errno == errno.ENOSPC
+    assert again.__class__ is LimitReached and again.errno == errno.ENOSPC
     assert again.details["limit"] == "/proc/sys/user/max_net_namespaces" and again.msg.startswith("guest 'x': ")
     assert err.msg == "cannot create a net namespace" and str(again) == again.msg
