@@ -27,12 +27,12 @@ import shlex
 
 from ansible.errors import AnsibleFilterError
 
-# Guest defaults come from module_utils (one place; repoint this import when they move).
-from ansible_collections.linuxns.guests.plugins.module_utils.guests import (
-    DEFAULT_NAMESPACES,
-    DEFAULT_STOP_SIGNAL,
-    DEFAULT_STOP_TIMEOUT,
-)
+# Guest defaults come from the guest field table (module_utils/model.py), written once.
+from ansible_collections.linuxns.guests.plugins.module_utils import model
+
+DEFAULT_NAMESPACES = tuple(model.default("namespaces"))
+DEFAULT_STOP_SIGNAL = model.default("stop_signal")
+DEFAULT_STOP_TIMEOUT = model.default("stop_timeout")
 
 STATES = ("started", "stopped", "restarted", "absent")
 STOPPING = ("stopped", "restarted", "absent")

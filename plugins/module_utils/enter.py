@@ -30,14 +30,10 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     KernelError,
 )
 
-# nsenter's order (user handled in a second pass).
-ENTER_ORDER = ("cgroup", "ipc", "uts", "net", "pid", "mnt", "time")
-
 
 def guest_types(meta: dict) -> list:
     """Namespace types the guest has (private or shared), nsenter order."""
-    pins = meta.get("pins", {})
-    return [t for t in ("user",) + ENTER_ORDER if t in pins]
+    return sc.ns_order(meta.get("pins", {}))
 
 
 def check_types(meta: dict, types, param: str = "namespaces") -> list:
@@ -54,7 +50,7 @@ def check_types(meta: dict, types, param: str = "namespaces") -> list:
             "%s: guest %r has no %s namespace of its own (it has: %s)"
             % (param, meta["name"], ", ".join(missing), ", ".join(have) or "none")
         )
-    return [t for t in ("user",) + ENTER_ORDER if t in types]
+    return sc.ns_order(types)
 
 
 def open_namespaces(meta: dict, types) -> list:

@@ -36,7 +36,7 @@ import signal
 import stat
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors, model
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import ExecFailed, GuestError, GuestStale, InvalidInput
 
@@ -79,7 +79,7 @@ class Request:
         else:
             raise InvalidInput("one of argv or cmd is required")
         if any("\0" in a for a in self.argv):
-            raise InvalidInput("the command must not contain NUL characters")
+            raise InvalidInput("%s: the command must not contain NUL characters" % ("cmd" if cmd is not None else "argv"))
         self.namespaces = None if namespaces is None else list(namespaces)
         if self.namespaces is not None and not self.namespaces:
             raise InvalidInput("namespaces must name at least one namespace type to enter (or be left out: all of the guest's)")
@@ -87,6 +87,7 @@ class Request:
         for name, value in (("chdir", chdir), ("creates", creates), ("removes", removes)):
             if value is not None and (not isinstance(value, str) or not value or "\0" in value):
                 raise InvalidInput("%s must be a non-empty path inside the guest" % name)
+            model.check_text(value, name)
         self.chdir = chdir
         self.creates = creates
         self.removes = removes
@@ -95,6 +96,8 @@ class Request:
             key = str(key)
             if not key or "=" in key or "\0" in key:
                 raise InvalidInput("env: %r is not a valid environment variable name" % key)
+            if isinstance(value, (dict, list, tuple, set)):
+                raise InvalidInput("env: the value of %s must be a string or a number, not a %s" % (key, type(value).__name__))
             value = "" if value is None else (value if isinstance(value, str) else str(value))
             if "\0" in value:
                 raise InvalidInput("env: the value of %s must not contain NUL characters" % key)
@@ -112,8 +115,9 @@ class Request:
         if timeout is not None:
             try:
                 timeout = float(timeout)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise InvalidInput("timeout %r must be a number of seconds" % (timeout,)) from None
+            model.check_number(timeout, "timeout", None, model.MAX_SECONDS, " seconds")
             if timeout <= 0:
                 raise InvalidInput("timeout must be more than 0 seconds (leave it out for no limit)")
         self.timeout = timeout

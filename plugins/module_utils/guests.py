@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, handshake
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, handshake, model
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -31,9 +31,9 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     KernelError,
 )
 
-DEFAULT_NAMESPACES = ("mnt", "uts", "ipc", "net", "pid")
-DEFAULT_STOP_SIGNAL = "SIGTERM"
-DEFAULT_STOP_TIMEOUT = 10.0
+DEFAULT_NAMESPACES = tuple(model.default("namespaces"))
+DEFAULT_STOP_SIGNAL = model.default("stop_signal")
+DEFAULT_STOP_TIMEOUT = model.default("stop_timeout")
 REAPER_CANDIDATES = (
     "/usr/bin/catatonit",
     "/usr/libexec/catatonit/catatonit",
@@ -41,8 +41,6 @@ REAPER_CANDIDATES = (
     "/usr/local/bin/catatonit",
 )
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-GUEST_FIELDS = ("context_id", "namespaces", "share", "hostname", "root", "init", "uid_map", "gid_map", "time_offsets")
-REPLACE_FIELDS = ("context_id", "namespaces", "share", "root", "init", "uid_map", "gid_map", "time_offsets")
 
 
 # ---------------------------------------------------------------------------------------
@@ -101,8 +99,9 @@ def parse_time_offsets(value, param: str = "time_offsets"):
             raise InvalidInput("%s: unknown clock %r (use monotonic or boottime)" % (param, key))
         try:
             out[key] = float(secs)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InvalidInput("%s.%s %r is not a number of seconds" % (param, key, secs)) from None
+        model.check_number(out[key], "%s.%s" % (param, key), -model.MAX_TIME_OFFSET, model.MAX_TIME_OFFSET, " seconds")
     return out
 
 
@@ -120,9 +119,9 @@ def check_ns_file(path: str, nstype: str, param: str) -> tuple:
             kind = fcntl.ioctl(fd, sc.NS_GET_NSTYPE)
         except OSError:
             kind = None
-        if kind is not None and kind != sc.CLONE_FLAGS[nstype]:
-            found = [t for t, f in sc.CLONE_FLAGS.items() if f == kind]
-            raise InvalidInput("%s: %s is a %s namespace, not a %s namespace" % (param, path, found[0] if found else kind, nstype))
+        if kind is not None and kind != sc.ns_type(nstype).flag:
+            found = sc.ns_by_flag(kind)
+            raise InvalidInput("%s: %s is a %s namespace, not a %s namespace" % (param, path, found.name if found else kind, nstype))
         return (st.st_dev, st.st_ino)
     finally:
         os.close(fd)
@@ -166,6 +165,7 @@ class Spec:
             raise InvalidInput("%sstop_timeout %r is not a number of seconds" % (p, timeout)) from None
         if self.stop_timeout is not None and self.stop_timeout < 0:
             raise InvalidInput("%sstop_timeout must not be negative" % p)
+        model.check_value(model.GUEST_BY_NAME["stop_timeout"], self.stop_timeout, p + "stop_timeout")
         if self.state == "absent":
             return
         if self.state != "present":
@@ -191,13 +191,15 @@ class Spec:
         hostname = params.get("hostname")
         if hostname is not None and not uts:
             raise InvalidInput("%shostname needs a private uts namespace (add uts to namespaces)" % p)
-        if hostname is not None and (not 0 < len(hostname) <= 64 or "/" in hostname or " " in hostname):
+        if hostname is not None and (not isinstance(hostname, str) or not 0 < len(hostname) <= 64 or "/" in hostname or " " in hostname):
             raise InvalidInput("%shostname %r is not a valid host name" % (p, hostname))
+        model.check_text(hostname, p + "hostname")
         self.hostname = (hostname or self.name[:64]) if uts else None
         root = params.get("root")
         if root is not None:
             if not isinstance(root, str) or not root.startswith("/"):
                 raise InvalidInput("%sroot %r must be an absolute path" % (p, root))
+            model.check_text(root, p + "root")
             root = os.path.normpath(root)
             if root == "/":
                 root = None
@@ -223,14 +225,23 @@ class Spec:
         if init is not None:
             if isinstance(init, str):
                 init = init.split()
-            if not init or not all(isinstance(a, str) and a for a in init):
+            if not isinstance(init, (list, tuple)) or not init or not all(isinstance(a, str) and a for a in init):
                 raise InvalidInput("%sinit must be a non-empty argv list" % p)
+            for i, arg in enumerate(init):
+                model.check_text(arg, "%sinit[%d]" % (p, i))
             if "pid" not in self.namespaces:
                 raise InvalidInput("%sinit needs a private pid namespace (add pid to namespaces)" % p)
         self.init = list(init) if init else None
+        # Fields with no parsing of their own (their checks are the table's).
+        for f in model.GUEST:
+            if f.change and not hasattr(self, f.name):
+                value = params.get(f.name)
+                model.check_value(f, value, p + f.name)
+                setattr(self, f.name, value)
 
     def _resolve_share(self, nstype, src, registry, param):
         """Return (normalised source, (dev, ino)) for a share entry."""
+        model.check_text(src, param)
         if isinstance(src, str) and src.startswith("/"):
             return src, check_ns_file(src, nstype, param)
         if isinstance(src, str) and src in self.batch:
@@ -256,20 +267,12 @@ class Spec:
 
     def wanted(self) -> dict:
         """The guest's fields as they would be recorded."""
-        return {
-            "name": self.name,
-            "context_id": self.context_id,
-            "namespaces": list(self.namespaces),
-            "share": dict(self.share),
-            "hostname": self.hostname,
-            "root": self.root,
-            "init": self.init,
-            "uid_map": self.uid_map,
-            "gid_map": self.gid_map,
-            "time_offsets": self.time_offsets,
-            "stop_signal": self.stop_signal or DEFAULT_STOP_SIGNAL,
-            "stop_timeout": DEFAULT_STOP_TIMEOUT if self.stop_timeout is None else self.stop_timeout,
-        }
+        out = {"name": self.name}
+        for key in model.RECORDED:
+            value = getattr(self, key)
+            out[key] = model.default(key) if value is None else value
+        out["namespaces"], out["share"] = list(self.namespaces), dict(self.share)
+        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -280,29 +283,21 @@ def public_view(meta: dict) -> dict:
     if meta is None:
         return {}
     pins = meta.get("pins", {})
-    return {
-        "name": meta.get("name"),
-        "context_id": meta.get("context_id"),
-        "namespaces": {t: {"inode": p["ino"], "pin": p["path"], "shared_from": meta.get("share", {}).get(t)} for t, p in sorted(pins.items())},
-        "private_namespaces": meta.get("namespaces", []),
-        "share": meta.get("share", {}),
-        "init_pid": meta.get("init_pid"),
-        "init": meta.get("init"),
-        "hostname": meta.get("hostname"),
-        "root": meta.get("root"),
-        "netns": meta.get("netns_alias"),
-        "stop_signal": meta.get("stop_signal"),
-        "stop_timeout": meta.get("stop_timeout"),
-    }
+    view = {k: meta.get(k) for k in model.RESULT_KEYS}
+    view.update(
+        namespaces={t: {"inode": p["ino"], "pin": p["path"], "shared_from": meta.get("share", {}).get(t)} for t, p in sorted(pins.items())},
+        private_namespaces=meta.get("namespaces", []),
+        share=meta.get("share", {}),
+        init_pid=meta.get("init_pid"),
+        netns=meta.get("netns_alias"),
+    )
+    return view
 
 
 def diff_view(meta) -> dict:
     if not meta:
         return {}
-    out = {k: meta.get(k) for k in ("name",) + GUEST_FIELDS}
-    out["stop_signal"] = meta.get("stop_signal")
-    out["stop_timeout"] = meta.get("stop_timeout")
-    return out
+    return {k: meta.get(k) for k in model.DIFF_KEYS}
 
 
 # ---------------------------------------------------------------------------------------
@@ -343,14 +338,11 @@ def plan(registry: reg.Registry, spec: Spec) -> Plan:
         elif meta is not None and meta.get("context_id"):
             want["context_id"] = meta.get("context_id")
         return Plan(spec, "create", diff_view(meta) if meta else None, want, reasons)
-    if spec.context_id is None:
-        want["context_id"] = meta.get("context_id")
-    if spec.stop_signal is None:
-        want["stop_signal"] = meta.get("stop_signal")
-    if spec.stop_timeout is None:
-        want["stop_timeout"] = meta.get("stop_timeout")
+    for key in model.KEPT:  # not given: the guest keeps its own
+        if getattr(spec, key) is None:
+            want[key] = meta.get(key)
     differ = {}
-    for key in REPLACE_FIELDS:
+    for key in model.REPLACED:
         if key == "share":
             old_ids = {t: meta["pins"][t]["ino"] for t in meta.get("share", {}) if t in meta.get("pins", {})}
             new_ids = {t: ids[1] for t, ids in spec.share_ids.items() if ids is not None}
@@ -370,7 +362,7 @@ def plan(registry: reg.Registry, spec: Spec) -> Plan:
         reasons = problems + ["%s differs" % k for k in sorted(differ)]
         return Plan(spec, "recreate", diff_view(meta), want, reasons)
     changes = {}
-    for key in ("hostname", "stop_signal", "stop_timeout"):
+    for key in model.CHANGED_IN_PLACE:
         if meta.get(key) != want[key]:
             changes[key] = want[key]
     if changes:
@@ -691,7 +683,7 @@ def _create_processes(registry, spec, meta, run) -> None:
     reaper_fd = -1
     devnull_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
     try:
-        for t in ("user",) + enter.ENTER_ORDER:
+        for t in sc.NS_TYPES:
             if t in spec.share:
                 src = spec.share[t]
                 path = src if src.startswith("/") else registry.pin_path(src, t)
@@ -811,12 +803,11 @@ def _make_pins(registry, spec, meta, run, target, has_init) -> None:
     name = spec.name
     os.makedirs(registry.pin_dir(name), mode=0o700, exist_ok=True)
     own_mnt = os.stat("/proc/self/ns/mnt").st_ino
-    for t in ("user",) + enter.ENTER_ORDER:
+    for t in sc.NS_TYPES:
         if t not in spec.namespaces and t not in spec.share:
             continue
-        leaf = t
-        if t == "time" and not has_init:
-            leaf = "time_for_children"
+        # time (like pid) applies to children only: without an init, pin the one they would get
+        leaf = t if has_init else sc.ns_type(t).pin_leaf
         src = "/proc/%d/ns/%s" % (target, leaf)
         if t == "mnt" and "mnt" in spec.namespaces and os.stat(src).st_ino == own_mnt:
             raise GuestError("guest %r: the new mount namespace was not created (the child is still in ours)" % name)
@@ -907,7 +898,7 @@ class ProcIndex:
             if not entry.isdigit():
                 continue
             pid = int(entry)
-            for t in ("pid", "mnt", "net", "uts", "ipc", "user", "cgroup", "time"):
+            for t in sc.NS_TYPES:
                 try:
                     target = os.readlink("/proc/%d/ns/%s" % (pid, t))
                 except OSError:
@@ -1129,7 +1120,7 @@ def host_limits(metas) -> dict:
     """max_*_namespaces per type with how many this registry's guests use."""
     out = {}
     for t in sc.NS_TYPES:
-        path = "/proc/sys/user/max_%s_namespaces" % sc.LIMIT_NAMES[t]
+        path = sc.ns_type(t).limit_file
         try:
             with open(path) as f:
                 limit = int(f.read().strip())
@@ -1143,10 +1134,7 @@ def host_limits(metas) -> dict:
 # ---------------------------------------------------------------------------------------
 # Batches (the module's single and list forms)
 # ---------------------------------------------------------------------------------------
-PER_GUEST_KEYS = (
-    "name", "context_id", "namespaces", "share", "hostname", "root", "uid_map", "gid_map",
-    "time_offsets", "init", "stop_signal", "stop_timeout", "recreate", "state",
-)
+PER_GUEST_KEYS = model.GUEST_KEYS
 
 
 def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False) -> dict:

@@ -36,6 +36,7 @@ import os
 import re
 import socket
 
+from ansible_collections.linuxns.guests.plugins.module_utils import model
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -121,6 +122,7 @@ def validate_ifname(value, param: str) -> str:
         raise InvalidInput("%s must be a non-empty interface name" % param)
     if len(value) >= IFNAMSIZ:
         raise InvalidInput("%s %r is %d characters long; an interface name has at most %d" % (param, value, len(value), IFNAMSIZ - 1))
+    model.check_text(value, param)
     if value in (".", "..") or any(c in value for c in "/:") or any(c.isspace() for c in value):
         raise InvalidInput("%s %r is not a valid interface name (no '/', ':', whitespace, '.' or '..')" % (param, value))
     return value
@@ -378,9 +380,9 @@ def normalize(entries) -> list:
 def merge_defaults(top: dict, items: list) -> list:
     """List-form entries with the task's top-level options as defaults (peer merged one level)."""
     entries = []
-    for item in items:
+    for i, item in enumerate(items):
         if not isinstance(item, dict):
-            raise InvalidInput("links: every entry must be a dict, not %r" % (item,))
+            raise InvalidInput("links[%d]: every entry must be a dict, not %r" % (i, item))
         entry = {k: v for k, v in top.items() if v is not None}
         for k, v in item.items():
             if v is None:

@@ -8,9 +8,10 @@ import errno as _errno
 import os
 import stat as _stat
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, model
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.common import to_bool
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     GuestConflict,
     GuestError,
@@ -240,19 +241,6 @@ def kernel_filesystems() -> set:
         return set()
 
 
-def _bool(value, default: bool, param: str) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("yes", "true", "on", "1", "y"):
-        return True
-    if text in ("no", "false", "off", "0", "n"):
-        return False
-    raise InvalidInput("%s must be a boolean, not %r" % (param, value))
-
-
 class MountSpec:
     """One wanted mount of a guest, validated and normalised."""
 
@@ -261,6 +249,8 @@ class MountSpec:
         self.state = params.get("state") or "mounted"
         if self.state not in STATES:
             raise InvalidInput("%sstate must be one of %s, not %r" % (where, ", ".join(STATES), self.state))
+        for key in ("path", "src", "fstype", "opts"):  # all reach the kernel or a file name
+            model.check_text(params.get(key), where + key)
         path = params.get("path")
         if not isinstance(path, str) or not path:
             raise InvalidInput("%spath is required: the mount point as the guest sees it" % where)
@@ -273,9 +263,9 @@ class MountSpec:
         self.path = os.path.normpath(path).replace("//", "/")
         if self.path == "/":
             raise InvalidInput("%spath / is the guest's root; mounting over it is not supported" % where)
-        self.create = _bool(params.get("create"), True, where + "create")
-        self.recreate = _bool(params.get("recreate"), False, where + "recreate")
-        self.lazy = _bool(params.get("lazy_unmount"), False, where + "lazy_unmount")
+        self.create = to_bool(params.get("create"), True, where + "create")
+        self.recreate = to_bool(params.get("recreate"), False, where + "recreate")
+        self.lazy = to_bool(params.get("lazy_unmount"), False, where + "lazy_unmount")
         fstype = params.get("fstype")
         src = params.get("src")
         self.given_src = src is not None

@@ -16,30 +16,64 @@ import os
 
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import KernelError, LimitReached
 
-# Namespace types in the order nsenter enters them (user first/last is decided
-# by the caller), with their clone flags and /proc/PID/ns file names.
-CLONE_FLAGS = {
-    "user": 0x10000000,
-    "cgroup": 0x02000000,
-    "ipc": 0x08000000,
-    "uts": 0x04000000,
-    "net": 0x40000000,
-    "pid": 0x20000000,
-    "mnt": 0x00020000,
-    "time": 0x00000080,
-}
-NS_TYPES = tuple(CLONE_FLAGS)
-# The kernel's limit files under /proc/sys/user/ use these names.
-LIMIT_NAMES = {
-    "user": "user",
-    "cgroup": "cgroup",
-    "ipc": "ipc",
-    "uts": "uts",
-    "net": "net",
-    "pid": "pid",
-    "mnt": "mnt",
-    "time": "time",
-}
+
+class NsType:
+    """One namespace type, like a row of nsenter.c's ``namespace_files[]``.
+
+    A plain slotted class (not typing.NamedTuple): the connection plugin's
+    entry program imports this file on every command, and typing costs time.
+    """
+
+    __slots__ = ("children_only", "flag", "name", "pin_leaf")
+
+    def __init__(self, name: str, flag: int, children_only: bool = False, pin_leaf: str = "") -> None:
+        self.name = name  # the file under /proc/PID/ns/
+        self.flag = flag  # its CLONE_NEW* flag (also what NS_GET_NSTYPE answers)
+        self.children_only = children_only  # setns applies to children only (pid, time)
+        # The /proc/PID/ns/ file a guest without an init process is pinned from.
+        self.pin_leaf = pin_leaf or name
+
+    @property
+    def limit_file(self) -> str:
+        """The kernel's limit on how many of them a user may have."""
+        return "/proc/sys/user/max_%s_namespaces" % self.name
+
+    def __repr__(self) -> str:
+        return "NsType(%r)" % self.name
+
+
+# The one table of namespace types, in nsenter's order (user first: the caller
+# decides whether it is joined first or last).  Every other list derives from it.
+NAMESPACES = (
+    NsType("user", 0x10000000),
+    NsType("cgroup", 0x02000000),
+    NsType("ipc", 0x08000000),
+    NsType("uts", 0x04000000),
+    NsType("net", 0x40000000),
+    NsType("pid", 0x20000000, children_only=True),
+    NsType("mnt", 0x00020000),
+    NsType("time", 0x00000080, children_only=True, pin_leaf="time_for_children"),
+)
+NS_BY_NAME = {t.name: t for t in NAMESPACES}
+NS_TYPES = tuple(NS_BY_NAME)
+CLONE_FLAGS = {t.name: t.flag for t in NAMESPACES}
+
+
+def ns_type(name: str) -> NsType:
+    """The table row of a namespace type name (KeyError when unknown)."""
+    return NS_BY_NAME[name]
+
+
+def ns_by_flag(flag: int):
+    """The namespace type whose clone flag (or NS_GET_NSTYPE answer) is ``flag``, or None."""
+    return next((t for t in NAMESPACES if t.flag == flag), None)
+
+
+def ns_order(types) -> list:
+    """``types`` (names) sorted into the table's (nsenter's) order."""
+    wanted = set(types)
+    return [t for t in NS_TYPES if t in wanted]
+
 
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
@@ -133,7 +167,7 @@ def unshare_one(nstype: str) -> None:
     if not err:
         return
     if err == _errno.ENOSPC:
-        limit = "/proc/sys/user/max_%s_namespaces" % LIMIT_NAMES[nstype]
+        limit = NS_BY_NAME[nstype].limit_file
         raise LimitReached(
             "cannot create a %s namespace: the limit in %s is reached (raise it, or remove guests)" % (nstype, limit),
             errno=err,

@@ -292,10 +292,12 @@ results:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.execute import Request, prepare_guests, run_many
+from ansible_collections.linuxns.guests.plugins.module_utils.syscalls import NS_TYPES
 
-NS_CHOICES = ["mnt", "uts", "ipc", "net", "pid", "cgroup", "time", "user"]
+NS_CHOICES = list(NS_TYPES)
 REQUEST_KEYS = ("argv", "cmd", "shell", "namespaces", "root", "chdir", "env", "user", "stdin", "stdin_add_newline",
                 "strip_empty_ends", "creates", "removes", "timeout")
 
@@ -314,6 +316,12 @@ def _body(module):
     listed = params["guests"] is not None
     registry = registry_for(module)
     if listed:
+        first = {}
+        for i, ref in enumerate(params["guests"]):  # by name or context id: one guest listed twice is a mistake
+            name = registry.resolve(ref, "guests[%d]" % i)
+            if name in first:
+                raise InvalidInput("guests[%d]: guest %r is listed twice (also as guests[%d])" % (i, name, first[name]))
+            first[name] = i
         metas = prepare_guests(registry, params["guests"], req, "guests")
     else:
         metas = prepare_guests(registry, [params["guest"]], req, "guest")
@@ -337,7 +345,8 @@ def _body(module):
 
 
 def main():
-    module = AnsibleModule(
+    module = new_module(
+        AnsibleModule,
         argument_spec=common_args(
             guest=dict(type="str"),
             guests=dict(type="list", elements="str"),

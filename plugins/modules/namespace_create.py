@@ -40,7 +40,8 @@ options:
     description:
       - The list form. Each entry is a dict with the per-guest options of this module (O(name), O(context_id),
         O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(time_offsets), O(init),
-        O(stop_signal), O(stop_timeout), O(recreate), O(state)), or just a guest name (or context id).
+        O(stop_signal), O(stop_timeout), O(description), O(recreate), O(state)), or just a guest name (or context
+        id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
@@ -111,7 +112,15 @@ options:
       - Seconds to wait after O(stop_signal) before C(SIGKILL).
       - A new guest gets V(10) when not given; an existing guest keeps its own. Given with O(state=absent), it
         overrides the guest's own for this removal.
+      - A finite number from V(0) to V(2147483) (about 24 days).
     type: float
+  description:
+    description:
+      - Free text about the guest, kept in its record and shown by this module and M(linuxns.guests.namespace_info).
+      - Changes in place. When not given an existing guest keeps its own; a new (or recreated) guest has none.
+      - No NUL or control characters other than newline and tab.
+    type: str
+    version_added: 0.1.0
   recreate:
     description:
       - When the existing guest differs in a way that cannot change in place (O(namespaces), O(root),
@@ -250,6 +259,19 @@ guest:
       description: The C(/run/netns) name of the guest's network namespace.
       type: str
       sample: /run/netns/web1
+    stop_signal:
+      description: The signal that stops the guest (O(linuxns.guests.namespace_create#module:stop_signal)).
+      type: str
+      sample: SIGTERM
+    stop_timeout:
+      description: Seconds between the stop signal and C(SIGKILL).
+      type: float
+      sample: 10.0
+    description:
+      description: The guest's O(description), or null.
+      type: str
+      sample: web front end
+      version_added: 0.1.0
 guests:
   description: Per-guest results of the list form, in the order given.
   returned: when O(guests) is used
@@ -281,48 +303,42 @@ action:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils.common import batch_result, common_args, list_entries, registry_for, run_module
-from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
-from ansible_collections.linuxns.guests.plugins.module_utils.guests import PER_GUEST_KEYS, ensure_guests
-
-NS_CHOICES = ["mnt", "uts", "ipc", "net", "pid", "cgroup", "time", "user"]
+from ansible_collections.linuxns.guests.plugins.module_utils import model
+from ansible_collections.linuxns.guests.plugins.module_utils.common import (
+    batch_result,
+    check_dir,
+    common_args,
+    entries,
+    new_module,
+    registry_for,
+    run_module,
+    single_entry,
+)
+from ansible_collections.linuxns.guests.plugins.module_utils.guests import ensure_guests
 
 
 def _body(module):
     params = module.params
     listed = params["guests"] is not None
     if listed:
-        entries = list_entries(params, "guests", PER_GUEST_KEYS, "name")
+        todo = entries(params, "guests", model.argument_spec(model.GUEST, entry=True), "name", model.GUEST)
     else:
-        entries = [{k: params.get(k) for k in PER_GUEST_KEYS}]
+        todo = [single_entry(params, model.GUEST)]
     registry = registry_for(module)
-    if params["table_dir"]:
-        if not params["table_dir"].startswith("/"):
-            raise InvalidInput("table_dir %r must be an absolute path" % params["table_dir"])
-        registry.table_dir = params["table_dir"]
-    out = ensure_guests(registry, entries, module.check_mode)
+    if params["table_dir"] is not None:
+        registry.table_dir = check_dir(params["table_dir"], "table_dir")
+    out = ensure_guests(registry, todo, module.check_mode)
     return batch_result(out, listed, "guests", "guest", module._diff)
 
 
 def main():
-    module = AnsibleModule(
+    # The per-guest options come from the one field table (module_utils/model.py).
+    module = new_module(
+        AnsibleModule,
         argument_spec=common_args(
-            name=dict(type="str"),
             guests=dict(type="list", elements="raw"),
-            context_id=dict(type="int"),
-            namespaces=dict(type="list", elements="str", choices=NS_CHOICES, default=["mnt", "uts", "ipc", "net", "pid"]),
-            share=dict(type="dict"),
-            hostname=dict(type="str"),
-            root=dict(type="path"),
-            uid_map=dict(type="list", elements="str"),
-            gid_map=dict(type="list", elements="str"),
-            time_offsets=dict(type="dict"),
-            init=dict(type="list", elements="str"),
-            stop_signal=dict(type="str"),
-            stop_timeout=dict(type="float"),
-            recreate=dict(type="bool", default=False),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
             table_dir=dict(type="path"),
+            **model.argument_spec(model.GUEST),
         ),
         mutually_exclusive=[("name", "guests")],
         required_one_of=[("name", "guests")],

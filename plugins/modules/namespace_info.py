@@ -95,6 +95,10 @@ guests:
     init_pid:
       description: Host pid of the guest's PID 1, or null.
       type: int
+    init:
+      description: The init argv of an init-based guest, null for a reaper.
+      type: list
+      elements: str
     hostname:
       description: Recorded host name.
       type: str
@@ -104,6 +108,18 @@ guests:
     netns:
       description: The C(/run/netns) path of its network namespace, or null.
       type: str
+    stop_signal:
+      description: The signal that stops the guest (O(linuxns.guests.namespace_create#module:stop_signal)).
+      type: str
+      sample: SIGTERM
+    stop_timeout:
+      description: Seconds between the stop signal and C(SIGKILL).
+      type: float
+      sample: 10.0
+    description:
+      description: The guest's description (O(linuxns.guests.namespace_create#module:description)), or null.
+      type: str
+      version_added: 0.1.0
     running:
       description: Whether all its namespaces are held and its init (if any) runs.
       type: bool
@@ -156,7 +172,7 @@ host:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.guests import info
 
 
@@ -171,7 +187,8 @@ def _body(module):
 
 
 def main():
-    module = AnsibleModule(
+    module = new_module(
+        AnsibleModule,
         argument_spec=common_args(
             name=dict(type="str", aliases=["guest"]),
             guests=dict(type="list", elements="str"),

@@ -300,23 +300,46 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxns.guests.plugins.module_utils import mounts
-from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, list_entries, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.common import check_dir, common_args, entry_spec, new_module, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.common import entries as entries_of
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 
 PER_MOUNT_KEYS = ("path", "src", "fstype", "opts", "propagation", "create", "state", "recreate", "lazy_unmount")
 PROPAGATION_CHOICES = ["private", "slave", "shared", "unbindable", "rprivate", "rslave", "rshared", "runbindable"]
 
 
+# The module's options (in main's argument spec) and, from them, the spec of one entry of mounts.
+OPTIONS = dict(
+    guest=dict(type="str"),
+    guests=dict(type="list", elements="dict"),
+    path=dict(type="str", aliases=["name"]),
+    src=dict(type="str"),
+    fstype=dict(type="str"),
+    opts=dict(type="str"),
+    propagation=dict(type="str", choices=PROPAGATION_CHOICES),
+    create=dict(type="bool", default=True),
+    state=dict(type="str", choices=["mounted", "ephemeral", "present", "unmounted", "absent", "remounted"], default="mounted"),
+    recreate=dict(type="bool", default=False),
+    lazy_unmount=dict(type="bool", default=False),
+    mounts=dict(type="list", elements="dict"),
+    table_dir=dict(type="path"),
+    mirror=dict(type="path"),
+    mirror_state=dict(type="str", choices=["present", "absent"], default="present"),
+)
+MOUNT_ENTRY = entry_spec(OPTIONS, PER_MOUNT_KEYS)
+
+
 def _body(module):
     params = module.params
     registry = registry_for(module)
-    table_dir = params["table_dir"] or os.environ.get(mounts.TABLE_DIR_ENV) or mounts.DEFAULT_TABLE_DIR
-    if not table_dir.startswith("/"):
-        module.fail_json(msg="table_dir %r must be an absolute path" % table_dir)
+    table_dir = params["table_dir"]
+    if table_dir is None:
+        table_dir = os.environ.get(mounts.TABLE_DIR_ENV) or mounts.DEFAULT_TABLE_DIR
+    check_dir(table_dir, "table_dir")
     if params["guests"] is not None:
         return _many_guests(module, registry, table_dir)
     if params["mounts"] is not None:
-        entries = list_entries(params, "mounts", PER_MOUNT_KEYS, "path")
+        entries = entries_of(params, "mounts", MOUNT_ENTRY, "path")
     else:
         entries = [{k: params.get(k) for k in PER_MOUNT_KEYS}]
     if params["mounts"] is None and params["path"] is None:
@@ -351,7 +374,7 @@ def _many_guests(module, registry, table_dir: str) -> dict:
         if not isinstance(listed, list):
             raise InvalidInput("%s.mounts must be a list" % where)
         try:
-            entries = list_entries(dict(params, mounts=listed), "mounts", PER_MOUNT_KEYS, "path")
+            entries = entries_of(dict(params, mounts=listed), "mounts", MOUNT_ENTRY, "path")
         except InvalidInput as exc:
             raise exc.with_prefix(where + ".") from None
         per_guest.append((where, str(item["guest"]), entries))
@@ -373,24 +396,9 @@ def _many_guests(module, registry, table_dir: str) -> dict:
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=common_args(
-            guest=dict(type="str"),
-            guests=dict(type="list", elements="dict"),
-            path=dict(type="str", aliases=["name"]),
-            src=dict(type="str"),
-            fstype=dict(type="str"),
-            opts=dict(type="str"),
-            propagation=dict(type="str", choices=PROPAGATION_CHOICES),
-            create=dict(type="bool", default=True),
-            state=dict(type="str", choices=["mounted", "ephemeral", "present", "unmounted", "absent", "remounted"], default="mounted"),
-            recreate=dict(type="bool", default=False),
-            lazy_unmount=dict(type="bool", default=False),
-            mounts=dict(type="list", elements="dict"),
-            table_dir=dict(type="path"),
-            mirror=dict(type="path"),
-            mirror_state=dict(type="str", choices=["present", "absent"], default="present"),
-        ),
+    module = new_module(
+        AnsibleModule,
+        argument_spec=common_args(**OPTIONS),
         mutually_exclusive=[("path", "mounts"), ("guests", "guest"), ("guests", "path"), ("guests", "mounts"), ("guests", "mirror")],
         required_one_of=[("path", "mounts", "mirror", "guests"), ("guest", "guests")],
         supports_check_mode=True,

@@ -344,15 +344,64 @@ pyroute2:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils.common import batch_result, common_args, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils.common import (
+    batch_result,
+    common_args,
+    entry_spec,
+    new_module,
+    registry_for,
+    run_module,
+    validate_entry,
+)
 from ansible_collections.linuxns.guests.plugins.module_utils.links import LINK_KEYS, ensure_links, merge_defaults
+
+# The module's options (in main's argument spec) and, from them, the spec of one entry of links.
+OPTIONS = dict(
+    guest=dict(type="str"),
+    netns=dict(type="str"),
+    ifname=dict(type="str"),
+    kind=dict(type="str", choices=["veth", "macvlan", "ipvlan", "physical", "bridge"], default="veth"),
+    parent=dict(type="str"),
+    peer=dict(
+        type="dict",
+        options=dict(
+            ifname=dict(type="str"),
+            guest=dict(type="str"),
+            netns=dict(type="str"),
+            bridge=dict(type="str"),
+            bridge_create=dict(type="bool", default=True),
+            bridge_addresses=dict(type="list", elements="str"),
+            addresses=dict(type="list", elements="str"),
+            mtu=dict(type="int"),
+            mac=dict(type="str"),
+        ),
+    ),
+    addresses=dict(type="list", elements="str"),
+    mtu=dict(type="int"),
+    mac=dict(type="str"),
+    routes=dict(
+        type="list",
+        elements="dict",
+        options=dict(
+            dst=dict(type="str", required=True),
+            gateway=dict(type="str"),
+            metric=dict(type="int"),
+        ),
+    ),
+    gateway=dict(type="str"),
+    gateway6=dict(type="str"),
+    links=dict(type="list", elements="dict"),
+    recreate=dict(type="bool", default=False),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+)
+LINK_ENTRY = entry_spec(OPTIONS, LINK_KEYS)
 
 
 def _body(module):
     params = module.params
     top = {k: params.get(k) for k in LINK_KEYS}
     if params["links"] is not None:
-        entries = merge_defaults(top, params["links"])
+        entries = [validate_entry(e, LINK_ENTRY, "links[%d]." % i) for i, e in enumerate(merge_defaults(top, params["links"]))]
     else:
         entries = [top]
     out = ensure_links(registry_for(module), entries, module.check_mode)
@@ -362,45 +411,9 @@ def _body(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=common_args(
-            guest=dict(type="str"),
-            netns=dict(type="str"),
-            ifname=dict(type="str"),
-            kind=dict(type="str", choices=["veth", "macvlan", "ipvlan", "physical", "bridge"], default="veth"),
-            parent=dict(type="str"),
-            peer=dict(
-                type="dict",
-                options=dict(
-                    ifname=dict(type="str"),
-                    guest=dict(type="str"),
-                    netns=dict(type="str"),
-                    bridge=dict(type="str"),
-                    bridge_create=dict(type="bool", default=True),
-                    bridge_addresses=dict(type="list", elements="str"),
-                    addresses=dict(type="list", elements="str"),
-                    mtu=dict(type="int"),
-                    mac=dict(type="str"),
-                ),
-            ),
-            addresses=dict(type="list", elements="str"),
-            mtu=dict(type="int"),
-            mac=dict(type="str"),
-            routes=dict(
-                type="list",
-                elements="dict",
-                options=dict(
-                    dst=dict(type="str", required=True),
-                    gateway=dict(type="str"),
-                    metric=dict(type="int"),
-                ),
-            ),
-            gateway=dict(type="str"),
-            gateway6=dict(type="str"),
-            links=dict(type="list", elements="dict"),
-            recreate=dict(type="bool", default=False),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-        ),
+    module = new_module(
+        AnsibleModule,
+        argument_spec=common_args(**OPTIONS),
         mutually_exclusive=[("guest", "netns")],
         required_one_of=[("ifname", "links")],
         supports_check_mode=True,

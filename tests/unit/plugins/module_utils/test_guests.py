@@ -321,3 +321,33 @@ def test_guests_copy_a_clean_mount_table(unit_registry):
         table = open("/proc/%d/mountinfo" % r["guest"]["init_pid"]).read()
         assert unit_registry.state_dir not in table and unit_registry.netns_dir not in table
     assert guests._TEMPLATES == {}  # closed at the end of the batch
+
+
+def test_description_is_recorded_shown_and_changed_in_place(unit_registry):
+    """The dummy field of issue 12: one row of model.GUEST; recorded, shown, changed in place, kept when not given."""
+    g = one(unit_registry, name="desc", description="web front end")["guest"]
+    assert g["description"] == "web front end"
+    assert unit_registry.load("desc")["description"] == "web front end"
+    assert guests.info(unit_registry, ["desc"])["guests"][0]["description"] == "web front end"
+    assert not one(unit_registry, name="desc")["changed"]  # not given: kept
+    predicted = guests.ensure_guests(unit_registry, [{"name": "desc", "description": "db"}], check_mode=True)
+    res = predicted["results"][0]
+    assert res["action"] == "update" and res["guest"]["description"] == "db"
+    assert predicted["diff"]["before"]["desc"]["description"] == "web front end"
+    assert predicted["diff"]["after"]["desc"]["description"] == "db"
+    assert unit_registry.load("desc")["description"] == "web front end"
+    upd = one(unit_registry, name="desc", description="db\tsecond line\n")
+    assert upd["action"] == "update" and upd["reasons"] == ["description differs"]
+    assert upd["guest"]["init_pid"] == g["init_pid"]  # in place: the same guest
+    assert guests.info(unit_registry, ["desc"])["guests"][0]["description"] == "db\tsecond line\n"
+    with pytest.raises(InvalidInput, match=r"description .* must not contain control characters"):
+        one(unit_registry, name="desc", description="bell\a")
+    assert unit_registry.load("desc")["description"] == "db\tsecond line\n"
+
+
+def test_an_error_prefixed_with_its_guest_keeps_class_and_details():
+    err = LimitReached("cannot create a net namespace", errno=errno.ENOSPC, limit="/proc/sys/user/max_net_namespaces")
+    again = err.with_message("guest 'x': " + err.msg)
+    assert again.__class__ is LimitReached and again.errno == errno.ENOSPC
+    assert again.details["limit"] == "/proc/sys/user/max_net_namespaces" and again.msg.startswith("guest 'x': ")
+    assert err.msg == "cannot create a net namespace" and str(again) == again.msg

@@ -1,0 +1,179 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one table of a guest's fields, in the spirit of community.docker's
+``Option``/``OptionGroup``.
+
+Each row says what a field is (Ansible type, elements, choices, bounds), what
+a new guest gets when it is left out, how a change is made (in place, or only
+by ``recreate``), and where it is shown (the result's guest, the diff).  The
+argument spec of namespace_create (single form and the entries of
+``guests:``), the plan's split between replace and in place, and the views
+all come from here.  Adding a field is one row, plus the code that applies it
+when it is not simply recorded in the guest's metadata.
+
+Values are checked as a class, before anything changes: strings that reach
+the kernel or a file name carry no NUL or control character, numbers are
+finite and bounded.  See :func:`check_value`.
+
+This file imports nothing from Ansible.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
+
+# The largest number of seconds a wait accepts (poll() takes a C int of milliseconds).
+MAX_SECONDS = 2147483
+# time_offsets: the kernel takes a 64-bit nanosecond count per clock (KTIME_MAX / 2, about 146 years).
+MAX_TIME_OFFSET = 2 ** 62 // 10 ** 9
+
+# How a field's change is made on an existing guest.
+IN_PLACE = "in_place"
+RECREATE = "recreate"
+
+
+class Field:
+    """One row of a field table."""
+
+    __slots__ = (
+        "change",
+        "choices",
+        "default",
+        "diff",
+        "elements",
+        "keep",
+        "maximum",
+        "minimum",
+        "name",
+        "result",
+        "spec_default",
+        "text",
+        "type",
+    )
+
+    def __init__(self, name: str, type: str, elements: str | None = None, choices=None, default=None,
+                 spec_default: bool = False, change: str | None = None, keep: bool = False, result: bool = False,
+                 diff: bool = False, minimum=None, maximum=None, text: str | None = None) -> None:
+        self.name = name
+        self.type = type  # Ansible type: str, int, float, bool, list, dict, path, raw
+        self.elements = elements  # of a list
+        self.choices = choices
+        # What a new guest gets when the field is left out; with spec_default it
+        # is also the argument spec's default (else None there means "not given").
+        self.default = default
+        self.spec_default = spec_default
+        self.change = change  # IN_PLACE | RECREATE | None (an option, not a field of the guest)
+        self.keep = keep  # left out: an existing guest keeps its value (else it gets the default)
+        self.result = result  # shown in the result's guest (and by namespace_info)
+        self.diff = diff  # shown in the diff (and recorded: every diff field is in the metadata)
+        self.minimum, self.maximum = minimum, maximum  # bounds of a number (inclusive)
+        # Strings (or list elements): "line" = no control character at all, "text" = newline and tab allowed.
+        self.text = text
+
+    def arg_spec(self, with_default: bool = True) -> dict:
+        """This field's entry of an Ansible argument spec."""
+        spec = {"type": self.type}
+        if self.elements:
+            spec["elements"] = self.elements
+        if self.choices:
+            spec["choices"] = list(self.choices)
+        if with_default and self.spec_default:
+            spec["default"] = list(self.default) if isinstance(self.default, tuple) else self.default
+        return spec
+
+
+def _ctl_chars(text: str, allow: str = "") -> list:
+    return sorted({c for c in text if (ord(c) < 32 or ord(c) == 127) and c not in allow})
+
+
+def check_text(value, param: str, allow: str = "") -> None:
+    """A string that reaches the kernel or a file name: no NUL, no control character."""
+    if not isinstance(value, str):
+        return
+    bad = _ctl_chars(value, allow)
+    if bad:
+        what = "NUL" if "\0" in bad else "control"
+        raise InvalidInput("%s %r must not contain %s characters (%s)" % (param, value, what, ", ".join(repr(c) for c in bad)))
+
+
+def check_number(value, param: str, minimum=None, maximum=None, what: str = "") -> None:
+    """A finite number within bounds (nan, inf and huge values refused)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput("%s must be a finite number%s, not %r" % (param, " of" + what if what else "", value))
+    if minimum is not None and value < minimum:
+        raise InvalidInput("%s %r must be at least %s%s" % (param, value, minimum, what))
+    if maximum is not None and value > maximum:
+        raise InvalidInput("%s %r must be at most %s%s" % (param, value, maximum, what))
+
+
+def finite_and_small(value) -> bool:
+    """Whether a number converts to both int and float without overflow."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def check_value(field: Field, value, param: str) -> None:
+    """The class checks of one (already type-converted) value."""
+    if value is None:
+        return
+    if field.text:
+        allow = "\n\t" if field.text == "text" else ""
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            check_text(item, param, allow)
+    if field.type in ("int", "float"):
+        check_number(value, param, field.minimum, field.maximum, " seconds" if field.type == "float" else "")
+
+
+# ---------------------------------------------------------------------------------------
+# The guest (namespace_create, shown by namespace_info)
+# ---------------------------------------------------------------------------------------
+GUEST = (
+    Field("name", "str", result=True, diff=True, text="line"),
+    # Its range (registry.CONTEXT_ID_MIN..MAX) is checked by registry.validate_context_id, with its own words.
+    Field("context_id", "int", change=RECREATE, keep=True, result=True, diff=True),
+    Field("namespaces", "list", elements="str", choices=sc.NS_TYPES, default=("mnt", "uts", "ipc", "net", "pid"),
+          spec_default=True, change=RECREATE, diff=True),
+    Field("share", "dict", change=RECREATE, result=True, diff=True),
+    Field("hostname", "str", change=IN_PLACE, result=True, diff=True, text="line"),
+    Field("root", "path", change=RECREATE, result=True, diff=True, text="line"),
+    Field("uid_map", "list", elements="str", change=RECREATE, diff=True, text="line"),
+    Field("gid_map", "list", elements="str", change=RECREATE, diff=True, text="line"),
+    Field("time_offsets", "dict", change=RECREATE, diff=True),
+    Field("init", "list", elements="str", change=RECREATE, result=True, diff=True, text="line"),
+    Field("stop_signal", "str", default="SIGTERM", change=IN_PLACE, keep=True, result=True, diff=True, text="line"),
+    Field("stop_timeout", "float", default=10.0, change=IN_PLACE, keep=True, result=True, diff=True,
+          minimum=0, maximum=MAX_SECONDS),
+    Field("description", "str", change=IN_PLACE, keep=True, result=True, diff=True, text="text"),
+    Field("recreate", "bool", default=False, spec_default=True),
+    Field("state", "str", choices=("present", "absent"), default="present", spec_default=True),
+)
+GUEST_BY_NAME = {f.name: f for f in GUEST}
+GUEST_KEYS = tuple(GUEST_BY_NAME)  # the per-guest options (the entries of guests:)
+RECORDED = tuple(f.name for f in GUEST if f.change)  # fields of the guest's metadata
+REPLACED = tuple(f.name for f in GUEST if f.change == RECREATE)  # change only by recreating
+CHANGED_IN_PLACE = tuple(f.name for f in GUEST if f.change == IN_PLACE)
+KEPT = tuple(f.name for f in GUEST if f.keep)
+RESULT_KEYS = tuple(f.name for f in GUEST if f.result)
+DIFF_KEYS = tuple(f.name for f in GUEST if f.diff)
+
+
+def default(name: str, fields=GUEST):
+    """The value a new guest gets when ``name`` is left out (a list for namespaces)."""
+    value = {f.name: f for f in fields}[name].default
+    return list(value) if isinstance(value, tuple) else value
+
+
+def argument_spec(fields=GUEST, entry: bool = False) -> dict:
+    """An Ansible argument spec from a field table.
+
+    ``entry=True`` gives the spec of one entry of a list form: no defaults
+    (the task's top-level options are the entries' defaults).
+    """
+    return {f.name: f.arg_spec(with_default=not entry) for f in fields}
