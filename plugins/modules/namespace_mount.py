@@ -295,11 +295,10 @@ table:
   sample: /etc/linuxns/guests/web1/fstab
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils import mounts
+from ansible_collections.linuxns.guests.plugins.module_utils import mounts, persist
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, list_entries, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 
@@ -310,9 +309,7 @@ PROPAGATION_CHOICES = ["private", "slave", "shared", "unbindable", "rprivate", "
 def _body(module):
     params = module.params
     registry = registry_for(module)
-    table_dir = params["table_dir"] or os.environ.get(mounts.TABLE_DIR_ENV) or mounts.DEFAULT_TABLE_DIR
-    if not table_dir.startswith("/"):
-        module.fail_json(msg="table_dir %r must be an absolute path" % table_dir)
+    table_dir = persist.resolve_table_dir(registry.state_dir, params["table_dir"], remembered=False)
     if params["guests"] is not None:
         return _many_guests(module, registry, table_dir)
     if params["mounts"] is not None:
@@ -324,7 +321,7 @@ def _body(module):
     out = mounts.converge(registry, params["guest"], entries, module.check_mode, table_dir=table_dir,
                           mirror=params["mirror"], mirror_state=params["mirror_state"])
     if not module.check_mode:
-        mounts.remember_table_dir(registry, table_dir)
+        persist.remember_table_dir(registry, table_dir)
     result = {"changed": out["changed"], "table": out["table"]}
     if module._diff:
         result["diff"] = out["diff"]
@@ -365,7 +362,7 @@ def _many_guests(module, registry, table_dir: str) -> dict:
             if out["diff"][side]:
                 acc.append("# guest %s\n%s" % (meta["name"], out["diff"][side]))
     if not module.check_mode:
-        mounts.remember_table_dir(registry, table_dir)
+        persist.remember_table_dir(registry, table_dir)
     result = {"changed": changed, "guests": results}
     if module._diff:
         result["diff"] = {"before": "".join(before), "after": "".join(after)}
