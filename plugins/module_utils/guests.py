@@ -353,7 +353,7 @@ def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
         return Plan(spec, "remove", before, None, purged=purged)
     if spec.context_id is not None and kept is not None and (meta or {}).get("context_id") != spec.context_id:
         holder = kept.others(spec.name).get(spec.context_id)
-        if holder is not None and registry.ctx_owner(spec.context_id) != spec.name:
+        if holder is not None and registry.ctx_owner(spec.context_id) is None:  # held: 'already taken' below
             raise InvalidInput(reg.kept_id_conflict(spec.context_id, holder, kept.table_dir))
     want = spec.wanted()
     if meta is None or meta.get("phase") != "ready":

@@ -295,7 +295,7 @@ class Registry:
             others = kept.others(name)
             if ctx is not None:
                 holder = others.get(ctx)
-                if holder is not None and self.ctx_owner(ctx) != name:
+                if holder is not None and self.ctx_owner(ctx) is None:  # held by a guest: _reserve says so
                     raise InvalidInput(kept_id_conflict(ctx, holder, kept.table_dir))
                 got = self._reserve(name, ctx, ())
             else:

@@ -126,7 +126,7 @@ options:
   table_dir:
     description:
       - Folder of the persistent tables, one C(NAME/fstab) per guest. Defaults to C($LINUXNS_TABLE_DIR) or
-        C(/etc/linuxns/guests).
+        C(/etc/linuxns/guests). An absolute path without control characters; an empty string fails.
       - A non-default folder is remembered in O(state_dir) so that M(linuxns.guests.namespace_create) finds the table.
     type: path
   mirror:

@@ -143,14 +143,18 @@ def test_direct_calls_get_the_kept_id_back_after_a_reboot(unit_registry, tmp_pat
     # another guest made first must not take the kept id; kb1 then gets it back
     other = guests.ensure_guests(r, [{"name": "kb2", "namespaces": ["uts"]}], table_dir=tables)["results"][0]["guest"]
     assert other["context_id"] == 2
+    # an explicit id another guest keeps fails before anything changes
+    with pytest.raises(InvalidInput) as exc:
+        guests.ensure_guests(r, [{"name": "kb4", "namespaces": ["uts"]}, {"name": "kb5", "namespaces": ["uts"], "context_id": 3}],
+                             table_dir=tables)
+    assert "context_id 3 is kept for guest 'kb1'" in exc.value.msg
+    assert r.load("kb4") is None and r.load("kb5") is None and persist.Kept(tables, "kb5").files() == []
     again = guests.ensure_guests(r, [{"name": "kb3", "namespaces": ["uts"]}, {"name": "kb1", "namespaces": ["uts"]}],
                                  table_dir=tables)["results"]
     assert [x["guest"]["context_id"] for x in again] == [4, 3]
-    # an explicit id another guest keeps fails before anything changes
-    with pytest.raises(InvalidInput) as exc:
-        guests.ensure_guests(r, [{"name": "kb4", "namespaces": ["uts"], "context_id": 3}], table_dir=tables)
-    assert "context_id 3 is kept for guest 'kb1'" in exc.value.msg
-    assert r.load("kb4") is None and persist.Kept(tables, "kb4").files() == []
+    # held now: the registry's message
+    with pytest.raises(InvalidInput, match="context_id 3 is already taken by guest 'kb1'"):
+        guests.ensure_guests(r, [{"name": "kb5", "namespaces": ["uts"], "context_id": 3}], table_dir=tables)
 
 
 def test_purge_forgets_the_kept_files(unit_registry, tmp_path):

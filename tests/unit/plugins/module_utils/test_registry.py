@@ -187,6 +187,9 @@ def test_kept_context_id_preferred_and_others_skipped(unit_registry, tmp_path):
     assert "context_id 2 is kept for guest 'stopped'" in exc.value.msg and "purge=true" in exc.value.msg
     assert r.ctx_owner(2) is None and not (tables / "fixed").exists()
     assert r.reserve_context_id("fixed", 9, kept) == 9 and (tables / "fixed" / "context_id").read_text() == "9\n"
+    # an id a guest holds (and keeps): the registry's own message
+    with pytest.raises(InvalidInput, match="context_id 3 is already taken by guest 'g01'"):
+        r.reserve_context_id("other", 3, kept)
     # the kept guest itself gets its id back; 'junk' kept an invalid id: a new one
     assert r.reserve_context_id("stopped", None, kept) == 2
     assert r.reserve_context_id("junk", None, kept) == 5
