@@ -362,8 +362,8 @@ def test_absent_with_purge_forgets_the_kept_files(clean_hosts, ansible_playbook,
         sh(lab_exec, "lab1", "mkdir -p %s/it-p9 && echo 99 > %s/it-p9/context_id" % (KTABLES, KTABLES))
         lst = converge({MOD: dict(common, guests=["it-p2", "it-p3", "it-p9", "it-never"], state="absent", purge=True)})
         acts = {g["name"]: (g["action"], g["purged"]) for g in lst.first["guests"]}
-        kept = lambda n: [KTABLES + "/%s/context_id" % n, KTABLES + "/" + n]  # noqa: E731
-        assert acts == {"it-p2": ("remove", kept("it-p2")), "it-p3": ("purge", kept("it-p3")), "it-p9": ("purge", kept("it-p9")),
+        kept = {n: [KTABLES + "/%s/context_id" % n, KTABLES + "/" + n] for n in ("it-p2", "it-p3", "it-p9")}
+        assert acts == {"it-p2": ("remove", kept["it-p2"]), "it-p3": ("purge", kept["it-p3"]), "it-p9": ("purge", kept["it-p9"]),
                         "it-never": ("none", [])}
         assert {g["name"]: g["action"] for g in lst.check["guests"]} == {n: a for n, (a, _p) in acts.items()}
         assert all(g["action"] == "none" for g in lst.second["guests"])
