@@ -178,7 +178,7 @@ class Kept:
         try:
             for path in gone:
                 os.unlink(path)
-            if gone or os.path.isdir(self.folder):
+            if gone:
                 try:
                     os.rmdir(self.folder)
                     gone.append(self.folder)
