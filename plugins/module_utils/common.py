@@ -31,7 +31,7 @@ def common_args(**more) -> dict:
 
 
 def check_dir(value, param: str) -> str:
-    """A folder option (state_dir, table_dir): absolute, no NUL or control character."""
+    """A folder option (state_dir): absolute, no NUL or control character (table_dir: persist)."""
     if not isinstance(value, str) or not value.startswith("/"):
         raise InvalidInput("%s %r must be an absolute path" % (param, value))
     model.check_text(value, param)

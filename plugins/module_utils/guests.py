@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, handshake, model
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, handshake, model, persist
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -166,8 +166,11 @@ class Spec:
         if self.stop_timeout is not None and self.stop_timeout < 0:
             raise InvalidInput("%sstop_timeout must not be negative" % p)
         model.check_value(model.GUEST_BY_NAME["stop_timeout"], self.stop_timeout, p + "stop_timeout")
+        self.purge = bool(params.get("purge"))
         if self.state == "absent":
             return
+        if self.purge:
+            raise InvalidInput("%spurge=true goes with state=absent only (it forgets a removed guest's kept files)" % p)
         if self.state != "present":
             raise InvalidInput("%sstate must be present or absent, not %r" % (p, self.state))
         nss = params.get("namespaces")
@@ -304,27 +307,39 @@ def diff_view(meta) -> dict:
 # Plan
 # ---------------------------------------------------------------------------------------
 class Plan:
-    def __init__(self, spec: Spec, action: str, before, after, reasons=None, changes=None):
+    def __init__(self, spec: Spec, action: str, before, after, reasons=None, changes=None, purged=None):
         self.spec = spec
         self.action = action  # none | create | recreate | update | remove | purge
         self.before = before
         self.after = after
         self.reasons = reasons or []
         self.changes = changes or {}
+        self.purged = purged or []  # the kept files purge=true removes (or would remove)
 
     @property
     def changed(self) -> bool:
         return self.action != "none"
 
 
-def plan(registry: reg.Registry, spec: Spec) -> Plan:
+def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
+    """``kept``: the run's persist.KeptIds (None: nothing kept on disk is looked at)."""
     if spec.name is None:  # absent, by a context id nobody has
         return Plan(spec, "none", None, None)
     meta = registry.load(spec.name)
     if spec.state == "absent":
+        purged = kept.forget(spec.name, check_mode=True) if spec.purge and kept is not None else []
         if meta is None and not os.path.isdir(registry.guest_dir(spec.name)):
+            if purged:
+                return Plan(spec, "purge", {"name": spec.name, "kept_files": purged}, None, purged=purged)
             return Plan(spec, "none", None, None)
-        return Plan(spec, "remove", diff_view(meta) or {"name": spec.name}, None)
+        before = diff_view(meta) or {"name": spec.name}
+        if purged:
+            before = dict(before, kept_files=purged)
+        return Plan(spec, "remove", before, None, purged=purged)
+    if spec.context_id is not None and kept is not None and (meta or {}).get("context_id") != spec.context_id:
+        holder = kept.others(spec.name).get(spec.context_id)
+        if holder is not None and registry.ctx_owner(spec.context_id) is None:  # held: 'already taken' below
+            raise InvalidInput(reg.kept_id_conflict(spec.context_id, holder, kept.table_dir))
     want = spec.wanted()
     if meta is None or meta.get("phase") != "ready":
         if meta is not None or os.path.isdir(registry.guest_dir(spec.name)):
@@ -377,16 +392,16 @@ def _short(value) -> str:
 # ---------------------------------------------------------------------------------------
 # Apply
 # ---------------------------------------------------------------------------------------
-def apply(registry: reg.Registry, p: Plan, proc_index=None) -> dict:
+def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None) -> dict:
     """Carry out a plan under the guest's lock; returns the resulting metadata."""
     faults.check()  # a test's unknown crash step fails before anything changes
     registry.ensure()
     name = p.spec.name
     with registry.lock(name):
         # Re-plan under the lock: another run may have changed the guest meanwhile.
-        p2 = plan(registry, p.spec)
+        p2 = plan(registry, p.spec, kept)
         # Report what this run really did (another run may have done it first).
-        p.action, p.reasons, p.before, p.after = p2.action, p2.reasons, p2.before, p2.after
+        p.action, p.reasons, p.before, p.after, p.purged = p2.action, p2.reasons, p2.before, p2.after, p2.purged
         if p2.action == "none":
             return registry.load(name)
         meta = registry.load(name)
@@ -398,11 +413,13 @@ def apply(registry: reg.Registry, p: Plan, proc_index=None) -> dict:
         if p2.action in ("remove", "recreate", "create") and (meta is not None or os.path.isdir(registry.guest_dir(name))):
             keep_ctx = p2.action != "remove"
             remove(registry, name, meta, keep_context_id=keep_ctx, proc_index=proc_index)
-        if p2.action == "remove":
+        if p2.action in ("remove", "purge"):
+            if p2.purged:
+                p.purged = kept.forget(name)
             return None
         if p2.action == "update":
             return _update(registry, meta, p2.changes)
-        return create(registry, p.spec, p2.after.get("context_id"))
+        return create(registry, p.spec, p2.after.get("context_id"), kept)
 
 
 def _update(registry, meta, changes) -> dict:
@@ -652,10 +669,11 @@ class _Run:
         self.init_start = None
 
 
-def create(registry: reg.Registry, spec: Spec, context_id=None) -> dict:
-    """Create the guest (caller holds its lock and removed any leftovers)."""
+def create(registry: reg.Registry, spec: Spec, context_id=None, kept=None) -> dict:
+    """Create the guest (caller holds its lock and removed any leftovers).  ``kept``
+    (persist.KeptIds): the guest gets its kept context id back and its table re-applied."""
     name = spec.name
-    ctx = registry.reserve_context_id(name, context_id if context_id is not None else spec.context_id)
+    ctx = registry.reserve_context_id(name, context_id if context_id is not None else spec.context_id, kept)
     meta = spec.wanted()
     meta.update({"context_id": ctx, "phase": "creating", "pins": {}, "created": time.time(), "reaper": None, "init_pid": None})
     run = _Run()
@@ -663,10 +681,10 @@ def create(registry: reg.Registry, spec: Spec, context_id=None) -> dict:
         registry.save(meta)
         faults.crash_point(faults.Step.RESERVED)
         _create_processes(registry, spec, meta, run)
-        if "mnt" in spec.namespaces:
+        if "mnt" in spec.namespaces and kept is not None:
             from ansible_collections.linuxns.guests.plugins.module_utils import mounts
 
-            mounts.apply_table(registry, meta)  # the guest's persistent mount table (namespace_mount)
+            mounts.apply_table(registry, meta, kept.table_dir)  # the guest's persistent mount table (namespace_mount)
         meta["phase"] = "ready"
         registry.save(meta)
         faults.crash_point(faults.Step.READY)
@@ -1137,13 +1155,15 @@ def host_limits(metas) -> dict:
 PER_GUEST_KEYS = model.GUEST_KEYS
 
 
-def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False) -> dict:
+def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, table_dir=None) -> dict:
     """Converge a list of guest entries; everything is validated and planned first.
 
     Returns ``{"changed", "results": [...], "diff": {"before", "after"}}``.
     On a failure the guest being changed is rolled back and a GuestError
-    carries the results of the guests already done.
+    carries the results of the guests already done.  ``table_dir``: the folder of the
+    guests' kept files (persist.resolve_table_dir when None).
     """
+    kept = persist.KeptIds(table_dir or persist.resolve_table_dir(registry.state_dir))
     specs, seen, batch = [], set(), {}
     for i, params in enumerate(entries):
         where = "guests[%d]." % i if len(entries) > 1 or params.get("_in_list") else ""
@@ -1155,10 +1175,10 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False) -> 
         if spec.state == "present" and spec.name:
             batch = dict(batch)
             batch[spec.name] = spec
-    plans = [plan(registry, s) for s in specs]
+    plans = [plan(registry, s, kept) for s in specs]
     results, before, after = [], {}, {}
     try:
-        return _apply_plans(registry, plans, check_mode, results, before, after)
+        return _apply_plans(registry, plans, check_mode, results, before, after, kept)
     finally:
         if _TEMPLATES.get(registry.state_dir) is not None:
             _TEMPLATES.pop(registry.state_dir).close()
@@ -1175,13 +1195,15 @@ def mount_template(registry: reg.Registry):
     return t if t.fd >= 0 else None
 
 
-def _apply_plans(registry, plans, check_mode, results, before, after):
+def _apply_plans(registry, plans, check_mode, results, before, after, kept=None):
     proc_index = None
     for p in plans:
         name = p.spec.name or p.spec.ref
         before[name] = p.before or {}
         after[name] = p.after or {}
         item = {"name": name, "changed": p.changed, "action": p.action, "reasons": p.reasons, "state": p.spec.state}
+        if p.spec.purge:
+            item["purged"] = p.purged
         if check_mode or not p.changed:
             meta = registry.load(name) if p.spec.state == "present" else None
             if meta and p.action == "update":
@@ -1191,7 +1213,7 @@ def _apply_plans(registry, plans, check_mode, results, before, after):
             continue
         if p.spec.deferred:
             # Its share source was made by an earlier entry of this task: resolve it now.
-            p = plan(registry, Spec(p.spec.params, registry, p.spec.where))
+            p = plan(registry, Spec(p.spec.params, registry, p.spec.where), kept)
             if not p.changed:
                 item.update(changed=False, action="none", guest=public_view(registry.load(name)))
                 results.append(item)
@@ -1199,12 +1221,14 @@ def _apply_plans(registry, plans, check_mode, results, before, after):
         if p.action in ("remove", "recreate") and proc_index is None:
             proc_index = ProcIndex()
         try:
-            meta = apply(registry, p, proc_index)
+            meta = apply(registry, p, proc_index, kept)
         except GuestError as exc:
             err = exc.with_message(exc.msg) if name in exc.msg else exc.for_guest(name)
             err.details["results"] = results
             raise err from None
         item.update(changed=p.changed, action=p.action, reasons=p.reasons)
+        if p.spec.purge:
+            item["purged"] = p.purged
         before[name], after[name] = p.before or {}, p.after or {}
         item["guest"] = public_view(meta) if meta else {}
         results.append(item)

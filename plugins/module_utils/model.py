@@ -153,6 +153,7 @@ GUEST = (
     Field("description", "str", change=IN_PLACE, keep=True, result=True, diff=True, text="text"),
     Field("recreate", "bool", default=False, spec_default=True),
     Field("state", "str", choices=("present", "absent"), default="present", spec_default=True),
+    Field("purge", "bool", default=False, spec_default=True),
 )
 GUEST_BY_NAME = {f.name: f for f in GUEST}
 GUEST_KEYS = tuple(GUEST_BY_NAME)  # the per-guest options (the entries of guests:)

@@ -8,7 +8,7 @@ import errno as _errno
 import os
 import stat as _stat
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, model
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, model, persist
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.common import to_bool
@@ -128,9 +128,6 @@ def guest_mountinfo(meta: dict) -> list:
 #
 # What the worker attached is detached again when a later step fails.
 
-DEFAULT_TABLE_DIR = "/etc/linuxns/guests"
-TABLE_DIR_ENV = "LINUXNS_TABLE_DIR"
-TABLE_NOTE = "mount_table_dir"
 STATES = ("mounted", "ephemeral", "present", "unmounted", "absent", "remounted")
 BIND_TYPES = ("bind", "rbind")
 PROPAGATIONS = ("private", "slave", "shared", "unbindable")
@@ -625,58 +622,13 @@ def _changed(cmp: dict) -> bool:
 # ---------------------------------------------------------------------------------------
 # The persistent table (one fstab per guest)
 # ---------------------------------------------------------------------------------------
-def table_dir_for(registry) -> str:
-    """Where the guests' tables live: the module's table_dir option, $LINUXNS_TABLE_DIR,
-    the registry's note (on /run: a reboot forgets it), or the default."""
-    if getattr(registry, "table_dir", None):
-        return registry.table_dir
-    env = os.environ.get(TABLE_DIR_ENV)
-    if env:
-        return env
-    try:
-        with open(os.path.join(registry.state_dir, TABLE_NOTE)) as f:
-            note = f.read().strip()
-        if note.startswith("/"):
-            return note
-    except OSError:
-        pass
-    return DEFAULT_TABLE_DIR
-
-
-def remember_table_dir(registry, table_dir: str) -> None:
-    """Record a non-default table folder so namespace_create's re-apply finds it."""
-    note = os.path.join(registry.state_dir, TABLE_NOTE)
-    if table_dir == DEFAULT_TABLE_DIR and not os.path.exists(note):
-        return
-    try:
-        with open(note) as f:
-            if f.read().strip() == table_dir:
-                return
-    except OSError:
-        pass
-    registry.ensure()
-    reg.write_atomic(note, table_dir + "\n", 0o644)
-
-
-def table_path(table_dir: str, name: str) -> str:
-    return os.path.join(table_dir, name, "fstab")
-
-
-def read_table(path: str) -> list:
-    """Entries of a guest's table (dicts like MountSpec params), in order."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        return []
+def read_table(kept: persist.Kept) -> list:
+    """Entries of a guest's kept table (dicts like MountSpec params), in order."""
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for n, line in kept.read_table():
         f = line.split()
         if len(f) < 3:
-            raise InvalidInput("mount table %s line %d is not 'src path fstype [opts]': %r" % (path, n, line))
+            raise InvalidInput("mount table %s line %d is not 'src path fstype [opts]': %r" % (kept.table_path, n, line))
         opts = f[3] if len(f) > 3 else ""
         prop, words = None, []
         for w in opts.split(","):
@@ -686,13 +638,6 @@ def read_table(path: str) -> list:
                 words.append(w)
         out.append({"src": _unescape(f[0]), "path": _unescape(f[1]), "fstype": f[2], "opts": ",".join(words), "propagation": prop, "line": n})
     return out
-
-
-def write_table(path: str, name: str, lines: list) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    head = "# Mount table of guest %s, applied when its mount namespace is made (linuxns.guests.namespace_mount).\n" % name
-    head += "# src path fstype opts dump pass\n"
-    reg.write_atomic(path, head + "".join(line + "\n" for line in lines), 0o644)
 
 
 def _table_lines(entries: list) -> dict:
@@ -1096,8 +1041,8 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
         meta = registry.find(ref, "guest")
     name = meta["name"]
     specs = mount_specs(entries, name)
-    table_dir = table_dir or table_dir_for(registry)
-    tpath = table_path(table_dir, name)
+    kept = persist.Kept(table_dir or persist.resolve_table_dir(registry.state_dir), name)
+    tpath = kept.table_path
 
     def work():
         current = meta if locked else registry.find(name, "guest")
@@ -1105,7 +1050,7 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
         host = HostMounts()
         for spec in specs:
             validate_host_side(spec, host)
-        table_entries = read_table(tpath)
+        table_entries = read_table(kept)
         table_lines = _table_lines(table_entries)
         need = [s.path for s in specs if s.state != "present"]
         seen_state = inspect_guest(current, need) if need else {"mountinfo": "", "paths": {}}
@@ -1134,7 +1079,7 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
                         if p.spec.path not in lines:
                             order.append(p.spec.path)
                         lines[p.spec.path] = p.table_after
-                write_table(tpath, name, [lines[k] for k in order if k in lines])
+                kept.write_table([lines[k] for k in order if k in lines])
         final_index = index_mounts(final)
         results = [_result(p, top_mount(final_index, p.spec.path), check_mode) for p in plans]
         out = {"changed": any(p.changed for p in plans), "results": results, "diff": {"before": before, "after": after}, "table": tpath}
@@ -1248,19 +1193,20 @@ def mirror_copies(name: str, path: str) -> list:
     return sorted({m["path"] for m in host if m["path"].endswith(tail)})
 
 
-def apply_table(registry, meta: dict) -> dict:
+def apply_table(registry, meta: dict, table_dir: str) -> dict:
     """Re-apply the guest's persistent table (namespace_create calls this after making
     the guest's mount namespace, holding the guest's lock).  No table: nothing to do."""
     if "mnt" not in (meta.get("namespaces") or []):
         return {"changed": False, "results": []}
-    path = table_path(table_dir_for(registry), meta["name"])
-    if not os.path.exists(path):
+    kept = persist.Kept(table_dir, meta["name"])
+    path = kept.table_path
+    if not kept.has_table():
         return {"changed": False, "results": []}
     try:
-        entries = [dict(e, state="ephemeral", _in_list=True) for e in read_table(path)]
+        entries = [dict(e, state="ephemeral", _in_list=True) for e in read_table(kept)]
         for e in entries:
             e.pop("line", None)
-        return converge(registry, meta["name"], entries, locked=True, meta=meta)
+        return converge(registry, meta["name"], entries, locked=True, meta=meta, table_dir=table_dir)
     except GuestError as exc:
         raise exc.with_message("guest %r: its mount table %s could not be applied: %s" % (meta["name"], path, exc.msg)) from None
 

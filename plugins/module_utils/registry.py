@@ -10,6 +10,7 @@ itself so that pins made under it do not propagate anywhere)::
     STATE/ctx/ID -> NAME            context id reservations (symlinks, made with O_EXCL semantics)
     STATE/locks/NAME.lock           per-guest flock
     STATE/.lock                     lock for the state folder's own setup
+    STATE/.ctx.lock                 lock for allocating context ids against the kept ones
 
 The guest's network namespace is also bind-mounted on /run/netns/NAME, the
 way iproute2 does it, so ``ip netns exec NAME`` works.
@@ -181,10 +182,6 @@ class Lock:
 class Registry:
     """The guests of one state folder on this host."""
 
-    # The folder of the guests' persistent mount tables a module was given (its
-    # ``table_dir`` option); None: mounts.table_dir_for() looks further.
-    table_dir = None
-
     def __init__(self, state_dir: str = DEFAULT_STATE_DIR, netns_dir: str = NETNS_RUN_DIR):
         if not isinstance(state_dir, str) or not state_dir.startswith("/"):
             raise InvalidInput("state_dir %r must be an absolute path" % (state_dir,))
@@ -283,15 +280,50 @@ class Registry:
         except FileNotFoundError:
             return set()
 
-    def reserve_context_id(self, name: str, ctx=None) -> int:
-        """Reserve ``ctx`` (or the lowest free id) for ``name``; atomic per id."""
+    def reserve_context_id(self, name: str, ctx=None, kept=None) -> int:
+        """Reserve ``ctx`` (or a free id) for ``name``; atomic per id.
+
+        ``kept`` (persist.KeptIds, or None) knows the ids guests keep on disk: then,
+        under the registry's allocation lock, ``name`` gets its own kept id back when
+        no other guest holds it, a new id skips the ids other guests keep, an explicit
+        ``ctx`` that another guest keeps fails, and the id got is kept for ``name``.
+        """
         self.ensure()
+        if kept is None:
+            return self._reserve(name, ctx, ())
+        with Lock(os.path.join(self.state_dir, ".ctx.lock"), "the context ids of %s" % self.state_dir):
+            others = kept.others(name)
+            if ctx is not None:
+                holder = others.get(ctx)
+                if holder is not None and self.ctx_owner(ctx) is None:  # held by a guest: _reserve says so
+                    raise InvalidInput(kept_id_conflict(ctx, holder, kept.table_dir))
+                got = self._reserve(name, ctx, ())
+            else:
+                own = kept.own(name)
+                got = None
+                if own is not None:
+                    try:
+                        got = self._reserve(name, own, ())
+                    except InvalidInput:
+                        got = None  # another guest holds it now
+                if got is None:
+                    got = self._reserve(name, None, others)
+            try:
+                kept.keep(name, got)
+            except BaseException:
+                self.release_context_id(name, got)
+                raise
+            return got
+
+    def _reserve(self, name: str, ctx, skip) -> int:
         if ctx is not None:
             owner = self.ctx_owner(ctx)
             if owner == name:
                 return ctx
             try:
                 os.symlink(name, os.path.join(self.ctx_dir, str(ctx)))
+                if self._ctx_cache is not None:
+                    self._ctx_cache.add(ctx)
                 return ctx
             except FileExistsError:
                 owner = self.ctx_owner(ctx)
@@ -300,7 +332,7 @@ class Registry:
             self._ctx_cache = self.used_context_ids()
         candidate = CONTEXT_ID_MIN
         while candidate <= CONTEXT_ID_MAX:
-            if candidate not in self._ctx_cache:
+            if candidate not in self._ctx_cache and candidate not in skip:
                 try:
                     os.symlink(name, os.path.join(self.ctx_dir, str(candidate)))
                     self._ctx_cache.add(candidate)
@@ -308,7 +340,7 @@ class Registry:
                 except FileExistsError:
                     self._ctx_cache.add(candidate)
             candidate += 1
-        raise GuestError("no free context id left (%d-%d are all used)" % (CONTEXT_ID_MIN, CONTEXT_ID_MAX))
+        raise GuestError("no free context id left (%d-%d are all used or kept)" % (CONTEXT_ID_MIN, CONTEXT_ID_MAX))
 
     def release_context_id(self, name: str, ctx) -> None:
         if ctx is None:
@@ -341,6 +373,15 @@ class Registry:
         if meta is None:
             raise GuestNotFound("%s: guest %r does not exist on this host" % (param, name))
         return meta
+
+
+def kept_id_conflict(ctx: int, holder: str, table_dir: str) -> str:
+    """The message for an explicit context id that another guest keeps on disk."""
+    return (
+        "context_id %d is kept for guest %r (in %s/%s/context_id, so that guest gets it back when it is made "
+        "again); give another context_id, or forget that guest's kept files with state=absent and purge=true"
+        % (ctx, holder, table_dir, holder)
+    )
 
 
 def health(meta: dict) -> list:

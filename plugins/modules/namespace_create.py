@@ -40,7 +40,7 @@ options:
     description:
       - The list form. Each entry is a dict with the per-guest options of this module (O(name), O(context_id),
         O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(time_offsets), O(init),
-        O(stop_signal), O(stop_timeout), O(description), O(recreate), O(state)), or just a guest name (or context
+        O(stop_signal), O(stop_timeout), O(description), O(recreate), O(state), O(purge)), or just a guest name (or context
         id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
@@ -49,7 +49,11 @@ options:
   context_id:
     description:
       - Numeric context id of the guest, 2-65535, unique on the host (0 is the host, 1 is reserved).
-      - When not given, a new guest gets the lowest free id and an existing guest keeps its own.
+      - When not given, an existing guest keeps its own, and a new guest gets the id it kept in
+        C(TABLE_DIR/NAME/context_id) (O(table_dir)) when no other guest holds it, else the lowest id that no guest
+        holds and no other guest keeps there. So a guest made again, also after a reboot, gets its old id back.
+      - The id a guest gets is kept in C(TABLE_DIR/NAME/context_id). An id that another guest keeps there fails;
+        O(purge) forgets a removed guest's kept id.
     type: int
   namespaces:
     description:
@@ -136,10 +140,23 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  purge:
+    description:
+      - With O(state=absent), also forget what the guest keeps in O(table_dir) - its mount table
+        C(TABLE_DIR/NAME/fstab), its kept context id C(TABLE_DIR/NAME/context_id) and its saved definition - and the
+        folder C(TABLE_DIR/NAME) when that leaves it empty. Also done for a guest that no longer exists (action
+        V(purge)).
+      - Without it the kept files stay, so the guest gets its mounts and context id back when it is made again.
+      - Only with O(state=absent).
+    type: bool
+    default: false
+    version_added: 0.1.0
   table_dir:
     description:
-      - Folder of the persistent mount tables (C(TABLE_DIR/NAME/fstab), written by M(linuxns.guests.namespace_mount))
-        that is re-applied whenever a guest's mount namespace is made, after a reboot or a recreate.
+      - Folder of what guests keep across reboots - the persistent mount tables (C(TABLE_DIR/NAME/fstab), written by
+        M(linuxns.guests.namespace_mount)) that are re-applied whenever a guest's mount namespace is made, after a
+        reboot or a recreate, and the kept context ids (C(TABLE_DIR/NAME/context_id), see O(context_id)).
+      - An absolute path without control characters; an empty string fails.
       - Defaults to C($LINUXNS_TABLE_DIR), then the folder M(linuxns.guests.namespace_mount) last remembered in
         O(state_dir), then C(/etc/linuxns/guests). That note lives under C(/run), so a reboot forgets it - give
         O(table_dir) when your tables are not in the default folder.
@@ -195,6 +212,12 @@ EXAMPLES = r"""
         hostname: w2
       - name: worker3
         root: /srv/guests/worker3
+
+- name: Remove a guest and forget its kept mount table and context id
+  linuxns.guests.namespace_create:
+    name: web1
+    state: absent
+    purge: true
 
 - name: Remove a guest by context id
   linuxns.guests.namespace_create:
@@ -285,7 +308,7 @@ guests:
       description: Whether this guest changed (or would change in check mode).
       type: bool
     action:
-      description: What was done - V(none), V(create), V(recreate), V(update) or V(remove).
+      description: What was done - V(none), V(create), V(recreate), V(update), V(remove) or V(purge).
       type: str
     reasons:
       description: Why a guest is recreated (for example its init died) or updated.
@@ -294,19 +317,30 @@ guests:
     guest:
       description: The guest as in RV(guest).
       type: dict
+    purged:
+      description: The kept files (and folder) that O(purge) removed, or would remove in check mode.
+      type: list
+      elements: str
+      returned: when O(purge=true)
 action:
-  description: What was done to the guest (single form) - V(none), V(create), V(recreate), V(update) or V(remove).
+  description: What was done to the guest (single form) - V(none), V(create), V(recreate), V(update), V(remove), or
+    V(purge) (O(purge) forgot the kept files of a guest that no longer exists).
   returned: when O(name) is used
   type: str
   sample: create
+purged:
+  description: The kept files (and folder) that O(purge) removed, or would remove in check mode (single form).
+  returned: when O(name) is used with O(purge=true)
+  type: list
+  elements: str
+  sample: [/etc/linuxns/guests/web1/fstab, /etc/linuxns/guests/web1/context_id, /etc/linuxns/guests/web1]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils import model
+from ansible_collections.linuxns.guests.plugins.module_utils import model, persist
 from ansible_collections.linuxns.guests.plugins.module_utils.common import (
     batch_result,
-    check_dir,
     common_args,
     entries,
     new_module,
@@ -325,10 +359,12 @@ def _body(module):
     else:
         todo = [single_entry(params, model.GUEST)]
     registry = registry_for(module)
-    if params["table_dir"] is not None:
-        registry.table_dir = check_dir(params["table_dir"], "table_dir")
-    out = ensure_guests(registry, todo, module.check_mode)
-    return batch_result(out, listed, "guests", "guest", module._diff)
+    table_dir = persist.resolve_table_dir(registry.state_dir, params["table_dir"])
+    out = ensure_guests(registry, todo, module.check_mode, table_dir)
+    result = batch_result(out, listed, "guests", "guest", module._diff)
+    if not listed and "purged" in out["results"][0]:
+        result["purged"] = out["results"][0]["purged"]
+    return result
 
 
 def main():

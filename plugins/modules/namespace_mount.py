@@ -126,7 +126,7 @@ options:
   table_dir:
     description:
       - Folder of the persistent tables, one C(NAME/fstab) per guest. Defaults to C($LINUXNS_TABLE_DIR) or
-        C(/etc/linuxns/guests).
+        C(/etc/linuxns/guests). An absolute path without control characters; an empty string fails.
       - A non-default folder is remembered in O(state_dir) so that M(linuxns.guests.namespace_create) finds the table.
     type: path
   mirror:
@@ -295,12 +295,11 @@ table:
   sample: /etc/linuxns/guests/web1/fstab
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils import mounts
-from ansible_collections.linuxns.guests.plugins.module_utils.common import check_dir, common_args, entry_spec, new_module, registry_for, run_module
+from ansible_collections.linuxns.guests.plugins.module_utils import mounts, persist
+from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, entry_spec, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.common import entries as entries_of
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 
@@ -332,10 +331,7 @@ MOUNT_ENTRY = entry_spec(OPTIONS, PER_MOUNT_KEYS)
 def _body(module):
     params = module.params
     registry = registry_for(module)
-    table_dir = params["table_dir"]
-    if table_dir is None:
-        table_dir = os.environ.get(mounts.TABLE_DIR_ENV) or mounts.DEFAULT_TABLE_DIR
-    check_dir(table_dir, "table_dir")
+    table_dir = persist.resolve_table_dir(registry.state_dir, params["table_dir"], remembered=False)
     if params["guests"] is not None:
         return _many_guests(module, registry, table_dir)
     if params["mounts"] is not None:
@@ -347,7 +343,7 @@ def _body(module):
     out = mounts.converge(registry, params["guest"], entries, module.check_mode, table_dir=table_dir,
                           mirror=params["mirror"], mirror_state=params["mirror_state"])
     if not module.check_mode:
-        mounts.remember_table_dir(registry, table_dir)
+        persist.remember_table_dir(registry, table_dir)
     result = {"changed": out["changed"], "table": out["table"]}
     if module._diff:
         result["diff"] = out["diff"]
@@ -388,7 +384,7 @@ def _many_guests(module, registry, table_dir: str) -> dict:
             if out["diff"][side]:
                 acc.append("# guest %s\n%s" % (meta["name"], out["diff"][side]))
     if not module.check_mode:
-        mounts.remember_table_dir(registry, table_dir)
+        persist.remember_table_dir(registry, table_dir)
     result = {"changed": changed, "guests": results}
     if module._diff:
         result["diff"] = {"before": "".join(before), "after": "".join(after)}

@@ -287,6 +287,96 @@ def test_state_wiped_like_a_reboot(clean_hosts, ansible, ansible_playbook, ansib
         sh(lab_exec, "lab1", "rm -rf %s" % tables, check=False)
 
 
+KSTATE, KTABLES = "/run/lnsc-it-kept-state", "/run/lnsc-it-kept-tables"
+
+
+def _wipe_like_a_reboot(lab_exec, names, state=KSTATE):
+    """What a reboot does to one state folder: every guest's process gone, the folder and the
+    /run/netns names empty (the table folder stays)."""
+    for name in names:
+        meta = sh(lab_exec, "lab1", "cat %s/guests/%s/meta.json 2>/dev/null || true" % (state, name)).stdout
+        if meta.strip():
+            pid = json.loads(meta).get("init_pid")
+            if pid:
+                lab_exec("lab1", ["kill", "-9", str(pid)], check=False)
+        sh(lab_exec, "lab1", "umount -l /run/netns/%s 2>/dev/null; rm -f /run/netns/%s" % (name, name), check=False)
+    sh(lab_exec, "lab1", "umount -l %s 2>/dev/null; rm -rf %s" % (state, state), check=False)
+
+
+def _kept(lab_exec, name):
+    return sh(lab_exec, "lab1", "cat %s/%s/context_id 2>/dev/null || true" % (KTABLES, name)).stdout.strip()
+
+
+def _ctx_owner(lab_exec, ctx):
+    return sh(lab_exec, "lab1", "readlink %s/ctx/%d || true" % (KSTATE, ctx)).stdout.strip()
+
+
+def test_direct_calls_get_the_kept_context_id_back_after_a_reboot(clean_hosts, ansible_playbook, converge, lab_exec):
+    names = ["it-k0", "it-k1", "it-k2", "it-k3"]
+    common = {"state_dir": KSTATE, "table_dir": KTABLES, "namespaces": ["uts", "net", "pid"]}
+    try:
+        k0 = ansible_playbook([{MOD: dict(common, name="it-k0")}]).last["guest"]
+        c = converge({MOD: dict(common, name="it-k1")})
+        assert (k0["context_id"], c.first["guest"]["context_id"]) == (2, 3)
+        assert (_kept(lab_exec, "it-k0"), _kept(lab_exec, "it-k1")) == ("2", "3")
+        assert c.check["guest"]["context_id"] is None and c.second["action"] == "none"
+        _wipe_like_a_reboot(lab_exec, ["it-k0", "it-k1"])
+        # a guest made first after the reboot takes no kept id (2 and 3 are kept by it-k0, it-k1)
+        k2 = converge({MOD: dict(common, name="it-k2")})
+        assert k2.first["guest"]["context_id"] == 4 and _ctx_owner(lab_exec, 4) == "it-k2" and _kept(lab_exec, "it-k2") == "4"
+        # an explicit id another guest keeps fails, names context_id and that guest, changes nothing
+        res = ansible_playbook([{MOD: dict(common, name="it-k3", context_id=3)}], expect_fail=True).last
+        assert "context_id 3 is kept for guest 'it-k1'" in res["msg"] and "purge=true" in res["msg"], res["msg"]
+        assert _ctx_owner(lab_exec, 3) == "" and _kept(lab_exec, "it-k3") == ""
+        assert sh(lab_exec, "lab1", "ls %s/guests" % KSTATE).stdout.split() == ["it-k2"]
+        # the kept guests come back with their ids, in any order, listed or not
+        back = converge({MOD: dict(common, guests=["it-k1", "it-k0"])})
+        assert [g["action"] for g in back.first["guests"]] == ["create", "create"]
+        assert [g["guest"]["context_id"] for g in back.first["guests"]] == [3, 2]
+        assert (_ctx_owner(lab_exec, 2), _ctx_owner(lab_exec, 3)) == ("it-k0", "it-k1")
+        assert "it-k1" in netns_names(lab_exec)
+    finally:
+        ansible_playbook([{MOD: {"guests": names, "state": "absent", "state_dir": KSTATE, "stop_timeout": 2}}])
+        _wipe_like_a_reboot(lab_exec, names)
+        sh(lab_exec, "lab1", "rm -rf %s" % KTABLES, check=False)
+
+
+def test_absent_with_purge_forgets_the_kept_files(clean_hosts, ansible_playbook, converge, lab_exec):
+    names = ["it-p1", "it-p2", "it-p3", "it-p9"]
+    common = {"state_dir": KSTATE, "table_dir": KTABLES}
+    try:
+        ansible_playbook([{MOD: dict(common, guests=["it-p1", "it-p2", "it-p3"], namespaces=["uts", "mnt"])}])
+        ansible_playbook([{"linuxns.guests.namespace_mount": {"guest": "it-p1", "path": "/srv", "fstype": "tmpfs", "opts": "size=1m",
+                                                              "table_dir": KTABLES, "state_dir": KSTATE}}])
+        folder = KTABLES + "/it-p1"
+        # without purge the kept files stay
+        converge({MOD: dict(common, name="it-p3", state="absent")})
+        assert _kept(lab_exec, "it-p3") != ""
+        # single form: check mode predicts (and --diff shows) what the first run removes; then nothing
+        c = converge({MOD: dict(common, name="it-p1", state="absent", purge=True)}, diff=True)
+        want = [folder + "/fstab", folder + "/context_id", folder]
+        assert c.check["purged"] == want and c.first["purged"] == want and c.second["purged"] == []
+        assert c.check["action"] == c.first["action"] == "remove" and c.second["action"] == "none"
+        assert c.check["diff"]["before"]["kept_files"] == want and c.check["diff"]["after"] == {}
+        assert sh(lab_exec, "lab1", "ls -d %s %s/guests/it-p1 2>&1 || true" % (folder, KSTATE)).stdout.count("No such file") == 2
+        assert "it-p1" not in sh(lab_exec, "lab1", "ls -l %s/ctx" % KSTATE).stdout
+        # list form, with a guest that no longer exists but kept its files (action purge) and one that never existed
+        sh(lab_exec, "lab1", "mkdir -p %s/it-p9 && echo 99 > %s/it-p9/context_id" % (KTABLES, KTABLES))
+        lst = converge({MOD: dict(common, guests=["it-p2", "it-p3", "it-p9", "it-never"], state="absent", purge=True)})
+        acts = {g["name"]: (g["action"], g["purged"]) for g in lst.first["guests"]}
+        kept = {n: [KTABLES + "/%s/context_id" % n, KTABLES + "/" + n] for n in ("it-p2", "it-p3", "it-p9")}
+        assert acts == {"it-p2": ("remove", kept["it-p2"]), "it-p3": ("purge", kept["it-p3"]), "it-p9": ("purge", kept["it-p9"]),
+                        "it-never": ("none", [])}
+        assert {g["name"]: g["action"] for g in lst.check["guests"]} == {n: a for n, (a, _p) in acts.items()}
+        assert all(g["action"] == "none" for g in lst.second["guests"])
+        assert sh(lab_exec, "lab1", "ls -A %s" % KTABLES).stdout.split() == []
+        assert sh(lab_exec, "lab1", "ls -A %s/guests %s/ctx" % (KSTATE, KSTATE)).stdout.split() == [KSTATE + "/ctx:", KSTATE + "/guests:"]
+    finally:
+        ansible_playbook([{MOD: {"guests": names, "state": "absent", "state_dir": KSTATE, "stop_timeout": 2}}])
+        _wipe_like_a_reboot(lab_exec, names)
+        sh(lab_exec, "lab1", "rm -rf %s" % KTABLES, check=False)
+
+
 # ------------------------------------------------------------------------------------------
 # bad input: a clear message, nothing created
 # ------------------------------------------------------------------------------------------
@@ -310,6 +400,10 @@ BAD = [
     ({"guests": [{"name": "it-dup"}, {"name": "it-dup"}]}, "listed twice"),
     ({"guests": [{"name": "it-ok"}, {"name": "bad/one"}]}, "guests[1].name"),
     ({"guests": [{"name": "it-ok", "colour": "red"}]}, "unknown option"),
+    ({"name": "it-bad", "table_dir": ""}, "table_dir must not be empty"),
+    ({"name": "it-bad", "table_dir": "/run/a\nb"}, "table_dir '/run/a\\nb' contains control characters"),
+    ({"name": "it-bad", "purge": True}, "purge=true goes with state=absent only"),
+    ({"guests": [{"name": "it-ok"}, {"name": "it-bad", "purge": True}]}, "guests[1].purge=true goes with state=absent only"),
 ]
 
 

@@ -44,13 +44,15 @@ def reap_zombies() -> None:
 
 
 @pytest.fixture
-def unit_registry(tmp_path):
+def unit_registry(tmp_path, monkeypatch):
     """A Registry in a fresh state folder with its own netns folder; every guest
-    left in it is removed afterwards (processes killed, pins unmounted)."""
-    from ansible_collections.linuxns.guests.plugins.module_utils import guests, registry
+    left in it is removed afterwards (processes killed, pins unmounted).  Kept files
+    (context ids, mount tables) go to tmp_path/tables, never to /etc/linuxns."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import guests, persist, registry
 
     if os.geteuid() != 0:
         pytest.skip("the helper's unit tests run as root")
+    monkeypatch.setenv(persist.TABLE_DIR_ENV, str(tmp_path / "tables"))
     state = tmp_path / "state"
     netns = tmp_path / "netns"
     reg = registry.Registry(str(state), str(netns))

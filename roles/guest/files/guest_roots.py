@@ -3,18 +3,12 @@
 #   {"check": bool, "busybox": "/bin/busybox",
 #    "roots": [{"name", "root", "build": bool, "hostname", "inittab": [lines] or null,
 #               "files": [{"path", "content", "mode"}]}],
-#    "purge": [{"name", "table_dir", "root" or null}],
-#    "context_ids": {"state_dir", "table_dir", "guests": [{"name", "context_id"?}]},
-#    "keep_context_ids": {"table_dir", "ids": {guest: context id}}}
-# -> {"changed": bool, "changes": {guest: [what]}, "missing_roots": [guests whose root folder did not exist],
-#     "context_ids": {guest: context id}}
+#    "purge": [{"name", "root"}]}
+# -> {"changed": bool, "changes": {guest: [what]}, "missing_roots": [guests whose root folder did not exist]}
 # build: a minimal busybox root (folders, the host's static busybox, applet links, passwd,
 # group, hostname, inittab); files: written inside the root without following symlinks;
-# purge: the guest's mount table folder and, when given, its root folder.
-# context_ids: the ids to create the listed guests that do not exist (in the registry) and have no
-# context_id of their own with - the one kept in TABLE_DIR/NAME/context_id when no other guest holds
-# it, else the lowest id that no guest holds and no table keeps; keep_context_ids writes those files
-# (so a guest gets its id back when it is made again, after a reboot wiped the registry too).
+# purge: the guest's root folder. The role only builds roots: context ids (kept in
+# TABLE_DIR/NAME/context_id) and the mount tables are namespace_create's (purge: true forgets them).
 import json
 import os
 import shutil
@@ -109,70 +103,6 @@ def build(spec, busybox, check, changes, applets):
         want_file(os.path.join(root, "etc/hostname"), spec["hostname"] + "\n", 0o644, check, changes, "/etc/hostname")
 
 
-CTX_FILE = "context_id"
-CTX_MIN, CTX_MAX = 2, 65535
-
-
-def read_ctx(path):
-    try:
-        with open(path) as f:
-            ctx = int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-    return ctx if CTX_MIN <= ctx <= CTX_MAX else None
-
-
-def plan_context_ids(req):
-    state, tables = req["state_dir"], req["table_dir"]
-    ctx_dir = os.path.join(state, "ctx")
-    owners = {}  # context id -> guest holding it in the registry
-    for n in os.listdir(ctx_dir) if os.path.isdir(ctx_dir) else []:
-        if n.isdigit():
-            try:
-                owners[int(n)] = os.readlink(os.path.join(ctx_dir, n))
-            except OSError:
-                pass
-    gdir = os.path.join(state, "guests")
-    exist = set(os.listdir(gdir)) if os.path.isdir(gdir) else set()
-    kept = {}  # every table's kept id -> its guest
-    for n in os.listdir(tables) if os.path.isdir(tables) else []:
-        ctx = read_ctx(os.path.join(tables, n, CTX_FILE))
-        if ctx is not None:
-            kept.setdefault(ctx, n)
-    guests = req["guests"]
-    wanted = {g["context_id"] for g in guests if g.get("context_id") is not None}
-    new = [g["name"] for g in guests if g.get("context_id") is None and g["name"] not in exist]
-    out = {}
-    for name in new:
-        ctx = read_ctx(os.path.join(tables, name, CTX_FILE))
-        if ctx is not None and owners.get(ctx, name) == name and ctx not in wanted and ctx not in out.values():
-            out[name] = ctx
-    used = set(owners) | wanted | set(out.values()) | set(kept)
-    ctx = CTX_MIN
-    for name in new:
-        if name in out:
-            continue
-        while ctx in used:
-            ctx += 1
-        if ctx > CTX_MAX:
-            break  # namespace_create says that no id is left
-        out[name] = ctx
-        used.add(ctx)
-    return out
-
-
-def keep_context_ids(req, check, out):
-    for name, ctx in sorted(req["ids"].items()):
-        folder = os.path.join(req["table_dir"], name)
-        path = os.path.join(folder, CTX_FILE)
-        if read_ctx(path) == ctx:
-            continue
-        out.setdefault(name, []).append("context id %d kept in %s" % (ctx, path))
-        if not check:
-            os.makedirs(folder, 0o755, exist_ok=True)
-            want_file(path, "%d\n" % ctx, 0o644, False, [], path)
-
-
 def main():
     req = json.load(sys.stdin)
     check = bool(req.get("check"))
@@ -205,21 +135,12 @@ def main():
         if changes:
             out[spec["name"]] = changes
     for spec in req.get("purge", []):
-        changes = []
-        for what, path in (("mount table", os.path.join(spec["table_dir"], spec["name"]) if spec.get("table_dir") else None),
-                           ("root folder", spec.get("root"))):
-            if path and os.path.lexists(path):
-                changes.append("%s %s removed" % (what, path))
-                if not check:
-                    shutil.rmtree(path)
-        if changes:
-            out.setdefault(spec["name"], []).extend(changes)
-    if "keep_context_ids" in req:
-        keep_context_ids(req["keep_context_ids"], check, out)
-    result = {"changed": bool(out), "changes": out, "missing_roots": missing}
-    if "context_ids" in req:
-        result["context_ids"] = plan_context_ids(req["context_ids"])
-    json.dump(result, sys.stdout)
+        path = spec.get("root")
+        if path and os.path.lexists(path):
+            out.setdefault(spec["name"], []).append("root folder %s removed" % path)
+            if not check:
+                shutil.rmtree(path)
+    json.dump({"changed": bool(out), "changes": out, "missing_roots": missing}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -83,52 +83,23 @@ def test_existing_root_and_bad_paths(tmp_path):
     assert list(outside.iterdir()) == [], "wrote through a symlink out of the root"
 
 
-def test_purge(tmp_path):
+def test_purge_removes_only_roots(tmp_path):
+    """The role only builds roots: its helper purges root folders; the kept files (mount table, context id)
+    are namespace_create's (purge: true)."""
     tables, root = tmp_path / "tables", tmp_path / "roots" / "g1"
     (tables / "g1").mkdir(parents=True)
     (tables / "g1" / "fstab").write_text("x\n")
     root.mkdir(parents=True)
-    req = {"purge": [{"name": "g1", "table_dir": str(tables), "root": str(root)}]}
-    assert run(dict(req, check=True))["changed"] and (tables / "g1").exists() and root.exists()
-    assert run(dict(req, check=False))["changed"]
-    assert not (tables / "g1").exists() and not root.exists()
+    req = {"purge": [{"name": "g1", "root": str(root)}, {"name": "g2", "root": None}]}
+    predicted = run(dict(req, check=True))
+    assert predicted["changes"] == {"g1": ["root folder %s removed" % root]} and root.exists()
+    assert run(dict(req, check=False))["changes"] == predicted["changes"]
+    assert not root.exists() and (tables / "g1" / "fstab").exists()
     assert run(dict(req, check=False))["changed"] is False
 
 
-def test_context_ids_kept_and_given_back(tmp_path):
-    """A new guest gets the id kept next to its table when no other guest holds it; the others the lowest id
-    that no guest holds, no listed guest wants and no table keeps (the registry may have been wiped by a reboot)."""
-    state, tables = tmp_path / "run" / "linuxns", tmp_path / "tables"
-    (state / "ctx").mkdir(parents=True)
-    (state / "guests" / "other").mkdir(parents=True)
-    os.symlink("other", state / "ctx" / "2")
-    for name, ctx in (("g01", "3\n"), ("g02", "2\n"), ("stopped", "4\n"), ("junk", "1\n"), ("other", "9\n")):
-        (tables / name).mkdir(parents=True)
-        (tables / name / "context_id").write_text(ctx)
-    guests = [{"name": "new1"}, {"name": "g01"}, {"name": "g02"}, {"name": "fixed", "context_id": 5}, {"name": "other"},
-              {"name": "new2"}, {"name": "junk"}]
-    res = run({"context_ids": {"state_dir": str(state), "table_dir": str(tables), "guests": guests}})
-    # g01: its kept 3; g02: its kept 2 is other's; other exists (namespace_create keeps its id); fixed has its own;
-    # the rest in list order skip 2 (held), 3 (g01's), 4 (kept by the stopped guest), 5 (wanted by fixed), 9 (kept)
-    assert res["context_ids"] == {"g01": 3, "new1": 6, "g02": 7, "new2": 8, "junk": 10}
-    assert res["changed"] is False
-    # without a state folder (after a reboot) every kept id is free
-    res = run({"context_ids": {"state_dir": str(tmp_path / "none"), "table_dir": str(tables), "guests": [{"name": "g02"}, {"name": "g01"}]}})
-    assert res["context_ids"] == {"g02": 2, "g01": 3}
-
-
-def test_keep_context_ids_check_mode_idempotent(tmp_path):
-    tables = tmp_path / "tables"
-    req = {"keep_context_ids": {"table_dir": str(tables), "ids": {"g01": 3, "g02": 4}}}
-    predicted = run(dict(req, check=True))
-    assert predicted["changed"] and sorted(predicted["changes"]) == ["g01", "g02"]
-    assert not tables.exists(), "check mode wrote something"
-    assert run(req)["changes"] == predicted["changes"]
-    assert (tables / "g01" / "context_id").read_text() == "3\n"
-    assert (tables / "g02" / "context_id").stat().st_mode & 0o777 == 0o644
-    assert run(req) == {"changed": False, "changes": {}, "missing_roots": []}
-    assert run(dict(req, check=True))["changed"] is False
-    (tables / "g01" / "context_id").write_text("7\n")
-    changed = run(req)
-    assert changed["changes"] == {"g01": ["context id 3 kept in %s" % (tables / "g01" / "context_id")]}
-    assert (tables / "g01" / "context_id").read_text() == "3\n"
+def test_no_context_id_allocation_left_in_the_role(tmp_path):
+    text = HELPER.read_text()
+    assert "ctx_dir" not in text and "CTX_FILE" not in text  # it never reads the registry's ctx/ folder again
+    out = run({"check": False, "context_ids": {"state_dir": str(tmp_path), "table_dir": str(tmp_path), "guests": [{"name": "g"}]}})
+    assert "context_ids" not in out and not list(tmp_path.iterdir())

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import guests, mounts
+from ansible_collections.linuxns.guests.plugins.module_utils import guests, mounts, persist
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, GuestError, GuestNotFound, InvalidInput, KernelError, MountBusy
 
@@ -89,11 +89,11 @@ def test_spec_refuses_bad_input(params, words):
 def test_spec_table_line_round_trip(tmp_path):
     spec = mounts.MountSpec({"path": "/my data", "fstype": "bind", "src": "/srv/a b", "opts": "ro", "propagation": "rslave"})
     assert spec.table_line() == "/srv/a\\040b /my\\040data bind ro,x-linuxns.propagation=rslave 0 0"
-    path = str(tmp_path / "g" / "fstab")
-    mounts.write_table(path, "g", [spec.table_line()])
-    (entry,) = mounts.read_table(path)
+    kept = persist.Kept(str(tmp_path), "g")
+    kept.write_table([spec.table_line()])
+    (entry,) = mounts.read_table(kept)
     assert (entry["src"], entry["path"], entry["fstype"], entry["opts"], entry["propagation"]) == ("/srv/a b", "/my data", "bind", "ro", "rslave")
-    assert mounts.read_table(str(tmp_path / "none")) == []
+    assert mounts.read_table(persist.Kept(str(tmp_path), "none")) == []
 
 
 # ---- the symlink-safe walk ------------------------------------------------------------------
@@ -152,7 +152,7 @@ def _in_guest(meta, *argv):
 @pytest.fixture
 def table_dir(tmp_path, monkeypatch):
     d = tmp_path / "tables"
-    monkeypatch.setenv(mounts.TABLE_DIR_ENV, str(d))
+    monkeypatch.setenv(persist.TABLE_DIR_ENV, str(d))
     return d
 
 
@@ -169,7 +169,7 @@ def test_mounts_applied_in_a_guest(unit_registry, busybox_root, tmp_path, table_
     before = _mountinfo(meta)
     check = mounts.converge(unit_registry, "m1", entries, check_mode=True)
     assert check["changed"] and [r["action"] for r in check["results"]] == ["mount"] * 3
-    assert _mountinfo(meta) == before and not (table_dir / "m1").exists()
+    assert _mountinfo(meta) == before and not (table_dir / "m1" / "fstab").exists()
     first = mounts.converge(unit_registry, "m1", entries)
     assert first["changed"] and [r["action"] for r in first["results"]] == ["mount"] * 3
     table = {m["path"]: m for m in _mountinfo(meta)}
@@ -277,7 +277,7 @@ def test_bad_input_changes_nothing(unit_registry, busybox_root, tmp_path, table_
             mounts.converge(unit_registry, "m5", entries)
         assert words in exc.value.msg, exc.value.msg
         assert exc.value.msg.startswith("mounts[1]: ") or "twice" in exc.value.msg
-    assert _mountinfo(meta) == before and not (table_dir / "m5").exists()
+    assert _mountinfo(meta) == before and not (table_dir / "m5" / "fstab").exists()
     assert not os.path.exists(os.path.join(busybox_root, "nothere"))
     with pytest.raises(GuestNotFound):
         mounts.converge(unit_registry, "ghost", [ok])
@@ -396,20 +396,21 @@ def test_kernel_without_the_new_mount_api_is_named(monkeypatch, tmp_path):
     assert "lacks the new mount API" in exc.value.msg and "Linux 5.2" in exc.value.msg
 
 
-def test_table_dir_given_to_the_registry_wins_after_the_note_is_gone(unit_registry, busybox_root, tmp_path, monkeypatch):
+def test_table_dir_given_to_ensure_guests_wins_after_the_note_is_gone(unit_registry, busybox_root, tmp_path, monkeypatch):
     # namespace_create's table_dir option: the remembered folder is a note under /run,
-    # which a reboot wipes; the option still finds the table.
-    monkeypatch.delenv(mounts.TABLE_DIR_ENV, raising=False)
+    # which a reboot wipes; the option (passed explicitly, no side channel) still finds the table.
+    monkeypatch.setenv(persist.TABLE_DIR_ENV, str(tmp_path / "default-tables"))
     tables = tmp_path / "elsewhere"
     _guest(unit_registry, "m9", root=busybox_root)
     mounts.converge(unit_registry, "m9", [{"path": "/data", "fstype": "tmpfs", "opts": "size=3m"}], table_dir=str(tables))
     assert (tables / "m9" / "fstab").is_file()
-    assert not os.path.exists(os.path.join(unit_registry.state_dir, mounts.TABLE_NOTE))
+    assert not os.path.exists(os.path.join(unit_registry.state_dir, persist.TABLE_NOTE))
     guests.ensure_guests(unit_registry, [{"name": "m9", "state": "absent"}])
     meta = _guest(unit_registry, "m9", root=busybox_root)
-    assert mounts.top_mount(_mountinfo(meta), "/data") is None      # default folder: no table there
+    assert mounts.top_mount(_mountinfo(meta), "/data") is None      # the default folder: no table there
     guests.ensure_guests(unit_registry, [{"name": "m9", "state": "absent"}])
-    unit_registry.table_dir = str(tables)
-    meta = _guest(unit_registry, "m9", root=busybox_root)
+    guests.ensure_guests(unit_registry, [{"name": "m9", "root": busybox_root}], table_dir=str(tables))
+    meta = unit_registry.load("m9")
     m = mounts.top_mount(_mountinfo(meta), "/data")
     assert m is not None and "size=3072k" in m["super_opts"]
+    assert not hasattr(unit_registry, "table_dir")

@@ -162,3 +162,83 @@ def test_corrupt_meta_is_treated_as_incomplete(unit_registry):
     with open(r.meta_path("torn"), "w") as f:
         f.write("{not json")
     assert r.load("torn") == {"name": "torn", "phase": "corrupt"}
+
+
+# ---- kept context ids (persist.KeptIds): preferred, skipped, conflicting ---------------------
+def _keep(tables, name, text):
+    (tables / name).mkdir(parents=True, exist_ok=True)
+    (tables / name / "context_id").write_text(text)
+
+
+def test_kept_context_id_preferred_and_others_skipped(unit_registry, tmp_path):
+    from ansible_collections.linuxns.guests.plugins.module_utils import persist
+
+    r, tables = unit_registry, tmp_path / "kept"
+    for name, text in (("g01", "3\n"), ("stopped", "2\n"), ("junk", "1\n"), ("bad", "x\n")):
+        _keep(tables, name, text)
+    kept = persist.KeptIds(str(tables))
+    assert r.reserve_context_id("g01", None, kept) == 3          # its own kept id
+    assert r.reserve_context_id("new1", None, kept) == 4         # skips 2 (kept by 'stopped') and 3 (held)
+    assert (tables / "new1" / "context_id").read_text() == "4\n"  # the id got is kept
+    assert r.reserve_context_id("new1", None, kept) == 4         # own, held: the same again
+    # an explicit id that another guest keeps fails, naming context_id and that guest
+    with pytest.raises(InvalidInput) as exc:
+        r.reserve_context_id("fixed", 2, kept)
+    assert "context_id 2 is kept for guest 'stopped'" in exc.value.msg and "purge=true" in exc.value.msg
+    assert r.ctx_owner(2) is None and not (tables / "fixed").exists()
+    assert r.reserve_context_id("fixed", 9, kept) == 9 and (tables / "fixed" / "context_id").read_text() == "9\n"
+    # an id a guest holds (and keeps): the registry's own message
+    with pytest.raises(InvalidInput, match="context_id 3 is already taken by guest 'g01'"):
+        r.reserve_context_id("other", 3, kept)
+    # the kept guest itself gets its id back; 'junk' kept an invalid id: a new one
+    assert r.reserve_context_id("stopped", None, kept) == 2
+    assert r.reserve_context_id("junk", None, kept) == 5
+    # a kept id another guest holds now: the lowest free one, and that is kept instead
+    r.release_context_id("g01", 3)
+    r.reserve_context_id("thief", 3)
+    assert r.reserve_context_id("g01", None, kept) == 6 and (tables / "g01" / "context_id").read_text() == "6\n"
+
+
+def test_kept_ids_seen_when_another_run_keeps_one_meanwhile(unit_registry, tmp_path):
+    from ansible_collections.linuxns.guests.plugins.module_utils import persist
+
+    r, tables = unit_registry, tmp_path / "kept"
+    kept = persist.KeptIds(str(tables))
+    assert r.reserve_context_id("a", None, kept) == 2
+    _keep(tables, "other", "3\n")  # another run (or a reboot's leftovers) keeps 3
+    assert r.reserve_context_id("b", None, kept) == 4
+
+
+def test_kept_id_not_written_keeps_nothing_reserved(unit_registry, tmp_path):
+    from ansible_collections.linuxns.guests.plugins.module_utils import persist
+
+    r, tables = unit_registry, tmp_path / "kept"
+    tables.mkdir()
+    (tables / "g").write_text("a file where the guest's folder should be\n")
+    with pytest.raises(GuestError) as exc:
+        r.reserve_context_id("g", None, persist.KeptIds(str(tables)))
+    assert "guest 'g'" in exc.value.msg and "table_dir" in exc.value.msg
+    assert r.used_context_ids() == set()
+
+
+def test_concurrent_reservations_with_kept_ids_never_collide(unit_registry, tmp_path):
+    from ansible_collections.linuxns.guests.plugins.module_utils import persist
+
+    r, tables = unit_registry, tmp_path / "kept"
+    r.ensure()
+    for i in range(0, 20, 2):
+        _keep(tables, "g%d" % i, "%d\n" % (40 + i))
+    got = {}
+
+    def grab(i):
+        rr = reg.Registry(r.state_dir, r.netns_dir)
+        got[i] = rr.reserve_context_id("g%d" % i, None, persist.KeptIds(str(tables)))
+
+    threads = [threading.Thread(target=grab, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {i: got[i] for i in range(0, 20, 2)} == {i: 40 + i for i in range(0, 20, 2)}
+    assert sorted(got[i] for i in range(1, 20, 2)) == list(range(2, 12))
+    assert {i: int((tables / ("g%d" % i) / "context_id").read_text()) for i in range(20)} == got

@@ -1,0 +1,252 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a guest keeps on disk, across reboots: ``TABLE_DIR/NAME/``.
+
+Layout (TABLE_DIR defaults to ``/etc/linuxns/guests``, then ``$LINUXNS_TABLE_DIR``
+or the modules' ``table_dir`` option; see resolve_table_dir)::
+
+    TABLE_DIR/NAME/fstab        the guest's persistent mount table (namespace_mount)
+    TABLE_DIR/NAME/context_id   the guest's context id, so it gets it back when it is
+                                made again (after a reboot wiped the registry too)
+    TABLE_DIR/NAME/guest.json   room for the guest's full definition (not used yet)
+
+The registry under /run (registry.py) is what exists now; this folder is what is
+kept.  Every file is written atomically.  The registry must not import this module
+(the connection plugin's entry program bundles the registry only): it gets a
+KeptIds object passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ansible_collections.linuxns.guests.plugins.module_utils import model
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, InvalidInput
+
+DEFAULT_TABLE_DIR = "/etc/linuxns/guests"
+TABLE_DIR_ENV = "LINUXNS_TABLE_DIR"
+TABLE_NOTE = "mount_table_dir"  # a file in the state folder: the table folder namespace_mount last used
+TABLE_FILE = "fstab"
+CONTEXT_ID_FILE = "context_id"
+DEFINITION_FILE = "guest.json"
+KEPT_FILES = (TABLE_FILE, CONTEXT_ID_FILE, DEFINITION_FILE)
+
+
+# ---------------------------------------------------------------------------------------
+# The table folder: validated and resolved here only
+# ---------------------------------------------------------------------------------------
+def validate_table_dir(value, param: str = "table_dir") -> str:
+    """An absolute folder path without NUL or control characters; raise InvalidInput naming ``param``."""
+    if not isinstance(value, str):
+        raise InvalidInput("%s must be a folder path, not %s" % (param, type(value).__name__))
+    if value == "":
+        raise InvalidInput("%s must not be empty (leave it out for the default %s)" % (param, DEFAULT_TABLE_DIR))
+    model.check_text(value, param)
+    if not value.startswith("/"):
+        raise InvalidInput("%s %r must be an absolute path" % (param, value))
+    return value
+
+
+def resolve_table_dir(state_dir: str, given=None, remembered: bool = True) -> str:
+    """The table folder of one run: ``given`` (a module's table_dir option, validated;
+    an empty string fails), else $LINUXNS_TABLE_DIR, else (``remembered``) the folder
+    namespace_mount noted in the state folder (on /run: a reboot forgets it), else the default."""
+    if given is not None:
+        return validate_table_dir(given)
+    env = os.environ.get(TABLE_DIR_ENV)
+    if env:
+        return validate_table_dir(env, "$" + TABLE_DIR_ENV)
+    if remembered:
+        try:
+            with open(os.path.join(state_dir, TABLE_NOTE)) as f:
+                note = f.read().strip()
+            return validate_table_dir(note)
+        except (OSError, InvalidInput):
+            pass
+    return DEFAULT_TABLE_DIR
+
+
+def remember_table_dir(registry, table_dir: str) -> None:
+    """Note a non-default table folder in the state folder so that namespace_create's
+    re-apply finds it (until a reboot wipes the state folder)."""
+    note = os.path.join(registry.state_dir, TABLE_NOTE)
+    if table_dir == DEFAULT_TABLE_DIR and not os.path.exists(note):
+        return
+    try:
+        with open(note) as f:
+            if f.read().strip() == table_dir:
+                return
+    except OSError:
+        pass
+    registry.ensure()
+    reg.write_atomic(note, table_dir + "\n", 0o644)
+
+
+# ---------------------------------------------------------------------------------------
+# One guest's kept files
+# ---------------------------------------------------------------------------------------
+class Kept:
+    """The files kept for guest ``name`` in ``table_dir``."""
+
+    def __init__(self, table_dir: str, name: str):
+        self.table_dir = table_dir
+        self.name = name
+        self.folder = os.path.join(table_dir, name)
+        self.table_path = os.path.join(self.folder, TABLE_FILE)
+        self.context_id_path = os.path.join(self.folder, CONTEXT_ID_FILE)
+        self.definition_path = os.path.join(self.folder, DEFINITION_FILE)
+
+    def _write(self, path: str, text: str) -> None:
+        try:
+            os.makedirs(self.folder, mode=0o755, exist_ok=True)
+            reg.write_atomic(path, text, 0o644)
+        except OSError as exc:
+            raise GuestError("guest %r: cannot write %s (table_dir %s): %s" % (self.name, path, self.table_dir, exc.strerror)) from None
+
+    # ---- the mount table ------------------------------------------------------------
+    def read_table(self) -> list:
+        """(line number, text) of the table's lines that are not empty or comments."""
+        try:
+            with open(self.table_path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return []
+        out = []
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                out.append((n, line))
+        return out
+
+    def has_table(self) -> bool:
+        return os.path.exists(self.table_path)
+
+    def write_table(self, lines: list) -> None:
+        head = "# Mount table of guest %s, applied when its mount namespace is made (linuxns.guests.namespace_mount).\n" % self.name
+        head += "# src path fstype opts dump pass\n"
+        self._write(self.table_path, head + "".join(line + "\n" for line in lines))
+
+    # ---- the context id -------------------------------------------------------------
+    def read_context_id(self):
+        """The kept context id, or None (no file, or not a valid id)."""
+        try:
+            with open(self.context_id_path) as f:
+                return reg.validate_context_id(f.read().strip())
+        except (OSError, InvalidInput):
+            return None
+
+    def write_context_id(self, ctx: int) -> bool:
+        """Keep ``ctx``; False when it was kept already."""
+        ctx = reg.validate_context_id(ctx)
+        if self.read_context_id() == ctx:
+            return False
+        self._write(self.context_id_path, "%d\n" % ctx)
+        return True
+
+    # ---- the definition (for the issues that add fields) ----------------------------
+    def read_definition(self):
+        """The kept definition dict, or None."""
+        try:
+            with open(self.definition_path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise GuestError("guest %r: its kept definition %s cannot be read: %s" % (self.name, self.definition_path, exc)) from None
+        if not isinstance(data, dict):
+            raise GuestError("guest %r: its kept definition %s is not a JSON object" % (self.name, self.definition_path))
+        return data
+
+    def write_definition(self, definition: dict) -> None:
+        self._write(self.definition_path, json.dumps(definition, sort_keys=True, indent=1) + "\n")
+
+    # ---- forgetting -----------------------------------------------------------------
+    def files(self) -> list:
+        """The kept files that exist (paths)."""
+        return [p for p in (self.table_path, self.context_id_path, self.definition_path) if os.path.lexists(p)]
+
+    def forget(self, check_mode: bool = False) -> list:
+        """Remove the kept files and the folder when that leaves it empty; returns what
+        is (or, in check mode, would be) removed."""
+        gone = self.files()
+        if check_mode:
+            others = set(os.listdir(self.folder)) - set(KEPT_FILES) if os.path.isdir(self.folder) else {None}
+            return gone + ([self.folder] if not others and gone else [])
+        try:
+            for path in gone:
+                os.unlink(path)
+            if gone:
+                try:
+                    os.rmdir(self.folder)
+                    gone.append(self.folder)
+                except OSError:
+                    pass  # missing, or it holds something else: kept
+        except OSError as exc:
+            raise GuestError("guest %r: cannot remove its kept files in %s: %s" % (self.name, self.folder, exc.strerror)) from None
+        return gone
+
+
+class KeptIds:
+    """The context ids kept in one table folder, as the registry's allocation needs them
+    (Registry.reserve_context_id takes one of these: it prefers a guest's kept id and
+    skips the ids other guests keep).  The folder's scan is cached and redone when the
+    folder changed."""
+
+    def __init__(self, table_dir: str):
+        self.table_dir = table_dir
+        self._scan = None
+        self._stamp = None
+
+    def own(self, name: str):
+        return Kept(self.table_dir, name).read_context_id()
+
+    def others(self, name: str) -> dict:
+        """context id -> a guest other than ``name`` that keeps it."""
+        try:
+            st = os.stat(self.table_dir)
+            stamp = (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            stamp = None
+        if self._scan is None or stamp != self._stamp:
+            self._stamp, self._scan = stamp, {}
+            try:
+                names = sorted(os.listdir(self.table_dir))
+            except OSError:
+                names = []
+            for n in names:
+                ctx = Kept(self.table_dir, n).read_context_id()
+                if ctx is not None:
+                    self._scan.setdefault(n, ctx)
+        out = {}
+        for n, ctx in sorted(self._scan.items()):
+            if n != name:
+                out.setdefault(ctx, n)
+        return out
+
+    def _own_change(self, name: str, ctx) -> None:
+        # Our own change is known: no rescan of the folder for it (a batch of new guests
+        # would otherwise scan it once per guest).
+        if self._scan is None:
+            return
+        if ctx is None:
+            self._scan.pop(name, None)
+        else:
+            self._scan[name] = ctx
+        try:
+            st = os.stat(self.table_dir)
+            self._stamp = (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            self._stamp = None
+
+    def keep(self, name: str, ctx: int) -> bool:
+        changed = Kept(self.table_dir, name).write_context_id(ctx)
+        self._own_change(name, ctx)
+        return changed
+
+    def forget(self, name: str, check_mode: bool = False) -> list:
+        gone = Kept(self.table_dir, name).forget(check_mode)
+        if not check_mode:
+            self._own_change(name, None)
+        return gone
