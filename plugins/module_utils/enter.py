@@ -196,7 +196,9 @@ def call_in_guest(meta: dict, types, func, *args, **kwargs):
     re-raised here with its class and message.  The child never returns.
     The function runs in the joining process itself: when ``types`` holds
     pid or time, it is not a member of those (they apply to children only);
-    use :func:`spawn_in_guest` for programs.
+    use :func:`spawn_in_guest` for programs.  It runs the collection's own
+    code, never a program of the guest, and never takes the guest's root
+    (no chroot): without ``mnt`` it keeps the host's files.
     """
     types = check_types(meta, types)
 
