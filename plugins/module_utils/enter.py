@@ -53,6 +53,36 @@ def check_types(meta: dict, types, param: str = "namespaces") -> list:
     return sc.ns_order(types)
 
 
+def check_entry(meta: dict, types, root: bool = True, param: str = "namespaces") -> list:
+    """The checked types to enter; refuses what would put the program outside the guest's root.
+
+    A guest with a root folder is entered only through its own mount namespace
+    (its pivot_root was done at creation).  Without ``mnt``, the only way to its
+    root would be a chroot inside the host's mount namespace, which a process
+    with the guest's privileges climbs out of (the double-chroot break-out): it
+    is refused, never a fallback.  ``root=False`` asks for the caller's ``/`` on
+    purpose (a host tool in, say, the guest's network) and is refused instead
+    when it enters the mount namespace of a guest with a root.  A guest without
+    a root may be entered with any subset.
+    """
+    types = check_types(meta, types, param)
+    if not meta.get("root"):
+        return types
+    if root and "mnt" not in types:
+        raise InvalidInput(
+            "%s: guest %r has its own root (%s) and is entered only through its mnt namespace; entering %s without mnt "
+            "would need a chroot in the host's mount namespace, which its processes could break out of. Add mnt to %s "
+            "(or set root: false to run a host program with the host's files)"
+            % (param, meta["name"], meta["root"], ", ".join(types) or "nothing", param)
+        )
+    if not root and "mnt" in types:
+        raise InvalidInput(
+            "root: false cannot be used when entering the mnt namespace of guest %r, whose / is its own root; "
+            "leave mnt out of %s to run with the host's files" % (meta["name"], param)
+        )
+    return types
+
+
 def open_namespaces(meta: dict, types) -> list:
     """Open the pins of ``types`` (before the first setns); list of (type, fd)."""
     fds = []
@@ -162,7 +192,9 @@ def call_in_guest(meta: dict, types, func, *args, **kwargs):
     re-raised here with its class and message.  The child never returns.
     The function runs in the joining process itself: when ``types`` holds
     pid or time, it is not a member of those (they apply to children only);
-    use :func:`spawn_in_guest` for programs.
+    use :func:`spawn_in_guest` for programs.  It runs the collection's own
+    code, never a program of the guest, and never takes the guest's root
+    (no chroot): without ``mnt`` it keeps the host's files.
     """
     types = check_types(meta, types)
 
@@ -356,17 +388,14 @@ def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True,
     :class:`Spawned`); the caller reads it and reaps E.
 
     With ``root`` (the default) the program's ``/`` is the guest's: the root
-    of its mount namespace when ``mnt`` is entered, else a chroot into the
-    guest's root folder when it has one.  ``root=False`` keeps the caller's
+    of its mount namespace.  A guest with a root folder is entered only with
+    ``mnt`` (:func:`check_entry`); there is no chroot fallback in the host's
+    mount namespace.  A guest without a root may be entered with any subset
+    (the program keeps the host's ``/``).  ``root=False`` keeps the caller's
     ``/`` and is refused when it would mean a host root inside the guest's
     mount namespace.
     """
-    types = check_types(meta, types)
-    if not root and "mnt" in types and meta.get("root"):
-        raise InvalidInput(
-            "root: false cannot be used when entering the mnt namespace of guest %r, whose / is its own root; "
-            "leave mnt out of namespaces to run with the host's files" % meta["name"]
-        )
+    types = check_entry(meta, types, root)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     try:
         pid = os.fork()
@@ -385,9 +414,7 @@ def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True,
             join_namespaces(open_namespaces(meta, types))
             if "mnt" in types:
                 os.chdir("/")
-            elif root and meta.get("root"):
-                os.chroot(meta["root"])
-                os.chdir("/")
+            # Never a chroot here: a guest with a root was refused above without mnt.
             # The caller's other fds (its ends of the pipes above all) must not
             # stay open here, or the program would never see EOF on stdin.
             close_fds_except({status_w, lock_fd} | set(stdio))

@@ -242,8 +242,8 @@ def check_user_name(user, guest: str, what: str = "user") -> str:
 def resolve_user(user: str, guest: str, passwd: str = "/etc/passwd", group: str = "/etc/group") -> dict:
     """Credentials of ``user`` (a name or a uid) from the passwd/group files at hand.
 
-    Runs inside the guest, so the paths are the guest's (after its pivot_root or
-    chroot: they resolve inside its root).  The files are read with
+    Runs inside the guest, so the paths are the guest's (after its pivot_root:
+    they resolve inside its root).  The files are read with
     :func:`read_guest_file` (bounded, no symlink/FIFO/device).  A numeric uid
     without a passwd entry runs with gid = uid, no supplementary groups and
     HOME=/.  Every id is checked: -1 (4294967295), negative or out-of-range ids
@@ -649,10 +649,7 @@ def prepare_guests(registry: reg.Registry, refs, req: Request, param: str = "gue
         if problems:
             raise GuestStale("%s: guest %r is not running: %s; recreate it with linuxns.guests.namespace_create"
                              % (where, meta["name"], "; ".join(problems)))
-        enter.check_types(meta, req.namespaces)
-        if not req.root and "mnt" in (req.namespaces or enter.guest_types(meta)) and meta.get("root"):
-            raise InvalidInput("root: false cannot be used when entering the mnt namespace of guest %r, whose / is its own root; "
-                               "leave mnt out of namespaces to run with the host's files" % meta["name"])
+        enter.check_entry(meta, req.namespaces, req.root)
         metas.append(meta)
     return metas
 

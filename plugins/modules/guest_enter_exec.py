@@ -67,13 +67,18 @@ options:
         in the guest's network only (with O(root=false), a host tool such as C(ip) or C(ss) sees the guest's
         network).
       - Naming a type the guest does not have fails.
+      - A guest with a root is entered only through its own mount namespace, so a subset without V(mnt) fails for
+        it, before anything runs in any guest (there is no C(chroot) into its root folder from the host's mount
+        namespace, which is no boundary for the guest's root). Add V(mnt), or set O(root=false) to run a host
+        program with the host's files. A guest without a root may be entered with any subset.
     type: list
     elements: str
     choices: [mnt, uts, ipc, net, pid, cgroup, time, user]
   root:
     description:
-      - Run inside the guest's root. When V(mnt) is entered, C(/) is the root of the guest's mount namespace;
-        when it is not and the guest has a root folder, the command is chrooted into it.
+      - Run inside the guest's root - C(/) is the root of the guest's mount namespace when V(mnt) is entered, the
+        host's C(/) for a guest without a root entered without V(mnt). A guest with a root needs V(mnt) in
+        O(namespaces) for this (see there).
       - V(false) keeps the host's C(/); it cannot be combined with entering the mount namespace of a guest that has
         its own root.
     type: bool

@@ -221,6 +221,8 @@ ERRORS = [
     ("subset", {"guest": "ex2", "argv": ["true"], "namespaces": ["net", "pid"]}, "namespaces: guest 'ex2' has no pid namespace of its own"),
     ("bad type", {"guest": "ex2", "argv": ["true"], "namespaces": ["bogus"]}, "namespaces"),
     ("root false", {"guest": "ex1", "argv": ["true"], "root": False}, "root: false cannot be used when entering the mnt namespace of guest 'ex1'"),
+    ("no chroot", {"guests": ["ex2", "ex1"], "cmd": "touch /tmp/nochroot-ran", "namespaces": ["uts", "net"]},
+     "namespaces: guest 'ex1' has its own root ("),
     ("shell argv", {"guest": "ex1", "argv": ["true"], "shell": True}, "shell: true needs the command as a string in cmd"),
     ("both", {"guest": "ex1", "argv": ["true"], "cmd": "true"}, "mutually exclusive"),
     ("split", {"guest": "ex1", "cmd": "echo 'open"}, "cannot be split"),
@@ -229,8 +231,21 @@ ERRORS = [
 ]
 
 
-def test_errors_are_clear(guests, ansible_playbook, lab_exec):
+@pytest.fixture
+def nochroot_ran(lab_exec, root_dir):
+    """The file "no chroot" would make: on lab1 (ex2 has no root) and in ex1's root; removed before and after."""
+    ran = "/tmp/nochroot-ran"
+    paths = [os.path.join(root_dir, ran.lstrip("/"))]
+    lab_exec("lab1", ["rm", "-f", ran])
+    try:
+        yield ran, paths
+    finally:
+        lab_exec("lab1", ["rm", "-f", ran] + paths, check=False)
+
+
+def test_errors_are_clear(guests, ansible_playbook, lab_exec, nochroot_ran):
     ex1_pid = pin_inode(lab_exec, "ex1", "pid")
+    ran, ran_in_roots = nochroot_ran  # "no chroot": neither ex2 (no root: the lab host's /tmp) nor ex1 (its root) ran it
     tasks = [{"name": name, MOD: args, "ignore_errors": True} for name, args, _msg in ERRORS]
     tasks.append({"name": "timeout", MOD: {"guest": "ex1", "cmd": "sleep 200 & (sleep 201 &); setsid sleep 202 & sleep 203", "shell": True,
                                            "timeout": 1}, "ignore_errors": True})
@@ -240,6 +255,9 @@ def test_errors_are_clear(guests, ansible_playbook, lab_exec):
         assert res.failed and res.ignored, (name, res.result)
         assert msg in res["msg"], (name, res["msg"])
         no_traceback(res)
+    assert "mnt namespace" in run.task("no chroot")["msg"] and "chroot in the host's mount namespace" in run.task("no chroot")["msg"]
+    assert lab_exec("lab1", ["test", "-e", ran], check=False).returncode == 1
+    assert not any(os.path.lexists(p) for p in ran_in_roots)
     assert run.task("not found")["rc"] == 127 and "looked up in PATH=" in run.task("not found")["msg"]
     assert run.task("nonzero")["rc"] == 7
     t = run.task("timeout")

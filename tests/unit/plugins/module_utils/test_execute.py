@@ -216,9 +216,14 @@ def test_namespace_subset_and_root(guest, unit_registry, busybox_root):
     r = run(guest, argv=["sh", "-c", "hostname; ls /bin/busybox; echo $$"], namespaces=["mnt"])
     lines = r["stdout"].splitlines()
     assert lines[:2] == [os.uname().nodename, "/bin/busybox"] and int(lines[2]) > 1
-    # only uts, guest root by chroot into its folder
-    r = run(guest, argv=["hostname"], namespaces=["uts"])
+    # uts with mnt: the guest's hostname through the guest's own busybox (its root)
+    r = run(guest, argv=["hostname"], namespaces=["uts", "mnt"])
     assert r["stdout"] == "g1.test"
+    # a subset without mnt is never a chroot into the guest's root folder: refused
+    with pytest.raises(InvalidInput, match="namespaces: guest 'g1' has its own root .* entered only through its mnt namespace"):
+        run(guest, argv=["hostname"], namespaces=["uts"])
+    with pytest.raises(InvalidInput, match="namespaces: guest 'g1' has its own root"):
+        execute.prepare_guests(unit_registry, ["g1"], Request(argv=["hostname"], namespaces=["uts"]))
     # net only with the host's files: a host tool sees the guest's network
     assert not os.path.exists(os.path.join(busybox_root, "usr", "bin", "cat"))
     r = run(guest, argv=["/usr/bin/cat", "/proc/self/net/dev"], namespaces=["net"], root=False)
