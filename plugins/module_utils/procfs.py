@@ -61,6 +61,10 @@ class Proc:
         fields = self.stat
         return None if fields is None else fields[i]
 
+    def _int(self, i: int):
+        v = self._field(i)
+        return None if v is None else int(v)
+
     @property
     def state(self):
         """The state letter as bytes (b"R", b"S", b"Z"...)."""
@@ -68,24 +72,20 @@ class Proc:
 
     @property
     def ppid(self):
-        v = self._field(1)
-        return None if v is None else int(v)
+        return self._int(1)
 
     @property
     def pgrp(self):
-        v = self._field(2)
-        return None if v is None else int(v)
+        return self._int(2)
 
     @property
     def session(self):
-        v = self._field(3)
-        return None if v is None else int(v)
+        return self._int(3)
 
     @property
     def start_time(self):
         """Start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
-        v = self._field(19)
-        return None if v is None else int(v)
+        return self._int(19)
 
     def ns(self, nstype: str):
         """The inode of the process's namespace of ``nstype``, or None."""
