@@ -8,7 +8,7 @@ and entry - the one enter path ``guest_enter_exec`` uses too): docstrings and
 comments are stripped, the sources are embedded in a small bootstrap that
 registers them as modules under their real names, and the whole is compressed
 and base64-encoded into one ``python -c`` argument: every command carries its
-program (about 15 kB), so nothing has to be installed on the host first.
+program (about 17 kB), so nothing has to be installed on the host first.
 
 Compiling those sources takes the host's Python longer than everything else
 an entry does before it runs the command, so the host keeps the compiled modules
