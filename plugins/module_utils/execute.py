@@ -36,7 +36,7 @@ import signal
 import stat
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors, model
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors, model, procfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import ExecFailed, GuestError, GuestStale, InvalidInput
 
@@ -294,38 +294,6 @@ def _root_env() -> dict:
 # ---------------------------------------------------------------------------------------
 # Killing a command's processes
 # ---------------------------------------------------------------------------------------
-def _proc_table() -> dict:
-    """pid -> (ppid, pgrp, session) of every process in our /proc."""
-    table = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name, "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(b")") + 2:].split()
-        table[int(name)] = (int(fields[1]), int(fields[2]), int(fields[3]))
-    return table
-
-
-def tree_of(pid: int, table: dict) -> set:
-    """``pid``, its descendants and the members of its process group and session."""
-    found = {pid}
-    for p, (_ppid, pgrp, sid) in table.items():
-        if pgrp == pid or sid == pid:
-            found.add(p)
-    grew = True
-    while grew:
-        grew = False
-        for p, (ppid, _pgrp, _sid) in table.items():
-            if ppid in found and p not in found:
-                found.add(p)
-                grew = True
-    return found
-
-
 def kill_tree(pid: int) -> int:
     """Stop ``pid`` and everything it started (until no new process shows up), then kill them all.
 
@@ -334,7 +302,7 @@ def kill_tree(pid: int) -> int:
     """
     stopped = set()
     for _round in range(50):
-        new = tree_of(pid, _proc_table()) - stopped
+        new = procfs.tree(pid, procfs.table()) - stopped
         if not new:
             break
         for p in new:

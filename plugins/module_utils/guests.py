@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, handshake, model, persist
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, handshake, model, persist, procfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -740,7 +740,7 @@ def _create_processes(registry, spec, meta, run) -> None:
                     hs.ack()
                 elif step is handshake.Step.INIT:
                     run.init_pid = msg["pid"]
-                    run.init_start = reg.proc_start_time(run.init_pid)
+                    run.init_start = procfs.proc_start_time(run.init_pid)
                     meta["init_pid"] = run.init_pid
                     meta["init_start"] = run.init_start
                     registry.save(meta)
@@ -876,7 +876,7 @@ def _unpin(path: str) -> None:
 
 
 def _rollback(registry, name, ctx, run) -> None:
-    if run.init_pid and reg.process_alive(run.init_pid, run.init_start):
+    if run.init_pid and procfs.process_alive(run.init_pid, run.init_start):
         _kill_wait(run.init_pid, run.init_start, signal.SIGKILL, 5.0)
     if run.alias:
         _unpin(run.alias)
@@ -891,7 +891,7 @@ def _rollback(registry, name, ctx, run) -> None:
 # ---------------------------------------------------------------------------------------
 def _kill_wait(pid, start, sig, timeout) -> bool:
     """Send ``sig`` to the recorded process; True when it is gone within ``timeout``."""
-    if not reg.process_alive(pid, start):
+    if not procfs.process_alive(pid, start):
         return True
     try:
         os.kill(pid, sig)
@@ -900,29 +900,15 @@ def _kill_wait(pid, start, sig, timeout) -> bool:
     deadline = time.monotonic() + timeout
     delay = 0.002
     while time.monotonic() < deadline:
-        if not reg.process_alive(pid, start):
+        if not procfs.process_alive(pid, start):
             return True
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
-    return not reg.process_alive(pid, start)
+    return not procfs.process_alive(pid, start)
 
 
-class ProcIndex:
-    """One scan of /proc: namespace inode -> pids (shared by a batch)."""
-
-    def __init__(self):
-        self.by_ns = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            pid = int(entry)
-            for t in sc.NS_TYPES:
-                try:
-                    target = os.readlink("/proc/%d/ns/%s" % (pid, t))
-                except OSError:
-                    continue
-                ino = int(target[target.index("[") + 1 : -1])
-                self.by_ns.setdefault((t, ino), set()).add(pid)
+class ProcIndex(procfs.Index):
+    """One scan of /proc: namespace inode -> pids (shared by a batch), and a guest's members."""
 
     def members(self, meta: dict, others=()) -> set:
         """Processes of the guest: those in its private pid namespace, else in its
@@ -932,7 +918,7 @@ class ProcIndex:
         private = meta.get("namespaces", [])
         for t in ("pid", "mnt"):
             if t in private and t in pins:
-                pids = set(self.by_ns.get((t, pins[t]["ino"]), set()))
+                pids = self.pids(t, pins[t]["ino"])
                 pids.discard(os.getpid())
                 return pids
         pids = set()
@@ -967,7 +953,7 @@ def stop_processes(meta: dict, proc_index=None, registry=None) -> None:
     members = index.members(meta, others)
     if init_pid:
         members.discard(init_pid)
-    starts = {pid: reg.proc_start_time(pid) for pid in members}
+    starts = {pid: procfs.proc_start_time(pid) for pid in members}
     if members:
         for pid in members:
             try:
@@ -975,10 +961,10 @@ def stop_processes(meta: dict, proc_index=None, registry=None) -> None:
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(reg.process_alive(p, starts[p]) for p in members):
+        while time.monotonic() < deadline and any(procfs.process_alive(p, starts[p]) for p in members):
             time.sleep(0.05)
         for pid in members:
-            if reg.process_alive(pid, starts[pid]):
+            if procfs.process_alive(pid, starts[pid]):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -1004,15 +990,11 @@ def sweep(meta: dict, registry=None) -> int:
     wanted = {t: pins[t]["ino"] for t in meta.get("namespaces", []) if t in pins}
     if not wanted:
         return 0
-    me = os.getpid()
     checked = [registry is None]
 
-    def member(pid) -> bool:
+    def member(proc) -> bool:
         for t, ino in list(wanted.items()):
-            try:
-                if not os.readlink("/proc/%d/ns/%s" % (pid, t)).endswith("[%d]" % ino):
-                    continue
-            except OSError:
+            if proc.ns(t) != ino:
                 continue
             if not checked[0]:
                 # A namespace another guest shares (or anything else keeps mounted)
@@ -1020,7 +1002,7 @@ def sweep(meta: dict, registry=None) -> int:
                 checked[0] = True
                 for held in _held_elsewhere(registry, meta["name"], wanted):
                     wanted.pop(held)
-                return member(pid)
+                return member(proc)
             return True
         return False
 
@@ -1028,17 +1010,17 @@ def sweep(meta: dict, registry=None) -> int:
     quiet = 0
     for _round in range(SWEEP_ROUNDS):
         new = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == me or int(entry) in stopped or not member(int(entry)):
+        for proc in procfs.scan(skip_self=True):
+            if proc.pid in stopped or not member(proc):
                 continue
-            pid = int(entry)
+            pid = proc.pid
             try:
                 pidfd = os.pidfd_open(pid)
             except ProcessLookupError:
                 continue
             except (AttributeError, OSError):  # no pidfd_open (Python < 3.9, kernel < 5.3)
                 pidfd = -1
-            if pidfd >= 0 and not member(pid):  # gone (and maybe reused) since the check
+            if pidfd >= 0 and not member(procfs.Proc(pid)):  # gone (and maybe reused) since the check
                 os.close(pidfd)
                 continue
             stopped[pid] = pidfd

@@ -8,7 +8,7 @@ import errno as _errno
 import os
 import stat as _stat
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, model, persist
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, model, persist, procfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.common import to_bool
@@ -91,7 +91,7 @@ def _read_own_mountinfo(proc_fd: int) -> str:
 def guest_mountinfo(meta: dict) -> list:
     """The guest's mount table as the kernel reports it from inside its mount namespace."""
     init = meta.get("init_pid")
-    if init and reg.process_alive(init, meta.get("init_start")):
+    if init and procfs.process_alive(init, meta.get("init_start")):
         try:
             with open("/proc/%d/mountinfo" % init, "rb") as f:
                 return parse_mountinfo(f.read().decode(errors="surrogateescape"))
@@ -917,82 +917,15 @@ def inspect_guest(meta: dict, paths: list) -> dict:
 # ---------------------------------------------------------------------------------------
 # Busy mounts: who holds them
 # ---------------------------------------------------------------------------------------
-def _fdinfo_mnt_id(path: str):
-    """The mount id (mountinfo's first field) of an fdinfo file, or None."""
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("mnt_id:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _mnt_id_of(path: str):
-    """The mount id of what ``path`` (a /proc magic link such as cwd) leads to, or None."""
-    try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return _fdinfo_mnt_id("/proc/self/fdinfo/%d" % fd)
-    finally:
-        os.close(fd)
-
-
 def holders(meta: dict, m: dict, mirror_prefixes=()) -> list:
     """Processes that keep the mount ``m`` of the guest busy (like fuser -m), as text.
 
     In the guest's mount namespace: cwd, root or an open file on that very mount
     (mount ids from fdinfo).  With a mirror: host processes whose cwd, root or open
-    file lies below one of ``mirror_prefixes``.
+    file lies below one of ``mirror_prefixes``.  See :func:`procfs.holders`.
     """
-    mount_id = m.get("mount_id")
     mnt_ino = meta.get("pins", {}).get("mnt", {}).get("ino")
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        pid = int(entry)
-        base = "/proc/%d/" % pid
-        try:
-            ns = os.stat(base + "ns/mnt").st_ino
-        except OSError:
-            continue
-        in_guest = ns == mnt_ino
-        if not in_guest and not mirror_prefixes:
-            continue
-        why = []
-        for what in ("cwd", "root"):
-            try:
-                if (_mnt_id_of(base + what) == mount_id) if in_guest else _under_any(os.readlink(base + what), mirror_prefixes):
-                    why.append(what)
-            except OSError:
-                pass
-        try:
-            fds = os.listdir(base + "fd")
-        except OSError:
-            fds = []
-        for fd in fds:
-            try:
-                if (_fdinfo_mnt_id(base + "fdinfo/" + fd) == mount_id) if in_guest else _under_any(os.readlink(base + "fd/" + fd), mirror_prefixes):
-                    why.append("fd %s" % fd)
-            except OSError:
-                pass
-        if why:
-            try:
-                with open(base + "comm") as f:
-                    comm = f.read().strip()
-            except OSError:
-                comm = "?"
-            where = "" if in_guest else " on the host, in the mirror"
-            out.append("pid %d (%s%s: %s)" % (pid, comm, where, ", ".join(why[:4])))
-    return out
-
-
-def _under_any(path: str, prefixes) -> bool:
-    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+    return procfs.holders(mnt_ino, m.get("mount_id"), mirror_prefixes)
 
 
 # ---------------------------------------------------------------------------------------

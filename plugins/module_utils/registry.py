@@ -32,6 +32,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     InvalidInput,
     KernelError,
 )
+from ansible_collections.linuxns.guests.plugins.module_utils.procfs import proc_start_time, process_alive  # noqa: F401 (re-exported)
 
 DEFAULT_STATE_DIR = "/run/linuxns"
 NETNS_RUN_DIR = "/run/netns"
@@ -82,35 +83,6 @@ def validate_context_id(ctx, param: str = "context_id") -> int:
     if not CONTEXT_ID_MIN <= value <= CONTEXT_ID_MAX:
         raise InvalidInput("%s %d is out of range %d-%d" % (param, value, CONTEXT_ID_MIN, CONTEXT_ID_MAX))
     return value
-
-
-def proc_start_time(pid: int):
-    """The process's start time in clock ticks (field 22 of /proc/PID/stat), or None."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # comm may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2 :].split()
-    return int(fields[19])
-
-
-def process_alive(pid, start) -> bool:
-    """True when ``pid`` runs and is the same process (start time) as recorded."""
-    if not pid:
-        return False
-    now = proc_start_time(int(pid))
-    return now is not None and (start is None or now == start) and not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            data = f.read()
-    except OSError:
-        return True
-    return data[data.rindex(b")") + 2 :].split()[0] in (b"Z", b"X")
 
 
 def ns_id(path: str):

@@ -3,12 +3,12 @@
 """Builds the entry program the ``guest`` connection runs with the host's Python.
 
 Like Ansiballz, the program is assembled on the controller from the
-collection's own module_utils sources (errors, syscalls, registry, enter and
-entry - the one enter path ``guest_enter_exec`` uses too): docstrings and
+collection's own module_utils sources (errors, syscalls, procfs, registry, enter
+and entry - the one enter path ``guest_enter_exec`` uses too): docstrings and
 comments are stripped, the sources are embedded in a small bootstrap that
 registers them as modules under their real names, and the whole is compressed
 and base64-encoded into one ``python -c`` argument: every command carries its
-program (about 15 kB), so nothing has to be installed on the host first.
+program (about 17 kB), so nothing has to be installed on the host first.
 
 Compiling those sources takes the host's Python longer than everything else
 an entry does before it runs the command, so the host keeps the compiled modules
@@ -31,7 +31,7 @@ import zlib
 
 PACKAGE = "ansible_collections.linuxns.guests.plugins.module_utils"
 # Dependency order: each module only imports the ones before it.
-MODULES = ("errors", "syscalls", "registry", "enter", "entry")
+MODULES = ("errors", "syscalls", "procfs", "registry", "enter", "entry")
 
 BOOTSTRAP = r'''
 import sys, types, os, marshal, stat

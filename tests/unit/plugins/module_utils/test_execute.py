@@ -220,7 +220,7 @@ def test_namespace_subset_and_root(guest, unit_registry, busybox_root):
     r = run(guest, argv=["hostname"], namespaces=["uts", "mnt"])
     assert r["stdout"] == "g1.test"
     # a subset without mnt is never a chroot into the guest's root folder: refused
-    with pytest.raises(InvalidInput, match="namespaces: guest 'g1' has its own root .* entered only through its mnt namespace"):
+    with pytest.raises(InvalidInput, match=r"namespaces: guest 'g1' has its own root .* entered only through its mnt namespace"):
         run(guest, argv=["hostname"], namespaces=["uts"])
     with pytest.raises(InvalidInput, match="namespaces: guest 'g1' has its own root"):
         execute.prepare_guests(unit_registry, ["g1"], Request(argv=["hostname"], namespaces=["uts"]))
