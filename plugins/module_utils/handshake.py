@@ -22,7 +22,7 @@ import enum
 import json
 import os
 
-from ansible_collections.linuxns.guests.plugins.module_utils import errors
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError
 
 ACK = b"k"
@@ -143,13 +143,4 @@ class Handshake:
         """Let the init exec; the text of its exec failure ('' when it exec'd)."""
         os.write(self._fds["go_w"], GO)
         self._close("go_w")
-        chunks = []
-        fd = self._fds["status_r"]
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except InterruptedError:
-                continue
-            if not data:
-                return b"".join(chunks).decode(errors="replace")
-            chunks.append(data)
+        return enter.read_all(self._fds["status_r"]).decode(errors="replace")
