@@ -9,7 +9,7 @@ brought up with one host and taken down at the end), for each size N (default 10
                   --pid=F --fork --kill-child=KILL catatonit -P &`, waiting until the mnt pin
                   (unshare binds it last) is unshare's mount namespace. On Linux 6.18 the
                   mount-namespace pin fails with EINVAL when the new namespace got a lower id
-                  than the pinning process's (per-CPU id batches; see guests._newer_mnt_ns):
+                  than the pinning process's (per-CPU id batches; see guest_create._newer_mnt_ns):
                   the loop then kills the failed try's reaper (PID 1 of its pinned pid
                   namespace), unmounts what it pinned, moves itself to the next CPU
                   (`taskset -p`) and retries. Retries are counted and reported.

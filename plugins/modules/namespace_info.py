@@ -173,7 +173,7 @@ host:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
-from ansible_collections.linuxns.guests.plugins.module_utils.guests import info
+from ansible_collections.linuxns.guests.plugins.module_utils.guest_info import info
 
 
 def _body(module):

@@ -48,7 +48,7 @@ def unit_registry(tmp_path, monkeypatch):
     """A Registry in a fresh state folder with its own netns folder; every guest
     left in it is removed afterwards (processes killed, pins unmounted).  Kept files
     (context ids, mount tables) go to tmp_path/tables, never to /etc/linuxns."""
-    from ansible_collections.linuxns.guests.plugins.module_utils import guests, persist, registry
+    from ansible_collections.linuxns.guests.plugins.module_utils import guest_stop, persist, registry
 
     if os.geteuid() != 0:
         pytest.skip("the helper's unit tests run as root")
@@ -58,7 +58,7 @@ def unit_registry(tmp_path, monkeypatch):
     reg = registry.Registry(str(state), str(netns))
     yield reg
     for name in reg.names():
-        guests.remove(reg, name, reg.load(name))
+        guest_stop.remove(reg, name, reg.load(name))
     reap_zombies()
     for path in (str(netns), str(state)):
         for _attempt in range(8):

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, guests, model
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, guest_stop, guests, model
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 
 pytestmark = pytest.mark.unit
@@ -107,7 +107,7 @@ def lab(tmp_path_factory):
         yield {"registry": r, "state": state, "table": table, "scratch": scratch}
     finally:
         for name in r.names():
-            guests.remove(r, name, r.load(name))
+            guest_stop.remove(r, name, r.load(name))
         for path in (netns, state):
             for _attempt in range(8):
                 if os.system("umount -l %s 2>/dev/null" % path) != 0:

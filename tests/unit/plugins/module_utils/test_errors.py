@@ -98,8 +98,8 @@ def test_limit_reached_keeps_its_class_and_limit_through_a_batch(tmp_path):
 
 
 def test_info_counts_only_guest_not_found_as_missing(unit_registry):
-    from ansible_collections.linuxns.guests.plugins.module_utils import guests
+    from ansible_collections.linuxns.guests.plugins.module_utils import guest_info
 
-    assert guests.info(unit_registry, ["nosuch", "4242"])["missing"] == ["nosuch", "4242"]
+    assert guest_info.info(unit_registry, ["nosuch", "4242"])["missing"] == ["nosuch", "4242"]
     with pytest.raises(InvalidInput):  # a malformed reference is an error, not a missing guest
-        guests.info(unit_registry, ["bad/name"])
+        guest_info.info(unit_registry, ["bad/name"])

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, guests
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, guest_info, guest_spec, guest_stop, guests
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, InvalidInput, KernelError, LimitReached
@@ -84,7 +84,7 @@ def test_rooted_guest_sees_only_its_root(unit_registry, busybox_root):
     assert listing == sorted(os.listdir(busybox_root))
     devs = enter.call_in_guest(meta, ["mnt"], lambda: sorted(os.listdir("/dev")))
     assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd"} <= set(devs)
-    from ansible_collections.linuxns.guests.plugins.module_utils.mounts import parse_mountinfo
+    from ansible_collections.linuxns.guests.plugins.module_utils.mountinfo import parse_mountinfo
 
     paths = [m["path"] for m in parse_mountinfo(open("/proc/%d/mountinfo" % g["init_pid"]).read())]
     assert paths[0] == "/" and "/proc" in paths and "/dev/pts" in paths
@@ -99,7 +99,7 @@ def test_user_and_time_namespaces(unit_registry):
     assert open("/proc/%d/uid_map" % pid).read().split() == ["0", "100000", "65536"]
     offsets = open("/proc/%d/timens_offsets" % pid).read().split()
     assert offsets[offsets.index("monotonic") + 1] == "86400"
-    owner = guests.ns_relations(meta["pins"]["uts"]["path"])["owner_user_ns"]
+    owner = guest_info.ns_relations(meta["pins"]["uts"]["path"])["owner_user_ns"]
     assert owner == meta["pins"]["user"]["ino"]
 
 
@@ -170,7 +170,7 @@ def test_init_less_guest_processes_get_term_then_kill(unit_registry):
     for _t, fd in fds:
         os.close(fd)
     time.sleep(0.2)
-    members = guests.ProcIndex().members(meta)
+    members = guest_stop.ProcIndex().members(meta)
     assert g["init_pid"] in members and len(members) == 2
     one(unit_registry, name="il", state="absent")
     os.waitpid(joiner, 0)
@@ -283,7 +283,7 @@ def test_mnt_ns_id_is_available():
 def test_a_run_that_lost_the_race_reports_no_change(unit_registry):
     """Planned before the lock, done by another run meanwhile: changed must be false."""
     r = unit_registry
-    spec = guests.Spec({"name": "race"}, r)
+    spec = guest_spec.Spec({"name": "race"}, r)
     stale_plan = guests.plan(r, spec)
     assert stale_plan.action == "create"
     one(r, name="race")  # the other run
@@ -316,11 +316,22 @@ def test_check_mode_update_keeps_the_current_values(unit_registry):
 
 def test_guests_copy_a_clean_mount_table(unit_registry):
     """Mount namespaces come from the batch's template: no other guest's pins in them."""
+    def mnt_fds():
+        found = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink("/proc/self/fd/" + fd).startswith("mnt:"):
+                    found.append(fd)
+            except FileNotFoundError:  # listdir's own fd, closed by now
+                pass
+        return found
+
+    before = mnt_fds()
     out = guests.ensure_guests(unit_registry, [{"name": "t%d" % i, "_in_list": True} for i in range(5)])
     for r in out["results"]:
         table = open("/proc/%d/mountinfo" % r["guest"]["init_pid"]).read()
         assert unit_registry.state_dir not in table and unit_registry.netns_dir not in table
-    assert guests._TEMPLATES == {}  # closed at the end of the batch
+    assert mnt_fds() == before  # the batch's template is closed at its end
 
 
 def test_description_is_recorded_shown_and_changed_in_place(unit_registry):
@@ -328,7 +339,7 @@ def test_description_is_recorded_shown_and_changed_in_place(unit_registry):
     g = one(unit_registry, name="desc", description="web front end")["guest"]
     assert g["description"] == "web front end"
     assert unit_registry.load("desc")["description"] == "web front end"
-    assert guests.info(unit_registry, ["desc"])["guests"][0]["description"] == "web front end"
+    assert guest_info.info(unit_registry, ["desc"])["guests"][0]["description"] == "web front end"
     assert not one(unit_registry, name="desc")["changed"]  # not given: kept
     predicted = guests.ensure_guests(unit_registry, [{"name": "desc", "description": "db"}], check_mode=True)
     res = predicted["results"][0]
@@ -339,7 +350,7 @@ def test_description_is_recorded_shown_and_changed_in_place(unit_registry):
     upd = one(unit_registry, name="desc", description="db\tsecond line\n")
     assert upd["action"] == "update" and upd["reasons"] == ["description differs"]
     assert upd["guest"]["init_pid"] == g["init_pid"]  # in place: the same guest
-    assert guests.info(unit_registry, ["desc"])["guests"][0]["description"] == "db\tsecond line\n"
+    assert guest_info.info(unit_registry, ["desc"])["guests"][0]["description"] == "db\tsecond line\n"
     with pytest.raises(InvalidInput, match=r"description .* must not contain control characters"):
         one(unit_registry, name="desc", description="bell\a")
     assert unit_registry.load("desc")["description"] == "db\tsecond line\n"

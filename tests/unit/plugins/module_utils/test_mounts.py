@@ -1,5 +1,5 @@
-"""mounts.py: mountinfo parsing, option handling, symlink-safe walks and namespace_mount's
-engine applied to real guests (the unit tests run as root in a private mount namespace)."""
+"""mounts.py and its parts (mountinfo, mount_spec, mount_worker, mount_mirror): mountinfo
+parsing, option handling, symlink-safe walks and namespace_mount's engine applied to real guests (the unit tests run as root in a private mount namespace)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import guests, mounts, persist
+from ansible_collections.linuxns.guests.plugins.module_utils import guests, mount_spec, mount_worker, mountinfo, mounts, persist
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, GuestError, GuestNotFound, InvalidInput, KernelError, MountBusy
 
@@ -26,7 +26,7 @@ SAMPLE = (
 
 # ---- mountinfo parsing -------------------------------------------------------------------
 def test_parse_mountinfo_fields_escapes_and_optional_fields():
-    table = mounts.parse_mountinfo(SAMPLE + "\n")
+    table = mountinfo.parse_mountinfo(SAMPLE + "\n")
     assert [m["mount_id"] for m in table] == [22, 25, 40, 41, 42, 43]
     root = table[0]
     assert (root["path"], root["fstype"], root["src"], root["propagation"], root["peer_group"]) == ("/", "ext4", "/dev/vda", "shared", 1)
@@ -43,24 +43,24 @@ def test_parse_mountinfo_fields_escapes_and_optional_fields():
 
 def test_top_mount_picks_the_one_on_top():
     text = SAMPLE + "50 42 0:40 / /nob rw - tmpfs second rw\n51 50 0:41 / /nob rw - tmpfs third rw\n"
-    assert mounts.top_mount(mounts.parse_mountinfo(text), "/nob")["src"] == "third"
-    assert mounts.top_mount(mounts.parse_mountinfo(text), "/nothing") is None
+    assert mountinfo.top_mount(mountinfo.parse_mountinfo(text), "/nob")["src"] == "third"
+    assert mountinfo.top_mount(mountinfo.parse_mountinfo(text), "/nothing") is None
 
 
 # ---- options and specs --------------------------------------------------------------------
 def test_parse_opts_splits_flags_atime_and_filesystem_options():
-    p = mounts.parse_opts("defaults,ro,nosuid,noatime,size=1m,mode=0750,x-foo,huge=never", "tmpfs")
+    p = mount_spec.parse_opts("defaults,ro,nosuid,noatime,size=1m,mode=0750,x-foo,huge=never", "tmpfs")
     assert p["flags"] == {"ro": True, "nosuid": True}
     assert p["atime"] == "noatime"
     assert p["fsopts"] == [("size", "1m"), ("mode", "0750"), ("huge", "never")]
-    assert mounts.render_opts(p["flags"], p["atime"], p["fsopts"]) == "ro,nosuid,noatime,size=1m,mode=0750,huge=never"
+    assert mount_spec.render_opts(p["flags"], p["atime"], p["fsopts"]) == "ro,nosuid,noatime,size=1m,mode=0750,huge=never"
 
 
 def test_norm_value_matches_what_the_kernel_shows():
-    assert mounts.norm_value("size", "1m") == mounts.norm_value("size", "1024k")
-    assert mounts.norm_value("size", "1000") == mounts.PAGE
-    assert mounts.norm_value("mode", "0750") == mounts.norm_value("mode", "750") == 0o750
-    assert mounts.norm_value("size", "50%") > 0
+    assert mount_spec.norm_value("size", "1m") == mount_spec.norm_value("size", "1024k")
+    assert mount_spec.norm_value("size", "1000") == mount_spec.PAGE
+    assert mount_spec.norm_value("mode", "0750") == mount_spec.norm_value("mode", "750") == 0o750
+    assert mount_spec.norm_value("size", "50%") > 0
 
 
 @pytest.mark.parametrize(
@@ -82,12 +82,12 @@ def test_norm_value_matches_what_the_kernel_shows():
 )
 def test_spec_refuses_bad_input(params, words):
     with pytest.raises(InvalidInput) as exc:
-        mounts.MountSpec(params)
+        mount_spec.MountSpec(params)
     assert words in exc.value.msg
 
 
 def test_spec_table_line_round_trip(tmp_path):
-    spec = mounts.MountSpec({"path": "/my data", "fstype": "bind", "src": "/srv/a b", "opts": "ro", "propagation": "rslave"})
+    spec = mount_spec.MountSpec({"path": "/my data", "fstype": "bind", "src": "/srv/a b", "opts": "ro", "propagation": "rslave"})
     assert spec.table_line() == "/srv/a\\040b /my\\040data bind ro,x-linuxns.propagation=rslave 0 0"
     kept = persist.Kept(str(tmp_path), "g")
     kept.write_table([spec.table_line()])
@@ -114,7 +114,7 @@ def root_fd(tmp_path):
 def test_walk_refuses_symlinks_so_nothing_escapes(root_fd, path):
     fd, root = root_fd
     with pytest.raises(InvalidInput) as exc:
-        mounts.walk(path, fd, create="dir")
+        mount_worker.walk(path, fd, create="dir")
     assert "is a symbolic link" in exc.value.msg
     assert sorted(os.listdir(str(root))) == ["etc", "evil", "file", "srv"]
     assert os.listdir(str(root / "etc")) == []
@@ -122,15 +122,15 @@ def test_walk_refuses_symlinks_so_nothing_escapes(root_fd, path):
 
 def test_walk_creates_missing_components_and_reports_missing(root_fd):
     fd, root = root_fd
-    with pytest.raises(mounts.Missing) as exc:
-        mounts.walk("/a/b", fd)
+    with pytest.raises(mount_worker.Missing) as exc:
+        mount_worker.walk("/a/b", fd)
     assert "/a does not exist" in exc.value.msg
-    nfd, created = mounts.walk("/a/b/f", fd, create="file")
+    nfd, created = mount_worker.walk("/a/b/f", fd, create="file")
     os.close(nfd)
     assert created == ["/a", "/a/b", "/a/b/f"]
     assert (root / "a" / "b" / "f").is_file()
     with pytest.raises(InvalidInput) as exc:
-        mounts.walk("/file/x", fd)
+        mount_worker.walk("/file/x", fd)
     assert "/file is not a directory" in exc.value.msg
 
 
@@ -142,7 +142,7 @@ def _guest(registry, name, **kw):
 
 def _mountinfo(meta):
     with open("/proc/%d/mountinfo" % meta["init_pid"]) as f:
-        return mounts.parse_mountinfo(f.read())
+        return mountinfo.parse_mountinfo(f.read())
 
 
 def _in_guest(meta, *argv):
@@ -194,17 +194,17 @@ def test_remount_in_place_conflict_and_replace(unit_registry, busybox_root, tabl
     meta = _guest(unit_registry, "m2", root=busybox_root)
     base = {"path": "/data", "fstype": "tmpfs", "opts": "size=1m,mode=0755", "state": "ephemeral"}
     mounts.converge(unit_registry, "m2", [base])
-    mid = mounts.top_mount(_mountinfo(meta), "/data")["mount_id"]
+    mid = mountinfo.top_mount(_mountinfo(meta), "/data")["mount_id"]
     r = mounts.converge(unit_registry, "m2", [dict(base, opts="ro,size=2m,mode=0755", propagation="shared")])
     assert r["results"][0]["action"] == "remount"
-    m = mounts.top_mount(_mountinfo(meta), "/data")
+    m = mountinfo.top_mount(_mountinfo(meta), "/data")
     assert m["mount_id"] == mid and m["mount_opts"].startswith("ro") and "size=2048k" in m["super_opts"] and m["propagation"] == "shared"
     assert "size=1024k" in r["diff"]["before"] and "size=2m" in r["diff"]["after"]
     # mode cannot change in place: fails naming recreate, nothing changes
     with pytest.raises(GuestConflict) as exc:
         mounts.converge(unit_registry, "m2", [dict(base, opts="ro,size=2m,mode=0700")])
     assert "recreate=true" in exc.value.msg and "mode=0700" in exc.value.msg
-    assert mounts.top_mount(_mountinfo(meta), "/data")["mount_id"] == mid
+    assert mountinfo.top_mount(_mountinfo(meta), "/data")["mount_id"] == mid
     r = mounts.converge(unit_registry, "m2", [dict(base, opts="size=2m,mode=0700", recreate=True)])
     assert r["results"][0]["action"] == "replace"
     here = [x for x in _mountinfo(meta) if x["path"] == "/data"]
@@ -229,12 +229,12 @@ def test_unmounted_absent_and_busy(unit_registry, busybox_root, table_dir):
         assert "target is busy" in exc.value.msg and "pid %d (sleep" % holder.pid in exc.value.msg and "cwd" in exc.value.msg
         assert exc.value.errno == errno.EBUSY and exc.value.details["path"] == "/data"
         assert any("pid %d (sleep" % holder.pid in h for h in exc.value.details["holders"])
-        assert mounts.top_mount(_mountinfo(meta), "/data") is not None
+        assert mountinfo.top_mount(_mountinfo(meta), "/data") is not None
     finally:
         holder.kill()
         holder.wait()
     r = mounts.converge(unit_registry, "m3", [{"path": "/data", "state": "unmounted"}])
-    assert r["changed"] and mounts.top_mount(_mountinfo(meta), "/data") is None and "/data" in tab.read_text()
+    assert r["changed"] and mountinfo.top_mount(_mountinfo(meta), "/data") is None and "/data" in tab.read_text()
     assert not mounts.converge(unit_registry, "m3", [{"path": "/data", "state": "unmounted"}])["changed"]
     r = mounts.converge(unit_registry, "m3", [{"path": "/data", "state": "absent"}])
     assert r["changed"] and "/data" not in tab.read_text()
@@ -310,7 +310,7 @@ def test_table_reapplied_when_the_guest_is_recreated(unit_registry, busybox_root
     guests.ensure_guests(unit_registry, [{"name": "m7", "state": "absent"}])
     meta = _guest(unit_registry, "m7", root=busybox_root)
     assert old_id is not None and sc.mnt_ns_id(meta["pins"]["mnt"]["path"]) != old_id
-    m = mounts.top_mount(_mountinfo(meta), "/data")
+    m = mountinfo.top_mount(_mountinfo(meta), "/data")
     assert m is not None and "size=2048k" in m["super_opts"] and m["propagation"] == "shared"
     # a broken table makes the creation fail cleanly, with a message naming the table
     (table_dir / "m7" / "fstab").write_text("tmpfs /data tmpfs size=lots 0 0\n")
@@ -322,17 +322,17 @@ def test_table_reapplied_when_the_guest_is_recreated(unit_registry, busybox_root
 
 
 def test_compare_knows_options_the_kernel_hides_at_their_default():
-    (m,) = mounts.parse_mountinfo("60 22 0:50 / /t rw,relatime - tmpfs tmpfs rw,size=1024k\n")
-    spec = mounts.MountSpec({"path": "/t", "fstype": "tmpfs", "opts": "size=1m,mode=0700"})
+    (m,) = mountinfo.parse_mountinfo("60 22 0:50 / /t rw,relatime - tmpfs tmpfs rw,size=1024k\n")
+    spec = mount_spec.MountSpec({"path": "/t", "fstype": "tmpfs", "opts": "size=1m,mode=0700"})
     assert mounts.compare(spec, m, {"exists": True})["fixed"] == ["mode=0700 (now mode=1777)"]
-    spec = mounts.MountSpec({"path": "/t", "fstype": "tmpfs", "opts": "size=1m,mode=1777,nr_inodes=0"})
+    spec = mount_spec.MountSpec({"path": "/t", "fstype": "tmpfs", "opts": "size=1m,mode=1777,nr_inodes=0"})
     cmp = mounts.compare(spec, m, {"exists": True})
     assert not cmp["fixed"] and not mounts._changed(cmp)
 
 
 def _host_table():
     with open("/proc/self/mountinfo") as f:
-        return mounts.parse_mountinfo(f.read())
+        return mountinfo.parse_mountinfo(f.read())
 
 
 @pytest.fixture
@@ -350,17 +350,17 @@ def test_mirror_tree_shows_guest_mounts_and_reports_campers(unit_registry, busyb
     base = mirror_base
     mirror = base + "/m8"
     check = mounts.converge(unit_registry, "m8", [], check_mode=True, mirror=base)
-    assert check["changed"] and check["mirror"]["action"] == "create" and mounts.top_mount(_host_table(), mirror) is None
+    assert check["changed"] and check["mirror"]["action"] == "create" and mountinfo.top_mount(_host_table(), mirror) is None
     r = mounts.converge(unit_registry, "m8", [], mirror=base)
     assert r["mirror"] == {"path": mirror, "state": "present", "action": "create", "changed": True}
     host = _host_table()
-    assert mounts.top_mount(host, base)["propagation"] == "unbindable"
-    assert mounts.top_mount(host, mirror)["propagation"] == "shared"
+    assert mountinfo.top_mount(host, base)["propagation"] == "unbindable"
+    assert mountinfo.top_mount(host, mirror)["propagation"] == "shared"
     assert os.path.exists(mirror + "/bin/busybox")
     assert not mounts.converge(unit_registry, "m8", [], mirror=base)["changed"]
     # a mount made in the guest later shows in the mirror
     mounts.converge(unit_registry, "m8", [{"path": "/data", "fstype": "tmpfs", "state": "ephemeral"}])
-    assert mounts.top_mount(_host_table(), mirror + "/data")["fstype"] == "tmpfs"
+    assert mountinfo.top_mount(_host_table(), mirror + "/data")["fstype"] == "tmpfs"
     # a host process camping in the mirror keeps the guest's unmount from happening
     camper = subprocess.Popen(["sleep", "60"], cwd=mirror + "/data")
     try:
@@ -375,9 +375,9 @@ def test_mirror_tree_shows_guest_mounts_and_reports_campers(unit_registry, busyb
         camper.wait()
     r = mounts.converge(unit_registry, "m8", [], mirror=base, mirror_state="absent")
     assert r["mirror"]["action"] == "remove"
-    assert mounts.top_mount(_host_table(), mirror) is None and not os.path.exists(mirror)
+    assert mountinfo.top_mount(_host_table(), mirror) is None and not os.path.exists(mirror)
     # removing the mirror did not unmount anything in the guest
-    assert mounts.top_mount(_mountinfo(meta), "/data") is not None
+    assert mountinfo.top_mount(_mountinfo(meta), "/data") is not None
     assert not mounts.converge(unit_registry, "m8", [], mirror=base, mirror_state="absent")["changed"]
     with pytest.raises(InvalidInput):
         mounts.converge(unit_registry, "m8", [], mirror="relative")
@@ -389,10 +389,10 @@ def test_kernel_without_the_new_mount_api_is_named(monkeypatch, tmp_path):
     def no_fsopen(*_args, **_kw):
         raise KernelError("fsopen(tmpfs) failed: Function not implemented (ENOSYS)", errno=errno.ENOSYS)
 
-    monkeypatch.setattr(mounts.sc, "fsopen", no_fsopen)
-    spec = mounts.MountSpec({"path": "/x", "fstype": "bind", "src": str(tmp_path)})
+    monkeypatch.setattr(mount_spec.sc, "fsopen", no_fsopen)
+    spec = mount_spec.MountSpec({"path": "/x", "fstype": "bind", "src": str(tmp_path)})
     with pytest.raises(KernelError) as exc:
-        mounts.validate_host_side(spec, mounts.HostMounts())
+        mount_spec.validate_host_side(spec, mount_spec.HostMounts())
     assert "lacks the new mount API" in exc.value.msg and "Linux 5.2" in exc.value.msg
 
 
@@ -407,10 +407,10 @@ def test_table_dir_given_to_ensure_guests_wins_after_the_note_is_gone(unit_regis
     assert not os.path.exists(os.path.join(unit_registry.state_dir, persist.TABLE_NOTE))
     guests.ensure_guests(unit_registry, [{"name": "m9", "state": "absent"}])
     meta = _guest(unit_registry, "m9", root=busybox_root)
-    assert mounts.top_mount(_mountinfo(meta), "/data") is None      # the default folder: no table there
+    assert mountinfo.top_mount(_mountinfo(meta), "/data") is None      # the default folder: no table there
     guests.ensure_guests(unit_registry, [{"name": "m9", "state": "absent"}])
     guests.ensure_guests(unit_registry, [{"name": "m9", "root": busybox_root}], table_dir=str(tables))
     meta = unit_registry.load("m9")
-    m = mounts.top_mount(_mountinfo(meta), "/data")
+    m = mountinfo.top_mount(_mountinfo(meta), "/data")
     assert m is not None and "size=3072k" in m["super_opts"]
     assert not hasattr(unit_registry, "table_dir")

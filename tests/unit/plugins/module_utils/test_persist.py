@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import guests, persist
+from ansible_collections.linuxns.guests.plugins.module_utils import guest_stop, guests, persist
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, InvalidInput
 
@@ -126,7 +126,7 @@ def test_kept_ids_scan(tmp_path):
 def _reboot(registry):
     """What a reboot does to the registry: every guest gone, the state folder empty."""
     for name in registry.names():
-        guests.remove(registry, name, registry.load(name))  # stops it; the ids are released
+        guest_stop.remove(registry, name, registry.load(name))  # stops it; the ids are released
     shutil.rmtree(registry.ctx_dir)
     registry._ready = False
     registry._ctx_cache = None

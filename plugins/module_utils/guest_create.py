@@ -1,0 +1,501 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Creating a guest, the counterpart of util-linux unshare.c: the batch's clean mount
+namespace template, the forked child that unshares (driven by the handshake), the pins,
+the /run/netns alias, the reaper or init, and the rollback of a failed creation.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import struct
+import time
+
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, handshake, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
+    GuestConflict,
+    GuestError,
+    InvalidInput,
+    KernelError,
+)
+from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import Spec
+from ansible_collections.linuxns.guests.plugins.module_utils.guest_stop import kill_wait, unpin
+
+REAPER_CANDIDATES = (
+    "/usr/bin/catatonit",
+    "/usr/libexec/catatonit/catatonit",
+    "/usr/libexec/podman/catatonit",
+    "/usr/local/bin/catatonit",
+)
+
+
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+
+
+def find_reaper():
+    for path in REAPER_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _lo_up() -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+    try:
+        ifr = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(s.fileno(), sc.SIOCGIFFLAGS, ifr + b"\0" * 22)[:18])[1]
+        fcntl.ioctl(s.fileno(), sc.SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | sc.IFF_UP) + b"\0" * 22)
+    finally:
+        s.close()
+
+
+def _detach(path: str) -> None:
+    try:
+        sc.umount2(path, sc.MNT_DETACH)
+    except KernelError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT, errno.EPERM, errno.EACCES):
+            raise
+
+
+def _setup_dev(dev: str) -> None:
+    """A minimal /dev: tmpfs with bind-mounted host nodes, devpts, shm and the usual links."""
+    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_NOEXEC, "mode=755,size=64k")
+    for node in DEV_NODES:
+        target = os.path.join(dev, node)
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
+        sc.mount("/dev/" + node, target, None, sc.MS_BIND)
+    for sub in ("pts", "shm"):
+        os.mkdir(os.path.join(dev, sub), 0o755)
+    sc.mount("devpts", os.path.join(dev, "pts"), "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+    sc.mount("shm", os.path.join(dev, "shm"), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777,size=65536k")
+    links = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+    for link, target in links:
+        os.symlink(target, os.path.join(dev, link))
+
+
+def _setup_mounts(spec: Spec, registry: reg.Registry, pid_private: bool) -> None:
+    """Runs in the process that will be pinned, inside the new mount namespace."""
+    sc.mount("none", "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    if spec.root is None:
+        # Other guests' pins must not be copied into this guest (they would keep
+        # those namespaces alive after their guest is removed).
+        _detach(registry.state_dir)
+        _detach(registry.netns_dir)
+        if pid_private:
+            sc.mount("proc", "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+        return
+    root = spec.root
+    sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
+    os.chdir(root)
+    for d, mode in (("proc", 0o555), ("dev", 0o755)):
+        if not os.path.isdir(d):
+            os.mkdir(d, mode)
+    sc.mount("proc", "proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    _setup_dev(os.path.join(root, "dev"))
+    sc.pivot_root(".", ".")
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+
+
+class MountTemplate:
+    """A clean mount namespace from which a batch's guests copy theirs.
+
+    unshare(CLONE_NEWNS) copies the whole mount table, which holds every other
+    guest's pins (six mounts a guest), and each new guest then had to detach
+    them again: creation cost grew with the number of guests.  The template is
+    made once per task - a copy of the host's table made private, with the
+    state folder and /run/netns detached - and each guest's child joins it
+    before unsharing, so it copies only the short clean table.
+    """
+
+    def __init__(self, registry: reg.Registry):
+        self.fd = -1
+        r, w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 1
+            try:
+                os.close(r)
+                os.close(go_w)
+                sc.set_pdeathsig(signal.SIGKILL)
+                sc.unshare_one("mnt")
+                sc.mount("none", "/", None, sc.MS_REC | sc.MS_PRIVATE)
+                _detach(registry.state_dir)
+                _detach(registry.netns_dir)
+                os.write(w, b"r")
+                os.read(go_r, 1)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        os.close(go_r)
+        try:
+            if os.read(r, 1) == b"r":
+                self.fd = os.open("/proc/%d/ns/mnt" % pid, os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            os.close(r)
+            os.close(go_w)
+            enter.wait_child(pid)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _child_main(spec, registry, hs: handshake.Handshake, reaper_fd, devnull_fd, needs_init, parent_mnt_id) -> None:  # pragma: no cover - forked child
+    """Process C: make the namespaces; fork the init I when there is one."""
+    hs.child_side()
+    try:
+        sc.set_pdeathsig(signal.SIGKILL)
+        sc.set_dumpable(False)
+        template_fd = getattr(spec, "_mnt_template_fd", -1)
+        if template_fd >= 0 and "mnt" in spec.namespaces:
+            sc.setns(template_fd, "mnt")  # while still privileged: before any user namespace
+        shared = getattr(spec, "_share_fds", [])
+        user_shared = [(t, fd) for t, fd in shared if t == "user" and not enter.is_own_namespace(fd, t)]
+        for t, fd in user_shared:
+            sc.setns(fd, t)
+        if "user" in spec.namespaces:
+            sc.unshare_one("user")
+            hs.send(handshake.Step.USER)
+            hs.wait_ack()
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        for t, fd in shared:
+            if t != "user":
+                sc.setns(fd, t)
+        for t in spec.namespaces:
+            if t != "user":
+                sc.unshare_one(t)
+        if "mnt" in spec.namespaces:
+            _newer_mnt_ns(spec.name, parent_mnt_id)
+        if "time" in spec.namespaces:
+            hs.send(handshake.Step.TIME)
+            hs.wait_ack()
+        if "net" in spec.namespaces:
+            _lo_up()
+        if spec.hostname and "uts" in spec.namespaces:
+            sc.sethostname(spec.hostname)
+        pid_private = "pid" in spec.namespaces
+        if not needs_init:
+            if "mnt" in spec.namespaces:
+                _setup_mounts(spec, registry, False)
+            hs.send(handshake.Step.READY, pid=os.getpid())
+            hs.wait_done()  # the parent pinned us (or died)
+            os._exit(0)
+        child = os.fork()
+        if child:
+            hs.send(handshake.Step.INIT, pid=child)
+            os._exit(0)
+        # Process I: the guest's PID 1 (or its reaper when pid is shared).
+        if "mnt" in spec.namespaces:
+            _setup_mounts(spec, registry, pid_private)
+        hs.send(handshake.Step.READY)
+        hs.wait_go()  # exits when the parent died before the guest was recorded
+        status_w = hs.status_fd()
+        os.setsid()
+        for fd in (0, 1, 2):
+            os.dup2(devnull_fd, fd)
+        enter.close_fds_except({status_w, reaper_fd})
+        enter.reset_signals()
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container": "linuxns"}
+        if spec.init:
+            try:
+                os.execvpe(spec.init[0], spec.init, env)
+            except OSError as exc:
+                enter.write_all(status_w, ("init %s could not be started inside the guest: %s" % (spec.init[0], exc.strerror)).encode())
+                os._exit(127)
+        if reaper_fd >= 0:
+            try:
+                os.execve(reaper_fd, ["catatonit", "-P"], env)
+            except OSError as exc:
+                enter.write_all(status_w, ("the reaper could not be started: %s" % exc.strerror).encode())
+                os._exit(127)
+        os.close(status_w)
+        _python_reaper()
+    except BaseException as exc:
+        try:
+            hs.send_error(exc)
+        finally:
+            os._exit(1)
+
+
+def _newer_mnt_ns(name, parent_id) -> None:  # pragma: no cover - forked child
+    """Make sure our new mount namespace's id is above the pinning process's.
+
+    Linux refuses to bind-mount a mount namespace file into a namespace whose
+    id is not lower (mnt_ns_loop, EINVAL).  Since 6.18 ids come from per-CPU
+    batches of 4096, so a namespace made later on another CPU can get a lower
+    id.  The CPU whose batch gave the parent its id always gives higher ones:
+    try each CPU in turn with a fresh unshare(CLONE_NEWNS).  ``parent_id``: the
+    parent's mount namespace id, read before the fork (None: unknown).
+    """
+    mine = sc.mnt_ns_id()
+    if parent_id is None or mine is None or mine > parent_id:
+        return
+    allowed = os.sched_getaffinity(0)
+    try:
+        for _attempt in range(3):
+            for cpu in sorted(allowed):
+                os.sched_setaffinity(0, {cpu})
+                sc.unshare_one("mnt")
+                if sc.mnt_ns_id() > parent_id:
+                    return
+    finally:
+        os.sched_setaffinity(0, allowed)
+    raise GuestError("guest %r: could not get a mount namespace the kernel lets us pin (namespace id order)" % name)
+
+
+def _python_reaper() -> None:  # pragma: no cover - forked child
+    """Fallback PID 1 when no catatonit is installed (costs a Python process)."""
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            signal.pause()
+        except InterruptedError:
+            pass
+
+
+class _Run:
+    """What one creation made so far (for rollback)."""
+
+    def __init__(self):
+        self.pins = []
+        self.alias = None
+        self.init_pid = None
+        self.init_start = None
+
+
+def create(registry: reg.Registry, spec: Spec, template: BatchTemplate, context_id=None, kept=None) -> dict:
+    """Create the guest (caller holds its lock and removed any leftovers).  ``kept``
+    (persist.KeptIds): the guest gets its kept context id back and its table re-applied."""
+    name = spec.name
+    ctx = registry.reserve_context_id(name, context_id if context_id is not None else spec.context_id, kept)
+    meta = spec.wanted()
+    meta.update({"context_id": ctx, "phase": "creating", "pins": {}, "created": time.time(), "reaper": None, "init_pid": None})
+    run = _Run()
+    try:
+        registry.save(meta)
+        faults.crash_point(faults.Step.RESERVED)
+        _create_processes(registry, spec, meta, run, template)
+        if "mnt" in spec.namespaces and kept is not None:
+            from ansible_collections.linuxns.guests.plugins.module_utils import mounts
+
+            mounts.apply_table(registry, meta, kept.table_dir)  # the guest's persistent mount table (namespace_mount)
+        meta["phase"] = "ready"
+        registry.save(meta)
+        faults.crash_point(faults.Step.READY)
+        return meta
+    except BaseException:
+        _rollback(registry, name, ctx, run)
+        raise
+
+
+def _create_processes(registry, spec, meta, run, template) -> None:
+    name = spec.name
+    needs_init = "pid" in spec.namespaces or "pid" in spec.share or spec.init is not None
+    share_fds = []
+    reaper_fd = -1
+    devnull_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for t in sc.NS_TYPES:
+            if t in spec.share:
+                src = spec.share[t]
+                path = src if src.startswith("/") else registry.pin_path(src, t)
+                share_fds.append((t, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        spec._share_fds = share_fds
+        if "mnt" in spec.namespaces and registry.exists():
+            spec._mnt_template_fd = template.fd()
+        if needs_init and not spec.init:
+            reaper = find_reaper()
+            meta["reaper"] = reaper or "python"
+            if reaper:
+                reaper_fd = os.open(reaper, os.O_RDONLY | os.O_CLOEXEC)
+        parent_mnt_id = sc.mnt_ns_id()
+        hs = handshake.Handshake()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            _child_main(spec, registry, hs, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
+            os._exit(1)
+        try:
+            hs.parent_side()
+            faults.crash_point(faults.Step.FORKED)
+            target = None
+            ready = False
+            while not ready or (needs_init and run.init_pid is None):
+                msg = hs.receive(name)
+                step = msg["step"]
+                if step is handshake.Step.USER:
+                    _write_proc(pid, "uid_map", "\n".join(spec.uid_map) + "\n", name, "uid_map")
+                    _write_proc(pid, "gid_map", "\n".join(spec.gid_map) + "\n", name, "gid_map")
+                    hs.ack()
+                elif step is handshake.Step.TIME:
+                    text = _time_offsets_text(spec.time_offsets or {}, name)
+                    if text:
+                        _write_proc(pid, "timens_offsets", text, name, "time_offsets")
+                    hs.ack()
+                elif step is handshake.Step.INIT:
+                    run.init_pid = msg["pid"]
+                    run.init_start = procfs.proc_start_time(run.init_pid)
+                    meta["init_pid"] = run.init_pid
+                    meta["init_start"] = run.init_start
+                    registry.save(meta)
+                elif step is handshake.Step.READY:
+                    ready = True
+                    target = msg.get("pid")
+            if needs_init:
+                target = run.init_pid
+            if target is None:
+                raise GuestError("guest %r: no process to pin" % name)
+            faults.crash_point(faults.Step.STARTED)
+            _make_pins(registry, spec, meta, run, target, needs_init)
+            faults.crash_point(faults.Step.PINNED)
+            if "net" in meta["pins"]:
+                _make_alias(registry, name, meta, run)
+            faults.crash_point(faults.Step.ALIASED)
+            if needs_init:
+                err = hs.go()
+                if err:
+                    raise GuestError("guest %r: %s" % (name, err))
+            else:
+                hs.done()
+        except BaseException:
+            # The child may be waiting for an ack (uid/gid map, time offsets) or for the
+            # go: our ends of the handshake close first, so it reads EOF and exits, and it
+            # is killed besides (it is our child, not reaped yet: the pid is still its).
+            # Waiting for it with the pipes open was a hang that kept the lock forever.
+            hs.close()
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            raise
+        finally:
+            hs.close()  # a child still waiting for the parent reads EOF and exits
+            enter.wait_child(pid)
+    finally:
+        for fd in [fd for _t, fd in share_fds] + [reaper_fd, devnull_fd]:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def _time_offsets_text(offsets: dict, name: str) -> str:
+    """timens_offsets lines: whole seconds and 0 <= nanoseconds < 1e9 (floored, so -1.5 is -2 s + 0.5e9 ns)."""
+    lines = []
+    for key, value in sorted(offsets.items()):
+        try:
+            secs = int(value // 1)
+        except (OverflowError, ValueError):
+            raise InvalidInput("guest %r: time_offsets.%s %r is not a finite number of seconds" % (name, key, value)) from None
+        nsec = min(round((value - secs) * 1e9), 999999999)
+        lines.append("%s %d %d\n" % (key, secs, nsec))
+    return "".join(lines)
+
+
+def _write_proc(pid, leaf, text, name, param) -> None:
+    """Write a /proc file of the child that creates the namespaces; a refusal names ``param`` and the errno."""
+    try:
+        fd = os.open("/proc/%d/%s" % (pid, leaf), os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise KernelError("guest %r: %s cannot be set: opening /proc/%d/%s failed: %s"
+                          % (name, param, pid, leaf, sc.errno_text(exc.errno)), errno=exc.errno) from None
+    try:
+        data = text.encode()
+        if os.write(fd, data) != len(data):
+            raise KernelError("guest %r: %s %r: the kernel took only part of the write to %s" % (name, param, text.strip(), leaf))
+    except OSError as exc:
+        raise InvalidInput("guest %r: the kernel refused %s %r (writing %s: %s); check the values"
+                           % (name, param, text.strip().replace("\n", ", "), leaf, sc.errno_text(exc.errno))) from None
+    finally:
+        os.close(fd)
+
+
+def _make_pins(registry, spec, meta, run, target, has_init) -> None:
+    name = spec.name
+    os.makedirs(registry.pin_dir(name), mode=0o700, exist_ok=True)
+    own_mnt = os.stat("/proc/self/ns/mnt").st_ino
+    for t in sc.NS_TYPES:
+        if t not in spec.namespaces and t not in spec.share:
+            continue
+        # time (like pid) applies to children only: without an init, pin the one they would get
+        leaf = t if has_init else sc.ns_type(t).pin_leaf
+        src = "/proc/%d/ns/%s" % (target, leaf)
+        if t == "mnt" and "mnt" in spec.namespaces and os.stat(src).st_ino == own_mnt:
+            raise GuestError("guest %r: the new mount namespace was not created (the child is still in ours)" % name)
+        path = registry.pin_path(name, t)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+        os.close(fd)
+        run.pins.append(path)
+        sc.mount(src, path, None, sc.MS_BIND)
+        st = os.stat(path)
+        meta["pins"][t] = {"path": path, "dev": st.st_dev, "ino": st.st_ino}
+
+
+def _make_alias(registry, name, meta, run) -> None:
+    registry.ensure_netns_dir()
+    alias = registry.alias_path(name)
+    pin = meta["pins"]["net"]
+    try:
+        fd = os.open(alias, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
+        os.close(fd)
+    except FileExistsError:
+        now = reg.ns_id(alias)
+        if now is not None and now[1] == pin["ino"]:
+            meta["netns_alias"] = alias
+            return
+        if now is not None:
+            raise GuestConflict(
+                "guest %r: a network namespace named %r already exists in %s and is not this guest's; "
+                "remove it (ip netns delete %s) or rename the guest" % (name, name, registry.netns_dir, name)
+            ) from None
+        # A leftover name file with nothing mounted on it: take it over.
+    run.alias = alias
+    sc.mount(pin["path"], alias, None, sc.MS_BIND)
+    meta["netns_alias"] = alias
+
+
+def _rollback(registry, name, ctx, run) -> None:
+    if run.init_pid and procfs.process_alive(run.init_pid, run.init_start):
+        kill_wait(run.init_pid, run.init_start, signal.SIGKILL, 5.0)
+    if run.alias:
+        unpin(run.alias)
+    for path in run.pins:
+        unpin(path)
+    registry.release_context_id(name, ctx)
+    shutil.rmtree(registry.guest_dir(name), ignore_errors=True)
+
+
+class BatchTemplate:
+    """The batch's clean mount namespace: made on first use (a :class:`MountTemplate`),
+    shared by every guest the run creates, closed by the run at its end.  One per run,
+    passed down from ``guests.ensure_guests``; nothing of it lives at module level."""
+
+    def __init__(self, registry: reg.Registry):
+        self.registry = registry
+        self.template = None
+
+    def fd(self) -> int:
+        """The template's namespace file, or -1 when it could not be made."""
+        if self.template is None:
+            self.template = MountTemplate(self.registry)
+        return self.template.fd
+
+    def close(self) -> None:
+        if self.template is not None:
+            self.template.close()
+            self.template = None

@@ -1,0 +1,285 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The wanted guest: :class:`Spec` (a validated entry of namespace_create), the
+parsers of its values, the checks of namespace files given as share sources, and the
+views of a guest derived from the model (result and diff).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+
+from ansible_collections.linuxns.guests.plugins.module_utils import model
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
+    GuestError,
+    InvalidInput,
+)
+
+DEFAULT_NAMESPACES = tuple(model.default("namespaces"))
+
+
+DEFAULT_STOP_SIGNAL = model.default("stop_signal")
+
+
+DEFAULT_STOP_TIMEOUT = model.default("stop_timeout")
+
+
+def parse_signal(value, param: str):
+    if value is None:
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        num = int(value)
+        try:
+            return signal.Signals(num).name
+        except ValueError:
+            raise InvalidInput("%s %r is not a signal number" % (param, value)) from None
+    name = str(value).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    if not hasattr(signal.Signals, name) or name.startswith("SIG_"):
+        raise InvalidInput("%s %r is not a signal name" % (param, value))
+    return name
+
+
+def parse_id_map(value, param: str):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", "\n").splitlines() if v.strip()]
+    lines = []
+    for item in value:
+        if isinstance(item, dict):
+            parts = [item.get("inside"), item.get("outside"), item.get("count")]
+        elif isinstance(item, (list, tuple)):
+            parts = list(item)
+        else:
+            parts = str(item).split()
+        try:
+            nums = [int(p) for p in parts]
+        except (TypeError, ValueError):
+            nums = []
+        if len(nums) != 3 or nums[2] < 1 or min(nums) < 0:
+            raise InvalidInput("%s entry %r must be 'inside outside count' (three non-negative integers, count >= 1)" % (param, item))
+        lines.append("%d %d %d" % tuple(nums))
+    if not lines:
+        raise InvalidInput("%s must not be empty" % param)
+    return lines
+
+
+def parse_time_offsets(value, param: str = "time_offsets"):
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInput("%s must be a dict with 'monotonic' and/or 'boottime' (seconds)" % param)
+    out = {}
+    for key, secs in value.items():
+        if key not in ("monotonic", "boottime"):
+            raise InvalidInput("%s: unknown clock %r (use monotonic or boottime)" % (param, key))
+        try:
+            out[key] = float(secs)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidInput("%s.%s %r is not a number of seconds" % (param, key, secs)) from None
+        model.check_number(out[key], "%s.%s" % (param, key), -model.MAX_TIME_OFFSET, model.MAX_TIME_OFFSET, " seconds")
+    return out
+
+
+def check_ns_file(path: str, nstype: str, param: str) -> tuple:
+    """Open-check a namespace file given in ``share``; return its (dev, ino)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InvalidInput("%s: cannot open %s (%s)" % (param, path, exc.strerror)) from None
+    try:
+        st = os.fstat(fd)
+        if st.st_dev != reg.nsfs_dev():
+            raise InvalidInput("%s: %s is not a namespace file" % (param, path))
+        try:
+            kind = fcntl.ioctl(fd, sc.NS_GET_NSTYPE)
+        except OSError:
+            kind = None
+        if kind is not None and kind != sc.ns_type(nstype).flag:
+            found = sc.ns_by_flag(kind)
+            raise InvalidInput("%s: %s is a %s namespace, not a %s namespace" % (param, path, found.name if found else kind, nstype))
+        return (st.st_dev, st.st_ino)
+    finally:
+        os.close(fd)
+
+
+class Spec:
+    """A wanted guest, validated and normalised."""
+
+    def __init__(self, params: dict, registry: reg.Registry, where: str = "", batch=None):
+        p = where
+        self.params, self.where = params, where
+        self.batch = batch or {}  # earlier present entries of the same task: name -> Spec
+        self.deferred = []  # share types naming a guest this task creates first
+        self.state = params.get("state") or "present"
+        name = params.get("name")
+        self.ref = str(name)
+        if isinstance(name, int) and not isinstance(name, bool):
+            name = str(name)
+        if isinstance(name, str) and name.isdigit():
+            # A string of digits is a context id: it names an existing guest.
+            try:
+                name = registry.resolve(name, p + "name")
+            except GuestError as exc:
+                if self.state == "absent":
+                    name = None
+                    self.name = None
+                else:
+                    raise InvalidInput(
+                        "%s (a name of digits is a context id; a new guest needs a name that is not all digits)" % exc.msg
+                    ) from None
+        self.name = reg.validate_name(name, p + "name") if name is not None else None
+        ctx = params.get("context_id")
+        self.context_id = None if ctx is None else reg.validate_context_id(ctx, p + "context_id")
+        self.recreate = bool(params.get("recreate"))
+        # None = not given: a new guest gets the defaults, an existing one keeps its own.
+        self.stop_signal = parse_signal(params.get("stop_signal"), p + "stop_signal")
+        timeout = params.get("stop_timeout")
+        try:
+            self.stop_timeout = None if timeout is None else float(timeout)
+        except (TypeError, ValueError):
+            raise InvalidInput("%sstop_timeout %r is not a number of seconds" % (p, timeout)) from None
+        if self.stop_timeout is not None and self.stop_timeout < 0:
+            raise InvalidInput("%sstop_timeout must not be negative" % p)
+        model.check_value(model.GUEST_BY_NAME["stop_timeout"], self.stop_timeout, p + "stop_timeout")
+        self.purge = bool(params.get("purge"))
+        if self.state == "absent":
+            return
+        if self.purge:
+            raise InvalidInput("%spurge=true goes with state=absent only (it forgets a removed guest's kept files)" % p)
+        if self.state != "present":
+            raise InvalidInput("%sstate must be present or absent, not %r" % (p, self.state))
+        nss = params.get("namespaces")
+        nss = list(DEFAULT_NAMESPACES) if nss is None else list(nss)
+        bad = [t for t in nss if t not in sc.NS_TYPES]
+        if bad:
+            raise InvalidInput(
+                "%snamespaces: unknown namespace type(s) %s; known: %s" % (p, ", ".join(map(str, bad)), ", ".join(sc.NS_TYPES))
+            )
+        share = params.get("share") or {}
+        if not isinstance(share, dict):
+            raise InvalidInput("%sshare must be a dict of namespace type -> guest or namespace file" % p)
+        self.share = {}
+        self.share_ids = {}
+        for t, src in sorted(share.items()):
+            if t not in sc.NS_TYPES:
+                raise InvalidInput("%sshare: unknown namespace type %r; known: %s" % (p, t, ", ".join(sc.NS_TYPES)))
+            self.share[t], self.share_ids[t] = self._resolve_share(t, src, registry, "%sshare.%s" % (p, t))
+        self.namespaces = sorted(set(nss) - set(self.share), key=sc.NS_TYPES.index)
+        uts = "uts" in self.namespaces
+        hostname = params.get("hostname")
+        if hostname is not None and not uts:
+            raise InvalidInput("%shostname needs a private uts namespace (add uts to namespaces)" % p)
+        if hostname is not None and (not isinstance(hostname, str) or not 0 < len(hostname) <= 64 or "/" in hostname or " " in hostname):
+            raise InvalidInput("%shostname %r is not a valid host name" % (p, hostname))
+        model.check_text(hostname, p + "hostname")
+        self.hostname = (hostname or self.name[:64]) if uts else None
+        root = params.get("root")
+        if root is not None:
+            if not isinstance(root, str) or not root.startswith("/"):
+                raise InvalidInput("%sroot %r must be an absolute path" % (p, root))
+            model.check_text(root, p + "root")
+            root = os.path.normpath(root)
+            if root == "/":
+                root = None
+            elif not os.path.isdir(root):
+                raise InvalidInput("%sroot %s does not exist or is not a directory" % (p, root))
+            elif "mnt" not in self.namespaces:
+                raise InvalidInput("%sroot needs a private mnt namespace (add mnt to namespaces)" % p)
+        self.root = root
+        self.uid_map = parse_id_map(params.get("uid_map"), p + "uid_map")
+        self.gid_map = parse_id_map(params.get("gid_map"), p + "gid_map")
+        if (self.uid_map or self.gid_map) and "user" not in self.namespaces:
+            raise InvalidInput("%suid_map/gid_map need a private user namespace (add user to namespaces)" % p)
+        if "user" in self.namespaces and not self.uid_map:
+            # Root inside maps to root outside (like unshare --map-root-user as root).
+            self.uid_map = ["0 0 1"]
+            self.gid_map = self.gid_map or ["0 0 1"]
+        if "user" in self.namespaces and not self.gid_map:
+            self.gid_map = ["0 0 1"]
+        self.time_offsets = parse_time_offsets(params.get("time_offsets"), p + "time_offsets")
+        if self.time_offsets and "time" not in self.namespaces:
+            raise InvalidInput("%stime_offsets need a private time namespace (add time to namespaces)" % p)
+        init = params.get("init")
+        if init is not None:
+            if isinstance(init, str):
+                init = init.split()
+            if not isinstance(init, (list, tuple)) or not init or not all(isinstance(a, str) and a for a in init):
+                raise InvalidInput("%sinit must be a non-empty argv list" % p)
+            for i, arg in enumerate(init):
+                model.check_text(arg, "%sinit[%d]" % (p, i))
+            if "pid" not in self.namespaces:
+                raise InvalidInput("%sinit needs a private pid namespace (add pid to namespaces)" % p)
+        self.init = list(init) if init else None
+        # Fields with no parsing of their own (their checks are the table's).
+        for f in model.GUEST:
+            if f.change and not hasattr(self, f.name):
+                value = params.get(f.name)
+                model.check_value(f, value, p + f.name)
+                setattr(self, f.name, value)
+
+    def _resolve_share(self, nstype, src, registry, param):
+        """Return (normalised source, (dev, ino)) for a share entry."""
+        model.check_text(src, param)
+        if isinstance(src, str) and src.startswith("/"):
+            return src, check_ns_file(src, nstype, param)
+        if isinstance(src, str) and src in self.batch:
+            peer = self.batch[src]
+            meta = registry.load(src)
+            if meta is None or reg.health(meta):
+                # Made earlier in this same task: resolved when this guest's turn comes.
+                if nstype not in peer.namespaces and nstype not in peer.share:
+                    raise InvalidInput("%s: guest %r (listed before) gets no %s namespace to share" % (param, src, nstype))
+                self.deferred.append(nstype)
+                return src, None
+        name = registry.resolve(src, param)
+        meta = registry.load(name)
+        if meta is None:
+            raise InvalidInput("%s: guest %r does not exist on this host" % (param, name))
+        pin = meta.get("pins", {}).get(nstype)
+        if meta.get("phase") != "ready" or pin is None:
+            raise InvalidInput("%s: guest %r has no %s namespace to share" % (param, name, nstype))
+        problems = reg.health(meta)
+        if problems:
+            raise InvalidInput("%s: guest %r is not running (%s)" % (param, name, "; ".join(problems)))
+        return name, (pin["dev"], pin["ino"])
+
+    def wanted(self) -> dict:
+        """The guest's fields as they would be recorded."""
+        out = {"name": self.name}
+        for key in model.RECORDED:
+            value = getattr(self, key)
+            out[key] = model.default(key) if value is None else value
+        out["namespaces"], out["share"] = list(self.namespaces), dict(self.share)
+        return out
+
+
+def public_view(meta: dict) -> dict:
+    """The guest as modules return it."""
+    if meta is None:
+        return {}
+    pins = meta.get("pins", {})
+    view = {k: meta.get(k) for k in model.RESULT_KEYS}
+    view.update(
+        namespaces={t: {"inode": p["ino"], "pin": p["path"], "shared_from": meta.get("share", {}).get(t)} for t, p in sorted(pins.items())},
+        private_namespaces=meta.get("namespaces", []),
+        share=meta.get("share", {}),
+        init_pid=meta.get("init_pid"),
+        netns=meta.get("netns_alias"),
+    )
+    return view
+
+
+def diff_view(meta) -> dict:
+    if not meta:
+        return {}
+    return {k: meta.get(k) for k in model.DIFF_KEYS}
+
+
+PER_GUEST_KEYS = model.GUEST_KEYS
