@@ -32,7 +32,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     InvalidInput,
     KernelError,
 )
-from ansible_collections.linuxns.guests.plugins.module_utils.procfs import proc_start_time, process_alive  # noqa: F401 (re-exported)
+from ansible_collections.linuxns.guests.plugins.module_utils.procfs import process_alive
 
 DEFAULT_STATE_DIR = "/run/linuxns"
 NETNS_RUN_DIR = "/run/netns"

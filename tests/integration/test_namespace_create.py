@@ -401,7 +401,7 @@ BAD = [
     ({"guests": [{"name": "it-ok"}, {"name": "bad/one"}]}, "guests[1].name"),
     ({"guests": [{"name": "it-ok", "colour": "red"}]}, "unknown option"),
     ({"name": "it-bad", "table_dir": ""}, "table_dir must not be empty"),
-    ({"name": "it-bad", "table_dir": "/run/a\nb"}, "table_dir '/run/a\\nb' contains control characters"),
+    ({"name": "it-bad", "table_dir": "/run/a\nb"}, "table_dir '/run/a\\nb' must not contain control characters"),
     ({"name": "it-bad", "purge": True}, "purge=true goes with state=absent only"),
     ({"guests": [{"name": "it-ok"}, {"name": "it-bad", "purge": True}]}, "guests[1].purge=true goes with state=absent only"),
 ]

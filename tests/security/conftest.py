@@ -26,3 +26,4 @@ _spec.loader.exec_module(_unit)
 unit_registry = _unit.unit_registry
 busybox_root = _unit.busybox_root
 reap_zombies = _unit.reap_zombies
+kept_files_in_tmp = _unit.kept_files_in_tmp  # autouse: kept files never go to /etc/linuxns

@@ -43,6 +43,19 @@ def reap_zombies() -> None:
             return
 
 
+@pytest.fixture(autouse=True)
+def kept_files_in_tmp(tmp_path_factory, monkeypatch):
+    """Every unit test keeps guests' files (context ids, mount tables) in a folder of
+    its own, never in the machine's /etc/linuxns: the helper writes kept ids for any
+    guest it creates, also when a test calls a module or the engine directly."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import persist
+
+    folder = tmp_path_factory.mktemp("tables")
+    monkeypatch.setenv(persist.TABLE_DIR_ENV, str(folder))
+    yield str(folder)
+    shutil.rmtree(str(folder), ignore_errors=True)
+
+
 @pytest.fixture
 def unit_registry(tmp_path, monkeypatch):
     """A Registry in a fresh state folder with its own netns folder; every guest
@@ -83,3 +96,16 @@ def busybox_root(tmp_path):
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\nweb:x:1000:1000:web:/tmp:/bin/sh\n")
     (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\nweb:x:1000:\n")
     return str(root)
+
+
+# The machine's own table folder: no test may leave anything there (the helper's default
+# for kept files is /etc/linuxns; tests use their own folders, lab hosts an /etc overlay).
+_MACHINE_TABLES = "/etc/linuxns"
+_MACHINE_TABLES_BEFORE = os.path.exists(_MACHINE_TABLES)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _MACHINE_TABLES_BEFORE and os.path.exists(_MACHINE_TABLES):
+        left = sorted(os.path.join(d, f) for d, _dirs, files in os.walk(_MACHINE_TABLES) for f in files)
+        session.exitstatus = 1
+        print("\nERROR: the tests left files in the machine's %s: %s" % (_MACHINE_TABLES, ", ".join(left) or "(folders)"))

@@ -102,7 +102,7 @@ def lab(tmp_path_factory):
     for d in (table, scratch):
         os.mkdir(d)
     r = reg.Registry(state, netns)
-    guests.ensure_guests(r, [{"name": GUEST}])
+    guests.ensure_guests(r, [{"name": GUEST}], table_dir=table)
     try:
         yield {"registry": r, "state": state, "table": table, "scratch": scratch}
     finally:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, execute, guests, registry
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, execute, guests, procfs
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestNotFound, GuestStale, InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.execute import Request
 
@@ -243,7 +243,7 @@ def test_guest_lookup_errors(guest, unit_registry):
     assert [m["name"] for m in metas] == ["g1"]
     os.kill(guest["init_pid"], signal.SIGKILL)
     for _attempt in range(100):
-        if not registry.process_alive(guest["init_pid"], guest.get("init_start")):
+        if not procfs.process_alive(guest["init_pid"], guest.get("init_start")):
             break
         time.sleep(0.02)
     with pytest.raises(GuestStale, match=r"guest 'g1' is not running: .*its init"):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, guest_info, guest_spec, guest_stop, guests
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, guest_info, guest_spec, guest_stop, guests, procfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, InvalidInput, KernelError, LimitReached
@@ -34,7 +34,7 @@ def ns_ino(pid, t):
 
 
 def alive(pid):
-    return reg.process_alive(pid, None)
+    return procfs.process_alive(pid, None)
 
 
 def test_create_check_idempotent_remove(unit_registry):

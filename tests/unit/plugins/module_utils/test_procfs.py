@@ -86,7 +86,8 @@ def test_scan_reads_fields_of_a_process_and_none_when_gone():
         proc = next(p for p in procfs.scan() if p.pid == pids[0])
         assert proc.ppid == os.getpid() and proc.state in (b"S", b"R")
         assert proc.start_time == procfs.proc_start_time(pids[0]) > 0
-        assert proc.cgroup() == procfs.Proc(os.getpid()).cgroup() is not None
+        assert proc.cgroup() is not None
+        assert proc.cgroup() == procfs.Proc(os.getpid()).cgroup()
     assert all(p.pid != os.getpid() for p in procfs.scan(skip_self=True))
     gone = procfs.Proc(pids[0])
     assert gone.stat is None and gone.ppid is None and gone.ns("mnt") is None and gone.fds() == []

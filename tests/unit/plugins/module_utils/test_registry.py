@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from ansible_collections.linuxns.guests.plugins.module_utils import procfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, GuestNotFound, InvalidInput
 
@@ -120,7 +121,7 @@ def test_lock_times_out_with_a_clear_message(unit_registry):
 
 def test_health_detects_dead_and_reused_pids(unit_registry):
     pid = os.getpid()
-    start = reg.proc_start_time(pid)
+    start = procfs.proc_start_time(pid)
     meta = {"name": "x", "phase": "ready", "pins": {}, "init_pid": pid, "init_start": start}
     assert reg.health(meta) == []
     meta["init_start"] = start + 1  # same pid, another process (pid reuse)
@@ -148,11 +149,11 @@ def test_proc_start_time_handles_odd_comm(tmp_path):
     p = subprocess.Popen([str(exe), "5"])
     try:
         time.sleep(0.05)
-        assert reg.proc_start_time(p.pid) == int(open("/proc/%d/stat" % p.pid).read().rsplit(")", 1)[1].split()[19])
+        assert procfs.proc_start_time(p.pid) == int(open("/proc/%d/stat" % p.pid).read().rsplit(")", 1)[1].split()[19])
     finally:
         p.kill()
         p.wait()
-    assert reg.proc_start_time(p.pid) is None
+    assert procfs.proc_start_time(p.pid) is None
 
 
 def test_corrupt_meta_is_treated_as_incomplete(unit_registry):

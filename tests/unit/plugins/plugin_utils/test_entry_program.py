@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, entry, guests, registry
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, entry, guests, procfs
 from ansible_collections.linuxns.guests.plugins.plugin_utils import entry_program as ep
 
 PYTHON = "/usr/bin/python3"
@@ -163,7 +163,7 @@ def test_missing_and_stopped_guests(unit_registry, guest):
     assert err["class"] == "GuestNotFound" and "context id 999" in err["error"]
     os.kill(guest["init_pid"], signal.SIGKILL)
     for _attempt in range(100):
-        if not registry.process_alive(guest["init_pid"], guest.get("init_start")):
+        if not procfs.process_alive(guest["init_pid"], guest.get("init_start")):
             break
         time.sleep(0.05)
     err = entry_error(run(["exec", state, "eg1", "true"]))
