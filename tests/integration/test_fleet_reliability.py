@@ -441,7 +441,9 @@ def test_fleet_comes_back_after_a_reboot(no_fleet, ansible, lab_exec):
     fleet = no_fleet
     # On lab1 another guest (no processes) holds context id 2 when the fleet comes, and is
     # not made again after the reboot: the fleet's guests must still get their ids back.
-    ansible.playbook([{CREATE: {"name": "other", "namespaces": ["uts"]}}], hosts="lab1")
+    # Its kept files go under the fleet folder (removed by remove_everything), never to a
+    # table folder another test module left noted in the lab host's state folder.
+    ansible.playbook([{CREATE: {"name": "other", "namespaces": ["uts"], "table_dir": FLEET_DIR + "/other-tables"}}], hosts="lab1")
     _out, first = fleet.run()
     assert changed_tasks(first), "the first run changed nothing"
     before = {h: probe(lab_exec, h, detail=True) for h in HOSTS}
