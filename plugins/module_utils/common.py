@@ -30,16 +30,8 @@ def common_args(**more) -> dict:
     return spec
 
 
-def check_dir(value, param: str) -> str:
-    """A folder option (state_dir): absolute, no NUL or control character (table_dir: persist)."""
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise InvalidInput("%s %r must be an absolute path" % (param, value))
-    model.check_text(value, param)
-    return value
-
-
 def registry_for(module) -> Registry:
-    return Registry(check_dir(module.params["state_dir"], "state_dir"))
+    return Registry(model.check_dir(module.params["state_dir"], "state_dir", DEFAULT_STATE_DIR))
 
 
 def new_module(factory, **kwargs):
