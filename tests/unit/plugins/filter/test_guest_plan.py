@@ -11,24 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from role_guests import GUEST_LIST, NET
 
 from ansible_collections.linuxns.guests.plugins.filter import guest_plan as gp
 from ansible_collections.linuxns.guests.plugins.module_utils import model
 
-NET = "198.19.7"
-# The guest list of tests/integration/test_roles.py.
-GUEST_LIST = [
-    {"name": "web", "root_build": True, "address": NET + ".11/24", "gateway": NET + ".1",
-     "files": [{"path": "/www/index.html", "content": "page of web\n"}],
-     "services": [{"name": "httpd", "argv": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"], "stop": ["/bin/true"]}],
-     "mounts": [{"path": "/scratch", "fstype": "tmpfs", "opts": "size=1m"}]},
-    {"name": "side", "namespaces": ["mnt", "uts", "ipc", "pid"], "share": {"net": "web"}, "root_build": True,
-     "hostname": "side.example"},
-    {"name": "boxinit", "root_build": True, "init": ["/bin/busybox", "init"], "stop_signal": "SIGUSR2", "stop_timeout": 5,
-     "address": NET + ".12/24",
-     "files": [{"path": "/www/index.html", "content": "page of boxinit\n"}],
-     "services": [{"name": "httpd", "argv": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]}]},
-]
 ROOTS = "/tmp/roots"
 REPO = Path(__file__).resolve().parents[4]
 FILTERS = gp.FilterModule().filters()
