@@ -155,7 +155,7 @@ def _with_defaults(own: dict, defaults: dict, spec: dict, exclusive) -> dict:
     return entry
 
 
-def entries(params: dict, list_key: str, spec: dict, own_key=None, fields=(), exclusive=()) -> list:
+def entries(params: dict, list_key: str, spec: dict, own_key=None, fields=(), exclusive=(), prefix: str = "") -> list:
     """The entries of a module's list form (``guests:``, ``mounts:``, ``links:``),
     each validated against ``spec`` (the argument spec of one entry, no defaults):
     the one normaliser of every list form.
@@ -165,14 +165,16 @@ def entries(params: dict, list_key: str, spec: dict, own_key=None, fields=(), ex
     task's top-level options are defaults for every entry (``own_key``
     excepted), validated once per list; see :func:`_with_defaults` for
     sub-options and ``exclusive`` groups.  An unknown key fails naming the
-    entry; so does a value of the wrong type or out of bounds.
+    entry (``prefix`` + ``mounts[1]``: a list inside another list's entry);
+    so does a value of the wrong type or out of bounds.  A bad top-level
+    option is named as the task gave it.
     """
     keys = tuple(spec)
     check = EntryValidator(spec, fields)
     defaults = check.validate({k: params[k] for k in keys if k != own_key and params.get(k) is not None}, "")
     out = []
     for i, item in enumerate(params[list_key]):
-        where = "%s[%d]" % (list_key, i)
+        where = "%s%s[%d]" % (prefix, list_key, i)
         if own_key and isinstance(item, (str, int)) and not isinstance(item, bool):
             item = {own_key: str(item)}
         elif not isinstance(item, dict):

@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.linuxns.guests.plugins.module_utils import common, model
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
-from ansible_collections.linuxns.guests.plugins.modules import netns_link
+from ansible_collections.linuxns.guests.plugins.modules import namespace_mount, netns_link
 
 pytestmark = pytest.mark.unit
 GUEST_ENTRY = model.argument_spec(model.GUEST, entry=True)
@@ -112,3 +112,17 @@ def test_one_validator_per_shape_of_entry():
     out = check.validate({"context_id": "7", "name": "n", "_in_list": True, "unknown": "kept"}, "x.")
     assert out == {"context_id": 7, "name": "n", "_in_list": True, "unknown": "kept"} and list(out) == ["context_id", "name", "_in_list", "unknown"]
 
+
+
+def test_a_list_in_an_entry_of_another_list_names_the_whole_path_but_not_for_the_tasks_options():
+    params = {k: v.get("default") for k, v in namespace_mount.OPTIONS.items()}
+    params.update(fstype="tmpfs", mounts=["/a", {"path": "/b", "create": "no"}])
+    a, b = common.entries(params, "mounts", namespace_mount.MOUNT_ENTRY, "path", prefix="guests[2].")
+    assert (a["path"], a["fstype"], a["create"], b["path"], b["create"]) == ("/a", "tmpfs", True, "/b", False)
+    with pytest.raises(InvalidInput, match=r"^guests\[2\]\.mounts\[1\]\.create: "):
+        common.entries(dict(params, mounts=["/a", {"path": "/b", "create": "maybe"}]), "mounts", namespace_mount.MOUNT_ENTRY, "path",
+                       prefix="guests[2].")
+    with pytest.raises(InvalidInput, match=r"^guests\[2\]\.mounts\[0\]: unknown option\(s\) size"):
+        common.entries(dict(params, mounts=[{"path": "/b", "size": 3}]), "mounts", namespace_mount.MOUNT_ENTRY, "path", prefix="guests[2].")
+    with pytest.raises(InvalidInput, match=r"^create: .*bool"):
+        common.entries(dict(params, create="maybe"), "mounts", namespace_mount.MOUNT_ENTRY, "path", prefix="guests[2].")
