@@ -113,7 +113,6 @@ def test_one_validator_per_shape_of_entry():
     assert out == {"context_id": 7, "name": "n", "_in_list": True, "unknown": "kept"} and list(out) == ["context_id", "name", "_in_list", "unknown"]
 
 
-
 def test_a_list_in_an_entry_of_another_list_names_the_whole_path_but_not_for_the_tasks_options():
     params = {k: v.get("default") for k, v in namespace_mount.OPTIONS.items()}
     params.update(fstype="tmpfs", mounts=["/a", {"path": "/b", "create": "no"}])
