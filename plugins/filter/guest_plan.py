@@ -30,10 +30,6 @@ from ansible.errors import AnsibleFilterError
 # Guest defaults come from the guest field table (module_utils/model.py), written once.
 from ansible_collections.linuxns.guests.plugins.module_utils import model
 
-DEFAULT_NAMESPACES = tuple(model.default("namespaces"))
-DEFAULT_STOP_SIGNAL = model.default("stop_signal")
-DEFAULT_STOP_TIMEOUT = model.default("stop_timeout")
-
 STATES = ("started", "stopped", "restarted", "absent")
 STOPPING = ("stopped", "restarted", "absent")
 STARTING = ("started", "restarted")
@@ -108,9 +104,9 @@ def plan(guest_list, state: str = "started", roots_dir: str = "/var/lib/linuxns/
         problems.extend(_problems(g, name, root, init, services))
         create = {
             "name": name,
-            "namespaces": _given(g, "namespaces", list(DEFAULT_NAMESPACES)),
-            "stop_signal": _given(g, "stop_signal", DEFAULT_STOP_SIGNAL),
-            "stop_timeout": _given(g, "stop_timeout", DEFAULT_STOP_TIMEOUT),
+            "namespaces": _given(g, "namespaces", model.default("namespaces")),
+            "stop_signal": _given(g, "stop_signal", model.default("stop_signal")),
+            "stop_timeout": _given(g, "stop_timeout", model.default("stop_timeout")),
         }
         for key in CREATE_KEYS:
             if g.get(key) is not None:

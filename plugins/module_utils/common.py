@@ -30,16 +30,8 @@ def common_args(**more) -> dict:
     return spec
 
 
-def check_dir(value, param: str) -> str:
-    """A folder option (state_dir): absolute, no NUL or control character (table_dir: persist)."""
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise InvalidInput("%s %r must be an absolute path" % (param, value))
-    model.check_text(value, param)
-    return value
-
-
 def registry_for(module) -> Registry:
-    return Registry(check_dir(module.params["state_dir"], "state_dir"))
+    return Registry(model.check_dir(module.params["state_dir"], "state_dir", DEFAULT_STATE_DIR))
 
 
 def new_module(factory, **kwargs):
@@ -76,18 +68,6 @@ def run_module(module, body) -> None:
     module.exit_json(**result)
 
 
-_VALIDATORS = {}
-
-
-def _validator(key: str, spec: dict) -> ArgumentSpecValidator:
-    """A validator of one option (cached: the same spec is used for every entry)."""
-    cache_key = (key, repr(sorted(spec.items())))
-    found = _VALIDATORS.get(cache_key)
-    if found is None:
-        found = _VALIDATORS[cache_key] = ArgumentSpecValidator({key: spec})
-    return found
-
-
 def entry_spec(argument_spec: dict, keys) -> dict:
     """The argument spec of one list entry: the options ``keys`` of a module's
     spec without defaults or aliases (the task's top-level options are the
@@ -101,53 +81,110 @@ def entry_spec(argument_spec: dict, keys) -> dict:
     return out
 
 
-def validate_entry(entry: dict, spec: dict, where: str, fields=()) -> dict:
-    """Convert and check one entry's options against ``spec`` (an argument spec
-    without defaults), option by option so that a message names its path
-    (``guests[3].context_id: ...``); then the class checks of ``fields``
-    (NUL/control characters, finite bounds).  Returns the converted entry."""
-    by_name = {f.name: f for f in fields}
-    out = {}
-    for key, value in entry.items():
-        if key.startswith("_") or value is None or key not in spec:  # unknown keys: the caller names them
-            out[key] = value
-            continue
+class EntryValidator:
+    """Converts and checks the entries of one list form against ``spec`` (the
+    argument spec of one entry, no defaults) with ansible-core's own validator,
+    then runs the class checks of ``fields`` (NUL/control characters, finite
+    bounds).
+
+    It keeps one ArgumentSpecValidator per set of option names an entry gives
+    (a list repeats a few shapes), so an entry is one validation.  When an
+    entry fails, its options are validated one at a time, so that the message
+    names the path (``guests[3].context_id: ...``).
+    """
+
+    def __init__(self, spec: dict, fields=()) -> None:
+        self.spec = spec
+        self.fields = {f.name: f for f in fields}
+        self._validators = {}
+
+    def _validator(self, keys: frozenset) -> ArgumentSpecValidator:
+        found = self._validators.get(keys)
+        if found is None:
+            found = self._validators[keys] = ArgumentSpecValidator({k: self.spec[k] for k in keys})
+        return found
+
+    def validate(self, entry: dict, where: str) -> dict:
+        """``entry`` with its options converted; keys the spec does not know, keys
+        starting with ``_`` and None values are passed through as they are."""
+        given = {k: v for k, v in entry.items() if v is not None and k in self.spec and not k.startswith("_")}
+        out = dict(entry)
+        if not given:
+            return out
         try:
-            result = _validator(key, spec[key]).validate({key: value})
-        except OverflowError as exc:  # ansible-core's int()/float() of inf or a huge int
-            raise InvalidInput("%s%s: %r is out of range (%s)" % (where, key, value, exc)) from None
-        if result.error_messages:
-            raise InvalidInput("%s%s: %s" % (where, key, result.error_messages[0]))
-        out[key] = result.validated_parameters[key]
-        if key in by_name:
-            model.check_value(by_name[key], out[key], where + key)
-    return out
+            result = self._validator(frozenset(given)).validate(given)
+        except OverflowError:  # ansible-core's int()/float() of inf or a huge int
+            result = None
+        if result is None or result.error_messages:
+            self._fail(given, where, result)
+        for key in given:
+            out[key] = result.validated_parameters[key]
+            if key in self.fields:
+                model.check_value(self.fields[key], out[key], where + key)
+        return out
+
+    def _fail(self, given: dict, where: str, result) -> None:
+        """Raise InvalidInput naming the first option of ``given`` that fails alone."""
+        for key, value in given.items():
+            try:
+                alone = self._validator(frozenset((key,))).validate({key: value})
+            except OverflowError as exc:
+                raise InvalidInput("%s%s: %r is out of range (%s)" % (where, key, value, exc)) from None
+            if alone.error_messages:
+                raise InvalidInput("%s%s: %s" % (where, key, alone.error_messages[0]))
+        raise InvalidInput("%s: %s" % (where.rstrip(".") or "options", result.error_messages[0] if result else "out of range"))
 
 
-def entries(params: dict, list_key: str, spec: dict, own_key: str, fields=()) -> list:
-    """The entries of a module's list form (``guests:``, ``mounts:``...), each
-    validated against ``spec`` (the argument spec of one entry, no defaults).
+def _with_defaults(own: dict, defaults: dict, spec: dict, exclusive) -> dict:
+    """One entry: the task's ``defaults`` overlaid by the entry's ``own`` options.
 
-    Each item is a dict of per-entry options, or a plain string meaning its
-    ``own_key`` (a guest name, a mount path).  The task's top-level options
-    are defaults for every entry (``own_key`` excepted).  An unknown key fails
-    naming the entry; so does a value of the wrong type or out of bounds.
+    An option with sub-options (netns_link's ``peer``) merges one level: the
+    entry's sub-options over the task's.  An entry that gives an option of an
+    ``exclusive`` group (``guest``/``netns``) drops the task's others of that group.
+    """
+    entry = dict(defaults)
+    for group in exclusive:
+        if any(own.get(k) is not None for k in group):
+            for k in group:
+                entry.pop(k, None)
+    for key, value in own.items():
+        top = entry.get(key)
+        if isinstance(value, dict) and isinstance(top, dict) and "options" in spec.get(key, {}):
+            value = dict(top, **{k: v for k, v in value.items() if v is not None})
+        entry[key] = value
+    return entry
+
+
+def entries(params: dict, list_key: str, spec: dict, own_key=None, fields=(), exclusive=(), prefix: str = "") -> list:
+    """The entries of a module's list form (``guests:``, ``mounts:``, ``links:``),
+    each validated against ``spec`` (the argument spec of one entry, no defaults):
+    the one normaliser of every list form.
+
+    Each item is a dict of per-entry options or, where the list has an
+    ``own_key``, a plain string meaning it (a guest name, a mount path).  The
+    task's top-level options are defaults for every entry (``own_key``
+    excepted), validated once per list; see :func:`_with_defaults` for
+    sub-options and ``exclusive`` groups.  An unknown key fails naming the
+    entry (``prefix`` + ``mounts[1]``: a list inside another list's entry);
+    so does a value of the wrong type or out of bounds.  A bad top-level
+    option is named as the task gave it.
     """
     keys = tuple(spec)
-    defaults = {k: params[k] for k in keys if k != own_key and params.get(k) is not None}
+    check = EntryValidator(spec, fields)
+    defaults = check.validate({k: params[k] for k in keys if k != own_key and params.get(k) is not None}, "")
     out = []
     for i, item in enumerate(params[list_key]):
-        where = "%s[%d]" % (list_key, i)
-        if isinstance(item, (str, int)) and not isinstance(item, bool):
+        where = "%s%s[%d]" % (prefix, list_key, i)
+        if own_key and isinstance(item, (str, int)) and not isinstance(item, bool):
             item = {own_key: str(item)}
         elif not isinstance(item, dict):
-            raise InvalidInput("%s must be a dict of options or a %s, not %s" % (where, own_key, type(item).__name__))
+            raise InvalidInput("%s must be a dict of options%s, not %s" % (
+                where, " or a " + own_key if own_key else "", type(item).__name__))
         unknown = sorted(map(str, set(item) - set(keys)))
         if unknown:
             raise InvalidInput("%s: unknown option(s) %s; per-entry options are %s" % (where, ", ".join(unknown), ", ".join(keys)))
-        entry = dict(defaults)
-        entry.update({k: v for k, v in item.items() if v is not None})
-        entry = validate_entry(entry, spec, where + ".", fields)
+        own = check.validate({k: v for k, v in item.items() if v is not None}, where + ".")
+        entry = _with_defaults(own, defaults, spec, exclusive)
         entry["_in_list"] = True
         out.append(entry)
     return out

@@ -19,14 +19,6 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     InvalidInput,
 )
 
-DEFAULT_NAMESPACES = tuple(model.default("namespaces"))
-
-
-DEFAULT_STOP_SIGNAL = model.default("stop_signal")
-
-
-DEFAULT_STOP_TIMEOUT = model.default("stop_timeout")
-
 
 def parse_signal(value, param: str):
     if value is None:
@@ -156,7 +148,7 @@ class Spec:
         if self.state != "present":
             raise InvalidInput("%sstate must be present or absent, not %r" % (p, self.state))
         nss = params.get("namespaces")
-        nss = list(DEFAULT_NAMESPACES) if nss is None else list(nss)
+        nss = model.default("namespaces") if nss is None else list(nss)
         bad = [t for t in nss if t not in sc.NS_TYPES]
         if bad:
             raise InvalidInput(

@@ -377,32 +377,6 @@ def normalize(entries) -> list:
     return specs
 
 
-def merge_defaults(top: dict, items: list) -> list:
-    """List-form entries with the task's top-level options as defaults (peer merged one level)."""
-    entries = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise InvalidInput("links[%d]: every entry must be a dict, not %r" % (i, item))
-        entry = {k: v for k, v in top.items() if v is not None}
-        for k, v in item.items():
-            if v is None:
-                continue
-            if k == "peer" and isinstance(v, dict) and isinstance(entry.get("peer"), dict):
-                merged = {a: b for a, b in entry["peer"].items() if b is not None}
-                merged.update({a: b for a, b in v.items() if b is not None})
-                entry["peer"] = merged
-            else:
-                entry[k] = v
-        # an entry's own guest/netns replaces the top-level one
-        if item.get("guest") is not None and item.get("netns") is None:
-            entry.pop("netns", None)
-        if item.get("netns") is not None and item.get("guest") is None:
-            entry.pop("guest", None)
-        entry["_in_list"] = True
-        entries.append(entry)
-    return entries
-
-
 # ---------------------------------------------------------------------------------------
 # Kernel state: namespaces, sockets, snapshots
 # ---------------------------------------------------------------------------------------

@@ -99,6 +99,19 @@ def check_text(value, param: str, allow: str = "") -> None:
         raise InvalidInput("%s %r must not contain %s characters (%s)" % (param, value, what, ", ".join(repr(c) for c in bad)))
 
 
+def check_dir(value, param: str, default: str | None = None) -> str:
+    """A folder option (state_dir, table_dir): a non-empty absolute path without NUL or
+    control characters; ``default`` is named when it is given empty."""
+    if not isinstance(value, str):
+        raise InvalidInput("%s must be a folder path, not %s" % (param, type(value).__name__))
+    if value == "":
+        raise InvalidInput("%s must not be empty%s" % (param, " (leave it out for the default %s)" % default if default else ""))
+    check_text(value, param)
+    if not value.startswith("/"):
+        raise InvalidInput("%s %r must be an absolute path" % (param, value))
+    return value
+
+
 def check_number(value, param: str, minimum=None, maximum=None, what: str = "") -> None:
     """A finite number within bounds (nan, inf and huge values refused)."""
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -35,34 +35,22 @@ KEPT_FILES = (TABLE_FILE, CONTEXT_ID_FILE, DEFINITION_FILE)
 
 
 # ---------------------------------------------------------------------------------------
-# The table folder: validated and resolved here only
+# The table folder: resolved here only (checked by model.check_dir, like state_dir)
 # ---------------------------------------------------------------------------------------
-def validate_table_dir(value, param: str = "table_dir") -> str:
-    """An absolute folder path without NUL or control characters; raise InvalidInput naming ``param``."""
-    if not isinstance(value, str):
-        raise InvalidInput("%s must be a folder path, not %s" % (param, type(value).__name__))
-    if value == "":
-        raise InvalidInput("%s must not be empty (leave it out for the default %s)" % (param, DEFAULT_TABLE_DIR))
-    model.check_text(value, param)
-    if not value.startswith("/"):
-        raise InvalidInput("%s %r must be an absolute path" % (param, value))
-    return value
-
-
 def resolve_table_dir(state_dir: str, given=None, remembered: bool = True) -> str:
     """The table folder of one run: ``given`` (a module's table_dir option, validated;
     an empty string fails), else $LINUXNS_TABLE_DIR, else (``remembered``) the folder
     namespace_mount noted in the state folder (on /run: a reboot forgets it), else the default."""
     if given is not None:
-        return validate_table_dir(given)
+        return model.check_dir(given, "table_dir", DEFAULT_TABLE_DIR)
     env = os.environ.get(TABLE_DIR_ENV)
     if env:
-        return validate_table_dir(env, "$" + TABLE_DIR_ENV)
+        return model.check_dir(env, "$" + TABLE_DIR_ENV)
     if remembered:
         try:
             with open(os.path.join(state_dir, TABLE_NOTE)) as f:
                 note = f.read().strip()
-            return validate_table_dir(note)
+            return model.check_dir(note, "table_dir")
         except (OSError, InvalidInput):
             pass
     return DEFAULT_TABLE_DIR

@@ -369,10 +369,7 @@ def _many_guests(module, registry, table_dir: str) -> dict:
         listed = item.get("mounts") or []
         if not isinstance(listed, list):
             raise InvalidInput("%s.mounts must be a list" % where)
-        try:
-            entries = entries_of(dict(params, mounts=listed), "mounts", MOUNT_ENTRY, "path")
-        except InvalidInput as exc:
-            raise exc.with_prefix(where + ".") from None
+        entries = entries_of(dict(params, mounts=listed), "mounts", MOUNT_ENTRY, "path", prefix=where + ".")
         per_guest.append((where, str(item["guest"]), entries))
     metas = mounts.validate_many(registry, per_guest)
     results, changed, before, after = [], False, [], []

@@ -347,13 +347,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.linuxns.guests.plugins.module_utils.common import (
     batch_result,
     common_args,
+    entries,
     entry_spec,
     new_module,
     registry_for,
     run_module,
-    validate_entry,
 )
-from ansible_collections.linuxns.guests.plugins.module_utils.links import LINK_KEYS, ensure_links, merge_defaults
+from ansible_collections.linuxns.guests.plugins.module_utils.links import LINK_KEYS, ensure_links
 
 # The module's options (in main's argument spec) and, from them, the spec of one entry of links.
 OPTIONS = dict(
@@ -395,16 +395,17 @@ OPTIONS = dict(
     state=dict(type="str", choices=["present", "absent"], default="present"),
 )
 LINK_ENTRY = entry_spec(OPTIONS, LINK_KEYS)
+# An entry's own guest replaces the task's netns, and the other way round.
+EXCLUSIVE = [("guest", "netns")]
 
 
 def _body(module):
     params = module.params
-    top = {k: params.get(k) for k in LINK_KEYS}
     if params["links"] is not None:
-        entries = [validate_entry(e, LINK_ENTRY, "links[%d]." % i) for i, e in enumerate(merge_defaults(top, params["links"]))]
+        todo = entries(params, "links", LINK_ENTRY, exclusive=EXCLUSIVE)
     else:
-        entries = [top]
-    out = ensure_links(registry_for(module), entries, module.check_mode)
+        todo = [{k: params.get(k) for k in LINK_KEYS}]
+    out = ensure_links(registry_for(module), todo, module.check_mode)
     result = batch_result(out, params["links"] is not None, "links", "link", module._diff)
     result["pyroute2"] = out["pyroute2"]
     return result
@@ -414,7 +415,7 @@ def main():
     module = new_module(
         AnsibleModule,
         argument_spec=common_args(**OPTIONS),
-        mutually_exclusive=[("guest", "netns")],
+        mutually_exclusive=EXCLUSIVE,
         required_one_of=[("ifname", "links")],
         supports_check_mode=True,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from role_guests import GUEST_LIST, NET
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -22,23 +23,8 @@ BASE = "/tmp/lnsr-it"
 TABLES = BASE + "/tables"
 ROOTS = BASE + "/roots"
 BRIDGE = "lnsrit0"
-NET = "198.19.7"
 GUESTS = ("web", "side", "boxinit")
 BRIDGE_TASK = "Host bridge with its addresses and the routes through its network"
-
-GUEST_LIST = [
-    {"name": "web", "root_build": True, "address": NET + ".11/24", "gateway": NET + ".1",
-     "files": [{"path": "/www/index.html", "content": "page of web\n"}],
-     "services": [{"name": "httpd", "argv": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"], "stop": ["/bin/true"]}],
-     "mounts": [{"path": "/scratch", "fstype": "tmpfs", "opts": "size=1m"}]},
-    {"name": "side", "namespaces": ["mnt", "uts", "ipc", "pid"], "share": {"net": "web"}, "root_build": True,
-     "hostname": "side.example"},
-    {"name": "boxinit", "root_build": True, "init": ["/bin/busybox", "init"], "stop_signal": "SIGUSR2", "stop_timeout": 5,
-     "address": NET + ".12/24",
-     "files": [{"path": "/www/index.html", "content": "page of boxinit\n"}],
-     "services": [{"name": "httpd", "argv": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]}]},
-]
-
 
 HOST_VARS = {"guest_host_table_dir": TABLES, "guest_host_dirs": [ROOTS], "guest_host_ip_forward": True,
              "guest_host_min_namespaces": 100, "guest_host_bridge": BRIDGE, "guest_host_bridge_addresses": [NET + ".1/24"],

@@ -11,24 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from role_guests import GUEST_LIST, NET
 
 from ansible_collections.linuxns.guests.plugins.filter import guest_plan as gp
-from ansible_collections.linuxns.guests.plugins.module_utils import guest_spec
+from ansible_collections.linuxns.guests.plugins.module_utils import model
 
-NET = "198.19.7"
-# The guest list of tests/integration/test_roles.py.
-GUEST_LIST = [
-    {"name": "web", "root_build": True, "address": NET + ".11/24", "gateway": NET + ".1",
-     "files": [{"path": "/www/index.html", "content": "page of web\n"}],
-     "services": [{"name": "httpd", "argv": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"], "stop": ["/bin/true"]}],
-     "mounts": [{"path": "/scratch", "fstype": "tmpfs", "opts": "size=1m"}]},
-    {"name": "side", "namespaces": ["mnt", "uts", "ipc", "pid"], "share": {"net": "web"}, "root_build": True,
-     "hostname": "side.example"},
-    {"name": "boxinit", "root_build": True, "init": ["/bin/busybox", "init"], "stop_signal": "SIGUSR2", "stop_timeout": 5,
-     "address": NET + ".12/24",
-     "files": [{"path": "/www/index.html", "content": "page of boxinit\n"}],
-     "services": [{"name": "httpd", "argv": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]}]},
-]
 ROOTS = "/tmp/roots"
 REPO = Path(__file__).resolve().parents[4]
 FILTERS = gp.FilterModule().filters()
@@ -49,11 +36,11 @@ def test_plan_of_the_role_guests():
     assert [e["state"] for e in (web, side, boxinit)] == ["started"] * 3
     # roots: built ones default to roots_dir/NAME
     assert (web["root"], web["build"]) == (ROOTS + "/web", True)
-    assert web["create"] == {"name": "web", "namespaces": list(guest_spec.DEFAULT_NAMESPACES), "stop_signal": "SIGTERM",
-                             "stop_timeout": guest_spec.DEFAULT_STOP_TIMEOUT, "root": ROOTS + "/web"}
+    assert web["create"] == {"name": "web", "namespaces": model.default("namespaces"), "stop_signal": "SIGTERM",
+                             "stop_timeout": model.default("stop_timeout"), "root": ROOTS + "/web"}
     assert side["create"] == {"name": "side", "namespaces": ["mnt", "uts", "ipc", "pid"], "share": {"net": "web"},
                               "hostname": "side.example", "stop_signal": "SIGTERM",
-                              "stop_timeout": guest_spec.DEFAULT_STOP_TIMEOUT, "root": ROOTS + "/side"}
+                              "stop_timeout": model.default("stop_timeout"), "root": ROOTS + "/side"}
     assert boxinit["create"]["init"] == ["/bin/busybox", "init"]
     assert (boxinit["create"]["stop_signal"], boxinit["create"]["stop_timeout"]) == ("SIGUSR2", 5)
     # shares: a guest sharing a listed guest's namespace comes one wave later
@@ -83,8 +70,8 @@ def test_plan_states_and_defaults():
     assert "root" not in a["create"] and "context_id" not in a["create"]
     # empty values count as not given (the template's default(x, true))
     (e,) = plan([{"name": "z", "namespaces": [], "stop_signal": "", "stop_timeout": 0, "hostname": "", "root": ""}])
-    assert e["create"]["namespaces"] == list(guest_spec.DEFAULT_NAMESPACES)
-    assert (e["create"]["stop_signal"], e["create"]["stop_timeout"]) == (guest_spec.DEFAULT_STOP_SIGNAL, guest_spec.DEFAULT_STOP_TIMEOUT)
+    assert e["create"]["namespaces"] == model.default("namespaces")
+    assert (e["create"]["stop_signal"], e["create"]["stop_timeout"]) == (model.default("stop_signal"), model.default("stop_timeout"))
     assert e["hostname"] == "z" and e["root"] is None
 
 

@@ -73,6 +73,26 @@ def in_child(conf: confine.Confinement, probe) -> dict:
     return out["ok"]
 
 
+def run_true() -> int:
+    """Fork and exec /bin/true (an exec that must still work under the filter); its exit status, 127 if the exec failed."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execv("/bin/true", ["/bin/true"])
+        finally:
+            os._exit(127)
+    return os.WEXITSTATUS(os.waitpid(pid, 0)[1])
+
+
+def getcwd_errno() -> int:
+    """0 when getcwd works, else its errno (the call the JSON profiles below make fail)."""
+    try:
+        os.getcwd()
+    except OSError as e:
+        return e.errno
+    return 0
+
+
 def conf(**params) -> confine.Confinement:
     return confine.Confinement.from_params(**params)
 
@@ -359,14 +379,7 @@ def test_allowed_calls_still_work(tmp_path):
     def probe():
         with open(str(marker)) as f:
             text = f.read()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.execv("/bin/true", ["/bin/true"])
-            finally:
-                os._exit(127)
-        rc = os.WEXITSTATUS(os.waitpid(pid, 0)[1])
-        return {"pid": os.getpid() == sys_call("getpid")[0], "text": text, "true": rc, "cwd": os.getcwd() != ""}
+        return {"pid": os.getpid() == sys_call("getpid")[0], "text": text, "true": run_true(), "cwd": os.getcwd() != ""}
 
     assert in_child(conf(), probe) == {"pid": True, "text": "linuxns", "true": 0, "cwd": True}
 
@@ -431,12 +444,7 @@ def test_json_profile_makes_exactly_one_call_fail():
     profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EXDEV}]}
 
     def probe():
-        try:
-            os.getcwd()
-            cwd = 0
-        except OSError as e:
-            cwd = e.errno
-        return {"getcwd": cwd, "getppid": sys_call("getppid")[1], "uname": os.uname().sysname}
+        return {"getcwd": getcwd_errno(), "getppid": sys_call("getppid")[1], "uname": os.uname().sysname}
 
     assert in_child(conf(seccomp=profile), probe) == {"getcwd": errno.EXDEV, "getppid": 0, "uname": "Linux"}
     assert in_child(conf(seccomp="unconfined"), probe)["getcwd"] == 0
@@ -567,22 +575,11 @@ def test_large_allow_list_with_far_argument_blocks():
     assert len(c.filter) // 8 > 2 * len(names) > 255
 
     def probe():
-        try:
-            os.getcwd()
-            cwd = 0
-        except OSError as e:
-            cwd = e.errno
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.execv("/bin/true", ["/bin/true"])
-            finally:
-                os._exit(127)
         return {
-            "cwd": cwd,
+            "cwd": getcwd_errno(),
             "prio_pgrp": sys_call("getpriority", 1, 0)[1],
             "prio_self": sys_call("getpriority", 0, 0)[1],
-            "true": os.WEXITSTATUS(os.waitpid(pid, 0)[1]),
+            "true": run_true(),
         }
 
     assert in_child(c, probe) == {"cwd": errno.EXDEV, "prio_pgrp": errno.ERANGE, "prio_self": 0, "true": 0}

@@ -83,17 +83,6 @@ def test_physical_needs_a_guest_and_list_entries_name_their_position():
                          {"guest": "g", "ifname": "c", "addresses": ["x"], "peer": {"ifname": "d"}, "_in_list": True}])
 
 
-def test_merge_defaults_merges_peer_one_level_and_entry_guest_replaces_top_netns():
-    top = {"ifname": "eth0", "netns": "n1", "kind": "veth", "peer": {"bridge": "br0", "bridge_create": True, "ifname": None}}
-    entries = links.merge_defaults(top, [{"guest": "g1", "peer": {"ifname": "v1"}}, {"peer": {"ifname": "v2", "bridge": "br1"}}])
-    assert entries[0]["guest"] == "g1" and "netns" not in entries[0]
-    assert entries[0]["peer"] == {"bridge": "br0", "bridge_create": True, "ifname": "v1"}
-    assert entries[1]["netns"] == "n1" and entries[1]["peer"]["bridge"] == "br1"
-    assert all(e["_in_list"] for e in entries)
-    with pytest.raises(InvalidInput, match="every entry must be a dict"):
-        links.merge_defaults(top, ["eth0"])
-
-
 def test_missing_pyroute2_says_how_to_install(monkeypatch):
     import builtins
 

@@ -83,3 +83,19 @@ def test_namespace_info_documents_the_shown_fields():
 
     returned = yaml.safe_load(namespace_info.RETURN)["guests"]["contains"]
     assert set(model.RESULT_KEYS) <= set(returned)
+
+
+@pytest.mark.parametrize("value, default, msg", [
+    ("", "/run/linuxns", "state_dir must not be empty (leave it out for the default /run/linuxns)"),
+    ("", None, "state_dir must not be empty"),
+    ("run/x", None, "state_dir 'run/x' must be an absolute path"),
+    ("/run/a\0b", None, "state_dir '/run/a\\x00b' must not contain NUL characters"),
+    ("/run/a\x1bb", None, "must not contain control characters"),
+    (7, None, "state_dir must be a folder path, not int"),
+])
+def test_dir_checks(value, default, msg):
+    """The one check of a folder option (state_dir here; table_dir in test_persist)."""
+    with pytest.raises(InvalidInput) as exc:
+        model.check_dir(value, "state_dir", default)
+    assert msg in exc.value.msg
+    assert model.check_dir("/run/linuxns", "state_dir") == "/run/linuxns"
