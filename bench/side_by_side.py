@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run one bench for two checkouts, alternating, and print each run's figures and new/base.
 
 A bench's own ratios (ours / shell, ours / baseline...) are measured side by side in one
@@ -117,7 +116,7 @@ class Side:
     def __init__(self, name: str, checkout: str, lab: str):
         self.name = name
         self.dir = Path(checkout).resolve()
-        self.lab, _, self.lab_base = lab.partition(":")
+        self.lab, self.lab_base = (lab.split(":", 1) + [""])[:2]
         if not self.lab or not self.lab_base.isdigit():
             raise SystemExit("--%s-lab %r: use NAME:BASE (e.g. bbase:180)" % (name, lab))
         self.python = self.dir / ".venv" / "bin" / "python"
@@ -203,10 +202,10 @@ def main(argv=None) -> int:
     print("%s: %d base runs, %d new runs (alternating); ratio = median new / median base; "
           "pairs = run i new / run i base, min..max" % (opts.bench, len(runs["base"]), len(runs["new"])))
     width = max([len(r[0]) for r in rows] + [6])
-    print("%-*s  %-23s  %-23s  %6s  %s" % (width, "figure", "base", "new", "ratio", "pairs"))
+    print("%s  %-23s  %-23s  %6s  %s" % ("figure".ljust(width), "base", "new", "ratio", "pairs"))
     for label, b, n, ratio, lo, hi in rows:
-        print("%-*s  %-23s  %-23s  %6.2f  %.2f..%.2f" % (
-            width, label, " ".join("%g" % v for v in b), " ".join("%g" % v for v in n), ratio, lo, hi))
+        print("%s  %-23s  %-23s  %6.2f  %.2f..%.2f" % (
+            label.ljust(width), " ".join("%g" % v for v in b), " ".join("%g" % v for v in n), ratio, lo, hi))
     print("raw outputs: %s" % out)
     for f in failed:
         print("FAILED: %s" % f)
