@@ -122,59 +122,73 @@ SWEEP_ROUNDS = 50
 
 
 def sweep(meta: dict, registry=None) -> int:
-    """Kill every process still in one of the guest's private namespaces; how many.
+    """Kill every process still in one of the guest's private namespaces; how many
+    (:func:`sweep_many` for one guest)."""
+    return sweep_many([meta], registry)
+
+
+def sweep_many(metas, registry=None, batch=()) -> int:
+    """Kill every process still in one of the guests' private namespaces; how many.
 
     After :func:`stop_processes` (whose /proc scan may predate the lock, and which
     only looks at the pid namespace of a guest that has one), something may still
     be inside: a process that entered a subset of the namespaces (only ``net``...),
-    or one forked after the scan.  Under the guest's lock nothing new can join (see
-    :func:`enter.lock_shared`), so fresh scans stop every member (SIGSTOP: no more
-    forks) until one finds no new one, then kill them all.  Removal is final.
+    or one forked after the scan.  The caller holds every guest's lock, so nothing
+    new can join (see :func:`enter.lock_shared`): each round builds one index of
+    /proc (:class:`procfs.Index`, whatever the number of guests), matches every
+    guest's namespace inodes against it and stops each member found (SIGSTOP: no
+    more forks).  Two rounds in a row that find nothing new (nor a member that
+    vanished before it could be stopped) end the sweep; then every stopped process
+    is killed.  Removal is final.  ``registry`` (None: nothing else holds these
+    namespaces) tells namespaces that live on elsewhere (shared with another guest)
+    from those of the guests: their processes are not killed.  ``batch``: the names of
+    every guest removed with these (their pins keep nothing alive).
     """
-    pins = meta.get("pins") or {}
-    wanted = {t: pins[t]["ino"] for t in meta.get("namespaces", []) if t in pins}
-    if not wanted:
+    names = sorted({m.get("name") for m in metas} | set(batch))
+    owned = {}  # (type, inode) -> guest name: the namespaces to empty
+    for meta in metas:
+        pins = meta.get("pins") or {}
+        for t in meta.get("namespaces", []):
+            if t in pins:
+                owned[(t, pins[t]["ino"])] = meta.get("name")
+    if not owned:
         return 0
-    checked = [registry is None]
+    checked = registry is None
+    me = os.getpid()
 
     def member(proc) -> bool:
-        for t, ino in list(wanted.items()):
-            if proc.ns(t) != ino:
-                continue
-            if not checked[0]:
-                # A namespace another guest shares (or anything else keeps mounted)
-                # lives on with it: its processes are not this guest's to kill.
-                checked[0] = True
-                for held in _held_elsewhere(registry, meta["name"], wanted):
-                    wanted.pop(held)
-                return member(proc)
-            return True
-        return False
+        return any((t, proc.ns(t)) in owned for t in types)
 
     stopped = {}  # pid -> pidfd (-1 without pidfd_open): signals reach that process, never a reused pid
     quiet = 0
     for _round in range(SWEEP_ROUNDS):
-        new = 0
-        for proc in procfs.scan(skip_self=True):
-            if proc.pid in stopped or not member(proc):
-                continue
-            pid = proc.pid
+        types = sorted({t for t, _ino in owned})
+        index = procfs.Index(types)  # the round's one scan of /proc
+        found = {pid for key in owned for pid in index.by_ns.get(key, ())} - {me} - set(stopped)
+        if found and not checked:
+            # A namespace another guest shares (or anything else keeps mounted) lives
+            # on with it: its processes are not these guests' to kill.
+            checked = True
+            for key in _held_elsewhere(registry, names, owned):
+                owned.pop(key)
+            types = sorted({t for t, _ino in owned})
+            found = {pid for key in owned for pid in index.by_ns.get(key, ())} - {me} - set(stopped)
+        for pid in sorted(found):
             try:
                 pidfd = os.pidfd_open(pid)
             except ProcessLookupError:
-                continue
+                continue  # gone since the scan (counted below: maybe it forked first)
             except (AttributeError, OSError):  # no pidfd_open (Python < 3.9, kernel < 5.3)
                 pidfd = -1
-            if pidfd >= 0 and not member(procfs.Proc(pid)):  # gone (and maybe reused) since the check
+            if pidfd >= 0 and not member(procfs.Proc(pid)):  # gone (and maybe reused) since the scan
                 os.close(pidfd)
                 continue
             stopped[pid] = pidfd
             _signal(pid, pidfd, signal.SIGSTOP)  # at once: no more forks from it
-            new += 1
         # A process may fork and exit while a scan runs (its child is not in that
-        # scan's listing, and it is gone when its turn comes): two scans in a row
-        # that find nothing new end the sweep.
-        quiet = quiet + 1 if not new else 0
+        # scan's listing, and it is gone when its turn comes): only two scans in a
+        # row that find no member left running end the sweep.
+        quiet = quiet + 1 if not found else 0
         if quiet >= 2:
             break
     for pid, pidfd in stopped.items():
@@ -184,18 +198,23 @@ def sweep(meta: dict, registry=None) -> int:
     return len(stopped)
 
 
-def _held_elsewhere(registry, name: str, wanted: dict) -> set:
-    """Types of ``wanted`` (type -> inode) whose namespace is mounted somewhere other than
-    this guest's own pins and /run/netns name (another guest's pin above all)."""
-    own = {os.path.realpath(p) for p in [registry.pin_path(name, t) for t in wanted] + [registry.alias_path(name)]}
-    keys = {"%s:[%d]" % (t, ino): t for t, ino in wanted.items()}
+def _held_elsewhere(registry, names, owned: dict) -> set:
+    """Keys of ``owned`` ((type, inode) -> guest name) whose namespace is mounted somewhere
+    other than the pins and /run/netns names of the guests ``names`` (another guest's pin
+    above all; a guest of ``names`` that shares one's namespace goes too, so its pin keeps
+    nothing alive).  One read of our mountinfo."""
+    own = set()
+    for n in names:
+        own |= {os.path.realpath(registry.pin_path(n, t)) for t in sc.NS_TYPES}
+        own.add(os.path.realpath(registry.alias_path(n)))
+    keys = {"%s:[%d]" % key: key for key in owned}
     held = set()
     with open("/proc/self/mountinfo", "rb") as f:
         for line in f:
             fields = line.split(None, 5)
-            t = keys.get(fields[3].decode(errors="replace"))
-            if t is not None and fields[4].decode(errors="replace").replace("\\040", " ") not in own:
-                held.add(t)
+            key = keys.get(fields[3].decode(errors="replace"))
+            if key is not None and fields[4].decode(errors="replace").replace("\\040", " ") not in own:
+                held.add(key)
     return held
 
 
@@ -210,11 +229,25 @@ def _signal(pid: int, pidfd: int, sig) -> None:
 
 
 def remove(registry: reg.Registry, name: str, meta, keep_context_id: bool = False, proc_index=None) -> None:
-    """Stop and dispose of a guest, also one left half-made by a crash."""
+    """Stop and dispose of a guest, also one left half-made by a crash (under its lock)."""
     meta = meta or {"name": name}
-    if meta.get("phase") == "ready" or meta.get("init_pid"):
+    stop_many(registry, [meta], proc_index)
+    dispose(registry, name, meta, keep_context_id)
+
+
+def stop_many(registry: reg.Registry, metas, proc_index=None) -> None:
+    """Stop the processes of guests being removed, then sweep all their namespaces at once
+    (:func:`sweep_many`: one /proc scan per round for the whole batch).  The caller holds
+    every guest's lock."""
+    running = [m for m in metas if m.get("phase") == "ready" or m.get("init_pid")]
+    for meta in running:
         stop_processes(meta, proc_index, registry)
-        sweep(meta, registry)
+    sweep_many(running, registry, [m.get("name") for m in metas])
+
+
+def dispose(registry: reg.Registry, name: str, meta, keep_context_id: bool = False) -> None:
+    """Unpin a stopped guest and remove its state (its context id too, unless kept)."""
+    meta = meta or {"name": name}
     alias = registry.alias_path(name)
     alias_id = reg.ns_id(alias)
     if alias_id is not None:

@@ -12,6 +12,7 @@ guest_spec (the wanted guest), guest_create, guest_stop and guest_info.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -25,7 +26,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
 )
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_create import BatchTemplate, create
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import Spec, diff_view, public_view
-from ansible_collections.linuxns.guests.plugins.module_utils.guest_stop import ProcIndex, remove
+from ansible_collections.linuxns.guests.plugins.module_utils.guest_stop import ProcIndex, dispose, remove, stop_many
 
 
 class Plan:
@@ -186,9 +187,13 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
         template.close()
 
 
+REMOVE_BATCH = 256  # guests removed together at most (one lock fd each)
+
+
 def _apply_plans(registry, plans, check_mode, results, before, after, kept=None, template=None):
     proc_index = None
-    for p in plans:
+    removals, batch = iter(()), []  # the batch of removals under way (apply_removals)
+    for k, p in enumerate(plans):
         name = p.spec.name or p.spec.ref
         before[name] = p.before or {}
         after[name] = p.after or {}
@@ -212,7 +217,17 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
         if p.action in ("remove", "recreate") and proc_index is None:
             proc_index = ProcIndex()
         try:
-            meta = apply(registry, p, proc_index, kept, template)
+            if p.action == "remove":
+                if p not in batch:  # this removal and those right after it: one batch
+                    end = next((j for j in range(k, len(plans)) if plans[j].action != "remove"), len(plans))
+                    batch = plans[k : min(end, k + REMOVE_BATCH)]
+                    removals = apply_removals(registry, batch, proc_index, kept)
+                next(removals)  # p is done: its guest is gone
+                if p is batch[-1]:
+                    next(removals, None)  # the end of the batch: its locks are released
+                meta = None
+            else:
+                meta = apply(registry, p, proc_index, kept, template)
         except GuestError as exc:
             err = exc.with_message(exc.msg) if name in exc.msg else exc.for_guest(name)
             err.details["results"] = results
@@ -228,6 +243,47 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
         "results": results,
         "diff": {"before": before, "after": after},
     }
+
+
+def apply_removals(registry: reg.Registry, plans, proc_index=None, kept=None):
+    """Carry out consecutive removal plans as one batch; yields each plan when its guest is gone.
+
+    Every guest's lock is taken first, exclusively and in name order (two batches never wait
+    on each other in a circle), and each plan re-planned under it, as :func:`apply` does.
+    Then the guests' processes are stopped and ONE sweep covers all their namespaces
+    (guest_stop.stop_many: one /proc scan per round, not two or more per guest), and the
+    guests are disposed of one by one, each plan yielded when its guest is gone.  The locks
+    are released when the generator ends (or is closed).
+    """
+    faults.check()
+    registry.ensure()
+    with contextlib.ExitStack() as locks:
+        for name in sorted({p.spec.name for p in plans}):
+            locks.enter_context(registry.lock(name))
+        going = {}
+        for p in plans:
+            name = p.spec.name
+            p2 = plan(registry, p.spec, kept)  # another run may have changed the guest meanwhile
+            p.action, p.reasons, p.before, p.after, p.purged = p2.action, p2.reasons, p2.before, p2.after, p2.purged
+            meta = registry.load(name)
+            if p2.action == "remove" and (meta is not None or os.path.isdir(registry.guest_dir(name))):
+                meta = meta or {"name": name}
+                if p.spec.stop_signal is not None:
+                    meta["stop_signal"] = p.spec.stop_signal
+                if p.spec.stop_timeout is not None:
+                    meta["stop_timeout"] = p.spec.stop_timeout
+                going[name] = meta
+        stop_many(registry, list(going.values()), proc_index)
+        for p in plans:
+            name = p.spec.name
+            try:
+                if name in going:
+                    dispose(registry, name, going[name])
+                if p.action in ("remove", "purge") and p.purged:
+                    p.purged = kept.forget(name)
+            except GuestError as exc:
+                raise exc.for_guest(name) from None
+            yield p
 
 
 def _predicted_view(p: Plan) -> dict:

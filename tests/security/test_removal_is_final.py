@@ -113,3 +113,55 @@ def test_no_process_survives_removal(unit_registry, types):
                 except ProcessLookupError:
                     pass
     assert survivors == {}, "processes outlived the removal (round: pids): %r" % survivors
+
+
+BATCH = ["sec-rm-a", "sec-rm-b", "sec-rm-c"]
+BATCH_ROUNDS = 6
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("types", [None, ["net"]], ids=["all-namespaces", "net-only"])
+def test_no_process_survives_batch_removal(unit_registry, types):
+    """The same race for a batch: one task removes three guests (one lock each, one sweep over
+    all their namespaces, one /proc scan per round) while a racer per guest keeps entering
+    it (all its namespaces, or only ``net``): no process is left in any namespace of any of
+    them, BATCH_ROUNDS times."""
+    survivors = {}
+    for i in range(BATCH_ROUNDS):
+        guests.ensure_guests(unit_registry, [{"name": n, "namespaces": ["mnt", "uts", "ipc", "net"], "stop_timeout": 0} for n in BATCH])
+        token = "%d-b%d-%d" % (os.getpid(), i, time.monotonic_ns())
+        inodes, racers, stops = {}, [], []
+        try:
+            for name in BATCH:
+                meta = unit_registry.find(name)
+                inodes[name] = {t: pin["ino"] for t, pin in meta["pins"].items()}
+                ready_r, ready_w = os.pipe()
+                stop_r, stop_w = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover
+                    os.close(ready_r)
+                    os.close(stop_w)
+                    racer(meta, ready_w, stop_r, types, token)
+                os.close(ready_w)
+                os.close(stop_r)
+                racers.append(pid)
+                stops.append(stop_w)
+                os.read(ready_r, 1)  # it has entered once: from now on it races the removal
+                os.close(ready_r)
+            guests.ensure_guests(unit_registry, [{"name": n, "state": "absent"} for n in BATCH])
+        finally:
+            for stop_w in stops:
+                os.write(stop_w, b"s")
+                os.close(stop_w)
+            for pid in racers:
+                enter.wait_child(pid)
+        for name in BATCH:
+            left = in_namespaces(inodes.get(name, {}), token)
+            if left:
+                survivors["%d %s" % (i, name)] = sorted(left)
+                for p in left:  # clean up what a broken sweep left behind
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+    assert survivors == {}, "processes outlived the batch removal (round guest: pids): %r" % survivors
