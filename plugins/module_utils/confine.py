@@ -790,15 +790,15 @@ def _install(program: bytes) -> None:
     _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), what="installing the seccomp filter")
 
 
-def apply(confinement: Confinement) -> None:
-    """Confine the calling process (a forked child, single-threaded, about to exec).
+def apply_early(confinement: Confinement) -> bool:
+    """Steps 1-2: cut the bounding set (and, without no_new_privs, install the filter).
 
-    Raises KernelError naming the step that failed; the caller must then not exec.
+    For a caller that still changes credentials (``setresuid``) before exec: this comes
+    first, while CAP_SETPCAP is held; :func:`apply_late` then finishes. Returns whether the
+    filter is installed already (the argument :func:`apply_late` takes).
     """
     if confinement.privileged:
-        if confinement.no_new_privs:
-            _prctl(PR_SET_NO_NEW_PRIVS, 1, what="setting no_new_privs")
-        return
+        return False
     kept = confinement.cap_mask
     # every bit of the 64-bit sets: no /proc read here (the child may already see the guest's
     # /proc, or none); the kernel answers EINVAL for numbers beyond cap_last_cap
@@ -808,20 +808,48 @@ def apply(confinement: Confinement) -> None:
             if ret < 0 and ctypes.get_errno() != errno.EINVAL:
                 e = ctypes.get_errno()
                 raise KernelError("dropping %s from the bounding set: %s" % (cap_name(cap), os.strerror(e)), errno=e)
-    installed = False
     if confinement.filter and not confinement.no_new_privs:
         # without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we hold it
         _install(confinement.filter)
-        installed = True
+        return True
+    return False
+
+
+def apply_late(confinement: Confinement, installed: bool = False) -> None:
+    """Steps 3-6: ambient cleared, capset, no_new_privs, the seccomp filter last."""
+    if confinement.privileged:
+        if confinement.no_new_privs:
+            _prctl(PR_SET_NO_NEW_PRIVS, 1, what="setting no_new_privs")
+        return
     ret = _lib().prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     if ret < 0 and ctypes.get_errno() != errno.EINVAL:  # EINVAL: a kernel before 4.3, no ambient set
         e = ctypes.get_errno()
         raise KernelError("clearing the ambient capabilities: %s" % os.strerror(e), errno=e)
-    _capset(kept)
+    _capset(confinement.cap_mask)
     if confinement.no_new_privs:
         _prctl(PR_SET_NO_NEW_PRIVS, 1, what="setting no_new_privs")
     if confinement.filter and not installed:
         _install(confinement.filter)
+
+
+def apply(confinement: Confinement) -> None:
+    """Confine the calling process (a forked child, single-threaded, about to exec).
+
+    Raises KernelError naming the step that failed; the caller must then not exec.
+    """
+    apply_late(confinement, apply_early(confinement))
+
+
+SETTINGS = ("privileged", "capabilities", "no_new_privs", "seccomp")
+
+
+def for_guest(meta: dict, arch: str | None = None) -> Confinement:
+    """The confinement of a guest from its metadata (a guest recorded before these settings
+    existed gets the default confinement). InvalidInput names the guest."""
+    try:
+        return Confinement.from_settings({k: meta.get(k) for k in SETTINGS}, arch)
+    except InvalidInput as exc:
+        raise InvalidInput("guest %r: %s" % (meta.get("name"), exc.msg)) from None
 
 
 # ---------------------------------------------------------------------------------------
