@@ -37,7 +37,7 @@ DEFAULT_STOP_TIMEOUT = model.default("stop_timeout")
 STATES = ("started", "stopped", "restarted", "absent")
 STOPPING = ("stopped", "restarted", "absent")
 STARTING = ("started", "restarted")
-CREATE_KEYS = ("context_id", "share", "hostname", "init")
+CREATE_KEYS = ("context_id", "share", "hostname", "init", "privileged", "capabilities", "no_new_privs", "seccomp")
 LINK_IFNAME = "eth0"
 PEER_PREFIX = "ve-"
 PEER_MAX_NAME = 12  # "ve-" + 12 characters = 15, the longest interface name
