@@ -141,3 +141,19 @@ def test_a_json_profile_is_applied(unit_registry, tmp_path):
     res = execute.run(meta, Request(argv=["uname", "-n"]))
     assert res["rc"] != 0 and "Operation not permitted" in res["stderr"]
     assert guest_info.info(unit_registry, ["prof"])["guests"][0]["confinement"]["seccomp"].startswith("profile:")
+
+
+def test_the_connections_entry_program_confines_its_commands(unit_registry):
+    """The linuxns.guests.guest connection: its entry program (the bundle shipped over ssh,
+    here run locally) confines the command it runs in the guest."""
+    import subprocess
+
+    from ansible_collections.linuxns.guests.plugins.plugin_utils import entry_program
+
+    one(unit_registry, name="conn1", namespaces=["uts", "ipc", "pid"], capabilities={"drop": ["kill"]})
+    cmd = entry_program.command(sys.executable, ["exec", unit_registry.state_dir, "conn1", "grep -E '^(CapBnd|Seccomp):' /proc/self/status"])
+    res = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    got = dict(line.split(":\t") for line in res.stdout.splitlines())
+    assert confine.decode_caps(int(got["CapBnd"], 16)) == [n for n in DEFAULT if n != "CAP_KILL"]
+    assert got["Seccomp"] == "2"
