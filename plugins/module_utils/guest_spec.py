@@ -8,6 +8,7 @@ views of a guest derived from the model (result and diff).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 
@@ -112,7 +113,7 @@ def check_ns_file(path: str, nstype: str, param: str) -> tuple:
 class Spec:
     """A wanted guest, validated and normalised."""
 
-    def __init__(self, params: dict, registry: reg.Registry, where: str = "", batch=None):
+    def __init__(self, params: dict, registry: reg.Registry, where: str = "", batch=None, confinements=None):
         p = where
         self.params, self.where = params, where
         self.batch = batch or {}  # earlier present entries of the same task: name -> Spec
@@ -223,9 +224,9 @@ class Spec:
                 value = params.get(f.name)
                 model.check_value(f, value, p + f.name)
                 setattr(self, f.name, value)
-        self.confinement = self._confinement(p)
+        self.confinement = self._confinement(p, {} if confinements is None else confinements)
 
-    def _confinement(self, p: str):
+    def _confinement(self, p: str, cache: dict):
         """The processes' confinement, validated (and its filter compiled) before anything changes;
         a root without a pid namespace of its own only for a privileged guest."""
         if self.privileged is None:
@@ -236,8 +237,9 @@ class Spec:
         if self.no_new_privs is None:
             self.no_new_privs = False if self.privileged is True else model.default("no_new_privs")
         settings = {k: getattr(self, k) for k in confine.SETTINGS}
+        key = json.dumps(settings, sort_keys=True, default=repr)  # the batch's guests share one (its filter compiled once)
         try:
-            conf = confine.Confinement.from_settings(settings)
+            conf = cache.get(key) or cache.setdefault(key, confine.Confinement.from_settings(settings))
         except InvalidInput as exc:
             raise InvalidInput("%s%s (guest %r)" % (p, exc.msg, self.name)) from None
         if self.root is not None and "pid" not in self.namespaces and not conf.privileged:
