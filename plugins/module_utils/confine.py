@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import json
 import os
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput, KernelError
 
@@ -256,16 +255,13 @@ _U64 = (1 << 64) - 1
 MAX_PROFILE_BYTES = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(namedtuple("Rule", "name action args", defaults=((),))):
     """One seccomp rule for one syscall: ``action`` when every ``args`` comparison holds.
 
     ``args`` are ``(index, op, value, value_two)``; ``op`` a SCMP_CMP_* name.
     """
 
-    name: str
-    action: int
-    args: tuple = ()
+    __slots__ = ()  # a named tuple, not a dataclass: importing dataclasses costs 20-60 ms in every entering process
 
 
 # ---------------------------------------------------------------------------------------
@@ -652,8 +648,7 @@ def compile_filter(default: int, rules: tuple, arch: str) -> bytes:
 # ---------------------------------------------------------------------------------------
 # the value
 # ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Confinement:
+class Confinement(namedtuple("Confinement", "privileged capabilities no_new_privs seccomp profile_digest filter")):
     """A guest's confinement, validated and with its seccomp program compiled.
 
     ``capabilities`` are the kept names (bounding = effective = permitted; ambient and
@@ -662,12 +657,7 @@ class Confinement:
     (empty: no filter). Build it with :meth:`from_params` or :meth:`from_settings`.
     """
 
-    privileged: bool
-    capabilities: tuple
-    no_new_privs: bool
-    seccomp: str
-    profile_digest: str
-    filter: bytes
+    __slots__ = ()  # immutable, as a frozen dataclass (fields: privileged, capabilities, no_new_privs, seccomp, profile_digest, filter)
 
     @classmethod
     def from_params(cls, privileged=False, capabilities=None, no_new_privs=None, seccomp=None, arch: str | None = None) -> Confinement:
@@ -695,6 +685,8 @@ class Confinement:
         else:
             kind = "profile"
             profile = load_profile(seccomp)
+            import hashlib  # here: loading OpenSSL costs ~20 ms, and every entering process imports this file
+
             digest = hashlib.sha256(json.dumps(profile, sort_keys=True).encode()).hexdigest()[:16]
         if arch not in SYSCALLS:
             raise InvalidInput("seccomp: no syscall table for the architecture '%s'; set seccomp: unconfined on this host" % arch)
