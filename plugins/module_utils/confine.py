@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import json
 import os
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput, KernelError
 
@@ -256,16 +255,13 @@ _U64 = (1 << 64) - 1
 MAX_PROFILE_BYTES = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(namedtuple("Rule", "name action args", defaults=((),))):
     """One seccomp rule for one syscall: ``action`` when every ``args`` comparison holds.
 
     ``args`` are ``(index, op, value, value_two)``; ``op`` a SCMP_CMP_* name.
     """
 
-    name: str
-    action: int
-    args: tuple = ()
+    __slots__ = ()  # a named tuple, not a dataclass: importing dataclasses costs 20-60 ms in every entering process
 
 
 # ---------------------------------------------------------------------------------------
@@ -652,8 +648,7 @@ def compile_filter(default: int, rules: tuple, arch: str) -> bytes:
 # ---------------------------------------------------------------------------------------
 # the value
 # ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Confinement:
+class Confinement(namedtuple("Confinement", "privileged capabilities no_new_privs seccomp profile_digest filter")):
     """A guest's confinement, validated and with its seccomp program compiled.
 
     ``capabilities`` are the kept names (bounding = effective = permitted; ambient and
@@ -662,12 +657,7 @@ class Confinement:
     (empty: no filter). Build it with :meth:`from_params` or :meth:`from_settings`.
     """
 
-    privileged: bool
-    capabilities: tuple
-    no_new_privs: bool
-    seccomp: str
-    profile_digest: str
-    filter: bytes
+    __slots__ = ()  # immutable, as a frozen dataclass (fields: privileged, capabilities, no_new_privs, seccomp, profile_digest, filter)
 
     @classmethod
     def from_params(cls, privileged=False, capabilities=None, no_new_privs=None, seccomp=None, arch: str | None = None) -> Confinement:
@@ -695,6 +685,8 @@ class Confinement:
         else:
             kind = "profile"
             profile = load_profile(seccomp)
+            import hashlib  # here: loading OpenSSL costs ~20 ms, and every entering process imports this file
+
             digest = hashlib.sha256(json.dumps(profile, sort_keys=True).encode()).hexdigest()[:16]
         if arch not in SYSCALLS:
             raise InvalidInput("seccomp: no syscall table for the architecture '%s'; set seccomp: unconfined on this host" % arch)
@@ -790,15 +782,15 @@ def _install(program: bytes) -> None:
     _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), what="installing the seccomp filter")
 
 
-def apply(confinement: Confinement) -> None:
-    """Confine the calling process (a forked child, single-threaded, about to exec).
+def apply_early(confinement: Confinement) -> bool:
+    """Steps 1-2: cut the bounding set (and, without no_new_privs, install the filter).
 
-    Raises KernelError naming the step that failed; the caller must then not exec.
+    For a caller that still changes credentials (``setresuid``) before exec: this comes
+    first, while CAP_SETPCAP is held; :func:`apply_late` then finishes. Returns whether the
+    filter is installed already (the argument :func:`apply_late` takes).
     """
     if confinement.privileged:
-        if confinement.no_new_privs:
-            _prctl(PR_SET_NO_NEW_PRIVS, 1, what="setting no_new_privs")
-        return
+        return False
     kept = confinement.cap_mask
     # every bit of the 64-bit sets: no /proc read here (the child may already see the guest's
     # /proc, or none); the kernel answers EINVAL for numbers beyond cap_last_cap
@@ -808,20 +800,48 @@ def apply(confinement: Confinement) -> None:
             if ret < 0 and ctypes.get_errno() != errno.EINVAL:
                 e = ctypes.get_errno()
                 raise KernelError("dropping %s from the bounding set: %s" % (cap_name(cap), os.strerror(e)), errno=e)
-    installed = False
     if confinement.filter and not confinement.no_new_privs:
         # without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we hold it
         _install(confinement.filter)
-        installed = True
+        return True
+    return False
+
+
+def apply_late(confinement: Confinement, installed: bool = False) -> None:
+    """Steps 3-6: ambient cleared, capset, no_new_privs, the seccomp filter last."""
+    if confinement.privileged:
+        if confinement.no_new_privs:
+            _prctl(PR_SET_NO_NEW_PRIVS, 1, what="setting no_new_privs")
+        return
     ret = _lib().prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     if ret < 0 and ctypes.get_errno() != errno.EINVAL:  # EINVAL: a kernel before 4.3, no ambient set
         e = ctypes.get_errno()
         raise KernelError("clearing the ambient capabilities: %s" % os.strerror(e), errno=e)
-    _capset(kept)
+    _capset(confinement.cap_mask)
     if confinement.no_new_privs:
         _prctl(PR_SET_NO_NEW_PRIVS, 1, what="setting no_new_privs")
     if confinement.filter and not installed:
         _install(confinement.filter)
+
+
+def apply(confinement: Confinement) -> None:
+    """Confine the calling process (a forked child, single-threaded, about to exec).
+
+    Raises KernelError naming the step that failed; the caller must then not exec.
+    """
+    apply_late(confinement, apply_early(confinement))
+
+
+SETTINGS = ("privileged", "capabilities", "no_new_privs", "seccomp")
+
+
+def for_guest(meta: dict, arch: str | None = None) -> Confinement:
+    """The confinement of a guest from its metadata (a guest recorded before these settings
+    existed gets the default confinement). InvalidInput names the guest."""
+    try:
+        return Confinement.from_settings({k: meta.get(k) for k in SETTINGS}, arch)
+    except InvalidInput as exc:
+        raise InvalidInput("guest %r: %s" % (meta.get("name"), exc.msg)) from None
 
 
 # ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import os
 import signal
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import errors
+from ansible_collections.linuxns.guests.plugins.module_utils import confine, errors
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     ExecFailed,
@@ -283,9 +283,12 @@ def _send(fd: int, msg: dict) -> None:
     write_all(fd, (json.dumps(msg) + "\n").encode())
 
 
-def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w) -> None:  # pragma: no cover - forked child C
-    """The command's process C: inside every namespace, just before exec."""
+def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w, conf=None) -> None:  # pragma: no cover - forked child C
+    """The command's process C: inside every namespace, just before exec.  ``conf`` (a
+    confine.Confinement): its bounding set is cut before the credentials change, the rest
+    (capset, no_new_privs, seccomp last) right before exec; only a program is confined."""
     try:
+        installed = confine.apply_early(conf) if conf is not None and argv is not None else False
         os.setsid()
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)
@@ -311,6 +314,8 @@ def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w) 
             _send(status_w, {"report": None})
             os._exit(0)
         reset_signals()
+        if conf is not None:
+            confine.apply_late(conf, installed)
     except BaseException as exc:
         payload = errors.to_payload(exc)
         payload["rc"] = 1
@@ -370,7 +375,8 @@ def lock_shared(meta: dict, timeout: float = LOCK_WAIT) -> int:
         delay = min(delay * 2, 0.1)
 
 
-def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True, cwd=None, credentials=None, prepare=None) -> Spawned:
+def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True, cwd=None, credentials=None, prepare=None,
+                   confinement=None) -> Spawned:
     """Start ``argv`` inside the guest's ``types`` namespaces; return at once.
 
     The one enter path for programs: fork E (non-dumpable before it opens any
@@ -394,8 +400,14 @@ def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True,
     (the program keeps the host's ``/``).  ``root=False`` keeps the caller's
     ``/`` and is refused when it would mean a host root inside the guest's
     mount namespace.
+
+    The program is confined as the guest says (:func:`confine.for_guest`, built here in
+    the parent unless the caller passes the run's ``confinement``): bounding set, ambient
+    and inheritable cleared, no_new_privs, seccomp.
     """
     types = check_entry(meta, types, root)
+    if argv is not None and confinement is None:
+        confinement = confine.for_guest(meta)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     try:
         pid = os.fork()
@@ -420,7 +432,7 @@ def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True,
             close_fds_except({status_w, lock_fd} | set(stdio))
             child = os.fork()
             if child == 0:
-                _exec_in_guest(meta, argv, dict(env), cwd, credentials, prepare, stdio, status_w)
+                _exec_in_guest(meta, argv, dict(env), cwd, credentials, prepare, stdio, status_w, confinement)
                 os._exit(1)
             if lock_fd >= 0:
                 os.close(lock_fd)

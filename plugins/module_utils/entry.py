@@ -4,7 +4,7 @@
 
 The connection plugin runs this with the *host's* Python over ssh, built at run
 time from this file and the module_utils it imports (errors, syscalls,
-procfs, registry, enter: see ``plugins/plugin_utils/entry_program.py``).  Entering is
+procfs, registry, confine, enter: see ``plugins/plugin_utils/entry_program.py``).  Entering is
 :func:`enter.spawn_in_guest`, the same path ``guest_enter_exec`` uses; this
 file only adds the small command line the connection speaks::
 

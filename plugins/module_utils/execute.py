@@ -36,7 +36,7 @@ import signal
 import stat
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors, model, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, errors, model, procfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import ExecFailed, GuestError, GuestStale, InvalidInput
 
@@ -376,7 +376,7 @@ class _Job:
     ``poll`` loop shared by every job of a run.
     """
 
-    def __init__(self, meta: dict, req: Request, check_only: bool, poller, owners: dict):
+    def __init__(self, meta: dict, req: Request, check_only: bool, poller, owners: dict, confinements=None):
         self.meta, self.req, self.check_only = meta, req, check_only
         self.name = meta["name"]
         self.poller, self.owners = poller, owners
@@ -406,7 +406,8 @@ class _Job:
             self.start = _now()
             t0 = time.monotonic()
             self.spawned = enter.spawn_in_guest(meta, req.namespaces, None if check_only else req.argv, env, (in_r, out_w, err_w),
-                                                root=req.root, cwd=req.chdir, credentials=credentials, prepare=prepare)
+                                                root=req.root, cwd=req.chdir, credentials=credentials, prepare=prepare,
+                                                confinement=None if check_only else _confinement(meta, confinements))
         except BaseException:
             for fd in fds:
                 _close(fd)
@@ -598,6 +599,16 @@ class _Job:
         return result
 
 
+def _confinement(meta: dict, cache) -> confine.Confinement:
+    """The guest's confinement, built (and its filter compiled) once per distinct setting of a run."""
+    if cache is None:
+        return confine.for_guest(meta)
+    key = json.dumps([meta.get(k) for k in confine.SETTINGS], sort_keys=True)
+    if key not in cache:
+        cache[key] = confine.for_guest(meta)
+    return cache[key]
+
+
 def _failed(meta: dict, req: Request, exc: GuestError) -> dict:
     return {"guest": meta["name"], "context_id": meta.get("context_id"), "cmd": list(req.argv), "changed": False, "failed": True,
             "rc": None, "stdout": "", "stderr": "", "msg": exc.msg, "start": None, "end": None, "delta": None}
@@ -639,6 +650,7 @@ def run_many(metas, req: Request, check_only: bool = False, raise_errors: bool =
     poller = select.poll()
     owners = {}
     running = []
+    confinements = {}  # the run's confinements, one per distinct guest setting (built once, in the parent)
 
     def settle(job, i) -> None:
         try:
@@ -653,7 +665,7 @@ def run_many(metas, req: Request, check_only: bool = False, raise_errors: bool =
             while pending and len(running) < max(1, parallel):
                 i, meta = pending.pop(0)
                 try:
-                    running.append((_Job(meta, req, check_only, poller, owners), i))
+                    running.append((_Job(meta, req, check_only, poller, owners, confinements), i))
                 except GuestError as exc:
                     if raise_errors:
                         raise

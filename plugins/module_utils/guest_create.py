@@ -16,7 +16,7 @@ import socket
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, handshake, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, faults, handshake, procfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -208,6 +208,11 @@ def _child_main(spec, registry, hs: handshake.Handshake, reaper_fd, devnull_fd, 
         enter.close_fds_except({status_w, reaper_fd})
         enter.reset_signals()
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container": "linuxns"}
+        try:
+            confine.apply(spec.confinement)  # built in the parent (guest_spec.Spec); seccomp last
+        except GuestError as exc:
+            enter.write_all(status_w, ("the guest's confinement could not be applied to its init: %s" % exc.msg).encode())
+            os._exit(127)
         if spec.init:
             try:
                 os.execvpe(spec.init[0], spec.init, env)

@@ -11,14 +11,16 @@ import json
 import os
 import socket
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, mountinfo
+from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, mountinfo
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
+    GuestError,
     GuestNotFound,
 )
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_create import find_reaper
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import public_view
+from ansible_collections.linuxns.guests.plugins.module_utils.guest_stop import ProcIndex
 
 
 def ns_relations(path: str) -> dict:
@@ -81,12 +83,43 @@ def _links_here() -> list:
     return [{"ifname": n, "index": i} for i, n in socket.if_nameindex()]
 
 
-def describe(meta: dict, want_mounts: bool = False, want_links: bool = False) -> dict:
+def confinement_view(meta: dict, problems: list, proc_index=None) -> tuple:
+    """The guest's confinement as it applies to processes entering now (capabilities kept,
+    seccomp kind), and its running processes that still have other settings (entered before
+    a change, or its init: a change applies to processes that enter from then on)."""
+    try:
+        conf = confine.for_guest(meta)
+    except GuestError as exc:
+        return {"error": exc.msg}, []
+    outdated = []
+    if not problems:
+        index = proc_index if proc_index is not None else ProcIndex()
+        for pid in sorted(index.members(meta)):
+            try:
+                st = confine.status(pid)
+            except GuestError:
+                continue  # gone meanwhile
+            why = confine.differences(conf, st)
+            if why:
+                outdated.append({"pid": pid, "comm": _comm(pid), "differences": why})
+    return conf.as_dict(), outdated
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read(64).strip()
+    except OSError:
+        return ""
+
+
+def describe(meta: dict, want_mounts: bool = False, want_links: bool = False, proc_index=None) -> dict:
     view = public_view(meta)
     problems = reg.health(meta)
     view["running"] = not problems
     view["healthy"] = not problems
     view["problems"] = problems
+    view["confinement"], view["confinement_outdated"] = confinement_view(meta, problems, proc_index)
     for info in view["namespaces"].values():
         if not problems:
             info.update(ns_relations(info["pin"]))
@@ -113,8 +146,9 @@ def info(registry: reg.Registry, refs=None, want_mounts: bool = False, want_link
             if meta is not None:
                 metas.append(meta)
     all_metas = [registry.load(n) for n in registry.names()] if refs else metas
+    index = ProcIndex() if metas else None  # one /proc scan for every guest's processes
     return {
-        "guests": [describe(m, want_mounts, want_links) for m in metas],
+        "guests": [describe(m, want_mounts, want_links, index) for m in metas],
         "missing": missing,
         "host": {
             "state_dir": registry.state_dir,

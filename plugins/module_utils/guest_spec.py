@@ -8,10 +8,11 @@ views of a guest derived from the model (result and diff).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 
-from ansible_collections.linuxns.guests.plugins.module_utils import model
+from ansible_collections.linuxns.guests.plugins.module_utils import confine, model
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -104,7 +105,7 @@ def check_ns_file(path: str, nstype: str, param: str) -> tuple:
 class Spec:
     """A wanted guest, validated and normalised."""
 
-    def __init__(self, params: dict, registry: reg.Registry, where: str = "", batch=None):
+    def __init__(self, params: dict, registry: reg.Registry, where: str = "", batch=None, confinements=None):
         p = where
         self.params, self.where = params, where
         self.batch = batch or {}  # earlier present entries of the same task: name -> Spec
@@ -215,6 +216,31 @@ class Spec:
                 value = params.get(f.name)
                 model.check_value(f, value, p + f.name)
                 setattr(self, f.name, value)
+        self.confinement = self._confinement(p, {} if confinements is None else confinements)
+
+    def _confinement(self, p: str, cache: dict):
+        """The processes' confinement, validated (and its filter compiled) before anything changes;
+        a root without a pid namespace of its own only for a privileged guest."""
+        if self.privileged is None:
+            self.privileged = model.default("privileged")
+        # not given: no filter and no no_new_privs for a privileged guest (today's full set), else the defaults
+        if self.seccomp is None:
+            self.seccomp = "unconfined" if self.privileged is True else model.default("seccomp")
+        if self.no_new_privs is None:
+            self.no_new_privs = False if self.privileged is True else model.default("no_new_privs")
+        settings = {k: getattr(self, k) for k in confine.SETTINGS}
+        key = json.dumps(settings, sort_keys=True, default=repr)  # the batch's guests share one (its filter compiled once)
+        try:
+            conf = cache.get(key) or cache.setdefault(key, confine.Confinement.from_settings(settings))
+        except InvalidInput as exc:
+            raise InvalidInput("%s%s (guest %r)" % (p, exc.msg, self.name)) from None
+        if self.root is not None and "pid" not in self.namespaces and not conf.privileged:
+            raise InvalidInput(
+                "%sroot: guest %r has a root folder but no pid namespace of its own: its processes would see the host's "
+                "(or another guest's) processes, and /proc/1/root leads out of its root. Add pid to namespaces, or set "
+                "privileged: true to accept that" % (p, self.name)
+            )
+        return conf
 
     def _resolve_share(self, nstype, src, registry, param):
         """Return (normalised source, (dev, ino)) for a share entry."""

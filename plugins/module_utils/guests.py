@@ -167,10 +167,10 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
     guests' kept files (persist.resolve_table_dir when None).
     """
     kept = persist.KeptIds(table_dir or persist.resolve_table_dir(registry.state_dir))
-    specs, seen, batch = [], set(), {}
+    specs, seen, batch, confinements = [], set(), {}, {}
     for i, params in enumerate(entries):
         where = "guests[%d]." % i if len(entries) > 1 or params.get("_in_list") else ""
-        spec = Spec(params, registry, where, batch)
+        spec = Spec(params, registry, where, batch, confinements)
         if spec.name is not None and spec.name in seen:
             raise InvalidInput("%sname: guest %r is listed twice" % (where, spec.name))
         seen.add(spec.name)

@@ -164,6 +164,11 @@ GUEST = (
     Field("stop_timeout", "float", default=10.0, change=IN_PLACE, keep=True, result=True, diff=True,
           minimum=0, maximum=MAX_SECONDS),
     Field("description", "str", change=IN_PLACE, keep=True, result=True, diff=True, text="text"),
+    # Confinement of every process that enters the guest (confine.py); left out: the default.
+    Field("privileged", "bool", default=False, change=IN_PLACE, result=True, diff=True),
+    Field("capabilities", "dict", change=IN_PLACE, result=True, diff=True),
+    Field("no_new_privs", "bool", default=True, change=IN_PLACE, result=True, diff=True),
+    Field("seccomp", "str", default="default", change=IN_PLACE, result=True, diff=True, text="line"),
     Field("recreate", "bool", default=False, spec_default=True),
     Field("state", "str", choices=("present", "absent"), default="present", spec_default=True),
     Field("purge", "bool", default=False, spec_default=True),

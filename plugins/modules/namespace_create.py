@@ -24,6 +24,10 @@ description:
     is far larger than the kernel work.
   - Every change to one guest happens under its lock; a run that fails or is killed leaves nothing behind that
     the next run does not clean up.
+  - Every program that enters a guest - its init or reaper, M(linuxns.guests.guest_enter_exec), the
+    C(linuxns.guests.guest) connection, the P(linuxns.guests.guest#role) role's services - is confined as the
+    guest says (O(privileged), O(capabilities), O(no_new_privs), O(seccomp)); by default a cut capability bounding
+    set, no_new_privs and a seccomp filter modelled on Docker's. See C(docs/security.md) and C(docs/confinement.md).
 author:
   - linuxns.guests developers (@linuxns)
 extends_documentation_fragment:
@@ -40,8 +44,8 @@ options:
     description:
       - The list form. Each entry is a dict with the per-guest options of this module (O(name), O(context_id),
         O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(time_offsets), O(init),
-        O(stop_signal), O(stop_timeout), O(description), O(recreate), O(state), O(purge)), or just a guest name (or context
-        id).
+        O(stop_signal), O(stop_timeout), O(description), O(privileged), O(capabilities), O(no_new_privs), O(seccomp),
+        O(recreate), O(state), O(purge)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
@@ -78,6 +82,8 @@ options:
   root:
     description:
       - Absolute path of a host folder that becomes the guest's C(/). Needs a private C(mnt) namespace.
+      - Needs a private C(pid) namespace too, unless O(privileged=true) - without one C(/proc/1/root) leads to the
+        host's C(/).
       - Missing C(proc) and C(dev) folders are created in it.
     type: path
   uid_map:
@@ -125,6 +131,45 @@ options:
       - No NUL or control characters other than newline and tab.
     type: str
     version_added: 0.1.0
+  privileged:
+    description:
+      - An explicit opt-out of the confinement. V(true) - every process that enters the guest keeps every
+        capability of host root (or of root in the guest's user namespace) and gets no seccomp filter; guest root
+        is then host root for every purpose (it can load modules, write C(/proc/sys), mount, read any host file
+        by handle). Also allows a O(root) without a C(pid) namespace.
+      - V(false) (the default when not given) - the confinement of O(capabilities), O(no_new_privs) and O(seccomp).
+      - Changes in place; the change applies to processes that enter the guest from then on (its init and
+        processes already running keep theirs - M(linuxns.guests.namespace_info) lists them). When not given the
+        guest gets the default, as for the other confinement options.
+    type: bool
+  capabilities:
+    description:
+      - 'The capability bounding set of every process entering the guest, as changes to the default set: a dict
+        with C(drop) and/or C(add), lists of capability names (C(CAP_NET_ADMIN), C(NET_ADMIN) or C(net_admin)), or
+        V(ALL) (C(drop: [ALL]) starts from none, C(add: [ALL]) from every capability of the kernel).'
+      - 'The default set: C(CAP_AUDIT_WRITE), C(CAP_CHOWN), C(CAP_DAC_OVERRIDE), C(CAP_FOWNER), C(CAP_FSETID),
+        C(CAP_KILL), C(CAP_NET_BIND_SERVICE), C(CAP_SETFCAP), C(CAP_SETGID), C(CAP_SETPCAP), C(CAP_SETUID),
+        C(CAP_SYS_CHROOT) - Docker''s default without C(CAP_MKNOD) and C(CAP_NET_RAW).'
+      - Effective and permitted are the same set; ambient and inheritable are cleared.
+      - Cannot be given with O(privileged=true). Changes in place, for processes that enter from then on.
+    type: dict
+  no_new_privs:
+    description:
+      - Set C(no_new_privs) on every process entering the guest (setuid binaries and file capabilities then grant
+        nothing). Default V(true) (V(false) with O(privileged=true)). Changes in place, for processes that enter
+        from then on.
+    type: bool
+  seccomp:
+    description:
+      - The seccomp filter of every process entering the guest. V(default) (when not given) - the collection's
+        profile, modelled on Docker's, denying C(kexec_load), module loading, C(open_by_handle_at), the keyring,
+        C(bpf), C(perf_event_open), C(mount) and the other calls listed in C(docs/confinement.md) (some are allowed
+        when O(capabilities) adds the capability they need). V(unconfined) - no filter.
+      - Or the absolute path of a host file with a profile in the OCI or Docker JSON format, read when a process
+        enters the guest.
+      - Must be V(unconfined) or left out with O(privileged=true) (then V(unconfined)). Changes in place, for processes that enter from
+        then on.
+    type: str
   recreate:
     description:
       - When the existing guest differs in a way that cannot change in place (O(namespaces), O(root),
@@ -172,6 +217,23 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: A guest whose processes may configure its network (ip addr, ip route) but nothing more than the default
+  linuxns.guests.namespace_create:
+    name: router1
+    capabilities:
+      add: [CAP_NET_ADMIN, CAP_NET_RAW]
+
+- name: A guest with its own root, confined by the seccomp profile the team already uses with Docker
+  linuxns.guests.namespace_create:
+    name: app1
+    root: /srv/guests/app1
+    seccomp: /etc/linuxns/seccomp/app.json
+
+- name: The explicit opt-out - a guest whose root is host root (a tool guest, trusted like the host)
+  linuxns.guests.namespace_create:
+    name: tools
+    privileged: true
+
 - name: Guests whose persistent mount tables live in another folder (re-applied after a reboot too)
   linuxns.guests.namespace_create:
     guests: [web1, web2]
@@ -295,6 +357,22 @@ guest:
       type: str
       sample: web front end
       version_added: 0.1.0
+    privileged:
+      description: Whether the guest opted out of the confinement (O(privileged)).
+      type: bool
+      sample: false
+    capabilities:
+      description: The O(capabilities) changes to the default set as given, or null for the default set.
+      type: dict
+      sample: {"add": ["CAP_NET_ADMIN"]}
+    no_new_privs:
+      description: Whether processes entering the guest get C(no_new_privs).
+      type: bool
+      sample: true
+    seccomp:
+      description: V(default), V(unconfined) or the path of the profile (O(seccomp)).
+      type: str
+      sample: default
 guests:
   description: Per-guest results of the list form, in the order given.
   returned: when O(guests) is used

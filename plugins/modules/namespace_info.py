@@ -120,6 +120,35 @@ guests:
       description: The guest's description (O(linuxns.guests.namespace_create#module:description)), or null.
       type: str
       version_added: 0.1.0
+    privileged:
+      description: Whether the guest opted out of the confinement (O(linuxns.guests.namespace_create#module:privileged)).
+      type: bool
+    capabilities:
+      description: Its O(linuxns.guests.namespace_create#module:capabilities) changes to the default set, or null.
+      type: dict
+    no_new_privs:
+      description: Its O(linuxns.guests.namespace_create#module:no_new_privs).
+      type: bool
+    seccomp:
+      description: Its O(linuxns.guests.namespace_create#module:seccomp) - V(default), V(unconfined) or a profile's path.
+      type: str
+    confinement:
+      description:
+        - What a process entering the guest now gets - the kept capabilities (bounding, effective and permitted set),
+          C(no_new_privs), and the seccomp filter (V(default), V(unconfined), or C(profile:) and the first 16 hex
+          digits of the profile's SHA-256).
+        - With an C(error) key instead when the settings cannot be applied (a profile file gone).
+      type: dict
+      sample: {"privileged": false, "capabilities": ["CAP_CHOWN", "CAP_KILL"], "no_new_privs": true, "seccomp": "default"}
+    confinement_outdated:
+      description:
+        - The guest's running processes whose settings (C(CapBnd), C(CapAmb), C(NoNewPrivs), C(Seccomp) of
+          C(/proc/PID/status)) differ from RV(guests[].confinement) - started before a change of the settings
+          (a change applies to processes that enter from then on), the init of a guest changed in place among them.
+          Restart them (or recreate the guest) to confine them as the guest now says.
+      type: list
+      elements: dict
+      sample: [{"pid": 4242, "comm": "catatonit", "differences": ["no seccomp filter"]}]
     running:
       description: Whether all its namespaces are held and its init (if any) runs.
       type: bool
