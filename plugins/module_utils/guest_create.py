@@ -278,13 +278,13 @@ class _Run:
         self.init_start = None
 
 
-def create(registry: reg.Registry, spec: Spec, template: BatchTemplate, context_id=None, kept=None) -> dict:
+def create(registry: reg.Registry, spec: Spec, template: BatchTemplate, context_id=None, kept=None) -> reg.GuestRecord:
     """Create the guest (caller holds its lock and removed any leftovers).  ``kept``
     (persist.KeptIds): the guest gets its kept context id back and its table re-applied."""
     name = spec.name
     ctx = registry.reserve_context_id(name, context_id if context_id is not None else spec.context_id, kept)
-    meta = spec.wanted()
-    meta.update({"context_id": ctx, "phase": "creating", "pins": {}, "created": time.time(), "reaper": None, "init_pid": None})
+    meta = reg.GuestRecord.from_fields(spec.wanted())  # phase creating, no pins yet
+    meta.context_id, meta.created = ctx, time.time()
     run = _Run()
     try:
         registry.save(meta)
@@ -294,7 +294,7 @@ def create(registry: reg.Registry, spec: Spec, template: BatchTemplate, context_
             from ansible_collections.linuxns.guests.plugins.module_utils import mounts
 
             mounts.apply_table(registry, meta, kept.table_dir)  # the guest's persistent mount table (namespace_mount)
-        meta["phase"] = "ready"
+        meta.phase = reg.READY
         registry.save(meta)
         faults.crash_point(faults.Step.READY)
         return meta
@@ -320,7 +320,7 @@ def _create_processes(registry, spec, meta, run, template) -> None:
             spec._mnt_template_fd = template.fd()
         if needs_init and not spec.init:
             reaper = find_reaper()
-            meta["reaper"] = reaper or "python"
+            meta.reaper = reaper or "python"
             if reaper:
                 reaper_fd = os.open(reaper, os.O_RDONLY | os.O_CLOEXEC)
         parent_mnt_id = sc.mnt_ns_id()
@@ -349,8 +349,7 @@ def _create_processes(registry, spec, meta, run, template) -> None:
                 elif step is handshake.Step.INIT:
                     run.init_pid = msg["pid"]
                     run.init_start = procfs.proc_start_time(run.init_pid)
-                    meta["init_pid"] = run.init_pid
-                    meta["init_start"] = run.init_start
+                    meta.init_pid, meta.init_start = run.init_pid, run.init_start
                     registry.save(meta)
                 elif step is handshake.Step.READY:
                     ready = True
@@ -362,7 +361,7 @@ def _create_processes(registry, spec, meta, run, template) -> None:
             faults.crash_point(faults.Step.STARTED)
             _make_pins(registry, spec, meta, run, target, needs_init)
             faults.crash_point(faults.Step.PINNED)
-            if "net" in meta["pins"]:
+            if "net" in meta.pins:
                 _make_alias(registry, name, meta, run)
             faults.crash_point(faults.Step.ALIASED)
             if needs_init:
@@ -443,20 +442,20 @@ def _make_pins(registry, spec, meta, run, target, has_init) -> None:
         run.pins.append(path)
         sc.mount(src, path, None, sc.MS_BIND)
         st = os.stat(path)
-        meta["pins"][t] = {"path": path, "dev": st.st_dev, "ino": st.st_ino}
+        meta.pins[t] = reg.Pin(path, st.st_dev, st.st_ino)
 
 
 def _make_alias(registry, name, meta, run) -> None:
     registry.ensure_netns_dir()
     alias = registry.alias_path(name)
-    pin = meta["pins"]["net"]
+    pin = meta.pins["net"]
     try:
         fd = os.open(alias, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
         os.close(fd)
     except FileExistsError:
         now = reg.ns_id(alias)
-        if now is not None and now[1] == pin["ino"]:
-            meta["netns_alias"] = alias
+        if now is not None and now[1] == pin.ino:
+            meta.netns_alias = alias
             return
         if now is not None:
             raise GuestConflict(
@@ -465,8 +464,8 @@ def _make_alias(registry, name, meta, run) -> None:
             ) from None
         # A leftover name file with nothing mounted on it: take it over.
     run.alias = alias
-    sc.mount(pin["path"], alias, None, sc.MS_BIND)
-    meta["netns_alias"] = alias
+    sc.mount(pin.path, alias, None, sc.MS_BIND)
+    meta.netns_alias = alias
 
 
 def _rollback(registry, name, ctx, run) -> None:

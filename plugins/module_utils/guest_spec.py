@@ -242,13 +242,13 @@ class Spec:
         meta = registry.load(name)
         if meta is None:
             raise InvalidInput("%s: guest %r does not exist on this host" % (param, name))
-        pin = meta.get("pins", {}).get(nstype)
-        if meta.get("phase") != "ready" or pin is None:
+        pin = meta.pins.get(nstype)
+        if meta.phase != reg.READY or pin is None:
             raise InvalidInput("%s: guest %r has no %s namespace to share" % (param, name, nstype))
         problems = reg.health(meta)
         if problems:
             raise InvalidInput("%s: guest %r is not running (%s)" % (param, name, "; ".join(problems)))
-        return name, (pin["dev"], pin["ino"])
+        return name, (pin.dev, pin.ino)
 
     def wanted(self) -> dict:
         """The guest's fields as they would be recorded."""
@@ -260,18 +260,18 @@ class Spec:
         return out
 
 
-def public_view(meta: dict) -> dict:
+def public_view(meta: reg.GuestRecord) -> dict:
     """The guest as modules return it."""
     if meta is None:
         return {}
-    pins = meta.get("pins", {})
-    view = {k: meta.get(k) for k in model.RESULT_KEYS}
+    pins = meta.pins
+    view = {k: meta.field(k) for k in model.RESULT_KEYS}
     view.update(
-        namespaces={t: {"inode": p["ino"], "pin": p["path"], "shared_from": meta.get("share", {}).get(t)} for t, p in sorted(pins.items())},
-        private_namespaces=meta.get("namespaces", []),
-        share=meta.get("share", {}),
-        init_pid=meta.get("init_pid"),
-        netns=meta.get("netns_alias"),
+        namespaces={t: {"inode": p.ino, "pin": p.path, "shared_from": meta.share.get(t)} for t, p in sorted(pins.items())},
+        private_namespaces=meta.namespaces,
+        share=meta.share,
+        init_pid=meta.init_pid,
+        netns=meta.netns_alias,
     )
     return view
 
@@ -279,7 +279,7 @@ def public_view(meta: dict) -> dict:
 def diff_view(meta) -> dict:
     if not meta:
         return {}
-    return {k: meta.get(k) for k in model.DIFF_KEYS}
+    return {k: meta.field(k) for k in model.DIFF_KEYS}
 
 
 PER_GUEST_KEYS = model.GUEST_KEYS
