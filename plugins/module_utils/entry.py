@@ -61,7 +61,7 @@ def find_running(registry: reg.Registry, ref: str) -> dict:
     meta = registry.find(ref, "linuxns_guest")
     problems = reg.health(meta)
     if problems:
-        raise GuestStale("guest %r is stopped: %s" % (meta["name"], "; ".join(problems)))
+        raise GuestStale("guest %r is stopped: %s" % (meta.name, "; ".join(problems)))
     return meta
 
 
@@ -97,7 +97,7 @@ def run_exec(meta: dict, cmd: str) -> int:
         return failed[0].details.get("rc", enter.RC_NOT_FOUND)
     done = next((m for m in msgs if "exit" in m), None)
     if done is None:
-        raise GuestError("guest %r: the process that entered it died before the command ended" % meta["name"])
+        raise GuestError("guest %r: the process that entered it died before the command ended" % meta.name)
     return exit_code(done["exit"])
 
 
@@ -123,7 +123,7 @@ def _transfer(meta: dict, stdio, prepare) -> dict:
             enter.raise_payload(m)
     report = next((m for m in msgs if "report" in m), None)
     if report is None or report["report"] is None:
-        raise GuestError("guest %r: the process that entered it died during the transfer" % meta["name"])
+        raise GuestError("guest %r: the process that entered it died during the transfer" % meta.name)
     return report["report"]
 
 
@@ -132,7 +132,7 @@ def _path_error(verb: str, path: str, name: str, exc: OSError) -> PathError:
 
 
 def put(meta: dict, path: str, size: str) -> int:
-    name = meta["name"]
+    name = meta.name
     try:
         want = int(size)
     except ValueError:
@@ -158,7 +158,7 @@ def put(meta: dict, path: str, size: str) -> int:
 
 
 def _reader(meta: dict, path: str):
-    name = meta["name"]
+    name = meta.name
 
     def read_file():
         try:
@@ -234,7 +234,7 @@ def place(registry: reg.Registry, meta: dict, staged: str, path: str) -> int:
         raise PathError("place: the uploaded copy %s cannot be opened: %s" % (staged, exc.strerror)) from None
     try:
         size = os.fstat(fd).st_size
-        name = meta["name"]
+        name = meta.name
 
         def write_file():
             try:
@@ -261,12 +261,15 @@ def place(registry: reg.Registry, meta: dict, staged: str, path: str) -> int:
 def status(registry: reg.Registry, refs) -> int:
     guests = {}
     for name in registry.names():
-        meta = registry.load(name)
+        try:
+            meta = registry.load(name)
+        except errors.RecordTooNew as exc:  # one guest a newer version made: the others are still listed
+            meta = reg.GuestRecord.corrupt(name, exc.msg)
         if meta is None:
             continue
         problems = reg.health(meta)
-        guests[name] = {"context_id": meta.get("context_id"), "status": "stopped" if problems else "running",
-                        "problems": problems, "root": meta.get("root"), "namespaces": sorted(meta.get("pins", {}))}
+        guests[name] = {"context_id": meta.context_id, "status": "stopped" if problems else "running",
+                        "problems": problems, "root": meta.root, "namespaces": sorted(meta.pins)}
     resolved = {}
     for ref in refs:
         try:

@@ -378,7 +378,7 @@ class _Job:
 
     def __init__(self, meta: dict, req: Request, check_only: bool, poller, owners: dict):
         self.meta, self.req, self.check_only = meta, req, check_only
-        self.name = meta["name"]
+        self.name = meta.name
         self.poller, self.owners = poller, owners
         self.stdin = memoryview(b"" if check_only or req.stdin is None else req.stdin)
         self.out, self.err, self.status = [], [], []
@@ -537,7 +537,7 @@ class _Job:
         end = _now()
         req, name = self.req, self.name
         result = {
-            "guest": name, "context_id": self.meta.get("context_id"), "cmd": list(req.argv), "changed": False, "rc": None,
+            "guest": name, "context_id": self.meta.context_id, "cmd": list(req.argv), "changed": False, "rc": None,
             "stdout": "", "stderr": "", "start": None, "end": None, "delta": None, "msg": "",
         }
         msgs = _messages(b"".join(self.status))
@@ -599,7 +599,7 @@ class _Job:
 
 
 def _failed(meta: dict, req: Request, exc: GuestError) -> dict:
-    return {"guest": meta["name"], "context_id": meta.get("context_id"), "cmd": list(req.argv), "changed": False, "failed": True,
+    return {"guest": meta.name, "context_id": meta.context_id, "cmd": list(req.argv), "changed": False, "failed": True,
             "rc": None, "stdout": "", "stderr": "", "msg": exc.msg, "start": None, "end": None, "delta": None}
 
 
@@ -610,13 +610,13 @@ def prepare_guests(registry: reg.Registry, refs, req: Request, param: str = "gue
     for i, ref in enumerate(refs):
         where = param if param == "guest" else "%s[%d]" % (param, i)
         meta = registry.find(ref, where)
-        if meta["name"] in seen:
+        if meta.name in seen:
             continue
-        seen.add(meta["name"])
+        seen.add(meta.name)
         problems = reg.health(meta)
         if problems:
             raise GuestStale("%s: guest %r is not running: %s; recreate it with linuxns.guests.namespace_create"
-                             % (where, meta["name"], "; ".join(problems)))
+                             % (where, meta.name, "; ".join(problems)))
         enter.check_entry(meta, req.namespaces, req.root)
         metas.append(meta)
     return metas
