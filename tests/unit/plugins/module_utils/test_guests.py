@@ -95,12 +95,12 @@ def test_user_and_time_namespaces(unit_registry):
     one(unit_registry, name="ut", namespaces=["user", "mnt", "pid", "time", "uts"], uid_map=["0 100000 65536"], gid_map=["0 100000 65536"],
         time_offsets={"monotonic": 86400, "boottime": 86400})
     meta = unit_registry.load("ut")
-    pid = meta["init_pid"]
+    pid = meta.init_pid
     assert open("/proc/%d/uid_map" % pid).read().split() == ["0", "100000", "65536"]
     offsets = open("/proc/%d/timens_offsets" % pid).read().split()
     assert offsets[offsets.index("monotonic") + 1] == "86400"
-    owner = guest_info.ns_relations(meta["pins"]["uts"]["path"])["owner_user_ns"]
-    assert owner == meta["pins"]["user"]["ino"]
+    owner = guest_info.ns_relations(meta.pins["uts"].path)["owner_user_ns"]
+    assert owner == meta.pins["user"].ino
 
 
 def test_share_joins_other_guests_namespace(unit_registry):
@@ -289,7 +289,7 @@ def test_a_run_that_lost_the_race_reports_no_change(unit_registry):
     one(r, name="race")  # the other run
     meta = guests.apply(r, stale_plan)
     assert stale_plan.action == "none" and not stale_plan.changed
-    assert meta["name"] == "race"
+    assert meta.name == "race"
 
 
 def test_share_a_guest_made_earlier_in_the_same_task(unit_registry):
@@ -338,7 +338,7 @@ def test_description_is_recorded_shown_and_changed_in_place(unit_registry):
     """The dummy field of issue 12: one row of model.GUEST; recorded, shown, changed in place, kept when not given."""
     g = one(unit_registry, name="desc", description="web front end")["guest"]
     assert g["description"] == "web front end"
-    assert unit_registry.load("desc")["description"] == "web front end"
+    assert unit_registry.load("desc").description == "web front end"
     assert guest_info.info(unit_registry, ["desc"])["guests"][0]["description"] == "web front end"
     assert not one(unit_registry, name="desc")["changed"]  # not given: kept
     predicted = guests.ensure_guests(unit_registry, [{"name": "desc", "description": "db"}], check_mode=True)
@@ -346,14 +346,14 @@ def test_description_is_recorded_shown_and_changed_in_place(unit_registry):
     assert res["action"] == "update" and res["guest"]["description"] == "db"
     assert predicted["diff"]["before"]["desc"]["description"] == "web front end"
     assert predicted["diff"]["after"]["desc"]["description"] == "db"
-    assert unit_registry.load("desc")["description"] == "web front end"
+    assert unit_registry.load("desc").description == "web front end"
     upd = one(unit_registry, name="desc", description="db\tsecond line\n")
     assert upd["action"] == "update" and upd["reasons"] == ["description differs"]
     assert upd["guest"]["init_pid"] == g["init_pid"]  # in place: the same guest
     assert guest_info.info(unit_registry, ["desc"])["guests"][0]["description"] == "db\tsecond line\n"
     with pytest.raises(InvalidInput, match=r"description .* must not contain control characters"):
         one(unit_registry, name="desc", description="bell\a")
-    assert unit_registry.load("desc")["description"] == "db\tsecond line\n"
+    assert unit_registry.load("desc").description == "db\tsecond line\n"
 
 
 def test_an_error_prefixed_with_its_guest_keeps_class_and_details():
