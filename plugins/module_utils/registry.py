@@ -389,12 +389,6 @@ class Pin:
 
     __hash__ = None
 
-    def __getitem__(self, key):  # TRANSITIONAL
-        return getattr(self, key)
-
-    def get(self, key, default=None):  # TRANSITIONAL
-        return getattr(self, key, default)
-
     def __repr__(self) -> str:
         return "Pin(%r, %r, %r)" % (self.path, self.dev, self.ino)
 
@@ -515,19 +509,6 @@ class GuestRecord:
 
     def __repr__(self) -> str:
         return "GuestRecord(%r, phase=%r)" % (self.name, self.phase)
-
-    # ---- TRANSITIONAL dict access, removed once every call site uses attributes ---------------
-    def __getitem__(self, key):
-        if key == "pins":
-            return self.pins
-        return self.field(key)
-
-    def get(self, key, default=None):
-        value = self.field(key)
-        return default if value is None else value
-
-    def __setitem__(self, key, value):
-        self.update({key: value})
 
     # ---- JSON ------------------------------------------------------------------------------------
     def to_json(self) -> dict:
