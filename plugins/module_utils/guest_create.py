@@ -151,16 +151,16 @@ class MountTemplate:
             self.fd = -1
 
 
-def _child_main(spec, registry, hs: handshake.Handshake, reaper_fd, devnull_fd, needs_init, parent_mnt_id) -> None:  # pragma: no cover - forked child
-    """Process C: make the namespaces; fork the init I when there is one."""
+def _child_main(spec, registry, hs: handshake.Handshake, create_run: CreateRun, reaper_fd, devnull_fd, needs_init,
+                parent_mnt_id) -> None:  # pragma: no cover - forked child
+    """Process C: make the namespaces (joining what ``create_run`` opened for it); fork the init I when there is one."""
     hs.child_side()
     try:
         sc.set_pdeathsig(signal.SIGKILL)
         sc.set_dumpable(False)
-        template_fd = getattr(spec, "_mnt_template_fd", -1)
-        if template_fd >= 0 and "mnt" in spec.namespaces:
-            sc.setns(template_fd, "mnt")  # while still privileged: before any user namespace
-        shared = getattr(spec, "_share_fds", [])
+        if create_run.mnt_template_fd >= 0:
+            sc.setns(create_run.mnt_template_fd, "mnt")  # while still privileged: before any user namespace
+        shared = create_run.share_fds
         user_shared = [(t, fd) for t, fd in shared if t == "user" and not enter.is_own_namespace(fd, t)]
         for t, fd in user_shared:
             sc.setns(fd, t)
@@ -278,9 +278,10 @@ class _Run:
         self.init_start = None
 
 
-def create(registry: reg.Registry, spec: Spec, template: BatchTemplate, context_id=None, kept=None) -> reg.GuestRecord:
-    """Create the guest (caller holds its lock and removed any leftovers).  ``kept``
-    (persist.KeptIds): the guest gets its kept context id back and its table re-applied."""
+def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id=None, kept=None) -> reg.GuestRecord:
+    """Create the guest (caller holds its lock and removed any leftovers).  ``create_run``:
+    the run's :class:`CreateRun`.  ``kept`` (persist.KeptIds): the guest gets its kept context
+    id back and its table re-applied."""
     name = spec.name
     ctx = registry.reserve_context_id(name, context_id if context_id is not None else spec.context_id, kept)
     meta = reg.GuestRecord.from_fields(spec.wanted())  # phase creating, no pins yet
@@ -289,7 +290,7 @@ def create(registry: reg.Registry, spec: Spec, template: BatchTemplate, context_
     try:
         registry.save(meta)
         faults.crash_point(faults.Step.RESERVED)
-        _create_processes(registry, spec, meta, run, template)
+        _create_processes(registry, spec, meta, run, create_run)
         if "mnt" in spec.namespaces and kept is not None:
             from ansible_collections.linuxns.guests.plugins.module_utils import mounts
 
@@ -303,21 +304,13 @@ def create(registry: reg.Registry, spec: Spec, template: BatchTemplate, context_
         raise
 
 
-def _create_processes(registry, spec, meta, run, template) -> None:
+def _create_processes(registry, spec, meta, run, create_run) -> None:
     name = spec.name
     needs_init = "pid" in spec.namespaces or "pid" in spec.share or spec.init is not None
-    share_fds = []
     reaper_fd = -1
     devnull_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
     try:
-        for t in sc.NS_TYPES:
-            if t in spec.share:
-                src = spec.share[t]
-                path = src if src.startswith("/") else registry.pin_path(src, t)
-                share_fds.append((t, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
-        spec._share_fds = share_fds
-        if "mnt" in spec.namespaces and registry.exists():
-            spec._mnt_template_fd = template.fd()
+        create_run.begin(spec)
         if needs_init and not spec.init:
             reaper = find_reaper()
             meta.reaper = reaper or "python"
@@ -327,7 +320,7 @@ def _create_processes(registry, spec, meta, run, template) -> None:
         hs = handshake.Handshake()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
-            _child_main(spec, registry, hs, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
+            _child_main(spec, registry, hs, create_run, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
             os._exit(1)
         try:
             hs.parent_side()
@@ -385,7 +378,8 @@ def _create_processes(registry, spec, meta, run, template) -> None:
             hs.close()  # a child still waiting for the parent reads EOF and exits
             enter.wait_child(pid)
     finally:
-        for fd in [fd for _t, fd in share_fds] + [reaper_fd, devnull_fd]:
+        create_run.end()
+        for fd in (reaper_fd, devnull_fd):
             if fd >= 0:
                 try:
                     os.close(fd)
@@ -479,22 +473,52 @@ def _rollback(registry, name, ctx, run) -> None:
     shutil.rmtree(registry.guest_dir(name), ignore_errors=True)
 
 
-class BatchTemplate:
-    """The batch's clean mount namespace: made on first use (a :class:`MountTemplate`),
-    shared by every guest the run creates, closed by the run at its end.  One per run,
-    passed down from ``guests.ensure_guests``; nothing of it lives at module level."""
+class CreateRun:
+    """The per-run context of creating guests: made once per run by ``guests.ensure_guests``
+    (or by a single ``guests.apply``), passed explicitly down to the forked child, closed by
+    the run at its end.  Nothing of it lives at module level or on the :class:`Spec`.
+
+    - The batch's clean mount namespace (a :class:`MountTemplate`): made on first use,
+      shared by every guest the run creates.
+    - For the guest being created (between :meth:`begin` and :meth:`end`): the namespace
+      files its child joins (its ``share`` sources, opened before the fork) and the
+      template's fd when it gets a mount namespace of its own.
+    """
 
     def __init__(self, registry: reg.Registry):
         self.registry = registry
         self.template = None
+        self.share_fds = []  # (type, fd) of the guest being created, in the table's order
+        self.mnt_template_fd = -1  # the template, when the guest being created unshares mnt
 
-    def fd(self) -> int:
+    def template_fd(self) -> int:
         """The template's namespace file, or -1 when it could not be made."""
         if self.template is None:
             self.template = MountTemplate(self.registry)
         return self.template.fd
 
+    def begin(self, spec: Spec) -> None:
+        """Open what the child that creates ``spec``'s guest joins."""
+        self.end()
+        for t in sc.NS_TYPES:
+            if t in spec.share:
+                src = spec.share[t]
+                path = src if src.startswith("/") else self.registry.pin_path(src, t)
+                self.share_fds.append((t, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        if "mnt" in spec.namespaces and self.registry.exists():
+            self.mnt_template_fd = self.template_fd()
+
+    def end(self) -> None:
+        """Close what :meth:`begin` opened (the template stays for the next guest)."""
+        fds, self.share_fds, self.mnt_template_fd = self.share_fds, [], -1
+        for _t, fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def close(self) -> None:
+        self.end()
         if self.template is not None:
             self.template.close()
             self.template = None

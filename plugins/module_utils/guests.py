@@ -23,7 +23,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     GuestError,
     InvalidInput,
 )
-from ansible_collections.linuxns.guests.plugins.module_utils.guest_create import BatchTemplate, create
+from ansible_collections.linuxns.guests.plugins.module_utils.guest_create import CreateRun, create
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import Spec, diff_view, public_view
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_stop import ProcIndex, remove
 
@@ -113,9 +113,9 @@ def _short(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None, template=None):
+def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None, create_run=None):
     """Carry out a plan under the guest's lock; returns the resulting record (None: removed).
-    ``template``: the run's :class:`guest_create.BatchTemplate` (a single apply outside a
+    ``create_run``: the run's :class:`guest_create.CreateRun` (a single apply outside a
     batch makes its own and closes it)."""
     faults.check()  # a test's unknown crash step fails before anything changes
     registry.ensure()
@@ -142,13 +142,13 @@ def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None, template=
             return None
         if p2.action == "update":
             return _update(registry, meta, p2.changes)
-        if template is not None:
-            return create(registry, p.spec, template, p2.after.get("context_id"), kept)
-        template = BatchTemplate(registry)
+        if create_run is not None:
+            return create(registry, p.spec, create_run, p2.after.get("context_id"), kept)
+        create_run = CreateRun(registry)
         try:
-            return create(registry, p.spec, template, p2.after.get("context_id"), kept)
+            return create(registry, p.spec, create_run, p2.after.get("context_id"), kept)
         finally:
-            template.close()
+            create_run.close()
 
 
 def _update(registry, meta: reg.GuestRecord, changes) -> reg.GuestRecord:
@@ -181,14 +181,14 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
             batch[spec.name] = spec
     plans = [plan(registry, s, kept) for s in specs]
     results, before, after = [], {}, {}
-    template = BatchTemplate(registry)  # the run's clean mount namespace, made on first use
+    create_run = CreateRun(registry)  # the run's context: its clean mount namespace, made on first use
     try:
-        return _apply_plans(registry, plans, check_mode, results, before, after, kept, template)
+        return _apply_plans(registry, plans, check_mode, results, before, after, kept, create_run)
     finally:
-        template.close()
+        create_run.close()
 
 
-def _apply_plans(registry, plans, check_mode, results, before, after, kept=None, template=None):
+def _apply_plans(registry, plans, check_mode, results, before, after, kept=None, create_run=None):
     proc_index = None
     for p in plans:
         name = p.spec.name or p.spec.ref
@@ -214,7 +214,7 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
         if p.action in ("remove", "recreate") and proc_index is None:
             proc_index = ProcIndex()
         try:
-            meta = apply(registry, p, proc_index, kept, template)
+            meta = apply(registry, p, proc_index, kept, create_run)
         except GuestError as exc:
             err = exc.with_message(exc.msg) if name in exc.msg else exc.for_guest(name)
             err.details["results"] = results

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, guest_info, guest_spec, guest_stop, guests, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, guest_create, guest_info, guest_spec, guest_stop, guests, procfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, InvalidInput, KernelError, LimitReached
@@ -362,3 +362,29 @@ def test_an_error_prefixed_with_its_guest_keeps_class_and_details():
     assert again.__class__ is LimitReached and again.errno == errno.ENOSPC
     assert again.details["limit"] == "/proc/sys/user/max_net_namespaces" and again.msg.startswith("guest 'x': ")
     assert err.msg == "cannot create a net namespace" and str(again) == again.msg
+
+
+def test_create_run_holds_the_fds_of_one_creation_and_the_batch_template(unit_registry):
+    """guest_create.CreateRun, the per-run context: begin() opens what the creating child
+    joins (share sources, the template for a private mnt), end() closes it and keeps the
+    template for the next guest, close() closes the template; nothing is put on the Spec."""
+    r = unit_registry
+    one(r, name="cr-a", namespaces=["net", "uts"])
+    spec = guest_spec.Spec({"name": "cr-b", "namespaces": ["mnt", "uts"], "share": {"net": "cr-a"}}, r)
+    run = guest_create.CreateRun(r)
+    try:
+        run.begin(spec)
+        [(nstype, fd)] = run.share_fds
+        assert nstype == "net" and os.fstat(fd).st_ino == r.load("cr-a").pins["net"].ino
+        assert run.mnt_template_fd >= 0 and run.mnt_template_fd == run.template_fd()
+        template = run.template
+        run.end()
+        assert run.share_fds == [] and run.mnt_template_fd == -1 and run.template is template
+        with pytest.raises(OSError):
+            os.fstat(fd)
+        run.begin(guest_spec.Spec({"name": "cr-c", "namespaces": ["net"]}, r))
+        assert run.share_fds == [] and run.mnt_template_fd == -1
+    finally:
+        run.close()
+    assert run.template is None
+    assert [k for k in vars(spec) if k.startswith("_")] == []

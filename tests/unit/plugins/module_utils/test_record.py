@@ -134,3 +134,21 @@ def test_corrupt_file_loads_as_corrupt_with_its_reason(tmp_path, content, proble
 
 def test_missing_file_is_none(tmp_path):
     assert reg.GuestRecord.load(str(tmp_path / "nothing.json"), "web") is None
+
+
+def test_connection_listing_shows_a_too_new_record_and_still_lists_the_others(unit_registry, capsys):
+    from ansible_collections.linuxns.guests.plugins.module_utils import entry
+
+    r = unit_registry
+    r.ensure()
+    for name, version in (("nw", reg.META_VERSION + 1), ("od", reg.META_VERSION)):
+        os.makedirs(r.pin_dir(name))
+        _write(r.meta_path(name), dict(OLD_FORMAT, name=name, version=version, phase=reg.CREATING, pins={}, context_id=None))
+    try:
+        assert entry.status(r, ["nw"]) == 0
+        guests = json.loads(capsys.readouterr().out)["guests"]
+        assert sorted(guests) == ["nw", "od"] and guests["nw"]["status"] == guests["od"]["status"] == "stopped"
+        assert "written by a newer version" in guests["nw"]["problems"][0]
+        assert guests["od"]["problems"] == ["creation of the guest did not finish (phase creating)"]
+    finally:
+        os.unlink(r.meta_path("nw"))  # the fixture's clean-up loads every record
