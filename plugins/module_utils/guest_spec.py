@@ -110,7 +110,14 @@ def check_ns_file(path: str, nstype: str, param: str) -> tuple:
 
 
 class Spec:
-    """A wanted guest, validated and normalised."""
+    """A wanted guest, validated and normalised.
+
+    ``params`` is an entry the argument spec already checked (``model.argument_spec``:
+    AnsibleModule for the single form, ``common.entries`` for the entries of ``guests:``):
+    types, choices (``state``, the ``namespaces`` types) and the class checks are not
+    repeated here.  What no argument spec can say is checked here: ``share``'s keys and
+    sources, names and context ids against the registry, fields that need each other.
+    """
 
     def __init__(self, params: dict, registry: reg.Registry, where: str = "", batch=None):
         p = where
@@ -153,15 +160,8 @@ class Spec:
             return
         if self.purge:
             raise InvalidInput("%spurge=true goes with state=absent only (it forgets a removed guest's kept files)" % p)
-        if self.state != "present":
-            raise InvalidInput("%sstate must be present or absent, not %r" % (p, self.state))
         nss = params.get("namespaces")
         nss = list(DEFAULT_NAMESPACES) if nss is None else list(nss)
-        bad = [t for t in nss if t not in sc.NS_TYPES]
-        if bad:
-            raise InvalidInput(
-                "%snamespaces: unknown namespace type(s) %s; known: %s" % (p, ", ".join(map(str, bad)), ", ".join(sc.NS_TYPES))
-            )
         share = params.get("share") or {}
         if not isinstance(share, dict):
             raise InvalidInput("%sshare must be a dict of namespace type -> guest or namespace file" % p)

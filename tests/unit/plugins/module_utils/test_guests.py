@@ -12,7 +12,18 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, guest_create, guest_info, guest_spec, guest_stop, guests, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import (
+    common,
+    enter,
+    faults,
+    guest_create,
+    guest_info,
+    guest_spec,
+    guest_stop,
+    guests,
+    model,
+    procfs,
+)
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, InvalidInput, KernelError, LimitReached
@@ -181,7 +192,6 @@ def test_init_less_guest_processes_get_term_then_kill(unit_registry):
 @pytest.mark.parametrize(
     "params,msg",
     [
-        ({"name": "x", "namespaces": ["mnt", "bogus"]}, "namespaces: unknown namespace type(s) bogus"),
         ({"name": "x", "share": {"bogus": "/proc/self/ns/net"}}, "share: unknown namespace type 'bogus'"),
         ({"name": "x", "share": {"net": "/etc/hostname"}}, "share.net: /etc/hostname is not a namespace file"),
         ({"name": "x", "share": {"net": "/proc/self/ns/uts"}}, "share.net: /proc/self/ns/uts is a uts namespace, not a net namespace"),
@@ -388,3 +398,14 @@ def test_create_run_holds_the_fds_of_one_creation_and_the_batch_template(unit_re
         run.close()
     assert run.template is None
     assert [k for k in vars(spec) if k.startswith("_")] == []
+
+
+def test_unknown_namespace_type_is_refused_by_the_entry_spec_naming_the_path(unit_registry):
+    """Spec does not re-check the choices the argument spec checks: an unknown namespace
+    type (or state) of an entry fails in common.entries, naming its path, before any Spec."""
+    spec = model.argument_spec(model.GUEST, entry=True)
+    for bad, path in (({"namespaces": ["mnt", "bogus"]}, "guests[1].namespaces: "), ({"state": "gone"}, "guests[1].state: ")):
+        with pytest.raises(InvalidInput) as exc:
+            common.entries({"guests": ["x", dict({"name": "y"}, **bad)]}, "guests", spec, "name", model.GUEST)
+        assert exc.value.msg.startswith(path) and ("bogus" in exc.value.msg or "gone" in exc.value.msg), exc.value.msg
+    assert unit_registry.names() == []
