@@ -84,7 +84,7 @@ def wait_spawned(spawned) -> list:
     return [json.loads(line.decode()) for line in raw.split(b"\n") if line.strip()]
 
 
-def run_exec(meta: dict, cmd: str) -> int:
+def run_exec(meta: reg.GuestRecord, cmd: str) -> int:
     spawned = enter.spawn_in_guest(meta, None, ["/bin/sh", "-c", cmd], guest_env(), (0, 1, 2))
     msgs = wait_spawned(spawned)
     failed = [errors.from_payload(m) for m in msgs if "error" in m]
@@ -114,7 +114,7 @@ def _copy(src: int, dst: int) -> int:
         total += len(data)
 
 
-def _transfer(meta: dict, stdio, prepare) -> dict:
+def _transfer(meta: reg.GuestRecord, stdio, prepare) -> dict:
     """Run ``prepare`` inside the guest (as root, in its root) with ``stdio``; its report."""
     spawned = enter.spawn_in_guest(meta, None, None, guest_env(), stdio, prepare=prepare)
     msgs = wait_spawned(spawned)
@@ -131,7 +131,7 @@ def _path_error(verb: str, path: str, name: str, exc: OSError) -> PathError:
     return PathError("cannot %s %s inside guest %r: %s" % (verb, path, name, exc.strerror or exc))
 
 
-def put(meta: dict, path: str, size: str) -> int:
+def put(meta: reg.GuestRecord, path: str, size: str) -> int:
     name = meta.name
     try:
         want = int(size)
@@ -157,7 +157,7 @@ def put(meta: dict, path: str, size: str) -> int:
     return 0
 
 
-def _reader(meta: dict, path: str):
+def _reader(meta: reg.GuestRecord, path: str):
     name = meta.name
 
     def read_file():
@@ -176,12 +176,12 @@ def _reader(meta: dict, path: str):
     return read_file
 
 
-def fetch(meta: dict, path: str) -> int:
+def fetch(meta: reg.GuestRecord, path: str) -> int:
     _transfer(meta, (0, 1, 2), _reader(meta, path))
     return 0
 
 
-def stage(registry: reg.Registry, meta: dict, path: str) -> int:
+def stage(registry: reg.Registry, meta: reg.GuestRecord, path: str) -> int:
     where = os.path.join(registry.state_dir, TRANSFER_DIR)
     os.makedirs(where, mode=0o700, exist_ok=True)
     import tempfile  # only here: it costs the other commands ~10 ms of imports
@@ -226,7 +226,7 @@ def mkstage(registry: reg.Registry) -> int:
     return 0
 
 
-def place(registry: reg.Registry, meta: dict, staged: str, path: str) -> int:
+def place(registry: reg.Registry, meta: reg.GuestRecord, staged: str, path: str) -> int:
     _staged(registry, staged, "place")
     try:
         fd = os.open(staged, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
