@@ -835,13 +835,21 @@ def apply(confinement: Confinement) -> None:
 SETTINGS = ("privileged", "capabilities", "no_new_privs", "seccomp")
 
 
-def for_guest(meta: dict, arch: str | None = None) -> Confinement:
-    """The confinement of a guest from its metadata (a guest recorded before these settings
+def settings_of(meta) -> dict:
+    """The confinement settings of a guest record (``registry.GuestRecord.field``; a plain
+    dict of settings is accepted too)."""
+    get = meta.field if hasattr(meta, "field") else meta.get
+    return {k: get(k) for k in SETTINGS}
+
+
+def for_guest(meta, arch: str | None = None) -> Confinement:
+    """The confinement of a guest from its record (a guest recorded before these settings
     existed gets the default confinement). InvalidInput names the guest."""
     try:
-        return Confinement.from_settings({k: meta.get(k) for k in SETTINGS}, arch)
+        return Confinement.from_settings(settings_of(meta), arch)
     except InvalidInput as exc:
-        raise InvalidInput("guest %r: %s" % (meta.get("name"), exc.msg)) from None
+        name = meta.name if hasattr(meta, "field") else meta.get("name")
+        raise InvalidInput("guest %r: %s" % (name, exc.msg)) from None
 
 
 # ---------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
 
 def guest_types(meta: dict) -> list:
     """Namespace types the guest has (private or shared), nsenter order."""
-    return sc.ns_order(meta.get("pins", {}))
+    return sc.ns_order(meta.pins)
 
 
 def check_types(meta: dict, types, param: str = "namespaces") -> list:
@@ -48,7 +48,7 @@ def check_types(meta: dict, types, param: str = "namespaces") -> list:
     if missing:
         raise InvalidInput(
             "%s: guest %r has no %s namespace of its own (it has: %s)"
-            % (param, meta["name"], ", ".join(missing), ", ".join(have) or "none")
+            % (param, meta.name, ", ".join(missing), ", ".join(have) or "none")
         )
     return sc.ns_order(types)
 
@@ -66,19 +66,19 @@ def check_entry(meta: dict, types, root: bool = True, param: str = "namespaces")
     a root may be entered with any subset.
     """
     types = check_types(meta, types, param)
-    if not meta.get("root"):
+    if not meta.root:
         return types
     if root and "mnt" not in types:
         raise InvalidInput(
             "%s: guest %r has its own root (%s) and is entered only through its mnt namespace; entering %s without mnt "
             "would need a chroot in the host's mount namespace, which its processes could break out of. Add mnt to %s "
             "(or set root: false to run a host program with the host's files)"
-            % (param, meta["name"], meta["root"], ", ".join(types) or "nothing", param)
+            % (param, meta.name, meta.root, ", ".join(types) or "nothing", param)
         )
     if not root and "mnt" in types:
         raise InvalidInput(
             "root: false cannot be used when entering the mnt namespace of guest %r, whose / is its own root; "
-            "leave mnt out of %s to run with the host's files" % (meta["name"], param)
+            "leave mnt out of %s to run with the host's files" % (meta.name, param)
         )
     return types
 
@@ -88,15 +88,15 @@ def open_namespaces(meta: dict, types) -> list:
     fds = []
     try:
         for t in types:
-            path = meta["pins"][t]["path"]
+            path = meta.pins[t].path
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as exc:
-                raise GuestStale("guest %r: its %s namespace pin cannot be opened (%s)" % (meta["name"], t, exc.strerror)) from None
+                raise GuestStale("guest %r: its %s namespace pin cannot be opened (%s)" % (meta.name, t, exc.strerror)) from None
             st = os.fstat(fd)
-            if st.st_ino != meta["pins"][t]["ino"]:
+            if st.st_ino != meta.pins[t].ino:
                 os.close(fd)
-                raise GuestStale("guest %r: its %s namespace is gone (the pin no longer holds it)" % (meta["name"], t))
+                raise GuestStale("guest %r: its %s namespace is gone (the pin no longer holds it)" % (meta.name, t))
             fds.append((t, fd))
     except BaseException:
         for _t, fd in fds:
@@ -237,7 +237,7 @@ def run_forked(meta: dict, body, *args):
         os.close(rfd)
         wait_child(pid)
     if not data:
-        raise GuestError("guest %r: the helper process inside it died without an answer" % meta["name"])
+        raise GuestError("guest %r: the helper process inside it died without an answer" % meta.name)
     payload = json.loads(data.decode())
     if "error" in payload:
         raise_payload(payload)
@@ -304,7 +304,7 @@ def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w, 
             try:
                 os.chdir(cwd)
             except OSError as exc:
-                raise InvalidInput("chdir: %s cannot be entered inside guest %r: %s" % (cwd, meta["name"], exc.strerror)) from None
+                raise InvalidInput("chdir: %s cannot be entered inside guest %r: %s" % (cwd, meta.name, exc.strerror)) from None
         if prepare is not None:
             report = prepare()
             if report is not None:
@@ -330,10 +330,10 @@ def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w, 
         err = exc.errno
     if err in (errno.ENOENT, errno.ENOTDIR):
         where = "in PATH=%s" % env.get("PATH", "") if "/" not in argv[0] else "at that path"
-        msg = "command %r was not found inside guest %r (looked up %s inside the guest)" % (argv[0], meta["name"], where)
+        msg = "command %r was not found inside guest %r (looked up %s inside the guest)" % (argv[0], meta.name, where)
         rc = RC_NOT_FOUND
     else:
-        msg = "command %r cannot be run inside guest %r: %s" % (argv[0], meta["name"], sc.errno_text(err))
+        msg = "command %r cannot be run inside guest %r: %s" % (argv[0], meta.name, sc.errno_text(err))
         rc = RC_CANNOT_EXEC
     try:
         _send(status_w, dict(errors.to_payload(ExecFailed(msg, errno=err, rc=rc)), rc=rc))
@@ -351,12 +351,12 @@ def lock_shared(meta: dict, timeout: float = LOCK_WAIT) -> int:
     exclusively: no process joins a guest while it is being removed.  The state
     folder is found from the pins (STATE/guests/NAME/ns/TYPE).
     """
-    pins = meta.get("pins") or {}
+    pins = meta.pins
     if not pins:
         return -1
-    state = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(next(iter(pins.values()))["path"]))))
+    state = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(next(iter(pins.values())).path))))
     try:
-        fd = os.open(os.path.join(state, "locks", meta["name"] + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(os.path.join(state, "locks", meta.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
         return -1
     deadline = time.monotonic() + timeout
@@ -370,7 +370,7 @@ def lock_shared(meta: dict, timeout: float = LOCK_WAIT) -> int:
         if time.monotonic() > deadline:
             os.close(fd)
             raise GuestError("guest %r is locked by another run (being created, changed or removed) for more than %ds"
-                             % (meta["name"], timeout))
+                             % (meta.name, timeout))
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
 

@@ -61,7 +61,7 @@ def find_running(registry: reg.Registry, ref: str) -> dict:
     meta = registry.find(ref, "linuxns_guest")
     problems = reg.health(meta)
     if problems:
-        raise GuestStale("guest %r is stopped: %s" % (meta["name"], "; ".join(problems)))
+        raise GuestStale("guest %r is stopped: %s" % (meta.name, "; ".join(problems)))
     return meta
 
 
@@ -84,7 +84,7 @@ def wait_spawned(spawned) -> list:
     return [json.loads(line.decode()) for line in raw.split(b"\n") if line.strip()]
 
 
-def run_exec(meta: dict, cmd: str) -> int:
+def run_exec(meta: reg.GuestRecord, cmd: str) -> int:
     spawned = enter.spawn_in_guest(meta, None, ["/bin/sh", "-c", cmd], guest_env(), (0, 1, 2))
     msgs = wait_spawned(spawned)
     failed = [errors.from_payload(m) for m in msgs if "error" in m]
@@ -97,7 +97,7 @@ def run_exec(meta: dict, cmd: str) -> int:
         return failed[0].details.get("rc", enter.RC_NOT_FOUND)
     done = next((m for m in msgs if "exit" in m), None)
     if done is None:
-        raise GuestError("guest %r: the process that entered it died before the command ended" % meta["name"])
+        raise GuestError("guest %r: the process that entered it died before the command ended" % meta.name)
     return exit_code(done["exit"])
 
 
@@ -114,7 +114,7 @@ def _copy(src: int, dst: int) -> int:
         total += len(data)
 
 
-def _transfer(meta: dict, stdio, prepare) -> dict:
+def _transfer(meta: reg.GuestRecord, stdio, prepare) -> dict:
     """Run ``prepare`` inside the guest (as root, in its root) with ``stdio``; its report."""
     spawned = enter.spawn_in_guest(meta, None, None, guest_env(), stdio, prepare=prepare)
     msgs = wait_spawned(spawned)
@@ -123,7 +123,7 @@ def _transfer(meta: dict, stdio, prepare) -> dict:
             enter.raise_payload(m)
     report = next((m for m in msgs if "report" in m), None)
     if report is None or report["report"] is None:
-        raise GuestError("guest %r: the process that entered it died during the transfer" % meta["name"])
+        raise GuestError("guest %r: the process that entered it died during the transfer" % meta.name)
     return report["report"]
 
 
@@ -131,8 +131,8 @@ def _path_error(verb: str, path: str, name: str, exc: OSError) -> PathError:
     return PathError("cannot %s %s inside guest %r: %s" % (verb, path, name, exc.strerror or exc))
 
 
-def put(meta: dict, path: str, size: str) -> int:
-    name = meta["name"]
+def put(meta: reg.GuestRecord, path: str, size: str) -> int:
+    name = meta.name
     try:
         want = int(size)
     except ValueError:
@@ -157,8 +157,8 @@ def put(meta: dict, path: str, size: str) -> int:
     return 0
 
 
-def _reader(meta: dict, path: str):
-    name = meta["name"]
+def _reader(meta: reg.GuestRecord, path: str):
+    name = meta.name
 
     def read_file():
         try:
@@ -176,12 +176,12 @@ def _reader(meta: dict, path: str):
     return read_file
 
 
-def fetch(meta: dict, path: str) -> int:
+def fetch(meta: reg.GuestRecord, path: str) -> int:
     _transfer(meta, (0, 1, 2), _reader(meta, path))
     return 0
 
 
-def stage(registry: reg.Registry, meta: dict, path: str) -> int:
+def stage(registry: reg.Registry, meta: reg.GuestRecord, path: str) -> int:
     where = os.path.join(registry.state_dir, TRANSFER_DIR)
     os.makedirs(where, mode=0o700, exist_ok=True)
     import tempfile  # only here: it costs the other commands ~10 ms of imports
@@ -226,7 +226,7 @@ def mkstage(registry: reg.Registry) -> int:
     return 0
 
 
-def place(registry: reg.Registry, meta: dict, staged: str, path: str) -> int:
+def place(registry: reg.Registry, meta: reg.GuestRecord, staged: str, path: str) -> int:
     _staged(registry, staged, "place")
     try:
         fd = os.open(staged, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -234,7 +234,7 @@ def place(registry: reg.Registry, meta: dict, staged: str, path: str) -> int:
         raise PathError("place: the uploaded copy %s cannot be opened: %s" % (staged, exc.strerror)) from None
     try:
         size = os.fstat(fd).st_size
-        name = meta["name"]
+        name = meta.name
 
         def write_file():
             try:
@@ -261,12 +261,15 @@ def place(registry: reg.Registry, meta: dict, staged: str, path: str) -> int:
 def status(registry: reg.Registry, refs) -> int:
     guests = {}
     for name in registry.names():
-        meta = registry.load(name)
+        try:
+            meta = registry.load(name)
+        except errors.RecordTooNew as exc:  # one guest a newer version made: the others are still listed
+            meta = reg.GuestRecord.corrupt(name, exc.msg)
         if meta is None:
             continue
         problems = reg.health(meta)
-        guests[name] = {"context_id": meta.get("context_id"), "status": "stopped" if problems else "running",
-                        "problems": problems, "root": meta.get("root"), "namespaces": sorted(meta.get("pins", {}))}
+        guests[name] = {"context_id": meta.context_id, "status": "stopped" if problems else "running",
+                        "problems": problems, "root": meta.root, "namespaces": sorted(meta.pins)}
     resolved = {}
     for ref in refs:
         try:

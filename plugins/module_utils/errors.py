@@ -65,6 +65,10 @@ class GuestStale(GuestError):
     """The guest's state exists but its namespaces or init are gone."""
 
 
+class RecordTooNew(GuestError):
+    """A guest's record was written by a newer version of the collection; it is not read."""
+
+
 class KernelError(GuestError):
     """A system call failed; ``errno`` holds the error number."""
 

@@ -378,7 +378,7 @@ class _Job:
 
     def __init__(self, meta: dict, req: Request, check_only: bool, poller, owners: dict, confinements=None):
         self.meta, self.req, self.check_only = meta, req, check_only
-        self.name = meta["name"]
+        self.name = meta.name
         self.poller, self.owners = poller, owners
         self.stdin = memoryview(b"" if check_only or req.stdin is None else req.stdin)
         self.out, self.err, self.status = [], [], []
@@ -538,7 +538,7 @@ class _Job:
         end = _now()
         req, name = self.req, self.name
         result = {
-            "guest": name, "context_id": self.meta.get("context_id"), "cmd": list(req.argv), "changed": False, "rc": None,
+            "guest": name, "context_id": self.meta.context_id, "cmd": list(req.argv), "changed": False, "rc": None,
             "stdout": "", "stderr": "", "start": None, "end": None, "delta": None, "msg": "",
         }
         msgs = _messages(b"".join(self.status))
@@ -603,14 +603,14 @@ def _confinement(meta: dict, cache) -> confine.Confinement:
     """The guest's confinement, built (and its filter compiled) once per distinct setting of a run."""
     if cache is None:
         return confine.for_guest(meta)
-    key = json.dumps([meta.get(k) for k in confine.SETTINGS], sort_keys=True)
+    key = json.dumps(confine.settings_of(meta), sort_keys=True)
     if key not in cache:
         cache[key] = confine.for_guest(meta)
     return cache[key]
 
 
 def _failed(meta: dict, req: Request, exc: GuestError) -> dict:
-    return {"guest": meta["name"], "context_id": meta.get("context_id"), "cmd": list(req.argv), "changed": False, "failed": True,
+    return {"guest": meta.name, "context_id": meta.context_id, "cmd": list(req.argv), "changed": False, "failed": True,
             "rc": None, "stdout": "", "stderr": "", "msg": exc.msg, "start": None, "end": None, "delta": None}
 
 
@@ -621,13 +621,13 @@ def prepare_guests(registry: reg.Registry, refs, req: Request, param: str = "gue
     for i, ref in enumerate(refs):
         where = param if param == "guest" else "%s[%d]" % (param, i)
         meta = registry.find(ref, where)
-        if meta["name"] in seen:
+        if meta.name in seen:
             continue
-        seen.add(meta["name"])
+        seen.add(meta.name)
         problems = reg.health(meta)
         if problems:
             raise GuestStale("%s: guest %r is not running: %s; recreate it with linuxns.guests.namespace_create"
-                             % (where, meta["name"], "; ".join(problems)))
+                             % (where, meta.name, "; ".join(problems)))
         enter.check_entry(meta, req.namespaces, req.root)
         metas.append(meta)
     return metas

@@ -151,16 +151,16 @@ class MountTemplate:
             self.fd = -1
 
 
-def _child_main(spec, registry, hs: handshake.Handshake, reaper_fd, devnull_fd, needs_init, parent_mnt_id) -> None:  # pragma: no cover - forked child
-    """Process C: make the namespaces; fork the init I when there is one."""
+def _child_main(spec, registry, hs: handshake.Handshake, create_run: CreateRun, reaper_fd, devnull_fd, needs_init,
+                parent_mnt_id) -> None:  # pragma: no cover - forked child
+    """Process C: make the namespaces (joining what ``create_run`` opened for it); fork the init I when there is one."""
     hs.child_side()
     try:
         sc.set_pdeathsig(signal.SIGKILL)
         sc.set_dumpable(False)
-        template_fd = getattr(spec, "_mnt_template_fd", -1)
-        if template_fd >= 0 and "mnt" in spec.namespaces:
-            sc.setns(template_fd, "mnt")  # while still privileged: before any user namespace
-        shared = getattr(spec, "_share_fds", [])
+        if create_run.mnt_template_fd >= 0:
+            sc.setns(create_run.mnt_template_fd, "mnt")  # while still privileged: before any user namespace
+        shared = create_run.share_fds
         user_shared = [(t, fd) for t, fd in shared if t == "user" and not enter.is_own_namespace(fd, t)]
         for t, fd in user_shared:
             sc.setns(fd, t)
@@ -283,23 +283,24 @@ class _Run:
         self.init_start = None
 
 
-def create(registry: reg.Registry, spec: Spec, template: BatchTemplate, context_id=None, kept=None) -> dict:
-    """Create the guest (caller holds its lock and removed any leftovers).  ``kept``
-    (persist.KeptIds): the guest gets its kept context id back and its table re-applied."""
+def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id=None, kept=None) -> reg.GuestRecord:
+    """Create the guest (caller holds its lock and removed any leftovers).  ``create_run``:
+    the run's :class:`CreateRun`.  ``kept`` (persist.KeptIds): the guest gets its kept context
+    id back and its table re-applied."""
     name = spec.name
     ctx = registry.reserve_context_id(name, context_id if context_id is not None else spec.context_id, kept)
-    meta = spec.wanted()
-    meta.update({"context_id": ctx, "phase": "creating", "pins": {}, "created": time.time(), "reaper": None, "init_pid": None})
+    meta = reg.GuestRecord.from_fields(spec.wanted())  # phase creating, no pins yet
+    meta.context_id, meta.created = ctx, time.time()
     run = _Run()
     try:
         registry.save(meta)
         faults.crash_point(faults.Step.RESERVED)
-        _create_processes(registry, spec, meta, run, template)
+        _create_processes(registry, spec, meta, run, create_run)
         if "mnt" in spec.namespaces and kept is not None:
             from ansible_collections.linuxns.guests.plugins.module_utils import mounts
 
             mounts.apply_table(registry, meta, kept.table_dir)  # the guest's persistent mount table (namespace_mount)
-        meta["phase"] = "ready"
+        meta.phase = reg.READY
         registry.save(meta)
         faults.crash_point(faults.Step.READY)
         return meta
@@ -308,31 +309,23 @@ def create(registry: reg.Registry, spec: Spec, template: BatchTemplate, context_
         raise
 
 
-def _create_processes(registry, spec, meta, run, template) -> None:
+def _create_processes(registry, spec, meta, run, create_run) -> None:
     name = spec.name
     needs_init = "pid" in spec.namespaces or "pid" in spec.share or spec.init is not None
-    share_fds = []
     reaper_fd = -1
     devnull_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
     try:
-        for t in sc.NS_TYPES:
-            if t in spec.share:
-                src = spec.share[t]
-                path = src if src.startswith("/") else registry.pin_path(src, t)
-                share_fds.append((t, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
-        spec._share_fds = share_fds
-        if "mnt" in spec.namespaces and registry.exists():
-            spec._mnt_template_fd = template.fd()
+        create_run.begin(spec)
         if needs_init and not spec.init:
             reaper = find_reaper()
-            meta["reaper"] = reaper or "python"
+            meta.reaper = reaper or "python"
             if reaper:
                 reaper_fd = os.open(reaper, os.O_RDONLY | os.O_CLOEXEC)
         parent_mnt_id = sc.mnt_ns_id()
         hs = handshake.Handshake()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
-            _child_main(spec, registry, hs, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
+            _child_main(spec, registry, hs, create_run, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
             os._exit(1)
         try:
             hs.parent_side()
@@ -354,8 +347,7 @@ def _create_processes(registry, spec, meta, run, template) -> None:
                 elif step is handshake.Step.INIT:
                     run.init_pid = msg["pid"]
                     run.init_start = procfs.proc_start_time(run.init_pid)
-                    meta["init_pid"] = run.init_pid
-                    meta["init_start"] = run.init_start
+                    meta.init_pid, meta.init_start = run.init_pid, run.init_start
                     registry.save(meta)
                 elif step is handshake.Step.READY:
                     ready = True
@@ -367,7 +359,7 @@ def _create_processes(registry, spec, meta, run, template) -> None:
             faults.crash_point(faults.Step.STARTED)
             _make_pins(registry, spec, meta, run, target, needs_init)
             faults.crash_point(faults.Step.PINNED)
-            if "net" in meta["pins"]:
+            if "net" in meta.pins:
                 _make_alias(registry, name, meta, run)
             faults.crash_point(faults.Step.ALIASED)
             if needs_init:
@@ -391,7 +383,8 @@ def _create_processes(registry, spec, meta, run, template) -> None:
             hs.close()  # a child still waiting for the parent reads EOF and exits
             enter.wait_child(pid)
     finally:
-        for fd in [fd for _t, fd in share_fds] + [reaper_fd, devnull_fd]:
+        create_run.end()
+        for fd in (reaper_fd, devnull_fd):
             if fd >= 0:
                 try:
                     os.close(fd)
@@ -448,20 +441,20 @@ def _make_pins(registry, spec, meta, run, target, has_init) -> None:
         run.pins.append(path)
         sc.mount(src, path, None, sc.MS_BIND)
         st = os.stat(path)
-        meta["pins"][t] = {"path": path, "dev": st.st_dev, "ino": st.st_ino}
+        meta.pins[t] = reg.Pin(path, st.st_dev, st.st_ino)
 
 
 def _make_alias(registry, name, meta, run) -> None:
     registry.ensure_netns_dir()
     alias = registry.alias_path(name)
-    pin = meta["pins"]["net"]
+    pin = meta.pins["net"]
     try:
         fd = os.open(alias, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
         os.close(fd)
     except FileExistsError:
         now = reg.ns_id(alias)
-        if now is not None and now[1] == pin["ino"]:
-            meta["netns_alias"] = alias
+        if now is not None and now[1] == pin.ino:
+            meta.netns_alias = alias
             return
         if now is not None:
             raise GuestConflict(
@@ -470,8 +463,8 @@ def _make_alias(registry, name, meta, run) -> None:
             ) from None
         # A leftover name file with nothing mounted on it: take it over.
     run.alias = alias
-    sc.mount(pin["path"], alias, None, sc.MS_BIND)
-    meta["netns_alias"] = alias
+    sc.mount(pin.path, alias, None, sc.MS_BIND)
+    meta.netns_alias = alias
 
 
 def _rollback(registry, name, ctx, run) -> None:
@@ -485,22 +478,52 @@ def _rollback(registry, name, ctx, run) -> None:
     shutil.rmtree(registry.guest_dir(name), ignore_errors=True)
 
 
-class BatchTemplate:
-    """The batch's clean mount namespace: made on first use (a :class:`MountTemplate`),
-    shared by every guest the run creates, closed by the run at its end.  One per run,
-    passed down from ``guests.ensure_guests``; nothing of it lives at module level."""
+class CreateRun:
+    """The per-run context of creating guests: made once per run by ``guests.ensure_guests``
+    (or by a single ``guests.apply``), passed explicitly down to the forked child, closed by
+    the run at its end.  Nothing of it lives at module level or on the :class:`Spec`.
+
+    - The batch's clean mount namespace (a :class:`MountTemplate`): made on first use,
+      shared by every guest the run creates.
+    - For the guest being created (between :meth:`begin` and :meth:`end`): the namespace
+      files its child joins (its ``share`` sources, opened before the fork) and the
+      template's fd when it gets a mount namespace of its own.
+    """
 
     def __init__(self, registry: reg.Registry):
         self.registry = registry
         self.template = None
+        self.share_fds = []  # (type, fd) of the guest being created, in the table's order
+        self.mnt_template_fd = -1  # the template, when the guest being created unshares mnt
 
-    def fd(self) -> int:
+    def template_fd(self) -> int:
         """The template's namespace file, or -1 when it could not be made."""
         if self.template is None:
             self.template = MountTemplate(self.registry)
         return self.template.fd
 
+    def begin(self, spec: Spec) -> None:
+        """Open what the child that creates ``spec``'s guest joins."""
+        self.end()
+        for t in sc.NS_TYPES:
+            if t in spec.share:
+                src = spec.share[t]
+                path = src if src.startswith("/") else self.registry.pin_path(src, t)
+                self.share_fds.append((t, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        if "mnt" in spec.namespaces and self.registry.exists():
+            self.mnt_template_fd = self.template_fd()
+
+    def end(self) -> None:
+        """Close what :meth:`begin` opened (the template stays for the next guest)."""
+        fds, self.share_fds, self.mnt_template_fd = self.share_fds, [], -1
+        for _t, fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def close(self) -> None:
+        self.end()
         if self.template is not None:
             self.template.close()
             self.template = None

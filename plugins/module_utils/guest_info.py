@@ -55,7 +55,7 @@ def host_limits(metas) -> dict:
                 limit = int(f.read().strip())
         except (OSError, ValueError):
             continue
-        used = sum(1 for m in metas if t in (m.get("namespaces") or []))
+        used = sum(1 for m in metas if t in m.namespaces)
         out[t] = {"limit": limit, "used_by_guests": used, "headroom": limit - used, "path": path}
     return out
 
@@ -113,7 +113,7 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def describe(meta: dict, want_mounts: bool = False, want_links: bool = False, proc_index=None) -> dict:
+def describe(meta: reg.GuestRecord, want_mounts: bool = False, want_links: bool = False, proc_index=None) -> dict:
     view = public_view(meta)
     problems = reg.health(meta)
     view["running"] = not problems
@@ -124,9 +124,9 @@ def describe(meta: dict, want_mounts: bool = False, want_links: bool = False, pr
         if not problems:
             info.update(ns_relations(info["pin"]))
     if want_mounts:
-        view["mounts"] = mountinfo.guest_mountinfo(meta) if not problems and "mnt" in meta.get("pins", {}) else []
+        view["mounts"] = mountinfo.guest_mountinfo(meta) if not problems and "mnt" in meta.pins else []
     if want_links:
-        view["links"] = enter.call_in_guest(meta, ["net"], _links_here) if not problems and "net" in meta.get("pins", {}) else []
+        view["links"] = enter.call_in_guest(meta, ["net"], _links_here) if not problems and "net" in meta.pins else []
     return view
 
 

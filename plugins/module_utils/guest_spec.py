@@ -103,7 +103,14 @@ def check_ns_file(path: str, nstype: str, param: str) -> tuple:
 
 
 class Spec:
-    """A wanted guest, validated and normalised."""
+    """A wanted guest, validated and normalised.
+
+    ``params`` is an entry the argument spec already checked (``model.argument_spec``:
+    AnsibleModule for the single form, ``common.entries`` for the entries of ``guests:``):
+    types, choices (``state``, the ``namespaces`` types) and the class checks are not
+    repeated here.  What no argument spec can say is checked here: ``share``'s keys and
+    sources, names and context ids against the registry, fields that need each other.
+    """
 
     def __init__(self, params: dict, registry: reg.Registry, where: str = "", batch=None, confinements=None):
         p = where
@@ -146,15 +153,8 @@ class Spec:
             return
         if self.purge:
             raise InvalidInput("%spurge=true goes with state=absent only (it forgets a removed guest's kept files)" % p)
-        if self.state != "present":
-            raise InvalidInput("%sstate must be present or absent, not %r" % (p, self.state))
         nss = params.get("namespaces")
         nss = model.default("namespaces") if nss is None else list(nss)
-        bad = [t for t in nss if t not in sc.NS_TYPES]
-        if bad:
-            raise InvalidInput(
-                "%snamespaces: unknown namespace type(s) %s; known: %s" % (p, ", ".join(map(str, bad)), ", ".join(sc.NS_TYPES))
-            )
         share = params.get("share") or {}
         if not isinstance(share, dict):
             raise InvalidInput("%sshare must be a dict of namespace type -> guest or namespace file" % p)
@@ -260,13 +260,13 @@ class Spec:
         meta = registry.load(name)
         if meta is None:
             raise InvalidInput("%s: guest %r does not exist on this host" % (param, name))
-        pin = meta.get("pins", {}).get(nstype)
-        if meta.get("phase") != "ready" or pin is None:
+        pin = meta.pins.get(nstype)
+        if meta.phase != reg.READY or pin is None:
             raise InvalidInput("%s: guest %r has no %s namespace to share" % (param, name, nstype))
         problems = reg.health(meta)
         if problems:
             raise InvalidInput("%s: guest %r is not running (%s)" % (param, name, "; ".join(problems)))
-        return name, (pin["dev"], pin["ino"])
+        return name, (pin.dev, pin.ino)
 
     def wanted(self) -> dict:
         """The guest's fields as they would be recorded."""
@@ -278,18 +278,18 @@ class Spec:
         return out
 
 
-def public_view(meta: dict) -> dict:
+def public_view(meta: reg.GuestRecord) -> dict:
     """The guest as modules return it."""
     if meta is None:
         return {}
-    pins = meta.get("pins", {})
-    view = {k: meta.get(k) for k in model.RESULT_KEYS}
+    pins = meta.pins
+    view = {k: meta.field(k) for k in model.RESULT_KEYS}
     view.update(
-        namespaces={t: {"inode": p["ino"], "pin": p["path"], "shared_from": meta.get("share", {}).get(t)} for t, p in sorted(pins.items())},
-        private_namespaces=meta.get("namespaces", []),
-        share=meta.get("share", {}),
-        init_pid=meta.get("init_pid"),
-        netns=meta.get("netns_alias"),
+        namespaces={t: {"inode": p.ino, "pin": p.path, "shared_from": meta.share.get(t)} for t, p in sorted(pins.items())},
+        private_namespaces=meta.namespaces,
+        share=meta.share,
+        init_pid=meta.init_pid,
+        netns=meta.netns_alias,
     )
     return view
 
@@ -297,7 +297,7 @@ def public_view(meta: dict) -> dict:
 def diff_view(meta) -> dict:
     if not meta:
         return {}
-    return {k: meta.get(k) for k in model.DIFF_KEYS}
+    return {k: meta.field(k) for k in model.DIFF_KEYS}
 
 
 PER_GUEST_KEYS = model.GUEST_KEYS

@@ -55,45 +55,45 @@ def kill_wait(pid, start, sig, timeout) -> bool:
 class ProcIndex(procfs.Index):
     """One scan of /proc: namespace inode -> pids (shared by a batch), and a guest's members."""
 
-    def members(self, meta: dict, others=()) -> set:
+    def members(self, meta: reg.GuestRecord, others=()) -> set:
         """Processes of the guest: those in its private pid namespace, else in its
         private mount namespace, else in any of its private namespaces that are
         not members of another guest (``others``: their metadata) by pid or mnt."""
-        pins = meta.get("pins", {})
-        private = meta.get("namespaces", [])
+        pins = meta.pins
+        private = meta.namespaces
         for t in ("pid", "mnt"):
             if t in private and t in pins:
-                pids = self.pids(t, pins[t]["ino"])
+                pids = self.pids(t, pins[t].ino)
                 pids.discard(os.getpid())
                 return pids
         pids = set()
         for t in private:
             if t in pins:
-                pids |= self.by_ns.get((t, pins[t]["ino"]), set())
+                pids |= self.by_ns.get((t, pins[t].ino), set())
         for other in others:
-            if other is meta or other.get("name") == meta.get("name"):
+            if other is meta or other.name == meta.name:
                 continue
             for t in ("pid", "mnt"):
-                pin = other.get("pins", {}).get(t)
-                if pin and t in other.get("namespaces", []):
-                    pids -= self.by_ns.get((t, pin["ino"]), set())
+                pin = other.pins.get(t)
+                if pin and t in other.namespaces:
+                    pids -= self.by_ns.get((t, pin.ino), set())
         pids.discard(os.getpid())
         return pids
 
 
-def stop_processes(meta: dict, proc_index=None, registry=None) -> None:
+def stop_processes(meta: reg.GuestRecord, proc_index=None, registry=None) -> None:
     """Stop the guest's processes: init-based or init-less semantics (docs/concepts.md)."""
-    init_pid, init_start = meta.get("init_pid"), meta.get("init_start")
-    timeout = float(meta.get("stop_timeout") or 0)
-    sig = getattr(signal, meta.get("stop_signal") or "SIGTERM", signal.SIGTERM)
-    if meta.get("init") and init_pid:
+    init_pid, init_start = meta.init_pid, meta.init_start
+    timeout = float(meta.stop_timeout or 0)
+    sig = getattr(signal, meta.stop_signal or "SIGTERM", signal.SIGTERM)
+    if meta.init and init_pid:
         # Init-based guest: ask its init to halt, wait, then kill (the kernel kills the rest).
         if not kill_wait(init_pid, init_start, sig, timeout):
             kill_wait(init_pid, init_start, signal.SIGKILL, 10.0)
         return
     index = proc_index or ProcIndex()
     others = ()
-    if not {"pid", "mnt"} & set(meta.get("namespaces", [])) and registry is not None:
+    if not {"pid", "mnt"} & set(meta.namespaces) and registry is not None:
         others = [m for m in (registry.load(n) for n in registry.names()) if m]
     members = index.members(meta, others)
     if init_pid:
@@ -121,7 +121,7 @@ def stop_processes(meta: dict, proc_index=None, registry=None) -> None:
 SWEEP_ROUNDS = 50
 
 
-def sweep(meta: dict, registry=None) -> int:
+def sweep(meta: reg.GuestRecord, registry=None) -> int:
     """Kill every process still in one of the guest's private namespaces; how many
     (:func:`sweep_many` for one guest)."""
     return sweep_many([meta], registry)
@@ -144,13 +144,13 @@ def sweep_many(metas, registry=None, batch=()) -> int:
     from those of the guests: their processes are not killed.  ``batch``: the names of
     every guest removed with these (their pins keep nothing alive).
     """
-    names = sorted({m.get("name") for m in metas} | set(batch))
+    names = sorted({m.name for m in metas} | set(batch))
     owned = {}  # (type, inode) -> guest name: the namespaces to empty
     for meta in metas:
-        pins = meta.get("pins") or {}
-        for t in meta.get("namespaces", []):
+        pins = meta.pins
+        for t in meta.namespaces:
             if t in pins:
-                owned[(t, pins[t]["ino"])] = meta.get("name")
+                owned[(t, pins[t].ino)] = meta.name
     if not owned:
         return 0
     checked = registry is None
@@ -230,7 +230,7 @@ def _signal(pid: int, pidfd: int, sig) -> None:
 
 def remove(registry: reg.Registry, name: str, meta, keep_context_id: bool = False, proc_index=None) -> None:
     """Stop and dispose of a guest, also one left half-made by a crash (under its lock)."""
-    meta = meta or {"name": name}
+    meta = meta or reg.GuestRecord(name)
     stop_many(registry, [meta], proc_index)
     dispose(registry, name, meta, keep_context_id)
 
@@ -239,19 +239,19 @@ def stop_many(registry: reg.Registry, metas, proc_index=None) -> None:
     """Stop the processes of guests being removed, then sweep all their namespaces at once
     (:func:`sweep_many`: one /proc scan per round for the whole batch).  The caller holds
     every guest's lock."""
-    running = [m for m in metas if m.get("phase") == "ready" or m.get("init_pid")]
+    running = [m for m in metas if m.phase == reg.READY or m.init_pid]
     for meta in running:
         stop_processes(meta, proc_index, registry)
-    sweep_many(running, registry, [m.get("name") for m in metas])
+    sweep_many(running, registry, [m.name for m in metas])
 
 
 def dispose(registry: reg.Registry, name: str, meta, keep_context_id: bool = False) -> None:
     """Unpin a stopped guest and remove its state (its context id too, unless kept)."""
-    meta = meta or {"name": name}
+    meta = meta or reg.GuestRecord(name)
     alias = registry.alias_path(name)
     alias_id = reg.ns_id(alias)
     if alias_id is not None:
-        ours = {p.get("ino") for p in meta.get("pins", {}).values()}
+        ours = {p.ino for p in meta.pins.values()}
         net_pin = reg.ns_id(registry.pin_path(name, "net"))
         if net_pin:
             ours.add(net_pin[1])
@@ -265,5 +265,5 @@ def dispose(registry: reg.Registry, name: str, meta, keep_context_id: bool = Fal
     for leaf in leaves:
         unpin(os.path.join(pin_dir, leaf))
     if not keep_context_id:
-        registry.release_context_id(name, meta.get("context_id"))
+        registry.release_context_id(name, meta.context_id)
     shutil.rmtree(registry.guest_dir(name), ignore_errors=True)

@@ -24,7 +24,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     GuestError,
     InvalidInput,
 )
-from ansible_collections.linuxns.guests.plugins.module_utils.guest_create import BatchTemplate, create
+from ansible_collections.linuxns.guests.plugins.module_utils.guest_create import CreateRun, create
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import Spec, diff_view, public_view
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_stop import ProcIndex, dispose, remove, stop_many
 
@@ -59,13 +59,15 @@ def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
         if purged:
             before = dict(before, kept_files=purged)
         return Plan(spec, "remove", before, None, purged=purged)
-    if spec.context_id is not None and kept is not None and (meta or {}).get("context_id") != spec.context_id:
+    if spec.context_id is not None and kept is not None and (meta.context_id if meta else None) != spec.context_id:
         holder = kept.others(spec.name).get(spec.context_id)
         if holder is not None and registry.ctx_owner(spec.context_id) is None:  # held: 'already taken' below
             raise InvalidInput(reg.kept_id_conflict(spec.context_id, holder, kept.table_dir))
     want = spec.wanted()
-    if meta is None or meta.get("phase") != "ready":
-        if meta is not None or os.path.isdir(registry.guest_dir(spec.name)):
+    if meta is None or meta.phase != reg.READY:
+        if meta is not None and meta.phase == reg.CORRUPT:
+            reasons = reg.health(meta)
+        elif meta is not None or os.path.isdir(registry.guest_dir(spec.name)):
             reasons = ["an earlier run did not finish creating it"]
         else:
             reasons = []
@@ -73,23 +75,23 @@ def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
             owner = registry.ctx_owner(spec.context_id)
             if owner not in (None, spec.name) and registry.load(owner) is not None:
                 raise InvalidInput("context_id %d is already taken by guest %r" % (spec.context_id, owner))
-        elif meta is not None and meta.get("context_id"):
-            want["context_id"] = meta.get("context_id")
+        elif meta is not None and meta.context_id:
+            want["context_id"] = meta.context_id
         return Plan(spec, "create", diff_view(meta) if meta else None, want, reasons)
     for key in model.KEPT:  # not given: the guest keeps its own
         if getattr(spec, key) is None:
-            want[key] = meta.get(key)
+            want[key] = meta.field(key)
     differ = {}
     for key in model.REPLACED:
         if key == "share":
-            old_ids = {t: meta["pins"][t]["ino"] for t in meta.get("share", {}) if t in meta.get("pins", {})}
+            old_ids = {t: meta.pins[t].ino for t in meta.share if t in meta.pins}
             new_ids = {t: ids[1] for t, ids in spec.share_ids.items() if ids is not None}
             old_ids = {t: ino for t, ino in old_ids.items() if t not in spec.deferred}
-            if meta.get("share", {}) != want["share"] or old_ids != new_ids:
-                differ[key] = (meta.get("share", {}), want["share"])
+            if meta.share != want["share"] or old_ids != new_ids:
+                differ[key] = (meta.share, want["share"])
             continue
-        if meta.get(key) != want[key]:
-            differ[key] = (meta.get(key), want[key])
+        if meta.field(key) != want[key]:
+            differ[key] = (meta.field(key), want[key])
     problems = reg.health(meta)
     if differ and not spec.recreate:
         names = ", ".join("%s (now %s, wanted %s)" % (k, _short(a), _short(b)) for k, (a, b) in sorted(differ.items()))
@@ -101,7 +103,7 @@ def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
         return Plan(spec, "recreate", diff_view(meta), want, reasons)
     changes = {}
     for key in model.CHANGED_IN_PLACE:
-        if meta.get(key) != want[key]:
+        if meta.field(key) != want[key]:
             changes[key] = want[key]
     if changes:
         return Plan(spec, "update", diff_view(meta), want, ["%s differs" % k for k in sorted(changes)], changes)
@@ -112,9 +114,9 @@ def _short(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None, template=None) -> dict:
-    """Carry out a plan under the guest's lock; returns the resulting metadata.
-    ``template``: the run's :class:`guest_create.BatchTemplate` (a single apply outside a
+def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None, create_run=None):
+    """Carry out a plan under the guest's lock; returns the resulting record (None: removed).
+    ``create_run``: the run's :class:`guest_create.CreateRun` (a single apply outside a
     batch makes its own and closes it)."""
     faults.check()  # a test's unknown crash step fails before anything changes
     registry.ensure()
@@ -129,9 +131,9 @@ def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None, template=
         meta = registry.load(name)
         if meta is not None and p2.action == "remove":
             if p.spec.stop_signal is not None:
-                meta["stop_signal"] = p.spec.stop_signal
+                meta.stop_signal = p.spec.stop_signal
             if p.spec.stop_timeout is not None:
-                meta["stop_timeout"] = p.spec.stop_timeout
+                meta.stop_timeout = p.spec.stop_timeout
         if p2.action in ("remove", "recreate", "create") and (meta is not None or os.path.isdir(registry.guest_dir(name))):
             keep_ctx = p2.action != "remove"
             remove(registry, name, meta, keep_context_id=keep_ctx, proc_index=proc_index)
@@ -141,16 +143,16 @@ def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None, template=
             return None
         if p2.action == "update":
             return _update(registry, meta, p2.changes)
-        if template is not None:
-            return create(registry, p.spec, template, p2.after.get("context_id"), kept)
-        template = BatchTemplate(registry)
+        if create_run is not None:
+            return create(registry, p.spec, create_run, p2.after.get("context_id"), kept)
+        create_run = CreateRun(registry)
         try:
-            return create(registry, p.spec, template, p2.after.get("context_id"), kept)
+            return create(registry, p.spec, create_run, p2.after.get("context_id"), kept)
         finally:
-            template.close()
+            create_run.close()
 
 
-def _update(registry, meta, changes) -> dict:
+def _update(registry, meta: reg.GuestRecord, changes) -> reg.GuestRecord:
     if "hostname" in changes:
         enter.call_in_guest(meta, ["uts"], sc.sethostname, changes["hostname"])
     meta.update(changes)
@@ -180,17 +182,17 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
             batch[spec.name] = spec
     plans = [plan(registry, s, kept) for s in specs]
     results, before, after = [], {}, {}
-    template = BatchTemplate(registry)  # the run's clean mount namespace, made on first use
+    create_run = CreateRun(registry)  # the run's context: its clean mount namespace, made on first use
     try:
-        return _apply_plans(registry, plans, check_mode, results, before, after, kept, template)
+        return _apply_plans(registry, plans, check_mode, results, before, after, kept, create_run)
     finally:
-        template.close()
+        create_run.close()
 
 
 REMOVE_BATCH = 256  # guests removed together at most (one lock fd each)
 
 
-def _apply_plans(registry, plans, check_mode, results, before, after, kept=None, template=None):
+def _apply_plans(registry, plans, check_mode, results, before, after, kept=None, create_run=None):
     proc_index = None
     removals, batch = iter(()), []  # the batch of removals under way (apply_removals)
     for k, p in enumerate(plans):
@@ -203,7 +205,7 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
         if check_mode or not p.changed:
             meta = registry.load(name) if p.spec.state == "present" else None
             if meta and p.action == "update":
-                meta = dict(meta, **p.changes)  # changed in place: everything else stays
+                meta = meta.copy(p.changes)  # changed in place: everything else stays
             item["guest"] = public_view(meta) if meta and p.action in ("none", "update") else _predicted_view(p)
             results.append(item)
             continue
@@ -227,7 +229,7 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
                     next(removals, None)  # the end of the batch: its locks are released
                 meta = None
             else:
-                meta = apply(registry, p, proc_index, kept, template)
+                meta = apply(registry, p, proc_index, kept, create_run)
         except GuestError as exc:
             err = exc.with_message(exc.msg) if name in exc.msg else exc.for_guest(name)
             err.details["results"] = results
@@ -267,11 +269,11 @@ def apply_removals(registry: reg.Registry, plans, proc_index=None, kept=None):
             p.action, p.reasons, p.before, p.after, p.purged = p2.action, p2.reasons, p2.before, p2.after, p2.purged
             meta = registry.load(name)
             if p2.action == "remove" and (meta is not None or os.path.isdir(registry.guest_dir(name))):
-                meta = meta or {"name": name}
+                meta = meta or reg.GuestRecord(name)
                 if p.spec.stop_signal is not None:
-                    meta["stop_signal"] = p.spec.stop_signal
+                    meta.stop_signal = p.spec.stop_signal
                 if p.spec.stop_timeout is not None:
-                    meta["stop_timeout"] = p.spec.stop_timeout
+                    meta.stop_timeout = p.spec.stop_timeout
                 going[name] = meta
         stop_many(registry, list(going.values()), proc_index)
         for p in plans:

@@ -525,26 +525,26 @@ class Net:
                 ref.key, ref.path = key, path
             else:
                 meta = self.registry.find(ref.name, param + "guest")
-                ref.name = meta["name"]
-                ref.label = "guest %r" % meta["name"]
+                ref.name = meta.name
+                ref.label = "guest %r" % meta.name
                 ref.meta = meta
-                pin = meta.get("pins", {}).get("net")
-                if meta.get("phase") != "ready" or pin is None:
-                    raise InvalidInput("%sguest: guest %r has no network namespace of its own" % (param, meta["name"]))
+                pin = meta.pins.get("net")
+                if meta.phase != reg.READY or pin is None:
+                    raise InvalidInput("%sguest: guest %r has no network namespace of its own" % (param, meta.name))
                 problems = reg.health(meta)
                 if problems:
-                    raise GuestStale("%sguest: guest %r is not running (%s)" % (param, meta["name"], "; ".join(problems)))
+                    raise GuestStale("%sguest: guest %r is not running (%s)" % (param, meta.name, "; ".join(problems)))
                 path = None
-                alias = self.registry.alias_path(meta["name"])
-                for candidate in (alias, pin["path"]):
+                alias = self.registry.alias_path(meta.name)
+                for candidate in (alias, pin.path):
                     key = reg.ns_id(candidate)
-                    if key is not None and key[1] == pin["ino"]:
+                    if key is not None and key[1] == pin.ino:
                         path = candidate
                         break
                 if path is None:
-                    raise GuestStale("%sguest: the network namespace of guest %r is gone" % (param, meta["name"]))
+                    raise GuestStale("%sguest: the network namespace of guest %r is gone" % (param, meta.name))
                 ref.key, ref.path = key, path
-                self.lock_guest(meta["name"])
+                self.lock_guest(meta.name)
         if ref.key == self.host_key:
             ref.path = None
         st = self.states.get(ref.key)

@@ -21,6 +21,7 @@ import errno as _errno
 import os
 
 from ansible_collections.linuxns.guests.plugins.module_utils import enter
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     InvalidInput,
@@ -42,7 +43,7 @@ def mirror_copies(name: str, path: str) -> list:
     return sorted({m["path"] for m in host if m["path"].endswith(tail)})
 
 
-def plan_mirror(meta: dict, base, state: str) -> dict:
+def plan_mirror(meta: reg.GuestRecord, base, state: str) -> dict:
     if not isinstance(base, str) or not base.startswith("/") or ".." in base.split("/"):
         raise InvalidInput("mirror %r must be an absolute host path without '..'" % (base,))
     base = os.path.normpath(base)
@@ -53,7 +54,7 @@ def plan_mirror(meta: dict, base, state: str) -> dict:
     if os.path.lexists(base) and (os.path.islink(base) or not os.path.isdir(base)):
         raise InvalidInput("mirror %s exists and is not a folder" % base)
     table = host_table()
-    target = os.path.join(base, meta["name"])
+    target = os.path.join(base, meta.name)
     top = top_mount(table, target)
     base_top = top_mount(table, base)
     plan = {"base": base, "path": target, "state": state, "action": "none",
@@ -77,7 +78,7 @@ def _clone_guest_tree(host_mnt_fd: int, target: str) -> None:
         os.close(fd)
 
 
-def apply_mirror(meta: dict, plan: dict) -> None:
+def apply_mirror(meta: reg.GuestRecord, plan: dict) -> None:
     base, target = plan["base"], plan["path"]
     if plan["action"] == "create":
         os.makedirs(base, mode=0o755, exist_ok=True)
@@ -93,7 +94,7 @@ def apply_mirror(meta: dict, plan: dict) -> None:
             finally:
                 os.close(host_mnt)
     elif plan["action"] == "remove":
-        who = holders({"pins": {}}, {"mount_id": None}, [target])
+        who = holders(None, {"mount_id": None}, [target])
         if who:
             raise KernelError("mirror %s: target is busy (held by %s); stop those processes first" % (target, ", ".join(who)), errno=_errno.EBUSY)
         # private first, so that the unmount does not propagate into the guest

@@ -12,6 +12,7 @@ import os
 import stat as _stat
 
 from ansible_collections.linuxns.guests.plugins.module_utils import enter, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     GuestError,
@@ -215,10 +216,10 @@ def _undo(undo: list) -> None:
             pass
 
 
-def run_in_guest_mnt(meta: dict, ops: list):
+def run_in_guest_mnt(meta: reg.GuestRecord, ops: list):
     """Fork a worker: join the guest's non-mount namespaces, build the detached mounts
     with host paths, join its mount namespace, apply ``ops``.  Returns the worker's result."""
-    pins = meta.get("pins", {})
+    pins = meta.pins
     need_pid = any(op["action"] in ("mount", "replace") and op["fstype"] == "proc" for op in ops) and "pid" in pins
     types = [t for t in ("cgroup", "ipc", "uts", "net") if t in pins] + (["pid"] if need_pid else []) + ["mnt"]
     types = enter.check_types(meta, types)
@@ -249,7 +250,7 @@ def run_in_guest_mnt(meta: dict, ops: list):
         os.close(proc_fd)
 
 
-def inspect_guest(meta: dict, paths: list) -> dict:
+def inspect_guest(meta: reg.GuestRecord, paths: list) -> dict:
     proc_fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         return enter.call_in_guest(meta, ["mnt"], _inspect_in_guest, proc_fd, paths)
@@ -257,12 +258,13 @@ def inspect_guest(meta: dict, paths: list) -> dict:
         os.close(proc_fd)
 
 
-def holders(meta: dict, m: dict, mirror_prefixes=()) -> list:
-    """Processes that keep the mount ``m`` of the guest busy (like fuser -m), as text.
+def holders(meta: reg.GuestRecord | None, m: dict, mirror_prefixes=()) -> list:
+    """Processes that keep the mount ``m`` of the guest busy (like fuser -m), as text
+    (``meta`` None: only the mirror's holders).
 
     In the guest's mount namespace: cwd, root or an open file on that very mount
     (mount ids from fdinfo).  With a mirror: host processes whose cwd, root or open
     file lies below one of ``mirror_prefixes``.  See :func:`procfs.holders`.
     """
-    mnt_ino = meta.get("pins", {}).get("mnt", {}).get("ino")
+    mnt_ino = meta.pins["mnt"].ino if meta is not None and "mnt" in meta.pins else None
     return procfs.holders(mnt_ino, m.get("mount_id"), mirror_prefixes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.linuxns.guests.plugins.module_utils import enter, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 
 
 def unescape(field: str) -> str:
@@ -78,10 +79,10 @@ def read_own_mountinfo(proc_fd: int) -> str:
         os.close(fd)
 
 
-def guest_mountinfo(meta: dict) -> list:
+def guest_mountinfo(meta: reg.GuestRecord) -> list:
     """The guest's mount table as the kernel reports it from inside its mount namespace."""
-    init = meta.get("init_pid")
-    if init and procfs.process_alive(init, meta.get("init_start")):
+    init = meta.init_pid
+    if init and procfs.process_alive(init, meta.init_start):
         try:
             with open("/proc/%d/mountinfo" % init, "rb") as f:
                 return parse_mountinfo(f.read().decode(errors="surrogateescape"))

@@ -188,9 +188,9 @@ def _describe_busy_beneath(table: list, path: str) -> list:
     return sorted({m["path"] for m in table if m["path"].startswith(prefix)})
 
 
-def plan_mounts(meta: dict, specs: list, table: list, paths: dict, table_lines: dict) -> list:
+def plan_mounts(meta: reg.GuestRecord, specs: list, table: list, paths: dict, table_lines: dict) -> list:
     """Work out what each spec needs (raises before anything changes)."""
-    name = meta["name"]
+    name = meta.name
     plans = []
     unmounting = {s.path for s in specs if s.state in ("unmounted", "absent")}
     index = index_mounts(table)
@@ -306,7 +306,7 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
     """
     if meta is None:
         meta = registry.find(ref, "guest")
-    name = meta["name"]
+    name = meta.name
     specs = mount_specs(entries, name)
     kept = persist.Kept(table_dir or persist.resolve_table_dir(registry.state_dir), name)
     tpath = kept.table_path
@@ -375,19 +375,19 @@ def validate_many(registry, per_guest: list) -> list:
         except GuestError as exc:
             msg = exc.msg[len("guest: "):] if exc.msg.startswith("guest: ") else exc.msg
             raise exc.with_message("%s.guest: %s" % (where, msg)) from None
-        if meta["name"] in names:
-            raise InvalidInput("%s: guest %r is listed twice (also %s)" % (where, meta["name"], names[meta["name"]]))
-        names[meta["name"]] = where
-        for spec in mount_specs(entries, meta["name"], where + "."):
+        if meta.name in names:
+            raise InvalidInput("%s: guest %r is listed twice (also %s)" % (where, meta.name, names[meta.name]))
+        names[meta.name] = where
+        for spec in mount_specs(entries, meta.name, where + "."):
             validate_host_side(spec, host)
         metas.append(meta)
     return metas
 
 
-def _check_guest(meta: dict, creating: bool) -> None:
-    name = meta["name"]
-    if "mnt" not in meta.get("pins", {}) or "mnt" not in (meta.get("namespaces") or []):
-        shared = (meta.get("share") or {}).get("mnt")
+def _check_guest(meta: reg.GuestRecord, creating: bool) -> None:
+    name = meta.name
+    if "mnt" not in meta.pins or "mnt" not in meta.namespaces:
+        shared = meta.share.get("mnt")
         if shared:
             raise InvalidInput("guest: guest %r shares the mount namespace of %r; manage its mounts there" % (name, shared))
         raise InvalidInput("guest: guest %r has no mount namespace of its own (add mnt to its namespaces)" % name)
@@ -397,7 +397,7 @@ def _check_guest(meta: dict, creating: bool) -> None:
             raise GuestError("guest: guest %r is not running (%s); recreate it with namespace_create" % (name, "; ".join(problems)))
 
 
-def _apply(meta: dict, plans: list, table: list) -> list:
+def _apply(meta: reg.GuestRecord, plans: list, table: list) -> list:
     """Carry out the plans (ordered: unmounts deepest first, then mounts shallowest first)."""
     todo = [p for p in plans if p.action != "none"]
     if not todo:
@@ -425,22 +425,22 @@ def _apply(meta: dict, plans: list, table: list) -> list:
     except MountBusy as exc:
         path = exc.details["path"]
         m = top_mount(table, path)
-        who = holders(meta, m, mirror_copies(meta["name"], path)) if m else []
+        who = holders(meta, m, mirror_copies(meta.name, path)) if m else []
         raise MountBusy(
             "guest %r: umount %s: target is busy%s; stop those processes, or set lazy_unmount=true to detach it anyway"
-            % (meta["name"], path, " (held by %s)" % ", ".join(who) if who else ""), errno=exc.errno, path=path, holders=who,
+            % (meta.name, path, " (held by %s)" % ", ".join(who) if who else ""), errno=exc.errno, path=path, holders=who,
         ) from None
     except GuestError as exc:
-        raise exc.for_guest(meta["name"]) from None
+        raise exc.for_guest(meta.name) from None
     return parse_mountinfo(out["mountinfo"])
 
 
-def apply_table(registry, meta: dict, table_dir: str) -> dict:
+def apply_table(registry, meta: reg.GuestRecord, table_dir: str) -> dict:
     """Re-apply the guest's persistent table (namespace_create calls this after making
     the guest's mount namespace, holding the guest's lock).  No table: nothing to do."""
-    if "mnt" not in (meta.get("namespaces") or []):
+    if "mnt" not in meta.namespaces:
         return {"changed": False, "results": []}
-    kept = persist.Kept(table_dir, meta["name"])
+    kept = persist.Kept(table_dir, meta.name)
     path = kept.table_path
     if not kept.has_table():
         return {"changed": False, "results": []}
@@ -448,6 +448,6 @@ def apply_table(registry, meta: dict, table_dir: str) -> dict:
         entries = [dict(e, state="ephemeral", _in_list=True) for e in read_table(kept)]
         for e in entries:
             e.pop("line", None)
-        return converge(registry, meta["name"], entries, locked=True, meta=meta, table_dir=table_dir)
+        return converge(registry, meta.name, entries, locked=True, meta=meta, table_dir=table_dir)
     except GuestError as exc:
-        raise exc.with_message("guest %r: its mount table %s could not be applied: %s" % (meta["name"], path, exc.msg)) from None
+        raise exc.with_message("guest %r: its mount table %s could not be applied: %s" % (meta.name, path, exc.msg)) from None

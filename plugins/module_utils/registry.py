@@ -31,6 +31,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     GuestNotFound,
     InvalidInput,
     KernelError,
+    RecordTooNew,
 )
 from ansible_collections.linuxns.guests.plugins.module_utils.procfs import process_alive
 
@@ -222,22 +223,13 @@ class Registry:
             return []
 
     def load(self, name: str):
-        """The guest's metadata dict, or None when there is none."""
-        try:
-            with open(self.meta_path(name), "rb") as f:
-                meta = json.loads(f.read().decode())
-        except FileNotFoundError:
-            return None
-        except ValueError:
-            # A torn or foreign file: treat as an incomplete guest to clean up.
-            return {"name": name, "phase": "corrupt"}
-        return meta
+        """The guest's :class:`GuestRecord`, or None when there is none (RecordTooNew when a
+        newer version of the collection wrote it)."""
+        return GuestRecord.load(self.meta_path(name), name)
 
-    def save(self, meta: dict) -> None:
-        name = meta["name"]
-        os.makedirs(self.pin_dir(name), mode=0o700, exist_ok=True)
-        meta["version"] = META_VERSION
-        write_atomic(self.meta_path(name), json.dumps(meta, sort_keys=True, indent=1))
+    def save(self, meta: GuestRecord) -> None:
+        os.makedirs(self.pin_dir(meta.name), mode=0o700, exist_ok=True)
+        meta.save(self.meta_path(meta.name))
 
     # ---- context ids -------------------------------------------------------------------
     def ctx_owner(self, ctx: int):
@@ -338,7 +330,7 @@ class Registry:
             return owner
         return validate_name(ref, param)
 
-    def find(self, ref, param: str = "guest") -> dict:
+    def find(self, ref, param: str = "guest") -> GuestRecord:
         """The metadata of an existing guest, or GuestNotFound."""
         name = self.resolve(ref, param)
         meta = self.load(name)
@@ -356,18 +348,259 @@ def kept_id_conflict(ctx: int, holder: str, table_dir: str) -> str:
     )
 
 
-def health(meta: dict) -> list:
+def health(meta: GuestRecord) -> list:
     """Reasons why the guest is not healthy (empty list: running and healthy)."""
     reasons = []
-    if meta.get("phase") != "ready":
-        reasons.append("creation of the guest did not finish (phase %s)" % meta.get("phase"))
+    if meta.phase == CORRUPT:
+        reasons.append("its metadata cannot be read (%s)" % meta.problem)
         return reasons
-    for nstype, pin in sorted(meta.get("pins", {}).items()):
-        now = ns_id(pin["path"])
+    if meta.phase != READY:
+        reasons.append("creation of the guest did not finish (phase %s)" % meta.phase)
+        return reasons
+    for nstype, pin in sorted(meta.pins.items()):
+        now = ns_id(pin.path)
         if now is None:
             reasons.append("the pin of its %s namespace is gone" % nstype)
-        elif now[1] != pin["ino"]:
+        elif now[1] != pin.ino:
             reasons.append("the pin of its %s namespace points to another namespace" % nstype)
-    if meta.get("init_pid") and not process_alive(meta["init_pid"], meta.get("init_start")):
-        reasons.append("its init (pid %s) is not running" % meta["init_pid"])
+    if meta.init_pid and not process_alive(meta.init_pid, meta.init_start):
+        reasons.append("its init (pid %s) is not running" % meta.init_pid)
     return reasons
+
+
+# ---- the guest record ----------------------------------------------------------------------
+# The phases of a record: being made, made, and unreadable (a torn or foreign meta.json).
+CREATING, READY, CORRUPT = "creating", "ready", "corrupt"
+
+
+class Pin:
+    """One namespace pin of a guest: the bind mount's path and the (dev, ino) it held when made."""
+
+    __slots__ = ("dev", "ino", "path")
+
+    def __init__(self, path: str, dev: int, ino: int) -> None:
+        self.path, self.dev, self.ino = path, dev, ino
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "dev": self.dev, "ino": self.ino}
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Pin) and (self.path, self.dev, self.ino) == (other.path, other.dev, other.ino)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return "Pin(%r, %r, %r)" % (self.path, self.dev, self.ino)
+
+
+def _from_version_0(data: dict) -> dict:
+    """Records written before ``version`` was: the keys are those of version 1."""
+    return data
+
+
+# version -> the step that turns a record of that version into one of the next version
+_MIGRATIONS = {0: _from_version_0}
+
+
+class GuestRecord:
+    """A guest's metadata, ``STATE/guests/NAME/meta.json``, typed.
+
+    It holds what namespace_create recorded of the wanted guest (the model's fields that
+    have a change kind, ``model.RECORDED``) and what the registry adds while it makes and
+    runs the guest (phase, pins, init).  It loads and saves itself, as JSON, atomically:
+
+    - a record written by a newer version (``version`` above :data:`META_VERSION`) is
+      refused with :class:`errors.RecordTooNew`, naming the guest and both versions;
+    - an older one (or one without ``version``) is migrated, one ``_MIGRATIONS`` step a
+      version;
+    - an unreadable one (not JSON, not an object, a field of the wrong type, another
+      guest's name) loads with phase ``corrupt`` and the reason in ``problem``:
+      :func:`health` reports it and namespace_create replaces the guest.
+
+    Keys this version does not know (a field a later model row adds) are kept in
+    ``extra`` and written back unchanged; :meth:`field` reads any field by its model name.
+    """
+
+    # The fields and the JSON types each may have (null is always allowed).
+    FIELDS = {
+        "phase": (str,),
+        "context_id": (int,),
+        "namespaces": (list,),
+        "share": (dict,),
+        "hostname": (str,),
+        "root": (str,),
+        "uid_map": (list,),
+        "gid_map": (list,),
+        "time_offsets": (dict,),
+        "init": (list,),
+        "stop_signal": (str,),
+        "stop_timeout": (int, float),
+        "description": (str,),
+        "pins": (dict,),
+        "created": (int, float),
+        "reaper": (str,),
+        "init_pid": (int,),
+        "init_start": (int,),
+        "netns_alias": (str,),
+    }
+    _STR_LISTS = ("namespaces", "uid_map", "gid_map", "init")
+
+    def __init__(self, name: str, phase: str = CREATING) -> None:
+        self.name: str = name
+        self.phase: str = phase
+        # Recorded of the wanted guest (namespace_create's fields, see model.GUEST).
+        self.context_id: int | None = None
+        self.namespaces: list = []  # its private namespace types
+        self.share: dict = {}  # type -> the guest or namespace file it shares
+        self.hostname: str | None = None
+        self.root: str | None = None
+        self.uid_map: list | None = None
+        self.gid_map: list | None = None
+        self.time_offsets: dict | None = None
+        self.init: list | None = None
+        self.stop_signal: str | None = None
+        self.stop_timeout: float | None = None
+        self.description: str | None = None
+        # The registry's own.
+        self.pins: dict = {}  # type -> Pin
+        self.created: float | None = None
+        self.reaper: str | None = None  # the reaper's path, "python", or None (an init of its own)
+        self.init_pid: int | None = None
+        self.init_start: int | None = None  # its start time, so that a reused pid is not taken for it
+        self.netns_alias: str | None = None  # its /run/netns name
+        self.extra: dict = {}  # keys this version does not know, written back as they were
+        self.problem: str | None = None  # why a corrupt record could not be read
+
+    # ---- fields by name (for code driven by the model's field table) ------------------------
+    def field(self, key: str):
+        """The value of field ``key`` (None when this record has none)."""
+        if key == "name" or key in self.FIELDS:
+            return getattr(self, key)
+        return self.extra.get(key)
+
+    def update(self, changes: dict) -> None:
+        """Set fields by name (a key this version does not know goes to ``extra``)."""
+        for key, value in changes.items():
+            if key == "pins":
+                self.pins = {t: p if isinstance(p, Pin) else Pin(p["path"], p["dev"], p["ino"]) for t, p in value.items()}
+            elif key == "name" or key in self.FIELDS:
+                setattr(self, key, value)
+            else:
+                self.extra[key] = value
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> GuestRecord:
+        """A new record (phase creating) of the wanted guest's fields (``Spec.wanted()``)."""
+        rec = cls(fields["name"])
+        rec.update({k: v for k, v in fields.items() if k != "name"})
+        return rec
+
+    def copy(self, changes=None) -> GuestRecord:
+        """A copy of this record, with ``changes`` (fields by name) made to it."""
+        rec = GuestRecord.from_json(self.name, self.to_json())
+        rec.problem = self.problem
+        rec.update(changes or {})
+        return rec
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, GuestRecord) and (self.to_json(), self.problem) == (other.to_json(), other.problem)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return "GuestRecord(%r, phase=%r)" % (self.name, self.phase)
+
+    # ---- JSON ------------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        out = dict(self.extra)
+        out["name"] = self.name
+        for key in self.FIELDS:
+            out[key] = getattr(self, key)
+        out["pins"] = {t: p.to_json() for t, p in self.pins.items()}
+        out["version"] = META_VERSION
+        return out
+
+    @classmethod
+    def corrupt(cls, name: str, problem: str) -> GuestRecord:
+        rec = cls(name, CORRUPT)
+        rec.problem = problem
+        return rec
+
+    @classmethod
+    def from_json(cls, name: str, data) -> GuestRecord:
+        """The record of guest ``name`` from its JSON form (migrated when older)."""
+        if not isinstance(data, dict):
+            return cls.corrupt(name, "it holds a JSON %s, not an object" % type(data).__name__)
+        version = data.get("version", 0)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            return cls.corrupt(name, "its version %r is not a record version" % (version,))
+        if version > META_VERSION:
+            raise RecordTooNew(
+                "guest %r: its metadata was written by a newer version of linuxns.guests (record version %d; this "
+                "version reads records up to version %d): manage this guest with that newer version"
+                % (name, version, META_VERSION), version=version, supported=META_VERSION,
+            )
+        while version < META_VERSION:
+            data = _MIGRATIONS[version](dict(data))
+            version += 1
+        if data.get("name", name) != name:
+            return cls.corrupt(name, "it names another guest, %r" % (data.get("name"),))
+        problem = cls._type_problem(data)
+        if problem:
+            return cls.corrupt(name, problem)
+        rec = cls(name)
+        for key, value in data.items():
+            if key in ("name", "version"):
+                continue
+            if key == "pins":
+                rec.pins = {t: Pin(p["path"], p["dev"], p["ino"]) for t, p in (value or {}).items()}
+            elif key in cls.FIELDS:
+                if value is None and key in ("namespaces", "share"):
+                    value = [] if key == "namespaces" else {}
+                setattr(rec, key, value)
+            else:
+                rec.extra[key] = value
+        return rec
+
+    @classmethod
+    def _type_problem(cls, data: dict):
+        """What is wrong with the types of a record's fields (None: nothing)."""
+        for key, types in cls.FIELDS.items():
+            value = data.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, types):
+                return "its %s is %r, not a %s" % (key, value, " or ".join(t.__name__ for t in types))
+            if key in cls._STR_LISTS and not all(isinstance(v, str) for v in value):
+                return "its %s %r is not a list of strings" % (key, value)
+        if not all(isinstance(v, str) for v in (data.get("share") or {}).values()):
+            return "its share %r does not map types to guests or files" % (data.get("share"),)
+        if data.get("phase") is None:
+            return "it has no phase"
+        for t, pin in (data.get("pins") or {}).items():
+            if not (isinstance(pin, dict) and isinstance(pin.get("path"), str)
+                    and all(isinstance(pin.get(k), int) and not isinstance(pin.get(k), bool) for k in ("dev", "ino"))):
+                return "its pin of the %s namespace is %r, not a path, dev and ino" % (t, pin)
+        return None
+
+    # ---- the file ------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str, name: str):
+        """The record in ``path`` (guest ``name``), or None when there is no such file."""
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(raw.decode())
+        except ValueError as exc:  # UnicodeDecodeError is one
+            # A torn or foreign file: an incomplete guest, to clean up.
+            return cls.corrupt(name, "it is not JSON: %s" % exc)
+        return cls.from_json(name, data)
+
+    def save(self, path: str) -> None:
+        """Write the record to ``path`` atomically (a temporary file renamed over it)."""
+        if self.phase == CORRUPT:
+            raise GuestError("guest %r: a record that could not be read is not written back" % self.name)
+        write_atomic(path, json.dumps(self.to_json(), sort_keys=True, indent=1))

@@ -374,12 +374,12 @@ def _many_guests(module, registry, table_dir: str) -> dict:
     metas = mounts.validate_many(registry, per_guest)
     results, changed, before, after = [], False, [], []
     for (_where, _ref, entries), meta in zip(per_guest, metas):
-        out = mounts.converge(registry, meta["name"], entries, module.check_mode, table_dir=table_dir)
+        out = mounts.converge(registry, meta.name, entries, module.check_mode, table_dir=table_dir)
         changed = changed or out["changed"]
-        results.append({"guest": meta["name"], "changed": out["changed"], "table": out["table"], "mounts": out["results"]})
+        results.append({"guest": meta.name, "changed": out["changed"], "table": out["table"], "mounts": out["results"]})
         for side, acc in (("before", before), ("after", after)):
             if out["diff"][side]:
-                acc.append("# guest %s\n%s" % (meta["name"], out["diff"][side]))
+                acc.append("# guest %s\n%s" % (meta.name, out["diff"][side]))
     if not module.check_mode:
         persist.remember_table_dir(registry, table_dir)
     result = {"changed": changed, "guests": results}

@@ -107,7 +107,8 @@ def test_connection_entry_without_mnt_pin_is_refused(guest, busybox_root, host_m
     """The connection's entry program enters all of the guest's namespaces; a registry entry
     with a root but no mnt pin (never written by namespace_create, which refuses a root
     without a private mnt) must not turn that into a chroot either."""
-    meta = dict(guest, pins={t: p for t, p in guest["pins"].items() if t != "mnt"})
+    meta = guest.copy()
+    del meta.pins["mnt"]
     ran = os.path.join(busybox_root, RAN.lstrip("/"))
     with pytest.raises(InvalidInput) as info:
         entry.run_exec(meta, escape_script(host_marker))

@@ -94,7 +94,7 @@ def test_rejected_write_fails_cleanly_and_rolls_back(unit_registry, params, para
     if param == "time_offsets":
         valid["time_offsets"] = {"monotonic": 5}
     res = guests.ensure_guests(unit_registry, [valid])
-    assert res["changed"] and unit_registry.find(NAME)["phase"] == "ready"
+    assert res["changed"] and unit_registry.find(NAME).phase == "ready"
 
 
 @pytest.mark.timeout(60)

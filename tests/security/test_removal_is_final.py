@@ -85,7 +85,7 @@ def test_no_process_survives_removal(unit_registry, types):
     for i in range(ROUNDS):
         guests.ensure_guests(unit_registry, [{"name": NAME, "namespaces": ["mnt", "uts", "ipc", "net"], "stop_timeout": 0}])
         meta = unit_registry.find(NAME)
-        inodes = {t: pin["ino"] for t, pin in meta["pins"].items()}
+        inodes = {t: pin.ino for t, pin in meta.pins.items()}
         token = "%d-%d-%d" % (os.getpid(), i, time.monotonic_ns())
         ready_r, ready_w = os.pipe()
         stop_r, stop_w = os.pipe()

@@ -32,7 +32,7 @@ def test_a_guest_sharing_the_hosts_user_namespace_is_created_and_entered(unit_re
     """share.user naming our own user namespace: created and entered without setns(user)."""
     guests.ensure_guests(unit_registry, [{"name": "hu", "namespaces": ["uts"], "share": {"user": "/proc/self/ns/user"}}])
     meta = unit_registry.load("hu")
-    assert "user" in enter.guest_types(meta) and meta["pins"]["user"]["ino"] == _ns("user")[1]
+    assert "user" in enter.guest_types(meta) and meta.pins["user"].ino == _ns("user")[1]
 
     def inside():
         return os.uname().nodename, list(_ns("user")), list(_ns("uts"))

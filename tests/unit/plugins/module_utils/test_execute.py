@@ -27,7 +27,7 @@ def run(meta, **kw):
 
 def guest_pids(meta) -> set:
     """Host pids of every process in the guest's pid namespace, its init included."""
-    ino = os.stat(meta["pins"]["pid"]["path"]).st_ino
+    ino = os.stat(meta.pins["pid"].path).st_ino
     found = set()
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -46,10 +46,10 @@ def test_runs_inside_every_namespace(guest):
     assert lines[1] == "g1.test"
     # pid view: the shell has a small pid of the guest, and PID 1 is the guest's init, not the host's
     assert 1 < int(lines[0]) < 100
-    with open("/proc/%d/comm" % guest["init_pid"]) as f:
+    with open("/proc/%d/comm" % guest.init_pid) as f:
         assert lines[2] == f.read().strip()
     assert "bin" in lines and "etc" in lines
-    assert r["guest"] == "g1" and r["context_id"] == guest["context_id"] and r["cmd"][0] == "sh"
+    assert r["guest"] == "g1" and r["context_id"] == guest.context_id and r["cmd"][0] == "sh"
     assert r["start"] and r["end"] and r["delta"].startswith("0:00:")
 
 
@@ -239,11 +239,11 @@ def test_guest_lookup_errors(guest, unit_registry):
         execute.prepare_guests(unit_registry, ["nope"], Request(argv=["true"]))
     with pytest.raises(GuestNotFound, match=r"guests\[1\]: no guest has context id 999"):
         execute.prepare_guests(unit_registry, ["g1", "999"], Request(argv=["true"]), "guests")
-    metas = execute.prepare_guests(unit_registry, ["g1", str(guest["context_id"])], Request(argv=["true"]), "guests")
-    assert [m["name"] for m in metas] == ["g1"]
-    os.kill(guest["init_pid"], signal.SIGKILL)
+    metas = execute.prepare_guests(unit_registry, ["g1", str(guest.context_id)], Request(argv=["true"]), "guests")
+    assert [m.name for m in metas] == ["g1"]
+    os.kill(guest.init_pid, signal.SIGKILL)
     for _attempt in range(100):
-        if not procfs.process_alive(guest["init_pid"], guest.get("init_start")):
+        if not procfs.process_alive(guest.init_pid, guest.init_start):
             break
         time.sleep(0.02)
     with pytest.raises(GuestStale, match=r"guest 'g1' is not running: .*its init"):
@@ -295,4 +295,4 @@ def test_every_namespace_type_with_a_user_namespace(unit_registry, busybox_root)
     r = run(meta, argv=["sh", "-c", script], user="web")
     lines = r["stdout"].splitlines()
     assert lines[0] == "uid=1000(web) gid=1000(web) groups=1000(web)"
-    assert [int(x) for x in lines[1:]] == [meta["pins"][t]["ino"] for t in all_types]
+    assert [int(x) for x in lines[1:]] == [meta.pins[t].ino for t in all_types]

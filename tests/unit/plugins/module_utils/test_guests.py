@@ -12,7 +12,18 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, guest_info, guest_spec, guest_stop, guests, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import (
+    common,
+    enter,
+    faults,
+    guest_create,
+    guest_info,
+    guest_spec,
+    guest_stop,
+    guests,
+    model,
+    procfs,
+)
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, InvalidInput, KernelError, LimitReached
@@ -95,12 +106,12 @@ def test_user_and_time_namespaces(unit_registry):
     one(unit_registry, name="ut", namespaces=["user", "mnt", "pid", "time", "uts"], uid_map=["0 100000 65536"], gid_map=["0 100000 65536"],
         time_offsets={"monotonic": 86400, "boottime": 86400})
     meta = unit_registry.load("ut")
-    pid = meta["init_pid"]
+    pid = meta.init_pid
     assert open("/proc/%d/uid_map" % pid).read().split() == ["0", "100000", "65536"]
     offsets = open("/proc/%d/timens_offsets" % pid).read().split()
     assert offsets[offsets.index("monotonic") + 1] == "86400"
-    owner = guest_info.ns_relations(meta["pins"]["uts"]["path"])["owner_user_ns"]
-    assert owner == meta["pins"]["user"]["ino"]
+    owner = guest_info.ns_relations(meta.pins["uts"].path)["owner_user_ns"]
+    assert owner == meta.pins["user"].ino
 
 
 def test_share_joins_other_guests_namespace(unit_registry):
@@ -181,7 +192,6 @@ def test_init_less_guest_processes_get_term_then_kill(unit_registry):
 @pytest.mark.parametrize(
     "params,msg",
     [
-        ({"name": "x", "namespaces": ["mnt", "bogus"]}, "namespaces: unknown namespace type(s) bogus"),
         ({"name": "x", "share": {"bogus": "/proc/self/ns/net"}}, "share: unknown namespace type 'bogus'"),
         ({"name": "x", "share": {"net": "/etc/hostname"}}, "share.net: /etc/hostname is not a namespace file"),
         ({"name": "x", "share": {"net": "/proc/self/ns/uts"}}, "share.net: /proc/self/ns/uts is a uts namespace, not a net namespace"),
@@ -289,7 +299,7 @@ def test_a_run_that_lost_the_race_reports_no_change(unit_registry):
     one(r, name="race")  # the other run
     meta = guests.apply(r, stale_plan)
     assert stale_plan.action == "none" and not stale_plan.changed
-    assert meta["name"] == "race"
+    assert meta.name == "race"
 
 
 def test_share_a_guest_made_earlier_in_the_same_task(unit_registry):
@@ -338,7 +348,7 @@ def test_description_is_recorded_shown_and_changed_in_place(unit_registry):
     """The dummy field of issue 12: one row of model.GUEST; recorded, shown, changed in place, kept when not given."""
     g = one(unit_registry, name="desc", description="web front end")["guest"]
     assert g["description"] == "web front end"
-    assert unit_registry.load("desc")["description"] == "web front end"
+    assert unit_registry.load("desc").description == "web front end"
     assert guest_info.info(unit_registry, ["desc"])["guests"][0]["description"] == "web front end"
     assert not one(unit_registry, name="desc")["changed"]  # not given: kept
     predicted = guests.ensure_guests(unit_registry, [{"name": "desc", "description": "db"}], check_mode=True)
@@ -346,14 +356,14 @@ def test_description_is_recorded_shown_and_changed_in_place(unit_registry):
     assert res["action"] == "update" and res["guest"]["description"] == "db"
     assert predicted["diff"]["before"]["desc"]["description"] == "web front end"
     assert predicted["diff"]["after"]["desc"]["description"] == "db"
-    assert unit_registry.load("desc")["description"] == "web front end"
+    assert unit_registry.load("desc").description == "web front end"
     upd = one(unit_registry, name="desc", description="db\tsecond line\n")
     assert upd["action"] == "update" and upd["reasons"] == ["description differs"]
     assert upd["guest"]["init_pid"] == g["init_pid"]  # in place: the same guest
     assert guest_info.info(unit_registry, ["desc"])["guests"][0]["description"] == "db\tsecond line\n"
     with pytest.raises(InvalidInput, match=r"description .* must not contain control characters"):
         one(unit_registry, name="desc", description="bell\a")
-    assert unit_registry.load("desc")["description"] == "db\tsecond line\n"
+    assert unit_registry.load("desc").description == "db\tsecond line\n"
 
 
 def test_an_error_prefixed_with_its_guest_keeps_class_and_details():
@@ -362,3 +372,40 @@ def test_an_error_prefixed_with_its_guest_keeps_class_and_details():
     assert again.__class__ is LimitReached and again.errno == errno.ENOSPC
     assert again.details["limit"] == "/proc/sys/user/max_net_namespaces" and again.msg.startswith("guest 'x': ")
     assert err.msg == "cannot create a net namespace" and str(again) == again.msg
+
+
+def test_create_run_holds_the_fds_of_one_creation_and_the_batch_template(unit_registry):
+    """guest_create.CreateRun, the per-run context: begin() opens what the creating child
+    joins (share sources, the template for a private mnt), end() closes it and keeps the
+    template for the next guest, close() closes the template; nothing is put on the Spec."""
+    r = unit_registry
+    one(r, name="cr-a", namespaces=["net", "uts"])
+    spec = guest_spec.Spec({"name": "cr-b", "namespaces": ["mnt", "uts"], "share": {"net": "cr-a"}}, r)
+    run = guest_create.CreateRun(r)
+    try:
+        run.begin(spec)
+        [(nstype, fd)] = run.share_fds
+        assert nstype == "net" and os.fstat(fd).st_ino == r.load("cr-a").pins["net"].ino
+        assert run.mnt_template_fd >= 0 and run.mnt_template_fd == run.template_fd()
+        template = run.template
+        run.end()
+        assert run.share_fds == [] and run.mnt_template_fd == -1 and run.template is template
+        with pytest.raises(OSError):
+            os.fstat(fd)
+        run.begin(guest_spec.Spec({"name": "cr-c", "namespaces": ["net"]}, r))
+        assert run.share_fds == [] and run.mnt_template_fd == -1
+    finally:
+        run.close()
+    assert run.template is None
+    assert [k for k in vars(spec) if k.startswith("_")] == []
+
+
+def test_unknown_namespace_type_is_refused_by_the_entry_spec_naming_the_path(unit_registry):
+    """Spec does not re-check the choices the argument spec checks: an unknown namespace
+    type (or state) of an entry fails in common.entries, naming its path, before any Spec."""
+    spec = model.argument_spec(model.GUEST, entry=True)
+    for bad, path in (({"namespaces": ["mnt", "bogus"]}, "guests[1].namespaces: "), ({"state": "gone"}, "guests[1].state: ")):
+        with pytest.raises(InvalidInput) as exc:
+            common.entries({"guests": ["x", dict({"name": "y"}, **bad)]}, "guests", spec, "name", model.GUEST)
+        assert exc.value.msg.startswith(path) and ("bogus" in exc.value.msg or "gone" in exc.value.msg), exc.value.msg
+    assert unit_registry.names() == []

@@ -104,7 +104,7 @@ def test_missing_pyroute2_says_how_to_install(monkeypatch):
 # ---------------------------------------------------------------------------------------
 def _ns_json(reg, name, *args):
     """`ip -j ARGS` inside a guest's netns, via nsenter on its pin (unit_registry's netns dir is private)."""
-    pin = reg.load(name)["pins"]["net"]["path"]
+    pin = reg.load(name).pins["net"].path
     out = subprocess.run(["nsenter", "--net=" + pin, "ip", "-j", *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout or "[]")
 
@@ -155,7 +155,7 @@ def test_guest_to_guest_veth_check_mode_create_and_idempotence(two_guests):
     second = links.ensure_links(reg, [_pair()])
     assert not second["changed"] and second["results"][0]["action"] == "none"
     assert second["diff"]["before"] == second["diff"]["after"]
-    pin = reg.load("lk-a")["pins"]["net"]["path"]
+    pin = reg.load("lk-a").pins["net"].path
     ping = subprocess.run(["nsenter", "--net=" + pin, "busybox", "ping", "-c1", "-W2", "198.19.200.2"],
                           capture_output=True, text=True, check=False)
     assert ping.returncode == 0, ping.stdout + ping.stderr
@@ -165,7 +165,7 @@ def test_exact_address_set_mtu_and_routes_change_in_place(two_guests):
     reg = two_guests
     links.ensure_links(reg, [_pair()])
     index = _link(reg, "lk-a", "to-b")["ifindex"]
-    pin = reg.load("lk-a")["pins"]["net"]["path"]
+    pin = reg.load("lk-a").pins["net"].path
     # an address added by hand on a marked link is removed (exact set)
     subprocess.run(["nsenter", "--net=" + pin, "ip", "addr", "add", "198.19.201.9/24", "dev", "to-b"], check=True)
     want = _pair(addresses=["198.19.200.1/30"], mtu=1400, routes=[{"dst": "198.19.210.0/24", "gateway": "198.19.200.2", "metric": 9}])

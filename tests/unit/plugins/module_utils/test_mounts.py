@@ -141,12 +141,12 @@ def _guest(registry, name, **kw):
 
 
 def _mountinfo(meta):
-    with open("/proc/%d/mountinfo" % meta["init_pid"]) as f:
+    with open("/proc/%d/mountinfo" % meta.init_pid) as f:
         return mountinfo.parse_mountinfo(f.read())
 
 
 def _in_guest(meta, *argv):
-    return subprocess.run(["nsenter", "--mount=" + meta["pins"]["mnt"]["path"], "/bin/busybox", *argv], capture_output=True, text=True, check=False)
+    return subprocess.run(["nsenter", "--mount=" + meta.pins["mnt"].path, "/bin/busybox", *argv], capture_output=True, text=True, check=False)
 
 
 @pytest.fixture
@@ -217,7 +217,7 @@ def test_unmounted_absent_and_busy(unit_registry, busybox_root, table_dir):
     mounts.converge(unit_registry, "m3", [spec])
     tab = table_dir / "m3" / "fstab"
     assert "/data" in tab.read_text()
-    holder = subprocess.Popen(["nsenter", "--mount=" + meta["pins"]["mnt"]["path"], "/bin/busybox", "sh", "-c", "cd /data && exec sleep 60"])
+    holder = subprocess.Popen(["nsenter", "--mount=" + meta.pins["mnt"].path, "/bin/busybox", "sh", "-c", "cd /data && exec sleep 60"])
     try:
         for _attempt in range(100):
             with open("/proc/%d/comm" % holder.pid) as f:
@@ -306,10 +306,10 @@ def test_table_reapplied_when_the_guest_is_recreated(unit_registry, busybox_root
     meta = _guest(unit_registry, "m7", root=busybox_root)
     mounts.converge(unit_registry, "m7", [{"path": "/data", "fstype": "tmpfs", "opts": "size=2m", "propagation": "shared"}])
     # the kernel's 64-bit mount namespace id is never reused (inode numbers are)
-    old_id = sc.mnt_ns_id(meta["pins"]["mnt"]["path"])
+    old_id = sc.mnt_ns_id(meta.pins["mnt"].path)
     guests.ensure_guests(unit_registry, [{"name": "m7", "state": "absent"}])
     meta = _guest(unit_registry, "m7", root=busybox_root)
-    assert old_id is not None and sc.mnt_ns_id(meta["pins"]["mnt"]["path"]) != old_id
+    assert old_id is not None and sc.mnt_ns_id(meta.pins["mnt"].path) != old_id
     m = mountinfo.top_mount(_mountinfo(meta), "/data")
     assert m is not None and "size=2048k" in m["super_opts"] and m["propagation"] == "shared"
     # a broken table makes the creation fail cleanly, with a message naming the table

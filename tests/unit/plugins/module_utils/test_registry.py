@@ -97,9 +97,11 @@ def test_resolve_by_context_id_and_missing(unit_registry):
     r = unit_registry
     r.ensure()
     r.reserve_context_id("web", 44)
-    r.save({"name": "web", "context_id": 44, "phase": "ready", "pins": {}})
+    rec = reg.GuestRecord("web", reg.READY)
+    rec.context_id = 44
+    r.save(rec)
     assert r.resolve("44") == "web" and r.resolve(44) == "web"
-    assert r.find("web")["context_id"] == 44
+    assert r.find("web").context_id == 44
     with pytest.raises(GuestNotFound, match="no guest has context id 45"):
         r.resolve("45")
     with pytest.raises(GuestNotFound, match="guest 'nope' does not exist"):
@@ -122,21 +124,23 @@ def test_lock_times_out_with_a_clear_message(unit_registry):
 def test_health_detects_dead_and_reused_pids(unit_registry):
     pid = os.getpid()
     start = procfs.proc_start_time(pid)
-    meta = {"name": "x", "phase": "ready", "pins": {}, "init_pid": pid, "init_start": start}
+    meta = reg.GuestRecord("x", reg.READY)
+    meta.init_pid, meta.init_start = pid, start
     assert reg.health(meta) == []
-    meta["init_start"] = start + 1  # same pid, another process (pid reuse)
+    meta.init_start = start + 1  # same pid, another process (pid reuse)
     assert reg.health(meta) == ["its init (pid %d) is not running" % pid]
-    meta["phase"] = "creating"
+    meta.phase = reg.CREATING
     assert "did not finish" in reg.health(meta)[0]
 
 
 def test_health_detects_a_pin_that_lost_its_namespace(unit_registry, tmp_path):
     plain = tmp_path / "not-a-pin"
     plain.write_text("")
-    meta = {"name": "x", "phase": "ready", "pins": {"net": {"path": str(plain), "dev": 0, "ino": 1}}}
+    meta = reg.GuestRecord("x", reg.READY)
+    meta.pins["net"] = reg.Pin(str(plain), 0, 1)
     assert reg.health(meta) == ["the pin of its net namespace is gone"]
     ino = os.stat("/proc/self/ns/net").st_ino
-    meta["pins"]["net"] = {"path": "/proc/self/ns/net", "dev": 0, "ino": ino + 1}
+    meta.pins["net"] = reg.Pin("/proc/self/ns/net", 0, ino + 1)
     assert reg.health(meta) == ["the pin of its net namespace points to another namespace"]
 
 
@@ -162,7 +166,9 @@ def test_corrupt_meta_is_treated_as_incomplete(unit_registry):
     os.makedirs(r.pin_dir("torn"))
     with open(r.meta_path("torn"), "w") as f:
         f.write("{not json")
-    assert r.load("torn") == {"name": "torn", "phase": "corrupt"}
+    meta = r.load("torn")
+    assert meta.name == "torn" and meta.phase == reg.CORRUPT
+    assert reg.health(meta) == ["its metadata cannot be read (%s)" % meta.problem] and "not JSON" in meta.problem
 
 
 # ---- kept context ids (persist.KeptIds): preferred, skipped, conflicting ---------------------

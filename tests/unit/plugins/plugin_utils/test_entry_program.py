@@ -96,12 +96,12 @@ def test_exec_runs_in_the_guest_with_its_exit_status(unit_registry, guest):
     # by context id, pid namespace of its own
     proc = run(["exec", state, "4242", "echo $$; readlink /proc/self/ns/pid"])
     pid, ns = proc.stdout.decode().split()
-    assert ns == os.readlink("/proc/%d/ns/pid" % guest["init_pid"]) and ns != os.readlink("/proc/self/ns/pid")
+    assert ns == os.readlink("/proc/%d/ns/pid" % guest.init_pid) and ns != os.readlink("/proc/self/ns/pid")
     assert int(pid) > 1
 
 
 def test_exec_without_shell_in_the_guest(unit_registry, guest):
-    os.unlink(os.path.join(guest["root"], "bin", "sh"))
+    os.unlink(os.path.join(guest.root, "bin", "sh"))
     proc = run(["exec", unit_registry.state_dir, "eg1", "true"])
     assert proc.returncode == enter.RC_NOT_FOUND and b"/bin/sh" in proc.stderr and b"eg1" in proc.stderr
 
@@ -111,7 +111,7 @@ def test_put_fetch_stage_round_trip_with_odd_names(unit_registry, guest):
     data = os.urandom(3 * 1024 * 1024 + 17)
     path = "/tmp/o d'd \"q\" ü.bin"
     assert run(["put", state, "eg1", path, str(len(data))], stdin=data).returncode == 0
-    with open(os.path.join(guest["root"], path.lstrip("/")), "rb") as f:
+    with open(os.path.join(guest.root, path.lstrip("/")), "rb") as f:
         assert f.read() == data
     back = run(["fetch", state, "eg1", path])
     assert back.returncode == 0 and back.stdout == data
@@ -124,21 +124,21 @@ def test_put_fetch_stage_round_trip_with_odd_names(unit_registry, guest):
     assert run(["unstage", state, tmp]).returncode == 0 and not os.path.exists(tmp)
     # empty file: SIZE 0 reads nothing
     assert run(["put", state, "eg1", "/tmp/empty", "0"]).returncode == 0
-    assert os.path.getsize(os.path.join(guest["root"], "tmp", "empty")) == 0
+    assert os.path.getsize(os.path.join(guest.root, "tmp", "empty")) == 0
     # mkstage + place (the paramiko way)
     made = run(["mkstage", state]).stdout.decode().strip()
     with open(made, "wb") as f:
         f.write(b"placed")
     assert run(["place", state, "eg1", made, "/tmp/placed"]).returncode == 0
     assert not os.path.exists(made)
-    with open(os.path.join(guest["root"], "tmp", "placed"), "rb") as f:
+    with open(os.path.join(guest.root, "tmp", "placed"), "rb") as f:
         assert f.read() == b"placed"
 
 
 def test_paths_resolve_inside_the_guest(unit_registry, guest, tmp_path):
     secret = tmp_path / "host-secret"
     secret.write_text("host only")
-    os.symlink(str(secret), os.path.join(guest["root"], "tmp", "link"))
+    os.symlink(str(secret), os.path.join(guest.root, "tmp", "link"))
     err = entry_error(run(["fetch", unit_registry.state_dir, "eg1", "/tmp/link"]))
     assert err["class"] == "PathError" and "cannot read /tmp/link inside guest 'eg1'" in err["error"]
 
@@ -161,9 +161,9 @@ def test_missing_and_stopped_guests(unit_registry, guest):
     assert err["class"] == "GuestNotFound" and "'nosuch' does not exist" in err["error"]
     err = entry_error(run(["exec", state, "999", "true"]))
     assert err["class"] == "GuestNotFound" and "context id 999" in err["error"]
-    os.kill(guest["init_pid"], signal.SIGKILL)
+    os.kill(guest.init_pid, signal.SIGKILL)
     for _attempt in range(100):
-        if not procfs.process_alive(guest["init_pid"], guest.get("init_start")):
+        if not procfs.process_alive(guest.init_pid, guest.init_start):
             break
         time.sleep(0.05)
     err = entry_error(run(["exec", state, "eg1", "true"]))
