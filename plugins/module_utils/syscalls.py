@@ -364,7 +364,10 @@ def sealed_copy(path: str, name: str) -> int:
     """A close-on-exec memfd holding a copy of the file at ``path``, sealed against any
     change (write, grow, shrink, exec bits, further seals): exec it with
     ``os.execve(fd, argv, env)`` (fexecve).  Made fresh for each use; nothing is cached."""
-    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        raise fail("sealed_copy", path, exc.errno) from None
     try:
         fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC)
         try:
@@ -373,16 +376,17 @@ def sealed_copy(path: str, name: str) -> int:
             while done < size:
                 n = os.sendfile(fd, src, done, size - done)
                 if n <= 0:
-                    raise KernelError("copying %s into a memfd: the file shrank while it was read" % path, errno=_errno.EIO)
+                    raise KernelError("sealed_copy(%s) failed: the file shrank while it was copied" % path, errno=_errno.EIO)
                 done += n
             os.fchmod(fd, 0o555)
             add_seals(fd, SEALS | F_SEAL_EXEC)
-            return fd
+        except OSError as exc:
+            os.close(fd)
+            raise fail("sealed_copy", path, exc.errno) from None
         except BaseException:
             os.close(fd)
             raise
-    except OSError as exc:
-        raise fail("sealed_copy", path, exc.errno) from None
+        return fd
     finally:
         os.close(src)
 
