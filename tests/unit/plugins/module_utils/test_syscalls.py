@@ -52,8 +52,8 @@ def test_sealed_copy_is_a_sealed_memfd_that_runs(tmp_path):
         with pytest.raises(OSError):
             fcntl.fcntl(fd, sc.F_ADD_SEALS, 0)  # F_SEAL_SEAL: no more changes to the seals
         # fexecve of the copy runs catatonit (its version), through an fd without CLOEXEC in the child
-        out = subprocess.run([CATATONIT, "-V"], capture_output=True, text=True).stdout
-        child = subprocess.run(["/proc/self/fd/%d" % fd, "-V"], capture_output=True, text=True, pass_fds=(fd,))
+        out = subprocess.run([CATATONIT, "-V"], capture_output=True, text=True, check=True).stdout
+        child = subprocess.run(["/proc/self/fd/%d" % fd, "-V"], capture_output=True, text=True, pass_fds=(fd,), check=True)
         assert child.stdout == out and "catatonit" in out
     finally:
         os.close(fd)
