@@ -104,17 +104,25 @@ _RO_ATTRS = sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | 
 _PROC_FLAGS = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
 
-def _mountpoint(name: str, mode: int) -> None:
+def _mountpoint(name: str, mode: int, optional: bool = False) -> bool:
     """The folder ``name`` of the guest's root (the working folder), made when missing; a
-    symlink or anything else there is refused (it would move the mount elsewhere)."""
+    symlink or anything else there is refused (it would move the mount elsewhere).
+    ``optional``: False instead of an error when it is missing and cannot be made (the
+    root of a user-namespace guest that its root user may not write)."""
     try:
         st = os.lstat(name)
     except FileNotFoundError:
-        os.mkdir(name, mode)
-        return
+        try:
+            os.mkdir(name, mode)
+        except PermissionError:
+            if optional:
+                return False
+            raise
+        return True
     if not stat.S_ISDIR(st.st_mode):
         raise GuestError("the guest's root has /%s that is not a folder (a symlink or a file): a guest with a root "
                          "gets its own /%s mounted there; make it a folder" % (name, name))
+    return True
 
 
 def _readonly_rbind(path: str, src=None) -> None:
@@ -143,17 +151,17 @@ def _setup_proc_sys(own_net: bool) -> None:
     own network namespace (it shows that namespace's devices), else the host's, bound
     recursively, read-only.  LXC's ``lxc.mount.auto = proc:mixed sys:ro`` is the same idea."""
     _mountpoint("proc", 0o555)
-    _mountpoint("sys", 0o555)
+    has_sys = _mountpoint("sys", 0o555, optional=True)  # no /sys when it cannot be made
     sc.mount("proc", "proc", "proc", _PROC_FLAGS)
-    sysfs = own_net
-    if own_net:
+    sysfs = own_net and has_sys
+    if sysfs:
         try:
             sc.mount("sysfs", "sys", "sysfs", sc.MS_RDONLY | _PROC_FLAGS)
         except KernelError as exc:  # a net namespace another user namespace owns (share)
             if exc.errno not in (errno.EPERM, errno.EACCES):
                 raise
             sysfs = False
-    if not sysfs:
+    if has_sys and not sysfs:
         _readonly_rbind("sys", "/sys")
     for path in READONLY_PATHS:
         if os.path.lexists(path):
