@@ -104,7 +104,7 @@ procs = 0
 for p in os.listdir("/proc"):
     if p.isdigit() and p != "1":
         try:
-            if os.readlink("/proc/%s/exe" % p).endswith("/catatonit"):
+            if "catatonit" in os.readlink("/proc/%s/exe" % p):  # /usr/bin/catatonit, or /memfd:catatonit (deleted)
                 procs += 1
         except OSError:
             pass

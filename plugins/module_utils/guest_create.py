@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import struct
 import time
 
@@ -65,19 +66,108 @@ def _detach(path: str) -> None:
 
 
 def _setup_dev(dev: str) -> None:
-    """A minimal /dev: tmpfs with bind-mounted host nodes, devpts, shm and the usual links."""
-    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_NOEXEC, "mode=755,size=64k")
+    """A minimal /dev, as runc's and LXC's (docs/security.md, "/dev"): a tmpfs mounted
+    nosuid,noexec and nodev, so a node that guest root makes with mknod cannot be opened;
+    the host's standard nodes bound in (a bind keeps its source mount's flags, so these
+    still work); a new devpts instance (its own ptys; ptmx 0666, new ptys 0620 owned by
+    gid 5, tty, as runc and LXC do); /dev/shm a tmpfs nosuid,nodev,noexec; the usual links."""
+    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_NOEXEC | sc.MS_NODEV, "mode=755,size=64k")
     for node in DEV_NODES:
         target = os.path.join(dev, node)
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
         sc.mount("/dev/" + node, target, None, sc.MS_BIND)
     for sub in ("pts", "shm"):
         os.mkdir(os.path.join(dev, sub), 0o755)
-    sc.mount("devpts", os.path.join(dev, "pts"), "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
-    sc.mount("shm", os.path.join(dev, "shm"), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777,size=65536k")
+    pts = os.path.join(dev, "pts")
+    try:
+        sc.mount("devpts", pts, "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5")
+    except KernelError as exc:  # gid 5 is not mapped in the guest's user namespace
+        if exc.errno != errno.EINVAL:
+            raise
+        sc.mount("devpts", pts, "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+    sc.mount("shm", os.path.join(dev, "shm"), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=1777,size=65536k")
     links = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
     for link, target in links:
         os.symlink(target, os.path.join(dev, link))
+
+
+# runc's defaults (libcontainer/specconv/example.go, the OCI runtime-spec's example config;
+# Docker/Podman use the same lists): paths of /proc made read-only, and paths of /proc and
+# /sys masked (a file by binding /dev/null over it, a folder by an empty read-only tmpfs).
+# A path this kernel does not have is skipped.
+READONLY_PATHS = ("proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger")
+MASKED_PATHS = (
+    "proc/acpi", "proc/asound", "proc/kcore", "proc/keys", "proc/latency_stats", "proc/timer_list",
+    "proc/timer_stats", "proc/sched_debug", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap",
+)
+_RO_ATTRS = sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
+_PROC_FLAGS = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+
+
+def _mountpoint(name: str, mode: int, optional: bool = False) -> bool:
+    """The folder ``name`` of the guest's root (the working folder), made when missing; a
+    symlink or anything else there is refused (it would move the mount elsewhere).
+    ``optional``: False instead of an error when it is missing and cannot be made (the
+    root of a user-namespace guest that its root user may not write)."""
+    try:
+        st = os.lstat(name)
+    except FileNotFoundError:
+        try:
+            os.mkdir(name, mode)
+        except PermissionError:
+            if optional:
+                return False
+            raise
+        return True
+    if not stat.S_ISDIR(st.st_mode):
+        raise GuestError("the guest's root has /%s that is not a folder (a symlink or a file): a guest with a root "
+                         "gets its own /%s mounted there; make it a folder" % (name, name))
+    return True
+
+
+def _readonly_rbind(path: str, src=None) -> None:
+    """runc's readonlyPath: ``src`` (default ``path`` itself) bound recursively over ``path``,
+    every mount of it read-only, nosuid, nodev, noexec (mount_setattr AT_RECURSIVE)."""
+    sc.mount(src or path, path, None, sc.MS_BIND | sc.MS_REC)
+    sc.mount_setattr(sc.AT_FDCWD, path, sc.AT_RECURSIVE, attr_set=_RO_ATTRS)
+
+
+def _mask(path: str) -> None:
+    """runc's maskPath: /dev/null bound over a file, an empty read-only tmpfs over a folder."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # not on this kernel
+    if stat.S_ISDIR(st.st_mode):
+        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY | _PROC_FLAGS, "mode=555")
+    else:
+        sc.mount("/dev/null", path, None, sc.MS_BIND)
+
+
+def _setup_proc_sys(own_net: bool) -> None:
+    """/proc and /sys of a guest with a root (the working folder is that root; the host's
+    /dev/null is still reachable): a fresh proc for the guest's pid namespace with runc's
+    read-only and masked paths, and /sys read-only - a fresh sysfs when the guest has its
+    own network namespace (it shows that namespace's devices), else the host's, bound
+    recursively, read-only.  LXC's ``lxc.mount.auto = proc:mixed sys:ro`` is the same idea."""
+    _mountpoint("proc", 0o555)
+    has_sys = _mountpoint("sys", 0o555, optional=True)  # no /sys when it cannot be made
+    sc.mount("proc", "proc", "proc", _PROC_FLAGS)
+    sysfs = own_net and has_sys
+    if sysfs:
+        try:
+            sc.mount("sysfs", "sys", "sysfs", sc.MS_RDONLY | _PROC_FLAGS)
+        except KernelError as exc:  # a net namespace another user namespace owns (share)
+            if exc.errno not in (errno.EPERM, errno.EACCES):
+                raise
+            sysfs = False
+    if has_sys and not sysfs:
+        _readonly_rbind("sys", "/sys")
+    for path in READONLY_PATHS:
+        if os.path.lexists(path):
+            _readonly_rbind(path)
+    for path in MASKED_PATHS:
+        _mask(path)
 
 
 def _setup_mounts(spec: Spec, registry: reg.Registry, pid_private: bool) -> None:
@@ -94,10 +184,8 @@ def _setup_mounts(spec: Spec, registry: reg.Registry, pid_private: bool) -> None
     root = spec.root
     sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
     os.chdir(root)
-    for d, mode in (("proc", 0o555), ("dev", 0o755)):
-        if not os.path.isdir(d):
-            os.mkdir(d, mode)
-    sc.mount("proc", "proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    _mountpoint("dev", 0o755)
+    _setup_proc_sys("net" in spec.namespaces or "net" in spec.share)
     _setup_dev(os.path.join(root, "dev"))
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
@@ -320,7 +408,7 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
             reaper = find_reaper()
             meta.reaper = reaper or "python"
             if reaper:
-                reaper_fd = os.open(reaper, os.O_RDONLY | os.O_CLOEXEC)
+                reaper_fd = create_run.reaper_fd(reaper)  # the run's; closed by the run
         parent_mnt_id = sc.mnt_ns_id()
         hs = handshake.Handshake()
         pid = os.fork()
@@ -384,7 +472,7 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
             enter.wait_child(pid)
     finally:
         create_run.end()
-        for fd in (reaper_fd, devnull_fd):
+        for fd in (devnull_fd,):
             if fd >= 0:
                 try:
                     os.close(fd)
@@ -495,6 +583,32 @@ class CreateRun:
         self.template = None
         self.share_fds = []  # (type, fd) of the guest being created, in the table's order
         self.mnt_template_fd = -1  # the template, when the guest being created unshares mnt
+        self.reaper = None  # (path, fd) of the reaper the batch's inits exec
+
+    def reaper_fd(self, path: str) -> int:
+        """The fd the batch's inits exec the host's reaper ``path`` from (fexecve).
+
+        CVE-2019-5736 class: exec'd from the host's file, the reaper would be that file
+        as /proc/1/exe inside the guest, where guest root could open it for writing and
+        change the host's binary.  A statically linked reaper (Debian's catatonit is)
+        runs from a sealed memfd copy (syscalls.sealed_copy): /proc/1/exe is then an
+        anonymous file nobody can write.  One copy per run, shared by the run's guests
+        (sealed, so sharing it gives no guest a way to change it; a copy per guest would
+        cost each idle guest ~700 KiB of memory that is now page cache shared with the
+        host).  A dynamically linked reaper would load its libraries from the guest's
+        root anyway: it is exec'd from the host's file, as before (docs/security.md)."""
+        if self.reaper is None:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if sc.elf_is_static(fd):
+                    sealed = sc.sealed_copy(path, os.path.basename(path))
+                    os.close(fd)
+                    fd = sealed
+            except BaseException:
+                os.close(fd)
+                raise
+            self.reaper = (path, fd)
+        return self.reaper[1]
 
     def template_fd(self) -> int:
         """The template's namespace file, or -1 when it could not be made."""
@@ -527,3 +641,6 @@ class CreateRun:
         if self.template is not None:
             self.template.close()
             self.template = None
+        if self.reaper is not None:
+            os.close(self.reaper[1])
+            self.reaper = None

@@ -75,6 +75,7 @@ def ns_order(types) -> list:
     return [t for t in NS_TYPES if t in wanted]
 
 
+MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
@@ -86,6 +87,7 @@ MS_SLAVE = 0x80000
 MS_SHARED = 0x100000
 
 MNT_DETACH = 0x2
+AT_FDCWD = -100
 UMOUNT_NOFOLLOW = 0x8
 
 OPEN_TREE_CLONE = 0x1
@@ -314,3 +316,99 @@ def mount_setattr(dirfd: int, path, flags: int, attr_set: int = 0, attr_clr: int
     res = _syscall("mount_setattr", ctypes.c_int(dirfd), ctypes.c_char_p(_b(path)), ctypes.c_uint(flags),
                    ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
     _check(res, "mount_setattr", str(path) or "fd %d" % dirfd)
+
+
+# ---- sealed executable copies (the CVE-2019-5736 class) ---------------------------------
+# A host binary exec'd inside a guest is reachable there as /proc/PID/exe; guest root could
+# open it for writing (directly, or O_PATH now and reopen through /proc/self/fd later) and
+# replace the host's file.  runc (libcontainer/dmz, formerly nsenter/cloned_binary.c) and
+# LXC exec such a binary from a sealed memfd copy instead: /proc/PID/exe is then that
+# anonymous, write-sealed file, never a host file.
+MFD_CLOEXEC = 0x1
+MFD_ALLOW_SEALING = 0x2
+MFD_EXEC = 0x10  # Linux 6.3+: executable even when vm.memfd_noexec asks for noexec memfds
+F_ADD_SEALS = 1033
+F_GET_SEALS = 1034
+F_SEAL_SEAL = 0x1
+F_SEAL_SHRINK = 0x2
+F_SEAL_GROW = 0x4
+F_SEAL_WRITE = 0x8
+F_SEAL_EXEC = 0x20  # Linux 6.3+: the mode's exec bits cannot change
+SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
+
+
+def memfd_create(name: str, flags: int) -> int:
+    """memfd_create(2); flags without MFD_EXEC are retried when the kernel (< 6.3) refuses it."""
+    try:
+        return os.memfd_create(name, flags)
+    except OSError as exc:
+        if exc.errno == _errno.EINVAL and flags & MFD_EXEC:
+            return memfd_create(name, flags & ~MFD_EXEC)
+        raise fail("memfd_create", name, exc.errno) from None
+
+
+def add_seals(fd: int, seals: int) -> None:
+    """fcntl(F_ADD_SEALS); F_SEAL_EXEC is dropped on kernels that do not know it."""
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, F_ADD_SEALS, seals)
+    except OSError as exc:
+        if exc.errno == _errno.EINVAL and seals & F_SEAL_EXEC:
+            add_seals(fd, seals & ~F_SEAL_EXEC)
+            return
+        raise fail("fcntl(F_ADD_SEALS)", "fd %d" % fd, exc.errno) from None
+
+
+def sealed_copy(path: str, name: str) -> int:
+    """A close-on-exec memfd holding a copy of the file at ``path``, sealed against any
+    change (write, grow, shrink, exec bits, further seals): exec it with
+    ``os.execve(fd, argv, env)`` (fexecve).  Made fresh for each use; nothing is cached."""
+    try:
+        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        raise fail("sealed_copy", path, exc.errno) from None
+    try:
+        fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC)
+        try:
+            size = os.fstat(src).st_size
+            done = 0
+            while done < size:
+                n = os.sendfile(fd, src, done, size - done)
+                if n <= 0:
+                    raise KernelError("sealed_copy(%s) failed: the file shrank while it was copied" % path, errno=_errno.EIO)
+                done += n
+            os.fchmod(fd, 0o555)
+            add_seals(fd, SEALS | F_SEAL_EXEC)
+        except OSError as exc:
+            os.close(fd)
+            raise fail("sealed_copy", path, exc.errno) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    finally:
+        os.close(src)
+
+
+def elf_is_static(fd: int) -> bool:
+    """True when the ELF file open at ``fd`` has no program interpreter (PT_INTERP): it runs
+    without loading any library, so a sealed copy of it runs the same inside a guest."""
+    import struct
+
+    head = os.pread(fd, 64, 0)
+    if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return False
+    is64 = head[4] == 2
+    end = "<" if head[5] == 1 else ">"
+    if is64:
+        phoff, phentsize, phnum = struct.unpack(end + "Q", head[32:40])[0], *struct.unpack(end + "HH", head[54:58])
+    else:
+        phoff, phentsize, phnum = struct.unpack(end + "I", head[28:32])[0], *struct.unpack(end + "HH", head[42:46])
+    if phentsize < 4 or phnum > 4096:
+        return False
+    table = os.pread(fd, phentsize * phnum, phoff)
+    if len(table) < phentsize * phnum:
+        return False
+    types = (struct.unpack(end + "I", table[i * phentsize:i * phentsize + 4])[0] for i in range(phnum))
+    return 3 not in types  # PT_INTERP

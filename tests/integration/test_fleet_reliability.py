@@ -457,7 +457,7 @@ def test_fleet_comes_back_after_a_reboot(no_fleet, ansible, lab_exec):
         assert state["tables"] == {n: ["/srv"] for n in NAMES}, state["tables"]
         assert BRIDGE in state["links"] and state["ip_forward"] == "1"
         # each guest: its reaper and its httpd, nothing else outside the lab host's namespaces
-        assert sorted(p["comm"] for p in state["foreign"].values()) == sorted(["catatonit", "busybox"] * SIZE), state["foreign"]
+        assert sorted(p["comm"] for p in state["foreign"].values()) == sorted(["memfd:catatonit", "busybox"] * SIZE), state["foreign"]
 
     step("fleet up, checked from outside")
     # The reboot, on both hosts at once as far as the fleet can tell.
@@ -491,7 +491,7 @@ def test_fleet_comes_back_after_a_reboot(no_fleet, ansible, lab_exec):
         old = {m["init_pid"] for m in before[host]["registry"].values() if m["init_pid"]}
         assert not old & {m["init_pid"] for m in state["registry"].values()}, "init pids of before the reboot"
         assert BRIDGE in state["links"] and state["ip_forward"] == "1"
-        assert sorted(p["comm"] for p in state["foreign"].values()) == sorted(["catatonit", "busybox"] * SIZE)
+        assert sorted(p["comm"] for p in state["foreign"].values()) == sorted(["memfd:catatonit", "busybox"] * SIZE)
         fleet_info = next(r for r in second if r.host == host and r.task == "Read the guests' context ids")
         assert {g["name"]: (g["context_id"], g["healthy"]) for g in fleet_info["guests"]} == {n: (ctx[host][n], True) for n in NAMES}
 
@@ -542,7 +542,7 @@ def test_killed_playbook_then_rerun_converges(no_fleet, ansible, lab_exec):
         state = probe(lab_exec, host, detail=True)
         ctx = {g["name"]: g["context_id"] for g in guests}
         assert fleet_view(state) == expected_view(host, ctx)
-        assert sorted(p["comm"] for p in state["foreign"].values()) == sorted(["catatonit", "busybox"] * SIZE), state["foreign"]
+        assert sorted(p["comm"] for p in state["foreign"].values()) == sorted(["memfd:catatonit", "busybox"] * SIZE), state["foreign"]
         assert state["tables"] == {n: ["/srv"] for n in NAMES}
 
     _out, gone = fleet.remove()

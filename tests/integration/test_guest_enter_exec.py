@@ -103,7 +103,7 @@ def test_playbook_runs_inside_the_guest(guests, ansible_playbook, lab_exec, root
     assert [int(x) for x in r["ns"]["stdout_lines"]] == [pin_inode(lab_exec, "ex1", t) for t in ("pid", "net", "mnt", "uts", "ipc")]
     assert r["ns"]["guest"] == "ex1" and r["ns"]["context_id"] == ex1["context_id"]
     # pid view: the guest's init is PID 1, the shell has a small pid of the guest's namespace
-    assert r["pidview"]["stdout"] == "catatonit"
+    assert r["pidview"]["stdout"] == "memfd:catatonit"  # the sealed copy of the host's reaper
     assert lab_exec("lab1", ["cat", "/proc/1/comm"]).stdout.strip() == "catatonit"  # the lab's own; inode differs:
     assert pin_inode(lab_exec, "ex1", "pid") != int(lab_exec("lab1", ["stat", "-L", "-c", "%i", "/proc/1/ns/pid"]).stdout)
     pid, ppid = (int(x) for x in r["shellpid"]["stdout"].split())
@@ -136,7 +136,7 @@ def test_connections_and_pipelining(guests, ansible_playbook, lab_exec, connecti
         {"name": "hostname", MOD: {"guest": "ex1", "argv": ["sh", "-c", "hostname; cat /proc/1/comm"]}},
         {"name": "fds", MOD: {"guest": "ex1", "argv": ["ls", "/proc/self/fd"]}},
     ], connection=connection, pipelining=pipelining)
-    assert run.task("hostname")["stdout_lines"] == ["ex1.lab", "catatonit"]
+    assert run.task("hostname")["stdout_lines"] == ["ex1.lab", "memfd:catatonit"]
     assert run.task("fds")["stdout_lines"] == ["0", "1", "2", "3"]
 
 
@@ -196,7 +196,7 @@ def test_guests_list_form_across_many_guests(guests, ansible_playbook, lab_exec)
         nets = set()
         for name, r in zip(names, res["results"]):
             hostname, comm, net = r["stdout_lines"]
-            assert (hostname, comm, r["rc"]) == (name, "catatonit", 0)
+            assert (hostname, comm, r["rc"]) == (name, "memfd:catatonit", 0)
             nets.add(int(net))
         assert len(nets) == MANY
         for name, r in list(zip(names, res["results"]))[:5]:

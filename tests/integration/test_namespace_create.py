@@ -62,7 +62,7 @@ for p in os.listdir('/proc'):
         stat = open('/proc/%s/stat' % p).read()
     except OSError:
         continue
-    if p.isdigit() and '(catatonit)' in stat and stat.rsplit(')', 1)[1].split()[0] not in ('Z', 'X'):
+    if p.isdigit() and ('(catatonit)' in stat or '(memfd:catatonit)' in stat) and stat.rsplit(')', 1)[1].split()[0] not in ('Z', 'X'):
         n += 1
 print(n)
 """
@@ -131,14 +131,14 @@ def test_create_then_remove_default_guest(clean_hosts, converge, lab_exec):
         assert ns["pin"] == "%s/guests/it-web1/ns/%s" % (STATE, t)
     host_net = readlink_ns(lab_exec, "lab1", 1, "net")
     assert guest["namespaces"]["net"]["inode"] != host_net
-    assert lab_exec("lab1", ["cat", "/proc/%d/comm" % pid]).stdout.strip() == "catatonit"
+    assert lab_exec("lab1", ["cat", "/proc/%d/comm" % pid]).stdout.strip() == "memfd:catatonit"  # its sealed copy
     # /run/netns alias, loopback up, hostname, PID 1 inside.
     assert "it-web1" in netns_names(lab_exec)
     links = json.loads(lab_exec("lab1", ["ip", "-n", "it-web1", "-j", "link", "show", "lo"]).stdout)
     assert "UP" in links[0]["flags"]
     assert lab_exec("lab1", ["nsenter", "--uts=%s/guests/it-web1/ns/uts" % STATE, "hostname"]).stdout.strip() == "it-web1"
     enter_pid1 = "nsenter --mount=%s/guests/it-web1/ns/mnt --pid=%s/guests/it-web1/ns/pid sh -c 'cat /proc/1/comm'" % (STATE, STATE)
-    assert sh(lab_exec, "lab1", enter_pid1).stdout.strip() == "catatonit"
+    assert sh(lab_exec, "lab1", enter_pid1).stdout.strip() == "memfd:catatonit"
     # The guest's copy of the host's mount table holds no pins of other guests.
     guest_mounts = lab_exec("lab1", ["cat", "/proc/%d/mountinfo" % pid]).stdout
     assert STATE not in guest_mounts and "/run/netns" not in guest_mounts
@@ -223,7 +223,7 @@ def test_root_share_and_init_based_guest(clean_hosts, converge, ansible_playbook
     dev = lab_exec("lab1", ["nsenter", "-t", str(pid), "-m", "-r", "/bin/ls", "/dev"]).stdout.split()
     assert {"null", "zero", "urandom", "pts", "ptmx"} <= set(dev)
     ps = lab_exec("lab1", ["nsenter", "-t", str(pid), "-m", "-p", "-r", "-w", "/bin/cat", "/proc/1/comm"]).stdout.strip()
-    assert ps == "catatonit"
+    assert ps == "memfd:catatonit"
     # The old root is detached: the guest's table has no host paths.
     table = lab_exec("lab1", ["cat", "/proc/%d/mountinfo" % pid]).stdout
     assert " /run " not in table and "/work" not in table

@@ -56,7 +56,7 @@ def test_create_check_idempotent_remove(unit_registry):
     assert res["changed"] and res["action"] == "create"
     g = res["guest"]
     pid = g["init_pid"]
-    assert open("/proc/%d/comm" % pid).read().strip() in ("catatonit", "python3")
+    assert open("/proc/%d/comm" % pid).read().strip() in ("memfd:catatonit", "python3")  # the sealed copy (docs/security.md)
     for t in ("mnt", "uts", "ipc", "net", "pid"):
         assert g["namespaces"][t]["inode"] == ns_ino(pid, t) != os.stat("/proc/self/ns/%s" % t).st_ino
         assert os.stat(g["namespaces"][t]["pin"]).st_ino == g["namespaces"][t]["inode"]
@@ -97,9 +97,14 @@ def test_rooted_guest_sees_only_its_root(unit_registry, busybox_root):
     assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd"} <= set(devs)
     from ansible_collections.linuxns.guests.plugins.module_utils.mountinfo import parse_mountinfo
 
-    paths = [m["path"] for m in parse_mountinfo(open("/proc/%d/mountinfo" % g["init_pid"]).read())]
+    table = parse_mountinfo(open("/proc/%d/mountinfo" % g["init_pid"]).read())
+    paths = [m["path"] for m in table]
     assert paths[0] == "/" and "/proc" in paths and "/dev/pts" in paths
-    assert not [p for p in paths if p.startswith(("/work", "/run", "/tmp", "/sys"))]
+    assert not [p for p in paths if p.startswith(("/work", "/run", "/tmp"))]
+    # /sys is the guest's own sysfs (its own net namespace), read-only, no host mount below it
+    sys_mounts = [m for m in table if m["path"] == "/sys" or m["path"].startswith("/sys/")]
+    assert sys_mounts[0]["path"] == "/sys" and sys_mounts[0]["mount_opts"].startswith("ro,"), sys_mounts
+    assert {m["path"] for m in sys_mounts} <= {"/sys", "/sys/firmware", "/sys/devices/virtual/powercap"}, sys_mounts
 
 
 def test_user_and_time_namespaces(unit_registry):
@@ -240,7 +245,7 @@ def test_killed_at_a_step_then_converges(unit_registry, step):
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if open("/proc/%s/comm" % entry).read().strip() == "catatonit" and os.getppid() != int(entry):
+                if open("/proc/%s/comm" % entry).read().strip() == "memfd:catatonit" and os.getppid() != int(entry):
                     if "crash" in os.readlink("/proc/%s/cwd" % entry):
                         leftovers.append(entry)
             except OSError:
