@@ -298,6 +298,11 @@ def close_range(first: int, last: int = FD_MAX, flags: int = 0) -> None:
         return
     if err not in (_errno.ENOSYS, _errno.EINVAL):
         raise fail("close_range", "%d..%d" % (first, last), err)
+    close_range_loop(first, last, flags)
+
+
+def close_range_loop(first: int, last: int = FD_MAX, flags: int = 0) -> None:
+    """What :func:`close_range` does, one open fd at a time (kernels before 5.9/5.11)."""
     import fcntl
 
     for fd in _open_fds():
