@@ -124,10 +124,20 @@ def relay_tty(spawn) -> list:
         os.set_blocking(in_w, False)
         poller.register(0, select.POLLIN)
 
+    watched = 0 if in_w >= 0 else -1  # the input side polled now: the terminal (0) or the pipe (in_w)
+
+    def watch(fd, ev):
+        nonlocal watched
+        if watched >= 0:
+            poller.unregister(watched)
+        watched = fd
+        if fd >= 0:
+            poller.register(fd, ev)
+
     def stop_input():
         nonlocal in_w
         if in_w >= 0:
-            poller.unregister(in_w if pending else 0)
+            watch(-1, 0)
             os.close(in_w)
             in_w = -1
 
@@ -137,33 +147,33 @@ def relay_tty(spawn) -> list:
             if done and not events:
                 break  # the command ended and its output is drained (a daemon it left may keep the pipe)
             for fd, ev in events:
-                if fd == 0:
+                if fd == watched == 0:
                     data = os.read(0, CHUNK) if ev & select.POLLIN else b""
-                    if not data:
+                    if data:
+                        pending = data
+                        watch(in_w, select.POLLOUT)
+                    else:
                         stop_input()
-                        continue
-                    pending = data
-                    poller.unregister(0)
-                    poller.register(in_w, select.POLLOUT)
-                elif fd == in_w:
+                elif fd == watched == in_w:
                     try:
                         pending = pending[os.write(in_w, pending):]
+                    except BlockingIOError:
+                        continue
                     except OSError:  # the command closed its stdin
-                        pending = pending[:1]
                         stop_input()
                         continue
                     if not pending:
-                        poller.unregister(in_w)
-                        poller.register(0, select.POLLIN)
-                else:
+                        watch(0, select.POLLIN)
+                elif fd == spawned.status_fd and not done:
                     data = os.read(fd, CHUNK)
-                    if fd == spawned.status_fd:
-                        status.append(data)
-                        if not data:
-                            poller.unregister(fd)
-                            done = True
-                            stop_input()
-                    elif data:
+                    status.append(data)
+                    if not data:
+                        poller.unregister(fd)
+                        done = True
+                        stop_input()
+                elif fd in outs:
+                    data = os.read(fd, CHUNK)
+                    if data:
                         enter.write_all(outs[fd], data)
                     else:
                         poller.unregister(fd)
