@@ -141,13 +141,41 @@ def join_namespaces(fds) -> None:
 
 
 def close_fds_except(keep) -> None:
-    """Close every fd >= 3 except those in ``keep`` (close_range where possible)."""
+    """Close every fd >= 3 except those in ``keep`` (close_range(2) between them)."""
     lo = 3
     for fd in sorted(k for k in keep if k >= 3):
         if fd > lo:
-            os.closerange(lo, fd)
+            sc.close_range(lo, fd - 1)
         lo = fd + 1
-    os.closerange(lo, 1 << 20)
+    sc.close_range(lo)
+
+
+def seal_fds() -> None:
+    """The last step before exec: every fd >= 3 close-on-exec (CVE-2024-21626).
+
+    Like runc's ``utils.CloseExecFrom(3)`` and crun's ``close_range(3, ~0U,
+    CLOSE_RANGE_CLOEXEC)``: whatever is still open - the status pipe, which must
+    stay usable to report a failed exec, or an fd some library opened without
+    O_CLOEXEC after :func:`close_fds_except` - is closed by the exec itself, so the
+    program starts with 0, 1 and 2 only.
+    """
+    sc.close_range(3, sc.FD_MAX, sc.CLOSE_RANGE_CLOEXEC)
+
+
+def check_cwd(name: str) -> None:
+    """Refuse to start a program whose working folder is outside the root it sees.
+
+    runc's ``verifyCwd`` (the CVE-2024-21626 fix): a working folder reached through an
+    fd of the host (``/proc/self/fd/N``) or left over from before the mount namespace
+    was joined is not under ``/``; the kernel's getcwd(2) then answers "(unreachable)"
+    and glibc's getcwd() ENOENT.
+    """
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = ""
+    if not cwd.startswith("/"):
+        raise InvalidInput("chdir: the working folder of the command is outside guest %r's root; refused" % name)
 
 
 def raise_payload(payload: dict) -> None:
@@ -305,6 +333,7 @@ def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w, 
                 os.chdir(cwd)
             except OSError as exc:
                 raise InvalidInput("chdir: %s cannot be entered inside guest %r: %s" % (cwd, meta.name, exc.strerror)) from None
+        check_cwd(meta.name)
         if prepare is not None:
             report = prepare()
             if report is not None:
@@ -314,6 +343,7 @@ def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w, 
             _send(status_w, {"report": None})
             os._exit(0)
         reset_signals()
+        seal_fds()
         if conf is not None:
             confine.apply_late(conf, installed)
     except BaseException as exc:
@@ -424,8 +454,8 @@ def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True,
             # pins are gone, or after, and its scan finds C.
             lock_fd = lock_shared(meta)
             join_namespaces(open_namespaces(meta, types))
-            if "mnt" in types:
-                os.chdir("/")
+            # The guest's / (its root after joining mnt), never the caller's folder on the host.
+            os.chdir("/")
             # Never a chroot here: a guest with a root was refused above without mnt.
             # The caller's other fds (its ends of the pipes above all) must not
             # stay open here, or the program would never see EOF on stdin.

@@ -84,9 +84,118 @@ def wait_spawned(spawned) -> list:
     return [json.loads(line.decode()) for line in raw.split(b"\n") if line.strip()]
 
 
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def relay_tty(spawn) -> list:
+    """Run ``spawn(stdio)`` with pipes in place of the terminal on 0/1/2; relay them; the status messages.
+
+    With a tty (ssh -tt, what ``raw`` asks for) 0/1/2 are the host's /dev/pts/N: handed to
+    the guest, its processes could read and write the host's terminal, ioctl it (TIOCSTI
+    injects input into the host's session) and keep it open.  The guest gets pipes; this
+    process copies the terminal's input to the command and its output back, like runc
+    and crun without a console socket.  Ends when the command ended (E's status pipe is
+    at EOF) and its output has been drained.
+    """
+    import select
+
+    ours, theirs = {}, [0, 1, 2]
+    try:
+        for fd in (0, 1, 2):
+            if _isatty(fd):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                ours[fd], theirs[fd] = (w, r) if fd == 0 else (r, w)
+        spawned = spawn(tuple(theirs))
+    finally:
+        for fd in (0, 1, 2):
+            if fd in ours:
+                os.close(theirs[fd])
+    status, pending, done = [], b"", False
+    in_w = ours.get(0, -1)
+    outs = {ours[fd]: fd for fd in (1, 2) if fd in ours}
+    poller = select.poll()
+    for fd in [spawned.status_fd, *outs]:
+        poller.register(fd, select.POLLIN)
+    if in_w >= 0:
+        os.set_blocking(in_w, False)
+        poller.register(0, select.POLLIN)
+
+    watched = 0 if in_w >= 0 else -1  # the input side polled now: the terminal (0) or the pipe (in_w)
+
+    def watch(fd, ev):
+        nonlocal watched
+        if watched >= 0:
+            poller.unregister(watched)
+        watched = fd
+        if fd >= 0:
+            poller.register(fd, ev)
+
+    def stop_input():
+        nonlocal in_w
+        if in_w >= 0:
+            watch(-1, 0)
+            os.close(in_w)
+            in_w = -1
+
+    try:
+        while not done or outs:
+            events = poller.poll(0 if done else None)
+            if done and not events:
+                break  # the command ended and its output is drained (a daemon it left may keep the pipe)
+            for fd, ev in events:
+                if fd == watched == 0:
+                    data = os.read(0, CHUNK) if ev & select.POLLIN else b""
+                    if data:
+                        pending = data
+                        watch(in_w, select.POLLOUT)
+                    else:
+                        stop_input()
+                elif fd == watched == in_w:
+                    try:
+                        pending = pending[os.write(in_w, pending):]
+                    except BlockingIOError:
+                        continue
+                    except OSError:  # the command closed its stdin
+                        stop_input()
+                        continue
+                    if not pending:
+                        watch(0, select.POLLIN)
+                elif fd == spawned.status_fd and not done:
+                    data = os.read(fd, CHUNK)
+                    status.append(data)
+                    if not data:
+                        poller.unregister(fd)
+                        done = True
+                        stop_input()
+                elif fd in outs:
+                    data = os.read(fd, CHUNK)
+                    if data:
+                        enter.write_all(outs[fd], data)
+                    else:
+                        poller.unregister(fd)
+                        os.close(fd)
+                        del outs[fd]
+    finally:
+        for fd in [*outs, in_w]:
+            if fd >= 0:
+                os.close(fd)
+        os.close(spawned.status_fd)
+        enter.wait_child(spawned.pid)
+    return [json.loads(line.decode()) for line in b"".join(status).split(b"\n") if line.strip()]
+
+
 def run_exec(meta: reg.GuestRecord, cmd: str) -> int:
-    spawned = enter.spawn_in_guest(meta, None, ["/bin/sh", "-c", cmd], guest_env(), (0, 1, 2))
-    msgs = wait_spawned(spawned)
+    def spawn(stdio):
+        return enter.spawn_in_guest(meta, None, ["/bin/sh", "-c", cmd], guest_env(), stdio)
+
+    if any(_isatty(fd) for fd in (0, 1, 2)):
+        msgs = relay_tty(spawn)
+    else:
+        msgs = wait_spawned(spawn((0, 1, 2)))
     failed = [errors.from_payload(m) for m in msgs if "error" in m]
     for exc in failed:
         if not isinstance(exc, ExecFailed):  # entering the guest failed: nothing ran

@@ -295,6 +295,8 @@ def _child_main(spec, registry, hs: handshake.Handshake, create_run: CreateRun, 
             os.dup2(devnull_fd, fd)
         enter.close_fds_except({status_w, reaper_fd})
         enter.reset_signals()
+        os.chdir("/")  # never the caller's folder on the host (without mnt, the host's /)
+        enter.seal_fds()  # status_w and reaper_fd end with the exec (CVE-2024-21626)
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container": "linuxns"}
         try:
             confine.apply(spec.confinement)  # built in the parent (guest_spec.Spec); seccomp last

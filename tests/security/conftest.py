@@ -27,3 +27,12 @@ unit_registry = _unit.unit_registry
 busybox_root = _unit.busybox_root
 reap_zombies = _unit.reap_zombies
 kept_files_in_tmp = _unit.kept_files_in_tmp  # autouse: kept files never go to /etc/linuxns
+
+# the lab fixtures of tests/integration, for the attacks over real ssh (marker integration)
+_INTEGRATION_CONFTEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration", "conftest.py")
+_ispec = importlib.util.spec_from_file_location("linuxns_security_integration_conftest", _INTEGRATION_CONFTEST)
+_integration = importlib.util.module_from_spec(_ispec)
+_ispec.loader.exec_module(_integration)
+lab = _integration.lab
+ansible = _integration.ansible
+lab_exec = _integration.lab_exec
