@@ -16,7 +16,7 @@ import socket
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, handshake, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, handshake, procfs, rootfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -94,10 +94,21 @@ def _setup_mounts(spec: Spec, registry: reg.Registry, pid_private: bool) -> None
     root = spec.root
     sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
     os.chdir(root)
-    for d, mode in (("proc", 0o555), ("dev", 0o755)):
-        if not os.path.isdir(d):
-            os.mkdir(d, mode)
-    sc.mount("proc", "proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    # The guest's /proc and /dev are opened without following links (rootfs.own_dir) and
+    # mounted on through /proc/self/fd: a link the guest left there is refused.
+    here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        proc_fd = rootfs.own_dir(here, "proc", 0o555)
+        os.close(rootfs.own_dir(here, "dev", 0o755))
+    except OSError as exc:
+        raise InvalidInput("root: /%s in the root of guest %r: %s; a guest's /proc and /dev must be folders"
+                           % (exc.filename, spec.name, exc.strerror)) from None
+    finally:
+        os.close(here)
+    try:
+        sc.mount("proc", "/proc/self/fd/%d" % proc_fd, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    finally:
+        os.close(proc_fd)
     _setup_dev(os.path.join(root, "dev"))
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
