@@ -279,3 +279,21 @@ def test_creation_refuses_linked_proc_and_dev(unit_registry, busybox_root, marke
             assert snapshot(marker) == before, (name, form)
             os.unlink(os.path.join(busybox_root, name))
             os.mkdir(os.path.join(busybox_root, name))
+
+
+def test_mount_rollback_removes_only_what_it_made(tmp_path, marker):
+    """namespace_mount's rollback removes the mount points it created.  Between creating
+    /made/point and removing it, the guest swaps /made for a link to a host folder that
+    has a ``point`` of its own: the rollback (here called as the worker calls it, from
+    this process's root) must not remove the host's."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import mount_worker
+
+    (marker / "point").mkdir()
+    before = snapshot(marker)
+    for form, target in links(marker).items():
+        made = tmp_path / ("made-" + form)
+        (made / "point").mkdir(parents=True)
+        shutil.rmtree(made)
+        os.symlink(target if form == "absolute" else "../" * 16 + str(marker).lstrip("/"), str(made))
+        mount_worker._undo([("rm", str(made / "point"))])
+        assert snapshot(marker) == before, "the rollback removed the host's %s/point through the %s link" % (marker, form)
