@@ -4,7 +4,7 @@
 
 The connection plugin runs this with the *host's* Python over ssh, built at run
 time from this file and the module_utils it imports (errors, syscalls,
-procfs, registry, confine, enter: see ``plugins/plugin_utils/entry_program.py``).  Entering is
+rootfs, procfs, registry, confine, enter: see ``plugins/plugin_utils/entry_program.py``).  Entering is
 :func:`enter.spawn_in_guest`, the same path ``guest_enter_exec`` uses; this
 file only adds the small command line the connection speaks::
 
@@ -34,7 +34,7 @@ import json
 import os
 import sys
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors, rootfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import ExecFailed, GuestError, GuestStale, InvalidInput, PathError
 
@@ -240,6 +240,27 @@ def _path_error(verb: str, path: str, name: str, exc: OSError) -> PathError:
     return PathError("cannot %s %s inside guest %r: %s" % (verb, path, name, exc.strerror or exc))
 
 
+def _open_in_guest(path: str, name: str, verb: str) -> int:
+    """Open ``path`` for put ("write") or fetch ("read"), in the guest's mount namespace.
+
+    ``/`` is the guest's root here; the path is still resolved with
+    :func:`rootfs.open_regular` (openat2 RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS): no
+    /proc magic link leads it to a file of the host, and a FIFO or a device is
+    refused instead of blocking the transfer or streaming without end.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC if verb == "write" else os.O_RDONLY
+    try:
+        root_fd = rootfs.open_root("/")
+        try:
+            return rootfs.open_regular(root_fd, path, flags, 0o644)
+        finally:
+            os.close(root_fd)
+    except rootfs.NotRegular as exc:
+        raise PathError("cannot %s %s inside guest %r: %s; it is not %s" % (verb, path, name, exc.strerror, "written" if verb == "write" else "read")) from None
+    except OSError as exc:
+        raise _path_error(verb, path, name, exc) from None
+
+
 def put(meta: reg.GuestRecord, path: str, size: str) -> int:
     name = meta.name
     try:
@@ -248,10 +269,7 @@ def put(meta: reg.GuestRecord, path: str, size: str) -> int:
         raise InvalidInput("put: size %r is not a number" % size) from None
 
     def write_file():
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOCTTY | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise _path_error("write", path, name, exc) from None
+        fd = _open_in_guest(path, name, "write")
         try:
             n = _copy(0, fd) if want else 0
         except OSError as exc:
@@ -270,10 +288,7 @@ def _reader(meta: reg.GuestRecord, path: str):
     name = meta.name
 
     def read_file():
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise _path_error("read", path, name, exc) from None
+        fd = _open_in_guest(path, name, "read")
         try:
             n = _copy(fd, 1)
         except OSError as exc:
@@ -346,10 +361,7 @@ def place(registry: reg.Registry, meta: reg.GuestRecord, staged: str, path: str)
         name = meta.name
 
         def write_file():
-            try:
-                out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOCTTY | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                raise _path_error("write", path, name, exc) from None
+            out = _open_in_guest(path, name, "write")
             try:
                 n = _copy(0, out)
             except OSError as exc:

@@ -202,10 +202,17 @@ def _undo(undo: list) -> None:
             if item[0] == "umount":
                 sc.umount2(item[1], sc.MNT_DETACH | sc.UMOUNT_NOFOLLOW)
             elif item[0] == "rm":
-                if os.path.isdir(item[1]) and not os.path.islink(item[1]):
-                    os.rmdir(item[1])
-                else:
-                    os.unlink(item[1])
+                # relative to its folder, opened by the O_NOFOLLOW walk: a folder the guest
+                # swapped for a link since it was made is not followed
+                parent, name = item[1].rsplit("/", 1)
+                pfd, _c = walk(parent)
+                try:
+                    if _stat.S_ISDIR(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode):
+                        os.rmdir(name, dir_fd=pfd)
+                    else:
+                        os.unlink(name, dir_fd=pfd)
+                finally:
+                    os.close(pfd)
             elif item[0] == "attr":
                 fd, _c = walk(item[1])
                 try:

@@ -463,3 +463,25 @@ def elf_is_static(fd: int) -> bool:
         return False
     types = (struct.unpack(end + "I", table[i * phentsize:i * phentsize + 4])[0] for i in range(phnum))
     return 3 not in types  # PT_INTERP
+
+
+# openat2(2) (Linux 5.6+): path resolution scoped to a directory, the way runc's
+# pathrs/securejoin and LXC's safe_mount open paths inside a container's root.
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+
+class OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """openat2(dirfd, path, {flags, mode, resolve}); the new fd.  ENOSYS on kernels before 5.6."""
+    tmpfile = getattr(os, "O_TMPFILE", 0)
+    creates = flags & os.O_CREAT or (tmpfile and flags & tmpfile == tmpfile)
+    how = OpenHow(flags, mode if creates else 0, resolve)
+    res = _syscall("openat2", ctypes.c_int(dirfd), ctypes.c_char_p(_b(path)), ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    return _check(res, "openat2", str(path))

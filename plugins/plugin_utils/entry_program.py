@@ -3,7 +3,7 @@
 """Builds the entry program the ``guest`` connection runs with the host's Python.
 
 Like Ansiballz, the program is assembled on the controller from the
-collection's own module_utils sources (errors, syscalls, procfs, registry, confine, enter
+collection's own module_utils sources (errors, syscalls, rootfs, procfs, registry, confine, enter
 and entry - the one enter path ``guest_enter_exec`` uses too): docstrings and
 comments are stripped, the sources are embedded in a small bootstrap that
 registers them as modules under their real names, and the whole is compressed
@@ -31,7 +31,7 @@ import zlib
 
 PACKAGE = "ansible_collections.linuxns.guests.plugins.module_utils"
 # Dependency order: each module only imports the ones before it.
-MODULES = ("errors", "syscalls", "procfs", "registry", "confine", "enter", "entry")
+MODULES = ("errors", "syscalls", "rootfs", "procfs", "registry", "confine", "enter", "entry")
 
 BOOTSTRAP = r'''
 import sys, types, os, marshal, stat

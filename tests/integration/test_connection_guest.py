@@ -293,6 +293,33 @@ def test_raw_in_a_guest_without_python(fleet):
     # (a module there fails: see test_errors_name_what_is_wrong)
 
 
+def test_put_and_fetch_of_a_link_out_of_the_root_stay_in_the_guest(fleet):
+    """docs/security.md, "Symlink races": the guest's root put a link to a host file (an
+    absolute one and one climbing with '..') where Ansible fetches and copies.  The
+    connection's put and fetch run inside the guest's mount namespace: the links resolve
+    inside the guest, the host file is neither fetched nor changed.  (A FIFO there is
+    tested at unit level, tests/security/test_symlink_races.py: through Ansible, the
+    fetch action's own stat module, run in the guest, would block on it first.)"""
+    root = fleet.roots["c02"]
+    marker = os.path.join(fleet.base, "host-marker")
+    with open(marker, "w") as f:
+        f.write("host marker\n")
+    before = os.stat(marker)
+    os.symlink(marker, os.path.join(root, "tmp", "abs-link"))
+    os.symlink("../" * 16 + marker.lstrip("/"), os.path.join(root, "tmp", "rel-link"))
+    dest = os.path.join(fleet.base, "fetched-links")
+    # one task per link (each costs an Ansible round trip): fetch through one, copy through the other
+    tasks = [{"name": "fetch", "ansible.builtin.fetch": {"src": "/tmp/rel-link", "dest": dest + "/", "flat": True}, "ignore_errors": True},
+             {"name": "copy", "ansible.builtin.copy": {"content": "from the controller\n", "dest": "/tmp/abs-link"}, "ignore_errors": True}]
+    run = fleet.playbook([{"hosts": "c02", "gather_facts": False, "tasks": tasks}])
+    for task in tasks:
+        no_traceback(run.task(task["name"]))
+    with open(marker) as f:
+        assert f.read() == "host marker\n"
+    assert os.stat(marker).st_mtime_ns == before.st_mtime_ns
+    assert not os.path.exists(dest) or not os.listdir(dest), os.listdir(dest)
+
+
 def test_errors_name_what_is_wrong(fleet, tmp_path):
     doc = fleet_doc(fleet.lab, fleet.roots, extra_lab1=[{"name": MISSING}])
     doc["hosts"]["down"] = {"address": fleet.lab.host(1).address, "vars": dict(doc["hosts"]["lab1"]["vars"], ansible_port=1),

@@ -24,7 +24,7 @@ PKG = "ansible_collections.linuxns.guests.plugins."
 MU = PKG + "module_utils"
 # The entry program the connection ships to the host bundles exactly these files of
 # module_utils, in dependency order (each imports only the ones before it).
-ENTRY_BUNDLE = ("errors", "syscalls", "procfs", "registry", "confine", "enter", "entry")
+ENTRY_BUNDLE = ("errors", "syscalls", "rootfs", "procfs", "registry", "confine", "enter", "entry")
 # Standard-library modules that talk to the kernel: only module_utils may use them.
 KERNEL_MODULES = {"ctypes", "fcntl", "socket", "select", "subprocess", "signal", "mmap", "termios", "pty"}
 # module_utils files that may use ansible-core's own module_utils (argument-spec

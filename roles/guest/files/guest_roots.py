@@ -12,95 +12,203 @@
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 
 DIRS = ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "proc", "dev", "run", "var", "root", "www")
+DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Fail(Exception):
     pass
 
 
-def inside(root, rel, guest):
+# Every path below a guest's root is opened relative to an fd of that root, one
+# component at a time with O_NOFOLLOW (module_utils/rootfs.py's walk; this file runs
+# with the target's bare Python and cannot import it). A link the guest put anywhere
+# in a folder's path is refused, so no write of this host-root process lands outside
+# the root; the last component is only ever created, replaced or unlinked, never
+# followed. Files are opened O_NONBLOCK and read only when regular (a FIFO never
+# blocks the role).
+def parts_of(rel, guest):
     parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
+    if ".." in parts:
         raise Fail("guest %s: file path %r must be absolute inside the guest, without '..'" % (guest, rel))
-    path = root
-    for p in parts[:-1]:
-        path = os.path.join(path, p)
-        if os.path.islink(path):
-            raise Fail("guest %s: %r has a symbolic link in its path" % (guest, rel))
-    return os.path.join(path, parts[-1])
+    return parts
 
 
-def want_file(path, content, mode, check, changes, what):
-    data = content.encode()
+def open_dir(root_fd, rel, guest, create):
+    """O_PATH fd of the folder ``rel`` below ``root_fd``; None when missing and not ``create``."""
+    cur = os.dup(root_fd)
+    sofar = ""
     try:
-        if os.path.islink(path):
-            os.unlink(path) if not check else None
-            raise FileNotFoundError
-        with open(path, "rb") as f:
-            same = f.read() == data
-        same = same and (os.stat(path).st_mode & 0o7777) == mode
+        for part in parts_of(rel, guest):
+            sofar += "/" + part
+            try:
+                nfd = os.open(part, DIR_FLAGS, dir_fd=cur)
+            except FileNotFoundError:
+                if not create:
+                    os.close(cur)
+                    return None
+                try:
+                    os.mkdir(part, 0o755, dir_fd=cur)
+                except FileExistsError:
+                    pass
+                nfd = os.open(part, DIR_FLAGS, dir_fd=cur)
+            except NotADirectoryError:
+                nfd = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+            mode = os.fstat(nfd).st_mode
+            os.close(cur)
+            cur = nfd
+            if stat.S_ISLNK(mode):
+                raise Fail("guest %s: %s has a symbolic link in its path (%s); the role never follows links in a guest's root"
+                           % (guest, rel, sofar))
+            if not stat.S_ISDIR(mode):
+                raise Fail("guest %s: %s is not a folder" % (guest, sofar))
+        return cur
+    except BaseException:
+        os.close(cur)
+        raise
+
+
+def lstat_at(dfd, name):
+    try:
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
-        same = False
-    if same:
+        return None
+
+
+def same_content(dfd, name, data, mode):
+    st = lstat_at(dfd, name)
+    if st is None or not stat.S_ISREG(st.st_mode) or (st.st_mode & 0o7777) != mode or st.st_size != len(data):
+        return False
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=dfd)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return False
+        return f.read(len(data) + 1) == data
+
+
+def replace_file(dfd, name, data, mode, mtime_ns=None):
+    """Write ``data`` beside ``name`` in the folder ``dfd`` and rename it over ``name``."""
+    st = lstat_at(dfd, name)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise OSError(21, "Is a folder", name)
+    tmp = "." + name + ".linuxns-tmp"
+    try:
+        os.unlink(tmp, dir_fd=dfd)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            if mtime_ns is not None:
+                os.utime(f.fileno(), ns=(mtime_ns, mtime_ns))
+        os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dfd)
+        except OSError:
+            pass
+        raise
+
+
+def want_file(root_fd, rel, content, mode, check, changes, what, guest):
+    parts = parts_of(rel, guest)
+    if not parts:
+        raise Fail("guest %s: file path %r names the root itself" % (guest, rel))
+    data = content.encode()
+    dfd = open_dir(root_fd, "/".join(parts[:-1]), guest, create=not check)
+    if dfd is None:  # check mode: its folder does not exist yet
+        changes.append(what)
         return
-    changes.append(what)
-    if check:
-        return
-    tmp = path + ".linuxns-tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    try:
+        if same_content(dfd, parts[-1], data, mode):
+            return
+        changes.append(what)
+        if not check:
+            replace_file(dfd, parts[-1], data, mode)
+    finally:
+        os.close(dfd)
 
 
 def build(spec, busybox, check, changes, applets):
     root = spec["root"]
-    for d in ("",) + DIRS:
-        path = os.path.join(root, d)
-        if not os.path.isdir(path):
+    guest = spec["name"]
+    if not os.path.isdir(root):
+        changes.append("folder /")
+        if check:
+            changes.extend(["folder /" + d for d in DIRS] + ["/bin/busybox", "%d applet links" % len(applets), "/etc/passwd", "/etc/group"])
+            return
+        os.makedirs(root, 0o755, exist_ok=True)
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        build_in(root_fd, spec, busybox, check, changes, applets, guest)
+    finally:
+        os.close(root_fd)
+
+
+def build_in(root_fd, spec, busybox, check, changes, applets, guest):
+    for d in DIRS:
+        dfd = open_dir(root_fd, d, guest, create=False)
+        if dfd is None:
             changes.append("folder /" + d)
             if not check:
-                os.makedirs(path, 0o755, exist_ok=True)
-    os.chmod(os.path.join(root, "tmp"), 0o1777) if not check or os.path.isdir(os.path.join(root, "tmp")) else None
-    target = os.path.join(root, "bin", "busybox")
+                dfd = open_dir(root_fd, d, guest, create=True)
+        if dfd is not None:
+            os.close(dfd)
+    tmp = open_dir(root_fd, "tmp", guest, create=False)
+    if tmp is not None:
+        os.close(tmp)
+        fd = os.open("tmp", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
+        try:
+            if os.fstat(fd).st_mode & 0o7777 != 0o1777 and not check:
+                os.fchmod(fd, 0o1777)
+        finally:
+            os.close(fd)
     src = os.stat(busybox)
-    try:
-        st = os.lstat(target)
-        fresh = st.st_size == src.st_size and int(st.st_mtime) == int(src.st_mtime)
-    except FileNotFoundError:
-        fresh = False
+    bin_fd = open_dir(root_fd, "bin", guest, create=False)
+    st = lstat_at(bin_fd, "busybox") if bin_fd is not None else None
+    fresh = st is not None and stat.S_ISREG(st.st_mode) and st.st_size == src.st_size and int(st.st_mtime) == int(src.st_mtime)
     if not fresh:
         changes.append("/bin/busybox")
         if not check:
-            shutil.copy2(busybox, target + ".linuxns-tmp")
-            os.replace(target + ".linuxns-tmp", target)
+            with open(busybox, "rb") as f:
+                replace_file(bin_fd, "busybox", f.read(), stat.S_IMODE(src.st_mode), src.st_mtime_ns)
+    if bin_fd is not None:
+        os.close(bin_fd)
     missing = 0
-    for rel in applets:
-        link = os.path.join(root, rel)
-        if os.path.islink(link) and os.readlink(link) == "/bin/busybox":
-            continue
-        if os.path.lexists(link) and not os.path.islink(link):
-            continue  # a real program of the same name is kept
-        missing += 1
-        if not check:
-            if os.path.lexists(link):
-                os.unlink(link)
-            os.makedirs(os.path.dirname(link), 0o755, exist_ok=True)
-            os.symlink("/bin/busybox", link)
+    folders = {}
+    try:
+        for rel in applets:
+            folder, name = os.path.split(rel)
+            if folder not in folders:
+                folders[folder] = open_dir(root_fd, folder, guest, create=not check)
+            dfd = folders[folder]
+            st = lstat_at(dfd, name) if dfd is not None else None
+            if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=dfd) == "/bin/busybox":
+                continue
+            if st is not None and not stat.S_ISLNK(st.st_mode):
+                continue  # a real program of the same name is kept
+            missing += 1
+            if not check:
+                if st is not None:
+                    os.unlink(name, dir_fd=dfd)
+                os.symlink("/bin/busybox", name, dir_fd=dfd)
+    finally:
+        for dfd in folders.values():
+            if dfd is not None:
+                os.close(dfd)
     if missing:
         changes.append("%d applet links" % missing)
-    if check and not os.path.isdir(os.path.join(root, "etc")):
-        changes.extend(["/etc/passwd", "/etc/group"])
-        return
-    want_file(os.path.join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n", 0o644, check, changes, "/etc/passwd")
-    want_file(os.path.join(root, "etc/group"), "root:x:0:\n", 0o644, check, changes, "/etc/group")
+    want_file(root_fd, "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644, check, changes, "/etc/passwd", guest)
+    want_file(root_fd, "/etc/group", "root:x:0:\n", 0o644, check, changes, "/etc/group", guest)
     if spec.get("hostname"):
-        want_file(os.path.join(root, "etc/hostname"), spec["hostname"] + "\n", 0o644, check, changes, "/etc/hostname")
+        want_file(root_fd, "/etc/hostname", spec["hostname"] + "\n", 0o644, check, changes, "/etc/hostname", guest)
 
 
 def main():
@@ -125,13 +233,16 @@ def main():
         if spec.get("inittab") is not None:
             files.append({"path": "/etc/inittab", "content": "".join(line + "\n" for line in spec["inittab"]), "mode": "0644"})
         for f in files:
-            path = inside(root, f["path"], spec["name"])
-            if check and not os.path.isdir(os.path.dirname(path)):
-                changes.append(f["path"])
-                continue
-            if not check:
-                os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
-            want_file(path, f.get("content", ""), int(str(f.get("mode") or "0644"), 8), check, changes, f["path"])
+            parts_of(f["path"], spec["name"])
+        if files and os.path.isdir(root):
+            root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                for f in files:
+                    want_file(root_fd, f["path"], f.get("content", ""), int(str(f.get("mode") or "0644"), 8), check, changes, f["path"], spec["name"])
+            finally:
+                os.close(root_fd)
+        elif files:
+            changes.extend(f["path"] for f in files)
         if changes:
             out[spec["name"]] = changes
     for spec in req.get("purge", []):
