@@ -120,8 +120,8 @@ def _mountpoint(name: str, mode: int, optional: bool = False) -> bool:
             raise
         return True
     if not stat.S_ISDIR(st.st_mode):
-        raise GuestError("the guest's root has /%s that is not a folder (a symlink or a file): a guest with a root "
-                         "gets its own /%s mounted there; make it a folder" % (name, name))
+        raise InvalidInput("root: /%s in the guest's root is a symbolic link or a file, not a folder: a guest with a "
+                           "root gets its own /%s mounted there; make it a folder" % (name, name))
     return True
 
 

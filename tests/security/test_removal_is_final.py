@@ -134,7 +134,7 @@ def test_no_process_survives_batch_removal(unit_registry, types):
         try:
             for name in BATCH:
                 meta = unit_registry.find(name)
-                inodes[name] = {t: pin["ino"] for t, pin in meta["pins"].items()}
+                inodes[name] = {t: pin.ino for t, pin in meta.pins.items()}
                 ready_r, ready_w = os.pipe()
                 stop_r, stop_w = os.pipe()
                 pid = os.fork()

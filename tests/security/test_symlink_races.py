@@ -274,7 +274,7 @@ def test_creation_refuses_linked_proc_and_dev(unit_registry, busybox_root, marke
             replace_with_link(os.path.join(busybox_root, name), target)
             with pytest.raises(InvalidInput) as info:
                 guests.ensure_guests(unit_registry, [{"name": "sec-create", "root": busybox_root}])
-            assert "/%s in the root of guest 'sec-create'" % name in info.value.msg and "symbolic link" in info.value.msg
+            assert "/%s in the guest's root is a symbolic link" % name in info.value.msg and "sec-create" in info.value.msg
             assert "sec-create" not in unit_registry.names(), (name, form)
             assert snapshot(marker) == before, (name, form)
             os.unlink(os.path.join(busybox_root, name))
