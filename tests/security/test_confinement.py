@@ -180,7 +180,9 @@ def probes(lab, ansible):
     make_root(root)
     numbers = {n: confine.SYSCALLS[confine.machine()][n] for n in
                ("kexec_load", "init_module", "finit_module", "delete_module", "bpf", "keyctl", "open_by_handle_at")}
-    guest = {"name": NAME, "root": root}
+    # its own table folder, given to every task: a folder noted in the lab host's state by an
+    # earlier module must not receive this guest's kept files (nor this module's, a later one's)
+    guest = {"name": NAME, "root": root, "table_dir": base + "/tables"}
     if PRIVILEGED:
         guest["privileged"] = True
     try:
@@ -195,7 +197,7 @@ def probes(lab, ansible):
         assert res["rc"] == 0, res.result
         yield json.loads(res["stdout"])
     finally:
-        ansible.playbook([{CREATE: {"name": NAME, "state": "absent", "stop_timeout": 2}}])
+        ansible.playbook([{CREATE: {"name": NAME, "state": "absent", "stop_timeout": 2, "table_dir": base + "/tables"}}])
         assert not os.path.exists(ro + "/written")
         shutil.rmtree(base, ignore_errors=True)
 

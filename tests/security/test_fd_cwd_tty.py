@@ -302,10 +302,11 @@ def lab_guest(lab, ansible):
             f.write("root:x:0:0:root:/root:/bin/sh\n")
         os.symlink("/etc", os.path.join(root, "srv", "abs"))
         os.symlink("../../../../../../../..", os.path.join(root, "srv", "up"))
-        ansible.playbook([{"linuxns.guests.namespace_create": {"name": LAB_GUEST, "root": root}}], hosts="lab1")
+        ansible.playbook([{"linuxns.guests.namespace_create": {"name": LAB_GUEST, "root": root, "table_dir": base + "/tables"}}], hosts="lab1")
         yield {"root": root, "base": base}
     finally:
-        ansible.playbook([{"linuxns.guests.namespace_create": {"name": LAB_GUEST, "state": "absent", "stop_timeout": 2}}], hosts="lab1")
+        ansible.playbook([{"linuxns.guests.namespace_create": {"name": LAB_GUEST, "state": "absent", "stop_timeout": 2,
+                                                                    "table_dir": base + "/tables"}}], hosts="lab1")
         shutil.rmtree(base, ignore_errors=True)
 
 
