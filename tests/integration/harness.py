@@ -292,3 +292,24 @@ def lab_exec(lab, host: int | str, argv: Sequence[str], check: bool = True,
              **kw) -> subprocess.CompletedProcess:
     """Run ARGV inside lab host HOST (all its namespaces) from outside Ansible."""
     return lab.exec(host_number(host), list(argv), check=check, **kw)
+
+
+def busybox_tree(path: str, dirs: Sequence[str] = (), libs: bool = False, passwd: bool = False) -> None:
+    """A guest root of this machine's static busybox at ``path``: /bin/busybox with a link
+    per applet, the folders ``dirs``, with ``libs`` the /lib and /lib64 links into /usr (for
+    a /usr bound from the lab host), with ``passwd`` an /etc/passwd of root."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    for d in ("bin", *dirs):
+        os.makedirs(os.path.join(path, d), exist_ok=True)
+    shutil.copy2(busybox, os.path.join(path, "bin", "busybox"))
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            os.symlink("busybox", os.path.join(path, "bin", applet))
+    if libs:
+        os.symlink("usr/lib", os.path.join(path, "lib"))
+        os.symlink("usr/lib64", os.path.join(path, "lib64"))
+    if passwd:
+        os.makedirs(os.path.join(path, "etc"), exist_ok=True)
+        with open(os.path.join(path, "etc", "passwd"), "w") as f:
+            f.write("root:x:0:0:root:/root:/bin/sh\n")

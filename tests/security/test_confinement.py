@@ -26,8 +26,8 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
 
+import harness
 import pytest
 
 from ansible_collections.linuxns.guests.plugins.module_utils import confine
@@ -156,15 +156,8 @@ print(json.dumps(out))
 
 def make_root(path: str) -> None:
     """A busybox root; /usr and /ro are empty mount points, /probe holds the marker."""
-    for d in ("bin", "etc", "usr", "proc", "dev", "ro", "probe/tmp"):
-        os.makedirs(os.path.join(path, d), exist_ok=True)
+    harness.busybox_tree(path, ("etc", "usr", "proc", "dev", "ro", "probe/tmp"), libs=True)
     os.chmod(os.path.join(path, "probe", "tmp"), 0o1777)
-    shutil.copy2("/bin/busybox", os.path.join(path, "bin", "busybox"))
-    for applet in subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split():
-        if applet != "busybox":
-            os.symlink("busybox", os.path.join(path, "bin", applet))
-    os.symlink("usr/lib", os.path.join(path, "lib"))
-    os.symlink("usr/lib64", os.path.join(path, "lib64"))
     with open(os.path.join(path, "probe", "marker"), "w") as f:
         f.write(SECRET)
 

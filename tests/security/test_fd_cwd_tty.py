@@ -30,8 +30,8 @@ import ctypes
 import json
 import os
 import shutil
-import subprocess
 
+import harness
 import pytest
 
 from ansible_collections.linuxns.guests.plugins.module_utils import enter, guests
@@ -287,19 +287,10 @@ def lab_guest(lab, ansible):
     """One guest with a busybox root on lab1 (guest marker, symlinks in /srv); removed afterwards."""
     base = "/var/tmp/linuxns-sec-fdx-%d" % os.getpid()
     root = os.path.join(base, "root")
-    busybox = shutil.which("busybox") or "/bin/busybox"
     try:
-        for d in ("bin", "etc", "root", "proc", "dev", "tmp", "srv"):
-            os.makedirs(os.path.join(root, d), exist_ok=True)
-        shutil.copy2(busybox, os.path.join(root, "bin", "busybox"))
-        applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
-        for applet in applets:
-            if applet != "busybox":
-                os.symlink("busybox", os.path.join(root, "bin", applet))
+        harness.busybox_tree(root, ("etc", "root", "proc", "dev", "tmp", "srv"), passwd=True)
         with open(os.path.join(root, GUEST_MARK), "w") as f:
             f.write("guest\n")
-        with open(os.path.join(root, "etc", "passwd"), "w") as f:
-            f.write("root:x:0:0:root:/root:/bin/sh\n")
         os.symlink("/etc", os.path.join(root, "srv", "abs"))
         os.symlink("../../../../../../../..", os.path.join(root, "srv", "up"))
         ansible.playbook([{"linuxns.guests.namespace_create": {"name": LAB_GUEST, "root": root, "table_dir": base + "/tables"}}], hosts="lab1")

@@ -19,24 +19,16 @@ Every probe is harmless even when the protection it checks is missing:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
-import subprocess
 
+import harness
 import pytest
 
 pytestmark = pytest.mark.integration
 
-# The lab fixtures (lab, ansible, lab_exec) of tests/integration, for this module.
-_IT_CONFTEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration", "conftest.py")
-_spec = importlib.util.spec_from_file_location("linuxns_security_it_conftest", _IT_CONFTEST)
-_it = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_it)
-lab = _it.lab
-ansible = _it.ansible
-lab_exec = _it.lab_exec
+# The lab fixtures (lab, ansible, lab_exec) come from tests/security/conftest.py.
 
 CREATE = "linuxns.guests.namespace_create"
 MOUNT = "linuxns.guests.namespace_mount"
@@ -163,16 +155,7 @@ def sha256(path: str) -> str:
 
 def make_root(path: str) -> None:
     """A busybox root; /usr an empty mount point for the lab host's /usr (Python)."""
-    for d in ("bin", "etc", "root", "usr", "tmp"):
-        os.makedirs(os.path.join(path, d), exist_ok=True)
-    shutil.copy2("/bin/busybox", os.path.join(path, "bin", "busybox"))
-    for applet in subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split():
-        if applet != "busybox":
-            os.symlink("busybox", os.path.join(path, "bin", applet))
-    os.symlink("usr/lib", os.path.join(path, "lib"))
-    os.symlink("usr/lib64", os.path.join(path, "lib64"))
-    with open(os.path.join(path, "etc", "passwd"), "w") as f:
-        f.write("root:x:0:0:root:/root:/bin/sh\n")
+    harness.busybox_tree(path, ("etc", "root", "usr", "tmp"), libs=True, passwd=True)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +163,7 @@ def guest(lab, ansible):
     """The module's guest on lab1: busybox root, the lab host's /usr read-only, default
     namespaces; its reaper is a copy of catatonit bound over /usr/bin/catatonit in lab1."""
     def run(argv, check=True):
-        return _it._lab_exec(lab, "lab1", argv, check=check)
+        return harness.lab_exec(lab, "lab1", argv, check=check)
 
     base = "/var/tmp/linuxns-sec-mask-%d" % os.getpid()  # /var/tmp: seen by the lab hosts
     root = os.path.join(base, "root")
