@@ -76,6 +76,43 @@ def racer(meta: dict, ready_w: int, stop_r: int, types, token: str) -> None:  # 
 
 
 @pytest.mark.timeout(300)
+def start_racer(meta, types, token: str) -> tuple:
+    """Fork a :func:`racer` for ``meta``; return (pid, the fd that stops it) once it has
+    entered the guest once: from then on it races the removal."""
+    ready_r, ready_w = os.pipe()
+    stop_r, stop_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover
+        os.close(ready_r)
+        os.close(stop_w)
+        racer(meta, ready_w, stop_r, types, token)
+    os.close(ready_w)
+    os.close(stop_r)
+    try:
+        os.read(ready_r, 1)
+    finally:
+        os.close(ready_r)
+    return pid, stop_w
+
+
+def stop_racers(pids, stops) -> None:
+    for stop_w in stops:
+        os.write(stop_w, b"s")
+        os.close(stop_w)
+    for pid in pids:
+        enter.wait_child(pid)
+
+
+def kill_left(left) -> list:
+    """Kill what a broken removal left behind (the old code's survivors); their pids, sorted."""
+    for p in left:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return sorted(left)
+
+
 @pytest.mark.parametrize("types", [None, ["net"]], ids=["all-namespaces", "net-only"])
 def test_no_process_survives_removal(unit_registry, types):
     """Race entering against removal (ROUNDS times) for a guest without a PID namespace,
@@ -87,31 +124,14 @@ def test_no_process_survives_removal(unit_registry, types):
         meta = unit_registry.find(NAME)
         inodes = {t: pin.ino for t, pin in meta.pins.items()}
         token = "%d-%d-%d" % (os.getpid(), i, time.monotonic_ns())
-        ready_r, ready_w = os.pipe()
-        stop_r, stop_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover
-            os.close(ready_r)
-            os.close(stop_w)
-            racer(meta, ready_w, stop_r, types, token)
-        os.close(ready_w)
-        os.close(stop_r)
+        pid, stop_w = start_racer(meta, types, token)
         try:
-            os.read(ready_r, 1)  # it has entered once: from now on it races the removal
             guests.ensure_guests(unit_registry, [{"name": NAME, "state": "absent"}])
         finally:
-            os.write(stop_w, b"s")
-            os.close(stop_w)
-            os.close(ready_r)
-            enter.wait_child(pid)
+            stop_racers([pid], [stop_w])
         left = in_namespaces(inodes, token)
         if left:
-            survivors[i] = sorted(left)
-            for p in left:  # clean up what the old code left behind
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            survivors[i] = kill_left(left)
     assert survivors == {}, "processes outlived the removal (round: pids): %r" % survivors
 
 
@@ -135,33 +155,14 @@ def test_no_process_survives_batch_removal(unit_registry, types):
             for name in BATCH:
                 meta = unit_registry.find(name)
                 inodes[name] = {t: pin.ino for t, pin in meta.pins.items()}
-                ready_r, ready_w = os.pipe()
-                stop_r, stop_w = os.pipe()
-                pid = os.fork()
-                if pid == 0:  # pragma: no cover
-                    os.close(ready_r)
-                    os.close(stop_w)
-                    racer(meta, ready_w, stop_r, types, token)
-                os.close(ready_w)
-                os.close(stop_r)
+                pid, stop_w = start_racer(meta, types, token)
                 racers.append(pid)
                 stops.append(stop_w)
-                os.read(ready_r, 1)  # it has entered once: from now on it races the removal
-                os.close(ready_r)
             guests.ensure_guests(unit_registry, [{"name": n, "state": "absent"} for n in BATCH])
         finally:
-            for stop_w in stops:
-                os.write(stop_w, b"s")
-                os.close(stop_w)
-            for pid in racers:
-                enter.wait_child(pid)
+            stop_racers(racers, stops)
         for name in BATCH:
             left = in_namespaces(inodes.get(name, {}), token)
             if left:
-                survivors["%d %s" % (i, name)] = sorted(left)
-                for p in left:  # clean up what a broken sweep left behind
-                    try:
-                        os.kill(p, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+                survivors["%d %s" % (i, name)] = kill_left(left)
     assert survivors == {}, "processes outlived the batch removal (round guest: pids): %r" % survivors
