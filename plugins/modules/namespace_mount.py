@@ -326,6 +326,8 @@ OPTIONS = dict(
     mirror_state=dict(type="str", choices=["present", "absent"], default="present"),
 )
 MOUNT_ENTRY = entry_spec(OPTIONS, PER_MOUNT_KEYS)
+# an entry of guests: (its mounts are then entries of MOUNT_ENTRY, named guests[N].mounts[M])
+GUEST_ENTRY = {"guest": {"type": "str"}, "mounts": {"type": "list", "elements": "raw"}}
 
 
 def _body(module):
@@ -359,16 +361,11 @@ def _body(module):
 def _many_guests(module, registry, table_dir: str) -> dict:
     params = module.params
     per_guest = []
-    for i, item in enumerate(params["guests"]):
+    for i, item in enumerate(entries_of(params, "guests", GUEST_ENTRY)):
         where = "guests[%d]" % i
-        unknown = sorted(set(item) - {"guest", "mounts"})
-        if unknown:
-            raise InvalidInput("%s: unknown option(s) %s; an entry has guest and mounts" % (where, ", ".join(unknown)))
         if not item.get("guest"):
             raise InvalidInput("%s: guest is required" % where)
         listed = item.get("mounts") or []
-        if not isinstance(listed, list):
-            raise InvalidInput("%s.mounts must be a list" % where)
         entries = entries_of(dict(params, mounts=listed), "mounts", MOUNT_ENTRY, "path", prefix=where + ".")
         per_guest.append((where, str(item["guest"]), entries))
     metas = mounts.validate_many(registry, per_guest)
