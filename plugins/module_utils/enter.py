@@ -21,6 +21,7 @@ import signal
 import time
 
 from ansible_collections.linuxns.guests.plugins.module_utils import confine, errors
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     ExecFailed,
@@ -31,12 +32,12 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
 )
 
 
-def guest_types(meta: dict) -> list:
+def guest_types(meta: reg.GuestRecord) -> list:
     """Namespace types the guest has (private or shared), nsenter order."""
     return sc.ns_order(meta.pins)
 
 
-def check_types(meta: dict, types, param: str = "namespaces") -> list:
+def check_types(meta: reg.GuestRecord, types, param: str = "namespaces") -> list:
     """Validate a requested subset of the guest's namespace types."""
     have = guest_types(meta)
     if types is None:
@@ -53,7 +54,7 @@ def check_types(meta: dict, types, param: str = "namespaces") -> list:
     return sc.ns_order(types)
 
 
-def check_entry(meta: dict, types, root: bool = True, param: str = "namespaces") -> list:
+def check_entry(meta: reg.GuestRecord, types, root: bool = True, param: str = "namespaces") -> list:
     """The checked types to enter; refuses what would put the program outside the guest's root.
 
     A guest with a root folder is entered only through its own mount namespace
@@ -83,7 +84,7 @@ def check_entry(meta: dict, types, root: bool = True, param: str = "namespaces")
     return types
 
 
-def open_namespaces(meta: dict, types) -> list:
+def open_namespaces(meta: reg.GuestRecord, types) -> list:
     """Open the pins of ``types`` (before the first setns); list of (type, fd)."""
     fds = []
     try:
@@ -213,7 +214,7 @@ def wait_child(pid: int) -> int:
             return 0
 
 
-def call_in_guest(meta: dict, types, func, *args, **kwargs):
+def call_in_guest(meta: reg.GuestRecord, types, func, *args, **kwargs):
     """Run ``func(*args, **kwargs)`` in a forked child inside the guest's ``types``.
 
     The result must be JSON-serialisable; a GuestError raised by ``func`` is
@@ -235,7 +236,7 @@ def call_in_guest(meta: dict, types, func, *args, **kwargs):
     return run_forked(meta, body)
 
 
-def run_forked(meta: dict, body, *args):
+def run_forked(meta: reg.GuestRecord, body, *args):
     """Run ``body(wfd, *args)`` in a forked, non-dumpable child; return its result.
 
     The child sends back ``{"ok": result}`` or the error it raised through a
@@ -374,7 +375,7 @@ def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w, 
 LOCK_WAIT = 120.0
 
 
-def lock_shared(meta: dict, timeout: float = LOCK_WAIT) -> int:
+def lock_shared(meta: reg.GuestRecord, timeout: float = LOCK_WAIT) -> int:
     """Take the guest's lock (STATE/locks/NAME.lock) shared; its fd, or -1 without a state folder.
 
     Entering takes it shared, creating, changing and removing a guest take it
@@ -405,7 +406,7 @@ def lock_shared(meta: dict, timeout: float = LOCK_WAIT) -> int:
         delay = min(delay * 2, 0.1)
 
 
-def spawn_in_guest(meta: dict, types, argv, env: dict, stdio, root: bool = True, cwd=None, credentials=None, prepare=None,
+def spawn_in_guest(meta: reg.GuestRecord, types, argv, env: dict, stdio, root: bool = True, cwd=None, credentials=None, prepare=None,
                    confinement=None) -> Spawned:
     """Start ``argv`` inside the guest's ``types`` namespaces; return at once.
 

@@ -376,7 +376,7 @@ class _Job:
     ``poll`` loop shared by every job of a run.
     """
 
-    def __init__(self, meta: dict, req: Request, check_only: bool, poller, owners: dict, confinements=None):
+    def __init__(self, meta: reg.GuestRecord, req: Request, check_only: bool, poller, owners: dict, confinements=None):
         self.meta, self.req, self.check_only = meta, req, check_only
         self.name = meta.name
         self.poller, self.owners = poller, owners
@@ -599,7 +599,7 @@ class _Job:
         return result
 
 
-def _confinement(meta: dict, cache) -> confine.Confinement:
+def _confinement(meta: reg.GuestRecord, cache) -> confine.Confinement:
     """The guest's confinement, built (and its filter compiled) once per distinct setting of a run."""
     if cache is None:
         return confine.for_guest(meta)
@@ -609,7 +609,7 @@ def _confinement(meta: dict, cache) -> confine.Confinement:
     return cache[key]
 
 
-def _failed(meta: dict, req: Request, exc: GuestError) -> dict:
+def _failed(meta: reg.GuestRecord, req: Request, exc: GuestError) -> dict:
     return {"guest": meta.name, "context_id": meta.context_id, "cmd": list(req.argv), "changed": False, "failed": True,
             "rc": None, "stdout": "", "stderr": "", "msg": exc.msg, "start": None, "end": None, "delta": None}
 
@@ -633,7 +633,7 @@ def prepare_guests(registry: reg.Registry, refs, req: Request, param: str = "gue
     return metas
 
 
-def run(meta: dict, req: Request, check_only: bool = False) -> dict:
+def run(meta: reg.GuestRecord, req: Request, check_only: bool = False) -> dict:
     """Run in one guest; setup errors (user, chdir, entering) raise."""
     return run_many([meta], req, check_only, raise_errors=True)[0]
 

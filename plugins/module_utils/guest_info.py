@@ -83,7 +83,7 @@ def _links_here() -> list:
     return [{"ifname": n, "index": i} for i, n in socket.if_nameindex()]
 
 
-def confinement_view(meta: dict, problems: list, proc_index=None) -> tuple:
+def confinement_view(meta: reg.GuestRecord, problems: list, proc_index=None) -> tuple:
     """The guest's confinement as it applies to processes entering now (capabilities kept,
     seccomp kind), and its running processes that still have other settings (entered before
     a change, or its init: a change applies to processes that enter from then on)."""
