@@ -296,8 +296,8 @@ def lab_guest(lab, ansible):
         ansible.playbook([{"linuxns.guests.namespace_create": {"name": LAB_GUEST, "root": root, "table_dir": base + "/tables"}}], hosts="lab1")
         yield {"root": root, "base": base}
     finally:
-        ansible.playbook([{"linuxns.guests.namespace_create": {"name": LAB_GUEST, "state": "absent", "stop_timeout": 2,
-                                                                    "table_dir": base + "/tables"}}], hosts="lab1")
+        gone = {"name": LAB_GUEST, "state": "absent", "stop_timeout": 2, "table_dir": base + "/tables"}
+        ansible.playbook([{"linuxns.guests.namespace_create": gone}], hosts="lab1")
         shutil.rmtree(base, ignore_errors=True)
 
 
