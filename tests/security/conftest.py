@@ -17,10 +17,17 @@ from __future__ import annotations
 import importlib.util
 import os
 
-_UNIT_CONFTEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "unit", "conftest.py")
-_spec = importlib.util.spec_from_file_location("linuxns_security_unit_conftest", _UNIT_CONFTEST)
-_unit = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_unit)
+
+def _load_conftest(suite: str):
+    """tests/SUITE/conftest.py as a module of its own (its fixtures are re-exported here)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), suite, "conftest.py")
+    spec = importlib.util.spec_from_file_location("linuxns_security_%s_conftest" % suite, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_unit = _load_conftest("unit")
 
 # the fixtures of tests/unit, for the unit-level attacks here
 unit_registry = _unit.unit_registry
@@ -29,10 +36,7 @@ reap_zombies = _unit.reap_zombies
 kept_files_in_tmp = _unit.kept_files_in_tmp  # autouse: kept files never go to /etc/linuxns
 
 # the lab fixtures of tests/integration, for the attacks over real ssh (marker integration)
-_INTEGRATION_CONFTEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration", "conftest.py")
-_ispec = importlib.util.spec_from_file_location("linuxns_security_integration_conftest", _INTEGRATION_CONFTEST)
-_integration = importlib.util.module_from_spec(_ispec)
-_ispec.loader.exec_module(_integration)
+_integration = _load_conftest("integration")
 lab = _integration.lab
 ansible = _integration.ansible
 lab_exec = _integration.lab_exec
