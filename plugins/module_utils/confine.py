@@ -30,8 +30,12 @@ import json
 import os
 import struct
 from collections import namedtuple
+from typing import TYPE_CHECKING
 
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput, KernelError
+
+if TYPE_CHECKING:  # pragma: no cover - type hints only (entering processes do not import the registry for it)
+    from ansible_collections.linuxns.guests.plugins.module_utils.registry import GuestRecord
 
 # ---------------------------------------------------------------------------------------
 # capabilities (include/uapi/linux/capability.h)
@@ -835,21 +839,18 @@ def apply(confinement: Confinement) -> None:
 SETTINGS = ("privileged", "capabilities", "no_new_privs", "seccomp")
 
 
-def settings_of(meta) -> dict:
-    """The confinement settings of a guest record (``registry.GuestRecord.field``; a plain
-    dict of settings is accepted too)."""
-    get = meta.field if hasattr(meta, "field") else meta.get
-    return {k: get(k) for k in SETTINGS}
+def settings_of(record: GuestRecord) -> dict:
+    """The confinement settings of a guest's record (its typed attributes; None: the default)."""
+    return {k: getattr(record, k) for k in SETTINGS}
 
 
-def for_guest(meta, arch: str | None = None) -> Confinement:
+def for_guest(record: GuestRecord, arch: str | None = None) -> Confinement:
     """The confinement of a guest from its record (a guest recorded before these settings
     existed gets the default confinement). InvalidInput names the guest."""
     try:
-        return Confinement.from_settings(settings_of(meta), arch)
+        return Confinement.from_settings(settings_of(record), arch)
     except InvalidInput as exc:
-        name = meta.name if hasattr(meta, "field") else meta.get("name")
-        raise InvalidInput("guest %r: %s" % (name, exc.msg)) from None
+        raise InvalidInput("guest %r: %s" % (record.name, exc.msg)) from None
 
 
 # ---------------------------------------------------------------------------------------

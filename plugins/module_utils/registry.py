@@ -371,6 +371,9 @@ def health(meta: GuestRecord) -> list:
 # ---- the guest record ----------------------------------------------------------------------
 # The phases of a record: being made, made, and unreadable (a torn or foreign meta.json).
 CREATING, READY, CORRUPT = "creating", "ready", "corrupt"
+# The /proc and /sys of a guest with a root (GuestRecord.proc_sys, set at creation): runc's masked and
+# read-only paths with /sys read-only, or (privileged: true) neither, with /sys read-write.
+PROC_SYS_MASKED, PROC_SYS_OPEN = "masked", "unmasked"
 
 
 class Pin:
@@ -442,7 +445,16 @@ class GuestRecord:
         "init_pid": (int,),
         "init_start": (int,),
         "netns_alias": (str,),
+        # Confinement of the processes that enter it (confine.SETTINGS; None: the default).
+        "privileged": (bool,),
+        "capabilities": (dict,),
+        "no_new_privs": (bool,),
+        "seccomp": (str,),
+        # The /proc and /sys a guest with a root got at creation: PROC_SYS_MASKED or PROC_SYS_OPEN.
+        "proc_sys": (str,),
     }
+    # Fields written only when set: a record made before they existed keeps its file as it was.
+    _SPARSE = ("privileged", "capabilities", "no_new_privs", "seccomp", "proc_sys")
     _STR_LISTS = ("namespaces", "uid_map", "gid_map", "init")
 
     def __init__(self, name: str, phase: str = CREATING) -> None:
@@ -468,6 +480,12 @@ class GuestRecord:
         self.init_pid: int | None = None
         self.init_start: int | None = None  # its start time, so that a reused pid is not taken for it
         self.netns_alias: str | None = None  # its /run/netns name
+        # Confinement (confine.settings_of; None: the default).
+        self.privileged: bool | None = None
+        self.capabilities: dict | None = None  # {drop: [...], add: [...]}
+        self.no_new_privs: bool | None = None
+        self.seccomp: str | None = None  # default | unconfined | a profile
+        self.proc_sys: str | None = None  # PROC_SYS_MASKED | PROC_SYS_OPEN (a guest with a root), else None
         self.extra: dict = {}  # keys this version does not know, written back as they were
         self.problem: str | None = None  # why a corrupt record could not be read
 
@@ -515,7 +533,9 @@ class GuestRecord:
         out = dict(self.extra)
         out["name"] = self.name
         for key in self.FIELDS:
-            out[key] = getattr(self, key)
+            value = getattr(self, key)
+            if value is not None or key not in self._SPARSE:
+                out[key] = value
         out["pins"] = {t: p.to_json() for t, p in self.pins.items()}
         out["version"] = META_VERSION
         return out
@@ -560,6 +580,9 @@ class GuestRecord:
                 setattr(rec, key, value)
             else:
                 rec.extra[key] = value
+        if rec.root is not None and "proc_sys" not in data:
+            # Made before proc_sys was recorded: every guest with a root got the masks then.
+            rec.proc_sys = PROC_SYS_MASKED
         return rec
 
     @classmethod
@@ -569,7 +592,7 @@ class GuestRecord:
             value = data.get(key)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, types):
+            if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
                 return "its %s is %r, not a %s" % (key, value, " or ".join(t.__name__ for t in types))
             if key in cls._STR_LISTS and not all(isinstance(v, str) for v in value):
                 return "its %s %r is not a list of strings" % (key, value)

@@ -152,3 +152,40 @@ def test_connection_listing_shows_a_too_new_record_and_still_lists_the_others(un
         assert guests["od"]["problems"] == ["creation of the guest did not finish (phase creating)"]
     finally:
         os.unlink(r.meta_path("nw"))  # the fixture's clean-up loads every record
+
+
+# The record as the confinement change wrote it: privileged, capabilities, no_new_privs and
+# seccomp were keys the record did not know (kept in ``extra``, read with ``field``).
+CONFINED_FORMAT = dict(OLD_FORMAT, root="/srv/web", privileged=False, capabilities={"add": ["CAP_NET_RAW"]},
+                       no_new_privs=True, seccomp="default")
+
+
+def test_confinement_fields_are_typed_attributes_and_old_records_load(tmp_path):
+    from ansible_collections.linuxns.guests.plugins.module_utils import confine
+
+    rec = reg.GuestRecord.load(_write(tmp_path / "meta.json", CONFINED_FORMAT), "web")
+    assert rec.problem is None and rec.extra == {}
+    assert (rec.privileged, rec.capabilities, rec.no_new_privs, rec.seccomp) == (False, {"add": ["CAP_NET_RAW"]}, True, "default")
+    assert confine.settings_of(rec) == {"privileged": False, "capabilities": {"add": ["CAP_NET_RAW"]},
+                                        "no_new_privs": True, "seccomp": "default"}
+    assert "CAP_NET_RAW" in confine.for_guest(rec).capabilities
+    # made before proc_sys was recorded: a guest with a root got the masks then
+    assert rec.proc_sys == reg.PROC_SYS_MASKED
+    # a record from before the confinement fields: the default confinement, no masks without a root
+    old = reg.GuestRecord.load(_write(tmp_path / "old.json", OLD_FORMAT), "web")
+    assert (old.privileged, old.capabilities, old.no_new_privs, old.seccomp, old.proc_sys) == (None,) * 5
+    assert confine.for_guest(old) == confine.Confinement.from_settings(None)
+
+
+def test_confinement_fields_round_trip_and_are_type_checked(tmp_path):
+    path = _write(tmp_path / "meta.json", CONFINED_FORMAT)
+    rec = reg.GuestRecord.load(path, "web")
+    rec.save(path)
+    assert json.loads(open(path).read()) == dict(CONFINED_FORMAT, proc_sys="masked")
+    rec.privileged, rec.proc_sys = True, reg.PROC_SYS_OPEN
+    rec.save(path)
+    again = reg.GuestRecord.load(path, "web")
+    assert (again.privileged, again.proc_sys) == (True, "unmasked") and again == rec
+    for key, bad in (("privileged", 1), ("no_new_privs", "yes"), ("capabilities", ["CAP_CHOWN"]), ("seccomp", False)):
+        broken = reg.GuestRecord.load(_write(tmp_path / "bad.json", dict(CONFINED_FORMAT, **{key: bad})), "web")
+        assert broken.phase == reg.CORRUPT and "its %s is %r" % (key, bad) in broken.problem
