@@ -17,7 +17,7 @@ import stat
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, faults, handshake, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, faults, handshake, procfs, rootfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -65,109 +65,198 @@ def _detach(path: str) -> None:
             raise
 
 
-def _setup_dev(dev: str) -> None:
+# Every mount of a guest's root at creation is made through file descriptors, as runc does
+# ("mount via fd": libcontainer/rootfs_linux.go, utils.WithProcfd): the target is opened inside
+# the root without following a link (rootfs.own_dir) and the new mount is attached onto that fd
+# with move_mount, never onto a name the guest could swap for a link in between.  What goes
+# below a mount (the masks in /proc, the nodes in /dev) is opened relative to the new mount's
+# own fd (an fsmount/open_tree fd refers to the mount once it is attached), not by name.
+_ATTACH = sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH
+_NOSUID_NODEV_NOEXEC = sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
+
+
+def _new_fs(fstype: str, options=(), attrs: int = 0) -> int:
+    """A detached mount of a new ``fstype`` file system (fsopen, fsconfig, fsmount); ``options``:
+    (key, value) pairs, value None for a flag."""
+    fs = sc.fsopen(fstype)
+    try:
+        for key, value in options:
+            if value is None:
+                sc.fsconfig(fs, sc.FSCONFIG_SET_FLAG, key)
+            else:
+                sc.fsconfig(fs, sc.FSCONFIG_SET_STRING, key, value)
+        sc.fsconfig(fs, sc.FSCONFIG_CMD_CREATE)
+        return sc.fsmount(fs, sc.FSMOUNT_CLOEXEC, attrs)
+    finally:
+        os.close(fs)
+
+
+def _clone(dir_fd: int, path: str, recursive: bool = False, attrs: int = 0) -> int:
+    """A detached bind mount of ``path`` (relative to ``dir_fd``; "" is ``dir_fd`` itself), with
+    ``attrs`` set on every mount of it."""
+    rec = sc.AT_RECURSIVE if recursive else 0
+    fd = sc.open_tree(dir_fd, path, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | rec | (sc.AT_EMPTY_PATH if path == "" else 0))
+    try:
+        if attrs:
+            sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | rec, attr_set=attrs)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _attach(mount_fd: int, target_fd: int) -> None:
+    """Attach the detached mount ``mount_fd`` onto what ``target_fd`` is (not onto a name)."""
+    sc.move_mount(mount_fd, "", target_fd, "", _ATTACH)
+
+
+def _mount_on(mount_fd: int, target_fd: int) -> int:
+    """:func:`_attach`, closing ``target_fd``; returns ``mount_fd`` (now the attached mount)."""
+    try:
+        _attach(mount_fd, target_fd)
+    except BaseException:
+        os.close(mount_fd)
+        raise
+    finally:
+        os.close(target_fd)
+    return mount_fd
+
+
+def _below(mount_fd: int, path: str):
+    """O_PATH fd of ``path`` below a mount of ours (procfs, sysfs), never through a link; None when missing."""
+    try:
+        return rootfs.open_in_root(mount_fd, path, os.O_PATH | os.O_NOFOLLOW)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _setup_dev(root_fd: int) -> None:
     """A minimal /dev, as runc's and LXC's (docs/security.md, "/dev"): a tmpfs mounted
     nosuid,noexec and nodev, so a node that guest root makes with mknod cannot be opened;
     the host's standard nodes bound in (a bind keeps its source mount's flags, so these
     still work); a new devpts instance (its own ptys; ptmx 0666, new ptys 0620 owned by
-    gid 5, tty, as runc and LXC do); /dev/shm a tmpfs nosuid,nodev,noexec; the usual links."""
-    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_NOEXEC | sc.MS_NODEV, "mode=755,size=64k")
-    for node in DEV_NODES:
-        target = os.path.join(dev, node)
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
-        sc.mount("/dev/" + node, target, None, sc.MS_BIND)
-    for sub in ("pts", "shm"):
-        os.mkdir(os.path.join(dev, sub), 0o755)
-    pts = os.path.join(dev, "pts")
+    gid 5, tty, as runc and LXC do); /dev/shm a tmpfs nosuid,nodev,noexec; the usual links.
+    Everything in it is made relative to the new tmpfs's own fd: a guest that renames its
+    /dev or swaps it for a link meanwhile moves nothing of this out of the tmpfs."""
+    dev = _mount_on(_new_fs("tmpfs", (("mode", "755"), ("size", "64k")), _NOSUID_NODEV_NOEXEC),
+                    _mountpoint(root_fd, "dev", 0o755))
     try:
-        sc.mount("devpts", pts, "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5")
-    except KernelError as exc:  # gid 5 is not mapped in the guest's user namespace
-        if exc.errno != errno.EINVAL:
-            raise
-        sc.mount("devpts", pts, "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
-    sc.mount("shm", os.path.join(dev, "shm"), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=1777,size=65536k")
-    links = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
-    for link, target in links:
-        os.symlink(target, os.path.join(dev, link))
+        for node in DEV_NODES:
+            target = os.open(node, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dev)
+            os.close(_mount_on(_clone(sc.AT_FDCWD, "/dev/" + node), target))
+        for sub in ("pts", "shm"):
+            os.mkdir(sub, 0o755, dir_fd=dev)
+        opts = (("newinstance", None), ("ptmxmode", "0666"), ("mode", "620"))
+        try:
+            pts = _new_fs("devpts", opts + (("gid", "5"),), sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NOEXEC)
+        except KernelError as exc:  # gid 5 is not mapped in the guest's user namespace
+            if exc.errno != errno.EINVAL:
+                raise
+            pts = _new_fs("devpts", opts, sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NOEXEC)
+        os.close(_mount_on(pts, _sub(dev, "pts")))
+        shm = _new_fs("tmpfs", (("mode", "1777"), ("size", "65536k")), _NOSUID_NODEV_NOEXEC)
+        os.close(_mount_on(shm, _sub(dev, "shm")))
+        links = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+        for link, target in links:
+            os.symlink(target, link, dir_fd=dev)
+    finally:
+        os.close(dev)
+
+
+def _sub(dir_fd: int, name: str) -> int:
+    return os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
 
 
 # runc's defaults (libcontainer/specconv/example.go, the OCI runtime-spec's example config;
 # Docker/Podman use the same lists): paths of /proc made read-only, and paths of /proc and
 # /sys masked (a file by binding /dev/null over it, a folder by an empty read-only tmpfs).
-# A path this kernel does not have is skipped.
+# A path this kernel does not have is skipped.  A privileged guest gets neither (runc's and
+# Docker's --privileged).
 READONLY_PATHS = ("proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger")
 MASKED_PATHS = (
     "proc/acpi", "proc/asound", "proc/kcore", "proc/keys", "proc/latency_stats", "proc/timer_list",
     "proc/timer_stats", "proc/sched_debug", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap",
 )
-_RO_ATTRS = sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
-_PROC_FLAGS = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+_RO_ATTRS = sc.MOUNT_ATTR_RDONLY | _NOSUID_NODEV_NOEXEC
 
 
-def _mountpoint(name: str, mode: int, optional: bool = False) -> bool:
-    """The folder ``name`` of the guest's root (the working folder), made when missing; a
-    symlink or anything else there is refused (it would move the mount elsewhere).
-    ``optional``: False instead of an error when it is missing and cannot be made (the
-    root of a user-namespace guest that its root user may not write)."""
+def _mountpoint(root_fd: int, name: str, mode: int, optional: bool = False):
+    """O_PATH fd of the folder ``name`` right below the guest's root, made when missing; a
+    symbolic link or anything else there is refused (it would move the mount elsewhere).
+    ``optional``: None instead of an error when it is missing and cannot be made (the root
+    of a user-namespace guest that its root user may not write)."""
     try:
-        st = os.lstat(name)
-    except FileNotFoundError:
-        try:
-            os.mkdir(name, mode)
-        except PermissionError:
-            if optional:
-                return False
-            raise
-        return True
-    if not stat.S_ISDIR(st.st_mode):
+        return rootfs.own_dir(root_fd, name, mode)
+    except PermissionError:
+        if optional:
+            return None
+        raise
+    except rootfs.NotRegular:
         raise InvalidInput("root: /%s in the guest's root is a symbolic link or a file, not a folder: a guest with a "
-                           "root gets its own /%s mounted there; make it a folder" % (name, name))
-    return True
+                           "root gets its own /%s mounted there; make it a folder" % (name, name)) from None
 
 
-def _readonly_rbind(path: str, src=None) -> None:
-    """runc's readonlyPath: ``src`` (default ``path`` itself) bound recursively over ``path``,
-    every mount of it read-only, nosuid, nodev, noexec (mount_setattr AT_RECURSIVE)."""
-    sc.mount(src or path, path, None, sc.MS_BIND | sc.MS_REC)
-    sc.mount_setattr(sc.AT_FDCWD, path, sc.AT_RECURSIVE, attr_set=_RO_ATTRS)
+def _readonly(mount_fd: int, path: str) -> None:
+    """runc's readonlyPath: ``path`` below ``mount_fd`` bound recursively over itself, every mount
+    of it read-only, nosuid, nodev, noexec."""
+    target = _below(mount_fd, path)
+    if target is not None:
+        os.close(_mount_on(_clone(target, "", True, _RO_ATTRS), target))
 
 
-def _mask(path: str) -> None:
+def _mask(mount_fd: int, path: str) -> None:
     """runc's maskPath: /dev/null bound over a file, an empty read-only tmpfs over a folder."""
-    try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
+    target = _below(mount_fd, path)
+    if target is None:
         return  # not on this kernel
-    if stat.S_ISDIR(st.st_mode):
-        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY | _PROC_FLAGS, "mode=555")
+    if stat.S_ISDIR(os.fstat(target).st_mode):
+        masked = _new_fs("tmpfs", (("mode", "555"),), _RO_ATTRS)
     else:
-        sc.mount("/dev/null", path, None, sc.MS_BIND)
+        masked = _clone(sc.AT_FDCWD, "/dev/null")
+    os.close(_mount_on(masked, target))
 
 
-def _setup_proc_sys(own_net: bool) -> None:
-    """/proc and /sys of a guest with a root (the working folder is that root; the host's
-    /dev/null is still reachable): a fresh proc for the guest's pid namespace with runc's
-    read-only and masked paths, and /sys read-only - a fresh sysfs when the guest has its
-    own network namespace (it shows that namespace's devices), else the host's, bound
-    recursively, read-only.  LXC's ``lxc.mount.auto = proc:mixed sys:ro`` is the same idea."""
-    _mountpoint("proc", 0o555)
-    has_sys = _mountpoint("sys", 0o555, optional=True)  # no /sys when it cannot be made
-    sc.mount("proc", "proc", "proc", _PROC_FLAGS)
-    sysfs = own_net and has_sys
-    if sysfs:
-        try:
-            sc.mount("sysfs", "sys", "sysfs", sc.MS_RDONLY | _PROC_FLAGS)
-        except KernelError as exc:  # a net namespace another user namespace owns (share)
-            if exc.errno not in (errno.EPERM, errno.EACCES):
-                raise
-            sysfs = False
-    if has_sys and not sysfs:
-        _readonly_rbind("sys", "/sys")
-    for path in READONLY_PATHS:
-        if os.path.lexists(path):
-            _readonly_rbind(path)
-    for path in MASKED_PATHS:
-        _mask(path)
+def _setup_proc_sys(root_fd: int, own_net: bool, privileged: bool) -> None:
+    """/proc and /sys of a guest with a root (the host's /dev/null is still reachable): a fresh
+    proc for the guest's pid namespace with runc's read-only and masked paths, and /sys
+    read-only - a fresh sysfs when the guest has its own network namespace (it shows that
+    namespace's devices), else the host's, bound recursively, read-only.  LXC's
+    ``lxc.mount.auto = proc:mixed sys:ro`` is the same idea.  ``privileged``: as runc's
+    --privileged, no masked or read-only paths, and /sys read-write."""
+    ro = 0 if privileged else sc.MOUNT_ATTR_RDONLY
+    proc = _mount_on(_new_fs("proc", (), _NOSUID_NODEV_NOEXEC), _mountpoint(root_fd, "proc", 0o555))
+    sys_ = None
+    try:
+        sys_target = _mountpoint(root_fd, "sys", 0o555, optional=True)  # no /sys when it cannot be made
+        if sys_target is not None:
+            if own_net:
+                try:
+                    sys_ = _new_fs("sysfs", (), ro | _NOSUID_NODEV_NOEXEC)
+                except KernelError as exc:  # a net namespace another user namespace owns (share)
+                    if exc.errno not in (errno.EPERM, errno.EACCES):
+                        os.close(sys_target)
+                        raise
+            if sys_ is None:
+                try:
+                    sys_ = _clone(sc.AT_FDCWD, "/sys", True, ro | _NOSUID_NODEV_NOEXEC)
+                except BaseException:
+                    os.close(sys_target)
+                    raise
+            sys_ = _mount_on(sys_, sys_target)
+        if privileged:
+            return
+        for path in READONLY_PATHS:
+            _readonly(proc, path[len("proc/"):])
+        for path in MASKED_PATHS:
+            top, _sep, rest = path.partition("/")
+            if top == "proc":
+                _mask(proc, rest)
+            elif sys_ is not None:
+                _mask(sys_, rest)
+    finally:
+        os.close(proc)
+        if sys_ is not None:
+            os.close(sys_)
 
 
 def _setup_mounts(spec: Spec, registry: reg.Registry, pid_private: bool) -> None:
@@ -183,10 +272,13 @@ def _setup_mounts(spec: Spec, registry: reg.Registry, pid_private: bool) -> None
         return
     root = spec.root
     sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
-    os.chdir(root)
-    _mountpoint("dev", 0o755)
-    _setup_proc_sys("net" in spec.namespaces or "net" in spec.share)
-    _setup_dev(os.path.join(root, "dev"))
+    root_fd = rootfs.open_root(root)  # the bind just made: every mount below is made through fds of it
+    try:
+        os.fchdir(root_fd)
+        _setup_proc_sys(root_fd, "net" in spec.namespaces or "net" in spec.share, spec.confinement.privileged)
+        _setup_dev(root_fd)
+    finally:
+        os.close(root_fd)
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")

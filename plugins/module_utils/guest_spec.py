@@ -275,7 +275,17 @@ class Spec:
             value = getattr(self, key)
             out[key] = model.default(key) if value is None else value
         out["namespaces"], out["share"] = list(self.namespaces), dict(self.share)
+        out["proc_sys"] = proc_sys_of(self.root, self.confinement.privileged)
         return out
+
+
+def proc_sys_of(root, privileged: bool):
+    """The /proc and /sys a guest gets at creation (GuestRecord.proc_sys): a guest with a root gets
+    runc's masked and read-only paths and a read-only /sys, unless it is privileged (neither); a
+    guest without a root has no /proc or /sys of its own to mask (None)."""
+    if root is None:
+        return None
+    return reg.PROC_SYS_OPEN if privileged else reg.PROC_SYS_MASKED
 
 
 def public_view(meta: reg.GuestRecord) -> dict:
@@ -284,6 +294,7 @@ def public_view(meta: reg.GuestRecord) -> dict:
         return {}
     pins = meta.pins
     view = {k: meta.field(k) for k in model.RESULT_KEYS}
+    view["proc_sys"] = meta.proc_sys
     view.update(
         namespaces={t: {"inode": p.ino, "pin": p.path, "shared_from": meta.share.get(t)} for t, p in sorted(pins.items())},
         private_namespaces=meta.namespaces,
@@ -297,7 +308,7 @@ def public_view(meta: reg.GuestRecord) -> dict:
 def diff_view(meta) -> dict:
     if not meta:
         return {}
-    return {k: meta.field(k) for k in model.DIFF_KEYS}
+    return dict({k: meta.field(k) for k in model.DIFF_KEYS}, proc_sys=meta.proc_sys)
 
 
 PER_GUEST_KEYS = model.GUEST_KEYS

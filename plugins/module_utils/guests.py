@@ -92,9 +92,12 @@ def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
             continue
         if meta.field(key) != want[key]:
             differ[key] = (meta.field(key), want[key])
+    if meta.proc_sys != want["proc_sys"]:  # privileged, for a guest with a root: its mounts are made at creation
+        differ["proc_sys"] = (meta.proc_sys, want["proc_sys"])
     problems = reg.health(meta)
     if differ and not spec.recreate:
-        names = ", ".join("%s (now %s, wanted %s)" % (k, _short(a), _short(b)) for k, (a, b) in sorted(differ.items()))
+        names = ", ".join("%s (now %s, wanted %s%s)" % (k, _short(a), _short(b), PROC_SYS_WHY if k == "proc_sys" else "")
+                          for k, (a, b) in sorted(differ.items()))
         raise GuestConflict(
             "guest %r exists with a different %s; that cannot change in place: set recreate=true to replace it" % (spec.name, names)
         )
@@ -108,6 +111,10 @@ def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
     if changes:
         return Plan(spec, "update", diff_view(meta), want, ["%s differs" % k for k in sorted(changes)], changes)
     return Plan(spec, "none", diff_view(meta), diff_view(meta))
+
+
+PROC_SYS_WHY = (": privileged decides the /proc and /sys mounts a guest with a root gets at creation - masked "
+                "and read-only paths or none - so changing it replaces the guest")
 
 
 def _short(value) -> str:

@@ -136,11 +136,14 @@ options:
       - An explicit opt-out of the confinement. V(true) - every process that enters the guest keeps every
         capability of host root (or of root in the guest's user namespace) and gets no seccomp filter; guest root
         is then host root for every purpose (it can load modules, write C(/proc/sys), mount, read any host file
-        by handle). Also allows a O(root) without a C(pid) namespace.
+        by handle). Also allows a O(root) without a C(pid) namespace. A guest with a O(root) then also gets its
+        C(/proc) and C(/sys) as runc's C(--privileged) does - no masked paths (C(/proc/kcore), C(/proc/keys), ...),
+        no read-only paths (C(/proc/sys), C(/proc/sysrq-trigger), ...), and C(/sys) read-write.
       - V(false) (the default when not given) - the confinement of O(capabilities), O(no_new_privs) and O(seccomp).
-      - Changes in place; the change applies to processes that enter the guest from then on (its init and
-        processes already running keep theirs - M(linuxns.guests.namespace_info) lists them). When not given the
-        guest gets the default, as for the other confinement options.
+      - Without a O(root) it changes in place; the change applies to processes that enter the guest from then on
+        (its init and processes already running keep theirs - M(linuxns.guests.namespace_info) lists them). With a
+        O(root), its C(/proc) and C(/sys) mounts are made at creation, so a change replaces the guest (O(recreate)),
+        shown as RV(guest.proc_sys). When not given the guest gets the default, as for the other confinement options.
     type: bool
   capabilities:
     description:
@@ -373,6 +376,13 @@ guest:
       description: V(default), V(unconfined) or the path of the profile (O(seccomp)).
       type: str
       sample: default
+    proc_sys:
+      description:
+        - The C(/proc) and C(/sys) a guest with a O(root) got at its creation - V(masked) (runc's masked and read-only
+          paths, C(/sys) read-only) or V(unmasked) (O(privileged=true) - neither, C(/sys) read-write); null without a
+          O(root).
+      type: str
+      sample: masked
 guests:
   description: Per-guest results of the list form, in the order given.
   returned: when O(guests) is used

@@ -132,6 +132,12 @@ guests:
     seccomp:
       description: Its O(linuxns.guests.namespace_create#module:seccomp) - V(default), V(unconfined) or a profile's path.
       type: str
+    proc_sys:
+      description:
+        - The C(/proc) and C(/sys) it got at its creation (a guest with a root) - V(masked) (runc's masked and
+          read-only paths, C(/sys) read-only) or V(unmasked) (privileged - neither, C(/sys) read-write); null without
+          a root. A change of O(linuxns.guests.namespace_create#module:privileged) changes them only by recreating it.
+      type: str
     confinement:
       description:
         - What a process entering the guest now gets - the kept capabilities (bounding, effective and permitted set),
