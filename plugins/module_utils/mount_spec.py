@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-from ansible_collections.linuxns.guests.plugins.module_utils import model
+from ansible_collections.linuxns.guests.plugins.module_utils import model, rootfs
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.common import to_bool
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -206,6 +206,7 @@ class MountSpec:
                 )
         self.propagation = prop
         self.src_stat = None
+        self.src_roots = {}  # the guests' roots a bind source is resolved inside (validate_host_side)
 
     @property
     def bind(self) -> bool:
@@ -255,10 +256,15 @@ def validate_host_side(spec: MountSpec, host: HostMounts) -> None:
     if spec.state not in ("mounted", "ephemeral", "present") and not (spec.state == "remounted" and spec.fstype):
         return
     if spec.bind:
+        spec.src_roots = host.guest_roots()
         try:
-            st = os.stat(spec.src)
+            fd = rootfs.open_source(spec.src, spec.src_roots)  # inside a guest's root: resolved inside it
         except OSError as exc:
             raise InvalidInput("%ssrc %s: the bind source does not exist on the host (%s)" % (w, spec.src, exc.strerror)) from None
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
         spec.src_stat = st
         host.require_mount_api()
         return
@@ -292,9 +298,17 @@ class HostMounts:
     check of that run: the filesystem types the kernel knows, and whether it has the
     new mount API."""
 
-    def __init__(self):
+    def __init__(self, roots_of=None):
         self.filesystems = kernel_filesystems()
         self.mount_api = False
+        self._roots_of = roots_of  # registry.guest_roots, asked once when a bind source needs it
+        self._roots = None
+
+    def guest_roots(self) -> dict:
+        """{(st_dev, st_ino): name} of the guests' roots (empty without a registry)."""
+        if self._roots is None:
+            self._roots = self._roots_of() if self._roots_of is not None else {}
+        return self._roots
 
     def require_mount_api(self) -> None:
         """The new mount API (open_tree, move_mount, fsopen..., Linux 5.2+; mount_setattr 5.12+) is required."""

@@ -11,7 +11,7 @@ import errno as _errno
 import os
 import stat as _stat
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, procfs, rootfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -20,7 +20,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     KernelError,
     MountBusy,
 )
-from ansible_collections.linuxns.guests.plugins.module_utils.mount_spec import AT_FDCWD, BIND_TYPES, PROP_FLAGS, PROPAGATIONS, fs_log
+from ansible_collections.linuxns.guests.plugins.module_utils.mount_spec import BIND_TYPES, PROP_FLAGS, PROPAGATIONS, fs_log
 from ansible_collections.linuxns.guests.plugins.module_utils.mountinfo import read_own_mountinfo
 
 
@@ -105,7 +105,16 @@ def _make_detached(op: dict) -> int:
     """A detached mount for ``op``, made with host paths (runs before joining the guest's mnt)."""
     if op["fstype"] in BIND_TYPES:
         rec = sc.AT_RECURSIVE if op["fstype"] == "rbind" else 0
-        fd = sc.open_tree(AT_FDCWD, op["src"], sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | rec)
+        # A source inside a guest's root is resolved inside it (a link its guest planted stays there);
+        # the tree is cloned from the fd that walk opened, never by name.
+        try:
+            src = rootfs.open_source(op["src"], op.get("src_roots") or {})
+        except OSError as exc:
+            raise InvalidInput("%s: the bind source %s cannot be opened: %s" % (op["path"], op["src"], sc.errno_text(exc.errno))) from None
+        try:
+            fd = sc.open_tree(src, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | sc.AT_EMPTY_PATH | rec)
+        finally:
+            os.close(src)
         try:
             sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | rec, op["attr"], sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
                              | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC | sc.MOUNT_ATTR__ATIME)

@@ -314,7 +314,7 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
     def work():
         current = meta if locked else registry.find(name, "guest")
         _check_guest(current, locked)
-        host = HostMounts()
+        host = HostMounts(registry.guest_roots)
         for spec in specs:
             validate_host_side(spec, host)
         table_entries = read_table(kept)
@@ -366,7 +366,7 @@ def validate_many(registry, per_guest: list) -> list:
     ``guests`` form): each guest exists, runs and has its own mount namespace, no guest
     is listed twice, and every mount entry is well formed and possible on this host.
     ``per_guest`` is [(where, guest ref, entries)]; returns the guests' metadata."""
-    host = HostMounts()
+    host = HostMounts(registry.guest_roots)
     metas, names = [], {}
     for where, ref, entries in per_guest:
         meta = registry.find(ref, where + ".guest")
@@ -408,7 +408,7 @@ def _apply(meta: reg.GuestRecord, plans: list, table: list) -> list:
     for p in unmounts + others:
         s = p.spec
         op = {"path": s.path, "action": p.action, "fstype": s.fstype, "src": s.src, "fsopts": s.fsopts, "attr": s.attr_bits(),
-              "create": s.create, "create_kind": p.create_kind or "dir", "lazy": s.lazy, "propagation": None,
+              "create": s.create, "create_kind": p.create_kind or "dir", "lazy": s.lazy, "propagation": None, "src_roots": s.src_roots,
               "attr_set": 0, "attr_clr": 0, "undo_set": 0, "undo_clr": 0, "reconfigure": []}
         if p.action in ("mount", "replace"):
             op["propagation"] = s.propagation

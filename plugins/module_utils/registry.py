@@ -330,6 +330,24 @@ class Registry:
             return owner
         return validate_name(ref, param)
 
+    def guest_roots(self) -> dict:
+        """{(st_dev, st_ino): name} of the root folders of this registry's guests (rootfs.open_source:
+        a host path into one of them is resolved inside it)."""
+        out = {}
+        for name in self.names():
+            try:
+                meta = self.load(name)
+            except GuestError:  # a record of a newer version
+                continue
+            if meta is None or not meta.root:
+                continue
+            try:
+                st = os.stat(meta.root)
+            except OSError:
+                continue
+            out[(st.st_dev, st.st_ino)] = name
+        return out
+
     def find(self, ref, param: str = "guest") -> GuestRecord:
         """The metadata of an existing guest, or GuestNotFound."""
         name = self.resolve(ref, param)

@@ -247,3 +247,44 @@ def own_dir(dir_fd: int, name: str, mode: int = 0o755) -> int:
         os.close(fd)
         raise NotRegular(errno.ENOTDIR, "it is %s, not a folder" % kind(st.st_mode), name)
     return fd
+
+
+def open_source(path: str, roots, flags: int = os.O_PATH) -> int:
+    """Open a host path chosen by the admin (a bind source), knowing the guests' roots.
+
+    ``roots``: {(st_dev, st_ino): guest name} of the folders that are guests' roots
+    (registry.guest_roots).  The path is walked from the host's ``/`` one component at
+    a time with ``O_PATH | O_NOFOLLOW``; a link on the host's side is followed as the host
+    would (host root made it), but once the walk stands on a guest's root - by its
+    identity, whatever the path that led there, a bind mount of it included - the rest of
+    the path is resolved inside that root (:func:`open_in_root`): a link the guest planted
+    (``data -> /etc`` or ``../../../etc``) never leads out of its root, as it would for the
+    guest itself.  OSError (with errno) when the path cannot be opened.
+    """
+    todo = _parts(path)
+    cur = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    links = 0
+    try:
+        while True:
+            st = os.fstat(cur)
+            if (st.st_dev, st.st_ino) in roots:
+                return open_in_root(cur, "/".join(todo), flags)
+            if not todo:
+                return os.open(".", flags | os.O_CLOEXEC, dir_fd=cur)
+            part = todo.pop(0)
+            nfd = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+            if stat.S_ISLNK(os.fstat(nfd).st_mode):
+                os.close(nfd)
+                links += 1
+                if links > MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+                target = os.readlink(part, dir_fd=cur)
+                todo = _parts(target) + todo
+                if target.startswith("/"):
+                    nfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                else:
+                    continue
+            os.close(cur)
+            cur = nfd
+    finally:
+        os.close(cur)

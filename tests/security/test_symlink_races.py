@@ -253,6 +253,31 @@ def test_mount_target_link_never_leaves_the_root(unit_registry, guest, busybox_r
     assert snapshot(marker) == before and host_mount_points() == points
 
 
+def test_bind_source_in_a_guests_root_stays_in_that_root(unit_registry, guest, busybox_root, marker, table_dir, tmp_path):
+    """namespace_mount binds a folder of a guest's root into another guest: src ROOT/data-FORM,
+    where the first guest's root user planted data-FORM -> the host's marker folder (absolute,
+    or ``../`` climbing).  On the old code the host resolved src as a host path and bound the
+    host's marker folder into the other guest.  Now a source inside a guest's root is resolved
+    inside that root, as the guest itself would see its link: the decoy the test made at
+    ROOT/<marker path> is bound, never the marker.  Also when the host path reaches the root
+    through a link of the host's own (an alias folder)."""
+    (Path(busybox_root + str(marker)) / "decoy").mkdir(parents=True)
+    alias = tmp_path / "alias"
+    alias.symlink_to(busybox_root)
+    peer = guests.ensure_guests(unit_registry, [{"name": "sec-peer"}])["results"][0]["guest"]
+    before = snapshot(marker)
+    for form, target in links(marker).items():
+        os.symlink(target, os.path.join(busybox_root, "data-" + form))
+        for via in (busybox_root, str(alias)):
+            point = tmp_path / ("point-%s-%d" % (form, via == busybox_root))
+            point.mkdir()
+            mounts.converge(unit_registry, "sec-peer",
+                            [{"path": str(point), "src": "%s/data-%s" % (via, form), "fstype": "bind", "state": "ephemeral"}])
+            seen = sorted(os.listdir("/proc/%d/root%s" % (peer["init_pid"], point)))
+            assert seen == ["decoy"], "the %s link in the guest's root led the bind to %s" % (form, seen)
+    assert snapshot(marker) == before
+
+
 @pytest.fixture
 def table_dir(tmp_path, monkeypatch):
     from ansible_collections.linuxns.guests.plugins.module_utils import persist

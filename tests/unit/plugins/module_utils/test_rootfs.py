@@ -133,3 +133,38 @@ def _umask() -> int:
     old = os.umask(0)
     os.umask(old)
     return old
+
+
+def test_open_source_follows_host_links_but_not_a_guests(tmp_path):
+    """A bind source: host links are followed; once the walk stands on a guest's root (found
+    by identity, also through a host link), links planted there resolve inside it."""
+    host = tmp_path / "host"
+    (host / "sub").mkdir(parents=True)
+    root = tmp_path / "root"
+    (root / str(host).lstrip("/") / "sub").mkdir(parents=True)  # what the guest's links name, inside its root
+    os.symlink(str(host), str(root / "abs"))
+    os.symlink("../" * 12 + str(host).lstrip("/"), str(root / "up"))
+    os.symlink(str(root), str(tmp_path / "alias"))  # the host's own link to the root
+    os.symlink(str(host), str(tmp_path / "host-link"))
+    os.symlink("loop", str(tmp_path / "loop"))
+    st = os.stat(str(root))
+    roots = {(st.st_dev, st.st_ino): "g"}
+
+    def ino(path, known=roots):
+        fd = rootfs.open_source(path, known)
+        try:
+            return os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+
+    inside = os.stat(str(root / str(host).lstrip("/") / "sub")).st_ino
+    outside = os.stat(str(host / "sub")).st_ino
+    for src in ("%s/abs/sub" % root, "%s/up/sub" % root, "%s/alias/abs/sub" % tmp_path, "%s/alias/up/./sub" % tmp_path):
+        assert ino(src) == inside, src
+        assert ino(src, {}) == outside, src  # the root not known: a plain host path
+    assert ino("%s/host-link/sub" % tmp_path) == outside
+    with pytest.raises(OSError) as info:
+        rootfs.open_source(str(tmp_path / "loop"), roots)
+    assert info.value.errno == errno.ELOOP
+    with pytest.raises(FileNotFoundError):
+        rootfs.open_source(str(root / "nothing"), roots)
