@@ -150,8 +150,8 @@ def test_open_source_follows_host_links_but_not_a_guests(tmp_path):
     st = os.stat(str(root))
     roots = {(st.st_dev, st.st_ino): "g"}
 
-    def ino(path, known=roots):
-        fd = rootfs.open_source(path, known)
+    def ino(path, known=None):
+        fd = rootfs.open_source(path, roots if known is None else known)
         try:
             return os.fstat(fd).st_ino
         finally:
