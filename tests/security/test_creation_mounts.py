@@ -23,8 +23,7 @@ import os
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import guests
-from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
+from ansible_collections.linuxns.guests.plugins.module_utils import guest_info, guests
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict
 
@@ -85,6 +84,8 @@ def test_privileged_guest_gets_no_masks_and_a_writable_sys(unit_registry, busybo
     assert masked["sys"] == ("sysfs", "ro") and masked["proc"] == "proc"
     assert opened == {"masked": [], "read_only": [], "proc": "proc", "sys": ("sysfs", "rw")}, opened
     assert (default["proc_sys"], priv["proc_sys"]) == ("masked", "unmasked")
+    shown = {g["name"]: g["proc_sys"] for g in guest_info.info(unit_registry, ["sec-masked", "sec-open"])["guests"]}
+    assert shown == {"sec-masked": "masked", "sec-open": "unmasked"}  # namespace_info
     rootless = one(unit_registry, name="sec-norootp", privileged=True)["guest"]
     assert rootless["proc_sys"] is None
 
@@ -218,4 +219,3 @@ def test_mounts_land_on_the_folder_that_was_checked(unit_registry, busybox_root,
         finally:
             monkeypatch.undo()
             swap.undo()
-    assert reg.Registry  # the registry module is the one the helper used (imported above for its constants)
