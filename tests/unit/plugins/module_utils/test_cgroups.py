@@ -327,7 +327,7 @@ def test_v1_place_stats_freeze_kill_remove(v1, parent, procs):
     _name, dirs = parent
     gc = cg.GuestCgroup.plan(v1, only(dirs, v1), "g2")
     gc.create({"pids": 10})
-    sleeps = [procs.start(["sleep", "300"]) for _ in range(3)]
+    sleeps = [procs.start(["sleep", "300"]) for _i in range(3)]
     gc.join(sleeps[0].pid)
     for line in read("/proc/%d/cgroup" % sleeps[0].pid).splitlines():
         _hid, ctrls, path = line.split(":", 2)
@@ -576,7 +576,7 @@ def test_v2_limit_files_and_subtree_control(fake_v2):
     assert gc.stats() == {"memory_current": 4096, "memory_peak": 8192, "pids_current": 2, "cpu_usage_usec": 1234, "oom_kills": 1}
     gc.set_limits({"cpu": 0.5})
     assert {n: (g / n).read_text() for n in ("memory.max", "memory.swap.max", "cpu.max", "cpu.weight", "cpuset.cpus", "pids.max", "io.weight")} == {
-        "memory.max": "max", "memory.swap.max": "max", "cpu.max": "50000 100000", "cpu.weight": "100", "cpuset.cpus": "",
+        "memory.max": "max", "memory.swap.max": "max", "cpu.max": "50000 100000", "cpu.weight": "100", "cpuset.cpus": "\n",
         "pids.max": "max", "io.weight": "default 100"}
     assert gc.read_limits() == {"cpu": 0.5}
 
