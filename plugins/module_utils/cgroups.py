@@ -740,7 +740,12 @@ class GuestCgroup:
             except OSError:
                 leftovers.append(path)
         for path, ctls in reversed(enabled):
+            # disabled again only where no other cgroup is below: a guest made meanwhile by another
+            # run under the same (shared) parent would otherwise lose its limits
+            d = os.path.dirname(path)
             try:
+                if any(e.is_dir(follow_symlinks=False) and os.path.exists(os.path.join(e.path, "cgroup.procs")) for e in os.scandir(d)):
+                    continue
                 _write(path, " ".join("-" + c for c in ctls))
             except OSError:
                 pass

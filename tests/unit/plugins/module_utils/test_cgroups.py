@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -589,9 +590,9 @@ def test_v2_failures_restore_everything(fake_v2):
     (g / "pids.max").mkdir()                 # a write the "kernel" refuses (EISDIR), late in the order
     with pytest.raises(InvalidInput, match=r"limits.pids of guest web1: the kernel refused '64' in pids.max: Is a directory"):
         gc.create({"memory": "64M", "pids": 64})
-    # the pre-existing root and lab got their controllers disabled again
-    assert (root / "cgroup.subtree_control").read_text() == "-memory -pids"
-    assert (root / "lab" / "cgroup.subtree_control").read_text() == "-memory -pids"
+    # root and lab keep their controllers: a cgroup is below them (another run's guest may use them)
+    assert (root / "cgroup.subtree_control").read_text() == "+memory +pids"
+    assert (root / "lab" / "cgroup.subtree_control").read_text() == "+memory +pids"
     (g / "pids.max").rmdir()
     (g / "pids.max").write_text("max")
     gc.set_limits({"memory": "64M"})
@@ -619,6 +620,16 @@ def test_auto_parent_is_the_delegated_unit_under_systemd(fake_v2):
     (root / "system.slice" / "linuxns-guests.service").mkdir(parents=True)
     assert cg.resolve_parent(lay, "auto", systemd=True) == {"unified": str(root / "system.slice" / "linuxns-guests.service")}
     assert cg.resolve_parent(lay, "auto", systemd=False) == {"unified": str(root / "linuxns")}
+
+
+def test_v2_create_failure_disables_what_it_enabled(fake_v2):
+    lay, root = fake_v2
+    shutil.rmtree(str(root / "lab"))
+    gc = cg.GuestCgroup.plan(lay, "/new", "web1")      # a new parent and guest: mkdir'ed, so without the kernel's files here
+    with pytest.raises(InvalidInput, match=r"the cgroup .*/new is not given the controller memory by its parent \(cgroup.controllers: none\)"):
+        gc.create({"memory": "64M"})
+    assert not (root / "new").exists()
+    assert (root / "cgroup.subtree_control").read_text() == "-memory"     # enabled for it, disabled again
 
 
 def test_v2_cpuset_must_be_within_the_parents(fake_v2):
