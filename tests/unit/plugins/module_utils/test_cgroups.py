@@ -105,12 +105,22 @@ def procs():
     p.cleanup()
 
 
-def _remove_parent(dirs: dict) -> None:
+def _thaw_below(dirs: dict) -> None:
+    """A test that failed while its guest was frozen must not leave frozen processes behind."""
+    for d in dirs.values():
+        for dirpath, _dirs, files in os.walk(d):
+            for name, text in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+                if name in files:
+                    cg._write(os.path.join(dirpath, name), text)
+
+
+def _remove_parent(layout, dirs: dict) -> None:
     for d in dirs.values():
         if os.path.isdir(d):
             for pid in cg.GuestCgroup._tasks_in(d):
                 os.kill(pid, signal.SIGKILL)    # only ever our own processes live below our test parent
-            cg.GuestCgroup._rmtree(d)
+    # the same bounded retry as remove(): a killed task leaves its cgroup a moment later
+    cg.GuestCgroup(layout, dirs).remove(timeout=10)
 
 
 @pytest.fixture
@@ -120,8 +130,9 @@ def parent(hybrid, procs):
     name = "cgcore-test-%d-%d" % (os.getpid(), next(_seq))
     dirs = cg.resolve_parent(hybrid, name)
     yield name, dirs
+    _thaw_below(dirs)
     procs.cleanup()
-    _remove_parent(dirs)
+    _remove_parent(hybrid, dirs)
     assert not [d for d in dirs.values() if os.path.exists(d)]
 
 
