@@ -1110,6 +1110,16 @@ class GuestCgroup:
                 out[key] = v
         return out
 
+    # --- the view namespace_info shows ---
+
+    def info(self, parent=None) -> dict:
+        """``{parent, paths, version, frozen, <stats()>, limits}``: a guest's cgroup as
+        namespace_info reports it (``parent``: the cgroup_parent the record keeps)."""
+        out = {"parent": parent, "paths": dict(self.paths), "version": self.layout.version, "frozen": self.frozen()}
+        out.update(self.stats())
+        out["limits"] = self.read_limits()
+        return out
+
     # --- stats ---
 
     def stats(self) -> dict:

@@ -353,6 +353,9 @@ def test_v1_place_stats_freeze_kill_remove(v1, parent, procs):
     assert st["oom_kills"] == 0 and isinstance(st["memory_peak"], int)
     gc.freeze()
     assert gc.frozen() and read(gc.paths["freezer"] + "/freezer.state") == "FROZEN"
+    view = gc.info(parent=_name)
+    assert view["parent"] == _name and view["paths"] == gc.paths and view["version"] == "v1" and view["frozen"] is True
+    assert view["limits"] == {"pids": 10} and view["pids_current"] == 3 and set(st) <= set(view)
     for s in sleeps:
         assert "\tD (disk sleep)" in read("/proc/%d/status" % s.pid)     # a v1-frozen task sleeps in the refrigerator
     gc.thaw()
