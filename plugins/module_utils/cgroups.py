@@ -1093,7 +1093,10 @@ class GuestCgroup:
             spec = LIMITS[key]
             where = self._ctl_dir(spec.controller)
             ver = where[0] if where else "v2"
-            if spec.kind == "size" and v != "max":
+            if ver == "v1" and key == "memory_swap" and v != "max" and isinstance(limits.get("memory"), int):
+                mem = limits["memory"]   # v1 keeps memory + swap, each rounded down to pages
+                v = (mem + v) // PAGE * PAGE - mem // PAGE * PAGE
+            elif spec.kind == "size" and v != "max":
                 v = v // PAGE * PAGE
             if ver == "v1" and key == "cpu_weight":
                 v = shares_to_weight(weight_to_shares(v))

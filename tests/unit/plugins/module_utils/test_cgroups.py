@@ -328,6 +328,9 @@ def test_v1_create_limits_read_back_and_remove(v1, parent):
     assert read(p["cpu"] + "/cpu.cfs_quota_us") == "-1" and read(p["cpu"] + "/cpu.shares") == "512"
     assert read(p["cpuset"] + "/cpuset.cpus") == read(dirs["cpuset"] + "/cpuset.cpus")
     assert gc.read_limits() == {"memory": 128 << 20, "cpu_weight": 50}
+    odd = {"memory": 64 * 1024 * 1024 + 1, "memory_swap": 4095, "memory_high": "1.5M"}    # sizes the kernel rounds to pages
+    gc.set_limits(odd)
+    assert gc.read_limits() == gc.expected(odd) == {"memory": 64 << 20, "memory_swap": 4096, "memory_high": 3 << 19}
     gc.set_limits({}, old=gc.read_limits())
     assert gc.read_limits() == {}
     gc.remove()
