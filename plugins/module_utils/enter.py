@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import signal
+import sys
 import time
 
 from ansible_collections.linuxns.guests.plugins.module_utils import confine, errors
@@ -282,6 +283,146 @@ def reset_signals() -> None:
             pass
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+# ---------------------------------------------------------------------------------------
+# The sealed clone of the interpreter (CVE-2019-5736 class)
+# ---------------------------------------------------------------------------------------
+# The process that forks the command's process C runs the host's Python.  C is a member of
+# the guest's pid namespace from its fork on, and its exec of a guest file that starts
+# "#!/proc/self/exe" runs C's own program again: without a clone, guest code would run in
+# a process whose /proc/PID/exe is the host's /usr/bin/python3.x, which guest root could
+# open (O_PATH now, reopened for writing once nobody runs it) and replace.  As runc does
+# for "runc init" (libcontainer/exeseal: CloneSelfExe, IsSelfExeCloned; formerly
+# nsenter/cloned_binary.c) and LXC for lxc-init, everything that enters a guest to run a
+# program runs from a sealed memfd copy of the interpreter, made before any namespace is
+# joined: /proc/PID/exe is then an anonymous file nobody can write.  runc >= 1.2 prefers a
+# private lower-only overlayfs of the binary's folder (zero copy); it would see the real
+# file under a bind mount over the interpreter and needs fsopen, and the copy here costs
+# ~4 ms against the ~10 ms start of the clone, so the memfd it is (docs/security.md).
+SEALED_MARK = "LINUXNS_SEALED_REEXEC"
+_CLONE_MAIN = r"""
+import os, sys, json, pickle
+import fcntl, resource, struct, warnings  # imported lazily (os.execvpe: warnings) once inside a guest
+r, w = int(sys.argv[1]), int(sys.argv[2])
+data = []
+while True:
+    chunk = os.read(r, 1 << 20)
+    if not chunk:
+        break
+    data.append(chunk)
+os.close(r)
+data = b"".join(data)
+cut = data.index(b"\n")
+sys.path[:] = json.loads(data[:cut])
+from ansible_collections.linuxns.guests.plugins.module_utils import errors, syscalls
+try:
+    if not syscalls.running_sealed():
+        raise errors.GuestError("the sealed clone of %s does not run from a sealed copy" % sys.executable)
+    func, args = pickle.loads(data[cut + 1:])
+    out = ("ok", func(*args))
+except BaseException as exc:
+    out = ("error", errors.to_payload(exc))
+out = pickle.dumps(out)
+while out:
+    out = out[os.write(w, out):]
+os._exit(0)
+"""
+
+
+def interpreter_clone() -> int:
+    """A sealed memfd copy of this Python (``sys.executable``), close-on-exec; fexecve it."""
+    path = os.path.realpath(sys.executable)
+    return sc.sealed_copy(path, "linuxns:" + os.path.basename(path))
+
+
+def reexec_sealed() -> None:
+    """Run this very command (``sys.orig_argv``) again, from a sealed clone of the interpreter.
+
+    For a program started on its own (the connection's entry program); returns at once
+    when it runs from one already.  argv[0] stays the interpreter's path, so Python finds
+    its library as before.  Never returns otherwise (the exec replaces the process)."""
+    if os.environ.pop(SEALED_MARK, None) is not None:
+        if not sc.running_sealed():
+            raise GuestError("%s runs from a copy that is not sealed; refusing to enter a guest with it" % sys.executable)
+        return
+    if sc.running_sealed():
+        return
+    fd = interpreter_clone()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        env = dict(os.environ)
+        env[SEALED_MARK] = "1"
+        os.execve(fd, [sys.executable, *sys.orig_argv[1:]], env)
+    except OSError as exc:
+        raise KernelError("cannot run %s from its sealed copy: %s" % (sys.executable, exc.strerror), errno=exc.errno) from None
+    finally:
+        os.close(fd)
+
+
+def in_sealed_clone(func, *args):
+    """``func(*args)`` run in a child exec'd from a sealed clone of this Python; its result.
+
+    For a library caller (a module run) that cannot exec itself again: ``func`` and
+    ``args`` must pickle (``func`` a module-level function; the child imports it through
+    this process's ``sys.path``), and so must the result.  A GuestError raised there is
+    raised here with its class and message.  One clone and one child per call: a run
+    passes its whole work (every guest of it) in one call.  Runs ``func`` here when this
+    process runs from a sealed copy already.  The child's stdout is our stderr (a module's
+    stdout is its answer) and its stdin /dev/null; it dies with us (PR_SET_PDEATHSIG)."""
+    if sc.running_sealed():
+        return func(*args)
+    import pickle
+
+    job = json.dumps(sys.path).encode() + b"\n" + pickle.dumps((func, args))
+    exe = interpreter_clone()
+    fds = []
+    try:
+        fds.extend(os.pipe2(os.O_CLOEXEC))
+        fds.extend(os.pipe2(os.O_CLOEXEC))
+        job_r, job_w, res_r, res_w = fds
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child, until its exec
+            try:
+                sc.set_pdeathsig(signal.SIGKILL)
+                if os.getppid() != parent:
+                    os._exit(1)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(2, 1)
+                os.set_inheritable(job_r, True)
+                os.set_inheritable(res_w, True)
+                os.execve(exe, [sys.executable, "-I", "-S", "-c", _CLONE_MAIN, str(job_r), str(res_w)], dict(os.environ))
+            finally:
+                os._exit(127)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    finally:
+        os.close(exe)
+    os.close(job_r)
+    os.close(res_w)
+    try:
+        try:
+            write_all(job_w, job)
+        except BrokenPipeError:
+            pass  # it died at once: told below
+        finally:
+            os.close(job_w)
+        data = read_all(res_r)
+    finally:
+        os.close(res_r)
+        status = wait_child(pid)
+    if not data:
+        raise GuestError("the sealed clone of %s that enters the guests ended without an answer (wait status %d)"
+                         % (sys.executable, status))
+    kind, value = pickle.loads(data)
+    if kind == "error":
+        raise_payload(value)
+    return value
 
 
 # ---------------------------------------------------------------------------------------

@@ -644,7 +644,12 @@ def run_many(metas, req: Request, check_only: bool = False, raise_errors: bool =
     A guest's setup error (user, chdir...) becomes its failed result (or is raised, with
     ``raise_errors``).  Entering a guest is mostly waiting for two forks and an exec, so
     a few guests at a time overlap that wait (like Ansible's forks over hosts).
+
+    The run happens in a sealed clone of the interpreter (:func:`enter.in_sealed_clone`,
+    the CVE-2019-5736 class): no process a guest can see runs the host's Python.
     """
+    if not enter.sc.running_sealed():
+        return enter.in_sealed_clone(run_many, metas, req, check_only, raise_errors, parallel)
     results = [None] * len(metas)
     pending = list(enumerate(metas))
     poller = select.poll()
