@@ -228,6 +228,8 @@ def run_in_guest_mnt(meta: reg.GuestRecord, ops: list):
     with host paths, join its mount namespace, apply ``ops``.  Returns the worker's result."""
     pins = meta.pins
     need_pid = any(op["action"] in ("mount", "replace") and op["fstype"] == "proc" for op in ops) and "pid" in pins
+    if need_pid and not sc.running_sealed():  # its child is seen in the guest's pid namespace (CVE-2019-5736 class)
+        return enter.in_sealed_clone(run_in_guest_mnt, meta, ops)
     types = [t for t in ("cgroup", "ipc", "uts", "net") if t in pins] + (["pid"] if need_pid else []) + ["mnt"]
     types = enter.check_types(meta, types)
 

@@ -65,3 +65,15 @@ def test_a_proc_self_exe_script_runs_the_clone_not_the_hosts_python(unit_registr
     r = execute.run(unit_registry.find("gx"), Request(argv=[str(script)]))
     assert r["rc"] == 0, r
     assert r["stdout"].startswith("/memfd:linuxns:python"), r  # before: /usr/bin/python3.11
+
+
+def test_an_init_script_of_proc_self_exe_runs_the_clone(unit_registry, tmp_path):
+    """namespace_create's ``init:``: the guest's PID 1 execs it; a script that starts
+    ``#!/proc/self/exe`` re-runs PID 1's own program, which must be the clone."""
+    script = tmp_path / "init"
+    script.write_text("#!/proc/self/exe\nimport signal\nsignal.pause()\n")
+    script.chmod(0o755)
+    guests.ensure_guests(unit_registry, [{"name": "gi", "namespaces": ["uts", "pid"], "init": [str(script)], "stop_signal": "KILL"}])
+    meta = unit_registry.find("gi")
+    link = os.readlink("/proc/%d/exe" % meta.init_pid)
+    assert link.startswith("/memfd:linuxns:python"), link  # before: /usr/bin/python3.11
