@@ -305,21 +305,19 @@ _CLONE_MAIN = r"""
 import os, sys, json, pickle
 import fcntl, resource, struct, warnings  # imported lazily (os.execvpe: warnings) once inside a guest
 r, w = int(sys.argv[1]), int(sys.argv[2])
-data = []
-while True:
-    chunk = os.read(r, 1 << 20)
-    if not chunk:
-        break
-    data.append(chunk)
-os.close(r)
-data = b"".join(data)
-cut = data.index(b"\n")
-sys.path[:] = json.loads(data[:cut])
+f = os.fdopen(r, "rb")
+head = json.loads(f.readline())
+sys.path[:] = head["path"]
 from ansible_collections.linuxns.guests.plugins.module_utils import errors, syscalls
 try:
+    for name in head["preload"]:  # while the caller still prepares the call
+        __import__(name)
+    data = f.read()
+    if not data:
+        os._exit(0)  # the caller ended without a call
     if not syscalls.running_sealed():
         raise errors.GuestError("the sealed clone of %s does not run from a sealed copy" % sys.executable)
-    func, args = pickle.loads(data[cut + 1:])
+    func, args = pickle.loads(data)
     out = ("ok", func(*args))
 except BaseException as exc:
     out = ("error", errors.to_payload(exc))
@@ -361,68 +359,97 @@ def reexec_sealed() -> None:
         os.close(fd)
 
 
-def in_sealed_clone(func, *args):
-    """``func(*args)`` run in a child exec'd from a sealed clone of this Python; its result.
+class SealedClone:
+    """A child exec'd from a sealed clone of this Python, for one call (:meth:`call`).
 
-    For a library caller (a module run) that cannot exec itself again: ``func`` and
-    ``args`` must pickle (``func`` a module-level function; the child imports it through
-    this process's ``sys.path``), and so must the result.  A GuestError raised there is
-    raised here with its class and message.  One clone and one child per call: a run
-    passes its whole work (every guest of it) in one call.  Runs ``func`` here when this
-    process runs from a sealed copy already.  The child's stdout is our stderr (a module's
-    stdout is its answer) and its stdin /dev/null; it dies with us (PR_SET_PDEATHSIG)."""
-    if sc.running_sealed():
-        return func(*args)
-    import pickle
+    For a library caller (a module run) that cannot exec itself again.  Started at
+    once: it imports ``preload`` (module names) while the caller still prepares the
+    call, so its start-up runs alongside.  The call's ``func`` and ``args`` must pickle
+    (``func`` a module-level function; the child imports it through this process's
+    ``sys.path``), and so must the result; a GuestError raised there is raised here with
+    its class and message.  In a process that runs from a sealed copy already, nothing is
+    started and :meth:`call` calls ``func`` here.  The child's stdout is our stderr (a
+    module's stdout is its answer), its stdin /dev/null; it dies with us
+    (PR_SET_PDEATHSIG) and ends when we close it (or exit) without a call.
+    """
 
-    job = json.dumps(sys.path).encode() + b"\n" + pickle.dumps((func, args))
-    exe = interpreter_clone()
-    fds = []
-    try:
-        fds.extend(os.pipe2(os.O_CLOEXEC))
-        fds.extend(os.pipe2(os.O_CLOEXEC))
-        job_r, job_w, res_r, res_w = fds
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child, until its exec
-            try:
-                sc.set_pdeathsig(signal.SIGKILL)
-                if os.getppid() != parent:
-                    os._exit(1)
-                null = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(null, 0)
-                os.dup2(2, 1)
-                os.set_inheritable(job_r, True)
-                os.set_inheritable(res_w, True)
-                os.execve(exe, [sys.executable, "-I", "-S", "-c", _CLONE_MAIN, str(job_r), str(res_w)], dict(os.environ))
-            finally:
-                os._exit(127)
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-    finally:
-        os.close(exe)
-    os.close(job_r)
-    os.close(res_w)
-    try:
+    def __init__(self, preload=()):
+        self.pid = None
+        self.job_w = self.res_r = -1
+        if sc.running_sealed():
+            return
+        exe = interpreter_clone()
+        fds = []
         try:
-            write_all(job_w, job)
-        except BrokenPipeError:
-            pass  # it died at once: told below
+            fds.extend(os.pipe2(os.O_CLOEXEC))
+            fds.extend(os.pipe2(os.O_CLOEXEC))
+            job_r, job_w, res_r, res_w = fds
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child, until its exec
+                try:
+                    sc.set_pdeathsig(signal.SIGKILL)
+                    if os.getppid() != parent:
+                        os._exit(1)
+                    null = os.open(os.devnull, os.O_RDONLY)
+                    os.dup2(null, 0)
+                    os.dup2(2, 1)
+                    os.set_inheritable(job_r, True)
+                    os.set_inheritable(res_w, True)
+                    os.execve(exe, [sys.executable, "-I", "-S", "-c", _CLONE_MAIN, str(job_r), str(res_w)], dict(os.environ))
+                finally:
+                    os._exit(127)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
         finally:
-            os.close(job_w)
-        data = read_all(res_r)
-    finally:
-        os.close(res_r)
-        status = wait_child(pid)
-    if not data:
-        raise GuestError("the sealed clone of %s that enters the guests ended without an answer (wait status %d)"
-                         % (sys.executable, status))
-    kind, value = pickle.loads(data)
-    if kind == "error":
-        raise_payload(value)
-    return value
+            os.close(exe)
+        os.close(job_r)
+        os.close(res_w)
+        self.pid, self.job_w, self.res_r = pid, job_w, res_r
+        try:
+            write_all(job_w, json.dumps({"path": sys.path, "preload": list(preload)}).encode() + b"\n")
+        except BrokenPipeError:
+            pass  # it died at once: call() tells
+
+    def call(self, func, *args):
+        if self.pid is None:
+            return func(*args)
+        import pickle
+
+        try:
+            try:
+                write_all(self.job_w, pickle.dumps((func, args)))
+            except BrokenPipeError:
+                pass  # it died: told below
+            os.close(self.job_w)
+            self.job_w = -1
+            data = read_all(self.res_r)
+        finally:
+            status = self.close()
+        if not data:
+            raise GuestError("the sealed clone of %s that enters the guests ended without an answer (wait status %d)"
+                             % (sys.executable, status))
+        kind, value = pickle.loads(data)
+        if kind == "error":
+            raise_payload(value)
+        return value
+
+    def close(self) -> int:
+        """End it (without a call, it exits); its wait status."""
+        for fd in (self.job_w, self.res_r):
+            if fd >= 0:
+                os.close(fd)
+        self.job_w = self.res_r = -1
+        pid, self.pid = self.pid, None
+        return wait_child(pid) if pid is not None else 0
+
+
+def in_sealed_clone(func, *args):
+    """``func(*args)`` run in a child exec'd from a sealed clone of this Python (one
+    :class:`SealedClone`, started for this call); its result."""
+    return SealedClone((func.__module__,)).call(func, *args)
 
 
 # ---------------------------------------------------------------------------------------
