@@ -301,6 +301,7 @@ def reset_signals() -> None:
 # file under a bind mount over the interpreter and needs fsopen, and the copy here costs
 # ~4 ms against the ~10 ms start of the clone, so the memfd it is (docs/security.md).
 SEALED_MARK = "LINUXNS_SEALED_REEXEC"
+CLONE_CACHE = "/run/linuxns/clone-cache"  # compiled modules of a zipped payload (the clone of a module run)
 _CLONE_MAIN = r"""
 import os, sys, json, pickle
 import fcntl, resource, struct, warnings  # imported lazily (os.execvpe: warnings) once inside a guest
@@ -308,6 +309,66 @@ r, w = int(sys.argv[1]), int(sys.argv[2])
 f = os.fdopen(r, "rb")
 head = json.loads(f.readline())
 sys.path[:] = head["path"]
+PKG = "ansible_collections.linuxns.guests.plugins.module_utils."
+CACHE = head["cache"]
+
+
+def _trusted(st, kind):
+    return kind(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+class _Cached:
+    # The collection's modules from a zip (a module's AnsiballZ payload has no .pyc): code
+    # kept in CACHE (root-only, like the entry program's STATE/entry-cache), by source.
+    def __init__(self, spec):
+        self.spec, self.inner = spec, spec.loader
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        import marshal, stat, zlib
+        src = self.inner.get_source(module.__name__).encode()
+        stem = module.__name__.rsplit(".", 1)[-1] + "-"
+        key = "%s%08x-%d.%s" % (stem, zlib.crc32(src), len(src), sys.implementation.cache_tag)
+        code = None
+        try:
+            if _trusted(os.lstat(CACHE), stat.S_ISDIR):
+                with open(os.open(os.path.join(CACHE, key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as c:
+                    if _trusted(os.fstat(c.fileno()), stat.S_ISREG):
+                        code = marshal.loads(c.read())
+        except (OSError, ValueError, EOFError, TypeError):
+            pass
+        if code is None:
+            code = compile(src, self.spec.origin or module.__name__, "exec", dont_inherit=True)
+            try:  # best effort: without it, compiling next time too
+                os.makedirs(CACHE, mode=0o700, exist_ok=True)
+                tmp = os.path.join(CACHE, ".new-%d-%s" % (os.getpid(), key))
+                with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), "wb") as c:
+                    c.write(marshal.dumps(code))
+                os.replace(tmp, os.path.join(CACHE, key))
+                for old in os.listdir(CACHE):
+                    if old.startswith(stem) and old != key:
+                        os.unlink(os.path.join(CACHE, old))
+            except OSError:
+                pass
+        exec(code, module.__dict__)
+
+
+class _Finder:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if not name.startswith(PKG):
+            return None
+        import importlib.machinery, zipimport
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and isinstance(spec.loader, zipimport.zipimporter) and spec.submodule_search_locations is None:
+            spec.loader = _Cached(spec)
+        return spec
+
+
+if CACHE and os.path.isdir(os.path.dirname(CACHE)):
+    sys.meta_path.insert(0, _Finder)
 from ansible_collections.linuxns.guests.plugins.module_utils import errors, syscalls
 try:
     for name in head["preload"]:  # while the caller still prepares the call
@@ -364,7 +425,10 @@ class SealedClone:
 
     For a library caller (a module run) that cannot exec itself again.  Started at
     once: it imports ``preload`` (module names) while the caller still prepares the
-    call, so its start-up runs alongside.  The call's ``func`` and ``args`` must pickle
+    call, so its start-up runs alongside.  The collection's modules it imports from a zip
+    (a module's AnsiballZ payload, which has no .pyc) are compiled once and kept in
+    ``cache`` (when its parent folder exists: the default state folder), trusted only
+    when it and the file belong to our uid and nobody else may write them.  The call's ``func`` and ``args`` must pickle
     (``func`` a module-level function; the child imports it through this process's
     ``sys.path``), and so must the result; a GuestError raised there is raised here with
     its class and message.  In a process that runs from a sealed copy already, nothing is
@@ -373,7 +437,7 @@ class SealedClone:
     (PR_SET_PDEATHSIG) and ends when we close it (or exit) without a call.
     """
 
-    def __init__(self, preload=()):
+    def __init__(self, preload=(), cache: str = CLONE_CACHE):
         self.pid = None
         self.job_w = self.res_r = -1
         if sc.running_sealed():
@@ -409,7 +473,7 @@ class SealedClone:
         os.close(res_w)
         self.pid, self.job_w, self.res_r = pid, job_w, res_r
         try:
-            write_all(job_w, json.dumps({"path": sys.path, "preload": list(preload)}).encode() + b"\n")
+            write_all(job_w, json.dumps({"path": sys.path, "preload": list(preload), "cache": cache}).encode() + b"\n")
         except BrokenPipeError:
             pass  # it died at once: call() tells
 

@@ -77,3 +77,39 @@ def test_an_init_script_of_proc_self_exe_runs_the_clone(unit_registry, tmp_path)
     meta = unit_registry.find("gi")
     link = os.readlink("/proc/%d/exe" % meta.init_pid)
     assert link.startswith("/memfd:linuxns:python"), link  # before: /usr/bin/python3.11
+
+
+ZIP_RUN = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, execute
+print(enter.SealedClone((execute.__name__,), cache=sys.argv[2]).call(execute.__name__.__len__) > 0)
+print(enter.SealedClone((execute.__name__,), cache=sys.argv[2]).call(execute.Request, ["true"]).argv)
+"""
+
+
+def test_a_zipped_payload_is_compiled_once_into_the_cache(tmp_path):
+    """A module's payload is a zip without .pyc: the clone keeps the compiled modules."""
+    import zipfile
+
+    here = os.path.dirname(enter.__file__)
+    payload = tmp_path / "payload.zip"
+    with zipfile.ZipFile(str(payload), "w") as z:
+        parts = enter.__name__.split(".")[:-1]
+        for i in range(1, len(parts) + 1):
+            z.writestr("/".join(parts[:i]) + "/__init__.py", "")
+        for name in os.listdir(here):
+            if name.endswith(".py") and name != "__init__.py":
+                z.write(os.path.join(here, name), "/".join(parts) + "/" + name)
+    cache = tmp_path / "state" / "clone-cache"
+    (tmp_path / "state").mkdir(mode=0o700)
+    for _round in range(2):
+        out = subprocess.run([sys.executable, "-I", "-S", "-c", ZIP_RUN, str(payload), str(cache)], capture_output=True, text=True,
+                             check=False)
+        assert out.returncode == 0 and out.stdout.split("\n")[:2] == ["True", "['true']"], (out.stdout, out.stderr)
+        kept = sorted(p.name.split("-")[0] for p in cache.iterdir())
+        assert {"confine", "enter", "execute", "model", "registry", "syscalls"} <= set(kept), kept
+        assert len(kept) == len(set(kept))  # one version each
+    cache.chmod(0o777)  # not ours alone any more: ignored, compiled again
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", ZIP_RUN, str(payload), str(cache)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
