@@ -36,7 +36,7 @@ import signal
 import stat
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, errors, model, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, errors, model, procfs, sealed
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import ExecFailed, GuestError, GuestStale, InvalidInput
 
@@ -645,11 +645,11 @@ def run_many(metas, req: Request, check_only: bool = False, raise_errors: bool =
     ``raise_errors``).  Entering a guest is mostly waiting for two forks and an exec, so
     a few guests at a time overlap that wait (like Ansible's forks over hosts).
 
-    The run happens in a sealed clone of the interpreter (:func:`enter.in_sealed_clone`,
+    The run happens in a sealed clone of the interpreter (:func:`sealed.in_sealed_clone`,
     the CVE-2019-5736 class): no process a guest can see runs the host's Python.
     """
     if not enter.sc.running_sealed():
-        return enter.in_sealed_clone(run_many, metas, req, check_only, raise_errors, parallel)
+        return sealed.in_sealed_clone(run_many, metas, req, check_only, raise_errors, parallel)
     results = [None] * len(metas)
     pending = list(enumerate(metas))
     poller = select.poll()

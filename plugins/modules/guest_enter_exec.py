@@ -298,9 +298,9 @@ results:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
-from ansible_collections.linuxns.guests.plugins.module_utils.enter import SealedClone
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.execute import Request, prepare_guests, run_many
+from ansible_collections.linuxns.guests.plugins.module_utils.sealed import SealedClone
 from ansible_collections.linuxns.guests.plugins.module_utils.syscalls import NS_TYPES
 
 NS_CHOICES = list(NS_TYPES)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, execute, guests
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, execute, guests, sealed
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import KernelError
 from ansible_collections.linuxns.guests.plugins.module_utils.execute import Request
@@ -16,21 +16,21 @@ from ansible_collections.linuxns.guests.plugins.module_utils.execute import Requ
 
 def _nested():
     """Runs in the clone: a clone asked for a clone runs the call itself."""
-    return os.getpid(), enter.in_sealed_clone(os.getpid)
+    return os.getpid(), sealed.in_sealed_clone(os.getpid)
 
 
 def test_in_sealed_clone_runs_from_a_sealed_copy():
     assert not sc.running_sealed()  # pytest: the host's interpreter file
-    link = enter.in_sealed_clone(os.readlink, "/proc/self/exe")
+    link = sealed.in_sealed_clone(os.readlink, "/proc/self/exe")
     assert link.startswith("/memfd:linuxns:python"), link
-    assert enter.in_sealed_clone(sc.exe_seals) & sc.SEALS == sc.SEALS
-    outer, inner = enter.in_sealed_clone(_nested)
+    assert sealed.in_sealed_clone(sc.exe_seals) & sc.SEALS == sc.SEALS
+    outer, inner = sealed.in_sealed_clone(_nested)
     assert outer == inner != os.getpid()
 
 
 def test_in_sealed_clone_keeps_the_error_class():
     with pytest.raises(KernelError, match=r"sealed_copy.*nonexistent"):
-        enter.in_sealed_clone(sc.sealed_copy, "/nonexistent/linuxns-x", "x")
+        sealed.in_sealed_clone(sc.sealed_copy, "/nonexistent/linuxns-x", "x")
 
 
 def _entry_like(*env):
@@ -82,9 +82,9 @@ def test_an_init_script_of_proc_self_exe_runs_the_clone(unit_registry, tmp_path)
 ZIP_RUN = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, execute
-print(enter.SealedClone((execute.__name__,), cache=sys.argv[2]).call(execute.__name__.__len__) > 0)
-print(enter.SealedClone((execute.__name__,), cache=sys.argv[2]).call(execute.Request, ["true"]).argv)
+from ansible_collections.linuxns.guests.plugins.module_utils import execute, sealed
+print(sealed.SealedClone((execute.__name__,), cache=sys.argv[2]).call(execute.__name__.__len__) > 0)
+print(sealed.SealedClone((execute.__name__,), cache=sys.argv[2]).call(execute.Request, ["true"]).argv)
 """
 
 
