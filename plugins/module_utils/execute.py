@@ -38,6 +38,7 @@ import time
 
 from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, errors, model, procfs, sealed
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import ExecFailed, GuestError, GuestStale, InvalidInput
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -648,7 +649,7 @@ def run_many(metas, req: Request, check_only: bool = False, raise_errors: bool =
     The run happens in a sealed clone of the interpreter (:func:`sealed.in_sealed_clone`,
     the CVE-2019-5736 class): no process a guest can see runs the host's Python.
     """
-    if not enter.sc.running_sealed():
+    if not sc.running_sealed():
         return sealed.in_sealed_clone(run_many, metas, req, check_only, raise_errors, parallel)
     results = [None] * len(metas)
     pending = list(enumerate(metas))

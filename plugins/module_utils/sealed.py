@@ -124,9 +124,9 @@ class SealedClone:
     call, so its start-up runs alongside.  The collection's modules it imports from a zip
     (a module's AnsiballZ payload, which has no .pyc) are compiled once and kept in
     ``cache`` (when its parent folder exists: the default state folder), trusted only
-    when it and the file belong to our uid and nobody else may write them.  The call's ``func`` and ``args`` must pickle
-    (``func`` a module-level function; the child imports it through this process's
-    ``sys.path``), and so must the result; a GuestError raised there is raised here with
+    when it and the file belong to our uid and nobody else may write them.  The call's
+    ``func`` and ``args`` must pickle (``func`` a module-level function; the child imports
+    it through this process's ``sys.path``), and so must the result; a GuestError raised there is raised here with
     its class and message.  In a process that runs from a sealed copy already, nothing is
     started and :meth:`call` calls ``func`` here.  The child's stdout is our stderr (a
     module's stdout is its answer), its stdin /dev/null; it dies with us
