@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import signal
+import sys
 import time
 
 from ansible_collections.linuxns.guests.plugins.module_utils import confine, errors
@@ -282,6 +283,56 @@ def reset_signals() -> None:
             pass
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+# ---------------------------------------------------------------------------------------
+# The sealed clone of the interpreter (CVE-2019-5736 class)
+# ---------------------------------------------------------------------------------------
+# The process that forks the command's process C runs the host's Python.  C is a member of
+# the guest's pid namespace from its fork on, and its exec of a guest file that starts
+# "#!/proc/self/exe" runs C's own program again: without a clone, guest code would run in
+# a process whose /proc/PID/exe is the host's /usr/bin/python3.x, which guest root could
+# open (O_PATH now, reopened for writing once nobody runs it) and replace.  As runc does
+# for "runc init" (libcontainer/exeseal: CloneSelfExe, IsSelfExeCloned; formerly
+# nsenter/cloned_binary.c) and LXC for lxc-init, everything that enters a guest to run a
+# program runs from a sealed memfd copy of the interpreter, made before any namespace is
+# joined: /proc/PID/exe is then an anonymous file nobody can write.  runc >= 1.2 prefers a
+# private lower-only overlayfs of the binary's folder (zero copy); it would see the real
+# file under a bind mount over the interpreter and needs fsopen, and the copy here costs
+# ~4 ms against the ~10 ms start of the clone, so the memfd it is (docs/security.md).
+# A process that cannot exec itself again (a module run) calls into a clone: sealed.py.
+SEALED_MARK = "LINUXNS_SEALED_REEXEC"
+
+
+def interpreter_clone() -> int:
+    """A sealed memfd copy of this Python (``sys.executable``), close-on-exec; fexecve it."""
+    path = os.path.realpath(sys.executable)
+    return sc.sealed_copy(path, "linuxns:" + os.path.basename(path))
+
+
+def reexec_sealed() -> None:
+    """Run this very command (``sys.orig_argv``) again, from a sealed clone of the interpreter.
+
+    For a program started on its own (the connection's entry program); returns at once
+    when it runs from one already.  argv[0] stays the interpreter's path, so Python finds
+    its library as before.  Never returns otherwise (the exec replaces the process)."""
+    if os.environ.pop(SEALED_MARK, None) is not None:
+        if not sc.running_sealed():
+            raise GuestError("%s runs from a copy that is not sealed; refusing to enter a guest with it" % sys.executable)
+        return
+    if sc.running_sealed():
+        return
+    fd = interpreter_clone()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        env = dict(os.environ)
+        env[SEALED_MARK] = "1"
+        os.execve(fd, [sys.executable, *sys.orig_argv[1:]], env)
+    except OSError as exc:
+        raise KernelError("cannot run %s from its sealed copy: %s" % (sys.executable, exc.strerror), errno=exc.errno) from None
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------

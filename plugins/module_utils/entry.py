@@ -406,6 +406,7 @@ def status(registry: reg.Registry, refs) -> int:
 
 USAGE = ("usage: entry {exec STATE GUEST CMD | put STATE GUEST PATH SIZE | fetch STATE GUEST PATH | stage STATE GUEST PATH | "
          "unstage STATE FILE | mkstage STATE | place STATE GUEST FILE PATH | status STATE [GUEST...]}")
+ENTERS = ("exec", "put", "fetch", "stage", "place")  # the commands that enter a guest
 ARITY = {"exec": 3, "put": 4, "fetch": 3, "stage": 3, "unstage": 2, "mkstage": 1, "place": 4}
 
 
@@ -450,6 +451,8 @@ def main(argv=None) -> int:
                                   "set linuxns_host_user to root" % os.geteuid()))
         return ERROR_RC
     try:
+        if argv is None and sys.argv[1:2] and sys.argv[1] in ENTERS:
+            enter.reexec_sealed()  # the CVE-2019-5736 class: see enter.reexec_sealed
         return dispatch(list(sys.argv[1:] if argv is None else argv))
     except Exception as exc:  # every failure is reported the same way, never as a traceback
         report_error(exc)

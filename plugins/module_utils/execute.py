@@ -36,8 +36,9 @@ import signal
 import stat
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, errors, model, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, errors, model, procfs, sealed
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import ExecFailed, GuestError, GuestStale, InvalidInput
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -644,7 +645,12 @@ def run_many(metas, req: Request, check_only: bool = False, raise_errors: bool =
     A guest's setup error (user, chdir...) becomes its failed result (or is raised, with
     ``raise_errors``).  Entering a guest is mostly waiting for two forks and an exec, so
     a few guests at a time overlap that wait (like Ansible's forks over hosts).
+
+    The run happens in a sealed clone of the interpreter (:func:`sealed.in_sealed_clone`,
+    the CVE-2019-5736 class): no process a guest can see runs the host's Python.
     """
+    if not sc.running_sealed():
+        return sealed.in_sealed_clone(run_many, metas, req, check_only, raise_errors, parallel)
     results = [None] * len(metas)
     pending = list(enumerate(metas))
     poller = select.poll()

@@ -16,7 +16,7 @@ import contextlib
 import json
 import os
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, model, persist
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, model, persist, sealed
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -175,6 +175,9 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
     carries the results of the guests already done.  ``table_dir``: the folder of the
     guests' kept files (persist.resolve_table_dir when None).
     """
+    if not check_mode and any(isinstance(p, dict) and p.get("init") for p in entries) and not sc.running_sealed():
+        # an init: is exec'd by the guest's PID 1, forked here: from a sealed clone (CVE-2019-5736 class)
+        return sealed.in_sealed_clone(ensure_guests, registry, entries, check_mode, table_dir)
     kept = persist.KeptIds(table_dir or persist.resolve_table_dir(registry.state_dir))
     specs, seen, batch, confinements = [], set(), {}, {}
     for i, params in enumerate(entries):

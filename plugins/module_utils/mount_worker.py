@@ -11,7 +11,7 @@ import errno as _errno
 import os
 import stat as _stat
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, procfs, rootfs
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, procfs, rootfs, sealed
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -237,6 +237,8 @@ def run_in_guest_mnt(meta: reg.GuestRecord, ops: list):
     with host paths, join its mount namespace, apply ``ops``.  Returns the worker's result."""
     pins = meta.pins
     need_pid = any(op["action"] in ("mount", "replace") and op["fstype"] == "proc" for op in ops) and "pid" in pins
+    if need_pid and not sc.running_sealed():  # its child is seen in the guest's pid namespace (CVE-2019-5736 class)
+        return sealed.in_sealed_clone(run_in_guest_mnt, meta, ops)
     types = [t for t in ("cgroup", "ipc", "uts", "net") if t in pins] + (["pid"] if need_pid else []) + ["mnt"]
     types = enter.check_types(meta, types)
 

@@ -442,6 +442,27 @@ def sealed_copy(path: str, name: str) -> int:
         os.close(src)
 
 
+def exe_seals(path: str = "/proc/self/exe") -> int:
+    """The seals (F_GET_SEALS) of the file a process runs: 0 for a regular file (no memfd)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        return fcntl.fcntl(fd, F_GET_SEALS)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
+def running_sealed() -> bool:
+    """Whether this process runs from a sealed copy (:func:`sealed_copy`) of its program."""
+    return exe_seals() & SEALS == SEALS
+
+
 def elf_is_static(fd: int) -> bool:
     """True when the ELF file open at ``fd`` has no program interpreter (PT_INTERP): it runs
     without loading any library, so a sealed copy of it runs the same inside a guest."""

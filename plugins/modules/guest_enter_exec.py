@@ -300,6 +300,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.execute import Request, prepare_guests, run_many
+from ansible_collections.linuxns.guests.plugins.module_utils.sealed import SealedClone
 from ansible_collections.linuxns.guests.plugins.module_utils.syscalls import NS_TYPES
 
 NS_CHOICES = list(NS_TYPES)
@@ -314,7 +315,7 @@ def _lines(result: dict) -> dict:
     return result
 
 
-def _body(module):
+def _body(module, clone):
     params = module.params
     req = Request(**{k: params[k] for k in REQUEST_KEYS})
     check_only = module.check_mode and not params["run_in_check_mode"]
@@ -331,12 +332,12 @@ def _body(module):
     else:
         metas = prepare_guests(registry, [params["guest"]], req, "guest")
     if not listed:
-        results = run_many(metas, req, check_only, raise_errors=True)
+        results = clone.call(run_many, metas, req, check_only, True)
         result = _lines(results[0])
         if result.pop("failed", False):
             module.fail_json(**result)
         return result
-    results = [_lines(r) for r in run_many(metas, req, check_only)]
+    results = [_lines(r) for r in clone.call(run_many, metas, req, check_only)]
     failed = [r for r in results if r.get("failed")]
     out = {"changed": any(r.get("changed") for r in results), "cmd": list(req.argv), "results": results, "msg": ""}
     if failed:
@@ -350,6 +351,9 @@ def _body(module):
 
 
 def main():
+    # The run enters guests from a sealed clone of this Python (CVE-2019-5736 class, docs/security.md),
+    # started now so that its start-up runs while the arguments are checked.
+    clone = SealedClone((run_many.__module__,))
     module = new_module(
         AnsibleModule,
         argument_spec=common_args(
@@ -375,7 +379,7 @@ def main():
         required_one_of=[("guest", "guests"), ("argv", "cmd")],
         supports_check_mode=True,
     )
-    run_module(module, _body)
+    run_module(module, lambda m: _body(m, clone))
 
 
 if __name__ == "__main__":
