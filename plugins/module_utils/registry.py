@@ -436,14 +436,20 @@ class GuestRecord:
         "stop_signal": (str,),
         "stop_timeout": (int, float),
         "description": (str,),
+        "limits": (dict,),
+        "cgroup_parent": (str,),
         "pins": (dict,),
         "created": (int, float),
         "reaper": (str,),
         "init_pid": (int,),
         "init_start": (int,),
         "netns_alias": (str,),
+        "cgroup": (dict,),
     }
     _STR_LISTS = ("namespaces", "uid_map", "gid_map", "init")
+    # Fields added after version 1 was defined: written only when set, so a record of a
+    # guest without them keeps its file format (and an older reader sees no new key).
+    _LATER = ("limits", "cgroup_parent", "cgroup")
 
     def __init__(self, name: str, phase: str = CREATING) -> None:
         self.name: str = name
@@ -461,6 +467,8 @@ class GuestRecord:
         self.stop_signal: str | None = None
         self.stop_timeout: float | None = None
         self.description: str | None = None
+        self.limits: dict | None = None  # cgroups.check_limits' form
+        self.cgroup_parent: str | None = None  # as given (auto, /abs or relative)
         # The registry's own.
         self.pins: dict = {}  # type -> Pin
         self.created: float | None = None
@@ -468,8 +476,16 @@ class GuestRecord:
         self.init_pid: int | None = None
         self.init_start: int | None = None  # its start time, so that a reused pid is not taken for it
         self.netns_alias: str | None = None  # its /run/netns name
+        # Its cgroup as resolved at creation: {"parent": ..., "paths": {hierarchy key: folder}};
+        # None for a guest an older version made (no cgroup of its own).
+        self.cgroup: dict | None = None
         self.extra: dict = {}  # keys this version does not know, written back as they were
         self.problem: str | None = None  # why a corrupt record could not be read
+
+    def cgroup_procs(self) -> list:
+        """Every ``cgroup.procs`` file of the guest's cgroup (the joiner writes "0" to each)."""
+        paths = (self.cgroup or {}).get("paths") or {}
+        return [os.path.join(d, "cgroup.procs") for _k, d in sorted(paths.items())]
 
     # ---- fields by name (for code driven by the model's field table) ------------------------
     def field(self, key: str):
@@ -515,7 +531,8 @@ class GuestRecord:
         out = dict(self.extra)
         out["name"] = self.name
         for key in self.FIELDS:
-            out[key] = getattr(self, key)
+            if getattr(self, key) is not None or key not in self._LATER:
+                out[key] = getattr(self, key)
         out["pins"] = {t: p.to_json() for t, p in self.pins.items()}
         out["version"] = META_VERSION
         return out
@@ -575,6 +592,12 @@ class GuestRecord:
                 return "its %s %r is not a list of strings" % (key, value)
         if not all(isinstance(v, str) for v in (data.get("share") or {}).values()):
             return "its share %r does not map types to guests or files" % (data.get("share"),)
+        cgroup = data.get("cgroup")
+        if cgroup is not None:
+            paths = cgroup.get("paths")
+            if not (isinstance(paths, dict) and all(isinstance(k, str) and isinstance(v, str) and v.startswith("/")
+                                                    for k, v in paths.items())):
+                return "its cgroup %r does not map hierarchies to folders" % (cgroup,)
         if data.get("phase") is None:
             return "it has no phase"
         for t, pin in (data.get("pins") or {}).items():
