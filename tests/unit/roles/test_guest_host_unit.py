@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import jinja2
@@ -195,11 +196,16 @@ def test_supervisor_moves_into_its_leaf_and_waits(tmp_path, unit_cgroup):
         where = cgroup_of(proc.pid)
         for key, folder in unit_cgroup["dirs"].items():
             # the unit's cgroup holds no process (an inner node); the supervisor is in the leaf below it
-            assert where[key] == unit_cgroup["paths"][key] + "/supervisor", (key, where)
+            assert where[key] == unit_cgroup["paths"][key] + "/.supervisor", (key, where)
             assert Path(folder, "cgroup.procs").read_text() == ""
-            assert Path(folder, "supervisor", "cgroup.procs").read_text().split() == [str(proc.pid)]
-        # it then only waits, as a small `sleep infinity` (the same pid: systemd's MainPID)
-        assert Path("/proc/%d/cmdline" % proc.pid).read_bytes() == b"sleep\0infinity\0"
+            assert Path(folder, ".supervisor", "cgroup.procs").read_text().split() == [str(proc.pid)]
+        # it then only waits, as a small `sleep infinity` (the same pid: systemd's MainPID); the exec comes right after READY=1
+        cmdline = Path("/proc/%d/cmdline" % proc.pid)
+        for _attempt in range(6000):  # hang guard only
+            if cmdline.read_bytes() == b"sleep\0infinity\0" or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert cmdline.read_bytes() == b"sleep\0infinity\0"
         assert proc.poll() is None
     finally:
         listener.close()
