@@ -421,7 +421,8 @@ def detect(mountinfo: str = "/proc/self/mountinfo", self_cgroup: str = "/proc/se
         for point, root in cands:
             # a mount of the hierarchy's root, or of a subtree holding our cgroup
             below = root == "/" or path == root or path.startswith(root.rstrip("/") + "/")
-            if below and (best is None or root == "/" or len(point) < len(best[0])):
+            # the mount of the hierarchy's root first, else the shortest mount point
+            if below and (best is None or (root != "/", len(point)) < (best[1] != "/", len(best[0]))):
                 best = (point, root)
         if best is None:
             continue
@@ -452,12 +453,13 @@ def _check_path(parent: str, what: str) -> None:
         raise InvalidInput("%s: %r must not contain '.', '..' or newlines" % (what, parent))
 
 
-def resolve_parent(layout: Layout, parent, what: str = "cgroup_parent") -> dict:
+def resolve_parent(layout: Layout, parent, what: str = "cgroup_parent", systemd=None) -> dict:
     """key -> absolute dir of the parent in every hierarchy.
 
     ``auto``: the delegated systemd unit's cgroup (/system.slice/linuxns-guests.service) when PID 1
     is systemd and that cgroup exists (unified, else name=systemd), else ``/linuxns``.
     ``/a/b``: that path in every hierarchy.  ``a/b``: below this process's own cgroup in each.
+    ``systemd``: whether PID 1 is systemd (None: read /proc/1/comm).
     """
     if parent is None or parent == "":
         parent = "auto"
@@ -468,7 +470,7 @@ def resolve_parent(layout: Layout, parent, what: str = "cgroup_parent") -> dict:
     _check_path(parent, what)
     if parent == "auto":
         parent = DEFAULT_PARENT
-        if _pid1_is_systemd():
+        if _pid1_is_systemd() if systemd is None else systemd:
             for key in (UNIFIED, "name=systemd"):
                 if key in layout.hierarchies and os.path.isdir(layout.dir_of(key, SYSTEMD_UNIT_CGROUP)):
                     parent = SYSTEMD_UNIT_CGROUP
@@ -935,7 +937,8 @@ class GuestCgroup:
             if os.path.exists(w[1]):
                 writes.append(w)
             elif w[0] in limits:
-                raise InvalidInput("%s: the kernel file %s is missing (the controller is not enabled for this cgroup)" % (w[3], os.path.basename(w[1])))
+                why = "swap accounting is off (boot with swapaccount=1) or " if w[0] == "memory_swap" else ""
+                raise InvalidInput("%s: the kernel file %s is missing (%sthe controller is not enabled for this cgroup)" % (w[3], os.path.basename(w[1]), why))
             # else: a "no limit" value for a controller this cgroup does not have: nothing to reset
         saved = []
         if restore:
