@@ -133,6 +133,30 @@ def join_cgroup(meta: reg.GuestRecord) -> None:
             raise GuestStale("guest %r: its cgroup cannot be joined (%s: %s)" % (meta.name, path, exc.strerror)) from None
 
 
+def is_frozen(meta: reg.GuestRecord) -> bool:
+    """Whether the guest's cgroup is frozen or freezing (namespace_create state=frozen): its v2
+    ``cgroup.freeze`` is 1 or its v1 ``freezer.state`` is not THAWED (read from the record's paths)."""
+    for key, folder in sorted(((meta.cgroup or {}).get("paths") or {}).items()):
+        name = "cgroup.freeze" if key == "unified" else "freezer.state" if "freezer" in key.split(",") else None
+        if name is None:
+            continue
+        try:
+            with open(os.path.join(folder, name)) as f:
+                state = f.read().strip()
+        except OSError:
+            continue
+        if state and state not in ("0", "THAWED"):
+            return True
+    return False
+
+
+def refuse_frozen(meta: reg.GuestRecord) -> None:
+    """Entering a frozen guest would freeze the entering process (it joins the guest's cgroup first)."""
+    if is_frozen(meta):
+        raise GuestError("guest %r is frozen (namespace_create state=frozen): a process entering it would be frozen too and"
+                         " hang; thaw it first (namespace_create state=present)" % meta.name)
+
+
 def join_namespaces(fds) -> None:
     """setns() into every (type, fd) in nsenter's two-pass order; closes the fds.
 
@@ -454,6 +478,7 @@ def spawn_in_guest(meta: reg.GuestRecord, types, argv, env: dict, stdio, root: b
     and inheritable cleared, no_new_privs, seccomp.
     """
     types = check_entry(meta, types, root)
+    refuse_frozen(meta)
     if argv is not None and confinement is None:
         confinement = confine.for_guest(meta)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)

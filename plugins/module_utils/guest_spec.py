@@ -149,6 +149,9 @@ class Spec:
             raise InvalidInput("%sstop_timeout must not be negative" % p)
         model.check_value(model.GUEST_BY_NAME["stop_timeout"], self.stop_timeout, p + "stop_timeout")
         self.purge = bool(params.get("purge"))
+        self.signal_all = parse_signal(params.get("signal_all"), p + "signal_all")
+        if self.signal_all is not None and self.state == "absent":
+            raise InvalidInput("%ssignal_all goes with state=present or frozen (state=absent stops the guest with its stop_signal)" % p)
         if self.state == "absent":
             return
         if self.purge:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, model, persist
+from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, enter, faults, model, persist
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -38,14 +40,27 @@ class Plan:
         self.reasons = reasons or []
         self.changes = changes or {}
         self.purged = purged or []  # the kept files purge=true removes (or would remove)
+        self.freeze = None  # True: freeze (state=frozen), False: thaw (state=present), None: neither (apply_ops)
+        self.signalled = []  # the pids signal_all signals (or would signal in check mode)
 
     @property
     def changed(self) -> bool:
-        return self.action != "none"
+        return self.action != "none" or self.freeze is not None or bool(self.signalled)
+
+    @property
+    def shown_action(self) -> str:
+        """The action reported: a plan whose only change is apply_ops' says freeze, thaw or signal."""
+        if self.action != "none" or not self.changed:
+            return self.action
+        return "signal" if self.freeze is None else "freeze" if self.freeze else "thaw"
 
 
 def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
     """``kept``: the run's persist.KeptIds (None: nothing kept on disk is looked at)."""
+    return plan_ops(registry, spec, _plan(registry, spec, kept))
+
+
+def _plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
     if spec.name is None:  # absent, by a context id nobody has
         return Plan(spec, "none", None, None)
     meta = registry.load(spec.name)
@@ -177,7 +192,7 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
             raise InvalidInput("%sname: guest %r is listed twice" % (where, spec.name))
         seen.add(spec.name)
         specs.append(spec)
-        if spec.state == "present" and spec.name:
+        if spec.state != "absent" and spec.name:
             batch = dict(batch)
             batch[spec.name] = spec
     plans = [plan(registry, s, kept) for s in specs]
@@ -199,11 +214,13 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
         name = p.spec.name or p.spec.ref
         before[name] = p.before or {}
         after[name] = p.after or {}
-        item = {"name": name, "changed": p.changed, "action": p.action, "reasons": p.reasons, "state": p.spec.state}
+        item = {"name": name, "changed": p.changed, "action": p.shown_action, "reasons": p.reasons, "state": p.spec.state}
         if p.spec.purge:
             item["purged"] = p.purged
+        if p.spec.signal_all is not None:
+            item["signalled"] = p.signalled
         if check_mode or not p.changed:
-            meta = registry.load(name) if p.spec.state == "present" else None
+            meta = registry.load(name) if p.spec.state != "absent" else None
             if meta and p.action == "update":
                 meta = meta.copy(p.changes)  # changed in place: everything else stays
             item["guest"] = public_view(meta) if meta and p.action in ("none", "update") else _predicted_view(p)
@@ -229,14 +246,18 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
                     next(removals, None)  # the end of the batch: its locks are released
                 meta = None
             else:
-                meta = apply(registry, p, proc_index, kept, create_run)
+                if p.action == "recreate":
+                    thaw_to_remove(registry.load(name))
+                meta = apply_ops(registry, p, apply(registry, p, proc_index, kept, create_run))
         except GuestError as exc:
             err = exc.with_message(exc.msg) if name in exc.msg else exc.for_guest(name)
             err.details["results"] = results
             raise err from None
-        item.update(changed=p.changed, action=p.action, reasons=p.reasons)
+        item.update(changed=p.changed, action=p.shown_action, reasons=p.reasons)
         if p.spec.purge:
             item["purged"] = p.purged
+        if p.spec.signal_all is not None:
+            item["signalled"] = p.signalled
         before[name], after[name] = p.before or {}, p.after or {}
         item["guest"] = public_view(meta) if meta else {}
         results.append(item)
@@ -274,6 +295,7 @@ def apply_removals(registry: reg.Registry, plans, proc_index=None, kept=None):
                     meta.stop_signal = p.spec.stop_signal
                 if p.spec.stop_timeout is not None:
                     meta.stop_timeout = p.spec.stop_timeout
+                thaw_to_remove(meta)
                 going[name] = meta
         stop_many(registry, list(going.values()), proc_index)
         for p in plans:
@@ -297,3 +319,100 @@ def _predicted_view(p: Plan) -> dict:
     view["private_namespaces"] = p.after["namespaces"]
     view["init_pid"] = None
     return view
+
+
+# ---------------------------------------------------------------------------------------
+# state=frozen and signal_all: operations on an existing guest's cgroup, planned with the
+# guest (plan_ops) and done after its creation or change, under its lock (apply_ops)
+# ---------------------------------------------------------------------------------------
+KILL_WAIT = 10.0  # seconds signal_all=SIGKILL waits for the killed processes to be gone
+
+
+def _guest_cgroup(meta: reg.GuestRecord, param: str) -> cgroups.GuestCgroup:
+    paths = (meta.cgroup or {}).get("paths") or {}
+    if not paths:
+        raise InvalidInput("%s: guest %r has no cgroup of its own (a version without cgroups made it): remove it and create it"
+                           " again to freeze it or signal all its processes" % (param, meta.name))
+    return cgroups.GuestCgroup(cgroups.detect(), paths)
+
+
+def plan_ops(registry: reg.Registry, spec: Spec, p: Plan) -> Plan:
+    """Add to a present or frozen guest's plan what state=frozen (freeze; present: thaw) and
+    signal_all would do.  A new or recreated guest is not frozen and has only its init."""
+    if spec.state == "absent" or spec.name is None:
+        return p
+    meta = registry.load(spec.name)
+    fresh = p.action in ("create", "recreate")
+    now = meta is not None and meta.phase == reg.READY and enter.is_frozen(meta)
+    want = spec.state == "frozen"
+    if want != (False if fresh else now):
+        p.freeze = want
+    if want or now:  # shown only where freezing is involved: other guests' diffs stay as they were
+        if p.before:
+            p.before = dict(p.before, frozen=now)
+        p.after = dict(p.after or {}, frozen=want)
+    if not fresh and (want or spec.signal_all is not None):
+        cg = _guest_cgroup(meta, "signal_all" if spec.signal_all is not None else "state=frozen")
+        if spec.signal_all is not None:
+            p.signalled = [pid for pid in cg.pids() if pid != meta.init_pid]
+    return p
+
+
+def apply_ops(registry: reg.Registry, p: Plan, meta):
+    """Thaw, signal_all, freeze (in that order) the guest ``meta`` that apply() made or kept."""
+    if meta is None or p.spec.state == "absent" or (p.spec.state != "frozen" and p.freeze is None and p.spec.signal_all is None):
+        return meta
+    with registry.lock(meta.name):
+        meta = registry.load(meta.name)
+        if meta is None:
+            return None
+        want = p.spec.state == "frozen"
+        now = enter.is_frozen(meta)
+        p.freeze = want if want != now else None  # what this run does (another may have done it first)
+        if p.freeze is None and p.spec.signal_all is None:
+            return meta
+        cg = _guest_cgroup(meta, "signal_all" if p.spec.signal_all is not None else "state")
+        if p.freeze is False:
+            cg.thaw()
+        if p.spec.signal_all is not None:
+            p.signalled = signal_all(cg, meta, p.spec.signal_all)
+        if p.freeze:
+            cg.freeze()
+        return meta
+
+
+def signal_all(cg: cgroups.GuestCgroup, meta: reg.GuestRecord, sig) -> list:
+    """Signal every process of the guest but its init; the pids signalled.
+
+    SIGKILL: without an init, the kernel kills them all at once (cgroup.kill, or the freezer
+    loop); with one, the guest is frozen while its processes are read and killed (nothing
+    forks in between), then thawed (unless it was frozen before), and the killed processes
+    are waited for (bounded).  Other signals go to each process once.
+    """
+    signum = cgroups.signal_number(sig)
+    spare = (meta.init_pid,) if meta.init_pid else ()
+    if signum != signal.SIGKILL:
+        return cg.signal(signum, spare)
+    if not spare:
+        pids = cg.pids()
+        if pids:
+            cg.kill_all()
+        return pids
+    was_frozen = cg.frozen()
+    if not was_frozen:
+        cg.freeze()
+    try:
+        pids = cg.signal(signum, spare)
+    finally:
+        if not was_frozen:
+            cg.thaw()
+    deadline = time.monotonic() + KILL_WAIT
+    while pids and set(pids) & set(cg.pids()) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return pids
+
+
+def thaw_to_remove(meta) -> None:
+    """A frozen guest is thawed before it is stopped: its init must see the stop signal."""
+    if meta is not None and meta.cgroup and enter.is_frozen(meta):
+        cgroups.GuestCgroup(cgroups.detect(), meta.cgroup.get("paths") or {}).thaw()

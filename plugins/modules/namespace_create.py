@@ -45,7 +45,7 @@ options:
       - The list form. Each entry is a dict with the per-guest options of this module (O(name), O(context_id),
         O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(time_offsets), O(init),
         O(stop_signal), O(stop_timeout), O(description), O(privileged), O(capabilities), O(no_new_privs), O(seccomp),
-        O(recreate), O(state), O(purge)), or just a guest name (or context id).
+        O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
@@ -182,8 +182,15 @@ options:
     description:
       - V(present) creates the guest or keeps it as it is; V(absent) stops its processes and removes its pins,
         the C(/run/netns) name and its state.
+      - V(frozen) creates the guest when it does not exist, then freezes every process of it through its cgroup (like
+        C(lxc-freeze) or C(docker pause)) - cgroup v2's C(cgroup.freeze) where the host has it, else the v1 C(freezer)
+        hierarchy. The guest keeps its namespaces, pins and memory; its processes run again when it is thawed.
+        V(present) thaws a frozen guest. Both are idempotent, predicted in check mode, and shown by C(--diff) as
+        C(frozen) (V(false) -> V(true)).
+      - A frozen guest cannot be entered - M(linuxns.guests.guest_enter_exec) and the C(linuxns.guests.guest) connection
+        refuse it (the entering process would be frozen too). V(absent) thaws it first so that its init gets the stop signal.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, frozen]
     default: present
   purge:
     description:
@@ -196,6 +203,18 @@ options:
     type: bool
     default: false
     version_added: 0.1.0
+  signal_all:
+    description:
+      - Send this signal (name like V(SIGTERM) or V(TERM), or number) to every process of the guest except its init (the
+        guest's PID 1), without removing the guest - util-vserver's "kill all in the context". The processes are read
+        from the guest's cgroup, so commands entered with M(linuxns.guests.guest_enter_exec) and their children are found
+        wherever they are in the guest's PID namespace.
+      - V(SIGKILL) - a guest with an init is frozen while its processes are read and killed (nothing forks in between),
+        then thawed (a frozen guest stays frozen); the task returns when they are gone. A guest without an init loses every
+        process at once (C(cgroup.kill) where the kernel has it).
+      - Changed when at least one process was signalled; check mode reports the processes without signalling them.
+        Not with O(state=absent).
+    type: str
   table_dir:
     description:
       - Folder of what guests keep across reboots - the persistent mount tables (C(TABLE_DIR/NAME/fstab), written by
@@ -274,6 +293,22 @@ EXAMPLES = r"""
         hostname: w2
       - name: worker3
         root: /srv/guests/worker3
+
+- name: Pause a guest (every process frozen; entering it is refused until it is thawed)
+  linuxns.guests.namespace_create:
+    name: web1
+    state: frozen
+
+- name: Thaw it
+  linuxns.guests.namespace_create:
+    name: web1
+    state: present
+
+- name: Kill every process of a guest but its init (the guest stays; a reaper init then has nothing left to reap)
+  linuxns.guests.namespace_create:
+    name: web1
+    signal_all: SIGKILL
+  register: killed  # killed.signalled: the host pids
 
 - name: Remove a guest and forget its kept mount table and context id
   linuxns.guests.namespace_create:
@@ -386,7 +421,8 @@ guests:
       description: Whether this guest changed (or would change in check mode).
       type: bool
     action:
-      description: What was done - V(none), V(create), V(recreate), V(update), V(remove) or V(purge).
+      description: What was done - V(none), V(create), V(recreate), V(update), V(remove), V(purge), or when nothing else
+        changed V(freeze), V(thaw) (O(state=frozen), O(state=present)) or V(signal) (O(signal_all)).
       type: str
     reasons:
       description: Why a guest is recreated (for example its init died) or updated.
@@ -400,9 +436,15 @@ guests:
       type: list
       elements: str
       returned: when O(purge=true)
+    signalled:
+      description: Host pids of the processes O(signal_all) signalled (or would signal in check mode).
+      type: list
+      elements: int
+      returned: when O(signal_all) is given
 action:
-  description: What was done to the guest (single form) - V(none), V(create), V(recreate), V(update), V(remove), or
-    V(purge) (O(purge) forgot the kept files of a guest that no longer exists).
+  description: What was done to the guest (single form) - V(none), V(create), V(recreate), V(update), V(remove),
+    V(purge) (O(purge) forgot the kept files of a guest that no longer exists), or when nothing else changed V(freeze),
+    V(thaw) or V(signal).
   returned: when O(name) is used
   type: str
   sample: create
@@ -412,6 +454,12 @@ purged:
   type: list
   elements: str
   sample: [/etc/linuxns/guests/web1/fstab, /etc/linuxns/guests/web1/context_id, /etc/linuxns/guests/web1]
+signalled:
+  description: Host pids of the processes O(signal_all) signalled, or would signal in check mode (single form).
+  returned: when O(name) is used with O(signal_all)
+  type: list
+  elements: int
+  sample: [4242, 4250]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -442,6 +490,8 @@ def _body(module):
     result = batch_result(out, listed, "guests", "guest", module._diff)
     if not listed and "purged" in out["results"][0]:
         result["purged"] = out["results"][0]["purged"]
+    if not listed and "signalled" in out["results"][0]:
+        result["signalled"] = out["results"][0]["signalled"]
     return result
 
 
