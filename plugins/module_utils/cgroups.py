@@ -37,6 +37,7 @@ No Ansible import; errors come from errors.py.
 from __future__ import annotations
 
 import errno as _errno
+import math
 import os
 import re
 import signal as _signal
@@ -73,7 +74,7 @@ def _read_or(path: str, default=None):
 def _write(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     try:
-        os.write(fd, text.encode())
+        os.write(fd, text.encode() or b"\n")   # an empty write() may never reach the kernel's handler
     finally:
         os.close(fd)
 
@@ -237,7 +238,7 @@ def _check_one(key: str, value, what: str):
             v = float(value)
         except ValueError:
             raise InvalidInput("%s: %r is not a number of CPUs (e.g. 1.5) or 'max'" % (what, value))
-        if v != v or v in (float("inf"), float("-inf")):
+        if math.isnan(v) or math.isinf(v):
             raise InvalidInput("%s: %r is not a number of CPUs" % (what, value))
         if v <= 0:
             raise InvalidInput("%s must be more than 0 CPUs (got %r); leave it out for no limit" % (what, value))
@@ -632,6 +633,7 @@ class GuestCgroup:
         self._check_cpusets(limits, param)
         made: list = []          # dirs created, in creation order
         enabled: list = []       # (subtree_control path, [controllers]) written in pre-existing dirs
+        only = set(limits)       # a new cgroup starts with no limits: write only those asked for
         for gdir in self.paths.values():
             if os.path.isdir(gdir) and self._tasks_in(gdir):
                 raise GuestConflict("guest %s: the cgroup %s already exists and has processes; remove them or choose another cgroup_parent"
@@ -643,13 +645,15 @@ class GuestCgroup:
                 self._mkdirs(key, root, os.path.dirname(gdir), made)
                 if os.path.isdir(gdir):
                     made.append(gdir)   # a leftover of a crash: taken over (and removed on failure)
+                    only = None         # ... with whatever limits it had: write the whole set
                 else:
                     self._mkdir(gdir, made)
                 if key == UNIFIED and need_v2:
                     self._enable_chain(root, os.path.dirname(gdir), need_v2, made, enabled, param)
                 if key != UNIFIED and "cpuset" in key.split(","):
                     self._copy_cpuset(gdir)
-            self._apply(limits, param, restore=False)
+            if only is None or only:
+                self._apply(limits, param, restore=False, only=only)
         except BaseException as exc:
             leftovers = self._undo(made, enabled)
             if leftovers and isinstance(exc, (InvalidInput, KernelError, GuestConflict)):
@@ -736,7 +740,12 @@ class GuestCgroup:
             except OSError:
                 leftovers.append(path)
         for path, ctls in reversed(enabled):
+            # disabled again only where no other cgroup is below: a guest made meanwhile by another
+            # run under the same (shared) parent would otherwise lose its limits
+            d = os.path.dirname(path)
             try:
+                if any(e.is_dir(follow_symlinks=False) and os.path.exists(os.path.join(e.path, "cgroup.procs")) for e in os.scandir(d)):
+                    continue
                 _write(path, " ".join("-" + c for c in ctls))
             except OSError:
                 pass

@@ -116,13 +116,13 @@ def is_own_namespace(fd: int, nstype: str) -> bool:
     return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
-def join_cgroup(meta: reg.GuestRecord) -> None:
-    """Move this process into the guest's cgroup, in every hierarchy: "0" written to each of
-    its ``cgroup.procs`` files (the record's, :meth:`registry.GuestRecord.cgroup_procs`).
-    Done before any setns: a user namespace would take the permission away, and the guest's
-    cgroup namespace (if any) is then rooted where we are.  A guest an older version made
-    has no cgroup: nothing to join."""
-    for path in meta.cgroup_procs():
+def join_cgroup(name: str, procs_files) -> None:
+    """Move this process into guest ``name``'s cgroup, in every hierarchy: "0" written to each
+    of its ``cgroup.procs`` files (the record's, :meth:`registry.GuestRecord.cgroup_procs`).
+    Done before any setns or unshare: a user namespace would take the permission away, and
+    the guest's cgroup namespace (if any) is then rooted at its cgroup.  A guest an older
+    version made has no cgroup: nothing to join."""
+    for path in procs_files:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
             try:
@@ -130,7 +130,7 @@ def join_cgroup(meta: reg.GuestRecord) -> None:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise GuestStale("guest %r: its cgroup cannot be joined (%s: %s)" % (meta.name, path, exc.strerror)) from None
+            raise GuestStale("guest %r: its cgroup cannot be joined (%s: %s)" % (name, path, exc.strerror)) from None
 
 
 def is_frozen(meta: reg.GuestRecord) -> bool:
@@ -496,7 +496,7 @@ def spawn_in_guest(meta: reg.GuestRecord, types, argv, env: dict, stdio, root: b
             # a removal (which holds the lock exclusively) either comes first, and the
             # pins are gone, or after, and its scan finds C.
             lock_fd = lock_shared(meta)
-            join_cgroup(meta)  # first: before any setns, before any guest code
+            join_cgroup(meta.name, meta.cgroup_procs())  # first: before any setns, before any guest code
             join_namespaces(open_namespaces(meta, types))
             # The guest's / (its root after joining mnt), never the caller's folder on the host.
             os.chdir("/")

@@ -27,7 +27,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     InvalidInput,
 )
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_create import CreateRun, create
-from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import Spec, diff_view, public_view
+from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import CgroupRun, Spec, default_cgroup_parent, diff_view, public_view
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_stop import ProcIndex, dispose, remove, stop_many
 
 
@@ -92,6 +92,7 @@ def _plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
                 raise InvalidInput("context_id %d is already taken by guest %r" % (spec.context_id, owner))
         elif meta is not None and meta.context_id:
             want["context_id"] = meta.context_id
+        _check_cgroup(spec, want)
         return Plan(spec, "create", diff_view(meta) if meta else None, want, reasons)
     for key in model.KEPT:  # not given: the guest keeps its own
         if getattr(spec, key) is None:
@@ -115,7 +116,9 @@ def _plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
         )
     if differ or problems:
         reasons = problems + ["%s differs" % k for k in sorted(differ)]
+        _check_cgroup(spec, want)
         return Plan(spec, "recreate", diff_view(meta), want, reasons)
+    meta = _kernel_limits(spec, meta, want)
     changes = {}
     for key in model.CHANGED_IN_PLACE:
         if meta.field(key) != want[key]:
@@ -123,6 +126,47 @@ def _plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
     if changes:
         return Plan(spec, "update", diff_view(meta), want, ["%s differs" % k for k in sorted(changes)], changes)
     return Plan(spec, "none", diff_view(meta), diff_view(meta))
+
+
+def _check_cgroup(spec: Spec, want: dict) -> None:
+    """Before a guest is made: its cgroup parent resolves on this host and the host has every
+    controller its limits need (check mode predicts these failures too)."""
+    layout = spec.cgroup_run.layout()
+    try:
+        cgroups.resolve_parent(layout, want["cgroup_parent"] or default_cgroup_parent())
+    except InvalidInput as exc:
+        raise InvalidInput("cgroup_parent of guest %r: %s" % (spec.name, exc.msg)) from None
+    _check_controllers(spec, layout, want["limits"])
+
+
+def _check_controllers(spec: Spec, layout, limits) -> None:
+    missing = sorted(cgroups.needed_controllers(limits or {}) - set(layout.controllers()))
+    if missing:
+        raise InvalidInput(
+            "limits of guest %r need the cgroup controller(s) %s, which this host does not offer (cgroup %s): enable them "
+            "(v2: in cgroup.subtree_control of the parents; v1: mount their hierarchy) or leave those limits out"
+            % (spec.name, ", ".join(missing), layout.version))
+
+
+def _kernel_limits(spec: Spec, meta: reg.GuestRecord, want: dict) -> reg.GuestRecord:
+    """``meta`` with its limits as the kernel's cgroup files say, when ``limits`` is given, and
+    ``want["limits"]`` as the kernel would say them once written (cgroups.GuestCgroup.expected:
+    "no limit" left out, sizes in whole pages): the in-place plan compares those, --diff shows
+    them.  A guest without a cgroup (made by an older version) can only have none."""
+    if spec.limits is None:
+        return meta  # not given: the guest keeps its limits
+    cg = spec.cgroup_run.of(meta)
+    if cg is None:
+        if spec.limits:
+            raise GuestConflict("guest %r has no cgroup of its own (it was made by a version without cgroups): its limits "
+                                "cannot be set in place; set recreate=true to make it again with one" % spec.name)
+        return meta.copy({"limits": {}})
+    _check_controllers(spec, spec.cgroup_run.layout(), spec.limits)
+    want["limits"] = cg.expected(spec.limits)
+    try:
+        return meta.copy({"limits": cg.read_limits()})
+    except GuestError as exc:
+        raise exc.with_prefix("its limits cannot be read: ").for_guest(spec.name) from None
 
 
 def _short(value) -> str:
@@ -151,23 +195,31 @@ def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None, create_ru
                 meta.stop_timeout = p.spec.stop_timeout
         if p2.action in ("remove", "recreate", "create") and (meta is not None or os.path.isdir(registry.guest_dir(name))):
             keep_ctx = p2.action != "remove"
-            remove(registry, name, meta, keep_context_id=keep_ctx, proc_index=proc_index)
+            remove(registry, name, meta, keep_context_id=keep_ctx, proc_index=proc_index, cgroup_run=p.spec.cgroup_run)
         if p2.action in ("remove", "purge"):
             if p2.purged:
                 p.purged = kept.forget(name)
             return None
         if p2.action == "update":
-            return _update(registry, meta, p2.changes)
+            return _update(registry, meta, p2.changes, p.spec)
+        # A recreated guest keeps its cgroup parent and limits unless they are given.
+        cg_kept = {k: p2.after[k] for k in ("cgroup_parent", "limits") if getattr(p.spec, k) is None and p2.after.get(k) is not None}
         if create_run is not None:
-            return create(registry, p.spec, create_run, p2.after.get("context_id"), kept)
+            return create(registry, p.spec, create_run, p2.after.get("context_id"), kept, cg_kept)
         create_run = CreateRun(registry)
         try:
-            return create(registry, p.spec, create_run, p2.after.get("context_id"), kept)
+            return create(registry, p.spec, create_run, p2.after.get("context_id"), kept, cg_kept)
         finally:
             create_run.close()
 
 
-def _update(registry, meta: reg.GuestRecord, changes) -> reg.GuestRecord:
+def _update(registry, meta: reg.GuestRecord, changes, spec=None) -> reg.GuestRecord:
+    if "limits" in changes and meta.cgroup:
+        cg = spec.cgroup_run.of(meta)
+        try:
+            cg.set_limits(changes["limits"], cg.read_limits())  # all or nothing
+        except GuestError as exc:
+            raise exc.for_guest(meta.name) from None
     if "hostname" in changes:
         enter.call_in_guest(meta, ["uts"], sc.sethostname, changes["hostname"])
     meta.update(changes)
@@ -184,10 +236,10 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
     guests' kept files (persist.resolve_table_dir when None).
     """
     kept = persist.KeptIds(table_dir or persist.resolve_table_dir(registry.state_dir))
-    specs, seen, batch, confinements = [], set(), {}, {}
+    specs, seen, batch, confinements, cgroup_run = [], set(), {}, {}, CgroupRun()
     for i, params in enumerate(entries):
         where = "guests[%d]." % i if len(entries) > 1 or params.get("_in_list") else ""
-        spec = Spec(params, registry, where, batch, confinements)
+        spec = Spec(params, registry, where, batch, confinements, cgroup_run)
         if spec.name is not None and spec.name in seen:
             raise InvalidInput("%sname: guest %r is listed twice" % (where, spec.name))
         seen.add(spec.name)
@@ -228,7 +280,7 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
             continue
         if p.spec.deferred:
             # Its share source was made by an earlier entry of this task: resolve it now.
-            p = plan(registry, Spec(p.spec.params, registry, p.spec.where), kept)
+            p = plan(registry, Spec(p.spec.params, registry, p.spec.where, cgroup_run=p.spec.cgroup_run), kept)
             if not p.changed:
                 item.update(changed=False, action="none", guest=public_view(registry.load(name)))
                 results.append(item)
@@ -302,7 +354,7 @@ def apply_removals(registry: reg.Registry, plans, proc_index=None, kept=None):
             name = p.spec.name
             try:
                 if name in going:
-                    dispose(registry, name, going[name])
+                    dispose(registry, name, going[name], cgroup_run=p.spec.cgroup_run)
                 if p.action in ("remove", "purge") and p.purged:
                     p.purged = kept.forget(name)
             except GuestError as exc:
@@ -318,6 +370,8 @@ def _predicted_view(p: Plan) -> dict:
     view["namespaces"] = {t: {"inode": None, "pin": None, "shared_from": p.after["share"].get(t)} for t in types}
     view["private_namespaces"] = p.after["namespaces"]
     view["init_pid"] = None
+    parent = p.after.get("cgroup_parent") or default_cgroup_parent()
+    view["cgroup"] = {"parent": parent, "paths": dict(cgroups.GuestCgroup.plan(p.spec.cgroup_run.layout(), parent, p.spec.name).paths)}
     return view
 
 

@@ -169,6 +169,9 @@ GUEST = (
     Field("capabilities", "dict", change=IN_PLACE, result=True, diff=True),
     Field("no_new_privs", "bool", default=True, change=IN_PLACE, result=True, diff=True),
     Field("seccomp", "str", default="default", change=IN_PLACE, result=True, diff=True, text="line"),
+    # The guest's cgroup (guest_spec.parse_limits, cgroups.py): limits change in place, the parent only by recreating.
+    Field("limits", "dict", change=IN_PLACE, keep=True, result=True, diff=True),
+    Field("cgroup_parent", "str", default="auto", change=RECREATE, keep=True, result=True, diff=True, text="line"),
     Field("recreate", "bool", default=False, spec_default=True),
     Field("state", "str", choices=("present", "absent", "frozen"), default="present", spec_default=True),
     Field("purge", "bool", default=False, spec_default=True),

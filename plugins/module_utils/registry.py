@@ -365,6 +365,9 @@ def health(meta: GuestRecord) -> list:
             reasons.append("the pin of its %s namespace points to another namespace" % nstype)
     if meta.init_pid and not process_alive(meta.init_pid, meta.init_start):
         reasons.append("its init (pid %s) is not running" % meta.init_pid)
+    gone = [k for k, d in sorted(((meta.cgroup or {}).get("paths") or {}).items()) if not os.path.isdir(d)]
+    if gone:
+        reasons.append("its cgroup is gone (%s)" % ", ".join(gone))
     return reasons
 
 

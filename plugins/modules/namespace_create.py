@@ -45,7 +45,7 @@ options:
       - The list form. Each entry is a dict with the per-guest options of this module (O(name), O(context_id),
         O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(time_offsets), O(init),
         O(stop_signal), O(stop_timeout), O(description), O(privileged), O(capabilities), O(no_new_privs), O(seccomp),
-        O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
+        O(limits), O(cgroup_parent), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
@@ -170,10 +170,45 @@ options:
       - Must be V(unconfined) or left out with O(privileged=true) (then V(unconfined)). Changes in place, for processes that enter from
         then on.
     type: str
+  limits:
+    description:
+      - 'Resource limits of the guest''s cgroup, as a dict. Every process of the guest is in that cgroup - its init or
+        reaper, every M(linuxns.guests.guest_enter_exec) command, every command of the C(linuxns.guests.guest)
+        connection and the P(linuxns.guests.guest#role) role''s services - from before it runs any guest code.'
+      - 'Keys - C(memory): the hard memory limit (v2 C(memory.max), v1 C(memory.limit_in_bytes)); C(memory_high): the
+        throttling limit (v2 C(memory.high), v1 C(memory.soft_limit_in_bytes)); C(memory_swap): the swap allowed on
+        top of C(memory) (v2 C(memory.swap.max), v1 C(memory.memsw.limit_in_bytes) = memory + swap; needs C(memory));
+        C(cpu): a number of cores, for example V(1.5) (C(cpu.max) / C(cpu.cfs_quota_us)); C(cpu_weight): 1-10000
+        (v2 C(cpu.weight), v1 C(cpu.shares)); C(cpuset_cpus), C(cpuset_mems): lists such as V(0-1,3), within the
+        parent''s; C(pids): the most processes and threads (C(pids.max)); C(io_weight): 1-10000 (v2 C(io.weight), v1
+        C(blkio.weight)).'
+      - Sizes are bytes, or a number with a K, M, G or T suffix (binary), or V(max). C(pids) takes V(max) too.
+      - The whole set - a key left out has no limit; V({}) removes every limit. When O(limits) is not given an
+        existing guest keeps its limits and a new guest has none.
+      - Changes in place, without a restart; the change is compared with what the kernel's cgroup files say, and
+        check mode and C(--diff) show it.
+      - A limit the kernel refuses (for example C(memory) below what the guest uses now) fails the task, naming the
+        limit and the kernel's reason, and changes nothing. A limit whose controller the host lacks fails naming
+        the controller. See C(docs/resources.md) for the mapping on cgroup v1 and v2.
+    type: dict
+    version_added: 0.1.0
+  cgroup_parent:
+    description:
+      - Where the guest's cgroup C(PARENT/NAME) is made, in every cgroup hierarchy of the host (the unified v2 one,
+        or each mounted v1 one).
+      - V(auto) - the C(linuxns-guests.service) unit's delegated cgroup when systemd is PID 1 and the unit exists
+        (set up by the P(linuxns.guests.guest_host#role) role), else C(/linuxns) at the root of each hierarchy.
+      - An absolute path such as V(/guests) - that path in every hierarchy.
+      - A relative path such as V(lab/guests) - below the cgroup of the process that runs this module, in each
+        hierarchy.
+      - A new guest gets C($LINUXNS_CGROUP_PARENT) when not given, else V(auto); an existing guest keeps its own.
+        A change needs O(recreate=true). The parent folders are shared by the guests and stay when a guest goes.
+    type: str
+    version_added: 0.1.0
   recreate:
     description:
       - When the existing guest differs in a way that cannot change in place (O(namespaces), O(root),
-        O(context_id), O(share), O(init), maps or offsets), remove and create it again. Without it such a
+        O(context_id), O(share), O(init), O(cgroup_parent), maps or offsets), remove and create it again. Without it such a
         difference fails the task and nothing changes.
       - A guest whose namespaces or init died (for example after a crash) is always recreated.
     type: bool
@@ -294,6 +329,21 @@ EXAMPLES = r"""
       - name: worker3
         root: /srv/guests/worker3
 
+- name: A guest with at most 512 MiB of memory, 1.5 CPUs and 256 processes
+  linuxns.guests.namespace_create:
+    name: web3
+    limits:
+      memory: 512M
+      cpu: 1.5
+      pids: 256
+
+- name: Its limits changed in place (the whole set - cpu is no longer limited)
+  linuxns.guests.namespace_create:
+    name: web3
+    limits:
+      memory: 1G
+      pids: 256
+
 - name: Pause a guest (every process frozen; entering it is refused until it is thawed)
   linuxns.guests.namespace_create:
     name: web1
@@ -408,6 +458,22 @@ guest:
       description: V(default), V(unconfined) or the path of the profile (O(seccomp)).
       type: str
       sample: default
+    limits:
+      description: The guest's O(limits) as recorded (sizes in bytes, C(cpu) in cores), or null for none.
+      type: dict
+      sample: {"memory": 536870912, "cpu": 1.5, "pids": 256}
+      version_added: 0.1.0
+    cgroup_parent:
+      description: The O(cgroup_parent) the guest was made with (V(auto), an absolute or a relative path).
+      type: str
+      sample: auto
+      version_added: 0.1.0
+    cgroup:
+      description: Where its cgroup is - C(parent) (as resolved) and C(paths), the folder of its cgroup in each
+        hierarchy. Null for a guest made by a version without cgroups.
+      type: dict
+      sample: {"parent": "auto", "paths": {"unified": "/sys/fs/cgroup/linuxns/web1"}}
+      version_added: 0.1.0
 guests:
   description: Per-guest results of the list form, in the order given.
   returned: when O(guests) is used

@@ -232,9 +232,8 @@ def own_cgroup_dirs(relative: str = "", mountinfo: str = "/proc/self/mountinfo",
             if tail[0] == "cgroup2":
                 key = "unified"
             else:
-                opts = [o for o in tail[2].split(",") if o not in ("rw", "ro", "xattr", "noprefix", "clone_children",
-                                                                     "cpuset_v2_mode", "favordynmods")
-                        and not o.startswith("release_agent=")]
+                skip = ("rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods")
+                opts = [o for o in tail[2].split(",") if o not in skip and not o.startswith("release_agent=")]
                 key = ",".join(sorted(opts))
             root, point = fields[3], fields[4].replace("\\040", " ")
             path = own.get(key)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,12 +105,22 @@ def procs():
     p.cleanup()
 
 
-def _remove_parent(dirs: dict) -> None:
+def _thaw_below(dirs: dict) -> None:
+    """A test that failed while its guest was frozen must not leave frozen processes behind."""
+    for d in dirs.values():
+        for dirpath, _dirs, files in os.walk(d):
+            for name, text in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+                if name in files:
+                    cg._write(os.path.join(dirpath, name), text)
+
+
+def _remove_parent(layout, dirs: dict) -> None:
     for d in dirs.values():
         if os.path.isdir(d):
             for pid in cg.GuestCgroup._tasks_in(d):
                 os.kill(pid, signal.SIGKILL)    # only ever our own processes live below our test parent
-            cg.GuestCgroup._rmtree(d)
+    # the same bounded retry as remove(): a killed task leaves its cgroup a moment later
+    cg.GuestCgroup(layout, dirs).remove(timeout=10)
 
 
 @pytest.fixture
@@ -119,8 +130,9 @@ def parent(hybrid, procs):
     name = "cgcore-test-%d-%d" % (os.getpid(), next(_seq))
     dirs = cg.resolve_parent(hybrid, name)
     yield name, dirs
+    _thaw_below(dirs)
     procs.cleanup()
-    _remove_parent(dirs)
+    _remove_parent(hybrid, dirs)
     assert not [d for d in dirs.values() if os.path.exists(d)]
 
 
@@ -327,7 +339,7 @@ def test_v1_place_stats_freeze_kill_remove(v1, parent, procs):
     _name, dirs = parent
     gc = cg.GuestCgroup.plan(v1, only(dirs, v1), "g2")
     gc.create({"pids": 10})
-    sleeps = [procs.start(["sleep", "300"]) for _ in range(3)]
+    sleeps = [procs.start(["sleep", "300"]) for _i in range(3)]
     gc.join(sleeps[0].pid)
     for line in read("/proc/%d/cgroup" % sleeps[0].pid).splitlines():
         _hid, ctrls, path = line.split(":", 2)
@@ -576,7 +588,7 @@ def test_v2_limit_files_and_subtree_control(fake_v2):
     assert gc.stats() == {"memory_current": 4096, "memory_peak": 8192, "pids_current": 2, "cpu_usage_usec": 1234, "oom_kills": 1}
     gc.set_limits({"cpu": 0.5})
     assert {n: (g / n).read_text() for n in ("memory.max", "memory.swap.max", "cpu.max", "cpu.weight", "cpuset.cpus", "pids.max", "io.weight")} == {
-        "memory.max": "max", "memory.swap.max": "max", "cpu.max": "50000 100000", "cpu.weight": "100", "cpuset.cpus": "",
+        "memory.max": "max", "memory.swap.max": "max", "cpu.max": "50000 100000", "cpu.weight": "100", "cpuset.cpus": "\n",
         "pids.max": "max", "io.weight": "default 100"}
     assert gc.read_limits() == {"cpu": 0.5}
 
@@ -589,9 +601,9 @@ def test_v2_failures_restore_everything(fake_v2):
     (g / "pids.max").mkdir()                 # a write the "kernel" refuses (EISDIR), late in the order
     with pytest.raises(InvalidInput, match=r"limits.pids of guest web1: the kernel refused '64' in pids.max: Is a directory"):
         gc.create({"memory": "64M", "pids": 64})
-    # the pre-existing root and lab got their controllers disabled again
-    assert (root / "cgroup.subtree_control").read_text() == "-memory -pids"
-    assert (root / "lab" / "cgroup.subtree_control").read_text() == "-memory -pids"
+    # root and lab keep their controllers: a cgroup is below them (another run's guest may use them)
+    assert (root / "cgroup.subtree_control").read_text() == "+memory +pids"
+    assert (root / "lab" / "cgroup.subtree_control").read_text() == "+memory +pids"
     (g / "pids.max").rmdir()
     (g / "pids.max").write_text("max")
     gc.set_limits({"memory": "64M"})
@@ -619,6 +631,16 @@ def test_auto_parent_is_the_delegated_unit_under_systemd(fake_v2):
     (root / "system.slice" / "linuxns-guests.service").mkdir(parents=True)
     assert cg.resolve_parent(lay, "auto", systemd=True) == {"unified": str(root / "system.slice" / "linuxns-guests.service")}
     assert cg.resolve_parent(lay, "auto", systemd=False) == {"unified": str(root / "linuxns")}
+
+
+def test_v2_create_failure_disables_what_it_enabled(fake_v2):
+    lay, root = fake_v2
+    shutil.rmtree(str(root / "lab"))
+    gc = cg.GuestCgroup.plan(lay, "/new", "web1")      # a new parent and guest: mkdir'ed, so without the kernel's files here
+    with pytest.raises(InvalidInput, match=r"the cgroup .*/new is not given the controller memory by its parent \(cgroup.controllers: none\)"):
+        gc.create({"memory": "64M"})
+    assert not (root / "new").exists()
+    assert (root / "cgroup.subtree_control").read_text() == "-memory"     # enabled for it, disabled again
 
 
 def test_v2_cpuset_must_be_within_the_parents(fake_v2):
