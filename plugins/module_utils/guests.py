@@ -299,7 +299,7 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
                 meta = None
             else:
                 if p.action == "recreate":
-                    thaw_to_remove(registry.load(name))
+                    thaw_to_remove(p.spec, registry.load(name))
                 meta = apply_ops(registry, p, apply(registry, p, proc_index, kept, create_run))
         except GuestError as exc:
             err = exc.with_message(exc.msg) if name in exc.msg else exc.for_guest(name)
@@ -347,7 +347,7 @@ def apply_removals(registry: reg.Registry, plans, proc_index=None, kept=None):
                     meta.stop_signal = p.spec.stop_signal
                 if p.spec.stop_timeout is not None:
                     meta.stop_timeout = p.spec.stop_timeout
-                thaw_to_remove(meta)
+                thaw_to_remove(p.spec, meta)
                 going[name] = meta
         stop_many(registry, list(going.values()), proc_index)
         for p in plans:
@@ -382,12 +382,12 @@ def _predicted_view(p: Plan) -> dict:
 KILL_WAIT = 10.0  # seconds signal_all=SIGKILL waits for the killed processes to be gone
 
 
-def _guest_cgroup(meta: reg.GuestRecord, param: str) -> cgroups.GuestCgroup:
-    paths = (meta.cgroup or {}).get("paths") or {}
-    if not paths:
+def _guest_cgroup(spec: Spec, meta: reg.GuestRecord, param: str) -> cgroups.GuestCgroup:
+    cg = spec.cgroup_run.of(meta)
+    if cg is None:
         raise InvalidInput("%s: guest %r has no cgroup of its own (a version without cgroups made it): remove it and create it"
                            " again to freeze it or signal all its processes" % (param, meta.name))
-    return cgroups.GuestCgroup(cgroups.detect(), paths)
+    return cg
 
 
 def plan_ops(registry: reg.Registry, spec: Spec, p: Plan) -> Plan:
@@ -406,7 +406,7 @@ def plan_ops(registry: reg.Registry, spec: Spec, p: Plan) -> Plan:
             p.before = dict(p.before, frozen=now)
         p.after = dict(p.after or {}, frozen=want)
     if not fresh and (want or spec.signal_all is not None):
-        cg = _guest_cgroup(meta, "signal_all" if spec.signal_all is not None else "state=frozen")
+        cg = _guest_cgroup(spec, meta, "signal_all" if spec.signal_all is not None else "state=frozen")
         if spec.signal_all is not None:
             p.signalled = [pid for pid in cg.pids() if pid != meta.init_pid]
     return p
@@ -425,7 +425,7 @@ def apply_ops(registry: reg.Registry, p: Plan, meta):
         p.freeze = want if want != now else None  # what this run does (another may have done it first)
         if p.freeze is None and p.spec.signal_all is None:
             return meta
-        cg = _guest_cgroup(meta, "signal_all" if p.spec.signal_all is not None else "state")
+        cg = _guest_cgroup(p.spec, meta, "signal_all" if p.spec.signal_all is not None else "state")
         if p.freeze is False:
             cg.thaw()
         if p.spec.signal_all is not None:
@@ -466,7 +466,7 @@ def signal_all(cg: cgroups.GuestCgroup, meta: reg.GuestRecord, sig) -> list:
     return pids
 
 
-def thaw_to_remove(meta) -> None:
+def thaw_to_remove(spec: Spec, meta) -> None:
     """A frozen guest is thawed before it is stopped: its init must see the stop signal."""
     if meta is not None and meta.cgroup and enter.is_frozen(meta):
-        cgroups.GuestCgroup(cgroups.detect(), meta.cgroup.get("paths") or {}).thaw()
+        spec.cgroup_run.of(meta).thaw()

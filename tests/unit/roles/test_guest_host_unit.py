@@ -99,26 +99,27 @@ def test_finds_the_unit_cgroup_in_each_hierarchy():
     assert sup.unit_cgroups(UNIT, "0::/\n1:name=systemd:/user.slice/session-3.scope\n", HYBRID_MOUNTINFO) == []
 
 
-def own_hierarchies() -> dict:
-    """{hierarchy key: (mount point, this process's cgroup path)} for unified and the v1 hierarchies systemd manages."""
-    mounts = {}
+def own_hierarchies(everything: bool = False) -> dict:
+    """{hierarchy key: (mount point, this process's cgroup path)} for unified and the v1 hierarchies systemd manages
+    (``everything``: every mounted hierarchy)."""
+    mounts = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
             sep = fields.index("-")
-            if fields[sep + 1] == "cgroup2":
-                mounts["unified"] = fields[4]
-            elif fields[sep + 1] == "cgroup":
-                keys = [o for o in fields[sep + 3].split(",") if o in SYSTEMD_V1]
-                if keys and fields[3] == "/":
-                    mounts[",".join(keys)] = fields[4]
+            if fields[sep + 1] in ("cgroup", "cgroup2") and fields[3] == "/":
+                mounts.append((fields[sep + 1], set(fields[sep + 3].split(",")), fields[4]))
     own = {}
     with open("/proc/self/cgroup") as f:
         for line in f:
             _hid, controllers, path = line.rstrip("\n").split(":", 2)
             key = controllers or "unified"
-            if key in mounts:
-                own[key] = (mounts[key], path.rstrip("/"))
+            if not everything and key != "unified" and not set(key.split(",")) & SYSTEMD_V1:
+                continue
+            for fstype, opts, point in mounts:
+                if (key == "unified" and fstype == "cgroup2") or (fstype == "cgroup" and set(key.split(",")) <= opts):
+                    own[key] = (point, path.rstrip("/"))
+                    break
     return own
 
 
@@ -161,8 +162,9 @@ def unit_cgroup(tmp_path):
         yield {"relative": scratch + "/" + UNIT, "dirs": {k: os.path.join(f, UNIT) for k, f in made.items()},
                "paths": {k: "%s/%s/%s" % (path, scratch, UNIT) for k, (_point, path) in own.items()}}
     finally:
-        for folder in made.values():
-            kill_and_remove(folder)
+        # also where systemd makes nothing (v1 cpuset, freezer): the module makes the path there for a guest
+        for key, (point, path) in own_hierarchies(everything=True).items():
+            kill_and_remove(made.get(key, point + path + "/" + scratch))
 
 
 def start_as_systemd_would(unit_file: Path, dirs: dict, notify_path: str) -> subprocess.Popen:
@@ -222,3 +224,34 @@ def test_supervisor_refuses_outside_a_unit_cgroup(unit_cgroup):
     assert {k: sorted(os.listdir(os.path.dirname(f))) for k, f in unit_cgroup["dirs"].items()} == before
     out = subprocess.run([str(SUPERVISOR)], capture_output=True, text=True, check=False)
     assert out.returncode == 2 and "usage:" in out.stderr
+
+
+def test_guests_live_below_the_running_supervisor(tmp_path, unit_cgroup, unit_registry):
+    """cgroup_parent = the scratch unit cgroup (relative to this process's, as the role's unit is for `auto`):
+    the guest's cgroup is made next to .supervisor, its limits apply, removal takes only the guest's."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import guests
+
+    notify_path = str(tmp_path / "notify")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(notify_path)
+    listener.settimeout(120)  # hang guard only
+    proc = start_as_systemd_would(render(tmp_path), unit_cgroup["dirs"], notify_path)
+    try:
+        assert listener.recv(4096).startswith(b"READY=1")
+        guests.ensure_guests(unit_registry, [{"name": "supg1", "cgroup_parent": unit_cgroup["relative"], "limits": {"pids": 32},
+                                              "stop_timeout": 1}])
+        meta = unit_registry.load("supg1")
+        where = cgroup_of(meta.init_pid)
+        for key, path in unit_cgroup["paths"].items():
+            assert where[key] == path + "/supg1", (key, where)
+            assert Path(unit_cgroup["dirs"][key], "cgroup.procs").read_text() == ""  # still an inner node
+        if "pids" in unit_cgroup["dirs"]:
+            assert Path(unit_cgroup["dirs"]["pids"], "supg1", "pids.max").read_text().strip() == "32"
+        guests.ensure_guests(unit_registry, [{"name": "supg1", "state": "absent", "stop_timeout": 1}])
+        for key, folder in unit_cgroup["dirs"].items():
+            assert sorted(e.name for e in os.scandir(folder) if e.is_dir()) == [".supervisor"], key
+        assert cgroup_of(proc.pid)[next(iter(unit_cgroup["paths"]))].endswith("/.supervisor") and proc.poll() is None
+    finally:
+        listener.close()
+        proc.kill()
+        proc.wait()
