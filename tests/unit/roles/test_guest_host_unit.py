@@ -68,7 +68,7 @@ def test_unit_verifies_and_delegates(tmp_path):
     s = unit_settings(unit)
     assert s["Delegate"] == ["yes"] and s["KillMode"] == ["process"] and s["Type"] == ["notify"]
     assert s["RefuseManualStop"] == ["yes"] and s["TasksMax"] == ["infinity"] and s["Slice"] == ["system.slice"]
-    assert s["ExecStart"] == ["%s %%n" % SUPERVISOR]
+    assert s["ExecStart"] == ["/usr/bin/python3 %s %%n" % SUPERVISOR]
     # with Delegate= these would run in a .control cgroup inside the delegated one
     assert not {"ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost"} & set(s)
 
@@ -219,10 +219,10 @@ def test_supervisor_moves_into_its_leaf_and_waits(tmp_path, unit_cgroup):
 def test_supervisor_refuses_outside_a_unit_cgroup(unit_cgroup):
     """Started in a cgroup not named after the unit (here: the test's own), it fails and makes no cgroup."""
     before = {k: sorted(os.listdir(os.path.dirname(f))) for k, f in unit_cgroup["dirs"].items()}
-    out = subprocess.run([str(SUPERVISOR), UNIT], capture_output=True, text=True, check=False, env=dict(os.environ, NOTIFY_SOCKET=""))
+    out = subprocess.run(["/usr/bin/python3", str(SUPERVISOR), UNIT], capture_output=True, text=True, check=False, env=dict(os.environ, NOTIFY_SOCKET=""))
     assert out.returncode == 1 and "in no cgroup named linuxns-guests.service" in out.stderr, out.stderr
     assert {k: sorted(os.listdir(os.path.dirname(f))) for k, f in unit_cgroup["dirs"].items()} == before
-    out = subprocess.run([str(SUPERVISOR)], capture_output=True, text=True, check=False)
+    out = subprocess.run(["/usr/bin/python3", str(SUPERVISOR)], capture_output=True, text=True, check=False)
     assert out.returncode == 2 and "usage:" in out.stderr
 
 

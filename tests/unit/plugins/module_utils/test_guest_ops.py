@@ -111,10 +111,10 @@ def test_freeze_thaw_two_runs_and_check_mode(guest):
     assert ("frozen 1" in files["unified"]) if "unified" in files else files["freezer"].strip() == "FROZEN", files
     out, item = run(registry, state="frozen")
     assert not item["changed"] and item["action"] == "none"
-    _, item = run(registry, check=True, state="frozen")
+    _out, item = run(registry, check=True, state="frozen")
     assert not item["changed"]
 
-    _, item = run(registry, check=True)
+    _out, item = run(registry, check=True)
     assert item["changed"] and item["action"] == "thaw" and state(spinner) == "S"
     out, item = run(registry)
     assert item["changed"] and item["action"] == "thaw"
@@ -140,14 +140,14 @@ def test_signal_all_kill_spares_init_check_mode_counts(guest):
     wait_for(lambda: len(guest_pids(meta)) >= 3, "two processes in the guest")
     others = sorted(p for p in guest_pids(meta) if p != meta.init_pid)
 
-    _, item = run(registry, check=True, signal_all="KILL")
+    _out, item = run(registry, check=True, signal_all="KILL")
     assert item["changed"] and item["action"] == "signal" and sorted(item["signalled"]) == others
     assert sorted(p for p in guest_pids(meta) if p != meta.init_pid) == others
-    _, item = run(registry, signal_all="SIGKILL")
+    _out, item = run(registry, signal_all="SIGKILL")
     assert item["changed"] and sorted(item["signalled"]) == others
     wait_for(lambda: guest_pids(meta) == [meta.init_pid], "only the init left")
     assert state(meta.init_pid) in ("S", "R") and not enter.is_frozen(meta)
-    _, item = run(registry, signal_all=9)
+    _out, item = run(registry, signal_all=9)
     assert not item["changed"] and item["signalled"] == []
 
 
@@ -155,7 +155,7 @@ def test_signal_all_term_and_a_frozen_guest_stays_frozen(guest):
     registry, meta = guest
     start(meta, ["sleep", "1000"])
     wait_for(lambda: len(guest_pids(meta)) >= 2, "a process in the guest")
-    _, item = run(registry, state="frozen", signal_all="TERM")
+    _out, item = run(registry, state="frozen", signal_all="TERM")
     assert item["changed"] and item["action"] == "freeze" and len(item["signalled"]) == 1 and enter.is_frozen(meta)
     run(registry)
     wait_for(lambda: guest_pids(meta) == [meta.init_pid], "only the init left (sleep ended by SIGTERM)")
@@ -163,7 +163,7 @@ def test_signal_all_term_and_a_frozen_guest_stays_frozen(guest):
     start(meta, ["sleep", "1000"])
     wait_for(lambda: len(guest_pids(meta)) >= 2, "a process in the guest")
     run(registry, state="frozen")
-    _, item = run(registry, state="frozen", signal_all="KILL")
+    _out, item = run(registry, state="frozen", signal_all="KILL")
     assert item["changed"] and item["action"] == "signal" and len(item["signalled"]) == 1
     assert enter.is_frozen(meta), "signal_all thawed a guest that was frozen"
     run(registry)
