@@ -1093,7 +1093,10 @@ class GuestCgroup:
             spec = LIMITS[key]
             where = self._ctl_dir(spec.controller)
             ver = where[0] if where else "v2"
-            if spec.kind == "size" and v != "max":
+            if ver == "v1" and key == "memory_swap" and v != "max" and isinstance(limits.get("memory"), int):
+                mem = limits["memory"]   # v1 keeps memory + swap, each rounded down to pages
+                v = (mem + v) // PAGE * PAGE - mem // PAGE * PAGE
+            elif spec.kind == "size" and v != "max":
                 v = v // PAGE * PAGE
             if ver == "v1" and key == "cpu_weight":
                 v = shares_to_weight(weight_to_shares(v))
@@ -1108,6 +1111,16 @@ class GuestCgroup:
                     v = ""
             if v != spec.default:
                 out[key] = v
+        return out
+
+    # --- the view namespace_info shows ---
+
+    def info(self, parent=None) -> dict:
+        """``{parent, paths, version, frozen, <stats()>, limits}``: a guest's cgroup as
+        namespace_info reports it (``parent``: the cgroup_parent the record keeps)."""
+        out = {"parent": parent, "paths": dict(self.paths), "version": self.layout.version, "frozen": self.frozen()}
+        out.update(self.stats())
+        out["limits"] = self.read_limits()
         return out
 
     # --- stats ---

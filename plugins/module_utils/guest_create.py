@@ -389,13 +389,17 @@ def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id
     run = _Run()
     try:
         cg = cgroups.GuestCgroup.plan(spec.cgroup_run.layout(), meta.cgroup_parent, name)
+        if cg.exists() and cg.pids():  # not ours (another state folder, or a host sharing this cgroupfs)
+            raise GuestConflict("guest %r: its cgroup %s (and the same in the other hierarchies) already exists and has processes "
+                                "(pids %s) that are not this guest's; remove them or give another cgroup_parent"
+                                % (name, sorted(cg.paths.values())[0], ", ".join(str(p) for p in cg.pids()[:8])))
         # Recorded before its folders are made: a run killed from here on leaves a record that
         # names them, and the next run removes them with the rest.
         meta.cgroup = {"parent": meta.cgroup_parent, "paths": dict(cg.paths)}
         registry.save(meta)
         faults.crash_point(faults.Step.RESERVED)
-        run.cgroup = cg
-        cg.create(meta.limits or {})  # the limits hold before the first process of the guest runs
+        cg.create(meta.limits or {})  # the limits hold before the first process of the guest runs; undone on failure
+        run.cgroup = cg  # ours from here: the rollback removes it (never one create refused)
         meta.limits = cg.expected(meta.limits or {})  # recorded as the kernel says them
         create_run.cgroup_procs = cg.procs_files()
         _create_processes(registry, spec, meta, run, create_run)

@@ -118,16 +118,10 @@ def cgroup_view(meta: reg.GuestRecord, cgroup_run: CgroupRun) -> dict | None:
     the limits (None: a guest made by a version without cgroups)."""
     if not meta.cgroup:
         return None
-    view = {"parent": meta.cgroup.get("parent"), "paths": dict(meta.cgroup.get("paths") or {})}
     try:
-        cg = cgroup_run.of(meta)
-        view["version"] = cgroup_run.layout().version
-        view["frozen"] = cg.frozen()
-        view.update(cg.stats())
-        view["limits"] = cg.read_limits()
+        return cgroup_run.of(meta).info(meta.cgroup.get("parent"))
     except GuestError as exc:
-        view["error"] = exc.msg
-    return view
+        return {"parent": meta.cgroup.get("parent"), "paths": dict(meta.cgroup.get("paths") or {}), "error": exc.msg}
 
 
 def describe(meta: reg.GuestRecord, want_mounts: bool = False, want_links: bool = False, proc_index=None,

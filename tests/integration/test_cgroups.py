@@ -3,7 +3,7 @@
 What happened is checked from outside the guests, from this process: /proc/PID/cgroup of
 the guests' processes and the guest cgroups' own files (the lab host shares this machine's
 /sys/fs/cgroup; its sshd runs in this test's cgroup and sets LINUXNS_CGROUP_PARENT, so the
-guests' cgroups are below ours: ``linuxns-lab-LAB/NAME`` in every hierarchy).
+guests' cgroups are below ours: ``linuxns-lab-LAB/lab1/NAME`` in every hierarchy).
 
 One module-scoped set of guests on lab1, made in one task:
 - ``cga``: a busybox root with a private cgroup namespace and ``pids: 64`` (the fork bomb),
@@ -19,7 +19,7 @@ import shutil
 
 import pytest
 from harness import busybox_tree
-from lab import own_cgroup_dirs
+from lab import cgroup_parent_name, own_cgroup_dirs
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +34,8 @@ HOLD = "sh -c 'x=$(head -c 4000000 /dev/zero | tr \"\\0\" a); sleep %d; test -n 
 
 
 def expected_dirs(lab, name: str) -> set:
-    """The folders of guest NAME's cgroup: linuxns-lab-LAB/NAME below our cgroup, every hierarchy."""
-    return set(own_cgroup_dirs("linuxns-lab-%s/%s" % (lab.name, name)).values())
+    """The folders of guest NAME's cgroup on lab1: linuxns-lab-LAB/lab1/NAME below our cgroup, every hierarchy."""
+    return set(own_cgroup_dirs("%s/%s" % (cgroup_parent_name(lab.name, "lab1"), name)).values())
 
 
 def dirs_of(pid: int) -> set:

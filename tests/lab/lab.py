@@ -208,9 +208,11 @@ def ansible_cfg_text(state_dir: Path, repo: Path, pipelining: bool = True) -> st
     ])
 
 
-def cgroup_parent_name(lab_name: str) -> str:
-    """The cgroup parent of a lab's guests (relative: below the test's own cgroup)."""
-    return f"linuxns-lab-{lab_name}"
+def cgroup_parent_name(lab_name: str, host: str | None = None) -> str:
+    """The cgroup parent of a lab's guests (relative: below the test's own cgroup): one folder
+    per lab, one below it per lab host (the lab hosts share this machine's cgroupfs, and guests
+    of the same name on two lab hosts must not share a cgroup)."""
+    return f"linuxns-lab-{lab_name}" + (f"/{host}" if host else "")
 
 
 def own_cgroup_dirs(relative: str = "", mountinfo: str = "/proc/self/mountinfo",
@@ -271,14 +273,20 @@ def remove_cgroup_tree(relative: str, timeout: float = 10.0) -> list:
     return left
 
 
+def sshd_setenv_option(lab_name: str, host: str) -> str:
+    """The sshd option every session of lab host HOST gets (on its command line, as the config
+    file is the lab's): LINUXNS_CGROUP_PARENT=linuxns-lab-LAB/HOST, so the guests made through
+    the lab have their cgroups below the test's own cgroup (lab sshd runs in it); `down`
+    removes linuxns-lab-LAB."""
+    return f"SetEnv=LINUXNS_CGROUP_PARENT={cgroup_parent_name(lab_name, host)}"
+
+
 def sshd_config_text(run_dir: str = LAB_RUN, lab_name: str | None = None) -> str:
     """sshd_config as a lab host reads it: files are copied into RUN_DIR (on the lab
     host's private /run) at setup, as the state folder may be hidden inside the lab host
-    (a clone under /tmp). ListenAddress is given per host on the command line.
-    With LAB_NAME, every session gets LINUXNS_CGROUP_PARENT=linuxns-lab-LAB_NAME: guests
-    made through the lab get their cgroups below the test's own cgroup (lab sshd runs in
-    it), and `down` removes that folder."""
-    setenv = [f"SetEnv LINUXNS_CGROUP_PARENT={cgroup_parent_name(lab_name)}"] if lab_name else []
+    (a clone under /tmp). ListenAddress and SetEnv (sshd_setenv_option) are given per host
+    on the command line."""
+    setenv = ["# SetEnv LINUXNS_CGROUP_PARENT=" + cgroup_parent_name(lab_name, "HOST") + " per host on the command line"] if lab_name else []
     return "\n".join([
         "# lab sshd (tests/lab/lab.py); one sshd per lab host, in its namespaces",
         f"HostKey {run_dir}/ssh_host_ed25519_key",
@@ -732,10 +740,10 @@ ip link set lo up
 ip addr add "$2/24" dev eth0
 ip link set eth0 up
 mkdir -m 0755 /run/sshd
-exec "$5" -f "$4/sshd_config" -o "ListenAddress=$2" -E "$4/sshd.log"
+exec "$5" -f "$4/sshd_config" -o "ListenAddress=$2" -o "$6" -E "$4/sshd.log"
 """
         self._nsenter(host.pid, ["/bin/sh", "-c", script, "lab-setup", host.name, host.address,
-                                 str(self.state_dir), LAB_RUN, SSHD])
+                                 str(self.state_dir), LAB_RUN, SSHD, sshd_setenv_option(self.name, host.name)])
 
     def sshd_log(self, n: int) -> str:
         """Lab host N's sshd log (read from the machine through /proc/PID/root)."""

@@ -129,9 +129,10 @@ def test_ansible_cfg_text():
     assert "pipelining = True" in lab.ansible_cfg_text(Path("/s"), Path("/repo")).splitlines()
 
 
-def test_sshd_config_sets_the_cgroup_parent():
-    assert "SetEnv LINUXNS_CGROUP_PARENT=linuxns-lab-ci" in lab.sshd_config_text(lab_name="ci").splitlines()
-    assert not [line for line in lab.sshd_config_text().splitlines() if line.startswith("SetEnv")]
+def test_sshd_sets_the_cgroup_parent_per_lab_host():
+    assert lab.sshd_setenv_option("ci", "lab2") == "SetEnv=LINUXNS_CGROUP_PARENT=linuxns-lab-ci/lab2"
+    assert lab.cgroup_parent_name("ci") == "linuxns-lab-ci"  # what down removes
+    assert not [line for line in lab.sshd_config_text(lab_name="ci").splitlines() if line.startswith("SetEnv")]
 
 
 def test_sshd_config_text():

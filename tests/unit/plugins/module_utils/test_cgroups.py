@@ -328,6 +328,9 @@ def test_v1_create_limits_read_back_and_remove(v1, parent):
     assert read(p["cpu"] + "/cpu.cfs_quota_us") == "-1" and read(p["cpu"] + "/cpu.shares") == "512"
     assert read(p["cpuset"] + "/cpuset.cpus") == read(dirs["cpuset"] + "/cpuset.cpus")
     assert gc.read_limits() == {"memory": 128 << 20, "cpu_weight": 50}
+    odd = {"memory": 64 * 1024 * 1024 + 1, "memory_swap": 4095, "memory_high": "1.5M"}    # sizes the kernel rounds to pages
+    gc.set_limits(odd)
+    assert gc.read_limits() == gc.expected(odd) == {"memory": 64 << 20, "memory_swap": 4096, "memory_high": 3 << 19}
     gc.set_limits({}, old=gc.read_limits())
     assert gc.read_limits() == {}
     gc.remove()
@@ -353,6 +356,9 @@ def test_v1_place_stats_freeze_kill_remove(v1, parent, procs):
     assert st["oom_kills"] == 0 and isinstance(st["memory_peak"], int)
     gc.freeze()
     assert gc.frozen() and read(gc.paths["freezer"] + "/freezer.state") == "FROZEN"
+    view = gc.info(parent=_name)
+    assert view["parent"] == _name and view["paths"] == gc.paths and view["version"] == "v1" and view["frozen"] is True
+    assert view["limits"] == {"pids": 10} and view["pids_current"] == 3 and set(st) <= set(view)
     for s in sleeps:
         assert "\tD (disk sleep)" in read("/proc/%d/status" % s.pid)     # a v1-frozen task sleeps in the refrigerator
     gc.thaw()

@@ -150,3 +150,26 @@ def test_info_shows_the_cgroup(unit_registry):
     assert view["version"] in ("v1", "v2", "hybrid") and "error" not in view
     json.dumps(view)  # a module can return it
     one(r, name="cg3", state="absent")
+
+
+def test_a_cgroup_with_processes_of_others_is_refused_and_left_alone(unit_registry):
+    """Two hosts sharing one cgroupfs (lab hosts) or two state folders: a guest whose cgroup
+    exists with processes in it is not created, and that cgroup and its processes stay."""
+    import subprocess
+
+    from ansible_collections.linuxns.guests.plugins.module_utils import cgroups
+
+    r = unit_registry
+    other = cgroups.GuestCgroup.plan(cgroups.detect(), parent(), "cgtaken")
+    other.create({"pids": 4})
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        other.join(sleeper.pid)
+        with pytest.raises(GuestError, match="cgtaken.*already exists and has processes"):
+            one(r, name="cgtaken", namespaces=["pid"])
+        assert sleeper.poll() is None and other.pids() == [sleeper.pid]
+        assert not os.path.exists(r.guest_dir("cgtaken"))
+    finally:
+        other.remove()
+        sleeper.wait()
+    assert not other.exists()
