@@ -117,6 +117,47 @@ def is_own_namespace(fd: int, nstype: str) -> bool:
     return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
+def join_cgroup(name: str, procs_files) -> None:
+    """Move this process into guest ``name``'s cgroup, in every hierarchy: "0" written to each
+    of its ``cgroup.procs`` files (the record's, :meth:`registry.GuestRecord.cgroup_procs`).
+    Done before any setns or unshare: a user namespace would take the permission away, and
+    the guest's cgroup namespace (if any) is then rooted at its cgroup.  A guest an older
+    version made has no cgroup: nothing to join."""
+    for path in procs_files:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise GuestStale("guest %r: its cgroup cannot be joined (%s: %s)" % (name, path, exc.strerror)) from None
+
+
+def is_frozen(meta: reg.GuestRecord) -> bool:
+    """Whether the guest's cgroup is frozen or freezing (namespace_create state=frozen): its v2
+    ``cgroup.freeze`` is 1 or its v1 ``freezer.state`` is not THAWED (read from the record's paths)."""
+    for key, folder in sorted(((meta.cgroup or {}).get("paths") or {}).items()):
+        name = "cgroup.freeze" if key == "unified" else "freezer.state" if "freezer" in key.split(",") else None
+        if name is None:
+            continue
+        try:
+            with open(os.path.join(folder, name)) as f:
+                state = f.read().strip()
+        except OSError:
+            continue
+        if state and state not in ("0", "THAWED"):
+            return True
+    return False
+
+
+def refuse_frozen(meta: reg.GuestRecord) -> None:
+    """Entering a frozen guest would freeze the entering process (it joins the guest's cgroup first)."""
+    if is_frozen(meta):
+        raise GuestError("guest %r is frozen (namespace_create state=frozen): a process entering it would be frozen too and"
+                         " hang; thaw it first (namespace_create state=present)" % meta.name)
+
+
 def join_namespaces(fds) -> None:
     """setns() into every (type, fd) in nsenter's two-pass order; closes the fds.
 
@@ -488,6 +529,7 @@ def spawn_in_guest(meta: reg.GuestRecord, types, argv, env: dict, stdio, root: b
     and inheritable cleared, no_new_privs, seccomp.
     """
     types = check_entry(meta, types, root)
+    refuse_frozen(meta)
     if argv is not None and confinement is None:
         confinement = confine.for_guest(meta)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
@@ -505,6 +547,7 @@ def spawn_in_guest(meta: reg.GuestRecord, types, argv, env: dict, stdio, root: b
             # a removal (which holds the lock exclusively) either comes first, and the
             # pins are gone, or after, and its scan finds C.
             lock_fd = lock_shared(meta)
+            join_cgroup(meta.name, meta.cgroup_procs())  # first: before any setns, before any guest code
             join_namespaces(open_namespaces(meta, types))
             # The guest's / (its root after joining mnt), never the caller's folder on the host.
             os.chdir("/")

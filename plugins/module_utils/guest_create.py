@@ -17,7 +17,7 @@ import stat
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, faults, handshake, procfs, rootfs
+from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, confine, enter, faults, handshake, procfs, rootfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -338,6 +338,9 @@ def _child_main(spec, registry, hs: handshake.Handshake, create_run: CreateRun, 
     try:
         sc.set_pdeathsig(signal.SIGKILL)
         sc.set_dumpable(False)
+        # The guest's cgroup first, before any setns or unshare: the init forked below is born in it,
+        # and a private cgroup namespace is rooted at it (the guest sees its cgroup as /).
+        enter.join_cgroup(spec.name, create_run.cgroup_procs)
         if create_run.mnt_template_fd >= 0:
             sc.setns(create_run.mnt_template_fd, "mnt")  # while still privileged: before any user namespace
         shared = create_run.share_fds
@@ -463,20 +466,34 @@ class _Run:
         self.alias = None
         self.init_pid = None
         self.init_start = None
+        self.cgroup = None  # the guest's cgroups.GuestCgroup once its folders may exist
 
 
-def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id=None, kept=None) -> reg.GuestRecord:
+def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id=None, kept=None, fields=None) -> reg.GuestRecord:
     """Create the guest (caller holds its lock and removed any leftovers).  ``create_run``:
     the run's :class:`CreateRun`.  ``kept`` (persist.KeptIds): the guest gets its kept context
-    id back and its table re-applied."""
+    id back and its table re-applied.  ``fields``: recorded values the guest keeps over the
+    spec's defaults (a recreated guest's cgroup_parent and limits)."""
     name = spec.name
     ctx = registry.reserve_context_id(name, context_id if context_id is not None else spec.context_id, kept)
-    meta = reg.GuestRecord.from_fields(spec.wanted())  # phase creating, no pins yet
+    meta = reg.GuestRecord.from_fields(dict(spec.wanted(), **(fields or {})))  # phase creating, no pins yet
     meta.context_id, meta.created = ctx, time.time()
     run = _Run()
     try:
+        cg = cgroups.GuestCgroup.plan(spec.cgroup_run.layout(), meta.cgroup_parent, name)
+        if cg.exists() and cg.pids():  # not ours (another state folder, or a host sharing this cgroupfs)
+            raise GuestConflict("guest %r: its cgroup %s (and the same in the other hierarchies) already exists and has processes "
+                                "(pids %s) that are not this guest's; remove them or give another cgroup_parent"
+                                % (name, sorted(cg.paths.values())[0], ", ".join(str(p) for p in cg.pids()[:8])))
+        # Recorded before its folders are made: a run killed from here on leaves a record that
+        # names them, and the next run removes them with the rest.
+        meta.cgroup = {"parent": meta.cgroup_parent, "paths": dict(cg.paths)}
         registry.save(meta)
         faults.crash_point(faults.Step.RESERVED)
+        cg.create(meta.limits or {})  # the limits hold before the first process of the guest runs; undone on failure
+        run.cgroup = cg  # ours from here: the rollback removes it (never one create refused)
+        meta.limits = cg.expected(meta.limits or {})  # recorded as the kernel says them
+        create_run.cgroup_procs = cg.procs_files()
         _create_processes(registry, spec, meta, run, create_run)
         if "mnt" in spec.namespaces and kept is not None:
             from ansible_collections.linuxns.guests.plugins.module_utils import mounts
@@ -656,6 +673,11 @@ def _rollback(registry, name, ctx, run) -> None:
         unpin(run.alias)
     for path in run.pins:
         unpin(path)
+    if run.cgroup is not None:
+        try:
+            run.cgroup.remove()  # whatever is in it killed, its folders removed
+        except GuestError:
+            return  # the record (phase creating) stays and names it: the next run removes it (the first error is raised)
     registry.release_context_id(name, ctx)
     shutil.rmtree(registry.guest_dir(name), ignore_errors=True)
 
@@ -678,6 +700,7 @@ class CreateRun:
         self.share_fds = []  # (type, fd) of the guest being created, in the table's order
         self.mnt_template_fd = -1  # the template, when the guest being created unshares mnt
         self.reaper = None  # (path, fd) of the reaper the batch's inits exec
+        self.cgroup_procs = []  # the cgroup.procs files the child of the guest being created joins first
 
     def reaper_fd(self, path: str) -> int:
         """The fd the batch's inits exec the host's reaper ``path`` from (fexecve).

@@ -19,7 +19,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     GuestNotFound,
 )
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_create import find_reaper
-from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import public_view
+from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import CgroupRun, public_view
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_stop import ProcIndex
 
 
@@ -113,13 +113,26 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def describe(meta: reg.GuestRecord, want_mounts: bool = False, want_links: bool = False, proc_index=None) -> dict:
+def cgroup_view(meta: reg.GuestRecord, cgroup_run: CgroupRun) -> dict | None:
+    """The guest's cgroup as the kernel's files say: where, version, frozen, usage, OOM kills and
+    the limits (None: a guest made by a version without cgroups)."""
+    if not meta.cgroup:
+        return None
+    try:
+        return cgroup_run.of(meta).info(meta.cgroup.get("parent"))
+    except GuestError as exc:
+        return {"parent": meta.cgroup.get("parent"), "paths": dict(meta.cgroup.get("paths") or {}), "error": exc.msg}
+
+
+def describe(meta: reg.GuestRecord, want_mounts: bool = False, want_links: bool = False, proc_index=None,
+             cgroup_run=None) -> dict:
     view = public_view(meta)
     problems = reg.health(meta)
     view["running"] = not problems
     view["healthy"] = not problems
     view["problems"] = problems
     view["confinement"], view["confinement_outdated"] = confinement_view(meta, problems, proc_index)
+    view["cgroup"] = cgroup_view(meta, cgroup_run or CgroupRun())
     for info in view["namespaces"].values():
         if not problems:
             info.update(ns_relations(info["pin"]))
@@ -147,8 +160,9 @@ def info(registry: reg.Registry, refs=None, want_mounts: bool = False, want_link
                 metas.append(meta)
     all_metas = [registry.load(n) for n in registry.names()] if refs else metas
     index = ProcIndex() if metas else None  # one /proc scan for every guest's processes
+    cgroup_run = CgroupRun()  # the cgroup layout, detected once for every guest
     return {
-        "guests": [describe(m, want_mounts, want_links, index) for m in metas],
+        "guests": [describe(m, want_mounts, want_links, index, cgroup_run) for m in metas],
         "missing": missing,
         "host": {
             "state_dir": registry.state_dir,

@@ -12,7 +12,7 @@ import json
 import os
 import signal
 
-from ansible_collections.linuxns.guests.plugins.module_utils import confine, model
+from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, confine, model
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -102,6 +102,54 @@ def check_ns_file(path: str, nstype: str, param: str) -> tuple:
         os.close(fd)
 
 
+CGROUP_PARENT_ENV = "LINUXNS_CGROUP_PARENT"
+
+
+def parse_cgroup_parent(value, param: str):
+    """``auto``, an absolute path (the same in every hierarchy) or a relative one (below the
+    cgroup of the process running the module); normalised (no doubled /), no ``.`` or ``..`` parts."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value == "":
+        raise InvalidInput("%s must be auto, an absolute cgroup path (/linuxns) or a relative one (lab/guests)" % param)
+    model.check_text(value, param)
+    if value == "auto":
+        return value
+    parts = [part for part in value.split("/") if part]
+    if any(part in (".", "..") for part in parts):
+        raise InvalidInput("%s %r must be a cgroup path without '.' or '..' parts" % (param, value))
+    if value.startswith("/"):
+        return "/" + "/".join(parts)
+    if not parts:
+        raise InvalidInput("%s %r must be auto, an absolute or a relative cgroup path" % (param, value))
+    return "/".join(parts)
+
+
+def default_cgroup_parent() -> str:
+    """What a new guest gets when ``cgroup_parent`` is left out: $LINUXNS_CGROUP_PARENT, else auto."""
+    return parse_cgroup_parent(os.environ.get(CGROUP_PARENT_ENV) or None, "$" + CGROUP_PARENT_ENV) or model.default("cgroup_parent")
+
+
+class CgroupRun:
+    """The run's view of the host's cgroups, a per-run context like guest_create.CreateRun:
+    the layout is detected once, on first use (mountinfo holds every guest's pins: reading it
+    per guest would make a batch quadratic), and shared by every guest of the run."""
+
+    def __init__(self) -> None:
+        self._layout = None
+
+    def layout(self):
+        if self._layout is None:
+            self._layout = cgroups.detect()
+        return self._layout
+
+    def of(self, meta: reg.GuestRecord):
+        """The guest's :class:`cgroups.GuestCgroup` from its record, or None (no cgroup of its own)."""
+        if meta is None or not meta.cgroup:
+            return None
+        return cgroups.GuestCgroup(self.layout(), dict(meta.cgroup["paths"]))
+
+
 class Spec:
     """A wanted guest, validated and normalised.
 
@@ -112,9 +160,10 @@ class Spec:
     sources, names and context ids against the registry, fields that need each other.
     """
 
-    def __init__(self, params: dict, registry: reg.Registry, where: str = "", batch=None, confinements=None):
+    def __init__(self, params: dict, registry: reg.Registry, where: str = "", batch=None, confinements=None, cgroup_run=None):
         p = where
         self.params, self.where = params, where
+        self.cgroup_run = cgroup_run or CgroupRun()  # the run's (shared by the batch)
         self.batch = batch or {}  # earlier present entries of the same task: name -> Spec
         self.deferred = []  # share types naming a guest this task creates first
         self.state = params.get("state") or "present"
@@ -149,6 +198,9 @@ class Spec:
             raise InvalidInput("%sstop_timeout must not be negative" % p)
         model.check_value(model.GUEST_BY_NAME["stop_timeout"], self.stop_timeout, p + "stop_timeout")
         self.purge = bool(params.get("purge"))
+        self.signal_all = parse_signal(params.get("signal_all"), p + "signal_all")
+        if self.signal_all is not None and self.state == "absent":
+            raise InvalidInput("%ssignal_all goes with state=present or frozen (state=absent stops the guest with its stop_signal)" % p)
         if self.state == "absent":
             return
         if self.purge:
@@ -210,6 +262,8 @@ class Spec:
             if "pid" not in self.namespaces:
                 raise InvalidInput("%sinit needs a private pid namespace (add pid to namespaces)" % p)
         self.init = list(init) if init else None
+        self.cgroup_parent = parse_cgroup_parent(params.get("cgroup_parent"), p + "cgroup_parent")
+        self.limits = self._limits(params.get("limits"), p)
         # Fields with no parsing of their own (their checks are the table's).
         for f in model.GUEST:
             if f.change and not hasattr(self, f.name):
@@ -217,6 +271,13 @@ class Spec:
                 model.check_value(f, value, p + f.name)
                 setattr(self, f.name, value)
         self.confinement = self._confinement(p, {} if confinements is None else confinements)
+
+    def _limits(self, limits, p: str):
+        """The normalised limits (cgroups.check_limits), None when not given; a bad one is named
+        with the guest (``limits.memory of guest web1``)."""
+        if limits is None:
+            return None
+        return cgroups.check_limits(limits, "%slimits of guest %s" % (p, self.name))
 
     def _confinement(self, p: str, cache: dict):
         """The processes' confinement, validated (and its filter compiled) before anything changes;
@@ -276,6 +337,10 @@ class Spec:
             out[key] = model.default(key) if value is None else value
         out["namespaces"], out["share"] = list(self.namespaces), dict(self.share)
         out["proc_sys"] = proc_sys_of(self.root, self.confinement.privileged)
+        if self.cgroup_parent is None:
+            out["cgroup_parent"] = default_cgroup_parent()
+        if self.limits is None:
+            out["limits"] = {}
         return out
 
 
@@ -301,6 +366,7 @@ def public_view(meta: reg.GuestRecord) -> dict:
         share=meta.share,
         init_pid=meta.init_pid,
         netns=meta.netns_alias,
+        cgroup=meta.cgroup,
     )
     return view
 

@@ -16,8 +16,10 @@ from ansible_collections.linuxns.guests.plugins.module_utils import procfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
+    GuestError,
     KernelError,
 )
+from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import CgroupRun
 
 
 def unpin(path: str) -> None:
@@ -228,11 +230,11 @@ def _signal(pid: int, pidfd: int, sig) -> None:
         pass
 
 
-def remove(registry: reg.Registry, name: str, meta, keep_context_id: bool = False, proc_index=None) -> None:
+def remove(registry: reg.Registry, name: str, meta, keep_context_id: bool = False, proc_index=None, cgroup_run=None) -> None:
     """Stop and dispose of a guest, also one left half-made by a crash (under its lock)."""
     meta = meta or reg.GuestRecord(name)
     stop_many(registry, [meta], proc_index)
-    dispose(registry, name, meta, keep_context_id)
+    dispose(registry, name, meta, keep_context_id, cgroup_run)
 
 
 def stop_many(registry: reg.Registry, metas, proc_index=None) -> None:
@@ -245,9 +247,15 @@ def stop_many(registry: reg.Registry, metas, proc_index=None) -> None:
     sweep_many(running, registry, [m.name for m in metas])
 
 
-def dispose(registry: reg.Registry, name: str, meta, keep_context_id: bool = False) -> None:
-    """Unpin a stopped guest and remove its state (its context id too, unless kept)."""
+def dispose(registry: reg.Registry, name: str, meta, keep_context_id: bool = False, cgroup_run=None) -> None:
+    """Remove a stopped guest's cgroup (whatever is still in it killed), unpin it and remove its
+    state (its context id too, unless kept).  ``cgroup_run``: the run's guest_spec.CgroupRun."""
     meta = meta or reg.GuestRecord(name)
+    if meta.cgroup:
+        try:
+            (cgroup_run or CgroupRun()).of(meta).remove()
+        except GuestError as exc:
+            raise exc.for_guest(name) from None
     alias = registry.alias_path(name)
     alias_id = reg.ns_id(alias)
     if alias_id is not None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, model, persist, sealed
+from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, enter, faults, model, persist, sealed
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -25,7 +27,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     InvalidInput,
 )
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_create import CreateRun, create
-from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import Spec, diff_view, public_view
+from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import CgroupRun, Spec, default_cgroup_parent, diff_view, public_view
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_stop import ProcIndex, dispose, remove, stop_many
 
 
@@ -38,14 +40,27 @@ class Plan:
         self.reasons = reasons or []
         self.changes = changes or {}
         self.purged = purged or []  # the kept files purge=true removes (or would remove)
+        self.freeze = None  # True: freeze (state=frozen), False: thaw (state=present), None: neither (apply_ops)
+        self.signalled = []  # the pids signal_all signals (or would signal in check mode)
 
     @property
     def changed(self) -> bool:
-        return self.action != "none"
+        return self.action != "none" or self.freeze is not None or bool(self.signalled)
+
+    @property
+    def shown_action(self) -> str:
+        """The action reported: a plan whose only change is apply_ops' says freeze, thaw or signal."""
+        if self.action != "none" or not self.changed:
+            return self.action
+        return "signal" if self.freeze is None else "freeze" if self.freeze else "thaw"
 
 
 def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
     """``kept``: the run's persist.KeptIds (None: nothing kept on disk is looked at)."""
+    return plan_ops(registry, spec, _plan(registry, spec, kept))
+
+
+def _plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
     if spec.name is None:  # absent, by a context id nobody has
         return Plan(spec, "none", None, None)
     meta = registry.load(spec.name)
@@ -77,6 +92,7 @@ def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
                 raise InvalidInput("context_id %d is already taken by guest %r" % (spec.context_id, owner))
         elif meta is not None and meta.context_id:
             want["context_id"] = meta.context_id
+        _check_cgroup(spec, want)
         return Plan(spec, "create", diff_view(meta) if meta else None, want, reasons)
     for key in model.KEPT:  # not given: the guest keeps its own
         if getattr(spec, key) is None:
@@ -103,7 +119,9 @@ def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
         )
     if differ or problems:
         reasons = problems + ["%s differs" % k for k in sorted(differ)]
+        _check_cgroup(spec, want)
         return Plan(spec, "recreate", diff_view(meta), want, reasons)
+    meta = _kernel_limits(spec, meta, want)
     changes = {}
     for key in model.CHANGED_IN_PLACE:
         if meta.field(key) != want[key]:
@@ -115,6 +133,47 @@ def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
 
 PROC_SYS_WHY = (": privileged decides the /proc and /sys mounts a guest with a root gets at creation - masked "
                 "and read-only paths or none - so changing it replaces the guest")
+
+
+def _check_cgroup(spec: Spec, want: dict) -> None:
+    """Before a guest is made: its cgroup parent resolves on this host and the host has every
+    controller its limits need (check mode predicts these failures too)."""
+    layout = spec.cgroup_run.layout()
+    try:
+        cgroups.resolve_parent(layout, want["cgroup_parent"] or default_cgroup_parent())
+    except InvalidInput as exc:
+        raise InvalidInput("cgroup_parent of guest %r: %s" % (spec.name, exc.msg)) from None
+    _check_controllers(spec, layout, want["limits"])
+
+
+def _check_controllers(spec: Spec, layout, limits) -> None:
+    missing = sorted(cgroups.needed_controllers(limits or {}) - set(layout.controllers()))
+    if missing:
+        raise InvalidInput(
+            "limits of guest %r need the cgroup controller(s) %s, which this host does not offer (cgroup %s): enable them "
+            "(v2: in cgroup.subtree_control of the parents; v1: mount their hierarchy) or leave those limits out"
+            % (spec.name, ", ".join(missing), layout.version))
+
+
+def _kernel_limits(spec: Spec, meta: reg.GuestRecord, want: dict) -> reg.GuestRecord:
+    """``meta`` with its limits as the kernel's cgroup files say, when ``limits`` is given, and
+    ``want["limits"]`` as the kernel would say them once written (cgroups.GuestCgroup.expected:
+    "no limit" left out, sizes in whole pages): the in-place plan compares those, --diff shows
+    them.  A guest without a cgroup (made by an older version) can only have none."""
+    if spec.limits is None:
+        return meta  # not given: the guest keeps its limits
+    cg = spec.cgroup_run.of(meta)
+    if cg is None:
+        if spec.limits:
+            raise GuestConflict("guest %r has no cgroup of its own (it was made by a version without cgroups): its limits "
+                                "cannot be set in place; set recreate=true to make it again with one" % spec.name)
+        return meta.copy({"limits": {}})
+    _check_controllers(spec, spec.cgroup_run.layout(), spec.limits)
+    want["limits"] = cg.expected(spec.limits)
+    try:
+        return meta.copy({"limits": cg.read_limits()})
+    except GuestError as exc:
+        raise exc.with_prefix("its limits cannot be read: ").for_guest(spec.name) from None
 
 
 def _short(value) -> str:
@@ -143,23 +202,31 @@ def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None, create_ru
                 meta.stop_timeout = p.spec.stop_timeout
         if p2.action in ("remove", "recreate", "create") and (meta is not None or os.path.isdir(registry.guest_dir(name))):
             keep_ctx = p2.action != "remove"
-            remove(registry, name, meta, keep_context_id=keep_ctx, proc_index=proc_index)
+            remove(registry, name, meta, keep_context_id=keep_ctx, proc_index=proc_index, cgroup_run=p.spec.cgroup_run)
         if p2.action in ("remove", "purge"):
             if p2.purged:
                 p.purged = kept.forget(name)
             return None
         if p2.action == "update":
-            return _update(registry, meta, p2.changes)
+            return _update(registry, meta, p2.changes, p.spec)
+        # A recreated guest keeps its cgroup parent and limits unless they are given.
+        cg_kept = {k: p2.after[k] for k in ("cgroup_parent", "limits") if getattr(p.spec, k) is None and p2.after.get(k) is not None}
         if create_run is not None:
-            return create(registry, p.spec, create_run, p2.after.get("context_id"), kept)
+            return create(registry, p.spec, create_run, p2.after.get("context_id"), kept, cg_kept)
         create_run = CreateRun(registry)
         try:
-            return create(registry, p.spec, create_run, p2.after.get("context_id"), kept)
+            return create(registry, p.spec, create_run, p2.after.get("context_id"), kept, cg_kept)
         finally:
             create_run.close()
 
 
-def _update(registry, meta: reg.GuestRecord, changes) -> reg.GuestRecord:
+def _update(registry, meta: reg.GuestRecord, changes, spec=None) -> reg.GuestRecord:
+    if "limits" in changes and meta.cgroup:
+        cg = spec.cgroup_run.of(meta)
+        try:
+            cg.set_limits(changes["limits"], cg.read_limits())  # all or nothing
+        except GuestError as exc:
+            raise exc.for_guest(meta.name) from None
     if "hostname" in changes:
         enter.call_in_guest(meta, ["uts"], sc.sethostname, changes["hostname"])
     meta.update(changes)
@@ -179,15 +246,15 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
         # an init: is exec'd by the guest's PID 1, forked here: from a sealed clone (CVE-2019-5736 class)
         return sealed.in_sealed_clone(ensure_guests, registry, entries, check_mode, table_dir)
     kept = persist.KeptIds(table_dir or persist.resolve_table_dir(registry.state_dir))
-    specs, seen, batch, confinements = [], set(), {}, {}
+    specs, seen, batch, confinements, cgroup_run = [], set(), {}, {}, CgroupRun()
     for i, params in enumerate(entries):
         where = "guests[%d]." % i if len(entries) > 1 or params.get("_in_list") else ""
-        spec = Spec(params, registry, where, batch, confinements)
+        spec = Spec(params, registry, where, batch, confinements, cgroup_run)
         if spec.name is not None and spec.name in seen:
             raise InvalidInput("%sname: guest %r is listed twice" % (where, spec.name))
         seen.add(spec.name)
         specs.append(spec)
-        if spec.state == "present" and spec.name:
+        if spec.state != "absent" and spec.name:
             batch = dict(batch)
             batch[spec.name] = spec
     plans = [plan(registry, s, kept) for s in specs]
@@ -209,11 +276,13 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
         name = p.spec.name or p.spec.ref
         before[name] = p.before or {}
         after[name] = p.after or {}
-        item = {"name": name, "changed": p.changed, "action": p.action, "reasons": p.reasons, "state": p.spec.state}
+        item = {"name": name, "changed": p.changed, "action": p.shown_action, "reasons": p.reasons, "state": p.spec.state}
         if p.spec.purge:
             item["purged"] = p.purged
+        if p.spec.signal_all is not None:
+            item["signalled"] = p.signalled
         if check_mode or not p.changed:
-            meta = registry.load(name) if p.spec.state == "present" else None
+            meta = registry.load(name) if p.spec.state != "absent" else None
             if meta and p.action == "update":
                 meta = meta.copy(p.changes)  # changed in place: everything else stays
             item["guest"] = public_view(meta) if meta and p.action in ("none", "update") else _predicted_view(p)
@@ -221,7 +290,7 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
             continue
         if p.spec.deferred:
             # Its share source was made by an earlier entry of this task: resolve it now.
-            p = plan(registry, Spec(p.spec.params, registry, p.spec.where), kept)
+            p = plan(registry, Spec(p.spec.params, registry, p.spec.where, cgroup_run=p.spec.cgroup_run), kept)
             if not p.changed:
                 item.update(changed=False, action="none", guest=public_view(registry.load(name)))
                 results.append(item)
@@ -239,14 +308,18 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
                     next(removals, None)  # the end of the batch: its locks are released
                 meta = None
             else:
-                meta = apply(registry, p, proc_index, kept, create_run)
+                if p.action == "recreate":
+                    thaw_to_remove(p.spec, registry.load(name))
+                meta = apply_ops(registry, p, apply(registry, p, proc_index, kept, create_run))
         except GuestError as exc:
             err = exc.with_message(exc.msg) if name in exc.msg else exc.for_guest(name)
             err.details["results"] = results
             raise err from None
-        item.update(changed=p.changed, action=p.action, reasons=p.reasons)
+        item.update(changed=p.changed, action=p.shown_action, reasons=p.reasons)
         if p.spec.purge:
             item["purged"] = p.purged
+        if p.spec.signal_all is not None:
+            item["signalled"] = p.signalled
         before[name], after[name] = p.before or {}, p.after or {}
         item["guest"] = public_view(meta) if meta else {}
         results.append(item)
@@ -284,13 +357,14 @@ def apply_removals(registry: reg.Registry, plans, proc_index=None, kept=None):
                     meta.stop_signal = p.spec.stop_signal
                 if p.spec.stop_timeout is not None:
                     meta.stop_timeout = p.spec.stop_timeout
+                thaw_to_remove(p.spec, meta)
                 going[name] = meta
         stop_many(registry, list(going.values()), proc_index)
         for p in plans:
             name = p.spec.name
             try:
                 if name in going:
-                    dispose(registry, name, going[name])
+                    dispose(registry, name, going[name], cgroup_run=p.spec.cgroup_run)
                 if p.action in ("remove", "purge") and p.purged:
                     p.purged = kept.forget(name)
             except GuestError as exc:
@@ -306,4 +380,103 @@ def _predicted_view(p: Plan) -> dict:
     view["namespaces"] = {t: {"inode": None, "pin": None, "shared_from": p.after["share"].get(t)} for t in types}
     view["private_namespaces"] = p.after["namespaces"]
     view["init_pid"] = None
+    parent = p.after.get("cgroup_parent") or default_cgroup_parent()
+    view["cgroup"] = {"parent": parent, "paths": dict(cgroups.GuestCgroup.plan(p.spec.cgroup_run.layout(), parent, p.spec.name).paths)}
     return view
+
+
+# ---------------------------------------------------------------------------------------
+# state=frozen and signal_all: operations on an existing guest's cgroup, planned with the
+# guest (plan_ops) and done after its creation or change, under its lock (apply_ops)
+# ---------------------------------------------------------------------------------------
+KILL_WAIT = 10.0  # seconds signal_all=SIGKILL waits for the killed processes to be gone
+
+
+def _guest_cgroup(spec: Spec, meta: reg.GuestRecord, param: str) -> cgroups.GuestCgroup:
+    cg = spec.cgroup_run.of(meta)
+    if cg is None:
+        raise InvalidInput("%s: guest %r has no cgroup of its own (a version without cgroups made it): remove it and create it"
+                           " again to freeze it or signal all its processes" % (param, meta.name))
+    return cg
+
+
+def plan_ops(registry: reg.Registry, spec: Spec, p: Plan) -> Plan:
+    """Add to a present or frozen guest's plan what state=frozen (freeze; present: thaw) and
+    signal_all would do.  A new or recreated guest is not frozen and has only its init."""
+    if spec.state == "absent" or spec.name is None:
+        return p
+    meta = registry.load(spec.name)
+    fresh = p.action in ("create", "recreate")
+    now = meta is not None and meta.phase == reg.READY and enter.is_frozen(meta)
+    want = spec.state == "frozen"
+    if want != (False if fresh else now):
+        p.freeze = want
+    if want or now:  # shown only where freezing is involved: other guests' diffs stay as they were
+        if p.before:
+            p.before = dict(p.before, frozen=now)
+        p.after = dict(p.after or {}, frozen=want)
+    if not fresh and (want or spec.signal_all is not None):
+        cg = _guest_cgroup(spec, meta, "signal_all" if spec.signal_all is not None else "state=frozen")
+        if spec.signal_all is not None:
+            p.signalled = [pid for pid in cg.pids() if pid != meta.init_pid]
+    return p
+
+
+def apply_ops(registry: reg.Registry, p: Plan, meta):
+    """Thaw, signal_all, freeze (in that order) the guest ``meta`` that apply() made or kept."""
+    if meta is None or p.spec.state == "absent" or (p.spec.state != "frozen" and p.freeze is None and p.spec.signal_all is None):
+        return meta
+    with registry.lock(meta.name):
+        meta = registry.load(meta.name)
+        if meta is None:
+            return None
+        want = p.spec.state == "frozen"
+        now = enter.is_frozen(meta)
+        p.freeze = want if want != now else None  # what this run does (another may have done it first)
+        if p.freeze is None and p.spec.signal_all is None:
+            return meta
+        cg = _guest_cgroup(p.spec, meta, "signal_all" if p.spec.signal_all is not None else "state")
+        if p.freeze is False:
+            cg.thaw()
+        if p.spec.signal_all is not None:
+            p.signalled = signal_all(cg, meta, p.spec.signal_all)
+        if p.freeze:
+            cg.freeze()
+        return meta
+
+
+def signal_all(cg: cgroups.GuestCgroup, meta: reg.GuestRecord, sig) -> list:
+    """Signal every process of the guest but its init; the pids signalled.
+
+    SIGKILL: without an init, the kernel kills them all at once (cgroup.kill, or the freezer
+    loop); with one, the guest is frozen while its processes are read and killed (nothing
+    forks in between), then thawed (unless it was frozen before), and the killed processes
+    are waited for (bounded).  Other signals go to each process once.
+    """
+    signum = cgroups.signal_number(sig)
+    spare = (meta.init_pid,) if meta.init_pid else ()
+    if signum != signal.SIGKILL:
+        return cg.signal(signum, spare)
+    if not spare:
+        pids = cg.pids()
+        if pids:
+            cg.kill_all()
+        return pids
+    was_frozen = cg.frozen()
+    if not was_frozen:
+        cg.freeze()
+    try:
+        pids = cg.signal(signum, spare)
+    finally:
+        if not was_frozen:
+            cg.thaw()
+    deadline = time.monotonic() + KILL_WAIT
+    while pids and set(pids) & set(cg.pids()) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return pids
+
+
+def thaw_to_remove(spec: Spec, meta) -> None:
+    """A frozen guest is thawed before it is stopped: its init must see the stop signal."""
+    if meta is not None and meta.cgroup and enter.is_frozen(meta):
+        spec.cgroup_run.of(meta).thaw()

@@ -169,9 +169,14 @@ GUEST = (
     Field("capabilities", "dict", change=IN_PLACE, result=True, diff=True),
     Field("no_new_privs", "bool", default=True, change=IN_PLACE, result=True, diff=True),
     Field("seccomp", "str", default="default", change=IN_PLACE, result=True, diff=True, text="line"),
+    # The guest's cgroup (guest_spec.parse_limits, cgroups.py): limits change in place, the parent only by recreating.
+    Field("limits", "dict", change=IN_PLACE, keep=True, result=True, diff=True),
+    Field("cgroup_parent", "str", default="auto", change=RECREATE, keep=True, result=True, diff=True, text="line"),
     Field("recreate", "bool", default=False, spec_default=True),
-    Field("state", "str", choices=("present", "absent"), default="present", spec_default=True),
+    Field("state", "str", choices=("present", "absent", "frozen"), default="present", spec_default=True),
     Field("purge", "bool", default=False, spec_default=True),
+    # Signal every process of the guest but its init (guests.py); an option, not a field.
+    Field("signal_all", "str", text="line"),
 )
 GUEST_BY_NAME = {f.name: f for f in GUEST}
 GUEST_KEYS = tuple(GUEST_BY_NAME)  # the per-guest options (the entries of guests:)

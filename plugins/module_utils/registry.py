@@ -383,6 +383,9 @@ def health(meta: GuestRecord) -> list:
             reasons.append("the pin of its %s namespace points to another namespace" % nstype)
     if meta.init_pid and not process_alive(meta.init_pid, meta.init_start):
         reasons.append("its init (pid %s) is not running" % meta.init_pid)
+    gone = [k for k, d in sorted(((meta.cgroup or {}).get("paths") or {}).items()) if not os.path.isdir(d)]
+    if gone:
+        reasons.append("its cgroup is gone (%s)" % ", ".join(gone))
     return reasons
 
 
@@ -457,6 +460,8 @@ class GuestRecord:
         "stop_signal": (str,),
         "stop_timeout": (int, float),
         "description": (str,),
+        "limits": (dict,),
+        "cgroup_parent": (str,),
         "pins": (dict,),
         "created": (int, float),
         "reaper": (str,),
@@ -470,9 +475,11 @@ class GuestRecord:
         "seccomp": (str,),
         # The /proc and /sys a guest with a root got at creation: PROC_SYS_MASKED or PROC_SYS_OPEN.
         "proc_sys": (str,),
+        "cgroup": (dict,),
     }
-    # Fields written only when set: a record made before they existed keeps its file as it was.
-    _SPARSE = ("privileged", "capabilities", "no_new_privs", "seccomp", "proc_sys")
+    # Fields added after version 1 was defined: written only when set, so a record of a
+    # guest without them keeps its file format (and an older reader sees no new key).
+    _SPARSE = ("privileged", "capabilities", "no_new_privs", "seccomp", "proc_sys", "limits", "cgroup_parent", "cgroup")
     _STR_LISTS = ("namespaces", "uid_map", "gid_map", "init")
 
     def __init__(self, name: str, phase: str = CREATING) -> None:
@@ -491,6 +498,8 @@ class GuestRecord:
         self.stop_signal: str | None = None
         self.stop_timeout: float | None = None
         self.description: str | None = None
+        self.limits: dict | None = None  # cgroups.check_limits' form
+        self.cgroup_parent: str | None = None  # as given (auto, /abs or relative)
         # The registry's own.
         self.pins: dict = {}  # type -> Pin
         self.created: float | None = None
@@ -504,8 +513,16 @@ class GuestRecord:
         self.no_new_privs: bool | None = None
         self.seccomp: str | None = None  # default | unconfined | a profile
         self.proc_sys: str | None = None  # PROC_SYS_MASKED | PROC_SYS_OPEN (a guest with a root), else None
+        # Its cgroup as resolved at creation: {"parent": ..., "paths": {hierarchy key: folder}};
+        # None for a guest an older version made (no cgroup of its own).
+        self.cgroup: dict | None = None
         self.extra: dict = {}  # keys this version does not know, written back as they were
         self.problem: str | None = None  # why a corrupt record could not be read
+
+    def cgroup_procs(self) -> list:
+        """Every ``cgroup.procs`` file of the guest's cgroup (the joiner writes "0" to each)."""
+        paths = (self.cgroup or {}).get("paths") or {}
+        return [os.path.join(d, "cgroup.procs") for _k, d in sorted(paths.items())]
 
     # ---- fields by name (for code driven by the model's field table) ------------------------
     def field(self, key: str):
@@ -616,6 +633,12 @@ class GuestRecord:
                 return "its %s %r is not a list of strings" % (key, value)
         if not all(isinstance(v, str) for v in (data.get("share") or {}).values()):
             return "its share %r does not map types to guests or files" % (data.get("share"),)
+        cgroup = data.get("cgroup")
+        if cgroup is not None:
+            paths = cgroup.get("paths")
+            if not (isinstance(paths, dict) and all(isinstance(k, str) and isinstance(v, str) and v.startswith("/")
+                                                    for k, v in paths.items())):
+                return "its cgroup %r does not map hierarchies to folders" % (cgroup,)
         if data.get("phase") is None:
             return "it has no phase"
         for t, pin in (data.get("pins") or {}).items():

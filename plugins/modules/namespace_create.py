@@ -45,7 +45,7 @@ options:
       - The list form. Each entry is a dict with the per-guest options of this module (O(name), O(context_id),
         O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(time_offsets), O(init),
         O(stop_signal), O(stop_timeout), O(description), O(privileged), O(capabilities), O(no_new_privs), O(seccomp),
-        O(recreate), O(state), O(purge)), or just a guest name (or context id).
+        O(limits), O(cgroup_parent), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
@@ -173,10 +173,45 @@ options:
       - Must be V(unconfined) or left out with O(privileged=true) (then V(unconfined)). Changes in place, for processes that enter from
         then on.
     type: str
+  limits:
+    description:
+      - 'Resource limits of the guest''s cgroup, as a dict. Every process of the guest is in that cgroup - its init or
+        reaper, every M(linuxns.guests.guest_enter_exec) command, every command of the C(linuxns.guests.guest)
+        connection and the P(linuxns.guests.guest#role) role''s services - from before it runs any guest code.'
+      - 'Keys - C(memory): the hard memory limit (v2 C(memory.max), v1 C(memory.limit_in_bytes)); C(memory_high): the
+        throttling limit (v2 C(memory.high), v1 C(memory.soft_limit_in_bytes)); C(memory_swap): the swap allowed on
+        top of C(memory) (v2 C(memory.swap.max), v1 C(memory.memsw.limit_in_bytes) = memory + swap; needs C(memory));
+        C(cpu): a number of cores, for example V(1.5) (C(cpu.max) / C(cpu.cfs_quota_us)); C(cpu_weight): 1-10000
+        (v2 C(cpu.weight), v1 C(cpu.shares)); C(cpuset_cpus), C(cpuset_mems): lists such as V(0-1,3), within the
+        parent''s; C(pids): the most processes and threads (C(pids.max)); C(io_weight): 1-10000 (v2 C(io.weight), v1
+        C(blkio.weight)).'
+      - Sizes are bytes, or a number with a K, M, G or T suffix (binary), or V(max). C(pids) takes V(max) too.
+      - The whole set - a key left out has no limit; V({}) removes every limit. When O(limits) is not given an
+        existing guest keeps its limits and a new guest has none.
+      - Changes in place, without a restart; the change is compared with what the kernel's cgroup files say, and
+        check mode and C(--diff) show it.
+      - A limit the kernel refuses (for example C(memory) below what the guest uses now) fails the task, naming the
+        limit and the kernel's reason, and changes nothing. A limit whose controller the host lacks fails naming
+        the controller. See C(docs/resources.md) for the mapping on cgroup v1 and v2.
+    type: dict
+    version_added: 0.1.0
+  cgroup_parent:
+    description:
+      - Where the guest's cgroup C(PARENT/NAME) is made, in every cgroup hierarchy of the host (the unified v2 one,
+        or each mounted v1 one).
+      - V(auto) - the C(linuxns-guests.service) unit's delegated cgroup when systemd is PID 1 and the unit exists
+        (set up by the P(linuxns.guests.guest_host#role) role), else C(/linuxns) at the root of each hierarchy.
+      - An absolute path such as V(/guests) - that path in every hierarchy.
+      - A relative path such as V(lab/guests) - below the cgroup of the process that runs this module, in each
+        hierarchy.
+      - A new guest gets C($LINUXNS_CGROUP_PARENT) when not given, else V(auto); an existing guest keeps its own.
+        A change needs O(recreate=true). The parent folders are shared by the guests and stay when a guest goes.
+    type: str
+    version_added: 0.1.0
   recreate:
     description:
       - When the existing guest differs in a way that cannot change in place (O(namespaces), O(root),
-        O(context_id), O(share), O(init), maps or offsets), remove and create it again. Without it such a
+        O(context_id), O(share), O(init), O(cgroup_parent), maps or offsets), remove and create it again. Without it such a
         difference fails the task and nothing changes.
       - A guest whose namespaces or init died (for example after a crash) is always recreated.
     type: bool
@@ -185,8 +220,15 @@ options:
     description:
       - V(present) creates the guest or keeps it as it is; V(absent) stops its processes and removes its pins,
         the C(/run/netns) name and its state.
+      - V(frozen) creates the guest when it does not exist, then freezes every process of it through its cgroup (like
+        C(lxc-freeze) or C(docker pause)) - cgroup v2's C(cgroup.freeze) where the host has it, else the v1 C(freezer)
+        hierarchy. The guest keeps its namespaces, pins and memory; its processes run again when it is thawed.
+        V(present) thaws a frozen guest. Both are idempotent, predicted in check mode, and shown by C(--diff) as
+        C(frozen) (V(false) -> V(true)).
+      - A frozen guest cannot be entered - M(linuxns.guests.guest_enter_exec) and the C(linuxns.guests.guest) connection
+        refuse it (the entering process would be frozen too). V(absent) thaws it first so that its init gets the stop signal.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, frozen]
     default: present
   purge:
     description:
@@ -199,6 +241,18 @@ options:
     type: bool
     default: false
     version_added: 0.1.0
+  signal_all:
+    description:
+      - Send this signal (name like V(SIGTERM) or V(TERM), or number) to every process of the guest except its init (the
+        guest's PID 1), without removing the guest - util-vserver's "kill all in the context". The processes are read
+        from the guest's cgroup, so commands entered with M(linuxns.guests.guest_enter_exec) and their children are found
+        wherever they are in the guest's PID namespace.
+      - V(SIGKILL) - a guest with an init is frozen while its processes are read and killed (nothing forks in between),
+        then thawed (a frozen guest stays frozen); the task returns when they are gone. A guest without an init loses every
+        process at once (C(cgroup.kill) where the kernel has it).
+      - Changed when at least one process was signalled; check mode reports the processes without signalling them.
+        Not with O(state=absent).
+    type: str
   table_dir:
     description:
       - Folder of what guests keep across reboots - the persistent mount tables (C(TABLE_DIR/NAME/fstab), written by
@@ -277,6 +331,37 @@ EXAMPLES = r"""
         hostname: w2
       - name: worker3
         root: /srv/guests/worker3
+
+- name: A guest with at most 512 MiB of memory, 1.5 CPUs and 256 processes
+  linuxns.guests.namespace_create:
+    name: web3
+    limits:
+      memory: 512M
+      cpu: 1.5
+      pids: 256
+
+- name: Its limits changed in place (the whole set - cpu is no longer limited)
+  linuxns.guests.namespace_create:
+    name: web3
+    limits:
+      memory: 1G
+      pids: 256
+
+- name: Pause a guest (every process frozen; entering it is refused until it is thawed)
+  linuxns.guests.namespace_create:
+    name: web1
+    state: frozen
+
+- name: Thaw it
+  linuxns.guests.namespace_create:
+    name: web1
+    state: present
+
+- name: Kill every process of a guest but its init (the guest stays; a reaper init then has nothing left to reap)
+  linuxns.guests.namespace_create:
+    name: web1
+    signal_all: SIGKILL
+  register: killed  # killed.signalled: the host pids
 
 - name: Remove a guest and forget its kept mount table and context id
   linuxns.guests.namespace_create:
@@ -383,6 +468,22 @@ guest:
           O(root).
       type: str
       sample: masked
+    limits:
+      description: The guest's O(limits) as recorded (sizes in bytes, C(cpu) in cores), or null for none.
+      type: dict
+      sample: {"memory": 536870912, "cpu": 1.5, "pids": 256}
+      version_added: 0.1.0
+    cgroup_parent:
+      description: The O(cgroup_parent) the guest was made with (V(auto), an absolute or a relative path).
+      type: str
+      sample: auto
+      version_added: 0.1.0
+    cgroup:
+      description: Where its cgroup is - C(parent) (as resolved) and C(paths), the folder of its cgroup in each
+        hierarchy. Null for a guest made by a version without cgroups.
+      type: dict
+      sample: {"parent": "auto", "paths": {"unified": "/sys/fs/cgroup/linuxns/web1"}}
+      version_added: 0.1.0
 guests:
   description: Per-guest results of the list form, in the order given.
   returned: when O(guests) is used
@@ -396,7 +497,8 @@ guests:
       description: Whether this guest changed (or would change in check mode).
       type: bool
     action:
-      description: What was done - V(none), V(create), V(recreate), V(update), V(remove) or V(purge).
+      description: What was done - V(none), V(create), V(recreate), V(update), V(remove), V(purge), or when nothing else
+        changed V(freeze), V(thaw) (O(state=frozen), O(state=present)) or V(signal) (O(signal_all)).
       type: str
     reasons:
       description: Why a guest is recreated (for example its init died) or updated.
@@ -410,9 +512,15 @@ guests:
       type: list
       elements: str
       returned: when O(purge=true)
+    signalled:
+      description: Host pids of the processes O(signal_all) signalled (or would signal in check mode).
+      type: list
+      elements: int
+      returned: when O(signal_all) is given
 action:
-  description: What was done to the guest (single form) - V(none), V(create), V(recreate), V(update), V(remove), or
-    V(purge) (O(purge) forgot the kept files of a guest that no longer exists).
+  description: What was done to the guest (single form) - V(none), V(create), V(recreate), V(update), V(remove),
+    V(purge) (O(purge) forgot the kept files of a guest that no longer exists), or when nothing else changed V(freeze),
+    V(thaw) or V(signal).
   returned: when O(name) is used
   type: str
   sample: create
@@ -422,6 +530,12 @@ purged:
   type: list
   elements: str
   sample: [/etc/linuxns/guests/web1/fstab, /etc/linuxns/guests/web1/context_id, /etc/linuxns/guests/web1]
+signalled:
+  description: Host pids of the processes O(signal_all) signalled, or would signal in check mode (single form).
+  returned: when O(name) is used with O(signal_all)
+  type: list
+  elements: int
+  sample: [4242, 4250]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -452,6 +566,8 @@ def _body(module):
     result = batch_result(out, listed, "guests", "guest", module._diff)
     if not listed and "purged" in out["results"][0]:
         result["purged"] = out["results"][0]["purged"]
+    if not listed and "signalled" in out["results"][0]:
+        result["signalled"] = out["results"][0]["signalled"]
     return result
 
 

@@ -138,6 +138,31 @@ guests:
           read-only paths, C(/sys) read-only) or V(unmasked) (privileged - neither, C(/sys) read-write); null without
           a root. A change of O(linuxns.guests.namespace_create#module:privileged) changes them only by recreating it.
       type: str
+    limits:
+      description: Its O(linuxns.guests.namespace_create#module:limits) as recorded (sizes in bytes), or null. What
+        the kernel applies is C(limits) of RV(guests[].cgroup).
+      type: dict
+      version_added: 0.1.0
+    cgroup_parent:
+      description: Its O(linuxns.guests.namespace_create#module:cgroup_parent) as given.
+      type: str
+      version_added: 0.1.0
+    cgroup:
+      description:
+        - The guest's cgroup, read from the kernel's cgroup files. Null for a guest made by a version without
+          cgroups.
+        - C(parent) and C(paths) (the guest's folder in each hierarchy, keyed V(unified) or by the v1 controllers);
+          C(version) (V(v2), V(v1) or V(hybrid)); C(frozen); C(memory_current) and C(memory_peak) (bytes);
+          C(pids_current); C(cpu_usage_usec); C(oom_kills) (v2 C(memory.events) C(oom_kill), v1
+          C(memory.oom_control) C(oom_kill)); C(limits), read back from the kernel in the form of
+          O(linuxns.guests.namespace_create#module:limits).
+        - A value the kernel does not offer on this host is null. With an C(error) key when the files cannot be
+          read (the cgroup is gone).
+      type: dict
+      sample: {"parent": "auto", "paths": {"memory": "/sys/fs/cgroup/memory/linuxns/web1"}, "version": "hybrid",
+               "frozen": false, "memory_current": 1232896, "memory_peak": 2502656, "pids_current": 1,
+               "cpu_usage_usec": 10563, "oom_kills": 0, "limits": {"memory": 536870912, "pids": 256}}
+      version_added: 0.1.0
     confinement:
       description:
         - What a process entering the guest now gets - the kept capabilities (bounding, effective and permitted set),

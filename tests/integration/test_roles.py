@@ -127,6 +127,9 @@ def test_converge_check_idempotent(deployed, ansible_playbook, lab_exec):
     assert sh(lab_exec, "sysctl -n net.ipv4.ip_forward").stdout.strip() == "1"
     for k, v in limits.items():
         assert sh(lab_exec, "sysctl -n user.max_%s_namespaces" % k).stdout.strip() == v
+    # systemd is not PID 1 on a lab host (no /run/systemd/system): no delegated unit, no supervisor
+    assert sh(lab_exec, "ls /etc/systemd/system/linuxns-guests.service /usr/local/libexec/linuxns-guests-supervisor",
+              check=False).returncode != 0
     # guest: the guests, shared network, pages over the bridge, mounts, supervision.
     assert guests_on_host(lab_exec) == sorted(GUESTS)
     pins = {g: sh(lab_exec, "stat -L -c %%i /run/linuxns/guests/%s/ns/net" % g).stdout.strip() for g in ("web", "side")}

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
@@ -207,10 +208,85 @@ def ansible_cfg_text(state_dir: Path, repo: Path, pipelining: bool = True) -> st
     ])
 
 
-def sshd_config_text(run_dir: str = LAB_RUN) -> str:
+def cgroup_parent_name(lab_name: str, host: str | None = None) -> str:
+    """The cgroup parent of a lab's guests (relative: below the test's own cgroup): one folder
+    per lab, one below it per lab host (the lab hosts share this machine's cgroupfs, and guests
+    of the same name on two lab hosts must not share a cgroup)."""
+    return f"linuxns-lab-{lab_name}" + (f"/{host}" if host else "")
+
+
+def own_cgroup_dirs(relative: str = "", mountinfo: str = "/proc/self/mountinfo",
+                    self_cgroup: str = "/proc/self/cgroup") -> dict:
+    """Hierarchy key ("unified", "memory", "cpu,cpuacct", "name=systemd"...) -> the folder
+    RELATIVE below this process's own cgroup in that hierarchy, for every mounted one."""
+    own = {}
+    with open(self_cgroup) as f:
+        for line in f:
+            _hid, ctrls, path = line.rstrip("\n").split(":", 2)
+            own["unified" if not ctrls else ",".join(sorted(ctrls.split(",")))] = path
+    out = {}
+    with open(mountinfo) as f:
+        for line in f:
+            pre, _sep, post = line.rstrip("\n").partition(" - ")
+            fields, tail = pre.split(), post.split()
+            if len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
+                continue
+            if tail[0] == "cgroup2":
+                key = "unified"
+            else:
+                skip = ("rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods")
+                opts = [o for o in tail[2].split(",") if o not in skip and not o.startswith("release_agent=")]
+                key = ",".join(sorted(opts))
+            root, point = fields[3], fields[4].replace("\\040", " ")
+            path = own.get(key)
+            if key in out or path is None or not (path == root or path.startswith(root.rstrip("/") + "/")):
+                continue
+            rest = path[len(root.rstrip("/")):].lstrip("/")
+            out[key] = os.path.normpath(os.path.join(point, rest, relative))
+    return out
+
+
+def remove_cgroup_tree(relative: str, timeout: float = 10.0) -> list:
+    """Remove the cgroup folder RELATIVE below this process's own cgroup, in every
+    hierarchy, bottom-up (rmdir only: nothing is killed). A folder whose processes are
+    still exiting is retried until TIMEOUT; returns the folders left (empty: all gone)."""
+    if not relative or relative.startswith("/") or ".." in relative.split("/"):
+        raise LabError(f"remove_cgroup_tree: {relative!r} is not a relative cgroup path")
+    left = []
+    deadline = time.monotonic() + timeout
+    for top in own_cgroup_dirs(relative).values():
+        if not os.path.isdir(top):
+            continue
+        dirs = [d for d, _subs, _files in os.walk(top, topdown=False)]
+        for d in dirs:
+            while True:
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as e:
+                    if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                        left.append(d)
+                        break
+                    time.sleep(0.05)
+    return left
+
+
+def sshd_setenv_option(lab_name: str, host: str) -> str:
+    """The sshd option every session of lab host HOST gets (on its command line, as the config
+    file is the lab's): LINUXNS_CGROUP_PARENT=linuxns-lab-LAB/HOST, so the guests made through
+    the lab have their cgroups below the test's own cgroup (lab sshd runs in it); `down`
+    removes linuxns-lab-LAB."""
+    return f"SetEnv=LINUXNS_CGROUP_PARENT={cgroup_parent_name(lab_name, host)}"
+
+
+def sshd_config_text(run_dir: str = LAB_RUN, lab_name: str | None = None) -> str:
     """sshd_config as a lab host reads it: files are copied into RUN_DIR (on the lab
     host's private /run) at setup, as the state folder may be hidden inside the lab host
-    (a clone under /tmp). ListenAddress is given per host on the command line."""
+    (a clone under /tmp). ListenAddress and SetEnv (sshd_setenv_option) are given per host
+    on the command line."""
+    setenv = ["# SetEnv LINUXNS_CGROUP_PARENT=" + cgroup_parent_name(lab_name, "HOST") + " per host on the command line"] if lab_name else []
     return "\n".join([
         "# lab sshd (tests/lab/lab.py); one sshd per lab host, in its namespaces",
         f"HostKey {run_dir}/ssh_host_ed25519_key",
@@ -230,6 +306,7 @@ def sshd_config_text(run_dir: str = LAB_RUN) -> str:
         "X11Forwarding no",
         "AllowTcpForwarding no",
         f"Subsystem sftp {SFTP_SERVER}",
+        *setenv,
         "",
     ])
 
@@ -536,8 +613,8 @@ class Lab:
                 and tcp_open(h.address))
 
     def _keys_current(self, h: LabHost) -> bool:
-        """The lab host's sshd uses the state folder's present keys (copied at setup)."""
-        for name in ("authorized_keys", "ssh_host_ed25519_key"):
+        """The lab host's sshd uses the state folder's present keys and config (copied at setup)."""
+        for name in ("authorized_keys", "ssh_host_ed25519_key", "sshd_config"):
             try:
                 inside = Path(f"/proc/{h.pid}/root{LAB_RUN}/{name}").read_bytes()
                 if inside != (self.state_dir / name).read_bytes():
@@ -587,7 +664,7 @@ class Lab:
                 _run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)])
         pub = (sd / "id_ed25519.pub").read_text()
         (sd / "authorized_keys").write_text(pub)
-        (sd / "sshd_config").write_text(sshd_config_text())
+        (sd / "sshd_config").write_text(sshd_config_text(lab_name=self.name))
 
     def _create(self, n: int, g: int) -> None:
         ifn = ifname(g)
@@ -663,10 +740,10 @@ ip link set lo up
 ip addr add "$2/24" dev eth0
 ip link set eth0 up
 mkdir -m 0755 /run/sshd
-exec "$5" -f "$4/sshd_config" -o "ListenAddress=$2" -E "$4/sshd.log"
+exec "$5" -f "$4/sshd_config" -o "ListenAddress=$2" -o "$6" -E "$4/sshd.log"
 """
         self._nsenter(host.pid, ["/bin/sh", "-c", script, "lab-setup", host.name, host.address,
-                                 str(self.state_dir), LAB_RUN, SSHD])
+                                 str(self.state_dir), LAB_RUN, SSHD, sshd_setenv_option(self.name, host.name)])
 
     def sshd_log(self, n: int) -> str:
         """Lab host N's sshd log (read from the machine through /proc/PID/root)."""
@@ -737,12 +814,15 @@ exec "$5" -f "$4/sshd_config" -o "ListenAddress=$2" -E "$4/sshd.log"
             for h in self._recorded():
                 self._destroy(h.n)
             self._sweep()
+            left = remove_cgroup_tree(cgroup_parent_name(self.name))
             with contextlib.suppress(FileNotFoundError):
                 self.inventory_path.unlink()
             shutil.rmtree(self.state_dir / "tmp", ignore_errors=True)
             shutil.rmtree(self.cp_dir, ignore_errors=True)
             if purge:
                 shutil.rmtree(self.state_dir, ignore_errors=True)
+            if left:
+                raise LabError("cgroups left after the lab's hosts are gone: " + ", ".join(left))
 
     def _clear_stale_link(self, ifn: str, strict: bool) -> None:
         """Delete veth IFN left over from a crash, unless a live lab host holds its peer.

@@ -34,6 +34,7 @@ unit_registry = _unit.unit_registry
 busybox_root = _unit.busybox_root
 reap_zombies = _unit.reap_zombies
 kept_files_in_tmp = _unit.kept_files_in_tmp  # autouse: kept files never go to /etc/linuxns
+cgroups_below_the_test = _unit.cgroups_below_the_test  # autouse: no guest cgroup left
 
 # the lab fixtures of tests/integration, for the attacks over real ssh (marker integration)
 _integration = _load_conftest("integration")

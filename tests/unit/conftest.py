@@ -32,6 +32,10 @@ if not os.environ.get("_LINUXNS_UNIT_NS"):
     os.environ["_LINUXNS_UNIT_NS"] = "1"
     _private_mount_namespace()
 
+# Guests made by a unit test get their cgroups below this process's own cgroup (a relative
+# parent, in every hierarchy), never at a hierarchy's root (cgroups_below_the_test).
+os.environ.setdefault("LINUXNS_CGROUP_PARENT", "linuxns-unit-%d" % os.getpid())
+
 
 def reap_zombies() -> None:
     while True:
@@ -41,6 +45,22 @@ def reap_zombies() -> None:
             return
         if pid == 0:
             return
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cgroups_below_the_test():
+    """At the end of the session no guest cgroup may be left below the tests' cgroup parent
+    ($LINUXNS_CGROUP_PARENT, relative to this process's cgroup); the parent is removed."""
+    yield
+    from lab import own_cgroup_dirs, remove_cgroup_tree
+
+    rel = os.environ.get("LINUXNS_CGROUP_PARENT", "")
+    if os.geteuid() != 0 or not rel or rel.startswith("/"):
+        return
+    leaked = sorted({os.path.join(d, n) for d in own_cgroup_dirs(rel).values() if os.path.isdir(d)
+                     for n in os.listdir(d) if os.path.isdir(os.path.join(d, n))})
+    left = remove_cgroup_tree(rel)
+    assert not leaked and not left, "the tests left cgroups: %s" % ", ".join(leaked + left)
 
 
 @pytest.fixture(autouse=True)

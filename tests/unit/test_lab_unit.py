@@ -129,6 +129,12 @@ def test_ansible_cfg_text():
     assert "pipelining = True" in lab.ansible_cfg_text(Path("/s"), Path("/repo")).splitlines()
 
 
+def test_sshd_sets_the_cgroup_parent_per_lab_host():
+    assert lab.sshd_setenv_option("ci", "lab2") == "SetEnv=LINUXNS_CGROUP_PARENT=linuxns-lab-ci/lab2"
+    assert lab.cgroup_parent_name("ci") == "linuxns-lab-ci"  # what down removes
+    assert not [line for line in lab.sshd_config_text(lab_name="ci").splitlines() if line.startswith("SetEnv")]
+
+
 def test_sshd_config_text():
     lines = lab.sshd_config_text().splitlines()
     for want in (
@@ -159,3 +165,53 @@ def test_proc_start_time_of_this_process():
     assert lab.proc_start_time(me) > 0
     assert lab.is_running(me, lab.proc_start_time(me))
     assert not lab.is_running(me, -1)
+
+
+MOUNTINFO = """\
+25 19 0:23 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate
+27 25 0:25 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,xattr,name=systemd
+28 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:12 - cgroup cgroup rw,cpu,cpuacct
+29 25 0:27 /process_api /sys/fs/cgroup/memory rw,nosuid shared:13 - cgroup cgroup rw,memory
+30 25 0:28 / /sys/fs/cgroup/pids rw,nosuid shared:14 - cgroup cgroup rw,pids,release_agent=/x
+"""
+SELF_CGROUP = """\
+9:name=systemd:/
+5:memory:/process_api/abc
+4:cpu,cpuacct:/sess
+3:pids:/
+0::/u
+"""
+
+
+def test_own_cgroup_dirs_from_sample_text(tmp_path):
+    (tmp_path / "mountinfo").write_text(MOUNTINFO)
+    (tmp_path / "cgroup").write_text(SELF_CGROUP)
+    dirs = lab.own_cgroup_dirs("linuxns-lab-x", str(tmp_path / "mountinfo"), str(tmp_path / "cgroup"))
+    assert dirs == {
+        "unified": "/sys/fs/cgroup/unified/u/linuxns-lab-x",
+        "name=systemd": "/sys/fs/cgroup/systemd/linuxns-lab-x",
+        "cpu,cpuacct": "/sys/fs/cgroup/cpu,cpuacct/sess/linuxns-lab-x",
+        "memory": "/sys/fs/cgroup/memory/abc/linuxns-lab-x",  # the mount's root is /process_api
+        "pids": "/sys/fs/cgroup/pids/linuxns-lab-x",
+    }
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="makes cgroups (below this process's own)")
+def test_remove_cgroup_tree_removes_it_in_every_hierarchy():
+    rel = "linuxns-labtest-%d" % os.getpid()
+    dirs = lab.own_cgroup_dirs(rel)
+    assert dirs
+    try:
+        for d in dirs.values():
+            os.makedirs(os.path.join(d, "a", "b"))
+        assert lab.remove_cgroup_tree(rel) == []
+        assert [d for d in dirs.values() if os.path.exists(d)] == []
+        assert lab.remove_cgroup_tree(rel) == []  # idempotent
+    finally:
+        for d in dirs.values():
+            for sub in ("a/b", "a", ""):
+                if os.path.isdir(os.path.join(d, sub)):
+                    os.rmdir(os.path.join(d, sub))
+    with pytest.raises(lab.LabError):
+        lab.remove_cgroup_tree("../x")

@@ -75,6 +75,15 @@ def test_plan_states_and_defaults():
     assert e["hostname"] == "z" and e["root"] is None
 
 
+def test_plan_passes_limits_and_cgroup_parent():
+    limits = {"memory": "64M", "pids": 64, "cpu": 0.5}
+    entries = by_name(plan([{"name": "a", "limits": limits, "cgroup_parent": "/linuxns"}, {"name": "b", "limits": {}}, {"name": "c"}]))
+    assert entries["a"]["create"]["limits"] == limits and entries["a"]["create"]["cgroup_parent"] == "/linuxns"
+    # {} is a value (remove every limit), not "not given"
+    assert entries["b"]["create"]["limits"] == {} and "cgroup_parent" not in entries["b"]["create"]
+    assert "limits" not in entries["c"]["create"]
+
+
 def test_plan_shares_by_context_id_links_and_peer_names():
     long_name = "averyveryverylongname"
     entries = by_name(plan([

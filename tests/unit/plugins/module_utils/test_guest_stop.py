@@ -107,18 +107,21 @@ def test_single_removal_sweeps_its_guest_only(unit_registry, token):
 
 def test_shared_namespace_lives_on_with_the_guest_sharing_it(unit_registry, token):
     """Guest sb shares sa's net namespace: removing sa alone leaves the processes in that
-    namespace (sb still has it); removing both in one batch kills them (nothing keeps the
-    namespace any more: no process may stay behind in it)."""
+    namespace that entered it through sb (sb still has it, and they are in sb's cgroup) - one
+    that entered through sa is sa's (in sa's cgroup) and goes with it; removing both in one
+    batch kills them (nothing keeps the namespace any more: no process may stay behind in it)."""
     pair = [
         {"name": "sa", "namespaces": NAMESPACES, "stop_timeout": 0},
         {"name": "sb", "namespaces": ["mnt"], "share": {"net": "sa"}, "stop_timeout": 0},
     ]
     guests.ensure_guests(unit_registry, pair)
-    start_behind(unit_registry.load("sa"), ["net"], token)
+    start_behind(unit_registry.load("sb"), ["net"], token)
+    start_behind(unit_registry.load("sa"), ["net"], token + "a")
     left = started(token)
-    assert len(left) == 1
+    assert len(left) == 1 and len(started(token + "a")) == 1
     guests.ensure_guests(unit_registry, [{"name": "sa", "state": "absent"}])
-    assert started(token) == left  # sb's net: not sa's to empty
+    assert started(token) == left  # sb's net, in sb's cgroup: not sa's to empty
+    assert started(token + "a") == set()  # sa's cgroup: removed with sa
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     guests.ensure_guests(unit_registry, [{"name": "sb", "state": "absent"}])

@@ -72,6 +72,20 @@ def test_save_load_round_trip_keeps_the_file_format(tmp_path):
     assert (again.hostname, again.init_pid, again.pins) == ("web2", None, rec.pins)
 
 
+def test_record_without_a_cgroup_loads_and_one_with_a_cgroup_round_trips(tmp_path):
+    path = _write(tmp_path / "meta.json", OLD_FORMAT)
+    rec = reg.GuestRecord.load(path, "web")
+    assert (rec.phase, rec.cgroup, rec.limits, rec.cgroup_parent, rec.cgroup_procs()) == (reg.READY, None, None, None, [])
+    rec.cgroup = {"parent": "auto", "paths": {"unified": "/sys/fs/cgroup/linuxns/web", "pids": "/sys/fs/cgroup/pids/linuxns/web"}}
+    rec.limits, rec.cgroup_parent = {"pids": 64}, "auto"
+    rec.save(path)
+    again = reg.GuestRecord.load(path, "web")
+    assert again == rec and again.limits == {"pids": 64}
+    assert again.cgroup_procs() == ["/sys/fs/cgroup/pids/linuxns/web/cgroup.procs", "/sys/fs/cgroup/linuxns/web/cgroup.procs"]
+    bad = _write(tmp_path / "bad.json", dict(OLD_FORMAT, cgroup={"paths": {"pids": "relative"}}))
+    assert "does not map hierarchies to folders" in reg.GuestRecord.load(bad, "web").problem
+
+
 def test_record_without_version_is_migrated_and_unknown_keys_are_kept(tmp_path):
     data = {k: v for k, v in OLD_FORMAT.items() if k not in ("version", "description", "created")}
     data["future_field"] = {"a": 1}

@@ -1,0 +1,175 @@
+"""The guest engine's cgroup wiring, run directly as root: every guest gets a cgroup below
+this test's own cgroup ($LINUXNS_CGROUP_PARENT, relative: tests/unit/conftest.py), its
+processes land in it, its limits change in place, removal and rollback leave none."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, entry, guest_spec, guests
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, InvalidInput
+
+pytestmark = pytest.mark.unit
+
+
+def one(r, check=False, **params):
+    return guests.ensure_guests(r, [params], check)["results"][0]
+
+
+def parent() -> str:
+    return os.environ["LINUXNS_CGROUP_PARENT"]
+
+
+def own_dirs(rel: str) -> set:
+    from lab import own_cgroup_dirs
+
+    return set(own_cgroup_dirs(rel).values())
+
+
+def dirs_of(pid) -> set:
+    from lab import own_cgroup_dirs
+
+    return set(own_cgroup_dirs("", self_cgroup="/proc/%s/cgroup" % pid).values())
+
+
+def key_dir(paths: dict, controller: str) -> str:
+    return next(d for k, d in paths.items() if controller in k.split(","))
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+@pytest.mark.parametrize("value, want", [
+    ("auto", "auto"), ("/", "/"), ("/a//b/", "/a/b"), ("lab/x", "lab/x"), ("x/", "x"),
+])
+def test_parse_cgroup_parent(value, want):
+    assert guest_spec.parse_cgroup_parent(value, "cgroup_parent") == want
+
+
+@pytest.mark.parametrize("value, msg", [
+    ("", "must be auto"), ("a/../b", "'..'"), ("./a", "'.'"), ("a\nb", "control characters"), (3, "must be auto"),
+])
+def test_parse_cgroup_parent_refuses(value, msg):
+    with pytest.raises(InvalidInput, match="cgroup_parent") as err:
+        guest_spec.parse_cgroup_parent(value, "cgroup_parent")
+    assert msg in err.value.msg
+
+
+def test_default_parent_from_the_environment(monkeypatch):
+    monkeypatch.setenv(guest_spec.CGROUP_PARENT_ENV, "some/where/")
+    assert guest_spec.default_cgroup_parent() == "some/where"
+    monkeypatch.delenv(guest_spec.CGROUP_PARENT_ENV)
+    assert guest_spec.default_cgroup_parent() == "auto"
+    monkeypatch.setenv(guest_spec.CGROUP_PARENT_ENV, "../up")
+    with pytest.raises(InvalidInput, match=r"\$LINUXNS_CGROUP_PARENT"):
+        guest_spec.default_cgroup_parent()
+
+
+def test_guest_processes_land_in_its_cgroup_and_removal_leaves_none(unit_registry):
+    r = unit_registry
+    g = one(r, name="cg1", namespaces=["mnt", "uts", "pid", "cgroup"], limits={"pids": 32})["guest"]
+    paths = g["cgroup"]["paths"]
+    assert g["cgroup"]["parent"] == parent() and g["cgroup_parent"] == parent()
+    assert set(paths.values()) == own_dirs(parent() + "/cg1")
+    assert read(os.path.join(key_dir(paths, "pids"), "pids.max")) == "32"
+    assert dirs_of(g["init_pid"]) == set(paths.values())  # the reaper was born in it
+    meta = r.load("cg1")
+    # The one enter path (guest_enter_exec, the connection): the joiner is in the cgroup before any
+    # setns, so the program is too; the guest's cgroup namespace was rooted at its cgroup.
+    rfd, wfd = os.pipe()
+    spawned = enter.spawn_in_guest(meta, None, ["/bin/sh", "-c", "echo $PPID; cat /proc/self/cgroup"], {"PATH": "/usr/bin:/bin"},
+                                   (0, wfd, 2))
+    os.close(wfd)
+    msgs = entry.wait_spawned(spawned)
+    out = enter.read_all(rfd).decode().split("\n")
+    os.close(rfd)
+    assert any("exit" in m for m in msgs), msgs
+    assert [line for line in out[1:] if line] and all(line.endswith(":/") for line in out[1:] if line), out
+    rm = one(r, name="cg1", state="absent")
+    assert rm["action"] == "remove"
+    assert not [d for d in paths.values() if os.path.exists(d)]
+
+
+def test_limits_change_in_place_compared_with_the_kernel(unit_registry):
+    r = unit_registry
+    g = one(r, name="cg2", namespaces=["pid"], limits={"pids": 10})["guest"]
+    pids_max = os.path.join(key_dir(g["cgroup"]["paths"], "pids"), "pids.max")
+    assert not one(r, name="cg2", namespaces=["pid"], limits={"pids": 10})["changed"]
+    assert not one(r, name="cg2", namespaces=["pid"])["changed"]  # not given: kept
+    with open(pids_max, "w") as f:  # changed behind our back: the kernel's value is what counts
+        f.write("12")
+    predicted = guests.ensure_guests(r, [{"name": "cg2", "namespaces": ["pid"], "limits": {"pids": 10}}], True)
+    assert predicted["changed"] and predicted["diff"]["before"]["cg2"]["limits"] == {"pids": 12}
+    assert read(pids_max) == "12"  # check mode changed nothing
+    res = one(r, name="cg2", namespaces=["pid"], limits={"pids": 10})
+    assert res["action"] == "update" and read(pids_max) == "10" and res["guest"]["init_pid"] == g["init_pid"]
+    res = one(r, name="cg2", namespaces=["pid"], limits={})
+    assert res["action"] == "update" and read(pids_max) == "max" and res["guest"]["limits"] == {}
+    assert not one(r, name="cg2", namespaces=["pid"], limits={})["changed"]
+    with pytest.raises(GuestError, match="recreate"):
+        one(r, name="cg2", namespaces=["pid"], cgroup_parent=parent() + "/other")
+    res = one(r, name="cg2", namespaces=["pid"], cgroup_parent=parent() + "/other", recreate=True)
+    assert res["action"] == "recreate"
+    assert set(res["guest"]["cgroup"]["paths"].values()) == own_dirs(parent() + "/other/cg2")
+    assert not [d for d in g["cgroup"]["paths"].values() if os.path.exists(d)]  # the old one is gone
+    one(r, name="cg2", namespaces=["pid"], state="absent")
+    for d in own_dirs(parent() + "/other"):
+        os.rmdir(d)
+
+
+def test_bad_limits_name_guest_and_parameter(unit_registry):
+    r = unit_registry
+    for limits, word in (({"bogus": 1}, "bogus"), ({"cpu": 0}, "cpu"), ({"pids": -3}, "pids"), ("64M", "dict")):
+        with pytest.raises(InvalidInput) as err:
+            one(r, name="cgbad", limits=limits)
+        assert "cgbad" in err.value.msg and "limits" in err.value.msg and word in err.value.msg, err.value.msg
+    assert not os.path.exists(r.guest_dir("cgbad"))
+    assert not [d for d in own_dirs(parent() + "/cgbad") if os.path.exists(d)]
+
+
+def test_a_failed_creation_removes_the_cgroup(unit_registry):
+    r = unit_registry
+    with pytest.raises(GuestError, match="cgfail"):
+        one(r, name="cgfail", namespaces=["mnt", "pid"], init=["/nonexistent/init"], limits={"pids": 8})
+    assert not os.path.exists(r.guest_dir("cgfail"))
+    assert not [d for d in own_dirs(parent() + "/cgfail") if os.path.exists(d)]
+
+
+def test_info_shows_the_cgroup(unit_registry):
+    from ansible_collections.linuxns.guests.plugins.module_utils import guest_info
+
+    r = unit_registry
+    one(r, name="cg3", namespaces=["pid"], limits={"pids": 20})
+    view = guest_info.info(r, ["cg3"])["guests"][0]["cgroup"]
+    assert view["limits"] == {"pids": 20} and view["pids_current"] == 1 and view["frozen"] is False
+    assert view["version"] in ("v1", "v2", "hybrid") and "error" not in view
+    json.dumps(view)  # a module can return it
+    one(r, name="cg3", state="absent")
+
+
+def test_a_cgroup_with_processes_of_others_is_refused_and_left_alone(unit_registry):
+    """Two hosts sharing one cgroupfs (lab hosts) or two state folders: a guest whose cgroup
+    exists with processes in it is not created, and that cgroup and its processes stay."""
+    import subprocess
+
+    from ansible_collections.linuxns.guests.plugins.module_utils import cgroups
+
+    r = unit_registry
+    other = cgroups.GuestCgroup.plan(cgroups.detect(), parent(), "cgtaken")
+    other.create({"pids": 4})
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        other.join(sleeper.pid)
+        with pytest.raises(GuestError, match="cgtaken.*already exists and has processes"):
+            one(r, name="cgtaken", namespaces=["pid"])
+        assert sleeper.poll() is None and other.pids() == [sleeper.pid]
+        assert not os.path.exists(r.guest_dir("cgtaken"))
+    finally:
+        other.remove()
+        sleeper.wait()
+    assert not other.exists()
