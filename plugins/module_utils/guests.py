@@ -16,7 +16,7 @@ import contextlib
 import json
 import os
 
-from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, model, persist
+from ansible_collections.linuxns.guests.plugins.module_utils import enter, faults, model, persist, userns
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -77,6 +77,7 @@ def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
                 raise InvalidInput("context_id %d is already taken by guest %r" % (spec.context_id, owner))
         elif meta is not None and meta.context_id:
             want["context_id"] = meta.context_id
+        _plan_userns(spec, kept, want)
         return Plan(spec, "create", diff_view(meta) if meta else None, want, reasons)
     for key in model.KEPT:  # not given: the guest keeps its own
         if getattr(spec, key) is None:
@@ -100,6 +101,7 @@ def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
         )
     if differ or problems:
         reasons = problems + ["%s differs" % k for k in sorted(differ)]
+        _plan_userns(spec, kept, want)
         return Plan(spec, "recreate", diff_view(meta), want, reasons)
     changes = {}
     for key in model.CHANGED_IN_PLACE:
@@ -108,6 +110,20 @@ def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
     if changes:
         return Plan(spec, "update", diff_view(meta), want, ["%s differs" % k for k in sorted(changes)], changes)
     return Plan(spec, "none", diff_view(meta), diff_view(meta))
+
+
+def _plan_userns(spec: Spec, kept, want: dict) -> None:
+    """A guest about to be made: its userns: auto range predicted (shown in the plan; the pool
+    checked, exhaustion found before anything changes), or its explicit maps checked against
+    the ranges other guests keep."""
+    ranges = kept.userns if kept is not None else None
+    if ranges is None:
+        return
+    if spec.userns == userns.AUTO:
+        want["userns_range"] = ranges.predict(spec.name, spec.userns_size, spec.where).view()
+    else:
+        ranges.check_map(spec.name, spec.uid_map if "user" in spec.namespaces else None, spec.where + "uid_map")
+        ranges.check_map(spec.name, spec.gid_map if "user" in spec.namespaces else None, spec.where + "gid_map")
 
 
 def _short(value) -> str:
@@ -160,15 +176,18 @@ def _update(registry, meta: reg.GuestRecord, changes) -> reg.GuestRecord:
     return meta
 
 
-def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, table_dir=None) -> dict:
+def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, table_dir=None, userns_pool=None,
+                  userns_pool_owner=None) -> dict:
     """Converge a list of guest entries; everything is validated and planned first.
 
     Returns ``{"changed", "results": [...], "diff": {"before", "after"}}``.
     On a failure the guest being changed is rolled back and a GuestError
     carries the results of the guests already done.  ``table_dir``: the folder of the
-    guests' kept files (persist.resolve_table_dir when None).
+    guests' kept files (persist.resolve_table_dir when None).  ``userns_pool``/``userns_pool_owner``:
+    the host's pool for userns: auto guests (userns.Pool; read only when a guest needs it).
     """
     kept = persist.KeptIds(table_dir or persist.resolve_table_dir(registry.state_dir))
+    kept.userns = userns.Ranges(kept.table_dir, userns.Pool(userns_pool, userns_pool_owner))
     specs, seen, batch, confinements = [], set(), {}, {}
     for i, params in enumerate(entries):
         where = "guests[%d]." % i if len(entries) > 1 or params.get("_in_list") else ""
