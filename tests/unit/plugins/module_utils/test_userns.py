@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import guest_info, guests, persist, userns
+from ansible_collections.linuxns.guests.plugins.module_utils import execute, guest_info, guests, persist, userns
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, InvalidInput
 
 pytestmark = pytest.mark.unit
@@ -142,6 +142,10 @@ def test_userns_auto_guests(unit_registry, kept_files_in_tmp):
         assert open("/proc/%d/uid_map" % pid).read().split() == ["0", str(rng["start"]), str(rng["size"])]
         assert open("/proc/%d/gid_map" % pid).read().split() == ["0", str(rng["start"]), str(rng["size"])]
     assert out["diff"]["after"]["ua"]["userns_range"] == want[0]
+    # entering it (guest_enter_exec's path): root of its user namespace, with the guest's capabilities there
+    res = execute.run(r.find("ua"), execute.Request(argv=["sh", "-c", "id -u; id -g; grep ^CapEff /proc/self/status"]))
+    uid, gid, capeff = res["stdout"].splitlines()
+    assert (res["rc"], uid, gid) == (0, "0", "0") and int(capeff.split()[1], 16) != 0, res
     # namespace_info: the range, and every namespace owned by the guest's user namespace, made by host root
     view = guest_info.info(r, ["ua"])["guests"][0]
     assert view["userns_range"] == want[0]
