@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 
+from ansible_collections.linuxns.guests.plugins.module_utils import model
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, InvalidInput
 
@@ -161,6 +162,15 @@ class Pool:
     """The host's pool of ids for ``userns: auto`` guests (validated on first use)."""
 
     def __init__(self, pool=None, owner=None, files=None) -> None:
+        # The options' form is checked at once (the task fails before anything changes, also
+        # when no guest needs the pool); the host's files only when a guest does.
+        if pool is not None:
+            model.check_text(pool, "userns_pool")
+            parse_count_range(pool, "userns_pool")
+        if owner is not None:
+            model.check_text(owner, "userns_pool_owner")
+            if not isinstance(owner, str) or not owner or ":" in owner:
+                raise InvalidInput("userns_pool_owner %r must be a user name as in /etc/subuid" % (owner,))
         self.given = pool
         self.owner = owner or DEFAULT_OWNER
         f = dict(subuid=SUBUID, subgid=SUBGID, passwd=PASSWD, group=GROUP)
@@ -185,8 +195,6 @@ class Pool:
             others = [(o, s, e, f["subuid"]) for o, s, e in subuid] + [(o, s, e, f["subgid"]) for o, s, e in subgid]
         else:
             param = "userns_pool_owner"
-            if not isinstance(self.owner, str) or not self.owner or any(c in self.owner for c in ":\n\0"):
-                raise InvalidInput("%s %r must be a user name as in /etc/subuid" % (param, self.owner))
             mine_u = _merge([(s, e) for o, s, e in subuid if o == self.owner])
             mine_g = _merge([(s, e) for o, s, e in subgid if o == self.owner])
             intervals = _intersect(mine_u, mine_g)

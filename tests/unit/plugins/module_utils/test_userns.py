@@ -54,6 +54,11 @@ def test_pool_refusals_name_the_parameter(tmp_path):
         userns.Pool("500:1000", files=files).intervals()
     with pytest.raises(InvalidInput, match=r"overlaps the range 100000-165535 that .*subuid gives to 'alice'"):
         userns.Pool("150000:100000", files=files).intervals()
+    for owner, msg in (("", "must be a user name"), ("a:b", "must be a user name"), ("a\0b", "must not contain NUL")):
+        with pytest.raises(InvalidInput, match="userns_pool_owner .*" + msg):
+            userns.Pool(owner=owner, files=files)
+    with pytest.raises(InvalidInput, match="userns_pool '1-2' must be 'START:COUNT'"):
+        userns.Pool("1-2", files=files)  # at once, before any guest needs it
     files = host_files(tmp_path, subuid="linuxns:900:200\n", subgid="linuxns:900:200\n")
     with pytest.raises(InvalidInput, match="userns_pool_owner: the pool 900-1099 holds host user 'bob'"):
         userns.Pool(owner="linuxns", files=files).intervals()
