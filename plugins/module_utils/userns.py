@@ -344,7 +344,7 @@ class Ranges:
         for start, end in parse_map_outside(lines):
             for other, rng in sorted(kept.items()):
                 if other != name and rng.overlaps(start, end):
+                    where = range_path(self.table_dir, other)
                     raise InvalidInput(
                         "%s: guest %r: host ids %d-%d overlap the userns range %s that guest %r keeps (%s); "
-                        "choose ids outside it" % (param, name, start, end - 1, rng.text(), other,
-                                                    range_path(self.table_dir, other)))
+                        "choose ids outside it" % (param, name, start, end - 1, rng.text(), other, where))

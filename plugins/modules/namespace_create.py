@@ -393,7 +393,7 @@ guest:
       description:
         - The id range of a O(userns=auto) guest (its uid and gid maps are C(0 START SIZE)); in check mode, the range
           it would get. Null for other guests.
-        - RV(guest.userns_range.source) is C(userns_pool) or C(subid:OWNER).
+        - Its C(source) is C(userns_pool) or C(subid:OWNER).
       type: dict
       sample: {"start": 1000000, "size": 65536, "source": "subid:linuxns"}
     stop_signal:

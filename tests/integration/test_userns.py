@@ -57,8 +57,8 @@ def test_unprivileged_guests_from_outside_and_inside(made, ansible, lab_exec):
     for name, g in first.items():
         # the guest's init (reaper) runs as the first id of its range on the host
         assert status_ids(lab_exec, g["init_pid"]) == (want[name]["start"],) * 2, name
-        assert lab_exec("lab1", ["cat", "/proc/%d/uid_map" % g["init_pid"]]).stdout.split() == ["0", str(want[name]["start"]),
-                                                                                              str(want[name]["size"])]
+        uid_map = lab_exec("lab1", ["cat", "/proc/%d/uid_map" % g["init_pid"]]).stdout.split()
+        assert uid_map == ["0", str(want[name]["start"]), str(want[name]["size"])], name
         kept = lab_exec("lab1", ["cat", "%s/%s/userns" % (tables, name)]).stdout.split()
         assert kept == [str(want[name]["start"]), str(want[name]["size"]), "userns_pool"], name
     run = ansible.playbook([

@@ -79,8 +79,8 @@ def test_ranges_are_disjoint_kept_and_released(tmp_path):
     assert new and a.start == 1000000
     assert open(userns.range_path(r.table_dir, "a")).read() == "1000000 65536 userns_pool\n"
     assert r.allocate("a", 65536, str(state)) == (a, False)  # its own, again
-    b, _ = r.allocate("b", 65536, str(state))
-    c, _ = r.allocate("c", 1000, str(state))
+    b = r.allocate("b", 65536, str(state))[0]
+    c = r.allocate("c", 1000, str(state))[0]
     assert (b.start, c.start) == (1065536, 1131072)
     with pytest.raises(InvalidInput, match=r"userns_size: guest 'd': the userns pool .* has no 65536 free consecutive ids"):
         r.allocate("d", 65536, str(state))
