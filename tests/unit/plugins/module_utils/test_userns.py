@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ansible_collections.linuxns.guests.plugins.module_utils import execute, guest_info, guests, persist, userns
-from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, InvalidInput
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, GuestError, InvalidInput
 
 pytestmark = pytest.mark.unit
 
@@ -193,3 +193,16 @@ def test_userns_auto_bad_input_changes_nothing(unit_registry):
     with pytest.raises(InvalidInput, match=r"guests\[2\].userns_size: guest 'e3': the userns pool"):
         ensure(r, [{"name": "e%d" % i, "userns": "auto"} for i in (1, 2, 3)], pool="3000000000:140000")
     assert r.names() == [] and not any(os.path.exists(os.path.join(table, "e%d" % i, "userns")) for i in (1, 2, 3))
+
+
+def test_a_failed_creation_releases_its_new_range(unit_registry):
+    r = unit_registry
+    table = persist.resolve_table_dir(r.state_dir)
+    with pytest.raises(GuestError, match="could not be started"):
+        ensure(r, [{"name": "uf", "userns": "auto", "init": ["/nonexistent/init"]}])
+    assert r.load("uf") is None and not os.path.exists(userns.range_path(table, "uf"))
+    # a guest's kept range survives a failed recreate of it (only a range this run allocated goes)
+    ensure(r, [{"name": "uk", "userns": "auto"}])
+    with pytest.raises(GuestError, match="could not be started"):
+        ensure(r, [{"name": "uk", "userns": "auto", "init": ["/nonexistent/init"], "recreate": True}])
+    assert userns.read_range(table, "uk") == userns.IdRange(3000000000, 65536)
