@@ -241,4 +241,6 @@ class KeptIds:
         gone = Kept(self.table_dir, name).forget(check_mode)
         if not check_mode:
             self._own_change(name, None)
+            if self.userns is not None:
+                self.userns.forgotten(name)
         return gone

@@ -260,15 +260,24 @@ def read_range(table_dir: str, name: str):
 
 
 class Ranges:
-    """The run's view of the id ranges kept in ``table_dir`` and of the host's ``pool``."""
+    """The run's view of the id ranges kept in ``table_dir`` and of the host's ``pool``.
+
+    The folder's scan is cached for the run (a batch of 1000 guests would otherwise read
+    every guest's file once per guest): :meth:`allocate` rescans under the lock when another
+    run allocated or released meanwhile - each does, under the lock, bump a generation
+    number kept in the lock file - and this run's own changes update the cache.  A range
+    another run purged meanwhile is still seen as taken until the next rescan (never the
+    other way round)."""
 
     def __init__(self, table_dir: str, pool: Pool) -> None:
         self.table_dir = table_dir
         self.pool = pool
         self.predicted = {}  # name -> IdRange this run predicted for a guest it has not made yet
+        self._scan = None  # name -> IdRange: the last scan, with this run's own changes since
+        self._gen = None  # the lock file's generation that scan saw
+        self._state_dir = None  # the state folder of the lock (known from the first allocation)
 
-    def kept(self) -> dict:
-        """name -> the range it keeps (a fresh scan of the folder)."""
+    def _read_all(self) -> dict:
         try:
             names = sorted(os.listdir(self.table_dir))
         except OSError:
@@ -279,6 +288,36 @@ class Ranges:
             if rng is not None:
                 out[n] = rng
         return out
+
+    def kept(self) -> dict:
+        """name -> the range it keeps (the run's scan of the folder)."""
+        if self._scan is None:
+            self._scan = self._read_all()
+        return dict(self._scan)
+
+    def _lock(self, state_dir: str):
+        return reg.Lock(os.path.join(state_dir, LOCK_FILE), "the userns id ranges of %s" % self.table_dir)
+
+    def _sync(self, lock) -> None:
+        """Under the lock: rescan when another run changed the ranges since our scan."""
+        try:
+            gen = int(os.pread(lock.fd, 32, 0).decode().strip() or 0)
+        except ValueError:
+            gen = 0
+        if self._scan is None or gen != self._gen:
+            self._scan = self._read_all()
+        self._gen = gen
+
+    def _bump(self, lock) -> None:
+        self._gen = (self._gen or 0) + 1
+        data = b"%d\n" % self._gen
+        os.pwrite(lock.fd, data, 0)
+        os.ftruncate(lock.fd, len(data))
+
+    def forgotten(self, name: str) -> None:
+        """This run purged ``name``'s kept files (persist.KeptIds.forget): its range is free."""
+        if self._scan is not None:
+            self._scan.pop(name, None)
 
     def _busy(self, name: str, kept: dict) -> list:
         out = [(r.start, r.end) for n, r in kept.items() if n != name]
@@ -308,7 +347,9 @@ class Ranges:
     def allocate(self, name: str, size: int, state_dir: str) -> tuple:
         """(range, new): the range of guest ``name``, kept on disk; ``new`` when this call
         allocated it (the caller releases it again when the guest cannot be made)."""
-        with reg.Lock(os.path.join(state_dir, LOCK_FILE), "the userns id ranges of %s" % self.table_dir):
+        self._state_dir = state_dir
+        with self._lock(state_dir) as lock:
+            self._sync(lock)
             kept = self.kept()
             rng = self._choose(name, size, kept, "")
             own = kept.get(name)
@@ -321,15 +362,21 @@ class Ranges:
                 reg.write_atomic(range_path(self.table_dir, name), "%d %d %s\n" % (rng.start, rng.size, rng.source), 0o644)
             except OSError as exc:
                 raise GuestError("guest %r: cannot keep its userns range in %s: %s" % (name, folder, exc.strerror)) from None
+            self._scan[name] = rng
+            self._bump(lock)
             self.predicted.pop(name, None)
             return rng, True
 
     def release(self, name: str) -> bool:
         """Forget the range kept for ``name`` (a failed creation's new range)."""
-        try:
-            os.unlink(range_path(self.table_dir, name))
-        except FileNotFoundError:
-            return False
+        with self._lock(self._state_dir) as lock:
+            self._sync(lock)
+            try:
+                os.unlink(range_path(self.table_dir, name))
+            except FileNotFoundError:
+                return False
+            self._scan.pop(name, None)
+            self._bump(lock)
         try:
             os.rmdir(os.path.join(self.table_dir, name))
         except OSError:

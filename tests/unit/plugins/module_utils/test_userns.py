@@ -85,9 +85,17 @@ def test_ranges_are_disjoint_kept_and_released(tmp_path):
     with pytest.raises(InvalidInput, match=r"userns_size: guest 'd': the userns pool .* has no 65536 free consecutive ids"):
         r.allocate("d", 65536, str(state))
     assert not os.path.exists(os.path.join(r.table_dir, "d"))  # nothing written for it
-    # purge = the kept files forgotten: the range is free again
-    assert persist.Kept(r.table_dir, "b").forget() == [userns.range_path(r.table_dir, "b"), os.path.join(r.table_dir, "b")]
+    # purge = the kept files forgotten (persist.KeptIds, as the engine does): the range is free again
+    kept = persist.KeptIds(r.table_dir)
+    kept.userns = r
+    assert kept.forget("b") == [userns.range_path(r.table_dir, "b"), os.path.join(r.table_dir, "b")]
     assert r.allocate("d", 65536, str(state))[0].start == 1065536
+    # another run's cache: it rescans when this run allocates or releases (the lock file's generation)
+    other = ranges(tmp_path, "1000000:197000")
+    assert other.kept() == r.kept()
+    kept.forget("d")
+    r.allocate("e", 1000, str(state))
+    assert other.allocate("f", 1000, str(state))[0].start == 1065536 + 1000  # e's range seen, d's free
 
 
 def test_a_range_survives_a_reboot(tmp_path):
