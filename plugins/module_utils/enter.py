@@ -176,11 +176,30 @@ def join_namespaces(fds) -> None:
             pending.append((t, fd))
     for t, fd in user + pending:
         sc.setns(fd, t)
+    if user:
+        become_userns_root()
     for _t, fd in fds:
         try:
             os.close(fd)
         except OSError:
             pass
+
+
+def become_userns_root() -> None:
+    """After joining a guest's user namespace: its root, as nsenter does unless
+    --preserve-credentials (setgroups, setgid, setuid 0).  Host root's ids are not mapped
+    there (a ``userns: auto`` guest): without this the process would be ``nobody`` with no
+    capability in the guest.  A namespace that maps no uid or gid 0 leaves them as they were."""
+    try:
+        os.setgroups([])
+    except OSError:
+        pass  # /proc/PID/setgroups is "deny" in that namespace
+    for call in (os.setresgid, os.setresuid):
+        try:
+            call(0, 0, 0)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: 0 is not mapped there
+                raise
 
 
 def close_fds_except(keep) -> None:

@@ -475,9 +475,22 @@ def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id
     id back and its table re-applied.  ``fields``: recorded values the guest keeps over the
     spec's defaults (a recreated guest's cgroup_parent and limits)."""
     name = spec.name
-    ctx = registry.reserve_context_id(name, context_id if context_id is not None else spec.context_id, kept)
+    ranges = kept.userns if kept is not None else None
+    rng, new_range = None, False
+    if spec.userns == "auto":  # its id range first: a pool that cannot give one changes nothing
+        if ranges is None:
+            raise InvalidInput("guest %r: userns: auto needs the table folder of the guests' kept files" % name)
+        rng, new_range = ranges.allocate(name, spec.userns_size, registry.state_dir)
+    try:
+        ctx = registry.reserve_context_id(name, context_id if context_id is not None else spec.context_id, kept)
+    except BaseException:
+        if new_range:
+            ranges.release(name)
+        raise
     meta = reg.GuestRecord.from_fields(dict(spec.wanted(), **(fields or {})))  # phase creating, no pins yet
     meta.context_id, meta.created = ctx, time.time()
+    if rng is not None:
+        meta.update({"userns_range": rng.view()})
     run = _Run()
     try:
         cg = cgroups.GuestCgroup.plan(spec.cgroup_run.layout(), meta.cgroup_parent, name)
@@ -505,6 +518,8 @@ def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id
         return meta
     except BaseException:
         _rollback(registry, name, ctx, run)
+        if new_range:
+            ranges.release(name)
         raise
 
 
@@ -535,8 +550,10 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
                 msg = hs.receive(name)
                 step = msg["step"]
                 if step is handshake.Step.USER:
-                    _write_proc(pid, "uid_map", "\n".join(spec.uid_map) + "\n", name, "uid_map")
-                    _write_proc(pid, "gid_map", "\n".join(spec.gid_map) + "\n", name, "gid_map")
+                    auto = meta.field("userns_range")  # userns: auto: "0 START SIZE" for both
+                    auto = ["0 %d %d" % (auto["start"], auto["size"])] if auto else None
+                    _write_proc(pid, "uid_map", "\n".join(spec.uid_map or auto) + "\n", name, "uid_map")
+                    _write_proc(pid, "gid_map", "\n".join(spec.gid_map or auto) + "\n", name, "gid_map")
                     hs.ack()
                 elif step is handshake.Step.TIME:
                     text = _time_offsets_text(spec.time_offsets or {}, name)

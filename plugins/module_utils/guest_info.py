@@ -24,7 +24,8 @@ from ansible_collections.linuxns.guests.plugins.module_utils.guest_stop import P
 
 
 def ns_relations(path: str) -> dict:
-    """Owning user namespace and (pid/user) parent inode via the nsfs ioctls."""
+    """Owning user namespace and (pid/user) parent inode via the nsfs ioctls, and the uid that
+    made the owning user namespace (``owner_uid``, NS_GET_OWNER_UID)."""
     out = {}
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -38,6 +39,8 @@ def ns_relations(path: str) -> dict:
                 continue
             try:
                 out[key] = os.fstat(rfd).st_ino
+                if key == "owner_user_ns":
+                    out["owner_uid"] = sc.ns_owner_uid(rfd)
             finally:
                 os.close(rfd)
     finally:

@@ -12,7 +12,7 @@ import json
 import os
 import signal
 
-from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, confine, model
+from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, confine, model, userns
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -216,6 +216,19 @@ class Spec:
             if t not in sc.NS_TYPES:
                 raise InvalidInput("%sshare: unknown namespace type %r; known: %s" % (p, t, ", ".join(sc.NS_TYPES)))
             self.share[t], self.share_ids[t] = self._resolve_share(t, src, registry, "%sshare.%s" % (p, t))
+        self.userns, self.userns_size = params.get("userns"), params.get("userns_size")
+        if self.userns == userns.AUTO:
+            if "user" in self.share:
+                raise InvalidInput("%suserns: auto makes the guest a user namespace of its own; it cannot also share one "
+                                   "(leave out share.user)" % p)
+            if params.get("uid_map") is not None or params.get("gid_map") is not None:
+                raise InvalidInput("%suserns: auto allocates the guest's uid_map and gid_map from the host's pool: leave out "
+                                   "uid_map/gid_map, or leave out userns to give them yourself" % p)
+            nss = list(nss) + ["user"]
+            self.userns_size = userns.DEFAULT_SIZE if self.userns_size is None else self.userns_size
+            model.check_value(model.GUEST_BY_NAME["userns_size"], self.userns_size, p + "userns_size")
+        elif self.userns_size is not None:
+            raise InvalidInput("%suserns_size goes with userns: auto only" % p)
         self.namespaces = sorted(set(nss) - set(self.share), key=sc.NS_TYPES.index)
         uts = "uts" in self.namespaces
         hostname = params.get("hostname")
@@ -242,11 +255,13 @@ class Spec:
         self.gid_map = parse_id_map(params.get("gid_map"), p + "gid_map")
         if (self.uid_map or self.gid_map) and "user" not in self.namespaces:
             raise InvalidInput("%suid_map/gid_map need a private user namespace (add user to namespaces)" % p)
-        if "user" in self.namespaces and not self.uid_map:
+        if self.userns == userns.AUTO:
+            pass  # "0 START SIZE", START allocated when the guest is made (guest_create.create)
+        elif "user" in self.namespaces and not self.uid_map:
             # Root inside maps to root outside (like unshare --map-root-user as root).
             self.uid_map = ["0 0 1"]
             self.gid_map = self.gid_map or ["0 0 1"]
-        if "user" in self.namespaces and not self.gid_map:
+        if "user" in self.namespaces and not self.gid_map and self.userns != userns.AUTO:
             self.gid_map = ["0 0 1"]
         self.time_offsets = parse_time_offsets(params.get("time_offsets"), p + "time_offsets")
         if self.time_offsets and "time" not in self.namespaces:
@@ -367,6 +382,7 @@ def public_view(meta: reg.GuestRecord) -> dict:
         init_pid=meta.init_pid,
         netns=meta.netns_alias,
         cgroup=meta.cgroup,
+        userns_range=meta.field("userns_range"),  # {start, size, source} of a userns: auto guest
     )
     return view
 

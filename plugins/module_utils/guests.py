@@ -18,7 +18,7 @@ import os
 import signal
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, enter, faults, model, persist, sealed
+from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, enter, faults, model, persist, sealed, userns
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -93,6 +93,7 @@ def _plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
         elif meta is not None and meta.context_id:
             want["context_id"] = meta.context_id
         _check_cgroup(spec, want)
+        _plan_userns(spec, kept, want)
         return Plan(spec, "create", diff_view(meta) if meta else None, want, reasons)
     for key in model.KEPT:  # not given: the guest keeps its own
         if getattr(spec, key) is None:
@@ -120,6 +121,7 @@ def _plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
     if differ or problems:
         reasons = problems + ["%s differs" % k for k in sorted(differ)]
         _check_cgroup(spec, want)
+        _plan_userns(spec, kept, want)
         return Plan(spec, "recreate", diff_view(meta), want, reasons)
     meta = _kernel_limits(spec, meta, want)
     changes = {}
@@ -131,6 +133,7 @@ def _plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
     return Plan(spec, "none", diff_view(meta), diff_view(meta))
 
 
+def _plan_userns(spec: Spec, kept, want: dict) -> None:
 PROC_SYS_WHY = (": privileged decides the /proc and /sys mounts a guest with a root gets at creation - masked "
                 "and read-only paths or none - so changing it replaces the guest")
 
@@ -234,18 +237,21 @@ def _update(registry, meta: reg.GuestRecord, changes, spec=None) -> reg.GuestRec
     return meta
 
 
-def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, table_dir=None) -> dict:
+def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, table_dir=None, userns_pool=None,
+                  userns_pool_owner=None) -> dict:
     """Converge a list of guest entries; everything is validated and planned first.
 
     Returns ``{"changed", "results": [...], "diff": {"before", "after"}}``.
     On a failure the guest being changed is rolled back and a GuestError
     carries the results of the guests already done.  ``table_dir``: the folder of the
-    guests' kept files (persist.resolve_table_dir when None).
+    guests' kept files (persist.resolve_table_dir when None).  ``userns_pool``/``userns_pool_owner``:
+    the host's pool for userns: auto guests (userns.Pool; read only when a guest needs it).
     """
     if not check_mode and any(isinstance(p, dict) and p.get("init") for p in entries) and not sc.running_sealed():
         # an init: is exec'd by the guest's PID 1, forked here: from a sealed clone (CVE-2019-5736 class)
-        return sealed.in_sealed_clone(ensure_guests, registry, entries, check_mode, table_dir)
+        return sealed.in_sealed_clone(ensure_guests, registry, entries, check_mode, table_dir, userns_pool, userns_pool_owner)
     kept = persist.KeptIds(table_dir or persist.resolve_table_dir(registry.state_dir))
+    kept.userns = userns.Ranges(kept.table_dir, userns.Pool(userns_pool, userns_pool_owner))
     specs, seen, batch, confinements, cgroup_run = [], set(), {}, {}, CgroupRun()
     for i, params in enumerate(entries):
         where = "guests[%d]." % i if len(entries) > 1 or params.get("_in_list") else ""

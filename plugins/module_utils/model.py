@@ -158,6 +158,9 @@ GUEST = (
     Field("root", "path", change=RECREATE, result=True, diff=True, text="line"),
     Field("uid_map", "list", elements="str", change=RECREATE, diff=True, text="line"),
     Field("gid_map", "list", elements="str", change=RECREATE, diff=True, text="line"),
+    # userns: auto - a private id range from the host's pool (userns.py); the maps become "0 START SIZE".
+    Field("userns", "str", choices=("auto",), change=RECREATE, result=True, diff=True),
+    Field("userns_size", "int", change=RECREATE, result=True, diff=True, minimum=1, maximum=2 ** 32 - 2),
     Field("time_offsets", "dict", change=RECREATE, diff=True),
     Field("init", "list", elements="str", change=RECREATE, result=True, diff=True, text="line"),
     Field("stop_signal", "str", default="SIGTERM", change=IN_PLACE, keep=True, result=True, diff=True, text="line"),

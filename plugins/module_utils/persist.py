@@ -9,6 +9,7 @@ or the modules' ``table_dir`` option; see resolve_table_dir)::
     TABLE_DIR/NAME/context_id   the guest's context id, so it gets it back when it is
                                 made again (after a reboot wiped the registry too)
     TABLE_DIR/NAME/guest.json   room for the guest's full definition (not used yet)
+    TABLE_DIR/NAME/userns       the id range of a ``userns: auto`` guest (userns.py)
 
 The registry under /run (registry.py) is what exists now; this folder is what is
 kept.  Every file is written atomically.  The registry must not import this module
@@ -31,7 +32,8 @@ TABLE_NOTE = "mount_table_dir"  # a file in the state folder: the table folder n
 TABLE_FILE = "fstab"
 CONTEXT_ID_FILE = "context_id"
 DEFINITION_FILE = "guest.json"
-KEPT_FILES = (TABLE_FILE, CONTEXT_ID_FILE, DEFINITION_FILE)
+USERNS_FILE = "userns"  # the id range of a userns: auto guest (userns.py)
+KEPT_FILES = (TABLE_FILE, CONTEXT_ID_FILE, DEFINITION_FILE, USERNS_FILE)
 
 
 # ---------------------------------------------------------------------------------------
@@ -85,6 +87,7 @@ class Kept:
         self.table_path = os.path.join(self.folder, TABLE_FILE)
         self.context_id_path = os.path.join(self.folder, CONTEXT_ID_FILE)
         self.definition_path = os.path.join(self.folder, DEFINITION_FILE)
+        self.userns_path = os.path.join(self.folder, USERNS_FILE)
 
     def _write(self, path: str, text: str) -> None:
         try:
@@ -153,7 +156,7 @@ class Kept:
     # ---- forgetting -----------------------------------------------------------------
     def files(self) -> list:
         """The kept files that exist (paths)."""
-        return [p for p in (self.table_path, self.context_id_path, self.definition_path) if os.path.lexists(p)]
+        return [p for p in (self.table_path, self.context_id_path, self.definition_path, self.userns_path) if os.path.lexists(p)]
 
     def forget(self, check_mode: bool = False) -> list:
         """Remove the kept files and the folder when that leaves it empty; returns what
@@ -186,6 +189,7 @@ class KeptIds:
         self.table_dir = table_dir
         self._scan = None
         self._stamp = None
+        self.userns = None  # the run's userns.Ranges (ensure_guests sets it)
 
     def own(self, name: str):
         return Kept(self.table_dir, name).read_context_id()
@@ -237,4 +241,6 @@ class KeptIds:
         gone = Kept(self.table_dir, name).forget(check_mode)
         if not check_mode:
             self._own_change(name, None)
+            if self.userns is not None:
+                self.userns.forgotten(name)
         return gone

@@ -183,10 +183,25 @@ NS_GET_USERNS = 0xB701  # _IO(NSIO, 0x1): an fd of the owning user namespace
 NS_GET_PARENT = 0xB702  # _IO(NSIO, 0x2): an fd of the parent (pid and user namespaces)
 NS_GET_NSTYPE = 0xB703  # _IO(NSIO, 0x3): the CLONE_NEW* flag of the namespace
 NS_GET_MNTNS_ID = 0x8008B705  # _IOR(NSIO, 0x5, __u64): the 64-bit id of a mount namespace (6.8+)
+NS_GET_OWNER_UID = 0xB704  # _IO(NSIO, 0x4): the uid (in the caller's user namespace) that made a user namespace
 # Interface flags through a socket (linux/sockios.h, linux/if.h).
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
+
+
+def ns_owner_uid(fd: int):
+    """NS_GET_OWNER_UID of the user namespace file ``fd``: the uid that created it, as the
+    caller's user namespace sees it (None: not a user namespace, or the kernel says no)."""
+    import fcntl
+    import struct
+
+    buf = bytearray(4)
+    try:
+        fcntl.ioctl(fd, NS_GET_OWNER_UID, buf)
+    except OSError:
+        return None
+    return struct.unpack("I", bytes(buf))[0]
 
 
 def mnt_ns_id(path: str = "/proc/self/ns/mnt"):

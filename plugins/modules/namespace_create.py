@@ -43,7 +43,8 @@ options:
   guests:
     description:
       - The list form. Each entry is a dict with the per-guest options of this module (O(name), O(context_id),
-        O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(time_offsets), O(init),
+        O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(userns), O(userns_size),
+        O(time_offsets), O(init),
         O(stop_signal), O(stop_timeout), O(description), O(privileged), O(capabilities), O(no_new_privs), O(seccomp),
         O(limits), O(cgroup_parent), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
@@ -97,6 +98,28 @@ options:
       - Like O(uid_map), for group ids.
     type: list
     elements: str
+  userns:
+    description:
+      - V(auto) makes the guest an unprivileged one - root in the guest is an unprivileged id on the host - like
+        Podman's C(--userns=auto) and systemd-nspawn's C(--private-users=pick). It adds C(user) to O(namespaces) and
+        gives the guest a private range of O(userns_size) ids from the host's pool (O(userns_pool), or the ranges that
+        C(/etc/subuid) and C(/etc/subgid) give O(userns_pool_owner)). Its maps are C(0 START SIZE) for uids and gids,
+        written before anything runs in the guest.
+      - The range overlaps no range another guest keeps and no id of the host's users and groups. It is kept in
+        C(TABLE_DIR/NAME/userns) (O(table_dir)), so the guest gets it back when it is made again (recreate, reboot);
+        O(purge) releases it. It is shown as RV(guest.userns_range).
+      - Not with O(uid_map), O(gid_map) or C(share.user). Changing it replaces the guest (O(recreate)).
+      - See C(docs/userns.md).
+    type: str
+    choices: [auto]
+    version_added: 0.1.0
+  userns_size:
+    description:
+      - With O(userns=auto), how many ids the guest gets. Defaults to V(65536) (ids 0-65535 inside, as nspawn and
+        CRI-O give; Podman's rootful default is 1024).
+      - Changing it replaces the guest (O(recreate)).
+    type: int
+    version_added: 0.1.0
   time_offsets:
     description:
       - For a private C(time) namespace, offsets in seconds of the C(monotonic) and C(boottime) clocks, set before
@@ -265,6 +288,22 @@ options:
       - One folder for the whole task (all entries of O(guests)).
     type: path
     version_added: 0.1.0
+  userns_pool:
+    description:
+      - The host's pool of ids for O(userns=auto) guests, as C(START:COUNT) (a line of subuid(5) without its owner),
+        for example V(1000000:1000000000).
+      - When not given, the pool is the ids that both C(/etc/subuid) and C(/etc/subgid) give O(userns_pool_owner).
+      - A pool that holds an id of C(/etc/passwd) or C(/etc/group), or that overlaps a range subuid/subgid give
+        another owner, fails. Read only when an entry has O(userns=auto). One pool for the whole task.
+    type: str
+    version_added: 0.1.0
+  userns_pool_owner:
+    description:
+      - The owner whose C(/etc/subuid) and C(/etc/subgid) ranges are the pool when O(userns_pool) is not given (Podman
+        uses C(containers) the same way).
+    type: str
+    default: linuxns
+    version_added: 0.1.0
 seealso:
   - module: linuxns.guests.namespace_info
   - module: linuxns.guests.guest_enter_exec
@@ -432,6 +471,19 @@ guest:
       description: The C(/run/netns) name of the guest's network namespace.
       type: str
       sample: /run/netns/web1
+    userns:
+      description: V(auto) for a guest whose user namespace got a range from the pool (O(userns)), else null.
+      type: str
+    userns_size:
+      description: The size of its range (O(userns_size)), null without O(userns).
+      type: int
+    userns_range:
+      description:
+        - The id range of a O(userns=auto) guest (its uid and gid maps are C(0 START SIZE)); in check mode, the range
+          it would get. Null for other guests.
+        - Its C(source) is C(userns_pool) or C(subid:OWNER).
+      type: dict
+      sample: {"start": 1000000, "size": 65536, "source": "subid:linuxns"}
     stop_signal:
       description: The signal that stops the guest (O(linuxns.guests.namespace_create#module:stop_signal)).
       type: str
@@ -562,7 +614,7 @@ def _body(module):
         todo = [single_entry(params, model.GUEST)]
     registry = registry_for(module)
     table_dir = persist.resolve_table_dir(registry.state_dir, params["table_dir"])
-    out = ensure_guests(registry, todo, module.check_mode, table_dir)
+    out = ensure_guests(registry, todo, module.check_mode, table_dir, params["userns_pool"], params["userns_pool_owner"])
     result = batch_result(out, listed, "guests", "guest", module._diff)
     if not listed and "purged" in out["results"][0]:
         result["purged"] = out["results"][0]["purged"]
@@ -578,6 +630,8 @@ def main():
         argument_spec=common_args(
             guests=dict(type="list", elements="raw"),
             table_dir=dict(type="path"),
+            userns_pool=dict(type="str"),
+            userns_pool_owner=dict(type="str", default="linuxns"),
             **model.argument_spec(model.GUEST),
         ),
         mutually_exclusive=[("name", "guests")],

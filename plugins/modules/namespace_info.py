@@ -83,8 +83,12 @@ guests:
       description:
         - Each namespace type with its inode, pin path, share source and, for a running guest, the inode of its
           owning user namespace (C(owner_user_ns)) and of its parent (C(parent), PID and user namespaces).
+        - C(owner_uid) is the host uid that made the owning user namespace (C(NS_GET_OWNER_UID)). For a guest with a
+          user namespace of its own (O(linuxns.guests.namespace_create#module:userns)), every other namespace's
+          C(owner_user_ns) is the inode of its C(user) namespace.
       type: dict
-      sample: {"pid": {"inode": 4026532249, "pin": "/run/linuxns/guests/web1/ns/pid", "shared_from": null, "owner_user_ns": 4026531837, "parent": 4026531836}}
+      sample: {"pid": {"inode": 4026532249, "pin": "/run/linuxns/guests/web1/ns/pid", "shared_from": null,
+                       "owner_user_ns": 4026531837, "owner_uid": 0, "parent": 4026531836}}
     private_namespaces:
       description: Namespace types created for this guest.
       type: list
@@ -108,6 +112,16 @@ guests:
     netns:
       description: The C(/run/netns) path of its network namespace, or null.
       type: str
+    userns:
+      description: V(auto) for a guest whose user namespace got a private id range from the host's pool, else null.
+      type: str
+    userns_size:
+      description: The size of that range, or null.
+      type: int
+    userns_range:
+      description: The id range of a V(auto) guest - its uid and gid maps are C(0 START SIZE) - or null.
+      type: dict
+      sample: {"start": 1000000, "size": 65536, "source": "subid:linuxns"}
     stop_signal:
       description: The signal that stops the guest (O(linuxns.guests.namespace_create#module:stop_signal)).
       type: str
