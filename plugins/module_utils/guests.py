@@ -133,7 +133,6 @@ def _plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
     return Plan(spec, "none", diff_view(meta), diff_view(meta))
 
 
-def _plan_userns(spec: Spec, kept, want: dict) -> None:
 PROC_SYS_WHY = (": privileged decides the /proc and /sys mounts a guest with a root gets at creation - masked "
                 "and read-only paths or none - so changing it replaces the guest")
 
@@ -177,6 +176,20 @@ def _kernel_limits(spec: Spec, meta: reg.GuestRecord, want: dict) -> reg.GuestRe
         return meta.copy({"limits": cg.read_limits()})
     except GuestError as exc:
         raise exc.with_prefix("its limits cannot be read: ").for_guest(spec.name) from None
+
+
+def _plan_userns(spec: Spec, kept, want: dict) -> None:
+    """A guest about to be made: its userns: auto range predicted (shown in the plan; the pool
+    checked, exhaustion found before anything changes), or its explicit maps checked against
+    the ranges other guests keep."""
+    ranges = kept.userns if kept is not None else None
+    if ranges is None:
+        return
+    if spec.userns == userns.AUTO:
+        want["userns_range"] = ranges.predict(spec.name, spec.userns_size, spec.where).view()
+    else:
+        ranges.check_map(spec.name, spec.uid_map if "user" in spec.namespaces else None, spec.where + "uid_map")
+        ranges.check_map(spec.name, spec.gid_map if "user" in spec.namespaces else None, spec.where + "gid_map")
 
 
 def _short(value) -> str:
