@@ -521,6 +521,25 @@ def _size_back(text):
 # the guest's cgroup
 
 
+# Names a cgroup folder must not take, as systemd's cg_escape() has them (CGROUP_DELEGATION.md,
+# "Some Dos" 2): the kernel's own files of a cgroup folder (v1 tasks, notify_on_release,
+# release_agent; cgroup.*; CONTROLLER.*) - a guest named "cgroup.procs", "memory.max" or "tasks"
+# would otherwise collide with a file of its parent.
+_KERNEL_FILE_NAMES = ("tasks", "notify_on_release", "release_agent")
+_ATTR_PREFIXES = ("cgroup", "cpu", "cpuacct", "cpuset", "io", "blkio", "memory", "devices", "pids", "freezer",
+                  "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc", "irq")
+
+
+def folder_name(name: str) -> str:
+    """The cgroup folder of guest ``name``: the name itself, or ``_`` + name when it starts with
+    ``_`` or ``.`` or could be one of the kernel's files of a cgroup (systemd escapes the same
+    way, so two guests never share a folder: ``_x`` becomes ``__x``)."""
+    if (name.startswith(("_", ".")) or name in _KERNEL_FILE_NAMES
+            or ("." in name and name.split(".", 1)[0] in _ATTR_PREFIXES)):
+        return "_" + name
+    return name
+
+
 class GuestCgroup:
     """A guest's cgroup: ``paths`` maps each hierarchy key to the guest's directory."""
 
@@ -539,7 +558,7 @@ class GuestCgroup:
         if not isinstance(name, str) or not name or "/" in name or name in (".", "..") or "\n" in name:
             raise InvalidInput("guest %r: not a valid cgroup name" % (name,))
         pdirs = parent if isinstance(parent, dict) else resolve_parent(layout, parent)
-        return cls(layout, {key: os.path.join(d, name) for key, d in pdirs.items()})
+        return cls(layout, {key: os.path.join(d, folder_name(name)) for key, d in pdirs.items()})
 
     # --- where each thing lives ---
 

@@ -338,6 +338,31 @@ def test_v1_create_limits_read_back_and_remove(v1, parent):
     gc.remove()      # again: nothing to do
 
 
+def test_guest_names_that_are_kernel_file_names_get_their_own_folder(v1, parent):
+    """A guest named like a file of its parent cgroup (cgroup.procs, memory.max, v1 tasks) gets
+    a folder escaped as systemd's cg_escape does ("_" + name); "_x" becomes "__x", so no two
+    guests share one, and the parent's files are untouched."""
+    _name, dirs = parent
+    names = ("tasks", "notify_on_release", "cgroup.procs", "memory.max", "pids.max", "_tasks", "web.1", "cgroupx")
+    assert [cg.folder_name(n) for n in names] == [
+        "_tasks", "_notify_on_release", "_cgroup.procs", "_memory.max", "_pids.max", "__tasks", "web.1", "cgroupx"]
+    made = []
+    try:
+        for n in names:
+            gc = cg.GuestCgroup.plan(v1, only(dirs, v1), n)
+            gc.create({"pids": 8})
+            made.append(gc)
+        folders = {os.path.basename(d) for gc in made for d in gc.paths.values()}
+        assert folders == {cg.folder_name(n) for n in names}
+        # the parent's own kernel files are still files, with their values
+        assert os.path.isfile(os.path.join(dirs["pids"], "tasks")) and os.path.isfile(os.path.join(dirs["pids"], "cgroup.procs"))
+        assert read(os.path.join(made[0].paths["pids"], "pids.max")) == "8"
+    finally:
+        for gc in made:
+            gc.remove()
+    assert not [d for gc in made for d in gc.paths.values() if os.path.exists(d)]
+
+
 def test_v1_place_stats_freeze_kill_remove(v1, parent, procs):
     _name, dirs = parent
     gc = cg.GuestCgroup.plan(v1, only(dirs, v1), "g2")
