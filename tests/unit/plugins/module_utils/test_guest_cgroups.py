@@ -165,7 +165,7 @@ def test_a_cgroup_with_processes_of_others_is_refused_and_left_alone(unit_regist
     sleeper = subprocess.Popen(["sleep", "300"])
     try:
         other.join(sleeper.pid)
-        with pytest.raises(GuestError, match="cgtaken.*already exists and has processes"):
+        with pytest.raises(GuestError, match=r"cgtaken.*already exists and has processes"):
             one(r, name="cgtaken", namespaces=["pid"])
         assert sleeper.poll() is None and other.pids() == [sleeper.pid]
         assert not os.path.exists(r.guest_dir("cgtaken"))
