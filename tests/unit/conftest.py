@@ -11,6 +11,8 @@ orphaned by a test are reaped here rather than left as zombies.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import shutil
 
@@ -50,8 +52,16 @@ def reap_zombies() -> None:
 @pytest.fixture(scope="session", autouse=True)
 def cgroups_below_the_test():
     """At the end of the session no guest cgroup may be left below the tests' cgroup parent
-    ($LINUXNS_CGROUP_PARENT, relative to this process's cgroup); the parent is removed."""
+    ($LINUXNS_CGROUP_PARENT, relative to this process's cgroup); the parent is removed.  Nor may
+    the session have made the default parent (/linuxns) at a hierarchy's root: a guest made
+    without the tests' parent would land there, outside the tests' own cgroup."""
+    roots = set(glob.glob("/sys/fs/cgroup/*/linuxns") + glob.glob("/sys/fs/cgroup/linuxns"))
     yield
+    made = sorted(set(glob.glob("/sys/fs/cgroup/*/linuxns") + glob.glob("/sys/fs/cgroup/linuxns")) - roots)
+    for d in made:
+        with contextlib.suppress(OSError):
+            os.rmdir(d)  # only when empty: a live guest's cgroup is never removed here
+    assert not made, "the tests made the default cgroup parent at a hierarchy's root: %s" % ", ".join(made)
     from lab import own_cgroup_dirs, remove_cgroup_tree
 
     rel = os.environ.get("LINUXNS_CGROUP_PARENT", "")
