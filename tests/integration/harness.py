@@ -36,6 +36,32 @@ RECORD_ENV = "LINUXNS_RECORD_FILE"
 STDOUT_TAIL = 12000  # characters of ansible's stdout shown in a failure message
 
 
+
+# Probe code run inside a guest (part of a probe script that defines err(exc) and
+# open_for_write(path)): what /proc/PID/exe of a process in the guest is and whether guest
+# root can reach its file for writing (CVE-2019-5736 class).  Opens with O_WRONLY, and
+# O_PATH reopened through /proc/self/fd; never writes a byte.  The result: link, write,
+# reopen (errno names or "OPENED"), seals (F_GET_SEALS: only a memfd has them), dev_ino.
+EXE_PROBE = r"""
+def exe_probe(path):
+    res = {"link": os.readlink(path), "write": open_for_write(path)}
+    try:
+        opath = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        res["reopen"] = open_for_write("/proc/self/fd/%d" % opath)
+        os.close(opath)
+    except OSError as exc:
+        res["reopen"] = "O_PATH " + err(exc)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        res["seals"] = fcntl.fcntl(fd, 1034)  # F_GET_SEALS
+    except OSError as exc:
+        res["seals"] = err(exc)
+    st = os.fstat(fd)
+    res["dev_ino"] = [st.st_dev, st.st_ino]
+    os.close(fd)
+    return res
+"""
+
 def _bin(name: str) -> str:
     """ansible executables from the interpreter's own venv (then PATH)."""
     candidate = Path(sys.executable).parent / name

@@ -53,21 +53,8 @@ def open_for_write(path):
     os.close(fd)  # never a byte written
     return "OPENED"
 
-out = {"link": os.readlink("/proc/self/exe"), "write": open_for_write("/proc/self/exe")}
-try:
-    opath = os.open("/proc/self/exe", os.O_PATH | os.O_CLOEXEC)
-    out["reopen"] = open_for_write("/proc/self/fd/%d" % opath)
-    os.close(opath)
-except OSError as exc:
-    out["reopen"] = "O_PATH " + err(exc)
-fd = os.open("/proc/self/exe", os.O_RDONLY | os.O_CLOEXEC)
-try:
-    out["seals"] = fcntl.fcntl(fd, 1034)  # F_GET_SEALS: only a memfd has seals
-except OSError as exc:
-    out["seals"] = err(exc)
-st = os.fstat(fd)
-out["dev_ino"] = [st.st_dev, st.st_ino]
-os.close(fd)
+""" + harness.EXE_PROBE + r"""
+out = exe_probe("/proc/self/exe")
 try:
     os.utime("/proc/self/exe", None)  # would reach the host file's times
     out["utime"] = "done"

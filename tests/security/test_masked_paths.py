@@ -101,20 +101,8 @@ for key, (where, kind, major, minor) in args["nodes"].items():
 out["nodes"] = nodes
 
 # CVE-2019-5736 class: PID 1 is the guest's init (the reaper)
-exe = {"link": os.readlink("/proc/1/exe")}
-exe["write"] = open_for_write("/proc/1/exe")
-try:
-    opath = os.open("/proc/1/exe", os.O_PATH | os.O_CLOEXEC)
-    exe["reopen"] = open_for_write("/proc/self/fd/%d" % opath)
-    os.close(opath)
-except OSError as exc:
-    exe["reopen"] = "O_PATH " + err(exc)
-fd = os.open("/proc/1/exe", os.O_RDONLY | os.O_CLOEXEC)
-try:
-    exe["seals"] = fcntl.fcntl(fd, 1034)  # F_GET_SEALS: only a memfd has seals
-except OSError as exc:
-    exe["seals"] = err(exc)
-os.close(fd)
+""" + harness.EXE_PROBE + r"""
+exe = exe_probe("/proc/1/exe")
 try:
     os.utime("/proc/1/exe", (0, 0))  # would reach the host file's times
     exe["utime"] = "done"
