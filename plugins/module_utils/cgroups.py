@@ -594,6 +594,13 @@ class GuestCgroup:
 
     # --- checks before any change ---
 
+    def check(self, limits: dict, param=None) -> None:
+        """What :meth:`create` would refuse before writing anything - a controller the host does
+        not offer, a cpuset outside the parent's - checked without changing anything (check mode
+        predicts it).  ``limits``: the :func:`check_limits` form."""
+        self._check_available(limits or {}, self._param(param))
+        self._check_cpusets(limits or {}, self._param(param))
+
     def _check_available(self, limits: dict, param: str) -> list:
         """The v2 controllers to enable; InvalidInput naming limit and controller when missing."""
         need_v2 = []

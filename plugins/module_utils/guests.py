@@ -142,10 +142,12 @@ def _check_cgroup(spec: Spec, want: dict) -> None:
     controller its limits need (check mode predicts these failures too)."""
     layout = spec.cgroup_run.layout()
     try:
-        cgroups.resolve_parent(layout, want["cgroup_parent"] or default_cgroup_parent())
+        parent = cgroups.resolve_parent(layout, want["cgroup_parent"] or default_cgroup_parent())
     except InvalidInput as exc:
         raise InvalidInput("cgroup_parent of guest %r: %s" % (spec.name, exc.msg)) from None
     _check_controllers(spec, layout, want["limits"])
+    if want["limits"] and spec.name:
+        cgroups.GuestCgroup.plan(layout, parent, spec.name).check(want["limits"], "limits of guest %s" % spec.name)
 
 
 def _check_controllers(spec: Spec, layout, limits) -> None:

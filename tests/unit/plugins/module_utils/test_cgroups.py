@@ -421,6 +421,12 @@ def test_v1_refusals_change_nothing(v1, parent, procs):
     with pytest.raises(InvalidInput, match=r"limits.cpuset_cpus of guest g4: 1 is not within the parent cgroup's CPUs \(0\)"):
         gc.set_limits({"memory": "128M", "cpuset_cpus": "1"})
     assert files_of(gc) == before
+    # check() predicts that refusal for a guest not made yet (check mode), making nothing
+    new = cg.GuestCgroup.plan(v1, only(dirs, v1), "g4new")
+    with pytest.raises(InvalidInput, match=r"limits.cpuset_cpus of guest g4new: 1 is not within the parent cgroup's CPUs \(0\)"):
+        new.check(cg.check_limits({"cpuset_cpus": "1"}), "limits of guest g4new")
+    new.check(cg.check_limits({"cpuset_cpus": "0", "pids": 5}), "limits of guest g4new")
+    assert not [d for d in new.paths.values() if os.path.exists(d)]
     # the kernel refuses a quota above the parent's (v1): memory was written first and is put back
     with pytest.raises(InvalidInput) as err:
         gc.set_limits({"memory": "128M", "pids": 50, "cpu": 1})

@@ -173,3 +173,31 @@ def test_a_cgroup_with_processes_of_others_is_refused_and_left_alone(unit_regist
         other.remove()
         sleeper.wait()
     assert not other.exists()
+
+
+def test_check_mode_predicts_a_cpuset_outside_the_parents(unit_registry):
+    """A new guest asking for CPUs its cgroup parent does not have: check mode says so, as the
+    real run would, and makes nothing."""
+    from lab import own_cgroup_dirs
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two CPUs")
+    r = unit_registry
+    rel = parent() + "/narrow"
+    narrow = key_dir(own_cgroup_dirs(rel), "cpuset")
+    base, root = os.path.dirname(narrow), os.path.dirname(os.path.dirname(narrow))
+    made = [d for d in (base, narrow) if not os.path.isdir(d)]
+    try:
+        for d, cpus in ((base, read(root + "/cpuset.cpus")), (narrow, "0")):
+            if d in made:
+                os.mkdir(d)
+                with open(d + "/cpuset.mems", "w") as f:
+                    f.write(read(root + "/cpuset.mems"))
+            with open(d + "/cpuset.cpus", "w") as f:
+                f.write(cpus)
+        with pytest.raises(InvalidInput, match=r"limits.cpuset_cpus of guest cgnarrow: 1 is not within the parent cgroup's CPUs \(0\)"):
+            one(r, check=True, name="cgnarrow", cgroup_parent=rel, limits={"cpuset_cpus": "1"})
+        assert not os.path.exists(r.guest_dir("cgnarrow")) and not os.path.exists(narrow + "/cgnarrow")
+    finally:
+        for d in reversed(made):
+            os.rmdir(d)
