@@ -75,11 +75,14 @@ _ATTACH = sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH
 _NOSUID_NODEV_NOEXEC = sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
 
 
-def _new_fs(fstype: str, options=(), attrs: int = 0) -> int:
+def _new_fs(fstype: str, options=(), attrs: int = 0, source: str | None = None) -> int:
     """A detached mount of a new ``fstype`` file system (fsopen, fsconfig, fsmount); ``options``:
-    (key, value) pairs, value None for a flag."""
+    (key, value) pairs, value None for a flag.  ``source`` (default: ``fstype``) is what
+    mountinfo shows as its source, as mount(2)'s first argument did (without it the kernel
+    shows "none", and a namespace_mount entry for the same file system would not match)."""
     fs = sc.fsopen(fstype)
     try:
+        sc.fsconfig(fs, sc.FSCONFIG_SET_STRING, "source", source or fstype)
         for key, value in options:
             if value is None:
                 sc.fsconfig(fs, sc.FSCONFIG_SET_FLAG, key)
@@ -154,7 +157,7 @@ def _setup_dev(root_fd: int) -> None:
                 raise
             pts = _new_fs("devpts", opts, sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NOEXEC)
         os.close(_mount_on(pts, _sub(dev, "pts")))
-        shm = _new_fs("tmpfs", (("mode", "1777"), ("size", "65536k")), _NOSUID_NODEV_NOEXEC)
+        shm = _new_fs("tmpfs", (("mode", "1777"), ("size", "65536k")), _NOSUID_NODEV_NOEXEC, source="shm")
         os.close(_mount_on(shm, _sub(dev, "shm")))
         links = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
         for link, target in links:

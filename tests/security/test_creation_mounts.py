@@ -44,6 +44,17 @@ def mounts_of(pid: int) -> dict:
     return out
 
 
+def sources_of(pid: int) -> dict:
+    """mount point -> source of the guest's /proc, /sys and /dev mounts (the top one of each)."""
+    out = {}
+    with open("/proc/%d/mountinfo" % pid) as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] in ("/proc", "/sys", "/dev", "/dev/pts", "/dev/shm"):
+                out[fields[4]] = fields[fields.index("-") + 2]
+    return out
+
+
 def snapshot(d) -> list:
     out = [("/", os.stat(d).st_mtime_ns)]
     for base, dirs, files in os.walk(d):
@@ -84,6 +95,10 @@ def test_privileged_guest_gets_no_masks_and_a_writable_sys(unit_registry, busybo
     assert masked["sys"] == ("sysfs", "ro") and masked["proc"] == "proc"
     assert opened == {"masked": [], "read_only": [], "proc": "proc", "sys": ("sysfs", "rw")}, opened
     assert (default["proc_sys"], priv["proc_sys"]) == ("masked", "unmasked")
+    # the sources mountinfo shows are what mount(2) gave before the mounts went through fds:
+    # a namespace_mount entry {path: /sys, src: sysfs, fstype: sysfs} must keep matching
+    assert sources_of(default["init_pid"]) == {"/proc": "proc", "/sys": "sysfs", "/dev": "tmpfs", "/dev/pts": "devpts",
+                                               "/dev/shm": "shm"}
     shown = {g["name"]: g["proc_sys"] for g in guest_info.info(unit_registry, ["sec-masked", "sec-open"])["guests"]}
     assert shown == {"sec-masked": "masked", "sec-open": "unmasked"}  # namespace_info
     rootless = one(unit_registry, name="sec-norootp", privileged=True)["guest"]
