@@ -35,6 +35,7 @@ busybox_root = _unit.busybox_root
 reap_zombies = _unit.reap_zombies
 kept_files_in_tmp = _unit.kept_files_in_tmp  # autouse: kept files never go to /etc/linuxns
 cgroups_below_the_test = _unit.cgroups_below_the_test  # autouse: no guest cgroup left
+machine_etc_untouched = _unit.machine_etc_untouched  # autouse: the machine's /etc/linuxns never written
 
 # the lab fixtures of tests/integration, for the attacks over real ssh (marker integration)
 _integration = _load_conftest("integration")

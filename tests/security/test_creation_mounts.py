@@ -191,14 +191,15 @@ def forms(marker: str) -> dict:
     return {"absolute": marker, "relative": "../" * 16 + marker.lstrip("/")}
 
 
-def test_dev_nodes_are_made_in_the_guests_tmpfs_not_through_a_link(unit_registry, busybox_root, marker, monkeypatch):
+def test_dev_nodes_are_made_in_the_guests_tmpfs_not_through_a_link(unit_registry, busybox_root, marker):
     """The guest swaps its /dev for a link to a host folder right when the helper makes the
     nodes in the new /dev tmpfs.  On the old code (nodes, pts, shm and links made by name
     ROOT/dev/...) the host folder got ``null``, ``zero``, ... ``pts``, ``shm`` and the links;
     now everything is made relative to the tmpfs's own fd."""
     before = snapshot(marker)
     for form, target in forms(marker).items():
-        swap = Swap(monkeypatch, busybox_root, "dev", target, ("open",), before=True,
+        mp = pytest.MonkeyPatch()  # its own: undoing the test's monkeypatch would also drop the kept-files folder
+        swap = Swap(mp, busybox_root, "dev", target, ("open",), before=True,
                     match=lambda path, args, kw: path in ("null", os.path.join(busybox_root, "dev", "null")))
         try:
             got = one(unit_registry, name="sec-devrace", root=busybox_root)["guest"]
@@ -208,12 +209,12 @@ def test_dev_nodes_are_made_in_the_guests_tmpfs_not_through_a_link(unit_registry
             assert m["/dev.looked"][0] == "tmpfs" and m["/dev.looked/null"][0] == "devtmpfs", m  # in the guest's tmpfs
             one(unit_registry, name="sec-devrace", state="absent")
         finally:
-            monkeypatch.undo()
+            mp.undo()
             swap.undo()
 
 
 @pytest.mark.parametrize("name,fstype", [("proc", "proc"), ("sys", "sysfs"), ("dev", "tmpfs")])
-def test_mounts_land_on_the_folder_that_was_checked(unit_registry, busybox_root, marker, monkeypatch, name, fstype):
+def test_mounts_land_on_the_folder_that_was_checked(unit_registry, busybox_root, marker, name, fstype):
     """The guest swaps /proc, /sys or /dev for a link to a host folder right after the helper
     looked at it (a folder, not a link) and before it mounts there.  On the old code (check by
     name, then mount by name) the mount followed the link: the guest had no /proc, /sys or
@@ -222,7 +223,8 @@ def test_mounts_land_on_the_folder_that_was_checked(unit_registry, busybox_root,
     os.makedirs(os.path.join(busybox_root, name), exist_ok=True)
     before = snapshot(marker)
     for form, target in forms(marker).items():
-        swap = Swap(monkeypatch, busybox_root, name, target, ("open", "lstat"), before=False,
+        mp = pytest.MonkeyPatch()  # its own: undoing the test's monkeypatch would also drop the kept-files folder
+        swap = Swap(mp, busybox_root, name, target, ("open", "lstat"), before=False,
                     match=lambda path, args, kw: path == name)
         try:
             got = one(unit_registry, name="sec-mntrace", root=busybox_root)["guest"]
@@ -232,5 +234,5 @@ def test_mounts_land_on_the_folder_that_was_checked(unit_registry, busybox_root,
             assert snapshot(marker) == before
             one(unit_registry, name="sec-mntrace", state="absent")
         finally:
-            monkeypatch.undo()
+            mp.undo()
             swap.undo()

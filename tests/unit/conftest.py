@@ -39,6 +39,17 @@ if not os.environ.get("_LINUXNS_UNIT_NS"):
 os.environ.setdefault("LINUXNS_CGROUP_PARENT", "linuxns-unit-%d" % os.getpid())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_etc_untouched():
+    """No unit test may write the machine's /etc/linuxns (kept files go to a temporary folder:
+    kept_files_in_tmp); a session that made it fails, naming what it found."""
+    existed = os.path.lexists("/etc/linuxns")
+    yield
+    if not existed and os.path.lexists("/etc/linuxns"):
+        found = sorted(os.path.join(b, n) for b, ds, fs in os.walk("/etc/linuxns") for n in ds + fs)
+        raise AssertionError("the tests wrote the machine's /etc/linuxns: %s" % ", ".join(found[:20]))
+
+
 def reap_zombies() -> None:
     while True:
         try:
