@@ -36,7 +36,6 @@ RECORD_ENV = "LINUXNS_RECORD_FILE"
 STDOUT_TAIL = 12000  # characters of ansible's stdout shown in a failure message
 
 
-
 # Probe code run inside a guest (part of a probe script that defines err(exc) and
 # open_for_write(path)): what /proc/PID/exe of a process in the guest is and whether guest
 # root can reach its file for writing (CVE-2019-5736 class).  Opens with O_WRONLY, and
@@ -61,6 +60,7 @@ def exe_probe(path):
     os.close(fd)
     return res
 """
+
 
 def _bin(name: str) -> str:
     """ansible executables from the interpreter's own venv (then PATH)."""
