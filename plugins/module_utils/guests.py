@@ -145,18 +145,9 @@ def _check_cgroup(spec: Spec, want: dict) -> None:
         parent = cgroups.resolve_parent(layout, want["cgroup_parent"] or default_cgroup_parent())
     except InvalidInput as exc:
         raise InvalidInput("cgroup_parent of guest %r: %s" % (spec.name, exc.msg)) from None
-    _check_controllers(spec, layout, want["limits"])
     if want["limits"] and spec.name:
+        # the controllers its limits need, a cpuset within the parent's: what create() would refuse
         cgroups.GuestCgroup.plan(layout, parent, spec.name).check(want["limits"], "limits of guest %s" % spec.name)
-
-
-def _check_controllers(spec: Spec, layout, limits) -> None:
-    missing = sorted(cgroups.needed_controllers(limits or {}) - set(layout.controllers()))
-    if missing:
-        raise InvalidInput(
-            "limits of guest %r need the cgroup controller(s) %s, which this host does not offer (cgroup %s): enable them "
-            "(v2: in cgroup.subtree_control of the parents; v1: mount their hierarchy) or leave those limits out"
-            % (spec.name, ", ".join(missing), layout.version))
 
 
 def _kernel_limits(spec: Spec, meta: reg.GuestRecord, want: dict) -> reg.GuestRecord:
@@ -172,7 +163,7 @@ def _kernel_limits(spec: Spec, meta: reg.GuestRecord, want: dict) -> reg.GuestRe
             raise GuestConflict("guest %r has no cgroup of its own (it was made by a version without cgroups): its limits "
                                 "cannot be set in place; set recreate=true to make it again with one" % spec.name)
         return meta.copy({"limits": {}})
-    _check_controllers(spec, spec.cgroup_run.layout(), spec.limits)
+    cg.check(spec.limits, "limits of guest %s" % spec.name)
     want["limits"] = cg.expected(spec.limits)
     try:
         return meta.copy({"limits": cg.read_limits()})
