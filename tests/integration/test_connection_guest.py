@@ -263,6 +263,7 @@ def test_transports_and_pipelining(fleet, lab_exec, pipelining, transport):
 # ------------------------------------------------------------------------------------------
 # many guests, many tasks
 # ------------------------------------------------------------------------------------------
+@pytest.mark.extended
 def test_playbook_of_ordinary_tasks_on_20_guests(fleet, lab_exec):
     tasks = [
         {"name": "file", "ansible.builtin.copy": {"dest": "/etc/motd", "content": "hello {{ inventory_hostname }}\n"}},

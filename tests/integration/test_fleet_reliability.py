@@ -507,6 +507,7 @@ def test_fleet_comes_back_after_a_reboot(no_fleet, ansible, lab_exec):
         assert state["tables"] == {} and state["roots"] == []
 
 
+@pytest.mark.extended
 def test_killed_playbook_then_rerun_converges(no_fleet, ansible, lab_exec):
     fleet = no_fleet
     run_vars = {"fleet_batch_size": 1}  # one namespace_create call per guest: a long window to die in

@@ -293,6 +293,7 @@ def _venv(name, packages):
     return str(py)
 
 
+@pytest.mark.extended
 def test_pyroute2_09_from_a_venv(guests3, converge, ansible_playbook, lab_exec):
     py = _venv("pyroute2-%s" % PYROUTE2_09, ["pyroute2==%s" % PYROUTE2_09])
     args = {"guest": "lk3", "ifname": "p09", "addresses": ["198.19.9.2/24", "fd00:19:9::2/64"], "gateway": "198.19.9.1",
