@@ -1185,6 +1185,9 @@ class GuestCgroup:
     # --- freeze / thaw ---
 
     def frozen(self) -> bool:
+        """Whether the kernel reports the guest frozen (v2 ``cgroup.events`` frozen 1, v1 FROZEN or
+        FREEZING): the state namespace_info shows.  Whether a freeze was *asked for* is
+        enter.is_frozen (the freeze file), which the modules and the entry paths act on."""
         fz = self._freezer()
         if fz is None:
             return False

@@ -474,7 +474,7 @@ def signal_all(cg: cgroups.GuestCgroup, meta: reg.GuestRecord, sig) -> list:
         if pids:
             cg.kill_all()
         return pids
-    was_frozen = cg.frozen()
+    was_frozen = enter.is_frozen(meta)  # asked for (cgroup.freeze / freezer.state), even if still FREEZING
     if not was_frozen:
         cg.freeze()
     try:
