@@ -1,7 +1,7 @@
 """The HTML docs site (``make docs-site``, docs/site/build.py) builds without a warning.
 
 The build test is slow (antsibull-docs runs ansible-doc for every plugin, Sphinx renders
-about 40 pages: 40 s on a quiet machine, a few minutes on a loaded one); the others are fast.
+about 40 pages: 178 s wall on a machine under load average 30); the other test is fast.
 """
 
 from __future__ import annotations
