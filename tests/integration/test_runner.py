@@ -103,7 +103,7 @@ def slices(lab, ansible):
                                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         done = {}
         for k, (pdd, part, proc) in jobs.items():
-            out, _ = proc.communicate(timeout=600)
+            out = proc.communicate(timeout=600)[0]
             done[k] = (pdd, part, proc.returncode, out)
         # what the jobs' tear-down play left on the hosts
         yield {"jobs": done, "left": guests_left(lab)}

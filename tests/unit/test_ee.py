@@ -49,8 +49,8 @@ def doc_ee_definition() -> str:
 
 def test_meta_declares_controller_side_needs_only():
     meta = yaml.safe_load((META / "execution-environment.yml").read_text())
-    assert meta == {"version": 1, "dependencies": {"python": "meta/ee-requirements.txt",
-                                                    "system": "meta/ee-bindep.txt"}}
+    want = {"python": "meta/ee-requirements.txt", "system": "meta/ee-bindep.txt"}
+    assert meta == {"version": 1, "dependencies": want}
     pip = _lines(META / "ee-requirements.txt")
     bindep = _lines(META / "ee-bindep.txt")
     assert [re.split(r"[<>=\s]", p)[0] for p in pip] == ["paramiko"]
