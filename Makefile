@@ -103,3 +103,19 @@ clean:
 	    [ -d "$$d" ] && LINUXNS_LAB=$${d##*/.lab-} $(LAB) down --purge || true; done
 	rm -rf $(REPO)/build $(REPO)/tests/output
 	find $(REPO) -path $(REPO)/.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# --- ecosystem (docs/ecosystem.md) ---
+#   make matrix      the smoke subset on each ansible-core of MATRIX_VERSIONS, one venv each under
+#                    build/matrix/<version> (made once); `make test` runs 2.16 only
+#   make runner      tests/integration/test_runner.py: playbooks/fleet.yml through ansible-runner, 2 slices
+#   make docs-site   HTML docs site (antsibull-docs + Sphinx, docs/site/build.py) -> build/docs-site/build/html
+MATRIX_VERSIONS ?= 2.16 2.17 2.18 2.19
+.PHONY: matrix runner docs-site
+matrix: deps venv link
+	cd $(REPO) && LINUXNS_MATRIX="$(MATRIX_VERSIONS)" $(VPY) -m pytest tests/integration/test_matrix.py $(PYTEST_ARGS)
+
+runner: deps venv link
+	cd $(REPO) && $(VPY) -m pytest tests/integration/test_runner.py $(PYTEST_ARGS)
+
+docs-site: venv link
+	cd $(REPO) && $(VPY) docs/site/build.py --dest $(REPO)/build/docs-site
