@@ -39,6 +39,7 @@ def test_markdown_copies_mark_bare_fences_and_point_outside_links_at_the_reposit
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_site_builds_without_warnings(tmp_path):
     if not (REPO / ".venv" / "bin" / "sphinx-build").exists():
         pytest.skip("no sphinx in .venv (make venv)")
