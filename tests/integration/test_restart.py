@@ -123,8 +123,17 @@ class Supervisor:
             self.pid = None
 
 
+GUESTS = [
+    {"name": "rs1", "init": SLEEPER, "restart": "on-failure", "restart_delay": 0.2, "restart_max_delay": 3600},
+    {"name": "rs2", "init": CLEAN_EXIT, "restart": "on-failure", "restart_delay": 0.2},
+    {"name": "rs3", "init": SLEEPER, "restart": "always", "restart_delay": 0.2},
+]
+
+
 @pytest.fixture(scope="module")
 def sup(lab, ansible):
+    """The supervisor running in lab1, and the module's three guests, made by ONE namespace_create
+    task run in check mode, then twice (the second changes nothing)."""
     from harness import REPO
     from harness import lab_exec as run
 
@@ -135,10 +144,13 @@ def sup(lab, ansible):
     lab_exec("lab1", ["rm", "-f", LOG])
     s.start()
     try:
+        c = ansible.converge({CREATE: {"guests": GUESTS, "stop_timeout": 1}})
+        assert c.first.changed and not c.second.changed
+        s.guests = {r["name"]: r["guest"] for r in c.first.result["results"]}
         yield s
     finally:
         s.kill("TERM")
-        ansible.playbook([{CREATE: {"guests": ["rs1", "rs2", "rs3"], "state": "absent", "stop_timeout": 1}}])
+        ansible.playbook([{CREATE: {"guests": [g["name"] for g in GUESTS], "state": "absent", "stop_timeout": 1}}])
         lab_exec("lab1", ["rm", "-f", LOG])
 
 
@@ -148,16 +160,8 @@ def wait(sup, name, what, arg="") -> dict:
     return out
 
 
-def create(converge, name, init, new=True, **params):
-    """namespace_create in check mode, then twice (converge asserts the second changed nothing)."""
-    task = {CREATE: dict({"name": name, "init": init, "stop_timeout": 1}, **params)}
-    c = converge(task)
-    assert c.first.changed or not new
-    return c.second.result["guest"]
-
-
-def test_sigkill_restarts_with_backoff(sup, converge):
-    guest = create(converge, "rs1", SLEEPER, restart="on-failure", restart_delay=0.2, restart_max_delay=3600)
+def test_sigkill_restarts_with_backoff(sup):
+    guest = sup.guests["rs1"]
     assert (guest["restart"], guest["restart_delay"], guest["restart_max_delay"], guest["restart_max"]) == ("on-failure", 0.2, 3600.0, 0)
     pid, ctx = guest["init_pid"], guest["context_id"]
     delays = []
@@ -177,8 +181,8 @@ def test_sigkill_restarts_with_backoff(sup, converge):
     assert delays == [0.2, 0.4]  # doubled: the backoff, as recorded by the supervisor
 
 
-def test_exit_0_under_on_failure_disposes_of_the_guest(sup, converge):
-    guest = create(converge, "rs2", CLEAN_EXIT, restart="on-failure", restart_delay=0.2)
+def test_exit_0_under_on_failure_disposes_of_the_guest(sup):
+    guest = sup.guests["rs2"]
     pid, ctx = guest["init_pid"], guest["context_id"]
     pid_ns = guest["namespaces"]["pid"]["inode"]
     paths = sorted(guest["cgroup"]["paths"].values())
@@ -189,16 +193,17 @@ def test_exit_0_under_on_failure_disposes_of_the_guest(sup, converge):
     assert left == {"guest_dir": False, "netns": False, "ctx": False, "init": False, "in_pid_ns": [], "cgroups": []}
 
 
-def test_killed_supervisor_finds_its_guests_again(sup, converge):
-    running = create(converge, "rs1", SLEEPER, new=False, restart="on-failure", restart_delay=0.2, restart_max_delay=3600)
-    dead = create(converge, "rs3", SLEEPER, restart="always", restart_delay=0.2)
+def test_killed_supervisor_finds_its_guests_again(sup):
+    running = json.loads(sup.lab_exec("lab1", ["cat", STATE + "/guests/rs1/meta.json"]).stdout)  # as the tests before left it
+    dead = sup.guests["rs3"]
     sup.kill("KILL")
     sup.lab_exec("lab1", ["kill", "-KILL", str(dead["init_pid"])])  # dies while no supervisor runs
+    found = sup.lab_exec("lab1", ["ls", STATE + "/guests"]).stdout.split()  # rs2 is there when its test did not run
     pid = sup.start()
     out = wait(sup, "rs3", "restarted", dead["init_pid"])
     since = out["log"].split("watching the guests of %s (pid %d)" % (STATE, pid), 1)
     assert len(since) == 2, out["log"]
-    assert "found 2 guests: watching 1 running inits, 1 exited" in since[1]
+    assert "found %d guests: watching %d running inits, 1 exited" % (len(found), len(found) - 1) in since[1]
     assert "guest rs3: its init (pid %d) exited (unknown status): restart 1 in a row" % dead["init_pid"] in since[1]
     # the running init was found and left running (not restarted, not started twice)
     again = json.loads(sup.lab_exec("lab1", ["cat", STATE + "/guests/rs1/meta.json"]).stdout)
