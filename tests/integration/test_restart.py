@@ -146,7 +146,7 @@ def sup(lab, ansible):
     try:
         c = ansible.converge({CREATE: {"guests": GUESTS, "stop_timeout": 1}})
         assert c.first.changed and not c.second.changed
-        s.guests = {r["name"]: r["guest"] for r in c.first.result["results"]}
+        s.guests = {r["name"]: r["guest"] for r in c.first.result["guests"]}
         yield s
     finally:
         s.kill("TERM")
