@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO / "build"))
 from ansible_collections.linuxns.guests.plugins.module_utils import procfs  # noqa: E402
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg  # noqa: E402
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc  # noqa: E402
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import KernelError  # noqa: E402
 
 MODULE = "ansible_collections.linuxns.guests.plugins.module_utils.supervisor"
 SCANS = 5  # scans after the first, before the figure is read
@@ -146,6 +147,12 @@ def main() -> int:
     finally:
         sleeper.kill()
         sleeper.wait()
+        for name in os.listdir(tmp):  # the state folders are bind mounts of themselves (registry.ensure)
+            for _attempt in range(8):
+                try:
+                    sc.umount2(os.path.join(tmp, name), sc.MNT_DETACH)
+                except KernelError:
+                    break
         shutil.rmtree(tmp, ignore_errors=True)
         reap()
         from ansible_collections.linuxns.guests.plugins.module_utils import cgroups
