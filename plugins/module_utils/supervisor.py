@@ -465,7 +465,7 @@ class Supervisor:
         if self.exited:
             timeout = min(timeout, STATUS_WAIT)
         if self.due:
-            timeout = min(timeout, max(0.0, min(when for when, *_ in self.due.values()) - time.monotonic()))
+            timeout = min(timeout, max(0.0, min(entry[0] for entry in self.due.values()) - time.monotonic()))
         if self.workers:
             timeout = min(timeout, 0.05)
         try:
@@ -601,4 +601,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
