@@ -11,13 +11,14 @@ through), so that list entries are validated exactly like top-level options.
 from __future__ import annotations
 
 import traceback
-
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.module_utils.common.validation import check_type_bool
+from typing import TYPE_CHECKING
 
 from ansible_collections.linuxns.guests.plugins.module_utils import model
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.registry import DEFAULT_STATE_DIR, Registry
+
+if TYPE_CHECKING:  # imported where used: the engines run on hosts without ansible-core too (supervisor.py)
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 COMMON_ARGS = {
     "state_dir": {"type": "path", "default": DEFAULT_STATE_DIR},
@@ -101,6 +102,8 @@ class EntryValidator:
     def _validator(self, keys: frozenset) -> ArgumentSpecValidator:
         found = self._validators.get(keys)
         if found is None:
+            from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
             found = self._validators[keys] = ArgumentSpecValidator({k: self.spec[k] for k in keys})
         return found
 
@@ -194,6 +197,8 @@ def to_bool(value, default: bool, param: str) -> bool:
     """ansible-core's boolean parsing, for values that do not come through an argument spec."""
     if value is None:
         return default
+    from ansible.module_utils.common.validation import check_type_bool
+
     try:
         return check_type_bool(value)
     except TypeError:

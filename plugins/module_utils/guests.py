@@ -18,7 +18,7 @@ import os
 import signal
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, enter, faults, model, persist, sealed, userns
+from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, enter, faults, model, persist, procfs, sealed, userns
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -199,6 +199,8 @@ def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None, create_ru
     with registry.lock(name):
         # Re-plan under the lock: another run may have changed the guest meanwhile.
         p2 = plan(registry, p.spec, kept)
+        if not _restart_still_wanted(registry, p.spec):  # the supervisor's restart, and the guest changed meanwhile
+            p2 = Plan(p.spec, "none", p2.before, p2.before)
         # Report what this run really did (another run may have done it first).
         p.action, p.reasons, p.before, p.after, p.purged = p2.action, p2.reasons, p2.before, p2.after, p2.purged
         if p2.action == "none":
@@ -220,6 +222,8 @@ def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None, create_ru
             return _update(registry, meta, p2.changes, p.spec)
         # A recreated guest keeps its cgroup parent and limits unless they are given.
         cg_kept = {k: p2.after[k] for k in ("cgroup_parent", "limits") if getattr(p.spec, k) is None and p2.after.get(k) is not None}
+        if p.spec.params.get("_restarts") is not None:  # the supervisor's restart: its count, recorded with the guest
+            cg_kept["restarts"] = p.spec.params["_restarts"]
         if create_run is not None:
             return create(registry, p.spec, create_run, p2.after.get("context_id"), kept, cg_kept)
         create_run = CreateRun(registry)
@@ -227,6 +231,17 @@ def apply(registry: reg.Registry, p: Plan, proc_index=None, kept=None, create_ru
             return create(registry, p.spec, create_run, p2.after.get("context_id"), kept, cg_kept)
         finally:
             create_run.close()
+
+
+def _restart_still_wanted(registry: reg.Registry, spec: Spec) -> bool:
+    """A restart by the supervisor (supervisor.restart_params: ``_restart_of`` [pid, start]) goes
+    on only while the guest's record names that init and it is not running (no double start)."""
+    expected = spec.params.get("_restart_of")
+    if expected is None:
+        return True
+    meta = registry.load(spec.name)
+    return (meta is not None and [meta.init_pid, meta.init_start] == list(expected)
+            and not procfs.process_alive(meta.init_pid, meta.init_start))
 
 
 def _update(registry, meta: reg.GuestRecord, changes, spec=None) -> reg.GuestRecord:

@@ -30,6 +30,9 @@ MAX_SECONDS = 2147483
 # time_offsets: the kernel takes a 64-bit nanosecond count per clock (KTIME_MAX / 2, about 146 years).
 MAX_TIME_OFFSET = 2 ** 62 // 10 ** 9
 
+# restart: what the supervisor does when a guest's init exits (podman's and Docker's names).
+RESTART_POLICIES = ("no", "on-failure", "always")
+
 # How a field's change is made on an existing guest.
 IN_PLACE = "in_place"
 RECREATE = "recreate"
@@ -175,6 +178,14 @@ GUEST = (
     # The guest's cgroup (guest_spec.parse_limits, cgroups.py): limits change in place, the parent only by recreating.
     Field("limits", "dict", change=IN_PLACE, keep=True, result=True, diff=True),
     Field("cgroup_parent", "str", default="auto", change=RECREATE, keep=True, result=True, diff=True, text="line"),
+    # The restart policy of its init (supervisor.py, one process per host): what the supervisor does when the
+    # init exits - restart it after a doubling delay, or dispose of the guest; all change in place.
+    Field("restart", "str", choices=RESTART_POLICIES, default="no", change=IN_PLACE, keep=True, result=True, diff=True),
+    Field("restart_delay", "float", default=1.0, change=IN_PLACE, keep=True, result=True, diff=True,
+          minimum=0, maximum=MAX_SECONDS),
+    Field("restart_max_delay", "float", default=60.0, change=IN_PLACE, keep=True, result=True, diff=True,
+          minimum=0, maximum=MAX_SECONDS),
+    Field("restart_max", "int", default=0, change=IN_PLACE, keep=True, result=True, diff=True, minimum=0, maximum=2 ** 31 - 1),
     Field("recreate", "bool", default=False, spec_default=True),
     Field("state", "str", choices=("present", "absent", "frozen"), default="present", spec_default=True),
     Field("purge", "bool", default=False, spec_default=True),

@@ -46,7 +46,7 @@ options:
         O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(userns), O(userns_size),
         O(time_offsets), O(init),
         O(stop_signal), O(stop_timeout), O(description), O(privileged), O(capabilities), O(no_new_privs), O(seccomp),
-        O(limits), O(cgroup_parent), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
+        O(limits), O(cgroup_parent), O(restart), O(restart_delay), O(restart_max_delay), O(restart_max), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
@@ -230,6 +230,40 @@ options:
       - A new guest gets C($LINUXNS_CGROUP_PARENT) when not given, else V(auto); an existing guest keeps its own.
         A change needs O(recreate=true). The parent folders are shared by the guests and stay when a guest goes.
     type: str
+    version_added: 0.1.0
+  restart:
+    description:
+      - What the host's restart supervisor (C(linuxns-guests-restart), installed by the
+        P(linuxns.guests.guest_host#role) role) does when the guest's init (or its reaper) exits.
+      - V(no) - the guest is disposed of (its processes, pins, cgroup and context id; its kept files stay).
+        V(on-failure) - it is made again (same name, context id, cgroup and mount table) when the init exited with a
+        status other than 0 or was killed by a signal, else disposed of. V(always) - it is made again whatever the status.
+      - Quote V("no") in YAML (an unquoted C(no) is a boolean, taken as V(no) too).
+      - Changes in place. A new guest gets V(no) when not given; an existing guest keeps its own. Needs a pid
+        namespace of its own. Without the supervisor running, nothing happens when an init exits.
+    type: str
+    choices: ["no", on-failure, always]
+    version_added: 0.1.0
+  restart_delay:
+    description:
+      - Seconds before the first restart in a row; each further restart in a row waits twice as long, at most
+        O(restart_max_delay). An init that ran at least O(restart_max_delay) seconds (and at least 10) starts the
+        backoff over.
+      - Changes in place. A new guest gets V(1) when not given; an existing guest keeps its own. V(0) to V(2147483).
+    type: float
+    version_added: 0.1.0
+  restart_max_delay:
+    description:
+      - The longest delay between two restarts in a row (systemd's C(RestartMaxDelaySec)).
+      - Changes in place. A new guest gets V(60) when not given; an existing guest keeps its own. V(0) to V(2147483).
+    type: float
+    version_added: 0.1.0
+  restart_max:
+    description:
+      - Restarts in a row after which the supervisor gives up and disposes of the guest (podman's
+        C(on-failure:N)); V(0) - no limit.
+      - Changes in place. A new guest gets V(0) when not given; an existing guest keeps its own.
+    type: int
     version_added: 0.1.0
   recreate:
     description:
@@ -529,6 +563,26 @@ guest:
       description: The O(cgroup_parent) the guest was made with (V(auto), an absolute or a relative path).
       type: str
       sample: auto
+      version_added: 0.1.0
+    restart:
+      description: Its restart policy (O(restart)) - V(no), V(on-failure) or V(always).
+      type: str
+      sample: on-failure
+      version_added: 0.1.0
+    restart_delay:
+      description: Seconds before the first restart in a row (O(restart_delay)).
+      type: float
+      sample: 1.0
+      version_added: 0.1.0
+    restart_max_delay:
+      description: The longest delay between restarts (O(restart_max_delay)).
+      type: float
+      sample: 60.0
+      version_added: 0.1.0
+    restart_max:
+      description: Restarts in a row before the supervisor gives up (O(restart_max)); 0 - no limit.
+      type: int
+      sample: 0
       version_added: 0.1.0
     cgroup:
       description: Where its cgroup is - C(parent) (as resolved) and C(paths), the folder of its cgroup in each

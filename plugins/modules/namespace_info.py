@@ -161,6 +161,22 @@ guests:
       description: Its O(linuxns.guests.namespace_create#module:cgroup_parent) as given.
       type: str
       version_added: 0.1.0
+    restart:
+      description: Its restart policy (O(linuxns.guests.namespace_create#module:restart)), null for a guest made before it.
+      type: str
+      version_added: 0.1.0
+    restart_delay:
+      description: Its O(linuxns.guests.namespace_create#module:restart_delay).
+      type: float
+      version_added: 0.1.0
+    restart_max_delay:
+      description: Its O(linuxns.guests.namespace_create#module:restart_max_delay).
+      type: float
+      version_added: 0.1.0
+    restart_max:
+      description: Its O(linuxns.guests.namespace_create#module:restart_max).
+      type: int
+      version_added: 0.1.0
     cgroup:
       description:
         - The guest's cgroup, read from the kernel's cgroup files. Null for a guest made by a version without
