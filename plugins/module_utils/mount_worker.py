@@ -118,6 +118,8 @@ def _make_detached(op: dict) -> int:
         try:
             sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | rec, op["attr"], sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
                              | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC | sc.MOUNT_ATTR__ATIME)
+            if op.get("idmap"):
+                _idmap(fd, rec, op)
         except BaseException:
             os.close(fd)
             raise
@@ -138,6 +140,23 @@ def _make_detached(op: dict) -> int:
         return sc.fsmount(fsfd, sc.FSMOUNT_CLOEXEC, op["attr"])
     finally:
         os.close(fsfd)
+
+
+def _idmap(fd: int, rec: int, op: dict) -> None:
+    """Make the detached bind ``fd`` idmapped through the guest's user namespace (pin ``op["idmap"]``)."""
+    userns = os.open(op["idmap"], os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | rec, sc.MOUNT_ATTR_IDMAP, 0, 0, userns)
+    except KernelError as exc:
+        if exc.errno in (_errno.EINVAL, _errno.EPERM, _errno.ENOSYS):
+            raise InvalidInput(
+                "%s: opts 'idmap': the bind source %s cannot be idmapped here (%s: idmapped mounts need kernel 5.12+ and a "
+                "filesystem that supports them, such as ext4, xfs, btrfs or tmpfs, and no nested idmapping); leave out "
+                "'idmap' and give the files to the guest's range instead (chown to its userns_range)"
+                % (op["path"], op["src"], sc.errno_text(exc.errno))) from None
+        raise
+    finally:
+        os.close(userns)
 
 
 def _set_prop(fd: int, prop: str) -> None:

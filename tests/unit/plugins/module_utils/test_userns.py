@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import execute, guest_info, guests, persist, userns
+from ansible_collections.linuxns.guests.plugins.module_utils import execute, guest_info, guests, mounts, persist, userns
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, GuestError, InvalidInput
 
 pytestmark = pytest.mark.unit
@@ -214,3 +216,41 @@ def test_a_failed_creation_releases_its_new_range(unit_registry):
     with pytest.raises(GuestError, match="could not be started"):
         ensure(r, [{"name": "uk", "userns": "auto", "init": ["/nonexistent/init"], "recreate": True}])
     assert userns.read_range(table, "uk") == userns.IdRange(3000000000, 65536)
+
+
+# ---- host binds into a userns guest: plain and idmapped (namespace_mount opts=idmap) -------
+def test_idmapped_bind_shows_host_ids_as_the_guests(unit_registry, kept_files_in_tmp):
+    r = unit_registry
+    table = persist.resolve_table_dir(r.state_dir)
+    base = tempfile.mkdtemp(prefix="linuxns-unit-idmap-", dir="/var/tmp")
+    try:
+        os.chmod(base, 0o755)  # guest root (an unprivileged host uid) walks to the mount points
+        for d in ("vol", "plain", "at-vol", "at-plain"):
+            os.mkdir(os.path.join(base, d))
+        for d in ("vol", "plain"):
+            with open(os.path.join(base, d, "hostfile"), "w") as f:
+                f.write("host\n")
+        ensure(r, [{"name": "um", "userns": "auto"}, {"name": "un", "namespaces": ["mnt"]}])
+        entries = [{"path": base + "/at-vol", "src": base + "/vol", "fstype": "bind", "opts": "idmap"},
+                   {"path": base + "/at-plain", "src": base + "/plain", "fstype": "bind"}]
+        assert mounts.converge(r, "um", entries, check_mode=True, table_dir=table)["changed"]
+        assert mounts.converge(r, "um", entries, table_dir=table)["changed"]
+        assert not mounts.converge(r, "um", entries, table_dir=table)["changed"]
+        probe = "stat -c %u:%g at-vol/hostfile at-plain/hostfile; touch at-vol/new; touch at-plain/nope 2>/dev/null; echo $?"
+        res = execute.run(r.find("um"), execute.Request(argv=["sh", "-c", probe], chdir=base))
+        # idmapped: host root's file is guest root's, and what guest root writes is host root's;
+        # plain: host root's file is nobody's and guest root cannot write there
+        assert res["stdout"].split() == ["0:0", "65534:65534", "1"], res
+        st = os.stat(os.path.join(base, "vol", "new"))
+        assert (st.st_uid, st.st_gid) == (0, 0)
+        assert not os.path.exists(os.path.join(base, "plain", "nope"))
+        # the option cannot change on a mounted path, and needs the guest's own user namespace
+        with pytest.raises(GuestConflict, match=r"idmap \(now idmapped\)"):
+            mounts.converge(r, "um", [dict(entries[0], opts="")], table_dir=table)
+        with pytest.raises(InvalidInput, match="opts 'idmap' maps ids through the guest's user namespace, but guest 'un' has none"):
+            mounts.converge(r, "un", entries[:1], table_dir=table)
+        with pytest.raises(InvalidInput, match="'idmap' is for bind mounts"):
+            mounts.converge(r, "um", [{"path": base + "/at-plain", "src": "tmpfs", "fstype": "tmpfs", "opts": "idmap"}], table_dir=table)
+    finally:
+        ensure(r, [{"name": "um", "state": "absent", "purge": True}, {"name": "un", "state": "absent", "purge": True}])
+        shutil.rmtree(base, ignore_errors=True)
