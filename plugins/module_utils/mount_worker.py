@@ -28,7 +28,29 @@ class Missing(GuestError):
     """A component of a path does not exist."""
 
 
-def walk(path: str, root_fd=None, create=None, mode: int = 0o755):
+def _create(part: str, cur: int, kind: str, mode: int, create_as) -> None:
+    """Make ``part`` below ``cur``.  In a user-namespace guest's idmapped root host root's ids
+    are not mapped (EOVERFLOW): made again as the guest's root (``create_as``: host uid, gid)."""
+    def make() -> None:
+        if kind == "file":
+            os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=cur))
+        else:
+            os.mkdir(part, mode, dir_fd=cur)
+    try:
+        make()
+    except OSError as exc:
+        if exc.errno != _errno.EOVERFLOW or not create_as:
+            raise
+        os.setegid(create_as[1])
+        os.seteuid(create_as[0])
+        try:
+            make()
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+
+
+def walk(path: str, root_fd=None, create=None, mode: int = 0o755, create_as=None):
     """Open ``path`` below ``root_fd`` (default: our root) one component at a time.
 
     Never follows a symbolic link: a link anywhere in the path raises InvalidInput
@@ -52,10 +74,7 @@ def walk(path: str, root_fd=None, create=None, mode: int = 0o755):
             except FileNotFoundError:
                 if not create:
                     raise Missing("path %s: %s does not exist" % (path, sofar)) from None
-                if last and create == "file":
-                    os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=cur))
-                else:
-                    os.mkdir(part, mode, dir_fd=cur)
+                _create(part, cur, "file" if last and create == "file" else "dir", mode, create_as)
                 created.append(sofar)
                 nfd = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
             st = os.fstat(nfd)
@@ -185,7 +204,7 @@ def _apply_ops(detached: dict, ops: list, proc_fd: int) -> dict:
                     if exc.errno != _errno.EINVAL:  # EINVAL: not a mount point (any more)
                         raise
             if action in ("mount", "replace"):
-                fd, created = walk(path, create=op["create"] and op["create_kind"])
+                fd, created = walk(path, create=op["create"] and op["create_kind"], create_as=op.get("create_as"))
                 undo += [("rm", c) for c in created]
                 try:
                     sc.move_mount(detached[i], "", fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH)

@@ -416,12 +416,14 @@ def _apply(meta: reg.GuestRecord, plans: list, table: list) -> list:
     unmounts = sorted([p for p in todo if p.action == "unmount"], key=lambda p: -_depth(p.spec.path))
     others = sorted([p for p in todo if p.action != "unmount"], key=lambda p: _depth(p.spec.path))
     ops = []
+    rng = meta.field("userns_range")  # a userns: auto guest: mount points its root owns are made as its root
     for p in unmounts + others:
         s = p.spec
         op = {"path": s.path, "action": p.action, "fstype": s.fstype, "src": s.src, "fsopts": s.fsopts, "attr": s.attr_bits(),
               "create": s.create, "create_kind": p.create_kind or "dir", "lazy": s.lazy, "propagation": None, "src_roots": s.src_roots,
               "attr_set": 0, "attr_clr": 0, "undo_set": 0, "undo_clr": 0, "reconfigure": [],
-              "idmap": meta.pins["user"].path if s.flags.get("idmap") else None}
+              "idmap": meta.pins["user"].path if s.flags.get("idmap") else None,
+              "create_as": (rng["start"],) * 2 if rng else None}
         if p.action in ("mount", "replace"):
             op["propagation"] = s.propagation
         elif p.action == "remount":

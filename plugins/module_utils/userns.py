@@ -395,3 +395,90 @@ class Ranges:
                     raise InvalidInput(
                         "%s: guest %r: host ids %d-%d overlap the userns range %s that guest %r keeps (%s); "
                         "choose ids outside it" % (param, name, start, end - 1, rng.text(), other, where))
+
+
+# ---------------------------------------------------------------------------------------
+# Roots that work under the mapping (userns_root)
+# ---------------------------------------------------------------------------------------
+ROOT_MODES = ("auto", "idmap", "shift", "none")
+SHIFT_FILE = "userns-shift"  # TABLE_DIR/NAME/userns-shift: "START SIZE ROOT" once the root was shifted
+
+
+def shift_path(table_dir: str, name: str) -> str:
+    return os.path.join(table_dir, name, SHIFT_FILE)
+
+
+def idmap_root(pid: int, root: str, name: str) -> None:
+    """Attach an idmapped clone of ``root`` (mount_setattr MOUNT_ATTR_IDMAP with the user
+    namespace of process ``pid``) onto ``root`` in that process's mount namespace.  The
+    process then binds ``root`` onto itself as for any root: a bind keeps the idmapping.
+    KernelError when the kernel or the filesystem cannot idmap it."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import enter
+    from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+
+    fds = []
+    try:
+        fds.extend(os.open("/proc/%d/ns/%s" % (pid, t), os.O_RDONLY | os.O_CLOEXEC) for t in ("user", "mnt"))
+        src = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fds.append(sc.open_tree(src, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | sc.AT_EMPTY_PATH | sc.AT_RECURSIVE))
+        finally:
+            os.close(src)
+        userns_fd, mnt_fd, tree = fds
+        sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, sc.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        child = os.fork()
+        if child == 0:  # pragma: no cover - forked child
+            try:
+                os.close(r)
+                sc.setns(mnt_fd, "mnt")
+                sc.move_mount(tree, "", sc.AT_FDCWD, root, sc.MOVE_MOUNT_F_EMPTY_PATH)
+                os._exit(0)
+            except BaseException as exc:  # reported to the parent
+                try:
+                    os.write(w, str(exc).encode()[:2000])
+                finally:
+                    os._exit(1)
+        os.close(w)
+        try:
+            why = enter.read_all(r).decode(errors="replace")
+        finally:
+            os.close(r)
+        if enter.wait_child(child) != 0:
+            raise GuestError("guest %r: attaching its idmapped root %s failed: %s" % (name, root, why or "the helper died"))
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def shift_root(root: str, rng: IdRange) -> int:
+    """The ownership shift: every file below ``root`` (one filesystem, links not followed)
+    whose uid or gid is below ``rng.size`` gets ``rng.start`` added to it (ids already in
+    the range stay).  Returns how many files changed."""
+    dev = os.lstat(root).st_dev
+    changed = 0
+
+    def shift(path: str) -> None:
+        nonlocal changed
+        st = os.lstat(path)
+        uid = st.st_uid + rng.start if st.st_uid < rng.size else st.st_uid
+        gid = st.st_gid + rng.start if st.st_gid < rng.size else st.st_gid
+        if (uid, gid) != (st.st_uid, st.st_gid):
+            mode = st.st_mode & 0o7777
+            os.lchown(path, uid, gid)
+            if mode & 0o6000 and not os.path.islink(path):
+                os.chmod(path, mode)  # chown drops setuid/setgid: they stay, now for the guest's ids
+            changed += 1
+
+    shift(root)
+    for top, dirs, files in os.walk(root):
+        keep = []
+        for d in dirs:
+            p = os.path.join(top, d)
+            if os.lstat(p).st_dev == dev:  # never into another filesystem mounted below the root
+                keep.append(d)
+            shift(p)
+        dirs[:] = keep
+        for f in files:
+            shift(os.path.join(top, f))
+    return changed

@@ -83,7 +83,7 @@ options:
         belongs to host root. Without it, host-owned files show as C(nobody) in such a guest. It needs kernel 5.12+ and
         a filesystem that supports idmapped mounts (ext4, xfs, btrfs, tmpfs...); otherwise the task fails naming the
         mount, and the fallback is to give the files to the guest's range (C(chown) into its C(userns_range)).
-        It is set only when the mount is made: adding or removing it on a mounted path needs O(recreate=true).
+        It is set only when the mount is made; adding or removing it on a mounted path needs O(recreate=true).
     type: str
   propagation:
     description:

@@ -80,10 +80,15 @@ def test_unprivileged_guests_from_outside_and_inside(made, ansible, lab_exec):
         {"name": "both", CREATE: dict(common, name="un-c", userns="auto", gid_map=["0 0 1"]), "ignore_errors": True},
     ])
     inside = run.task("inside")
-    assert inside["stdout_lines"] == ["0", "1"], inside.result  # root inside; the host's /etc of its root is not its own
-    assert lab_exec("lab1", ["stat", "-c", "%u:%g", root + "/tmp/made"]).stdout.strip() == "%d:%d" % (START, START)
+    # root inside; its root is idmapped (userns_root: auto), so its /etc (host root's on disk) is guest root's
+    assert inside["stdout_lines"] == ["0", "0"], inside.result
+    assert first["un-a"]["userns_root_done"] == "idmap" and first["un-b"]["userns_root_done"] is None
+    init_a = first["un-a"]["init_pid"]
+    # from outside: on disk the file is host root's (idmapped), through the guest's root it is the guest's range
+    assert lab_exec("lab1", ["stat", "-c", "%u:%g", root + "/tmp/made", "/proc/%d/root/tmp/made" % init_a]).stdout.split() == [
+        "0:0", "%d:%d" % (START, START)]
     info = run.task("info")["guests"][0]
-    assert info["userns_range"] == want["un-a"] and info["userns"] == "auto"
+    assert info["userns_range"] == want["un-a"] and info["userns"] == "auto" and info["userns_root_done"] == "idmap"
     userns_ino = info["namespaces"]["user"]["inode"]
     assert all(ns["owner_user_ns"] == userns_ino and ns["owner_uid"] == 0 for t, ns in info["namespaces"].items() if t != "user")
     overlap, exhausted, both = run.task("overlap"), run.task("exhausted"), run.task("both")
@@ -129,10 +134,11 @@ def test_mount_link_exec_and_connection_work_in_the_guest(made, ansible, lab_exe
     assert not os.path.exists(root + "/tmp/check")  # check mode ran nothing
     conn = run.task("conn")["stdout_lines"]
     assert conn[0] == "0" and conn[1].split() == want_map, conn
-    owners = lab_exec("lab1", ["stat", "-c", "%u:%g", base + "/host-data/by-guest", root + "/tmp/by-conn"]).stdout.split()
-    assert owners == ["0:0", "%d:%d" % (START, START)], owners
-    # from outside: the guest's eth0 lives in the guest's netns, owned by the guest's user namespace
     info = run.task("info")["guests"][0]
+    owners = lab_exec("lab1", ["stat", "-c", "%u:%g", base + "/host-data/by-guest", root + "/tmp/by-conn",
+                               "/proc/%d/root/tmp/by-conn" % info["init_pid"]]).stdout.split()
+    assert owners == ["0:0", "0:0", "%d:%d" % (START, START)], owners
+    # from outside: the guest's eth0 lives in the guest's netns, owned by the guest's user namespace
     assert info["namespaces"]["net"]["owner_user_ns"] == info["namespaces"]["user"]["inode"]
     addrs = lab_exec("lab1", ["nsenter", "--net=/run/linuxns/guests/un-a/ns/net", "ip", "-o", "addr", "show", "eth0"]).stdout
     assert "198.19.160.2/30" in addrs
