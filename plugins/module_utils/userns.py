@@ -269,11 +269,13 @@ class Ranges:
     another run purged meanwhile is still seen as taken until the next rescan (never the
     other way round)."""
 
-    def __init__(self, table_dir: str, pool: Pool) -> None:
+    def __init__(self, table_dir: str, pool: Pool, kept_ids=None) -> None:
         self.table_dir = table_dir
         self.pool = pool
+        self.kept_ids = kept_ids  # the run's persist.KeptIds: told of the folders this run makes (no rescan for them)
         self.predicted = {}  # name -> IdRange this run predicted for a guest it has not made yet
         self._scan = None  # name -> IdRange: the last scan, with this run's own changes since
+        self._sorted = None  # (start, end, name) of _scan and predicted, sorted (dropped at every change of them)
         self._gen = None  # the lock file's generation that scan saw
         self._state_dir = None  # the state folder of the lock (known from the first allocation)
 
@@ -292,7 +294,7 @@ class Ranges:
     def kept(self) -> dict:
         """name -> the range it keeps (the run's scan of the folder)."""
         if self._scan is None:
-            self._scan = self._read_all()
+            self._scan, self._sorted = self._read_all(), None
         return dict(self._scan)
 
     def _lock(self, state_dir: str):
@@ -305,7 +307,7 @@ class Ranges:
         except ValueError:
             gen = 0
         if self._scan is None or gen != self._gen:
-            self._scan = self._read_all()
+            self._scan, self._sorted = self._read_all(), None
         self._gen = gen
 
     def _bump(self, lock) -> None:
@@ -318,11 +320,15 @@ class Ranges:
         """This run purged ``name``'s kept files (persist.KeptIds.forget): its range is free."""
         if self._scan is not None:
             self._scan.pop(name, None)
+            self._sorted = None
 
     def _busy(self, name: str, kept: dict) -> list:
-        out = [(r.start, r.end) for n, r in kept.items() if n != name]
-        out += [(r.start, r.end) for n, r in self.predicted.items() if n != name and n not in kept]
-        return out
+        """(start, end) of the ranges other guests keep or were predicted, sorted (``kept``: the scan)."""
+        if self._sorted is None:  # sorted once per change, not once per guest (a batch of 1000 guests)
+            items = [(r.start, r.end, n) for n, r in kept.items()]
+            items += [(r.start, r.end, n) for n, r in self.predicted.items() if n not in kept]
+            self._sorted = sorted(items)
+        return [(s, e) for s, e, n in self._sorted if n != name]
 
     def _choose(self, name: str, size: int, kept: dict, where: str) -> IdRange:
         own = kept.get(name)
@@ -342,6 +348,7 @@ class Ranges:
         next guests predict around it.  InvalidInput when the pool is unusable or exhausted."""
         rng = self._choose(name, size, self.kept(), where)
         self.predicted[name] = rng
+        self._sorted = None
         return rng
 
     def allocate(self, name: str, size: int, state_dir: str) -> tuple:
@@ -355,16 +362,22 @@ class Ranges:
             own = kept.get(name)
             if own is not None and own == rng:
                 self.predicted.pop(name, None)
+                self._sorted = None
                 return own, False
             folder = os.path.join(self.table_dir, name)
             try:
-                os.makedirs(folder, mode=0o755, exist_ok=True)
+                if not os.path.isdir(folder):
+                    os.makedirs(folder, mode=0o755, exist_ok=True)
+                    if self.kept_ids is not None:
+                        self.kept_ids.folder_made(name)
                 reg.write_atomic(range_path(self.table_dir, name), "%d %d %s\n" % (rng.start, rng.size, rng.source), 0o644)
             except OSError as exc:
                 raise GuestError("guest %r: cannot keep its userns range in %s: %s" % (name, folder, exc.strerror)) from None
             self._scan[name] = rng
+            self._sorted = None
             self._bump(lock)
             self.predicted.pop(name, None)
+            self._sorted = None
             return rng, True
 
     def release(self, name: str) -> bool:
@@ -376,6 +389,7 @@ class Ranges:
             except FileNotFoundError:
                 return False
             self._scan.pop(name, None)
+            self._sorted = None
             self._bump(lock)
         try:
             os.rmdir(os.path.join(self.table_dir, name))
