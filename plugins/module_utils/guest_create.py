@@ -302,6 +302,11 @@ def _prepare_root(spec: Spec, meta: reg.GuestRecord, pid: int, table_dir) -> str
     return "shift"
 
 
+def _root_ack(spec: Spec, meta: reg.GuestRecord, pid: int, run, hs: handshake.Handshake) -> None:
+    meta.update({"userns_root_done": _prepare_root(spec, meta, pid, run.table_dir)})
+    hs.ack()
+
+
 def _setup_mounts(spec: Spec, registry: reg.Registry, pid_private: bool) -> None:
     """Runs in the process that will be pinned, inside the new mount namespace."""
     sc.mount("none", "/", None, sc.MS_REC | sc.MS_PRIVATE)
@@ -592,6 +597,7 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
             hs.parent_side()
             faults.crash_point(faults.Step.FORKED)
             target = None
+            root_pending = False  # the ROOT step of the init came before its INIT
             ready = False
             while not ready or (needs_init and run.init_pid is None):
                 msg = hs.receive(name)
@@ -603,9 +609,12 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
                     _write_proc(pid, "gid_map", "\n".join(spec.gid_map or auto) + "\n", name, "gid_map")
                     hs.ack()
                 elif step is handshake.Step.ROOT:
-                    who = run.init_pid or pid  # the init (after INIT, C exits) or C: the same user and mount namespaces
-                    meta.update({"userns_root_done": _prepare_root(spec, meta, who, run.table_dir)})
-                    hs.ack()
+                    # From the init I, its ROOT may come before C's INIT (both write the pipe; C exits after
+                    # it): done once I's host pid is known.  Without init, from C itself.
+                    root_pending = True
+                    if not needs_init:
+                        _root_ack(spec, meta, pid, run, hs)
+                        root_pending = False
                 elif step is handshake.Step.TIME:
                     text = _time_offsets_text(spec.time_offsets or {}, name)
                     if text:
@@ -616,7 +625,10 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
                     run.init_start = procfs.proc_start_time(run.init_pid)
                     meta.init_pid, meta.init_start = run.init_pid, run.init_start
                     registry.save(meta)
-                elif step is handshake.Step.READY:
+                if root_pending and run.init_pid is not None:
+                    _root_ack(spec, meta, run.init_pid, run, hs)
+                    root_pending = False
+                if step is handshake.Step.READY:
                     ready = True
                     target = msg.get("pid")
             if needs_init:
