@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from ansible_collections.linuxns.guests.plugins.module_utils import guests
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import KernelError
 
 POOL = "3300000000:900000000"
 NS = ["mnt", "uts", "ipc", "net", "pid"]
@@ -65,20 +66,24 @@ def run_side(base: str, kind: str, n: int, rnd: int, profile) -> tuple:
             if kind == "shift":
                 e["userns_root"] = "shift"
         entries.append(e)
-    if profile is not None:
-        profile.enable()
-    t0 = time.monotonic()
-    out = guests.ensure_guests(r, entries, False, table, userns_pool=POOL)
-    created = time.monotonic() - t0
-    if profile is not None:
-        profile.disable()
-    assert out["changed"] and len(r.names()) == n, (kind, len(r.names()))
-    t0 = time.monotonic()
-    guests.ensure_guests(r, [{"name": name, "state": "absent", "purge": True, "stop_timeout": 1} for name in names], False, table,
-                         userns_pool=POOL)
-    removed = time.monotonic() - t0
-    assert r.names() == []
-    return created, removed
+    gone = [{"name": name, "state": "absent", "purge": True, "stop_timeout": 1} for name in names]
+    try:
+        if profile is not None:
+            profile.enable()
+        t0 = time.monotonic()
+        out = guests.ensure_guests(r, entries, False, table, userns_pool=POOL)
+        created = time.monotonic() - t0
+        if profile is not None:
+            profile.disable()
+        assert out["changed"] and len(r.names()) == n, (kind, len(r.names()))
+        t0 = time.monotonic()
+        guests.ensure_guests(r, gone, False, table, userns_pool=POOL)
+        removed = time.monotonic() - t0
+        assert r.names() == []
+        return created, removed
+    finally:
+        if r.names():  # a failed side: no guest (process, cgroup) outlives the bench
+            guests.ensure_guests(r, gone, False, table, userns_pool=POOL)
 
 
 def main() -> int:
@@ -120,6 +125,11 @@ def main() -> int:
         if profile is not None:
             pstats.Stats(profile).sort_stats("tottime").print_stats(20)
     finally:
+        for sub in os.listdir(base):  # the netns and state folders are mounts of themselves
+            try:
+                sc.umount2(os.path.join(base, sub), sc.MNT_DETACH)
+            except (OSError, KernelError):
+                pass
         shutil.rmtree(base, ignore_errors=True)
         for hier in ("/sys/fs/cgroup",):
             for top, dirs, _files in os.walk(hier):

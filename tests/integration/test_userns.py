@@ -50,10 +50,12 @@ def made(lab, ansible):
     try:
         yield ansible.converge(task), root, tables, common
     finally:
-        ansible.playbook([{CREATE: dict(common, guests=["un-a", "un-b", "un-c"], state="absent", stop_timeout=2)}])
-        # the link's host end went with the guest's network namespace
-        assert "vh-un-a" not in harness.lab_exec(lab, "lab1", ["ip", "-o", "link"]).stdout
-        shutil.rmtree(base, ignore_errors=True)
+        try:
+            ansible.playbook([{CREATE: dict(common, guests=["un-a", "un-b", "un-c"], state="absent", stop_timeout=2)}])
+            # the link's host end went with the guest's network namespace
+            assert "vh-un-a" not in harness.lab_exec(lab, "lab1", ["ip", "-o", "link"]).stdout
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def test_unprivileged_guests_from_outside_and_inside(made, ansible, lab_exec):
