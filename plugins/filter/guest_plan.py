@@ -33,7 +33,8 @@ from ansible_collections.linuxns.guests.plugins.module_utils import model
 STATES = ("started", "stopped", "restarted", "absent")
 STOPPING = ("stopped", "restarted", "absent")
 STARTING = ("started", "restarted")
-CREATE_KEYS = ("context_id", "share", "hostname", "init", "privileged", "capabilities", "no_new_privs", "seccomp", "limits", "cgroup_parent")
+CREATE_KEYS = ("context_id", "share", "hostname", "init", "privileged", "capabilities", "no_new_privs", "seccomp", "limits", "cgroup_parent",
+               "userns", "userns_size", "userns_root", "uid_map", "gid_map", "time_offsets")
 LINK_IFNAME = "eth0"
 PEER_PREFIX = "ve-"
 PEER_MAX_NAME = 12  # "ve-" + 12 characters = 15, the longest interface name

@@ -17,7 +17,7 @@ import stat
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, confine, enter, faults, handshake, procfs, rootfs
+from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, confine, enter, faults, handshake, procfs, rootfs, userns
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -262,6 +262,51 @@ def _setup_proc_sys(root_fd: int, own_net: bool, privileged: bool) -> None:
             os.close(sys_)
 
 
+def _root_step(spec: Spec, hs: handshake.Handshake) -> None:  # pragma: no cover - forked child
+    """A userns: auto guest's root: P idmaps it in our mount namespace, or shifts it (userns_root)."""
+    if spec.root is not None and spec.userns_root not in (None, "none"):
+        hs.send(handshake.Step.ROOT)
+        hs.wait_ack()
+
+
+def _prepare_root(spec: Spec, meta: reg.GuestRecord, pid: int, table_dir) -> str:
+    """The parent's part of Step.ROOT: ``idmap`` or ``shift`` (what was done, recorded)."""
+    rng = userns.IdRange(meta.field("userns_range")["start"], meta.field("userns_range")["size"])
+    mode = spec.userns_root
+    if mode in ("auto", "idmap"):
+        try:
+            userns.idmap_root(pid, spec.root, spec.name)
+            return "idmap"
+        except KernelError as exc:
+            if mode == "idmap" or exc.errno not in (errno.EINVAL, errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise InvalidInput(
+                    "%suserns_root: idmap: guest %r: its root %s cannot be idmapped here (%s; idmapped mounts need kernel "
+                    "5.12+ and a filesystem that supports them, such as ext4, xfs, btrfs or tmpfs); set userns_root: auto "
+                    "or shift to shift its ownership into the guest's range once instead"
+                    % (spec.where, spec.name, spec.root, exc.msg)) from None
+    marker = userns.shift_path(table_dir, spec.name)
+    done = "%d %d %s" % (rng.start, rng.size, spec.root)
+    try:
+        with open(marker) as f:
+            if f.read().strip() == done:
+                return "shift"  # shifted once already (a recreate, a reboot)
+    except OSError:
+        pass
+    try:
+        userns.shift_root(spec.root, rng)
+        os.makedirs(os.path.dirname(marker), mode=0o755, exist_ok=True)
+        reg.write_atomic(marker, done + "\n", 0o644)
+    except OSError as exc:
+        raise GuestError("guest %r: shifting the ownership of its root %s into %s failed: %s"
+                         % (spec.name, spec.root, rng.text(), exc.strerror)) from None
+    return "shift"
+
+
+def _root_ack(spec: Spec, meta: reg.GuestRecord, pid: int, run, hs: handshake.Handshake) -> None:
+    meta.update({"userns_root_done": _prepare_root(spec, meta, pid, run.table_dir)})
+    hs.ack()
+
+
 def _setup_mounts(spec: Spec, registry: reg.Registry, pid_private: bool) -> None:
     """Runs in the process that will be pinned, inside the new mount namespace."""
     sc.mount("none", "/", None, sc.MS_REC | sc.MS_PRIVATE)
@@ -374,6 +419,7 @@ def _child_main(spec, registry, hs: handshake.Handshake, create_run: CreateRun, 
         pid_private = "pid" in spec.namespaces
         if not needs_init:
             if "mnt" in spec.namespaces:
+                _root_step(spec, hs)
                 _setup_mounts(spec, registry, False)
             hs.send(handshake.Step.READY, pid=os.getpid())
             hs.wait_done()  # the parent pinned us (or died)
@@ -384,6 +430,7 @@ def _child_main(spec, registry, hs: handshake.Handshake, create_run: CreateRun, 
             os._exit(0)
         # Process I: the guest's PID 1 (or its reaper when pid is shared).
         if "mnt" in spec.namespaces:
+            _root_step(spec, hs)
             _setup_mounts(spec, registry, pid_private)
         hs.send(handshake.Step.READY)
         hs.wait_go()  # exits when the parent died before the guest was recorded
@@ -470,6 +517,7 @@ class _Run:
         self.init_pid = None
         self.init_start = None
         self.cgroup = None  # the guest's cgroups.GuestCgroup once its folders may exist
+        self.table_dir = None  # the kept files' folder (a userns: auto root's shift marker)
 
 
 def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id=None, kept=None, fields=None) -> reg.GuestRecord:
@@ -495,6 +543,7 @@ def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id
     if rng is not None:
         meta.update({"userns_range": rng.view()})
     run = _Run()
+    run.table_dir = kept.table_dir if kept is not None else None
     try:
         cg = cgroups.GuestCgroup.plan(spec.cgroup_run.layout(), meta.cgroup_parent, name)
         if cg.exists() and cg.pids():  # not ours (another state folder, or a host sharing this cgroupfs)
@@ -548,6 +597,7 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
             hs.parent_side()
             faults.crash_point(faults.Step.FORKED)
             target = None
+            root_pending = False  # the ROOT step of the init came before its INIT
             ready = False
             while not ready or (needs_init and run.init_pid is None):
                 msg = hs.receive(name)
@@ -558,6 +608,13 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
                     _write_proc(pid, "uid_map", "\n".join(spec.uid_map or auto) + "\n", name, "uid_map")
                     _write_proc(pid, "gid_map", "\n".join(spec.gid_map or auto) + "\n", name, "gid_map")
                     hs.ack()
+                elif step is handshake.Step.ROOT:
+                    # From the init I, its ROOT may come before C's INIT (both write the pipe; C exits after
+                    # it): done once I's host pid is known.  Without init, from C itself.
+                    root_pending = True
+                    if not needs_init:
+                        _root_ack(spec, meta, pid, run, hs)
+                        root_pending = False
                 elif step is handshake.Step.TIME:
                     text = _time_offsets_text(spec.time_offsets or {}, name)
                     if text:
@@ -568,7 +625,10 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
                     run.init_start = procfs.proc_start_time(run.init_pid)
                     meta.init_pid, meta.init_start = run.init_pid, run.init_start
                     registry.save(meta)
-                elif step is handshake.Step.READY:
+                if root_pending and run.init_pid is not None:
+                    _root_ack(spec, meta, run.init_pid, run, hs)
+                    root_pending = False
+                if step is handshake.Step.READY:
                     ready = True
                     target = msg.get("pid")
             if needs_init:

@@ -251,6 +251,11 @@ class Spec:
             elif "mnt" not in self.namespaces:
                 raise InvalidInput("%sroot needs a private mnt namespace (add mnt to namespaces)" % p)
         self.root = root
+        self.userns_root = params.get("userns_root")
+        if self.userns_root is not None and (self.userns != userns.AUTO or root is None):
+            raise InvalidInput("%suserns_root goes with userns: auto and a root only" % p)
+        if self.userns == userns.AUTO and root is not None and self.userns_root is None:
+            self.userns_root = "auto"  # idmapped where the kernel and the filesystem allow it, else shifted once
         self.uid_map = parse_id_map(params.get("uid_map"), p + "uid_map")
         self.gid_map = parse_id_map(params.get("gid_map"), p + "gid_map")
         if (self.uid_map or self.gid_map) and "user" not in self.namespaces:
@@ -384,6 +389,7 @@ def public_view(meta: reg.GuestRecord) -> dict:
         netns=meta.netns_alias,
         cgroup=meta.cgroup,
         userns_range=meta.field("userns_range"),  # {start, size, source} of a userns: auto guest
+        userns_root_done=meta.field("userns_root_done"),  # idmap or shift: how its root works under the mapping
     )
     return view
 

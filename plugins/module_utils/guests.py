@@ -272,7 +272,7 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
         # an init: is exec'd by the guest's PID 1, forked here: from a sealed clone (CVE-2019-5736 class)
         return sealed.in_sealed_clone(ensure_guests, registry, entries, check_mode, table_dir, userns_pool, userns_pool_owner)
     kept = persist.KeptIds(table_dir or persist.resolve_table_dir(registry.state_dir))
-    kept.userns = userns.Ranges(kept.table_dir, userns.Pool(userns_pool, userns_pool_owner))
+    kept.userns = userns.Ranges(kept.table_dir, userns.Pool(userns_pool, userns_pool_owner), kept)
     specs, seen, batch, confinements, cgroup_run = [], set(), {}, {}, CgroupRun()
     for i, params in enumerate(entries):
         where = "guests[%d]." % i if len(entries) > 1 or params.get("_in_list") else ""

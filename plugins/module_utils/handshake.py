@@ -35,6 +35,7 @@ class Step(str, enum.Enum):
 
     USER = "user"  # C made its user namespace: P writes uid_map/gid_map, then ACK
     TIME = "time"  # C made its time namespace: P writes timens_offsets, then ACK
+    ROOT = "root"  # C (or I) is about to bind its root (userns_root): P idmaps it or shifts it once, then ACK
     INIT = "init"  # C forked the init I (``pid``): P records it
     READY = "ready"  # every namespace is set up (``pid``: the process to pin without init)
     ERROR = "error"  # C failed (an error payload); C exits
@@ -97,7 +98,7 @@ class Handshake:
         self.send(Step.ERROR, **errors.to_payload(exc))
 
     def wait_ack(self) -> None:
-        """Wait for P's ACK (after USER or TIME); exit at once when P is gone."""
+        """Wait for P's ACK (after USER, TIME or ROOT); exit at once when P is gone."""
         if _read_byte(self._fds["p2c_r"]) != ACK:
             os._exit(1)
 

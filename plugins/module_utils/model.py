@@ -164,6 +164,8 @@ GUEST = (
     # userns: auto - a private id range from the host's pool (userns.py); the maps become "0 START SIZE".
     Field("userns", "str", choices=("auto",), change=RECREATE, result=True, diff=True),
     Field("userns_size", "int", change=RECREATE, result=True, diff=True, minimum=1, maximum=2 ** 32 - 2),
+    # how a userns: auto guest's root is made to work under its mapping (userns.ROOT_MODES; guest_create)
+    Field("userns_root", "str", choices=("auto", "idmap", "shift", "none"), change=RECREATE, result=True, diff=True),
     Field("time_offsets", "dict", change=RECREATE, diff=True),
     Field("init", "list", elements="str", change=RECREATE, result=True, diff=True, text="line"),
     Field("stop_signal", "str", default="SIGTERM", change=IN_PLACE, keep=True, result=True, diff=True, text="line"),

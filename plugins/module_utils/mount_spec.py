@@ -37,6 +37,9 @@ FLAG_WORDS = {
     "nodev": ("nodev", True), "dev": ("nodev", False),
     "noexec": ("noexec", True), "exec": ("noexec", False),
     "nodiratime": ("nodiratime", True), "diratime": ("nodiratime", False),
+    # an idmapped bind (mount_setattr MOUNT_ATTR_IDMAP with the guest's user namespace, as
+    # mount(8)'s X-mount.idmap and Podman's :idmap): host id N shows as guest id N
+    "idmap": ("idmap", True),
 }
 
 
@@ -109,6 +112,8 @@ def parse_opts(opts, fstype: str, where: str = "") -> dict:
     for word in [w.strip() for w in opts.split(",")]:
         if not word or word in IGNORED_WORDS or word.startswith("x-"):
             continue
+        if word == "idmap" and fstype not in BIND_TYPES:
+            raise InvalidInput("%sopts: 'idmap' is for bind mounts (fstype=bind/rbind) only" % where)
         if word in FLAG_WORDS:
             attr, val = FLAG_WORDS[word]
             flags[attr] = val
@@ -134,7 +139,7 @@ def parse_opts(opts, fstype: str, where: str = "") -> dict:
 
 def render_opts(flags: dict, atime, fsopts) -> str:
     words = ["ro" if flags.get("ro") else "rw"]
-    words += [attr for attr in ("nosuid", "nodev", "noexec", "nodiratime") if flags.get(attr)]
+    words += [attr for attr in ("nosuid", "nodev", "noexec", "nodiratime", "idmap") if flags.get(attr)]
     if atime:
         words.append(atime)
     words += [k if v is None else "%s=%s" % (k, v) for k, v in fsopts]

@@ -28,7 +28,29 @@ class Missing(GuestError):
     """A component of a path does not exist."""
 
 
-def walk(path: str, root_fd=None, create=None, mode: int = 0o755):
+def _create(part: str, cur: int, kind: str, mode: int, create_as) -> None:
+    """Make ``part`` below ``cur``.  In a user-namespace guest's idmapped root host root's ids
+    are not mapped (EOVERFLOW): made again as the guest's root (``create_as``: host uid, gid)."""
+    def make() -> None:
+        if kind == "file":
+            os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=cur))
+        else:
+            os.mkdir(part, mode, dir_fd=cur)
+    try:
+        make()
+    except OSError as exc:
+        if exc.errno != _errno.EOVERFLOW or not create_as:
+            raise
+        os.setegid(create_as[1])
+        os.seteuid(create_as[0])
+        try:
+            make()
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+
+
+def walk(path: str, root_fd=None, create=None, mode: int = 0o755, create_as=None):
     """Open ``path`` below ``root_fd`` (default: our root) one component at a time.
 
     Never follows a symbolic link: a link anywhere in the path raises InvalidInput
@@ -52,10 +74,7 @@ def walk(path: str, root_fd=None, create=None, mode: int = 0o755):
             except FileNotFoundError:
                 if not create:
                     raise Missing("path %s: %s does not exist" % (path, sofar)) from None
-                if last and create == "file":
-                    os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=cur))
-                else:
-                    os.mkdir(part, mode, dir_fd=cur)
+                _create(part, cur, "file" if last and create == "file" else "dir", mode, create_as)
                 created.append(sofar)
                 nfd = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
             st = os.fstat(nfd)
@@ -118,6 +137,8 @@ def _make_detached(op: dict) -> int:
         try:
             sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | rec, op["attr"], sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID
                              | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC | sc.MOUNT_ATTR__ATIME)
+            if op.get("idmap"):
+                _idmap(fd, rec, op)
         except BaseException:
             os.close(fd)
             raise
@@ -138,6 +159,23 @@ def _make_detached(op: dict) -> int:
         return sc.fsmount(fsfd, sc.FSMOUNT_CLOEXEC, op["attr"])
     finally:
         os.close(fsfd)
+
+
+def _idmap(fd: int, rec: int, op: dict) -> None:
+    """Make the detached bind ``fd`` idmapped through the guest's user namespace (pin ``op["idmap"]``)."""
+    userns = os.open(op["idmap"], os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | rec, sc.MOUNT_ATTR_IDMAP, 0, 0, userns)
+    except KernelError as exc:
+        if exc.errno in (_errno.EINVAL, _errno.EPERM, _errno.ENOSYS):
+            raise InvalidInput(
+                "%s: opts 'idmap': the bind source %s cannot be idmapped here (%s: idmapped mounts need kernel 5.12+ and a "
+                "filesystem that supports them, such as ext4, xfs, btrfs or tmpfs, and no nested idmapping); leave out "
+                "'idmap' and give the files to the guest's range instead (chown to its userns_range)"
+                % (op["path"], op["src"], sc.errno_text(exc.errno))) from None
+        raise
+    finally:
+        os.close(userns)
 
 
 def _set_prop(fd: int, prop: str) -> None:
@@ -166,7 +204,7 @@ def _apply_ops(detached: dict, ops: list, proc_fd: int) -> dict:
                     if exc.errno != _errno.EINVAL:  # EINVAL: not a mount point (any more)
                         raise
             if action in ("mount", "replace"):
-                fd, created = walk(path, create=op["create"] and op["create_kind"])
+                fd, created = walk(path, create=op["create"] and op["create_kind"], create_as=op.get("create_as"))
                 undo += [("rm", c) for c in created]
                 try:
                     sc.move_mount(detached[i], "", fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH)

@@ -54,6 +54,7 @@ def current_view(m: dict, spec: MountSpec) -> dict:
     flags = {"ro": "ro" in words}
     for attr in ("nosuid", "nodev", "noexec", "nodiratime"):
         flags[attr] = attr in words
+    flags["idmap"] = "idmapped" in words
     atime = "noatime" if "noatime" in words else ("relatime" if "relatime" in words else "strictatime")
     sup = _super_opts(m)
     hidden = HIDDEN_DEFAULTS.get(m["fstype"], {})
@@ -103,6 +104,8 @@ def compare(spec: MountSpec, m: dict, info: dict) -> dict:
                 out["attr_set"] |= bit
             elif have and not want:
                 out["attr_clr"] |= bit
+        if spec.bind and bool(spec.flags.get("idmap")) != ("idmapped" in words):  # set only before a mount is attached
+            out["fixed"].append("idmap (now %s)" % ("idmapped" if "idmapped" in words else "not idmapped"))
         if spec.atime:
             have = "noatime" if "noatime" in words else ("relatime" if "relatime" in words else "strictatime")
             if have != spec.atime:
@@ -317,6 +320,7 @@ def converge(registry, ref, entries: list, check_mode: bool = False, table_dir=N
         host = HostMounts(registry.guest_roots)
         for spec in specs:
             validate_host_side(spec, host)
+            _check_idmap(current, spec)
         table_entries = read_table(kept)
         table_lines = _table_lines(table_entries)
         need = [s.path for s in specs if s.state != "present"]
@@ -384,6 +388,13 @@ def validate_many(registry, per_guest: list) -> list:
     return metas
 
 
+def _check_idmap(meta: reg.GuestRecord, spec: MountSpec) -> None:
+    """An idmapped bind maps ids through the guest's own user namespace (userns: auto or uid_map)."""
+    if spec.flags.get("idmap") and spec.state != "absent" and ("user" not in meta.pins or "user" not in meta.namespaces):
+        raise InvalidInput("mounts: %s: opts 'idmap' maps ids through the guest's user namespace, but guest %r has none"
+                           " of its own (namespace_create userns: auto, or uid_map/gid_map)" % (spec.path, meta.name))
+
+
 def _check_guest(meta: reg.GuestRecord, creating: bool) -> None:
     name = meta.name
     if "mnt" not in meta.pins or "mnt" not in meta.namespaces:
@@ -405,11 +416,14 @@ def _apply(meta: reg.GuestRecord, plans: list, table: list) -> list:
     unmounts = sorted([p for p in todo if p.action == "unmount"], key=lambda p: -_depth(p.spec.path))
     others = sorted([p for p in todo if p.action != "unmount"], key=lambda p: _depth(p.spec.path))
     ops = []
+    rng = meta.field("userns_range")  # a userns: auto guest: mount points its root owns are made as its root
     for p in unmounts + others:
         s = p.spec
         op = {"path": s.path, "action": p.action, "fstype": s.fstype, "src": s.src, "fsopts": s.fsopts, "attr": s.attr_bits(),
               "create": s.create, "create_kind": p.create_kind or "dir", "lazy": s.lazy, "propagation": None, "src_roots": s.src_roots,
-              "attr_set": 0, "attr_clr": 0, "undo_set": 0, "undo_clr": 0, "reconfigure": []}
+              "attr_set": 0, "attr_clr": 0, "undo_set": 0, "undo_clr": 0, "reconfigure": [],
+              "idmap": meta.pins["user"].path if s.flags.get("idmap") else None,
+              "create_as": (rng["start"],) * 2 if rng else None}
         if p.action in ("mount", "replace"):
             op["propagation"] = s.propagation
         elif p.action == "remount":

@@ -232,6 +232,10 @@ class KeptIds:
         except OSError:
             self._stamp = None
 
+    def folder_made(self, name: str) -> None:
+        """This run made the folder TABLE_DIR/NAME (userns.Ranges.allocate): no rescan for it."""
+        self._own_change(name, self._scan.get(name) if self._scan is not None else None)
+
     def keep(self, name: str, ctx: int) -> bool:
         changed = Kept(self.table_dir, name).write_context_id(ctx)
         self._own_change(name, ctx)

@@ -351,6 +351,7 @@ MOUNT_ATTR_RELATIME = 0x0
 MOUNT_ATTR_NOATIME = 0x10
 MOUNT_ATTR_STRICTATIME = 0x20
 MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_IDMAP = 0x100000
 
 
 class MountAttr(ctypes.Structure):
@@ -377,8 +378,8 @@ def fspick(dirfd: int, path, flags: int) -> int:
     return _check(res, "fspick", str(path) or "fd %d" % dirfd)
 
 
-def mount_setattr(dirfd: int, path, flags: int, attr_set: int = 0, attr_clr: int = 0, propagation: int = 0) -> None:
-    attr = MountAttr(attr_set, attr_clr, propagation, 0)
+def mount_setattr(dirfd: int, path, flags: int, attr_set: int = 0, attr_clr: int = 0, propagation: int = 0, userns_fd: int = 0) -> None:
+    attr = MountAttr(attr_set, attr_clr, propagation, userns_fd)
     res = _syscall("mount_setattr", ctypes.c_int(dirfd), ctypes.c_char_p(_b(path)), ctypes.c_uint(flags),
                    ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
     _check(res, "mount_setattr", str(path) or "fd %d" % dirfd)

@@ -269,11 +269,13 @@ class Ranges:
     another run purged meanwhile is still seen as taken until the next rescan (never the
     other way round)."""
 
-    def __init__(self, table_dir: str, pool: Pool) -> None:
+    def __init__(self, table_dir: str, pool: Pool, kept_ids=None) -> None:
         self.table_dir = table_dir
         self.pool = pool
+        self.kept_ids = kept_ids  # the run's persist.KeptIds: told of the folders this run makes (no rescan for them)
         self.predicted = {}  # name -> IdRange this run predicted for a guest it has not made yet
         self._scan = None  # name -> IdRange: the last scan, with this run's own changes since
+        self._sorted = None  # (start, end, name) of _scan and predicted, sorted (dropped at every change of them)
         self._gen = None  # the lock file's generation that scan saw
         self._state_dir = None  # the state folder of the lock (known from the first allocation)
 
@@ -292,7 +294,7 @@ class Ranges:
     def kept(self) -> dict:
         """name -> the range it keeps (the run's scan of the folder)."""
         if self._scan is None:
-            self._scan = self._read_all()
+            self._scan, self._sorted = self._read_all(), None
         return dict(self._scan)
 
     def _lock(self, state_dir: str):
@@ -305,7 +307,7 @@ class Ranges:
         except ValueError:
             gen = 0
         if self._scan is None or gen != self._gen:
-            self._scan = self._read_all()
+            self._scan, self._sorted = self._read_all(), None
         self._gen = gen
 
     def _bump(self, lock) -> None:
@@ -318,11 +320,15 @@ class Ranges:
         """This run purged ``name``'s kept files (persist.KeptIds.forget): its range is free."""
         if self._scan is not None:
             self._scan.pop(name, None)
+            self._sorted = None
 
     def _busy(self, name: str, kept: dict) -> list:
-        out = [(r.start, r.end) for n, r in kept.items() if n != name]
-        out += [(r.start, r.end) for n, r in self.predicted.items() if n != name and n not in kept]
-        return out
+        """(start, end) of the ranges other guests keep or were predicted, sorted (``kept``: the scan)."""
+        if self._sorted is None:  # sorted once per change, not once per guest (a batch of 1000 guests)
+            items = [(r.start, r.end, n) for n, r in kept.items()]
+            items += [(r.start, r.end, n) for n, r in self.predicted.items() if n not in kept]
+            self._sorted = sorted(items)
+        return [(s, e) for s, e, n in self._sorted if n != name]
 
     def _choose(self, name: str, size: int, kept: dict, where: str) -> IdRange:
         own = kept.get(name)
@@ -342,6 +348,7 @@ class Ranges:
         next guests predict around it.  InvalidInput when the pool is unusable or exhausted."""
         rng = self._choose(name, size, self.kept(), where)
         self.predicted[name] = rng
+        self._sorted = None
         return rng
 
     def allocate(self, name: str, size: int, state_dir: str) -> tuple:
@@ -355,16 +362,22 @@ class Ranges:
             own = kept.get(name)
             if own is not None and own == rng:
                 self.predicted.pop(name, None)
+                self._sorted = None
                 return own, False
             folder = os.path.join(self.table_dir, name)
             try:
-                os.makedirs(folder, mode=0o755, exist_ok=True)
+                if not os.path.isdir(folder):
+                    os.makedirs(folder, mode=0o755, exist_ok=True)
+                    if self.kept_ids is not None:
+                        self.kept_ids.folder_made(name)
                 reg.write_atomic(range_path(self.table_dir, name), "%d %d %s\n" % (rng.start, rng.size, rng.source), 0o644)
             except OSError as exc:
                 raise GuestError("guest %r: cannot keep its userns range in %s: %s" % (name, folder, exc.strerror)) from None
             self._scan[name] = rng
+            self._sorted = None
             self._bump(lock)
             self.predicted.pop(name, None)
+            self._sorted = None
             return rng, True
 
     def release(self, name: str) -> bool:
@@ -376,6 +389,7 @@ class Ranges:
             except FileNotFoundError:
                 return False
             self._scan.pop(name, None)
+            self._sorted = None
             self._bump(lock)
         try:
             os.rmdir(os.path.join(self.table_dir, name))
@@ -395,3 +409,90 @@ class Ranges:
                     raise InvalidInput(
                         "%s: guest %r: host ids %d-%d overlap the userns range %s that guest %r keeps (%s); "
                         "choose ids outside it" % (param, name, start, end - 1, rng.text(), other, where))
+
+
+# ---------------------------------------------------------------------------------------
+# Roots that work under the mapping (userns_root)
+# ---------------------------------------------------------------------------------------
+ROOT_MODES = ("auto", "idmap", "shift", "none")
+SHIFT_FILE = "userns-shift"  # TABLE_DIR/NAME/userns-shift: "START SIZE ROOT" once the root was shifted
+
+
+def shift_path(table_dir: str, name: str) -> str:
+    return os.path.join(table_dir, name, SHIFT_FILE)
+
+
+def idmap_root(pid: int, root: str, name: str) -> None:
+    """Attach an idmapped clone of ``root`` (mount_setattr MOUNT_ATTR_IDMAP with the user
+    namespace of process ``pid``) onto ``root`` in that process's mount namespace.  The
+    process then binds ``root`` onto itself as for any root: a bind keeps the idmapping.
+    KernelError when the kernel or the filesystem cannot idmap it."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import enter
+    from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+
+    fds = []
+    try:
+        fds.extend(os.open("/proc/%d/ns/%s" % (pid, t), os.O_RDONLY | os.O_CLOEXEC) for t in ("user", "mnt"))
+        src = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fds.append(sc.open_tree(src, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | sc.AT_EMPTY_PATH | sc.AT_RECURSIVE))
+        finally:
+            os.close(src)
+        userns_fd, mnt_fd, tree = fds
+        sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, sc.MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        child = os.fork()
+        if child == 0:  # pragma: no cover - forked child
+            try:
+                os.close(r)
+                sc.setns(mnt_fd, "mnt")
+                sc.move_mount(tree, "", sc.AT_FDCWD, root, sc.MOVE_MOUNT_F_EMPTY_PATH)
+                os._exit(0)
+            except BaseException as exc:  # reported to the parent
+                try:
+                    os.write(w, str(exc).encode()[:2000])
+                finally:
+                    os._exit(1)
+        os.close(w)
+        try:
+            why = enter.read_all(r).decode(errors="replace")
+        finally:
+            os.close(r)
+        if enter.wait_child(child) != 0:
+            raise GuestError("guest %r: attaching its idmapped root %s failed: %s" % (name, root, why or "the helper died"))
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def shift_root(root: str, rng: IdRange) -> int:
+    """The ownership shift: every file below ``root`` (one filesystem, links not followed)
+    whose uid or gid is below ``rng.size`` gets ``rng.start`` added to it (ids already in
+    the range stay).  Returns how many files changed."""
+    dev = os.lstat(root).st_dev
+    changed = 0
+
+    def shift(path: str) -> None:
+        nonlocal changed
+        st = os.lstat(path)
+        uid = st.st_uid + rng.start if st.st_uid < rng.size else st.st_uid
+        gid = st.st_gid + rng.start if st.st_gid < rng.size else st.st_gid
+        if (uid, gid) != (st.st_uid, st.st_gid):
+            mode = st.st_mode & 0o7777
+            os.lchown(path, uid, gid)
+            if mode & 0o6000 and not os.path.islink(path):
+                os.chmod(path, mode)  # chown drops setuid/setgid: they stay, now for the guest's ids
+            changed += 1
+
+    shift(root)
+    for top, dirs, files in os.walk(root):
+        keep = []
+        for d in dirs:
+            p = os.path.join(top, d)
+            if os.lstat(p).st_dev == dev:  # never into another filesystem mounted below the root
+                keep.append(d)
+            shift(p)
+        dirs[:] = keep
+        for f in files:
+            shift(os.path.join(top, f))
+    return changed

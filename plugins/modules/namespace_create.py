@@ -43,7 +43,7 @@ options:
   guests:
     description:
       - The list form. Each entry is a dict with the per-guest options of this module (O(name), O(context_id),
-        O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(userns), O(userns_size),
+        O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(userns), O(userns_size), O(userns_root),
         O(time_offsets), O(init),
         O(stop_signal), O(stop_timeout), O(description), O(privileged), O(capabilities), O(no_new_privs), O(seccomp),
         O(limits), O(cgroup_parent), O(restart), O(restart_delay), O(restart_max_delay), O(restart_max), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
@@ -119,6 +119,23 @@ options:
         CRI-O give; Podman's rootful default is 1024).
       - Changing it replaces the guest (O(recreate)).
     type: int
+    version_added: 0.1.0
+  userns_root:
+    description:
+      - With O(userns=auto) and a O(root), how the root's files are made to work under the guest's mapping.
+      - V(idmap) binds the root as an idmapped mount (C(mount_setattr) with C(MOUNT_ATTR_IDMAP), kernel 5.12+, on a
+        filesystem that supports it, such as ext4, xfs, btrfs or tmpfs). The files keep their owners on disk (host uid
+        0 is guest root) and what guest root writes belongs to host uid 0 on disk. A root that cannot be idmapped fails
+        the creation and changes nothing.
+      - V(shift) changes the owner of every file of the root (one filesystem) whose uid or gid is below O(userns_size)
+        into the guest's range (C(START + id)), once; C(TABLE_DIR/NAME/userns-shift) records it, so a recreate or a
+        reboot does not shift again. Files the guest creates belong to its range on disk.
+      - V(auto) (the default with a root) is V(idmap) where the kernel and the filesystem allow it, else V(shift).
+      - V(none) leaves the root as it is (host-owned files show as C(nobody) in the guest).
+      - What was done is RV(guest.userns_root_done). Changing it replaces the guest (O(recreate)).
+      - See C(docs/userns.md).
+    type: str
+    choices: [auto, idmap, shift, none]
     version_added: 0.1.0
   time_offsets:
     description:
@@ -518,6 +535,17 @@ guest:
         - Its C(source) is C(userns_pool) or C(subid:OWNER).
       type: dict
       sample: {"start": 1000000, "size": 65536, "source": "subid:linuxns"}
+    userns_root:
+      description:
+        - How a O(linuxns.guests.namespace_create#module:userns=auto) guest's root is made to work under its mapping
+          (V(auto), V(idmap), V(shift), V(none)), or null.
+      type: str
+    userns_root_done:
+      description:
+        - What was done for that root when the guest was made - V(idmap) (an idmapped bind mount) or V(shift) (its
+          files' owners shifted into the range once) - or null.
+      type: str
+      sample: idmap
     stop_signal:
       description: The signal that stops the guest (O(linuxns.guests.namespace_create#module:stop_signal)).
       type: str

@@ -122,6 +122,17 @@ guests:
       description: The id range of a V(auto) guest - its uid and gid maps are C(0 START SIZE) - or null.
       type: dict
       sample: {"start": 1000000, "size": 65536, "source": "subid:linuxns"}
+    userns_root:
+      description:
+        - How a O(linuxns.guests.namespace_create#module:userns=auto) guest's root is made to work under its mapping
+          (V(auto), V(idmap), V(shift), V(none)), or null.
+      type: str
+    userns_root_done:
+      description:
+        - What was done for that root when the guest was made - V(idmap) (an idmapped bind mount) or V(shift) (its
+          files' owners shifted into the range once) - or null.
+      type: str
+      sample: idmap
     stop_signal:
       description: The signal that stops the guest (O(linuxns.guests.namespace_create#module:stop_signal)).
       type: str

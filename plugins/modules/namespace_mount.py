@@ -77,6 +77,13 @@ options:
         filesystem one option at a time, so a bad option fails naming itself before anything changes.
       - A flag not given means its default (V(rw), suid, dev, exec), so removing V(ro) remounts read-write.
       - fstab-only words (V(defaults), V(noauto), V(nofail), V(_netdev), C(x-*)) are ignored.
+      - V(idmap) (binds only) makes an idmapped bind mount through the guest's own user namespace (a guest made
+        with C(userns=auto) or a C(uid_map)), as mount(8)'s C(X-mount.idmap) and Podman's C(:idmap) do; host id N then
+        shows as id N inside the guest, so host root's files belong to guest root and what guest root writes there
+        belongs to host root. Without it, host-owned files show as C(nobody) in such a guest. It needs kernel 5.12+ and
+        a filesystem that supports idmapped mounts (ext4, xfs, btrfs, tmpfs...); otherwise the task fails naming the
+        mount, and the fallback is to give the files to the guest's range (C(chown) into its C(userns_range)).
+        It is set only when the mount is made; adding or removing it on a mounted path needs O(recreate=true).
     type: str
   propagation:
     description:

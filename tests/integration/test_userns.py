@@ -7,6 +7,7 @@ converged task (check mode, first run, second run); the probes share a playbook 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 
 import harness
@@ -17,6 +18,9 @@ pytestmark = pytest.mark.integration
 CREATE = "linuxns.guests.namespace_create"
 INFO = "linuxns.guests.namespace_info"
 EXEC = "linuxns.guests.guest_enter_exec"
+MOUNT = "linuxns.guests.namespace_mount"
+LINK = "linuxns.guests.netns_link"
+CONN = {"ansible_connection": "linuxns.guests.guest", "linuxns_guest": "un-a"}
 POOL = "2000000000:200000"  # above every id of the lab host's /etc/passwd and /etc/group
 START = 2000000000
 
@@ -33,17 +37,25 @@ def made(lab, ansible):
     """The converged creation of guests un-a (busybox root) and un-b; removed (and purged) at the end."""
     base = "/var/tmp/linuxns-userns-%d" % os.getpid()
     root, tables = base + "/root", base + "/tables"
-    harness.busybox_tree(root, ("etc", "proc", "dev", "sys", "tmp"), passwd=True)
+    harness.busybox_tree(root, ("etc", "proc", "dev", "sys", "tmp", "data", "shared"), passwd=True)
     os.chmod(base, 0o755)  # the guest's root user (an unprivileged host uid) walks to its root
     os.chmod(root + "/tmp", 0o1777)
+    for d in ("data", "shared"):  # host folders owned by host root, bound into the guest below
+        os.makedirs("%s/host-%s" % (base, d))
+        with open("%s/host-%s/hostfile" % (base, d), "w") as f:
+            f.write("host\n")
     common = {"userns_pool": POOL, "table_dir": tables}
     task = {CREATE: dict(common, guests=[{"name": "un-a", "userns": "auto", "root": root},
                                          {"name": "un-b", "userns": "auto", "userns_size": 1000, "namespaces": ["uts", "pid"]}])}
     try:
         yield ansible.converge(task), root, tables, common
     finally:
-        ansible.playbook([{CREATE: dict(common, guests=["un-a", "un-b", "un-c"], state="absent", stop_timeout=2)}])
-        shutil.rmtree(base, ignore_errors=True)
+        try:
+            ansible.playbook([{CREATE: dict(common, guests=["un-a", "un-b", "un-c"], state="absent", stop_timeout=2)}])
+            # the link's host end went with the guest's network namespace
+            assert "vh-un-a" not in harness.lab_exec(lab, "lab1", ["ip", "-o", "link"]).stdout
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def test_unprivileged_guests_from_outside_and_inside(made, ansible, lab_exec):
@@ -70,10 +82,15 @@ def test_unprivileged_guests_from_outside_and_inside(made, ansible, lab_exec):
         {"name": "both", CREATE: dict(common, name="un-c", userns="auto", gid_map=["0 0 1"]), "ignore_errors": True},
     ])
     inside = run.task("inside")
-    assert inside["stdout_lines"] == ["0", "1"], inside.result  # root inside; the host's /etc of its root is not its own
-    assert lab_exec("lab1", ["stat", "-c", "%u:%g", root + "/tmp/made"]).stdout.strip() == "%d:%d" % (START, START)
+    # root inside; its root is idmapped (userns_root: auto), so its /etc (host root's on disk) is guest root's
+    assert inside["stdout_lines"] == ["0", "0"], inside.result
+    assert first["un-a"]["userns_root_done"] == "idmap" and first["un-b"]["userns_root_done"] is None
+    init_a = first["un-a"]["init_pid"]
+    # from outside: on disk the file is host root's (idmapped), through the guest's root it is the guest's range
+    assert lab_exec("lab1", ["stat", "-c", "%u:%g", root + "/tmp/made", "/proc/%d/root/tmp/made" % init_a]).stdout.split() == [
+        "0:0", "%d:%d" % (START, START)]
     info = run.task("info")["guests"][0]
-    assert info["userns_range"] == want["un-a"] and info["userns"] == "auto"
+    assert info["userns_range"] == want["un-a"] and info["userns"] == "auto" and info["userns_root_done"] == "idmap"
     userns_ino = info["namespaces"]["user"]["inode"]
     assert all(ns["owner_user_ns"] == userns_ino and ns["owner_uid"] == 0 for t, ns in info["namespaces"].items() if t != "user")
     overlap, exhausted, both = run.task("overlap"), run.task("exhausted"), run.task("both")
@@ -85,6 +102,51 @@ def test_unprivileged_guests_from_outside_and_inside(made, ansible, lab_exec):
     # nothing changed by them: no guest, no kept range
     state = lab_exec("lab1", ["sh", "-c", "ls /run/linuxns/guests; ls %s" % tables]).stdout.split()
     assert "un-c" not in state
+
+
+def test_mount_link_exec_and_connection_work_in_the_guest(made, ansible, lab_exec):
+    """namespace_mount (a plain bind and an idmapped one), netns_link, guest_enter_exec and the
+    connection each work against a ``userns: auto`` guest: check mode, idempotent, checked outside."""
+    _converged, root, tables, _common = made
+    base = os.path.dirname(root)
+    mounts = {MOUNT: {"guest": "un-a", "table_dir": tables, "mounts": [
+        {"path": "/data", "src": base + "/host-data", "fstype": "bind", "opts": "idmap"},
+        {"path": "/shared", "src": base + "/host-shared", "fstype": "bind", "opts": "ro"}]}}
+    link = {LINK: {"guest": "un-a", "ifname": "eth0", "addresses": ["198.19.160.2/30"],
+                   "peer": {"ifname": "vh-un-a", "addresses": ["198.19.160.1/30"]}}}
+    tasks = [dict(mounts, name="mounts"), dict(link, name="link")]
+    runs = [ansible.playbook(tasks, check=True), ansible.playbook(tasks), ansible.playbook(tasks)]
+    for name in ("mounts", "link"):
+        check, first, second = (r.task(name) for r in runs)
+        assert check.changed and first.changed and not second.changed, (name, check.result, first.result, second.result)
+    probe = ("id -u; cat /proc/self/uid_map; stat -c '%u:%g' /data/hostfile /shared/hostfile; touch /data/by-guest;"
+             " touch /shared/nope 2>/dev/null; echo shared=$?; ip -o addr show eth0 | grep -c 198.19.160.2")
+    run = ansible.playbook([
+        {"name": "exec", EXEC: {"guest": "un-a", "cmd": "sh -c %s" % shlex.quote(probe)}},
+        {"name": "exec check", EXEC: {"guest": "un-a", "argv": ["touch", "/tmp/check"]}, "check_mode": True},
+        {"name": "conn", "ansible.builtin.raw": "id -u; cat /proc/self/uid_map; touch /tmp/by-conn", "vars": CONN},
+        {"name": "info", INFO: {"name": "un-a"}},
+    ])
+    want_map = ["0", str(START), "65536"]
+    out = run.task("exec")["stdout_lines"]
+    # root inside, the guest's map; the idmapped bind shows the host's root files as the guest's root
+    # (and guest root writes them as host root), the plain bind shows them as nobody (65534) and refuses
+    assert out[0] == "0" and out[1].split() == want_map and out[2:4] == ["0:0", "65534:65534"], out
+    assert out[4:] == ["shared=1", "1"], out
+    assert not os.path.exists(root + "/tmp/check")  # check mode ran nothing
+    conn = run.task("conn")["stdout_lines"]
+    assert conn[0] == "0" and conn[1].split() == want_map, conn
+    info = run.task("info")["guests"][0]
+    owners = lab_exec("lab1", ["stat", "-c", "%u:%g", base + "/host-data/by-guest", root + "/tmp/by-conn",
+                               "/proc/%d/root/tmp/by-conn" % info["init_pid"]]).stdout.split()
+    assert owners == ["0:0", "0:0", "%d:%d" % (START, START)], owners
+    # from outside: the guest's eth0 lives in the guest's netns, owned by the guest's user namespace
+    assert info["namespaces"]["net"]["owner_user_ns"] == info["namespaces"]["user"]["inode"]
+    addrs = lab_exec("lab1", ["nsenter", "--net=/run/linuxns/guests/un-a/ns/net", "ip", "-o", "addr", "show", "eth0"]).stdout
+    assert "198.19.160.2/30" in addrs
+    mi = lab_exec("lab1", ["cat", "/proc/%d/mountinfo" % info["init_pid"]]).stdout
+    data = [line for line in mi.splitlines() if line.split()[4] == "/data"]
+    assert len(data) == 1 and "idmapped" in data[0].split()[5].split(","), data
 
 
 def test_removal_with_purge_releases_the_range(made, ansible, lab_exec):

@@ -38,7 +38,7 @@ def test_namespace_order_is_nsenters():
 
 
 def test_the_guest_table_splits_fields_as_the_engine_did():
-    assert model.REPLACED == ("context_id", "namespaces", "share", "root", "uid_map", "gid_map", "userns", "userns_size",
+    assert model.REPLACED == ("context_id", "namespaces", "share", "root", "uid_map", "gid_map", "userns", "userns_size", "userns_root",
                               "time_offsets", "init", "cgroup_parent")
     assert model.CHANGED_IN_PLACE == ("hostname", "stop_signal", "stop_timeout", "description", "privileged", "capabilities",
                                       "no_new_privs", "seccomp", "limits", "restart", "restart_delay", "restart_max_delay",

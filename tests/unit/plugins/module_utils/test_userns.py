@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import execute, guest_info, guests, persist, userns
+from ansible_collections.linuxns.guests.plugins.module_utils import execute, guest_info, guests, mounts, persist, userns
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, GuestError, InvalidInput
 
 pytestmark = pytest.mark.unit
@@ -214,3 +216,110 @@ def test_a_failed_creation_releases_its_new_range(unit_registry):
     with pytest.raises(GuestError, match="could not be started"):
         ensure(r, [{"name": "uk", "userns": "auto", "init": ["/nonexistent/init"], "recreate": True}])
     assert userns.read_range(table, "uk") == userns.IdRange(3000000000, 65536)
+
+
+# ---- host binds into a userns guest: plain and idmapped (namespace_mount opts=idmap) -------
+def test_idmapped_bind_shows_host_ids_as_the_guests(unit_registry, kept_files_in_tmp):
+    r = unit_registry
+    table = persist.resolve_table_dir(r.state_dir)
+    base = tempfile.mkdtemp(prefix="linuxns-unit-idmap-", dir="/var/tmp")
+    try:
+        os.chmod(base, 0o755)  # guest root (an unprivileged host uid) walks to the mount points
+        for d in ("vol", "plain", "at-vol", "at-plain"):
+            os.mkdir(os.path.join(base, d))
+        for d in ("vol", "plain"):
+            with open(os.path.join(base, d, "hostfile"), "w") as f:
+                f.write("host\n")
+        ensure(r, [{"name": "um", "userns": "auto"}, {"name": "un", "namespaces": ["mnt"]}])
+        entries = [{"path": base + "/at-vol", "src": base + "/vol", "fstype": "bind", "opts": "idmap"},
+                   {"path": base + "/at-plain", "src": base + "/plain", "fstype": "bind"}]
+        assert mounts.converge(r, "um", entries, check_mode=True, table_dir=table)["changed"]
+        assert mounts.converge(r, "um", entries, table_dir=table)["changed"]
+        assert not mounts.converge(r, "um", entries, table_dir=table)["changed"]
+        probe = "stat -c %u:%g at-vol/hostfile at-plain/hostfile; touch at-vol/new; touch at-plain/nope 2>/dev/null; echo $?"
+        res = execute.run(r.find("um"), execute.Request(argv=["sh", "-c", probe], chdir=base))
+        # idmapped: host root's file is guest root's, and what guest root writes is host root's;
+        # plain: host root's file is nobody's and guest root cannot write there
+        assert res["stdout"].split() == ["0:0", "65534:65534", "1"], res
+        st = os.stat(os.path.join(base, "vol", "new"))
+        assert (st.st_uid, st.st_gid) == (0, 0)
+        assert not os.path.exists(os.path.join(base, "plain", "nope"))
+        # the option cannot change on a mounted path, and needs the guest's own user namespace
+        with pytest.raises(GuestConflict, match=r"idmap \(now idmapped\)"):
+            mounts.converge(r, "um", [dict(entries[0], opts="")], table_dir=table)
+        with pytest.raises(InvalidInput, match="opts 'idmap' maps ids through the guest's user namespace, but guest 'un' has none"):
+            mounts.converge(r, "un", entries[:1], table_dir=table)
+        with pytest.raises(InvalidInput, match="'idmap' is for bind mounts"):
+            mounts.converge(r, "um", [{"path": base + "/at-plain", "src": "tmpfs", "fstype": "tmpfs", "opts": "idmap"}], table_dir=table)
+    finally:
+        ensure(r, [{"name": "um", "state": "absent", "purge": True}, {"name": "un", "state": "absent", "purge": True}])
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# ---- roots under the mapping: idmapped, shifted once, refused -----------------------------
+def _busybox_root(path: str) -> None:
+    for d in ("bin", "etc", "tmp", "proc", "dev", "sys"):
+        os.makedirs(os.path.join(path, d), exist_ok=True)
+    shutil.copy2(shutil.which("busybox") or "/bin/busybox", os.path.join(path, "bin", "sh"))
+    with open(os.path.join(path, "etc", "hosts"), "w") as f:
+        f.write("127.0.0.1 localhost\n")
+
+
+def test_userns_roots_idmapped_shifted_and_refused(unit_registry, kept_files_in_tmp):
+    r = unit_registry
+    table = persist.resolve_table_dir(r.state_dir)
+    base = tempfile.mkdtemp(prefix="linuxns-unit-uroot-", dir="/var/tmp")
+    ram = os.path.join(base, "ram")
+    try:
+        os.chmod(base, 0o755)
+        for d in ("idm", "sh"):
+            _busybox_root(os.path.join(base, d))
+        os.mkdir(ram)
+        subprocess.run(["mount", "-t", "ramfs", "-o", "mode=755", "none", ram], check=True)  # ramfs: no idmapped mounts
+        _busybox_root(os.path.join(ram, "r"))
+        out = ensure(r, [{"name": "ri", "userns": "auto", "root": base + "/idm"},
+                         {"name": "rs", "userns": "auto", "root": base + "/sh", "userns_root": "shift"}])
+        gi, gs = (res["guest"] for res in out["results"])
+        assert (gi["userns_root"], gi["userns_root_done"]) == ("auto", "idmap")
+        assert (gs["userns_root"], gs["userns_root_done"]) == ("shift", "shift")
+        start_i, start_s = gi["userns_range"]["start"], gs["userns_range"]["start"]
+        probe = "id -u; stat -c %u:%g /etc/hosts; echo x > /etc/hosts && echo wrote; touch /tmp/new"
+        for name in ("ri", "rs"):
+            res = execute.run(r.find(name), execute.Request(argv=["/bin/sh", "-c", probe]))
+            assert res["stdout"].split() == ["0", "0:0", "wrote"], (name, res)
+        # from outside, on disk: the idmapped root keeps host ids (guest root wrote as host root),
+        # the shifted one belongs to the guest's range
+        for rel, want in (("etc/hosts", 0), ("tmp/new", 0), ("bin", 0)):
+            assert os.lstat(os.path.join(base, "idm", rel)).st_uid == want, rel
+        for rel in ("etc/hosts", "tmp/new", "bin/sh", ""):
+            st = os.lstat(os.path.join(base, "sh", rel))
+            assert (st.st_uid, st.st_gid) == (start_s, start_s), rel
+        # and through the guest's init's root (/proc/PID/root): both are the guest's range
+        assert os.stat("/proc/%d/root/etc/hosts" % gi["init_pid"]).st_uid == start_i
+        # namespace_mount makes a missing mount point in an idmapped root (as the guest's root, owned by it)
+        assert mounts.converge(r, "ri", [{"path": "/made/here", "fstype": "tmpfs", "src": "tmpfs"}], table_dir=table)["changed"]
+        assert os.lstat(os.path.join(base, "idm", "made", "here")).st_uid == 0
+        assert open(userns.shift_path(table, "rs")).read().split() == [str(start_s), "65536", base + "/sh"]
+        # namespace_info says what was done; a recreate does not shift again
+        infos = {g["name"]: g for g in guest_info.info(r, ["ri", "rs"])["guests"]}
+        assert infos["ri"]["userns_root_done"] == "idmap" and infos["rs"]["userns_root_done"] == "shift"
+        os.lchown(os.path.join(base, "sh", "etc", "hosts"), 0, 0)  # a marker of "not shifted again"
+        os.kill(gs["init_pid"], 9)  # a lost init (a reboot of the guest): made again
+        os.waitpid(gs["init_pid"], 0)
+        redo = ensure(r, [{"name": "rs", "userns": "auto", "root": base + "/sh", "userns_root": "shift"}])
+        assert redo["results"][0]["action"] == "recreate" and os.lstat(os.path.join(base, "sh", "etc", "hosts")).st_uid == 0
+        # a root that cannot be idmapped: refused with idmap (nothing made, no range kept) ...
+        with pytest.raises(InvalidInput, match=r"userns_root: idmap: guest 'rf': its root %s/r cannot be idmapped" % ram):
+            ensure(r, [{"name": "rf", "userns": "auto", "root": ram + "/r", "userns_root": "idmap"}])
+        assert r.load("rf") is None and userns.read_range(table, "rf") is None
+        assert os.lstat(os.path.join(ram, "r", "etc", "hosts")).st_uid == 0
+        # ... shifted with auto
+        fb = ensure(r, [{"name": "rf", "userns": "auto", "root": ram + "/r"}])["results"][0]["guest"]
+        assert fb["userns_root_done"] == "shift"
+        assert os.lstat(os.path.join(ram, "r", "etc", "hosts")).st_uid == fb["userns_range"]["start"]
+        with pytest.raises(InvalidInput, match="userns_root goes with userns: auto and a root only"):
+            ensure(r, [{"name": "rx", "userns": "auto", "userns_root": "idmap"}])
+    finally:
+        ensure(r, [{"name": n, "state": "absent", "purge": True} for n in ("ri", "rs", "rf")])
+        subprocess.run(["umount", ram], check=False)
+        shutil.rmtree(base, ignore_errors=True)
