@@ -46,7 +46,8 @@ options:
         O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(userns), O(userns_size), O(userns_root),
         O(time_offsets), O(init),
         O(stop_signal), O(stop_timeout), O(description), O(privileged), O(capabilities), O(no_new_privs), O(seccomp),
-        O(limits), O(cgroup_parent), O(restart), O(restart_delay), O(restart_max_delay), O(restart_max), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
+        O(limits), O(cgroup_parent), O(restart), O(restart_delay), O(restart_max_delay), O(restart_max),
+        O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
