@@ -303,11 +303,13 @@ from ansible_collections.linuxns.guests.plugins.module_utils import sealed
 # payload has no .pyc), and the sealed clone that enters the guests (CVE-2019-5736 class,
 # docs/security.md) starts now, so that its start-up runs while this process imports and
 # checks the arguments.
+CLONE = None
 if __name__ == "__main__":
     sealed.cache_code()
-    CLONE = sealed.SealedClone((sealed.PKG + "execute",))
-else:
-    CLONE = None
+    try:
+        CLONE = sealed.SealedClone((sealed.PKG + "execute",))
+    except Exception:  # started again in run_module, which reports the error the Ansible way
+        CLONE = None
 
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
@@ -362,8 +364,6 @@ def _body(module, clone):
 
 
 def main():
-    # The run enters guests from a sealed clone of this Python (CVE-2019-5736 class, docs/security.md).
-    clone = CLONE or sealed.SealedClone((run_many.__module__,))
     module = new_module(
         AnsibleModule,
         argument_spec=common_args(
@@ -389,7 +389,8 @@ def main():
         required_one_of=[("guest", "guests"), ("argv", "cmd")],
         supports_check_mode=True,
     )
-    run_module(module, lambda m: _body(m, clone))
+    # The run enters guests from a sealed clone of this Python (CVE-2019-5736 class, docs/security.md).
+    run_module(module, lambda m: _body(m, CLONE or sealed.SealedClone((run_many.__module__,))))
 
 
 if __name__ == "__main__":
