@@ -113,7 +113,7 @@ def payloads(runner: Runner, lab: Lab, guest: str, pid: int) -> list:
         runner.adhoc(module, args, ANSIBLE_KEEP_REMOTE_FILES="1", ANSIBLE_PIPELINING="False")
         found = lab.exec(1, ["sh", "-c", "find %s -name %s | head -1" % (KEEP_DIR, pattern)]).stdout.strip()
         size = int(lab.exec(1, ["stat", "-c", "%s", found]).stdout)
-        out = lab.exec(1, ["/usr/bin/python3", "-c", PAYLOAD_RUNS, found]).stdout.split()
+        out = lab.exec(1, ["/usr/bin/python3", "-c", PAYLOAD_RUNS, found], timeout=1800).stdout.split()  # 10 runs: minutes under load
         times, cpu = [float(x) for x in out[0::2]], [float(x) for x in out[1::2]]
         rows.append((module, size, statistics.median(times), statistics.median(cpu)))
     lab.exec(1, ["rm", "-rf", KEEP_DIR])
