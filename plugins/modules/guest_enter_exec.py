@@ -389,8 +389,16 @@ def main():
         required_one_of=[("guest", "guests"), ("argv", "cmd")],
         supports_check_mode=True,
     )
+    run_module(module, _run)
+
+
+def _run(module):
     # The run enters guests from a sealed clone of this Python (CVE-2019-5736 class, docs/security.md).
-    run_module(module, lambda m: _body(m, CLONE or sealed.SealedClone((run_many.__module__,))))
+    clone = CLONE or sealed.SealedClone((run_many.__module__,))
+    try:
+        return _body(module, clone)
+    finally:
+        clone.close()  # when it was not called (a failure before): it exits
 
 
 if __name__ == "__main__":
