@@ -297,10 +297,23 @@ results:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.linuxns.guests.plugins.module_utils import sealed
+
+# Run as a module: the collection's modules below come compiled from the clone cache (the
+# payload has no .pyc), and the sealed clone that enters the guests (CVE-2019-5736 class,
+# docs/security.md) starts now, so that its start-up runs while this process imports and
+# checks the arguments.
+CLONE = None
+if __name__ == "__main__":
+    sealed.cache_code()
+    try:
+        CLONE = sealed.SealedClone((sealed.PKG + "execute",))
+    except Exception:  # started again in run_module, which reports the error the Ansible way
+        CLONE = None
+
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.execute import Request, prepare_guests, run_many
-from ansible_collections.linuxns.guests.plugins.module_utils.sealed import SealedClone
 from ansible_collections.linuxns.guests.plugins.module_utils.syscalls import NS_TYPES
 
 NS_CHOICES = list(NS_TYPES)
@@ -351,9 +364,6 @@ def _body(module, clone):
 
 
 def main():
-    # The run enters guests from a sealed clone of this Python (CVE-2019-5736 class, docs/security.md),
-    # started now so that its start-up runs while the arguments are checked.
-    clone = SealedClone((run_many.__module__,))
     module = new_module(
         AnsibleModule,
         argument_spec=common_args(
@@ -379,7 +389,16 @@ def main():
         required_one_of=[("guest", "guests"), ("argv", "cmd")],
         supports_check_mode=True,
     )
-    run_module(module, lambda m: _body(m, clone))
+    run_module(module, _run)
+
+
+def _run(module):
+    # The run enters guests from a sealed clone of this Python (CVE-2019-5736 class, docs/security.md).
+    clone = CLONE or sealed.SealedClone((run_many.__module__,))
+    try:
+        return _body(module, clone)
+    finally:
+        clone.close()  # when it was not called (a failure before): it exits
 
 
 if __name__ == "__main__":

@@ -88,8 +88,8 @@ print(sealed.SealedClone((execute.__name__,), cache=sys.argv[2]).call(execute.Re
 """
 
 
-def test_a_zipped_payload_is_compiled_once_into_the_cache(tmp_path):
-    """A module's payload is a zip without .pyc: the clone keeps the compiled modules."""
+def _payload(tmp_path):
+    """A zip of the collection's module_utils, laid out as in a module's AnsiballZ payload (no .pyc)."""
     import zipfile
 
     here = os.path.dirname(enter.__file__)
@@ -101,6 +101,12 @@ def test_a_zipped_payload_is_compiled_once_into_the_cache(tmp_path):
         for name in os.listdir(here):
             if name.endswith(".py") and name != "__init__.py":
                 z.write(os.path.join(here, name), "/".join(parts) + "/" + name)
+    return payload
+
+
+def test_a_zipped_payload_is_compiled_once_into_the_cache(tmp_path):
+    """A module's payload is a zip without .pyc: the clone keeps the compiled modules."""
+    payload = _payload(tmp_path)
     cache = tmp_path / "state" / "clone-cache"
     (tmp_path / "state").mkdir(mode=0o700)
     for _round in range(2):
@@ -113,3 +119,41 @@ def test_a_zipped_payload_is_compiled_once_into_the_cache(tmp_path):
     cache.chmod(0o777)  # not ours alone any more: ignored, compiled again
     out = subprocess.run([sys.executable, "-I", "-S", "-c", ZIP_RUN, str(payload), str(cache)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
+
+
+CACHED_IMPORT = r"""
+import builtins, sys
+compiled = []
+real = builtins.compile
+def counting(source, filename, *a, **kw):
+    compiled.append(str(filename).rsplit("/", 1)[-1])
+    return real(source, filename, *a, **kw)
+builtins.compile = counting
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.linuxns.guests.plugins.module_utils import sealed
+sealed.cache_code(sys.argv[2])
+del compiled[:]  # the package and sealed itself: before the cache
+from ansible_collections.linuxns.guests.plugins.module_utils import execute
+print(" ".join(sorted(compiled)))
+print(execute.__file__)
+"""
+
+
+def test_a_module_run_imports_the_collection_compiled_once(tmp_path):
+    """cache_code (a module run, then its clone): from a zip, each of the collection's
+    modules is compiled the first time only, and once (the path finder's spec of a
+    module in a zip compiles it just to name its file)."""
+    payload = _payload(tmp_path)
+    cache = tmp_path / "state" / "clone-cache"
+    (tmp_path / "state").mkdir(mode=0o700)
+    runs = []
+    for _round in range(2):
+        out = subprocess.run([sys.executable, "-I", "-S", "-c", CACHED_IMPORT, str(payload), str(cache)], capture_output=True,
+                             text=True, check=False)
+        assert out.returncode == 0, out.stderr
+        runs.append(out.stdout.split("\n"))
+    first = runs[0][0].split()
+    assert {"confine.py", "enter.py", "execute.py", "registry.py", "syscalls.py"} <= set(first), first
+    assert len(first) == len(set(first)), first  # once each
+    assert runs[1][0] == "", runs[1]  # then: none
+    assert runs[1][1] == "%s/%s.py" % (payload, execute.__name__.replace(".", "/")), runs[1]  # tracebacks name the file
