@@ -25,7 +25,7 @@ check mode and ``--diff`` predict the real run exactly; the modules' diffs are r
 as a list.
 
 The result: ``changed``, ``steps`` (what each module call reported: step, changed,
-guests), ``guests`` (namespace_create's per-guest results of the start step), ``ready``
+guests, and the call's wall time on the controller in seconds), ``guests`` (namespace_create's per-guest results of the start step), ``ready``
 (the started guests that exist now - in check mode without those only predicted) and
 ``services`` (the init-less services of the ready guests grouped by name, argv and stop:
 the role starts them with guest_enter_exec, one task per distinct service).
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
@@ -102,6 +103,7 @@ class ActionModule(ActionBase):
 
     def _call(self, step: str, module: str, module_args: dict, guests: int) -> dict:
         """One module call; a failure ends the task with the step named; else its result is noted."""
+        self._t0 = time.monotonic()
         res = self._execute_module(module_name=NS + module, module_args=module_args, task_vars=self._vars)
         res.pop("invocation", None)
         if res.get("failed") or res.get("unreachable"):
@@ -112,7 +114,7 @@ class ActionModule(ActionBase):
 
     def _note(self, step: str, res: dict, guests: int) -> None:
         changed = bool(res.get("changed"))
-        self._steps.append({"step": step, "changed": changed, "guests": guests})
+        self._steps.append({"step": step, "changed": changed, "guests": guests, "seconds": round(time.monotonic() - self._t0, 3)})
         self._changed = self._changed or changed
         diff = res.get("diff")
         if diff and self._task.diff:
@@ -126,6 +128,7 @@ class ActionModule(ActionBase):
         python = self._templar.template(self._vars.get("ansible_python_interpreter") or "/usr/bin/python3")
         cmd = "%s -c %s" % (shlex.quote(python), shlex.quote(source))
         request = dict(request, check=bool(self._task.check_mode))
+        self._t0 = time.monotonic()
         res = self._low_level_execute_command(cmd, in_data=json.dumps(request), sudoable=True)
         try:
             out = json.loads(res.get("stdout") or "")
@@ -182,6 +185,7 @@ class ActionModule(ActionBase):
         """namespace_create in check mode for all guests at once: their results if nothing would change, else None."""
         saved = self._task.check_mode
         self._task.check_mode = True
+        self._t0 = time.monotonic()
         try:
             res = self._execute_module(module_name=NS + "namespace_create", module_args=dict(common, guests=entries), task_vars=self._vars)
         finally:
@@ -223,6 +227,7 @@ class ActionModule(ActionBase):
         self._vars = task_vars or {}
         self._host_name = self._vars.get("inventory_hostname", "?")
         self._steps, self._diffs, self._changed = [], [], False
+        self._t0 = time.monotonic()
         args = self._args()
         plan = args["plan"]
         self._result.update({"guests": [], "ready": [], "services": []})
