@@ -6,6 +6,7 @@
 #   make ansible-lint   ansible-lint, production profile, on roles, playbooks and molecule scenarios
 #   make molecule       molecule scenarios (extensions/molecule), each on its own lab
 #   make fleet-demo     2 lab hosts x 5 guests: playbooks/fleet.yml, summary table, lab down (FLEET_SIZE=N)
+#   make bench-plots    fleet bench (ours vs shell) at PLOT_SIZES guests per host, log-log PNGs into docs/ (docs/performance.md)
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
 
@@ -23,7 +24,7 @@ SANITY_DIR := $(REPO)/build/sanity/ansible_collections/linuxns/guests
 SANITY_PYTHON ?= 3.11
 GET_PIP_VERSIONS ?= 24.2
 
-.PHONY: deps venv link lab-up lab-down lab-status test test-extended test-all demo demo-basic sanity lint clean ansible-lint molecule fleet-demo
+.PHONY: deps venv link lab-up lab-down lab-status test test-extended test-all demo demo-basic sanity lint clean ansible-lint molecule fleet-demo bench-plots
 
 deps:
 	@bash $(REPO)/tests/lab/deps.sh
@@ -119,3 +120,11 @@ runner: deps venv link
 
 docs-site: venv link
 	cd $(REPO) && $(VPY) docs/site/build.py --dest $(REPO)/build/docs-site
+
+# Fleet bench curves (bench/plots/fleet_plots.py; matplotlib is pip-installed into the venv when missing).
+PLOT_SIZES ?= 10,50,200
+PLOT_ROUNDS ?= 1
+bench-plots: deps venv link
+	$(VPY) -c 'import matplotlib' 2>/dev/null || $(VPY) -m pip install --disable-pip-version-check -q matplotlib
+	cd $(REPO) && $(VPY) bench/plots/fleet_plots.py run --sizes $(PLOT_SIZES) --rounds $(PLOT_ROUNDS) \
+	    --json bench/plots/fleet.json --out docs

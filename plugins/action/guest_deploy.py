@@ -1,0 +1,231 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin ``linuxns.guests.guest_deploy``: the guest role's steps in one task.
+
+The role (roles/guest) plans its guests with the ``guest_plan`` filter (a set_fact, so bad
+input fails before anything runs), then hands the plan to this plugin, which runs on the
+controller and calls the collection's modules - their list forms, one call for all the
+host's guests where it can - in the order the role's tasks used to:
+
+1. stop (guests whose state is stopped, restarted or absent): namespace_info (only when a
+   service has a stop command), guest_enter_exec of the stop commands, then one
+   namespace_create ``state: absent`` call for the stopping guests, in reverse order -
+   absent guests' entries carry ``purge`` (their kept files go in the same call);
+2. start (started and restarted guests): the roots script (roles/guest/files/guest_roots.py,
+   run with the target's Python), namespace_create, namespace_mount, netns_link;
+3. purge: the root folders of absent guests (``purge_root``).
+
+namespace_create, the step that takes long when guests are made, goes in waves (a guest
+sharing a listed guest's namespace comes after it) and batches, with a progress line per
+batch. A real run first asks namespace_create in check mode about all the guests in one
+call: when it would change nothing (the no-change rerun), that answer is the step's result
+and no batch runs. Check mode runs the steps as the role always did (namespace_info, then
+every batch in check mode, a new guest predicted without its root and shares), so that
+check mode and ``--diff`` predict the real run exactly; the modules' diffs are returned
+as a list.
+
+The result: ``changed``, ``steps`` (what each module call reported: step, changed,
+guests, and the call's wall time on the controller in seconds), ``guests`` (namespace_create's per-guest results of the start step), ``ready``
+(the started guests that exist now - in check mode without those only predicted) and
+``services`` (the init-less services of the ready guests grouped by name, argv and stop:
+the role starts them with guest_enter_exec, one task per distinct service).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.linuxns.guests.plugins.filter import guest_plan
+
+display = Display()
+
+NS = "linuxns.guests."
+# The options, as plugins/modules/guest_deploy.py documents them (validated with ansible-core's
+# ArgumentSpecValidator: a wrong type or an unknown option fails the task naming it).
+ARGUMENT_SPEC = {
+    "plan": {"type": "list", "elements": "dict", "required": True},
+    "state_dir": {"type": "path", "default": "/run/linuxns"},
+    "table_dir": {"type": "path", "default": "/etc/linuxns/guests"},
+    "busybox": {"type": "path", "default": "/bin/busybox"},
+    "recreate": {"type": "bool", "default": False},
+    "batch_size": {"type": "int", "default": 0},
+    "purge_root": {"type": "bool", "default": False},
+    "userns_pool": {"type": "str"},
+}
+ROOTS_SCRIPT = "guest_roots.py"
+NOT_YET = ("create", "recreate")
+
+
+class Step(Exception):
+    """A module call failed: its result, with the step named in ``msg``."""
+
+    def __init__(self, result: dict):
+        super().__init__(result.get("msg"))
+        self.result = result
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _args(self) -> dict:
+        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        if args["batch_size"] < 0:
+            raise AnsibleActionFail("guest_deploy: batch_size must be 0 (one batch per wave) or more, not %d" % args["batch_size"])
+        return args
+
+    def _call(self, step: str, module: str, module_args: dict, guests: int) -> dict:
+        """One module call; a failure ends the task with the step named; else its result is noted."""
+        self._t0 = time.monotonic()
+        res = self._execute_module(module_name=NS + module, module_args=module_args, task_vars=self._vars)
+        res.pop("invocation", None)
+        if res.get("failed") or res.get("unreachable"):
+            res["msg"] = "%s (%s): %s" % (step, NS + module, res.get("msg", "failed"))
+            raise Step(res)
+        self._note(step, res, guests)
+        return res
+
+    def _note(self, step: str, res: dict, guests: int) -> None:
+        changed = bool(res.get("changed"))
+        self._steps.append({"step": step, "changed": changed, "guests": guests, "seconds": round(time.monotonic() - self._t0, 3)})
+        self._changed = self._changed or changed
+        diff = res.get("diff")
+        if diff and self._task.diff:
+            self._diffs.extend(diff if isinstance(diff, list) else [diff])
+
+    def _roots(self, step: str, request: dict, guests: int) -> dict:
+        """The role's roots script (files/guest_roots.py) with the target's Python; it honours check mode itself."""
+        script = self._loader.get_real_file(self._find_needle("files", ROOTS_SCRIPT))
+        with open(script, encoding="utf-8") as f:
+            source = f.read()
+        python = self._templar.template(self._vars.get("ansible_python_interpreter") or "/usr/bin/python3")
+        cmd = "%s -c %s" % (shlex.quote(python), shlex.quote(source))
+        request = dict(request, check=bool(self._task.check_mode))
+        self._t0 = time.monotonic()
+        res = self._low_level_execute_command(cmd, in_data=json.dumps(request), sudoable=True)
+        try:
+            out = json.loads(res.get("stdout") or "")
+        except ValueError:
+            out = None
+        if res.get("rc") != 0 or not isinstance(out, dict):
+            raise Step({"failed": True, "rc": res.get("rc"), "stdout": res.get("stdout"), "stderr": res.get("stderr"),
+                        "msg": "%s (%s): %s" % (step, ROOTS_SCRIPT, to_text(res.get("stderr") or res.get("stdout") or "failed").strip()[-2000:])})
+        self._note(step, {"changed": bool(out.get("changed"))}, guests)
+        return out
+
+    # -- steps -------------------------------------------------------------------------
+    def _stop(self, plan: list, args: dict) -> None:
+        stopping = [g for g in plan if g["state"] in guest_plan.STOPPING]
+        if not stopping:
+            return
+        groups = [s for s in guest_plan.service_groups(stopping) if s.get("stop")]
+        if groups:
+            info = self._call("list the guests the host has", "namespace_info", {"state_dir": args["state_dir"]}, len(stopping))
+            have = {g["name"] for g in info.get("guests") or []}
+            for group in guest_plan.service_groups([g for g in stopping if g["name"] in have]):
+                if group.get("stop"):
+                    self._call("stop command of service %s" % group["name"], "guest_enter_exec",
+                               {"guests": group["guests"], "argv": group["stop"], "state_dir": args["state_dir"]}, len(group["guests"]))
+                    self._changed = True  # as the role's stop commands task always reported
+                    self._steps[-1]["changed"] = True
+        entries = [{"name": g["name"], "purge": g["state"] == "absent"} for g in reversed(stopping)]
+        self._call("stop the guests", "namespace_create",
+                   {"guests": entries, "state": "absent", "state_dir": args["state_dir"], "table_dir": args["table_dir"]}, len(entries))
+
+    def _create(self, starting: list, args: dict) -> list:
+        """namespace_create for the starting guests; their per-guest results."""
+        common = {"recreate": args["recreate"], "state": "present", "state_dir": args["state_dir"], "table_dir": args["table_dir"]}
+        if args["userns_pool"]:
+            common["userns_pool"] = args["userns_pool"]
+        entries = {g["name"]: g["create"] for g in starting}
+        if self._task.check_mode:
+            known = self._call("list the guests the host has (check mode)", "namespace_info", {"state_dir": args["state_dir"]}, len(starting))
+            entries = {e["name"]: e for e in guest_plan.check_entries(list(entries.values()), known.get("guests") or [])}
+        else:
+            # One question for all guests first: nothing to do is the no-change rerun's answer.
+            probe = self._probe(list(entries.values()), common)
+            if probe is not None:
+                return probe
+        out = []
+        for call in guest_plan.waves(starting, args["batch_size"]):
+            res = self._call("create the guests' namespaces (wave %d, batch %d/%d)" % (call["wave"], call["batch"], call["batches"]),
+                             "namespace_create", dict(common, guests=[entries[n] for n in call["guests"]]), len(call["guests"]))
+            out.extend(res.get("guests") or [])
+            if call["batches"] > 1 or len(starting) >= 50:
+                display.display("[%s] wave %d, batch %d/%d: %d guest(s)%s" % (
+                    self._host_name, call["wave"], call["batch"], call["batches"], len(call["guests"]), " - changed" if res.get("changed") else ""))
+        return out
+
+    def _probe(self, entries: list, common: dict):
+        """namespace_create in check mode for all guests at once: their results if nothing would change, else None."""
+        saved = self._task.check_mode
+        self._task.check_mode = True
+        self._t0 = time.monotonic()
+        try:
+            res = self._execute_module(module_name=NS + "namespace_create", module_args=dict(common, guests=entries), task_vars=self._vars)
+        finally:
+            self._task.check_mode = saved
+        guests = res.get("guests") or []
+        if res.get("failed") or res.get("changed") or len(guests) != len(entries) or any(g.get("action") != "none" for g in guests):
+            return None  # something to do (or to report): the waves and batches do it
+        self._note("check the guests' namespaces (one call: nothing to change)", {"changed": False}, len(entries))
+        return guests
+
+    def _start(self, plan: list, args: dict) -> None:
+        starting = [g for g in plan if g["state"] in guest_plan.STARTING]
+        if not starting:
+            return
+        rooted = [g for g in starting if g.get("root")]
+        if rooted:
+            self._roots("build busybox roots and write the guests' files", {"busybox": args["busybox"], "roots": rooted}, len(rooted))
+        created = self._create(starting, args)
+        self._result["guests"] = created
+        ready = {g["name"] for g in created if not (self._task.check_mode and g.get("action") in NOT_YET)}
+        live = [g for g in starting if g["name"] in ready]
+        mounts = guest_plan.mount_entries(live, ready)
+        if mounts:
+            self._call("mount what the guests' tables list", "namespace_mount",
+                       {"guests": mounts, "table_dir": args["table_dir"], "state_dir": args["state_dir"]}, len(mounts))
+        links = [link for g in live for link in g["links"]]
+        if links:
+            self._call("links, addresses and routes of the guests", "netns_link", {"links": links, "state_dir": args["state_dir"]}, len(live))
+        self._result["ready"] = [g["name"] for g in live]
+        self._result["services"] = guest_plan.service_groups(live)
+
+    def _purge(self, plan: list, args: dict) -> None:
+        gone = [g for g in plan if g["state"] == "absent" and g.get("root")]
+        if args["purge_root"] and gone:
+            self._roots("remove the root folders of absent guests", {"purge": gone}, len(gone))
+
+    def run(self, tmp=None, task_vars=None):
+        self._result = super().run(tmp, task_vars)
+        self._vars = task_vars or {}
+        self._host_name = self._vars.get("inventory_hostname", "?")
+        self._steps, self._diffs, self._changed = [], [], False
+        self._t0 = time.monotonic()
+        args = self._args()
+        plan = args["plan"]
+        self._result.update({"guests": [], "ready": [], "services": []})
+        try:
+            self._stop(plan, args)
+            self._start(plan, args)
+            self._purge(plan, args)
+        except Step as exc:
+            self._result.update(exc.result)
+            self._result["failed"] = True
+        except guest_plan.GuestPlanError as exc:
+            raise AnsibleActionFail(str(exc)) from None
+        self._result["changed"] = self._changed
+        self._result["steps"] = self._steps
+        if self._diffs:
+            self._result["diff"] = self._diffs
+        return self._result

@@ -1,0 +1,153 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# This module is implemented entirely by its action plugin (plugins/action/guest_deploy.py),
+# which runs on the controller and calls the collection's other modules; this file holds
+# its documentation only.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: guest_deploy
+short_description: Run the guest role's steps for all of a host's guests in one task
+version_added: 0.1.0
+description:
+  - The engine of the P(linuxns.guests.guest#role) role. It takes the plan that the
+    C(linuxns.guests.guest_plan) filter made from C(guest_list) and runs, on the controller, the module
+    calls of every step for all the host's guests, using the modules' list forms.
+  - Stop (guests whose state is V(stopped), V(restarted) or V(absent)) - M(linuxns.guests.namespace_info)
+    only when a service has a stop command, M(linuxns.guests.guest_enter_exec) for the stop commands,
+    then one M(linuxns.guests.namespace_create) O(linuxns.guests.namespace_create#module:state=absent)
+    call; absent guests' entries carry C(purge).
+  - Start (V(started) and V(restarted) guests) - the role's roots script, then
+    M(linuxns.guests.namespace_create) in waves (a guest sharing a listed guest's namespace comes
+    after it) and batches with a progress line per batch, then one M(linuxns.guests.namespace_mount)
+    and one M(linuxns.guests.netns_link) call.
+  - A real run first asks M(linuxns.guests.namespace_create) in check mode about all the guests in
+    one call; when nothing would change (a no-change rerun), that answer is the step's result and
+    no batch runs.
+  - In check mode the steps run as separate check-mode calls, so check mode and C(--diff) predict
+    the real run; the modules' diffs are returned as a list.
+  - The role is the supported way to use this module; its plan format is the C(guest_plan)
+    filter's output and may change between releases.
+author:
+  - linuxns.guests contributors
+options:
+  plan:
+    description:
+      - The guests and their steps, as the C(linuxns.guests.guest_plan) filter returns them.
+    type: list
+    elements: dict
+    required: true
+  state_dir:
+    description:
+      - The state folder the modules use (their O(linuxns.guests.namespace_create#module:state_dir)).
+    type: path
+    default: /run/linuxns
+  table_dir:
+    description:
+      - The folder of the guests' kept files (their O(linuxns.guests.namespace_create#module:table_dir)).
+    type: path
+    default: /etc/linuxns/guests
+  busybox:
+    description:
+      - The busybox binary the roots script links into busybox roots.
+    type: path
+    default: /bin/busybox
+  recreate:
+    description:
+      - Passed to M(linuxns.guests.namespace_create) as its O(linuxns.guests.namespace_create#module:recreate).
+    type: bool
+    default: false
+  batch_size:
+    description:
+      - Guests per M(linuxns.guests.namespace_create) call within a wave; V(0) is one call per wave.
+    type: int
+    default: 0
+  purge_root:
+    description:
+      - Remove the root folders of absent guests after they are removed.
+    type: bool
+    default: false
+  userns_pool:
+    description:
+      - Passed to M(linuxns.guests.namespace_create) as its O(linuxns.guests.namespace_create#module:userns_pool).
+    type: str
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+extends_documentation_fragment:
+  - action_common_attributes
+  - action_common_attributes.flow
+notes:
+  - Runs on the controller; the module calls it makes run on the host.
+seealso:
+  - module: linuxns.guests.namespace_create
+  - module: linuxns.guests.namespace_mount
+  - module: linuxns.guests.netns_link
+"""
+
+EXAMPLES = r"""
+# What roles/guest/tasks/main.yml does
+- name: Plan the guests
+  ansible.builtin.set_fact:
+    guest_plan: "{{ guest_list | linuxns.guests.guest_plan(state='started', roots_dir='/var/lib/linuxns/roots', bridge='linuxns0') }}"
+
+- name: Stop, build, create, mount and link the guests
+  linuxns.guests.guest_deploy:
+    plan: "{{ guest_plan }}"
+    batch_size: 50
+  register: deployed
+"""
+
+RETURN = r"""
+steps:
+  description: What each module call reported, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    step:
+      description: The step, in words.
+      type: str
+      sample: check the guests' namespaces (one call, nothing to change)
+    changed:
+      description: Whether the call changed something.
+      type: bool
+    guests:
+      description: How many guests the call was about.
+      type: int
+    seconds:
+      description: The call's wall time on the controller.
+      type: float
+guests:
+  description: M(linuxns.guests.namespace_create)'s per-guest results of the start step.
+  returned: always
+  type: list
+  elements: dict
+ready:
+  description: The started guests that exist now (in check mode, without those only predicted).
+  returned: always
+  type: list
+  elements: str
+services:
+  description: The init-less services of the ready guests, grouped by name, argv and stop command.
+  returned: always
+  type: list
+  elements: dict
+diff:
+  description: The modules' diffs, with C(--diff).
+  returned: when diff mode is on and a call reported a diff
+  type: list
+  elements: dict
+"""

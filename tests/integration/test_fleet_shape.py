@@ -1,0 +1,86 @@
+"""The shape of a no-change run of playbooks/fleet.yml: how many tasks report a result.
+
+Guards the fleet speed work of issue 18 by shape, not by time (no timed assertion): a
+rerun that changes nothing runs the guest role as its plan, one guest_deploy task (the
+module calls of every step, list forms) and the services task - a fixed number of tasks
+whatever the number of guests - and the whole deploy play stays under a small ceiling.
+
+One small fleet (2 guests on lab1): the first run creates it, the second runs with
+``fleet_teardown=true``: everything before the tear-down play is the no-change run that is
+counted, the tear-down must then leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from harness import REPO, _bin, load_records
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HOST = "lab1"
+SIZE = 2
+BRIDGE = "lnsfleet0"            # playbooks/vars/fleet.yml
+FLEET_DIR = "/tmp/linuxns-fleet"
+TEARDOWN_TASK = "Remove the guests, their tables and roots"
+ROLE = "linuxns.guests.guest : "
+# Tasks with a result (ok or changed, per host) in a no-change run. Before issue 18: 9 of the
+# guest role (validation, plan, include, select, roots, create, ready, links, services) and
+# 25 in the deploy play; now the guest role has 4 (validation, plan, guest_deploy, services).
+GUEST_ROLE_CEILING = 4
+# The deploy play: guest_host's include and its 14 tasks with a result (not reshaped by issue 18), the guest
+# role's include and its 4 = 20; 2 to spare for guest_host options.
+DEPLOY_PLAY_CEILING = 22
+
+
+def run_fleet(lab, ansible, name, *extra):
+    record = ansible.workdir / ("shape-%s.jsonl" % name)
+    argv = [_bin("ansible-playbook"), "-i", str(lab.inventory_path), "-e", "fleet_group=" + HOST, "-e", "fleet_size=%d" % SIZE,
+            *extra, str(REPO / "playbooks" / "fleet.yml")]
+    proc = subprocess.run(argv, env=ansible.environment(record), cwd=str(REPO), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert proc.returncode == 0, "fleet run %s failed\n%s\n%s" % (name, proc.stdout[-8000:], proc.stderr[-3000:])
+    return proc.stdout, load_records(record)
+
+
+def leftovers(lab_exec):
+    out = lab_exec(HOST, ["sh", "-c", "ls /run/linuxns/guests 2>/dev/null; ip -o link show type veth 2>/dev/null | grep -c ve-g || true"])
+    return out.stdout.split()
+
+
+@pytest.fixture
+def small_fleet(lab, ansible, lab_exec):
+    yield
+    # also after a failure: the guests, the bridge and the fleet folder go
+    if leftovers(lab_exec) != ["0"]:
+        run_fleet(lab, ansible, "cleanup", "-e", "fleet_teardown=true")
+    lab_exec(HOST, ["sh", "-c", "ip link del %s 2>/dev/null; rm -rf %s; true" % (BRIDGE, FLEET_DIR)])
+    assert leftovers(lab_exec) == ["0"]
+
+
+def test_no_change_run_is_a_few_tasks(small_fleet, lab, ansible, lab_exec):
+    _out, first = run_fleet(lab, ansible, "create")
+    assert [r for r in first if r.changed and r.task.startswith(ROLE)], "the first run created nothing"
+    stdout, second = run_fleet(lab, ansible, "rerun", "-e", "fleet_teardown=true")
+    split = next(i for i, r in enumerate(second) if r.task == TEARDOWN_TASK)
+    rerun, teardown = second[:split], second[split:]
+    reported = [r for r in rerun if r.status in ("ok", "changed")]
+    assert [r.task for r in rerun if r.changed] == [], "the rerun changed something:\n" + stdout[-6000:]
+    role = [r.task for r in reported if r.task.startswith(ROLE)]
+    assert len(role) <= GUEST_ROLE_CEILING, "the guest role ran %d tasks in a no-change run: %s" % (len(role), json.dumps(role, indent=1))
+    # the deploy play: everything up to the fleet's check play (its first task fetches the pages)
+    check = next(i for i, r in enumerate(reported) if r.task == "Fetch every guest's page from the host")
+    assert check <= DEPLOY_PLAY_CEILING, "the deploy play ran %d tasks in a no-change run: %s" % (
+        check, json.dumps([r.task for r in reported[:check]], indent=1))
+    # the one guest_deploy task checked every guest in a handful of module calls and changed nothing
+    deploy = [r for r in reported if r.action == "linuxns.guests.guest_deploy"]
+    assert len(deploy) == 1 and not deploy[0].changed, [r.task for r in reported]
+    steps = deploy[0].result["steps"]
+    assert [s["step"].split(" (")[0] for s in steps] == [
+        "build busybox roots and write the guests' files", "check the guests' namespaces", "links, addresses and routes of the guests"], steps
+    assert sorted(deploy[0].result["ready"]) == ["g01", "g02"]
+    # then the tear-down (guest_state=absent) changed and left nothing
+    assert [r for r in teardown if r.changed]
+    assert leftovers(lab_exec) == ["0"]
