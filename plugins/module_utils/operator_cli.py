@@ -125,19 +125,15 @@ def cmd_status(registry, args) -> int:
     as_json = _flag(args, "--json")
     ref = _one_guest(args, "status")
     try:
+        find(registry, ref)
         view = _describe(registry, [ref])["guests"]
+        if not view:  # removed meanwhile
+            raise not_found(ref)
     except GuestNotFound as exc:
-        view = []
         if as_json:
             out(json.dumps({"name": ref, "state": "unknown", "message": exc.msg}))
         else:
             err(exc.msg)
-        return RC_UNKNOWN
-    if not view:
-        if as_json:
-            out(json.dumps({"name": ref, "state": "unknown"}))
-        else:
-            err("no guest %r on this host" % ref)
         return RC_UNKNOWN
     row = summary(view[0])
     if as_json:
@@ -153,8 +149,21 @@ def cmd_status(registry, args) -> int:
 # ---------------------------------------------------------------------------------------
 # enter and exec: the enter path of guest_enter_exec and the connection
 # ---------------------------------------------------------------------------------------
+def find(registry, ref: str) -> reg.GuestRecord:
+    """The guest by name or context id; GuestNotFound says so in the operator's words."""
+    try:
+        return registry.find(ref, "guest")
+    except GuestNotFound:
+        raise not_found(ref) from None
+
+
+def not_found(ref: str) -> GuestNotFound:
+    what = "with context id" if str(ref).isdigit() else "named"
+    return GuestNotFound("no guest %s %r on this host (%s list shows them)" % (what, ref, PROG))
+
+
 def _running(registry, ref: str) -> reg.GuestRecord:
-    meta = registry.find(ref, "guest")
+    meta = find(registry, ref)
     problems = reg.health(meta)
     if problems:
         raise GuestStale("guest %r is not running: %s; start it with: %s start %s" % (meta.name, "; ".join(problems), PROG, meta.name))
@@ -223,7 +232,7 @@ def cmd_exec(registry, args) -> int:
 def cmd_stop(registry, args) -> int:
     from ansible_collections.linuxns.guests.plugins.module_utils import guest_stop
 
-    name = registry.find(_one_guest(args, "stop"), "guest").name
+    name = find(registry, _one_guest(args, "stop")).name
     with registry.lock(name):
         meta = registry.load(name)
         if meta is None:
@@ -261,7 +270,7 @@ def cmd_start(registry, args, name=None) -> int:
     from ansible_collections.linuxns.guests.plugins.module_utils import guests
 
     if name is None:
-        name = registry.find(_one_guest(args, "start"), "guest").name
+        name = find(registry, _one_guest(args, "start")).name
     meta = registry.load(name)
     if meta is None:
         raise GuestNotFound("guest %r is gone (removed meanwhile)" % name)
@@ -278,7 +287,7 @@ def cmd_start(registry, args, name=None) -> int:
 
 
 def cmd_restart(registry, args) -> int:
-    name = registry.find(_one_guest(args, "restart"), "guest").name
+    name = find(registry, _one_guest(args, "restart")).name
     cmd_stop(registry, [name])
     return cmd_start(registry, [], name)
 

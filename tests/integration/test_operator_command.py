@@ -185,7 +185,7 @@ def test_exec_and_bad_usage(fleet, ssh_batch):
                      ["exec", "ghost", "--", "true"], *usage)
     assert runs[0] == (7, "lco1.lab\n", "err\n")
     assert runs[1][0] == 127 and "was not found inside guest 'lco1'" in runs[1][2]
-    assert runs[2][0] == 4 and "guest 'ghost' does not exist" in runs[2][2]
+    assert runs[2][0] == 4 and "no guest named 'ghost' on this host" in runs[2][2]
     for args, (rc, _out, err) in zip(usage, runs[3:]):
         assert rc == 2 and err.startswith("linuxns-guest: ") and "usage:" in err and "Traceback" not in err, (args, err)
 
