@@ -9,7 +9,7 @@ short_description: The text of linuxns-guest, the operator's command on a host
 version_added: 0.2.0
 description:
   - Returns the program C(linuxns-guest) built from the collection's own module_utils (one file, run with the host's
-    Python; no copy of the collection and no Ansible needed on the host). The role M(linuxns.guests.guest_host) writes
+    Python; no copy of the collection and no Ansible needed on the host). The role C(linuxns.guests.guest_host) writes
     it to C(/usr/local/sbin/linuxns-guest).
   - See the collection's C(docs/lifecycle-operator.md) for its commands and exit codes.
 options:
