@@ -518,7 +518,7 @@ def lock_shared(meta: reg.GuestRecord, timeout: float = LOCK_WAIT) -> int:
 
 
 def spawn_in_guest(meta: reg.GuestRecord, types, argv, env: dict, stdio, root: bool = True, cwd=None, credentials=None, prepare=None,
-                   confinement=None) -> Spawned:
+                   confinement=None, detach: bool = False) -> Spawned:
     """Start ``argv`` inside the guest's ``types`` namespaces; return at once.
 
     The one enter path for programs: fork E (non-dumpable before it opens any
@@ -546,6 +546,14 @@ def spawn_in_guest(meta: reg.GuestRecord, types, argv, env: dict, stdio, root: b
     The program is confined as the guest says (:func:`confine.for_guest`, built here in
     the parent unless the caller passes the run's ``confinement``): bounding set, ambient
     and inheritable cleared, no_new_privs, seccomp.
+
+    ``stdio`` may be a callable instead: E calls it once inside the guest (after joining,
+    at the guest's ``/``) for the three fds, which then live in E only (ptys.py: a pty of
+    the guest's own devpts, a log file in the guest).  With ``detach`` C forks the program's
+    process once more and exits, so that its parent is the guest's init (a parent outside
+    the guest's pid namespace would hand it to the host's reaper): C reports
+    ``{"guest_pid": P}`` (its pid in the guest's pid namespace), E reaps C and exits, and the
+    status pipe ends when the program has exec'd (or reports why it could not).
     """
     types = check_entry(meta, types, root)
     refuse_frozen(meta)
@@ -570,12 +578,19 @@ def spawn_in_guest(meta: reg.GuestRecord, types, argv, env: dict, stdio, root: b
             join_namespaces(open_namespaces(meta, types))
             # The guest's / (its root after joining mnt), never the caller's folder on the host.
             os.chdir("/")
+            if callable(stdio):  # made inside the guest (ptys.py)
+                stdio = tuple(stdio())
             # Never a chroot here: a guest with a root was refused above without mnt.
             # The caller's other fds (its ends of the pipes above all) must not
             # stay open here, or the program would never see EOF on stdin.
             close_fds_except({status_w, lock_fd} | set(stdio))
             child = os.fork()
             if child == 0:
+                if detach:  # fork once more inside the guest's pid namespace: its init becomes the parent
+                    grandchild = os.fork()
+                    if grandchild:
+                        _send(status_w, {"guest_pid": grandchild})
+                        os._exit(0)
                 _exec_in_guest(meta, argv, dict(env), cwd, credentials, prepare, stdio, status_w, confinement)
                 os._exit(1)
             if lock_fd >= 0:
@@ -584,6 +599,9 @@ def spawn_in_guest(meta: reg.GuestRecord, types, argv, env: dict, stdio, root: b
                 if fd > 2:
                     os.close(fd)
             _send(status_w, {"pid": child})
+            if detach:
+                wait_child(child)
+                os._exit(0)
             status = wait_child(child)
             _send(status_w, {"exit": status})
             os._exit(0)

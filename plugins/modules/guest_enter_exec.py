@@ -127,6 +127,33 @@ options:
         inside the guest are stopped and killed, and the task fails with RV(timed_out=true).
       - No limit when not given.
     type: float
+  detach:
+    description:
+      - Start the command in the background and return at once; it outlives the task. Its stdin is the guest's
+        C(/dev/null), its stdout and stderr are appended to O(detach_log) inside the guest, and once the joining
+        process has left it is a child of the guest's init (which reaps it).
+      - The result has RV(pid) (as the host sees it) and RV(guest_pid) (inside the guest) and RV(rc=0) once the program
+        was executed; a program that is not found fails as usual.
+      - Always C(changed=true) (a process was started), unless O(creates) or O(removes) skip it. O(timeout) and O(stdin)
+        cannot be used with it. Check mode starts nothing.
+    type: bool
+    default: false
+  detach_log:
+    description:
+      - With O(detach), the file inside the guest (an absolute path) the command's output is appended to. It is
+        created (mode C(0600), owned by root of the guest) when missing; a symbolic link there is refused.
+      - Default C(/tmp/linuxns-detach-GUEST.log).
+    type: str
+  tty:
+    description:
+      - Give the command a terminal - a pty allocated inside the guest (from its own C(/dev/pts) for a guest with a root)
+        as its stdin, stdout, stderr and controlling terminal, 80x24, C(TERM=xterm) unless O(env) sets it - for programs
+        that need one (C(test -t 0) is true, C(tty) names it).
+      - What the terminal shows (stdout and stderr together, C(\r\n) made C(\n)) is in RV(stdout); RV(stderr) is empty.
+      - O(stdin) (at most 4096 bytes) is typed into the terminal with echo off, followed by end-of-file (C(^D));
+        without it the command reads end-of-file.
+    type: bool
+    default: false
   run_in_check_mode:
     description:
       - Run the command in check mode too, for commands that change nothing. Without it, check mode only predicts
@@ -210,6 +237,20 @@ EXAMPLES = r"""
     stdin: "welcome to web1"
     timeout: 30
 
+- name: Start a server in the background; it outlives the task (output in /var/log/httpd.log in the guest)
+  linuxns.guests.guest_enter_exec:
+    guest: web1
+    argv: [/bin/busybox, httpd, -f, -p, "8080", -h, /srv/www]
+    detach: true
+    detach_log: /var/log/httpd.log
+  register: httpd
+
+- name: A program that needs a terminal
+  linuxns.guests.guest_enter_exec:
+    guest: web1
+    cmd: "stty size"
+    tty: true
+
 - name: A read-only command that also runs in check mode
   linuxns.guests.guest_enter_exec:
     guest: web1
@@ -285,6 +326,26 @@ timed_out:
   description: True when O(timeout) expired and the command's processes were killed.
   returned: when the command timed out
   type: bool
+pid:
+  description: With O(detach), the started process's pid as the host sees it.
+  returned: when O(detach) started the command (single form)
+  type: int
+  sample: 4242
+guest_pid:
+  description: With O(detach), the started process's pid inside the guest's pid namespace (the same as RV(pid) for a guest
+    without one); null when it already ended.
+  returned: when O(detach) started the command (single form)
+  type: int
+  sample: 7
+detach_log:
+  description: With O(detach), the file inside the guest that gets the command's output.
+  returned: when O(detach) started the command (single form)
+  type: str
+  sample: /tmp/linuxns-detach-web1.log
+tty:
+  description: True when the command ran on a terminal (O(tty)).
+  returned: when O(tty) ran the command (single form)
+  type: bool
 results:
   description:
     - Per-guest results of the list form, in the order given; each has RV(guest), RV(context_id), RV(cmd),
@@ -311,6 +372,7 @@ if __name__ == "__main__":
     except Exception:  # started again in run_module, which reports the error the Ansible way
         CLONE = None
 
+from ansible_collections.linuxns.guests.plugins.module_utils import ptys
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.execute import Request, prepare_guests, run_many
@@ -344,13 +406,17 @@ def _body(module, clone):
         metas = prepare_guests(registry, params["guests"], req, "guests")
     else:
         metas = prepare_guests(registry, [params["guest"]], req, "guest")
+    ptys.check_options(params)
+    special = not check_only and (params["detach"] or params["tty"])  # ptys.py; check mode predicts as usual
     if not listed:
-        results = clone.call(run_many, metas, req, check_only, True)
+        results = (clone.call(ptys.run_special, metas, req, params["tty"], params["detach"], params["detach_log"], True)
+                   if special else clone.call(run_many, metas, req, check_only, True))
         result = _lines(results[0])
         if result.pop("failed", False):
             module.fail_json(**result)
         return result
-    results = [_lines(r) for r in clone.call(run_many, metas, req, check_only)]
+    results = [_lines(r) for r in (clone.call(ptys.run_special, metas, req, params["tty"], params["detach"], params["detach_log"])
+                                   if special else clone.call(run_many, metas, req, check_only))]
     failed = [r for r in results if r.get("failed")]
     out = {"changed": any(r.get("changed") for r in results), "cmd": list(req.argv), "results": results, "msg": ""}
     if failed:
@@ -384,6 +450,9 @@ def main():
             removes=dict(type="str"),
             timeout=dict(type="float"),
             run_in_check_mode=dict(type="bool", default=False),
+            detach=dict(type="bool", default=False),
+            detach_log=dict(type="str"),
+            tty=dict(type="bool", default=False),
         ),
         mutually_exclusive=[("guest", "guests"), ("argv", "cmd")],
         required_one_of=[("guest", "guests"), ("argv", "cmd")],

@@ -173,6 +173,8 @@ def inventory_text(hosts: Sequence[tuple], state_dir: Path) -> str:
         "ansible_ssh_common_args='" + " ".join(ssh_common_args(state_dir)) + "'",
         "ansible_host_key_checking=false",
         "ansible_paramiko_host_key_checking=false",
+        "# lab hosts share the machine's /usr: guest_host's linuxns-guest goes to their own /run",
+        "guest_host_operator_path=/run/linuxns-lab/linuxns-guest",
         "",
     ]
     return "\n".join(lines)
