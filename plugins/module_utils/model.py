@@ -175,6 +175,8 @@ GUEST = (
     # The guest's cgroup (guest_spec.parse_limits, cgroups.py): limits change in place, the parent only by recreating.
     Field("limits", "dict", change=IN_PLACE, keep=True, result=True, diff=True),
     Field("cgroup_parent", "str", default="auto", change=RECREATE, keep=True, result=True, diff=True, text="line"),
+    # Brought back at boot by the host's restore service (boot.py, saved in TABLE_DIR/NAME/guest.json).
+    Field("autostart", "bool", default=False, change=IN_PLACE, keep=True, result=True, diff=True),
     Field("recreate", "bool", default=False, spec_default=True),
     Field("state", "str", choices=("present", "absent", "frozen"), default="present", spec_default=True),
     Field("purge", "bool", default=False, spec_default=True),

@@ -46,7 +46,7 @@ options:
         O(namespaces), O(share), O(hostname), O(root), O(uid_map), O(gid_map), O(userns), O(userns_size),
         O(time_offsets), O(init),
         O(stop_signal), O(stop_timeout), O(description), O(privileged), O(capabilities), O(no_new_privs), O(seccomp),
-        O(limits), O(cgroup_parent), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
+        O(limits), O(cgroup_parent), O(autostart), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
@@ -230,6 +230,15 @@ options:
       - A new guest gets C($LINUXNS_CGROUP_PARENT) when not given, else V(auto); an existing guest keeps its own.
         A change needs O(recreate=true). The parent folders are shared by the guests and stay when a guest goes.
     type: str
+    version_added: 0.1.0
+  autostart:
+    description:
+      - Bring the guest back at boot, with no controller, through the host's restore service that the
+        P(linuxns.guests.guest_host#role) role installs (C(linuxns-guests-restore.service); docs/lifecycle.md).
+      - The guest's definition is saved in C(TABLE_DIR/NAME/guest.json) (O(table_dir)) whatever this is; the restore
+        service brings back only the guests marked V(true).
+      - Changes in place. When not given an existing guest keeps its own; a new guest gets V(false).
+    type: bool
     version_added: 0.1.0
   recreate:
     description:
@@ -496,6 +505,11 @@ guest:
       description: The guest's O(description), or null.
       type: str
       sample: web front end
+      version_added: 0.1.0
+    autostart:
+      description: Whether the host's restore service brings the guest back at boot (O(autostart)).
+      type: bool
+      sample: false
       version_added: 0.1.0
     privileged:
       description: Whether the guest opted out of the confinement (O(privileged)).

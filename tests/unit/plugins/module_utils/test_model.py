@@ -41,7 +41,7 @@ def test_the_guest_table_splits_fields_as_the_engine_did():
     assert model.REPLACED == ("context_id", "namespaces", "share", "root", "uid_map", "gid_map", "userns", "userns_size",
                               "time_offsets", "init", "cgroup_parent")
     assert model.CHANGED_IN_PLACE == ("hostname", "stop_signal", "stop_timeout", "description", "privileged", "capabilities",
-                                      "no_new_privs", "seccomp", "limits")
+                                      "no_new_privs", "seccomp", "limits", "autostart")
     assert model.default("namespaces") == ["mnt", "uts", "ipc", "net", "pid"]
     assert (model.default("stop_signal"), model.default("stop_timeout")) == ("SIGTERM", 10.0)
     entry = model.argument_spec(entry=True)
