@@ -629,6 +629,8 @@ def _body(module):
     registry = registry_for(module)
     table_dir = persist.resolve_table_dir(registry.state_dir, params["table_dir"])
     out = ensure_guests(registry, todo, module.check_mode, table_dir, params["userns_pool"], params["userns_pool_owner"])
+    if not module.check_mode:
+        persist.remember_table_dir(registry, table_dir)  # netns_link saves the guests' links in the same folder
     result = batch_result(out, listed, "guests", "guest", module._diff)
     if not listed and "purged" in out["results"][0]:
         result["purged"] = out["results"][0]["purged"]

@@ -173,6 +173,8 @@ def inventory_text(hosts: Sequence[tuple], state_dir: Path) -> str:
         "ansible_ssh_common_args='" + " ".join(ssh_common_args(state_dir)) + "'",
         "ansible_host_key_checking=false",
         "ansible_paramiko_host_key_checking=false",
+        # guest_host's restore program: in the lab host's private /tmp, never the machine's /usr/local
+        "guest_host_restore_path=/tmp/linuxns-lab/linuxns-guests-restore",
         "",
     ]
     return "\n".join(lines)

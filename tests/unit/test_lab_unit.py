@@ -85,6 +85,7 @@ def test_inventory_text():
         "ansible_ssh_private_key_file=/s/id_ed25519",
         "ansible_python_interpreter=/usr/bin/python3",
         "ansible_paramiko_host_key_checking=false",
+        "guest_host_restore_path=/tmp/linuxns-lab/linuxns-guests-restore",
         "ansible_ssh_common_args='-F /dev/null -o StrictHostKeyChecking=no "
         "-o UserKnownHostsFile=/s/known_hosts -o IdentitiesOnly=yes'",
     ):

@@ -73,11 +73,14 @@ def test_unit_verifies(tmp_path):
 def test_program_brings_back_a_guest(unit_registry, tmp_path):
     r, tables = unit_registry, str(tmp_path / "tables")
     prog = program(tmp_path)
-    run = [sys.executable, "-I", str(prog), "--state-dir", r.state_dir, "--table-dir", tables]
+    # the host's Python, as the unit runs it: without ansible-core (the program's shim stands in), with it (the venv's)
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    run = [python, "-I", str(prog), "--state-dir", r.state_dir, "--table-dir", tables]
     # bad usage: 2, nothing done
-    out = subprocess.run([*run, "--bogus"], capture_output=True, text=True, check=False)
+    out = subprocess.run([sys.executable, *run[1:], "--bogus"], capture_output=True, text=True, check=False)
     assert out.returncode == 2 and "unrecognized arguments: --bogus" in out.stderr
-    guests.ensure_guests(r, [{"name": "rb1", "namespaces": ["uts", "ipc", "pid"], "hostname": "rb1.lab", "autostart": True,
+    persist.Kept(tables, "rb1").write_table(["tmpfs /srv tmpfs size=1m 0 0"])  # its mount table
+    guests.ensure_guests(r, [{"name": "rb1", "namespaces": ["mnt", "uts", "ipc", "pid"], "hostname": "rb1.lab", "autostart": True,
                               "init": ["/bin/sleep", "1000000"], "stop_timeout": 0.1},
                              {"name": "rb2", "namespaces": ["uts"]}], table_dir=tables)
     before = r.load("rb1")
@@ -95,6 +98,8 @@ def test_program_brings_back_a_guest(unit_registry, tmp_path):
     assert after.hostname == "rb1.lab" and after.init_pid and after.init_pid != before.init_pid
     with open("/proc/%d/cmdline" % after.init_pid, "rb") as f:
         assert f.read().split(b"\0")[:2] == [b"/bin/sleep", b"1000000"]
+    with open("/proc/%d/mountinfo" % after.init_pid) as f:
+        assert [line.split(" - ")[1].split()[0] for line in f if line.split()[4] == "/srv"] == ["tmpfs"]
     assert persist.Kept(tables, "rb1").read_definition()["guest"]["autostart"] is True
     # again: nothing to do, still 0
     out = subprocess.run(run, capture_output=True, text=True, check=False, timeout=120)
