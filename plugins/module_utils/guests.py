@@ -285,6 +285,9 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
             batch = dict(batch)
             batch[spec.name] = spec
     plans = [plan(registry, s, kept) for s in specs]
+    for s in specs:  # a broken definition, or one a newer version wrote, is refused before anything changes
+        if s.name and not s.purge:
+            persist.check_definition_file(kept.table_dir, s.name)
     results, before, after = [], {}, {}
     create_run = CreateRun(registry)  # the run's context: its clean mount namespace, made on first use
     try:
@@ -313,6 +316,8 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
             if meta and p.action == "update":
                 meta = meta.copy(p.changes)  # changed in place: everything else stays
             item["guest"] = public_view(meta) if meta and p.action in ("none", "update") else _predicted_view(p)
+            if not check_mode:
+                keep_definition(kept, p.spec, meta)
             results.append(item)
             continue
         if p.spec.deferred:
@@ -349,12 +354,25 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
             item["signalled"] = p.signalled
         before[name], after[name] = p.before or {}, p.after or {}
         item["guest"] = public_view(meta) if meta else {}
+        keep_definition(kept, p.spec, meta)
         results.append(item)
     return {
         "changed": any(r["changed"] for r in results),
         "results": results,
         "diff": {"before": before, "after": after},
     }
+
+
+def keep_definition(kept, spec: Spec, meta) -> None:
+    """After a guest's successful run: its definition (persist.keep_guest) saved when it changed;
+    a removed guest's marked absent (purge=true forgot it)."""
+    if kept is None or spec.name is None:
+        return
+    if spec.state == "absent":
+        if not spec.purge:
+            persist.keep_absent(kept.table_dir, spec.name)
+    elif meta is not None:
+        persist.keep_guest(kept.table_dir, meta, spec.state)
 
 
 def apply_removals(registry: reg.Registry, plans, proc_index=None, kept=None):

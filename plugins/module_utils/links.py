@@ -36,7 +36,7 @@ import os
 import re
 import socket
 
-from ansible_collections.linuxns.guests.plugins.module_utils import model
+from ansible_collections.linuxns.guests.plugins.module_utils import model, persist
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -1307,9 +1307,14 @@ def ensure_links(registry, entries, check_mode: bool = False) -> dict:
     """
     specs = normalize(entries)
     net = Net(registry)
+    table_dir = None if check_mode else persist.resolve_table_dir(registry.state_dir)
     try:
         net.lock_guests(specs)
         plans = plan_links(net, specs)
+        for p in plans:  # a broken definition, or one a newer version wrote, is refused before anything changes
+            owner = link_owner(registry, p)
+            if owner is not None:
+                persist.check_definition_file(table_dir or persist.resolve_table_dir(registry.state_dir), owner)
         results, before, after = [], {}, {}
         for p in plans:
             before[p.key()] = _diff_view(p.before)
@@ -1318,6 +1323,8 @@ def ensure_links(registry, entries, check_mode: bool = False) -> dict:
             item.update(p.spec.ns.public())
             if check_mode or not p.changed:
                 item["link"] = _public(p, p.after if p.changed else (p.before if p.spec.state == "present" else {}))
+                if not check_mode:
+                    keep_link(registry, table_dir, p, entries[len(results)])
                 results.append(item)
                 continue
             try:
@@ -1331,6 +1338,7 @@ def ensure_links(registry, entries, check_mode: bool = False) -> dict:
                     if st is not None:
                         st.invalidate()
             item["link"] = _public(p, view)
+            keep_link(registry, table_dir, p, entries[len(results)])
             results.append(item)
         return {
             "changed": any(r["changed"] for r in results),
@@ -1340,3 +1348,34 @@ def ensure_links(registry, entries, check_mode: bool = False) -> dict:
         }
     finally:
         net.close()
+
+
+
+def link_owner(registry, p: LinkPlan):
+    """The guest whose definition keeps link ``p``: the link's guest, else its veth peer's guest
+    (a host or netns end); None for a link of no guest, or of a guest that is gone."""
+    ns = p.spec.ns if p.spec.ns.kind == "guest" else (p.spec.peer.ns if p.spec.peer and p.spec.peer.ns.kind == "guest" else None)
+    if ns is None:
+        return None
+    try:
+        return registry.resolve(ns.name)
+    except GuestError:
+        return None
+
+
+def keep_link(registry, table_dir: str, p: LinkPlan, params: dict) -> None:
+    """Save a link of a guest in the guest's definition (persist.keep_link), or forget it
+    (state=absent): the restore service makes it again at boot.  Links of no guest are not saved."""
+    name = link_owner(registry, p)
+    if name is None:
+        return
+    entry = {k: v for k, v in params.items() if k in LINK_KEYS and k not in ("state", "recreate") and v is not None}
+    if isinstance(entry.get("peer"), dict):
+        entry["peer"] = {k: v for k, v in entry["peer"].items() if v is not None}
+    try:
+        for where in (entry, entry.get("peer")):
+            if isinstance(where, dict) and where.get("guest") is not None:
+                where["guest"] = registry.resolve(where["guest"])
+    except GuestError:
+        return  # its peer guest is gone
+    persist.keep_link(table_dir, name, p.key(), entry if p.spec.state == "present" else None)

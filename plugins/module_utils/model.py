@@ -188,6 +188,8 @@ GUEST = (
     Field("restart_max_delay", "float", default=60.0, change=IN_PLACE, keep=True, result=True, diff=True,
           minimum=0, maximum=MAX_SECONDS),
     Field("restart_max", "int", default=0, change=IN_PLACE, keep=True, result=True, diff=True, minimum=0, maximum=2 ** 31 - 1),
+    # Brought back at boot by the host's restore service (boot.py, saved in TABLE_DIR/NAME/guest.json).
+    Field("autostart", "bool", default=False, change=IN_PLACE, keep=True, result=True, diff=True),
     Field("recreate", "bool", default=False, spec_default=True),
     Field("state", "str", choices=("present", "absent", "frozen"), default="present", spec_default=True),
     Field("purge", "bool", default=False, spec_default=True),

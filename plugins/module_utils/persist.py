@@ -8,7 +8,8 @@ or the modules' ``table_dir`` option; see resolve_table_dir)::
     TABLE_DIR/NAME/fstab        the guest's persistent mount table (namespace_mount)
     TABLE_DIR/NAME/context_id   the guest's context id, so it gets it back when it is
                                 made again (after a reboot wiped the registry too)
-    TABLE_DIR/NAME/guest.json   room for the guest's full definition (not used yet)
+    TABLE_DIR/NAME/guest.json   the guest's definition: its wanted state, what the restore
+                                service brings back at boot (boot.py; see "Definitions" below)
     TABLE_DIR/NAME/userns       the id range of a ``userns: auto`` guest (userns.py)
 
 The registry under /run (registry.py) is what exists now; this folder is what is
@@ -136,9 +137,10 @@ class Kept:
         self._write(self.context_id_path, "%d\n" % ctx)
         return True
 
-    # ---- the definition (for the issues that add fields) ----------------------------
+    # ---- the definition (see "Definitions" below) -----------------------------------
     def read_definition(self):
-        """The kept definition dict, or None."""
+        """The kept definition (a dict, checked by :func:`check_definition`), or None when there
+        is none; a broken one, or one of a newer format, raises GuestError naming the guest and file."""
         try:
             with open(self.definition_path) as f:
                 data = json.load(f)
@@ -146,12 +148,19 @@ class Kept:
             return None
         except (OSError, ValueError) as exc:
             raise GuestError("guest %r: its kept definition %s cannot be read: %s" % (self.name, self.definition_path, exc)) from None
-        if not isinstance(data, dict):
-            raise GuestError("guest %r: its kept definition %s is not a JSON object" % (self.name, self.definition_path))
-        return data
+        return check_definition(data, self.name, self.definition_path)
 
-    def write_definition(self, definition: dict) -> None:
+    def write_definition(self, definition: dict) -> bool:
+        """Keep ``definition`` (its ``version`` set); False when it was kept already (not rewritten)."""
+        definition = dict(definition, version=DEFINITION_VERSION, name=self.name)
+        check_definition(definition, self.name, self.definition_path)
+        try:
+            if self.read_definition() == definition:
+                return False
+        except GuestError:
+            pass  # callers check first (check_definition_file): only a caller that means to replace it gets here
         self._write(self.definition_path, json.dumps(definition, sort_keys=True, indent=1) + "\n")
+        return True
 
     # ---- forgetting -----------------------------------------------------------------
     def files(self) -> list:
@@ -248,3 +257,129 @@ class KeptIds:
             if self.userns is not None:
                 self.userns.forgotten(name)
         return gone
+
+
+# ---------------------------------------------------------------------------------------
+# Definitions: TABLE_DIR/NAME/guest.json
+# ---------------------------------------------------------------------------------------
+# {"version": 1, "name": NAME, "state": present|frozen|absent,
+#  "guest": {the guest's recorded model fields (model.RECORDED: namespaces, share, root,
+#            hostname, init, limits, cgroup_parent, confinement, userns, autostart, and any
+#            field a later model row adds)},
+#  "links": {IFNAME: a netns_link entry of the guest (its addresses, peer, routes)}}
+# The guest's mounts are its mount table, the fstab next to it (namespace_mount): creating
+# the guest applies it, at boot too.  namespace_create writes "guest" and "state",
+# netns_link writes "links"; each keeps the other's part.
+DEFINITION_VERSION = 1
+DEFINITION_KEYS = {"version": int, "name": str, "state": str, "guest": dict, "links": dict}
+DEFINITION_STATES = ("present", "frozen", "absent")
+_JSON_TYPES = {"str": str, "path": str, "int": int, "float": (int, float), "bool": bool, "list": list, "dict": dict}
+
+
+def check_definition(data, name: str, path: str) -> dict:
+    """``data`` (a definition read from ``path``) when it is one this version can use, else
+    GuestError naming the guest, the file and what is wrong."""
+    def broken(what):
+        return GuestError("guest %r: its kept definition %s is broken: %s; fix or remove the file "
+                          "(namespace_create with state=absent and purge=true forgets it)" % (name, path, what))
+
+    if not isinstance(data, dict):
+        raise broken("not a JSON object")
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise broken("no format version (version %r)" % (version,))
+    if version > DEFINITION_VERSION:
+        raise GuestError("guest %r: its kept definition %s has format version %d; this version of linuxns.guests reads "
+                         "version %d at most: it was written by a newer version, use that one (nothing was changed)"
+                         % (name, path, version, DEFINITION_VERSION))
+    for key, kind in DEFINITION_KEYS.items():
+        if key in data and not isinstance(data[key], kind):
+            raise broken("%s is not a %s" % (key, kind.__name__))
+    if data.get("name", name) != name:
+        raise broken("it names guest %r" % data["name"])
+    if data.get("state", "present") not in DEFINITION_STATES:
+        raise broken("state %r is not one of %s" % (data["state"], ", ".join(DEFINITION_STATES)))
+    for key, value in (data.get("guest") or {}).items():
+        field = model.GUEST_BY_NAME.get(key)
+        if field is None or not field.change:
+            continue  # a field this version does not know: kept, and left to the version that does
+        if value is not None and (not isinstance(value, _JSON_TYPES[field.type]) or (isinstance(value, bool) and field.type != "bool")):
+            raise broken("guest.%s %r is not a %s" % (key, value, field.type))
+    for ifname, entry in (data.get("links") or {}).items():
+        if not isinstance(entry, dict):
+            raise broken("links.%s is not a link entry (a JSON object)" % ifname)
+    return data
+
+
+def guest_fields(meta) -> dict:
+    """The definition's "guest" part of guest record ``meta``: every recorded model field
+    (model.RECORDED) that has a value, so a field a new model row adds is saved with no
+    change here."""
+    out = {}
+    for key in model.RECORDED:
+        value = meta.field(key)
+        if value is not None:
+            out[key] = value
+    if out.get("userns") == "auto":  # its maps are allocated again from the kept range
+        out.pop("uid_map", None)
+        out.pop("gid_map", None)
+    return out
+
+
+def check_definition_file(table_dir: str, name: str) -> None:
+    """Before a run changes guest ``name``: its kept definition, if any, must be readable and
+    of a version this one writes (GuestError naming the guest and file)."""
+    Kept(table_dir, name).read_definition()
+
+
+def keep_guest(table_dir: str, meta, state: str) -> bool:
+    """Save guest ``meta``'s fields and ``state`` (present or frozen) in its definition; False
+    when nothing changed (the file is not rewritten)."""
+    kept = Kept(table_dir, meta.name)
+    old = kept.read_definition() or {}
+    return kept.write_definition(dict(old, state=state, guest=guest_fields(meta), links=old.get("links") or {}))
+
+
+def keep_absent(table_dir: str, name: str) -> bool:
+    """A guest removed without purge: its definition (when it has one) says state absent, so
+    the restore service leaves it down; its fields stay for a later creation."""
+    kept = Kept(table_dir, name)
+    old = kept.read_definition()
+    if old is None or old.get("state") == "absent":
+        return False
+    return kept.write_definition(dict(old, state="absent"))
+
+
+def keep_link(table_dir: str, name: str, ifname: str, entry) -> bool:
+    """Save (``entry`` a dict) or forget (None) link ``ifname`` of guest ``name`` in its definition."""
+    kept = Kept(table_dir, name)
+    old = kept.read_definition()
+    links = dict((old or {}).get("links") or {})
+    if entry is None:
+        if old is None or ifname not in links:
+            return False
+        links.pop(ifname)
+    else:
+        links[ifname] = entry
+    return kept.write_definition(dict(old or {}, links=links))
+
+
+def definitions(table_dir: str) -> list:
+    """[(name, definition or the GuestError of a broken one)] of every guest with a
+    definition in ``table_dir``, by name."""
+    try:
+        names = sorted(os.listdir(table_dir))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise GuestError("table_dir %s cannot be read: %s" % (table_dir, exc.strerror)) from None
+    out = []
+    for n in names:
+        kept = Kept(table_dir, n)
+        if not os.path.lexists(kept.definition_path):
+            continue
+        try:
+            out.append((n, kept.read_definition()))
+        except GuestError as exc:
+            out.append((n, exc))
+    return out

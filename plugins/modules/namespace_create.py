@@ -47,7 +47,7 @@ options:
         O(time_offsets), O(init),
         O(stop_signal), O(stop_timeout), O(description), O(privileged), O(capabilities), O(no_new_privs), O(seccomp),
         O(limits), O(cgroup_parent), O(restart), O(restart_delay), O(restart_max_delay), O(restart_max),
-        O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
+        O(autostart), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
@@ -282,6 +282,14 @@ options:
         C(on-failure:N)); V(0) - no limit.
       - Changes in place. A new guest gets V(0) when not given; an existing guest keeps its own.
     type: int
+  autostart:
+    description:
+      - Bring the guest back at boot, with no controller, through the host's restore service that the
+        P(linuxns.guests.guest_host#role) role installs (C(linuxns-guests-restore.service); docs/lifecycle.md).
+      - The guest's definition is saved in C(TABLE_DIR/NAME/guest.json) (O(table_dir)) whatever this is; the restore
+        service brings back only the guests marked V(true).
+      - Changes in place. When not given an existing guest keeps its own; a new guest gets V(false).
+    type: bool
     version_added: 0.1.0
   recreate:
     description:
@@ -560,6 +568,11 @@ guest:
       type: str
       sample: web front end
       version_added: 0.1.0
+    autostart:
+      description: Whether the host's restore service brings the guest back at boot (O(autostart)).
+      type: bool
+      sample: false
+      version_added: 0.1.0
     privileged:
       description: Whether the guest opted out of the confinement (O(privileged)).
       type: bool
@@ -698,6 +711,8 @@ def _body(module):
     registry = registry_for(module)
     table_dir = persist.resolve_table_dir(registry.state_dir, params["table_dir"])
     out = ensure_guests(registry, todo, module.check_mode, table_dir, params["userns_pool"], params["userns_pool_owner"])
+    if not module.check_mode:
+        persist.remember_table_dir(registry, table_dir)  # netns_link saves the guests' links in the same folder
     result = batch_result(out, listed, "guests", "guest", module._diff)
     if not listed and "purged" in out["results"][0]:
         result["purged"] = out["results"][0]["purged"]

@@ -145,6 +145,10 @@ guests:
       description: The guest's description (O(linuxns.guests.namespace_create#module:description)), or null.
       type: str
       version_added: 0.1.0
+    autostart:
+      description: Whether the host's restore service brings the guest back at boot (O(linuxns.guests.namespace_create#module:autostart)).
+      type: bool
+      version_added: 0.1.0
     privileged:
       description: Whether the guest opted out of the confinement (O(linuxns.guests.namespace_create#module:privileged)).
       type: bool

@@ -27,6 +27,9 @@ description:
   - Everything is validated and planned before anything changes; a link created in this run is removed again
     when a later step for it fails.
   - Use the list form O(links) to wire hundreds of guests in one task.
+  - A link of a guest (or a host link whose veth peer is in a guest) is saved in that guest's definition
+    C(TABLE_DIR/NAME/guest.json), so the restore service makes it again at boot; O(state=absent) forgets it
+    (C(TABLE_DIR) is the folder M(linuxns.guests.namespace_create) or M(linuxns.guests.namespace_mount) last used, see docs/lifecycle.md).
 author:
   - linuxns.guests developers (@linuxns)
 extends_documentation_fragment:

@@ -175,6 +175,8 @@ def inventory_text(hosts: Sequence[tuple], state_dir: Path) -> str:
         "ansible_paramiko_host_key_checking=false",
         "# lab hosts share the machine's /usr: guest_host's linuxns-guest goes to their own /run",
         "guest_host_operator_path=/run/linuxns-lab/linuxns-guest",
+        # guest_host's restore program: in the lab host's private /tmp, never the machine's /usr/local
+        "guest_host_restore_path=/tmp/linuxns-lab/linuxns-guests-restore",
         "",
     ]
     return "\n".join(lines)

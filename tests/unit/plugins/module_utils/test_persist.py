@@ -77,8 +77,9 @@ def test_kept_files_written_atomically_and_read_back(tmp_path):
     text = open(k.table_path).read()
     assert text.startswith("# Mount table of guest g1") and text.endswith("/srv /www bind ro 0 0\n")
     assert k.read_table() == [(3, "tmpfs /data tmpfs size=1m 0 0"), (4, "/srv /www bind ro 0 0")]
-    k.write_definition({"name": "g1", "hostname": "g1.lab"})
-    assert k.read_definition() == {"name": "g1", "hostname": "g1.lab"}
+    assert k.write_definition({"state": "present", "guest": {"hostname": "g1.lab"}}) is True
+    assert k.read_definition() == {"version": persist.DEFINITION_VERSION, "name": "g1", "state": "present", "guest": {"hostname": "g1.lab"}}
+    assert k.write_definition({"state": "present", "guest": {"hostname": "g1.lab"}}) is False  # kept already: not rewritten
     assert sorted(os.listdir(k.folder)) == ["context_id", "fstab", "guest.json"]  # no temporary file left
     for text in ("42\n", "0\n", "70000\n", "x\n", ""):
         open(k.context_id_path, "w").write(text)
@@ -162,7 +163,7 @@ def test_purge_forgets_the_kept_files(unit_registry, tmp_path):
     k = persist.Kept(tables, "pg1")
     guests.ensure_guests(r, [{"name": "pg1", "namespaces": ["uts"]}], table_dir=tables)
     k.write_table(["tmpfs /data tmpfs size=1m 0 0"])
-    want = [k.table_path, k.context_id_path, k.folder]
+    want = [k.table_path, k.context_id_path, k.definition_path, k.folder]
     with pytest.raises(InvalidInput, match="purge=true goes with state=absent only"):
         guests.ensure_guests(r, [{"name": "pg1", "purge": True}], table_dir=tables)
     # without purge the kept files stay
@@ -173,7 +174,7 @@ def test_purge_forgets_the_kept_files(unit_registry, tmp_path):
     check = guests.ensure_guests(r, entry, True, table_dir=tables)
     assert check["changed"] and check["results"][0]["action"] == "remove" and check["results"][0]["purged"] == want
     assert check["diff"]["before"]["pg1"]["kept_files"] == want and check["diff"]["after"]["pg1"] == {}
-    assert r.load("pg1") is not None and k.files() == [k.table_path, k.context_id_path]
+    assert r.load("pg1") is not None and k.files() == [k.table_path, k.context_id_path, k.definition_path]
     first = guests.ensure_guests(r, entry, table_dir=tables)
     assert first["changed"] and first["results"][0]["purged"] == want
     assert r.load("pg1") is None and not os.path.exists(k.folder) and r.used_context_ids() == set()
