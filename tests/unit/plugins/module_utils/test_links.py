@@ -110,10 +110,10 @@ def _ns_json(reg, name, *args):
 
 
 def _addr_state(reg, name) -> list:
-    """What a failed ensure_links must leave as it was: each link's name, state flags, master and
-    addresses. Not the whole `ip -j addr` dump: its lifetimes count down, a new veth's operstate
-    follows its carrier a moment later, and an IPv6 link-local
-    address loses its ``tentative`` flag when DAD ends, so two dumps a second apart differ."""
+    """What a failed ensure_links must leave as it was: each link's name, master and addresses.
+    Not the whole `ip -j addr` dump: its lifetimes count down, a new veth's operstate follows
+    its carrier a moment later, and an IPv6 link-local address loses its ``tentative`` flag
+    when DAD ends, so two dumps a second apart differ."""
     out = []
     for item in _ns_json(reg, name, "addr", "show"):
         addrs = sorted((a.get("family"), a.get("local"), a.get("prefixlen")) for a in item.get("addr_info", ())
