@@ -72,6 +72,21 @@ def _entry(name: str, d: dict) -> dict:
     return dict(fields, name=name, state=d.get("state") or "present")
 
 
+def relink(registry: reg.Registry, table_dir: str, name: str) -> str:
+    """Make guest ``name``'s saved links (its definition's ``links``) with netns_link's code, after
+    the guest was made (again): at boot, after a restart by the supervisor, by the operator's
+    ``start``.  A veth whose peer is in another guest comes back in both.  Returns the log text
+    ("links eth0, ve-x (already)"; "" without saved links); GuestError when a link fails."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import links  # netns_link's engine
+
+    saved = list(((persist.Kept(table_dir, name).read_definition() or {}).get("links") or {}).values())
+    if not saved:
+        return ""
+    os.environ[persist.TABLE_DIR_ENV] = table_dir  # the links are kept again in the same definitions
+    out = links.ensure_links(registry, [dict(e, _in_list=True) for e in saved])
+    return "links %s" % ", ".join("%s%s" % (r["ifname"], "" if r["changed"] else " (already)") for r in out["results"])
+
+
 class Report:
     """One line per guest (and a summary) on ``stream``."""
 
@@ -97,7 +112,7 @@ class Report:
 
 def restore(registry: reg.Registry, table_dir: str, report: Report, dry_run: bool = False) -> int:
     """Bring back the autostart guests of ``table_dir``; returns the exit status."""
-    from ansible_collections.linuxns.guests.plugins.module_utils import guests, links  # the modules' engines
+    from ansible_collections.linuxns.guests.plugins.module_utils import guests  # namespace_create's engine
 
     os.environ[persist.TABLE_DIR_ENV] = table_dir  # netns_link's code finds the same definitions
     wanted = {}
@@ -135,15 +150,12 @@ def restore(registry: reg.Registry, table_dir: str, report: Report, dry_run: boo
     for name in names:
         if name not in made:
             continue
-        saved = list((wanted[name].get("links") or {}).values())
-        text = ""
-        if saved:
-            try:
-                out = links.ensure_links(registry, [dict(e, _in_list=True) for e in saved])
-            except GuestError as exc:
-                report.line(name, FAILED, "FAILED: its links: %s" % exc.msg)
-                continue
-            text = "; links %s" % ", ".join("%s%s" % (r["ifname"], "" if r["changed"] else " (already)") for r in out["results"])
+        try:
+            text = relink(registry, table_dir, name)
+        except GuestError as exc:
+            report.line(name, FAILED, "FAILED: its links: %s" % exc.msg)
+            continue
+        text = "; " + text if text else ""
         g = made[name]["guest"]
         action = {"none": "already up", "create": "created", "recreate": "made again"}.get(made[name]["action"], made[name]["action"])
         report.line(name, UP, "up (%s; context id %s; init pid %s%s)" % (action, g.get("context_id"), g.get("init_pid"), text))

@@ -282,7 +282,10 @@ def cmd_start(registry, args, name=None) -> int:
     if meta is None or reg.health(meta):
         raise GuestError("guest %r did not come back: %s" % (name, "; ".join(reg.health(meta)) if meta else "it is gone"))
     action = result["results"][0].get("action", "start") if result.get("results") else "start"
-    out("%s: started (context %s, init pid %s; %s)" % (name, meta.context_id, meta.init_pid or "-", action))
+    from ansible_collections.linuxns.guests.plugins.module_utils import boot, persist
+
+    links = boot.relink(registry, persist.resolve_table_dir(registry.state_dir), name)  # its saved links (netns_link)
+    out("%s: started (context %s, init pid %s; %s%s)" % (name, meta.context_id, meta.init_pid or "-", action, "; " + links if links else ""))
     return 0
 
 

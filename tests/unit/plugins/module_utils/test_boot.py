@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -54,13 +55,13 @@ def test_unknown_guest_fields_are_kept_and_recorded_fields_are_generic(tmp_path,
     k = persist.Kept(str(tmp_path), "g1")
     k.write_definition({"guest": {"later_field": {"x": 1}}})
     assert k.read_definition()["guest"] == {"later_field": {"x": 1}}  # a field of a newer model row: not refused
-    # a model row added later (a restart policy) is saved with no change in persist.py
+    # a model row added later is saved with no change in persist.py (as the restart rows were)
     meta = reg.GuestRecord("g1")
-    meta.update({"namespaces": ["uts"], "restart": "on-failure", "autostart": True, "uid_map": ["0 0 1"]})
-    assert "restart" not in persist.guest_fields(meta)
-    monkeypatch.setattr(model, "RECORDED", model.RECORDED + ("restart",))
+    meta.update({"namespaces": ["uts"], "a_later_row": "on-failure", "restart": "always", "autostart": True, "uid_map": ["0 0 1"]})
+    assert "a_later_row" not in persist.guest_fields(meta) and persist.guest_fields(meta)["restart"] == "always"
+    monkeypatch.setattr(model, "RECORDED", model.RECORDED + ("a_later_row",))
     fields = persist.guest_fields(meta)
-    assert fields["restart"] == "on-failure" and fields["autostart"] is True and fields["namespaces"] == ["uts"]
+    assert fields["a_later_row"] == "on-failure" and fields["autostart"] is True and fields["namespaces"] == ["uts"]
     meta.update({"userns": "auto", "gid_map": ["0 100000 65536"]})
     assert "uid_map" not in persist.guest_fields(meta) and "gid_map" not in persist.guest_fields(meta)
 
@@ -219,3 +220,38 @@ def test_a_guest_whose_share_source_failed_is_reported(unit_registry, tmp_path):
     text = out.getvalue()
     assert "guest dep: FAILED: it shares namespaces of guest src, which did not come back" in text
     assert r.names() == ["free"] and text.splitlines()[-1].endswith("1 up, 2 failed, 0 left down")
+
+
+def _veth(r, name, ifname):
+    """(link name, its IPv4 addresses) of ``ifname`` in guest ``name``'s netns, from `ip -j`; None when it is not there."""
+    pin = r.load(name).pins["net"].path
+    out = subprocess.run(["nsenter", "--net=" + pin, "ip", "-j", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    for item in json.loads(out or "[]"):
+        if item["ifname"] == ifname:
+            return ifname, sorted(a["local"] for a in item.get("addr_info", ()) if a.get("family") == "inet")
+    return None
+
+
+def test_relink_makes_the_saved_links_of_a_guest_made_again(unit_registry, tmp_path, monkeypatch):
+    # The supervisor's restart and the operator's start make a guest's namespaces again: its veth
+    # (in both guests) is gone until boot.relink makes the links its definition keeps.
+    from ansible_collections.linuxns.guests.plugins.module_utils import links
+
+    r, tables = unit_registry, str(tmp_path / "tables")
+    monkeypatch.setenv(persist.TABLE_DIR_ENV, tables)
+    made = [{"name": "rl-a", "namespaces": ["uts", "net"]}, {"name": "rl-b", "namespaces": ["uts", "net"]}]
+    guests.ensure_guests(r, made, table_dir=tables)
+    assert boot.relink(r, tables, "rl-a") == ""  # nothing saved yet
+    links.ensure_links(r, [{"guest": "rl-a", "ifname": "to-b", "addresses": ["198.19.210.1/30"],
+                            "peer": {"guest": "rl-b", "ifname": "to-a", "addresses": ["198.19.210.2/30"]}}])
+    assert _veth(r, "rl-a", "to-b") == ("to-b", ["198.19.210.1"]) and _veth(r, "rl-b", "to-a") == ("to-a", ["198.19.210.2"])
+    saved = json.load(open(persist.Kept(tables, "rl-a").definition_path))["links"]
+    assert [e["ifname"] for e in saved.values()] == ["to-b"]
+    # rl-a made again (as a restart does): new namespaces, the veth pair is gone from both guests
+    guests.ensure_guests(r, [{"name": "rl-a", "state": "absent"}], table_dir=tables)
+    guests.ensure_guests(r, made[:1], table_dir=tables)
+    assert _veth(r, "rl-a", "to-b") is None and _veth(r, "rl-b", "to-a") is None
+    assert boot.relink(r, tables, "rl-a") == "links to-b"
+    assert _veth(r, "rl-a", "to-b") == ("to-b", ["198.19.210.1"]) and _veth(r, "rl-b", "to-a") == ("to-a", ["198.19.210.2"])
+    assert boot.relink(r, tables, "rl-a") == "links to-b (already)"
+    assert json.load(open(persist.Kept(tables, "rl-a").definition_path))["links"] == saved

@@ -165,3 +165,39 @@ def test_exit_status_of_a_reaped_process_and_of_a_zombie():
             assert supervisor.from_wait_status(got) == 7
     finally:
         os.close(fd)
+
+
+def test_a_restarted_guest_gets_its_saved_links_back(unit_registry, tmp_path, monkeypatch):
+    # The restart makes the guest's namespaces again: without boot.relink its veth to another
+    # guest (kept in its definition by netns_link's code) was gone for good, in both guests.
+    import json
+    import subprocess
+
+    from ansible_collections.linuxns.guests.plugins.module_utils import links, persist, procfs
+
+    def veth(name, ifname):
+        pin = r.load(name).pins["net"].path
+        out = subprocess.run(["nsenter", "--net=" + pin, "ip", "-j", "addr", "show", "dev", ifname], capture_output=True, text=True)
+        items = json.loads(out.stdout or "[]") if out.returncode == 0 else []
+        return sorted(a["local"] for i in items for a in i.get("addr_info", ()) if a.get("family") == "inet") or None
+
+    r, tables = unit_registry, str(tmp_path / "tables")
+    monkeypatch.setenv(persist.TABLE_DIR_ENV, tables)
+    guests.ensure_guests(r, [{"name": "sv-a", "init": SLEEPER, "restart": "on-failure"},
+                             {"name": "sv-b", "namespaces": ["uts", "net"]}], table_dir=tables)
+    links.ensure_links(r, [{"guest": "sv-a", "ifname": "to-b", "addresses": ["198.19.211.1/30"],
+                            "peer": {"guest": "sv-b", "ifname": "to-a", "addresses": ["198.19.211.2/30"]}}])
+    meta = r.load("sv-a")
+    pid, start = meta.init_pid, meta.init_start
+    os.kill(pid, signal.SIGKILL)
+    for _round in range(2000):  # hang guard only
+        if not procfs.process_alive(pid, start):
+            break
+        supervisor.time.sleep(0.005)
+    log = io.StringIO()
+    decision = supervisor.Decision("restart", 0.0, 1, "test")
+    assert supervisor.work(r, "sv-a", decision, pid, start, "signal SIGKILL", tables, lambda text: log.write(text + "\n")) == 0
+    new = r.load("sv-a")
+    assert new.init_pid != pid and procfs.process_alive(new.init_pid, new.init_start), log.getvalue()
+    assert "guest sv-a: links to-b" in log.getvalue()
+    assert veth("sv-a", "to-b") == ["198.19.211.1"] and veth("sv-b", "to-a") == ["198.19.211.2"]
