@@ -44,18 +44,20 @@ if sys.argv[1:2] == [%(mark_arg)r]:
     # A host-side sudo -S was given its password as the first line of stdin; when it did not
     # read it (cached or NOPASSWD), the line is still there. Either way, everything up to the
     # marker line is not ours: drop it, byte by byte, so the command's own stdin stays whole.
+    # The entry re-executes itself (a sealed clone, same argv): the second run must not read again.
     del sys.argv[1]
-    _line = b""
-    while True:
+    _line = b"" if os.environ.pop("LINUXNS_STDIN_MARK_DROPPED", None) is None else None
+    while _line is not None:
         _c = os.read(0, 1)
         if not _c:
             break
         _line = _line + _c if len(_line) < 65536 else _c
         if _c == b"\n":
             if _line == %(mark_line)r:
+                os.environ["LINUXNS_STDIN_MARK_DROPPED"] = "1"
                 break
             _line = b""
-    del _line, _c
+    del _line
 CACHE = "entry-cache"
 NAME = "%(key)s." + sys.implementation.cache_tag
 
