@@ -111,7 +111,7 @@ options:
         C(linuxns_guest_discovered) (true when no fleet file declares it); O(compose), O(groups) and
         O(keyed_groups) can use them all.
       - Implies O(query_hosts); the answers are cached like its answers (O(cache)).
-      - A host may also have no C(guests) list: then all of its guests come from discovery.
+      - A host may also have no C(guests) list; then all of its guests come from discovery.
     type: bool
     default: false
     version_added: 0.2.0
