@@ -45,6 +45,8 @@ notes:
     C(ansible_control_path), C(ansible_ssh_transfer_method)... - and their C(ansible.cfg) and environment
     settings are passed to the inner connection unchanged.
   - The inventory plugin P(linuxns.guests.guests#inventory) writes these variables for a whole fleet.
+  - Under Mitogen's strategies (C(mitogen_linear)...) this connection stays Ansible's own - Mitogen has no transport
+    for it - so guest tasks run as without Mitogen; the hosts' own tasks do use Mitogen.
 seealso:
   - module: linuxns.guests.guest_enter_exec
   - module: linuxns.guests.namespace_create
