@@ -294,6 +294,9 @@ class Connection(ConnectionBase):
     """Commands and files inside a guest, through an inner ssh (or paramiko) connection to its host."""
 
     transport = "linuxns.guests.guest"
+    # Ansible's action code asks for the "remote user" (for ~ and become's temp-file permissions): inside the
+    # guest that is root, whoever logs into the host (linuxns_host_user is the host's login, not the guest's).
+    default_user = "root"
     has_pipelining = True
     has_tty = True
 

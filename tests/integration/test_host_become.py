@@ -130,6 +130,10 @@ def test_ping_command_copy_fetch_as_non_root_with_and_without_a_sudo_password(fl
             {"name": "who", "ansible.builtin.command": "sh -c 'id -u; hostname'", "register": "who"},
             {"name": "copy", "ansible.builtin.copy": {"dest": "/tmp/hb-{{ inventory_hostname }}", "content": "in {{ inventory_hostname }}\n"}},
             {"name": "stdin", "ansible.builtin.command": {"cmd": "cat", "stdin": "data for cat"}, "register": "cat"},
+            # become inside the guest, without pipelining (temp files handed to the become user): Ansible's
+            # "remote user" is the guest's root, not the host login
+            {"name": "become", "ansible.builtin.command": "id -un", "become": True, "become_user": "nobody",
+             "become_method": "ansible.builtin.sudo", "vars": {"ansible_pipelining": False}, "register": "bec"},
             {"name": "fetch", "ansible.builtin.fetch": {"src": "/tmp/hb-{{ inventory_hostname }}", "dest": fetched + "/", "flat": False}},
         ]}], f)
     run = fleet.run([_bin("ansible-playbook"), "-i", inv, "-vvv", play])
@@ -139,6 +143,7 @@ def test_ping_command_copy_fetch_as_non_root_with_and_without_a_sudo_password(fl
     # the lab hosts' sshd let in the non-root users (and root only for the fixture's own plays)
     assert "Accepted publickey for labpass" in fleet.lab.sshd_log(1)
     assert "Accepted publickey for labsudo" in fleet.lab.sshd_log(2)
+    assert {r.host: r["stdout"] for r in run.results if r.task == "become"} == {"hb1": "nobody", "hb2": "nobody"}
     cat = {r.host: r["stdout"] for r in run.results if r.task == "stdin"}
     assert cat == {"hb1": "data for cat", "hb2": "data for cat"}, cat  # the password line never reaches the command
     for guest, host in (("hb1", "lab1"), ("hb2", "lab2")):
