@@ -419,15 +419,35 @@ class Connection(ConnectionBase):
                 in_data = entry_program.become_stdin(become[2], in_data)
             except ValueError as exc:
                 raise AnsibleConnectionFailure("guest %r: linuxns_host_become_password: %s" % (self._guest, exc)) from None
+        strip_success = False
+        if become is not None and become[2] is not None and sudoable and self.become is not None and getattr(self.become, "success", None):
+            # The ssh plugin would wait for the guest's become to succeed before sending stdin, but the host's sudo
+            # reads its password from that stdin first: send at once and drop the success line here.
+            if getattr(self.become, "prompt", None):
+                raise AnsibleConnectionFailure("guest %r: become inside the guest with a password cannot be combined with "
+                                               "linuxns_host_become_password (both would be answered on stdin); use a "
+                                               "NOPASSWD rule on the host or no password for the guest's become" % self._guest)
+            sudoable, strip_success = False, True
         try:
             rc, out, err = inner.exec_command(command, in_data=in_data, sudoable=sudoable)
         except AnsibleConnectionFailure as exc:
             raise AnsibleConnectionFailure("guest %r: its physical host %s is unreachable over %s: %s"
                                            % (self._guest, self._where(), self.get_option("linuxns_transport"), exc)) from None
+        if strip_success:
+            out = self._strip_become_success(out)
         if become is not None:
             self._check_host_become(become, rc, out, err)
         self._check_entry(rc, out, err)
         return rc, out, err
+
+    def _strip_become_success(self, out: bytes) -> bytes:
+        """The output after the guest become's success line (as the ssh plugin drops it when it watches)."""
+        marker = to_bytes(self.become.success, errors="surrogate_or_strict")
+        at = out.find(marker)
+        if at < 0:
+            return out
+        end = out.find(b"\n", at)
+        return b"" if end < 0 else out[end + 1:]
 
     def _check_host_become(self, become, rc, out, err) -> None:
         """A failed sudo on the host (wrong or missing password, no sudoers rule) is a connection failure."""
