@@ -156,6 +156,8 @@ def _shipped_sources() -> dict:
             src = loader.get_source(name) if loader is not None and hasattr(loader, "get_source") else None
         except ImportError:
             src = None
+        if isinstance(src, bytes):
+            src = src.decode("utf-8", "replace")
         out[name] = [hasattr(mod, "__path__"), src or ""]
     return out
 

@@ -166,8 +166,8 @@ def program_text(sources: list | None = None, main: str = "entry") -> str:
     """
     sources = list(read_sources() if sources is None else sources)
     key = hashlib.sha1(repr(sources).encode("utf-8")).hexdigest()
-    return "SOURCES = %r\n%s" % (sources, BOOTSTRAP % {"package": PACKAGE, "key": key, "mark_arg": STDIN_MARK_ARG,
-                                                         "mark_line": STDIN_MARK_LINE, "main": main})
+    values = {"package": PACKAGE, "key": key, "mark_arg": STDIN_MARK_ARG, "mark_line": STDIN_MARK_LINE, "main": main}
+    return "SOURCES = %r\n%s" % (sources, BOOTSTRAP % values)
 
 
 _CACHE: dict = {}
