@@ -24,7 +24,7 @@ SANITY_DIR := $(REPO)/build/sanity/ansible_collections/linuxns/guests
 SANITY_PYTHON ?= 3.11
 GET_PIP_VERSIONS ?= 24.2
 
-.PHONY: deps venv link lab-up lab-down lab-status test test-extended test-all demo demo-basic sanity lint clean ansible-lint molecule fleet-demo bench-plots
+.PHONY: deps venv link lab-up lab-down lab-status test test-extended test-all demo demo-basic sanity lint clean ansible-lint molecule fleet-demo bench-plots mitogen-test
 
 deps:
 	@bash $(REPO)/tests/lab/deps.sh
@@ -128,3 +128,12 @@ bench-plots: deps venv link
 	$(VPY) -c 'import matplotlib' 2>/dev/null || $(VPY) -m pip install --disable-pip-version-check -q matplotlib
 	cd $(REPO) && $(VPY) bench/plots/fleet_plots.py run --sizes $(PLOT_SIZES) --rounds $(PLOT_ROUNDS) \
 	    --json bench/plots/fleet.json --out docs
+
+# make mitogen-test: build/mitogen-venv (the locked ansible-core + mitogen 0.3.x), then the modules and the
+# guest connection under strategy mitogen_linear (tests/integration/test_mitogen.py; skipped by `make test`).
+MITOGEN_VENV := $(REPO)/build/mitogen-venv
+MITOGEN_VERSION ?= 0.3.54
+mitogen-test: deps venv link
+	test -x $(MITOGEN_VENV)/bin/python || $(PY) -m venv $(MITOGEN_VENV)
+	$(MITOGEN_VENV)/bin/pip install --disable-pip-version-check -q "$$(grep -i '^ansible-core==' $(REPO)/requirements-lock.txt)" "mitogen==$(MITOGEN_VERSION)"
+	cd $(REPO) && LINUXNS_MITOGEN_VENV=$(MITOGEN_VENV) $(VPY) -m pytest tests/integration/test_mitogen.py $(PYTEST_ARGS)

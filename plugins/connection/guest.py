@@ -33,7 +33,8 @@ description:
 author:
   - linuxns.guests developers (@linuxns)
 requirements:
-  - On the physical host, root login (or O(linuxns_host_user) that is root) and Python 3.9 or newer.
+  - On the physical host, root login (or O(linuxns_host_user) that is root), or a user with C(sudo) to root and
+    O(linuxns_host_become); and Python 3.9 or newer.
   - In the guest, C(/bin/sh); a Python for modules (C(ansible_python_interpreter) is the guest's).
 notes:
   - C(ansible_host), C(ansible_port), C(ansible_user) and C(ansible_ssh_private_key_file) describe the
@@ -44,6 +45,8 @@ notes:
     C(ansible_control_path), C(ansible_ssh_transfer_method)... - and their C(ansible.cfg) and environment
     settings are passed to the inner connection unchanged.
   - The inventory plugin P(linuxns.guests.guests#inventory) writes these variables for a whole fleet.
+  - Under Mitogen's strategies (C(mitogen_linear)...) this connection stays Ansible's own - Mitogen has no transport
+    for it - so guest tasks run as without Mitogen; the hosts' own tasks do use Mitogen.
 seealso:
   - module: linuxns.guests.guest_enter_exec
   - module: linuxns.guests.namespace_create
@@ -96,6 +99,61 @@ options:
       - name: ansible_private_key_file
       - name: ansible_ssh_private_key_file
       - name: linuxns_host_private_key_file
+  linuxns_host_become:
+    description:
+      - Become root on the physical host (with O(linuxns_host_become_method)) to run the entry program, for a
+        non-root O(linuxns_host_user) - as community.proxmox's C(pct_remote) and the lxd connection's
+        C(lxd_become_method) do.
+      - This is the B(host's) privilege escalation and is separate from C(become) in a task, which happens
+        B(inside the guest) (the guest's C(sudo) or C(su)).
+      - Needs C(linuxns_transport=ssh). File uploads stream over stdin and downloads over stdout (the host's
+        staging folder is root's).
+    type: boolean
+    default: false
+    version_added: 0.2.0
+    env:
+      - name: ANSIBLE_LINUXNS_HOST_BECOME
+    vars:
+      - name: linuxns_host_become
+      - name: ansible_linuxns_host_become
+  linuxns_host_become_method:
+    description:
+      - How to become O(linuxns_host_become_user) on the physical host. Only C(sudo) (it can read a password from
+        stdin without a terminal).
+    type: string
+    default: sudo
+    choices: [sudo]
+    version_added: 0.2.0
+    env:
+      - name: ANSIBLE_LINUXNS_HOST_BECOME_METHOD
+    vars:
+      - name: linuxns_host_become_method
+      - name: ansible_linuxns_host_become_method
+  linuxns_host_become_user:
+    description:
+      - The user to become on the physical host; entering a guest needs root.
+    type: string
+    default: root
+    version_added: 0.2.0
+    env:
+      - name: ANSIBLE_LINUXNS_HOST_BECOME_USER
+    vars:
+      - name: linuxns_host_become_user
+      - name: ansible_linuxns_host_become_user
+  linuxns_host_become_password:
+    description:
+      - The host's sudo password of O(linuxns_host_user). Without it, C(sudo -n) is used (a C(NOPASSWD) rule).
+      - It is written as the first line of the command's stdin for C(sudo -S -k) - never on a command line, never
+        in the output or logs - and the entry program drops that line (when sudo did not read it) before the
+        command's own input.
+      - Use Ansible Vault for it. It cannot contain a line break.
+    type: string
+    version_added: 0.2.0
+    env:
+      - name: ANSIBLE_LINUXNS_HOST_BECOME_PASSWORD
+    vars:
+      - name: linuxns_host_become_password
+      - name: ansible_linuxns_host_become_password
   linuxns_host_python:
     description:
       - The physical host's Python, which runs the entry program (not the guest's, which runs modules).
@@ -199,6 +257,10 @@ HOST_VARS = frozenset((
     "ansible_private_key_file", "ansible_ssh_private_key_file", "ansible_paramiko_private_key_file",
     "ansible_pipelining", "ansible_ssh_pipelining",
 ))
+# What sudo says when the host-side become itself fails (not the command it runs).
+SUDO_FAILURES = ("incorrect password attempt", "a password is required", "is not in the sudoers file",
+                 "is not allowed to execute", "a terminal is required", "no tty present", "sudo: not found",
+                 "sudo: command not found", "Sorry, try again", "may not run sudo")
 
 
 def _local_tmp():
@@ -232,6 +294,9 @@ class Connection(ConnectionBase):
     """Commands and files inside a guest, through an inner ssh (or paramiko) connection to its host."""
 
     transport = "linuxns.guests.guest"
+    # Ansible's action code asks for the "remote user" (for ~ and become's temp-file permissions): inside the
+    # guest that is root, whoever logs into the host (linuxns_host_user is the host's login, not the guest's).
+    default_user = "root"
     has_pipelining = True
     has_tty = True
 
@@ -323,22 +388,79 @@ class Connection(ConnectionBase):
             self._connected = True
         return self
 
+    def _host_become(self):
+        """(method, user, password or None) of the host-side become, or None without one."""
+        if not self.get_option("linuxns_host_become"):
+            return None
+        if self.get_option("linuxns_transport") != "ssh":
+            raise AnsibleConnectionFailure("guest %r: linuxns_host_become needs linuxns_transport=ssh (paramiko cannot stream "
+                                           "the sudo password on stdin)" % self._guest)
+        password = self.get_option("linuxns_host_become_password")
+        return (self.get_option("linuxns_host_become_method") or "sudo", self.get_option("linuxns_host_become_user") or "root",
+                None if password in (None, "") else str(password))
+
     def _entry(self, *args) -> str:
-        return entry_program.command(self.get_option("linuxns_host_python"), [args[0], self.get_option("linuxns_state_dir")] + list(args[1:]),
-                                     cache_dir=_local_tmp())
+        become = self._host_become()
+        try:
+            return entry_program.command(self.get_option("linuxns_host_python"), [args[0], self.get_option("linuxns_state_dir")] + list(args[1:]),
+                                         cache_dir=_local_tmp(), become=None if become is None else (become[0], become[1], become[2] is not None))
+        except ValueError as exc:
+            raise AnsibleConnectionFailure("guest %r: linuxns_host_become_*: %s" % (self._guest, exc)) from None
 
     def _outer(self, args, in_data=None, sudoable=True):
         """Run the entry program on the host; map its failures to clear connection errors."""
         inner = self._inner_connection()
         if self.become is not None and inner.become is not self.become:
             inner.set_become_plugin(self.become)
+        command = self._entry(*args)
+        become = self._host_become()
+        if become is not None and become[2] is not None:
+            try:
+                in_data = entry_program.become_stdin(become[2], in_data)
+            except ValueError as exc:
+                raise AnsibleConnectionFailure("guest %r: linuxns_host_become_password: %s" % (self._guest, exc)) from None
+        strip_success = False
+        if become is not None and become[2] is not None and sudoable and self.become is not None and getattr(self.become, "success", None):
+            # The ssh plugin would wait for the guest's become to succeed before sending stdin, but the host's sudo
+            # reads its password from that stdin first: send at once and drop the success line here.
+            if getattr(self.become, "prompt", None):
+                raise AnsibleConnectionFailure("guest %r: become inside the guest with a password cannot be combined with "
+                                               "linuxns_host_become_password (both would be answered on stdin); use a "
+                                               "NOPASSWD rule on the host or no password for the guest's become" % self._guest)
+            sudoable, strip_success = False, True
         try:
-            rc, out, err = inner.exec_command(self._entry(*args), in_data=in_data, sudoable=sudoable)
+            rc, out, err = inner.exec_command(command, in_data=in_data, sudoable=sudoable)
         except AnsibleConnectionFailure as exc:
             raise AnsibleConnectionFailure("guest %r: its physical host %s is unreachable over %s: %s"
                                            % (self._guest, self._where(), self.get_option("linuxns_transport"), exc)) from None
+        if strip_success:
+            out = self._strip_become_success(out)
+        if become is not None:
+            self._check_host_become(become, rc, out, err)
         self._check_entry(rc, out, err)
         return rc, out, err
+
+    def _strip_become_success(self, out: bytes) -> bytes:
+        """The output after the guest become's success line (as the ssh plugin drops it when it watches)."""
+        marker = to_bytes(self.become.success, errors="surrogate_or_strict")
+        at = out.find(marker)
+        if at < 0:
+            return out
+        end = out.find(b"\n", at)
+        return b"" if end < 0 else out[end + 1:]
+
+    def _check_host_become(self, become, rc, out, err) -> None:
+        """A failed sudo on the host (wrong or missing password, no sudoers rule) is a connection failure."""
+        if rc not in (1, 127):
+            return
+        text = to_text(err + out, errors="surrogate_or_replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        said = [line for line in lines if line.startswith(("sudo:", "Sorry, try again")) or "sudo: not found" in line
+                or "is not in the sudoers file" in line]
+        if said and any(f in line for line in said for f in SUDO_FAILURES) and ERROR_MARK not in text:
+            raise AnsibleConnectionFailure("guest %r: host become (%s to %s as %s on host %s) failed: %s"
+                                           % (self._guest, become[0], become[1], self.get_option("linuxns_host_user") or "the ssh user",
+                                              self._where(), "; ".join(said[-2:])))
 
     def _check_entry(self, rc, out, err) -> None:
         found = parse_entry_error(rc, out, err)
@@ -408,7 +530,8 @@ class Connection(ConnectionBase):
         display.vvv("FETCH %s FROM guest %r TO %s" % (in_path, self._guest, out_path), host=self._play_context.remote_addr)
         in_path = to_text(in_path, errors="surrogate_or_strict")
         b_out = to_bytes(out_path, errors="surrogate_or_strict")
-        if self.get_option("linuxns_transport") == "paramiko":
+        if self.get_option("linuxns_transport") == "paramiko" or self._host_become() is not None:
+            # paramiko; or a non-root login, which cannot read the root-only staged copy: stream over stdout.
             rc, out, err = self._outer(["fetch", self._guest, in_path], sudoable=False)
             self._fetch_failed(rc, err, in_path)
             with open(b_out, "wb") as f:

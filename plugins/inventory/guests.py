@@ -19,6 +19,11 @@ description:
   - With O(query_hosts), each physical host is asked once over ssh which guests really exist and run (with the
     connection's entry program); every guest gets C(linuxns_guest_status) = C(running), C(stopped), C(missing)
     or C(unknown) (host unreachable). The answers can be cached (O(cache)).
+  - With O(discover), the guests that really exist on each host are listed too - also those no fleet file
+    declares - with their state, context id, addresses, namespaces, root and cgroup (one ssh call per host, at most
+    O(query_forks) hosts at once), and grouped by host and by state (O(state_group_template)).
+  - Hosts reached with a non-root login and sudo take the connection's C(linuxns_host_become*) variables from their
+    C(vars) (see P(linuxns.guests.guest#connection)); the queries use them too.
 author:
   - linuxns.guests developers (@linuxns)
 extends_documentation_fragment:
@@ -85,9 +90,38 @@ options:
     type: bool
     default: false
   query_timeout:
-    description: Seconds to wait for each physical host when O(query_hosts) is on.
+    description: Seconds to wait for each physical host when O(query_hosts) or O(discover) is on.
     type: int
     default: 20
+  query_forks:
+    description: How many physical hosts are queried at once (O(query_hosts), O(discover)).
+    type: int
+    default: 8
+    version_added: 0.2.0
+  discover:
+    description:
+      - Ask each physical host (one ssh call) for every guest it really has, declared or not, with its state, context
+        id, addresses, namespaces, root and cgroup.
+      - A guest found on a host but not declared there becomes an inventory host too (named by O(hostname_template),
+        with the connection variables of its physical host); a declared guest gets the facts found.
+      - Every guest gets C(linuxns_guest_status) (C(running), C(stopped), C(missing), C(unknown)),
+        C(linuxns_guest_context_id), C(linuxns_guest_addresses) (list of addresses without prefix, loopback left
+        out), C(linuxns_guest_interfaces) (ifname, family, address, prefixlen), C(linuxns_guest_namespaces),
+        C(linuxns_guest_root), C(linuxns_guest_cgroup) (parent and folders, or none), C(linuxns_guest_problems) and
+        C(linuxns_guest_discovered) (true when no fleet file declares it); O(compose), O(groups) and
+        O(keyed_groups) can use them all.
+      - Implies O(query_hosts); the answers are cached like its answers (O(cache)).
+      - A host may also have no C(guests) list; then all of its guests come from discovery.
+    type: bool
+    default: false
+    version_added: 0.2.0
+  state_group_template:
+    description:
+      - With O(query_hosts) or O(discover), the group of the guests in one state; C({state}) is C(running),
+        C(stopped), C(missing) or C(unknown) (empty for none).
+    type: string
+    default: "linuxns_state_{state}"
+    version_added: 0.2.0
 """
 
 EXAMPLES = r"""
@@ -116,10 +150,19 @@ hosts:
   rack2:
     address: 198.18.82.2
     guests: [web2, web3]
+  rack3:                 # a non-root login with sudo on the host; no guests listed: discovery finds them
+    address: 198.18.83.2
+    vars:
+      ansible_user: deploy
+      linuxns_host_become: true
+      linuxns_host_become_password: "{{ vault_rack3_sudo }}"
 keyed_groups:
   - key: role | default('none')
     prefix: role
 query_hosts: true
+discover: true          # also the guests nobody declared, with addresses, context ids, cgroups
+compose:
+  ansible_host_address: linuxns_guest_addresses | first | default(omit)
 cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/linuxns-inventory
@@ -135,6 +178,7 @@ cache_connection: ~/.cache/linuxns-inventory
 import json
 import shlex
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.errors import AnsibleParserError
 from ansible.module_utils.common.text.converters import to_text
@@ -267,6 +311,24 @@ def status_of(answer, spec: dict) -> str:
     return info.get("status", "unknown")
 
 
+def discovered_vars(answer, guest: dict) -> dict:
+    """The facts discovery found for one guest (empty values when its host or the guest is not there)."""
+    info = (answer or {}).get("guests", {}).get(guest["spec"]["name"]) or {}
+    if guest["spec"].get("context_id") is not None and info.get("context_id") not in (None, guest["spec"]["context_id"]):
+        info = {}  # another guest of that name: this one is missing
+    interfaces = list(info.get("addresses") or [])
+    return {
+        "linuxns_guest_context_id": info.get("context_id"),
+        "linuxns_guest_addresses": [a["address"] for a in interfaces if a.get("address")],
+        "linuxns_guest_interfaces": interfaces,
+        "linuxns_guest_namespaces": list(info.get("namespaces") or []),
+        "linuxns_guest_root": info.get("root"),
+        "linuxns_guest_cgroup": info.get("cgroup"),
+        "linuxns_guest_problems": list(info.get("problems") or []),
+        "linuxns_guest_discovered": bool(guest.get("discovered")),
+    }
+
+
 def ssh_argv(host: dict, command: str, timeout: int) -> list:
     hv = host["vars"]
     argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % timeout]
@@ -285,11 +347,46 @@ def ssh_argv(host: dict, command: str, timeout: int) -> list:
     return argv + ["--", host["address"], command]
 
 
-def query_host(host: dict, timeout: int):
-    """The entry program's ``status`` answer of one physical host, or None (with a warning) when it cannot be asked."""
-    command = entry_program.command(host["python"], ["status", host["state_dir"]])
+def _bool(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on", "y")
+    return bool(value)
+
+
+def host_become(host: dict):
+    """(method, user, password or None) from the host's linuxns_host_become* variables, or None."""
+    hv = host["vars"]
+
+    def get(name, default=None):
+        for key in ("linuxns_host_become" + name, "ansible_linuxns_host_become" + name):
+            if hv.get(key) not in (None, ""):
+                return hv[key]
+        return default
+
+    if not _bool(get("", False)):
+        return None
+    password = get("_password")
+    return (str(get("_method", "sudo")), str(get("_user", "root")), None if password is None else str(password))
+
+
+def query_host(host: dict, timeout: int, discover: bool = False):
+    """The entry program's ``status`` answer of one physical host (with ``discover``, every guest with its
+    addresses and cgroup), or None (with a warning) when it cannot be asked."""
+    become = host_become(host)
+    flags = None if become is None else (become[0], become[1], become[2] is not None)
+    stdin = b""
     try:
-        proc = subprocess.run(ssh_argv(host, command, timeout), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 5, check=False)
+        if discover:
+            command = entry_program.discover_command(host["python"], host["state_dir"], become=flags)
+        else:
+            command = entry_program.command(host["python"], ["status", host["state_dir"]], become=flags)
+        if become is not None and become[2] is not None:
+            stdin = entry_program.become_stdin(become[2], None)
+    except ValueError as exc:
+        display.warning("linuxns.guests.guests: physical host %s: linuxns_host_become*: %s" % (host["key"], exc))
+        return None
+    try:
+        proc = subprocess.run(ssh_argv(host, command, timeout), input=stdin, capture_output=True, timeout=timeout + 5, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         display.warning("linuxns.guests.guests: cannot query physical host %s (%s): %s" % (host["key"], host["address"], exc))
         return None
@@ -317,14 +414,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             fleet = parse_fleet({k: self.get_option(k) for k in ("hosts", "guest_defaults", "state_dir", "host_python")})
         except FleetError as exc:
             raise AnsibleParserError("%s: %s" % (path, exc)) from None
-        statuses = self._statuses(fleet, path, cache) if self.get_option("query_hosts") else {}
+        statuses = self._statuses(fleet, path, cache) if self.get_option("query_hosts") or self.get_option("discover") else {}
         try:
             self._populate(fleet, statuses)
         except FleetError as exc:
             raise AnsibleParserError("%s: %s" % (path, exc)) from None
 
     def _statuses(self, fleet: list, path: str, cache: bool) -> dict:
-        cache_key = self.get_cache_key(path)
+        discover = bool(self.get_option("discover"))
+        cache_key = self.get_cache_key(path) + ("_discover" if discover else "")
         use_cache = self.get_option("cache")
         answers = None
         if use_cache and cache:
@@ -333,7 +431,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 answers = None
         if answers is None:
-            answers = {h["key"]: query_host(h, self.get_option("query_timeout")) for h in fleet}
+            timeout = self.get_option("query_timeout")
+            forks = max(1, min(int(self.get_option("query_forks") or 1), len(fleet)))
+            with ThreadPoolExecutor(max_workers=forks) as pool:
+                found = list(pool.map(lambda h: query_host(h, timeout, discover), fleet))
+            answers = {h["key"]: a for h, a in zip(fleet, found)}
             if use_cache:
                 self._cache[cache_key] = answers
         return answers
@@ -345,6 +447,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         guest_vars = self.get_option("guest_vars") or {}
         template = self.get_option("hostname_template")
         strict = self.get_option("strict")
+        state_tpl = self.get_option("state_group_template")
         seen = {}
         if group:
             self.inventory.add_group(group)
@@ -359,7 +462,23 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             hgroup = None
             if host_group_tpl:
                 hgroup = self.inventory.add_group(host_group_tpl.format(host=host["key"]))
-            for guest in host["guests"]:
+            answer = statuses.get(host["key"])
+            guests = list(host["guests"])
+            if self.get_option("discover"):
+                declared = {g["spec"]["name"] for g in host["guests"]}
+                for found_name in sorted((answer or {}).get("guests", {})):
+                    if found_name not in declared:
+                        try:
+                            found = _guest_entry({"name": found_name}, "guest %r found on host %s" % (found_name, host["key"]), {})
+                        except FleetError as exc:
+                            display.warning("linuxns.guests.guests: %s" % exc)
+                            continue
+                        ctx = answer["guests"][found_name].get("context_id")
+                        if ctx is not None:
+                            found["spec"]["context_id"] = ctx
+                        found["discovered"] = True
+                        guests.append(found)
+            for guest in guests:
                 name = inventory_name(template, host["key"], guest["spec"])
                 if name in seen:
                     raise FleetError("guest %r on %s and guest %r on %s both get the inventory name %r; change hostname_template"
@@ -369,8 +488,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 if hgroup:
                     self.inventory.add_child(hgroup, name)
                 hv = guest_hostvars(host, guest, guest_vars)
-                if self.get_option("query_hosts"):
-                    hv["linuxns_guest_status"] = status_of(statuses.get(host["key"]), guest["spec"])
+                if self.get_option("query_hosts") or self.get_option("discover"):
+                    hv["linuxns_guest_status"] = status_of(answer, guest["spec"])
+                    if state_tpl:
+                        self.inventory.add_child(self.inventory.add_group(state_tpl.format(state=hv["linuxns_guest_status"])), name)
+                if self.get_option("discover"):
+                    hv.update(discovered_vars(answer, guest))
                 for k, v in hv.items():
                     self.inventory.set_variable(name, k, v)
                 self._set_composite_vars(self.get_option("compose"), hv, name, strict=strict)

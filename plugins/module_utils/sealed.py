@@ -28,6 +28,28 @@ import os, sys, json
 f = os.fdopen(int(sys.argv[1]), "rb")
 head = json.loads(f.readline())
 sys.path[:] = head["path"]
+SHIPPED = head.get("sources") or {}  # the collection's modules by source: a caller without files (Mitogen)
+
+
+class _Shipped:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name not in SHIPPED:
+            return None
+        import importlib.util
+        return importlib.util.spec_from_loader(name, _Shipped, is_package=SHIPPED[name][0])
+
+    @staticmethod
+    def create_module(spec):
+        return None
+
+    @staticmethod
+    def exec_module(module):
+        exec(compile(SHIPPED[module.__name__][1], "<shipped>/" + module.__name__, "exec", dont_inherit=True), module.__dict__)
+
+
+if SHIPPED:
+    sys.meta_path.insert(0, _Shipped)
 try:
     from ansible_collections.linuxns.guests.plugins.module_utils import sealed
 except BaseException as exc:
@@ -173,6 +195,30 @@ def _clone_main(f, w: int, head: dict):  # pragma: no cover - the clone's progra
     os._exit(0)
 
 
+def _shipped_sources() -> dict:
+    """{name: [is_package, source]} of the collection's loaded modules when they are not files on sys.path.
+
+    Mitogen's in-process module runner imports them from the controller into memory: the clone,
+    a new interpreter, could not import them. Empty in an ordinary (AnsiballZ) run."""
+    import importlib.machinery
+
+    if importlib.machinery.PathFinder.find_spec("ansible_collections", sys.path) is not None:
+        return {}
+    out = {}
+    for name, mod in list(sys.modules.items()):
+        if mod is None or not (name == "ansible_collections" or name.startswith("ansible_collections.")):
+            continue
+        loader = getattr(mod, "__loader__", None)
+        try:
+            src = loader.get_source(name) if loader is not None and hasattr(loader, "get_source") else None
+        except ImportError:
+            src = None
+        if isinstance(src, bytes):
+            src = src.decode("utf-8", "replace")
+        out[name] = [hasattr(mod, "__path__"), src or ""]
+    return out
+
+
 class SealedClone:
     """A child exec'd from a sealed clone of this Python, for one call (:meth:`call`).
 
@@ -229,7 +275,8 @@ class SealedClone:
         os.close(res_w)
         self.pid, self.job_w, self.res_r = pid, job_w, res_r
         try:
-            enter.write_all(job_w, json.dumps({"path": sys.path, "preload": list(preload), "cache": cache}).encode() + b"\n")
+            enter.write_all(job_w, json.dumps({"path": sys.path, "preload": list(preload), "cache": cache,
+                                               "sources": _shipped_sources()}).encode() + b"\n")
         except BrokenPipeError:
             pass  # it died at once: call() tells
 

@@ -31,11 +31,33 @@ import zlib
 
 PACKAGE = "ansible_collections.linuxns.guests.plugins.module_utils"
 # Dependency order: each module only imports the ones before it.
+# A non-root host login: sudo on the host (see command(become=...)).
+BECOME_METHODS = ("sudo",)
+STDIN_MARK_ARG = "--linuxns-stdin-mark"
+STDIN_MARK_LINE = b"--linuxns-end-of-host-become-password--\n"
 MODULES = ("errors", "syscalls", "rootfs", "procfs", "registry", "confine", "enter", "entry")
 
 BOOTSTRAP = r'''
 import sys, types, os, marshal, stat
 P = %(package)r
+if sys.argv[1:2] == [%(mark_arg)r]:
+    # A host-side sudo -S was given its password as the first line of stdin; when it did not
+    # read it (cached or NOPASSWD), the line is still there. Either way, everything up to the
+    # marker line is not ours: drop it, byte by byte, so the command's own stdin stays whole.
+    # The entry re-executes itself (a sealed clone, same argv): the second run must not read again.
+    del sys.argv[1]
+    _line = b"" if os.environ.pop("LINUXNS_STDIN_MARK_DROPPED", None) is None else None
+    while _line is not None:
+        _c = os.read(0, 1)
+        if not _c:
+            break
+        _line = _line + _c if len(_line) < 65536 else _c
+        if _c == b"\n":
+            if _line == %(mark_line)r:
+                os.environ["LINUXNS_STDIN_MARK_DROPPED"] = "1"
+                break
+            _line = b""
+    del _line
 CACHE = "entry-cache"
 NAME = "%(key)s." + sys.implementation.cache_tag
 
@@ -101,7 +123,7 @@ for name, code in codes:
     sys.modules[full] = m
     exec(code, m.__dict__)
     setattr(sys.modules[P], name, m)
-sys.exit(sys.modules[P + ".entry"].main())
+sys.exit(sys.modules[P + "." + %(main)r].main())
 '''
 
 
@@ -137,14 +159,15 @@ def read_sources(directory: str | None = None) -> list:
     return [(name, strip_source(src, name + ".py")) for name, src in raw_sources(directory)]
 
 
-def program_text(sources: list | None = None) -> str:
+def program_text(sources: list | None = None, main: str = "entry") -> str:
     """The entry program as Python source.
 
     The hash of the sources (NAME in the bootstrap) names the host's cache of their compiled form.
     """
     sources = list(read_sources() if sources is None else sources)
     key = hashlib.sha1(repr(sources).encode("utf-8")).hexdigest()
-    return "SOURCES = %r\n%s" % (sources, BOOTSTRAP % {"package": PACKAGE, "key": key})
+    values = {"package": PACKAGE, "key": key, "mark_arg": STDIN_MARK_ARG, "mark_line": STDIN_MARK_LINE, "main": main}
+    return "SOURCES = %r\n%s" % (sources, BOOTSTRAP % values)
 
 
 _CACHE: dict = {}
@@ -191,7 +214,62 @@ def payload(sources: list | None = None, cache_dir: str | None = None) -> str:
     return text
 
 
-def command(python: str, args, sources: list | None = None, cache_dir: str | None = None) -> str:
-    """The shell command line that runs the entry program with ``args`` on the host."""
-    argv = [python, "-I", "-S", "-c", payload(sources, cache_dir)] + [str(a) for a in args]
+_DISCOVER: dict = {}
+
+
+def discover_command(python: str, state_dir: str, become: tuple | None = None) -> str:
+    """The shell command line that lists every guest on a host (plugin_utils/host_discover.py run by the
+    entry program's bootstrap with the same modules), for the inventory plugin's discovery."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "host_discover.py"), encoding="utf-8") as f:
+        extra = ("host_discover", f.read())
+    sources = raw_sources() + [extra]
+    key = hashlib.sha1(repr(sources).encode("utf-8")).hexdigest()
+    if key not in _DISCOVER:
+        text = program_text([(name, strip_source(src, name + ".py")) for name, src in sources], main="host_discover")
+        _DISCOVER[key] = "import zlib,base64;exec(zlib.decompress(base64.b64decode('%s')))" % (
+            base64.b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii"))
+    prefix = become_argv(become[0], become[1], become[2]) if become else []
+    marker = [STDIN_MARK_ARG] if become and become[2] else []
+    argv = prefix + [python, "-I", "-S", "-c", _DISCOVER[key]] + marker + ["discover", state_dir]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def become_argv(method: str, user: str, password: bool) -> list:
+    """The host-side become prefix: ``sudo`` to USER; with a password, read from stdin (never argv).
+
+    ``-k`` makes sudo ask even when it has cached credentials, so the password line is read
+    whenever a password is needed at all; the entry program drops what is left up to its marker.
+    """
+    if method not in BECOME_METHODS:
+        raise ValueError("host become method %r is not one of: %s" % (method, ", ".join(BECOME_METHODS)))
+    if not user or user.startswith("-"):
+        raise ValueError("host become user %r is not a user name" % (user,))
+    if password:
+        return ["sudo", "-S", "-k", "-p", "", "-u", user, "--"]
+    return ["sudo", "-n", "-u", user, "--"]
+
+
+def become_stdin(password: str, in_data: bytes | None) -> bytes:
+    """stdin for a command run with ``become_argv(..., password=True)``: the password line, the marker, the data."""
+    secret = password.encode("utf-8") if isinstance(password, str) else bytes(password)
+    if b"\n" in secret or b"\r" in secret or b"\0" in secret:
+        raise ValueError("the host become password cannot contain a line break or NUL")
+    return secret + b"\n" + STDIN_MARK_LINE + (in_data or b"")
+
+
+def command(python: str, args, sources: list | None = None, cache_dir: str | None = None,
+            become: tuple | None = None) -> str:
+    """The shell command line that runs the entry program with ``args`` on the host.
+
+    ``become`` is (method, user, with_password) for a non-root login: the program runs under that
+    become, and with a password its stdin must start with ``become_stdin``.
+    """
+    prefix = []
+    marker = []
+    if become:
+        method, user, with_password = become
+        prefix = become_argv(method, user, with_password)
+        marker = [STDIN_MARK_ARG] if with_password else []
+    argv = prefix + [python, "-I", "-S", "-c", payload(sources, cache_dir)] + marker + [str(a) for a in args]
     return " ".join(shlex.quote(a) for a in argv)

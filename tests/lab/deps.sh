@@ -9,7 +9,7 @@
 set -euo pipefail
 
 PACKAGES=(openssh-server iproute2 busybox-static catatonit tini python3-venv
-          python3-pyroute2 util-linux procps psmisc rsync make)
+          python3-pyroute2 util-linux procps psmisc rsync make sudo)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

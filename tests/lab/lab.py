@@ -900,6 +900,48 @@ exec "$5" -f "$4/sshd_config" -o "ListenAddress=$2" -o "$6" -E "$4/sshd.log"
             "hosts": hosts,
         }
 
+    def add_sudo_user(self, n: int, user: str, password: str | None = None) -> None:
+        """A login user of lab host N only, with sudo to root: with PASSWORD (sudo asks for it) or
+        without (a NOPASSWD rule). It logs in with the lab's key (AuthorizedKeysFile is shared).
+
+        Everything is written inside the lab host: /etc is its overlay (passwd, shadow, group,
+        hosts, sudoers.d), the home folder is on its private /run; the machine's own files are
+        never touched. Idempotent; gone with the lab host."""
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", user):
+            raise LabError(f"lab user {user!r}: use a short lower-case name")
+        if password is not None and (not password or any(c in password for c in ":\n\r\0")):
+            raise LabError(f"lab user {user}: the password cannot be empty or hold ':' or a line break")
+        if not Path("/usr/bin/sudo").exists():
+            raise LabError("sudo is not installed on this machine (tests/lab/deps.sh installs it)")
+        script = r"""
+set -eu
+u="$1"; rule="$2"; home="/run/lab-home/$u"
+grep -q "^$u:" /etc/passwd || {
+    uid=$(awk -F: 'BEGIN{m=4000} $3>=m && $3<60000 {m=$3+1} END{print m}' /etc/passwd)
+    echo "$u:x:$uid:$uid:lab user:$home:/bin/sh" >> /etc/passwd
+    echo "$u:x:$uid:" >> /etc/group
+    echo "$u:*:20000:0:99999:7:::" >> /etc/shadow
+}
+# sshd reads every user's key from /run/lab/authorized_keys: the user may pass through /run/lab
+# (0711: no listing; the host key in it stays 0600)
+chmod 0711 /run/lab
+mkdir -p "$home"
+chown "$u:$u" "$home"
+chmod 0700 "$home"
+if [ "$rule" = password ]; then
+    chpasswd
+    echo "$u ALL=(ALL:ALL) ALL" > "/etc/sudoers.d/lab-$u"
+else
+    usermod -p '*' "$u"
+    echo "$u ALL=(ALL:ALL) NOPASSWD: ALL" > "/etc/sudoers.d/lab-$u"
+fi
+chmod 0440 "/etc/sudoers.d/lab-$u"
+grep -q " $(hostname)\$" /etc/hosts || echo "127.0.1.1 $(hostname)" >> /etc/hosts
+"""
+        rule = "password" if password is not None else "nopasswd"
+        self.exec(n, ["/bin/sh", "-c", script, "lab-user", user, rule],
+                  input=f"{user}:{password}\n" if password is not None else "", timeout=60)
+
     def exec(self, n: int, argv: Sequence[str], check: bool = True,
              **kw) -> subprocess.CompletedProcess:
         """Run ARGV inside lab host N (all its namespaces); capture text output by default."""

@@ -38,6 +38,6 @@ def test_host_vars_are_ours_the_rest_goes_to_the_inner_connection():
     ours = {v["name"] for o in doc["options"].values() for v in o.get("vars", [])}
     # every physical-host variable we claim is kept away from the inner plugin's var_options
     assert {"ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file"} <= ours
-    assert ours - {"linuxns_guest", "linuxns_host", "linuxns_host_port", "linuxns_host_user", "linuxns_host_private_key_file",
-                   "linuxns_host_python", "linuxns_state_dir", "linuxns_transport"} <= guest.HOST_VARS
+    # (our own linuxns_* / ansible_linuxns_* names are unknown to the inner plugin: nothing to keep away)
+    assert {n for n in ours if not n.startswith(("linuxns_", "ansible_linuxns_"))} <= guest.HOST_VARS
     assert set(doc["options"]["linuxns_transport"]["choices"]) == set(guest.INNER)
