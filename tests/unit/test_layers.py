@@ -99,6 +99,8 @@ def test_modules_are_thin_and_never_call_the_kernel(path):
         assert mod.split(".")[0] not in KERNEL_MODULES, where + ": modules never call the kernel; module_utils does"
         if mod.startswith(PKG):
             assert mod.startswith(MU + "."), where + ": a module uses module_utils only"
+    if (PLUGINS / "action" / path.name).exists() and all(mod == "__future__" for _line, mod in found):
+        return  # the documentation of an action plugin that composes the modules (guest_deploy): no code of its own
     assert any(mod.startswith(MU + ".") for _line, mod in found), "%s does not call into module_utils" % path.name
 
 
