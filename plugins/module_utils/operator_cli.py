@@ -30,7 +30,7 @@ PROG = "linuxns-guest"
 RC_USAGE = 2
 RC_RUNNING, RC_BROKEN, RC_STOPPED, RC_UNKNOWN = 0, 1, 3, 4
 RC_ENTER_FAILED = 125
-USAGE = """usage: linuxns-guest [--state-dir DIR] COMMAND ...
+USAGE = """usage: linuxns-guest [--state-dir DIR] [--netns-dir DIR] COMMAND ...
 
   list [--json]                     every guest: state, context id, init pid, addresses, memory, pids
   status NAME|CTXID [--json]        exit 0 running, 3 stopped, 4 no such guest, 1 broken
@@ -318,15 +318,15 @@ ENTERS = ("enter", "exec", "start", "restart")  # run from a sealed clone of the
 
 def parse(argv: list) -> tuple:
     args = list(argv)
-    state_dir = reg.DEFAULT_STATE_DIR
+    dirs = {"--state-dir": reg.DEFAULT_STATE_DIR, "--netns-dir": reg.NETNS_RUN_DIR}  # netns names: `ip netns`'s folder
     while args and args[0].startswith("--"):
         opt = args.pop(0)
         if opt in ("--help",):
             raise Usage(None)
-        if opt == "--state-dir" and args:
-            state_dir = args.pop(0)
-        elif opt.startswith("--state-dir="):
-            state_dir = opt.split("=", 1)[1]
+        if opt in dirs and args:
+            dirs[opt] = args.pop(0)
+        elif opt.split("=", 1)[0] in dirs and "=" in opt:
+            dirs[opt.split("=", 1)[0]] = opt.split("=", 1)[1]
         else:
             raise Usage("unknown option %s" % opt)
     if not args:
@@ -335,14 +335,15 @@ def parse(argv: list) -> tuple:
         raise Usage(None)
     if args[0] not in COMMANDS:
         raise Usage("unknown command %r" % args[0])
-    if not os.path.isabs(state_dir):
-        raise Usage("--state-dir must be an absolute path")
-    return state_dir, args[0], args[1:]
+    for opt, path in dirs.items():
+        if not os.path.isabs(path):
+            raise Usage("%s must be an absolute path" % opt)
+    return dirs["--state-dir"], dirs["--netns-dir"], args[0], args[1:]
 
 
 def main(argv=None) -> int:
     try:
-        state_dir, command, args = parse(sys.argv[1:] if argv is None else argv)
+        state_dir, netns_dir, command, args = parse(sys.argv[1:] if argv is None else argv)
     except Usage as exc:
         if exc.args and exc.args[0]:
             err(exc.args[0])
@@ -357,7 +358,7 @@ def main(argv=None) -> int:
     try:
         if argv is None and command in ENTERS:
             enter.reexec_sealed()  # the CVE-2019-5736 class: see enter.reexec_sealed
-        return COMMANDS[command](reg.Registry(state_dir), args)
+        return COMMANDS[command](reg.Registry(state_dir, netns_dir), args)
     except Usage as exc:
         err(exc.args[0])
         sys.stderr.write(USAGE)

@@ -15,6 +15,7 @@ import contextlib
 import glob
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -48,6 +49,27 @@ def machine_etc_untouched():
     if not existed and os.path.lexists("/etc/linuxns"):
         found = sorted(os.path.join(b, n) for b, ds, fs in os.walk("/etc/linuxns") for n in ds + fs)
         raise AssertionError("the tests wrote the machine's /etc/linuxns: %s" % ", ".join(found[:20]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_netns_names_untouched():
+    """No unit test may leave a name in the machine's /run/netns (`ip netns`'s folder): unit
+    registries keep theirs in their own folder, and a program a test runs is given it too
+    (linuxns-guest --netns-dir).  A leak is removed (it pins a network namespace) and fails
+    the session, naming it."""
+    def names():
+        try:
+            return set(os.listdir("/run/netns"))
+        except OSError:
+            return set()
+
+    before = names()
+    yield
+    leaked = sorted(names() - before)
+    for name in leaked:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+    if leaked:
+        raise AssertionError("the tests left names in the machine's /run/netns: %s" % ", ".join(leaked))
 
 
 def reap_zombies() -> None:

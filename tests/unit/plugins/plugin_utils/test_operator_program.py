@@ -36,7 +36,8 @@ def fleet(unit_registry, busybox_root):
 
 
 def lg(program, registry, *args, **kw):
-    return subprocess.run([program, "--state-dir", registry.state_dir, *args], capture_output=True, text=True, check=False,
+    # the unit registry's own netns folder: a guest made again (start) never names its netns in the machine's /run/netns
+    return subprocess.run([program, "--state-dir", registry.state_dir, "--netns-dir", registry.netns_dir, *args], capture_output=True, text=True, check=False,
                           **kw)
 
 
