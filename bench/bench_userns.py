@@ -117,8 +117,8 @@ def main() -> int:
         print("%-8s %6s %12s %12s" % ("side", "N", "create (s)", "remove (s)"))
         for (n, kind), rows in sorted(results.items()):
             creates, removes = sorted(c for c, _r in rows), sorted(r for _c, r in rows)
-            print("%-8s %6d %12.2f %12.2f   rounds: %s" % (kind, n, creates[len(creates) // 2], removes[len(removes) // 2],
-                                                            " ".join("%.2f" % c for c, _r in rows)))
+            rounds = " ".join("%.2f" % c for c, _r in rows)
+            print("%-8s %6d %12.2f %12.2f   rounds: %s" % (kind, n, creates[len(creates) // 2], removes[len(removes) // 2], rounds))
         for n, kinds in plan:
             a, b = (sorted(c for c, _r in results[(n, k)])[len(results[(n, k)]) // 2] for k in kinds)
             print("%s/%s at N=%d: %.2fx" % (kinds[1], kinds[0], n, b / a))

@@ -78,7 +78,7 @@ class ActionModule(ActionBase):
 
     # -- plumbing ----------------------------------------------------------------------
     def _args(self) -> dict:
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         if args["batch_size"] < 0:
             raise AnsibleActionFail("guest_deploy: batch_size must be 0 (one batch per wave) or more, not %d" % args["batch_size"])
         return args

@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
-        return EXIT_USAGE if exc.code else EXIT_OK
+        return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
     report = Report(sys.stderr, bool(os.environ.get("JOURNAL_STREAM")))
     try:
         state_dir = model.check_dir(args.state_dir, "--state-dir")
@@ -187,4 +187,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

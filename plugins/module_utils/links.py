@@ -1350,7 +1350,6 @@ def ensure_links(registry, entries, check_mode: bool = False) -> dict:
         net.close()
 
 
-
 def link_owner(registry, p: LinkPlan):
     """The guest whose definition keeps link ``p``: the link's guest, else its veth peer's guest
     (a host or netns end); None for a link of no guest, or of a guest that is gone."""

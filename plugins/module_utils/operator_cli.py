@@ -139,8 +139,8 @@ def cmd_status(registry, args) -> int:
     if as_json:
         out(json.dumps(row, sort_keys=True))
     elif row["state"] == "running":
-        out("%s (context %s): running, init pid %s%s" % (row["name"], row["context_id"], row["init_pid"] or "-",
-                                                          ", " + ", ".join(row["addresses"]) if row["addresses"] else ""))
+        addresses = ", " + ", ".join(row["addresses"]) if row["addresses"] else ""
+        out("%s (context %s): running, init pid %s%s" % (row["name"], row["context_id"], row["init_pid"] or "-", addresses))
     else:
         out("%s (context %s): %s: %s" % (row["name"], row["context_id"], row["state"], "; ".join(row["problems"])))
     return {"running": RC_RUNNING, "stopped": RC_STOPPED}.get(row["state"], RC_BROKEN)

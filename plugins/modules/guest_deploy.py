@@ -31,7 +31,7 @@ description:
   - The role is the supported way to use this module; its plan format is the C(guest_plan)
     filter's output and may change between releases.
 author:
-  - linuxns.guests contributors
+  - linuxns.guests developers (@linuxns)
 options:
   plan:
     description:

@@ -47,8 +47,12 @@ def fleet(lab, ansible):
             {"linuxns.guests.netns_link": {"guest": "lco1", "ifname": "to2", "addresses": ["198.19.71.1/30"],
                                            "peer": {"guest": "lco2", "ifname": "to1", "addresses": ["198.19.71.2/30"]}}},
         ])
-        installed = next(r for r in run.results if r.action.endswith("copy"))
-        assert installed.changed and installed["mode"] == "0755", installed.result
+        installed = None
+        for r in run.results:  # the first copy: the program's install
+            if r.action.endswith("copy"):
+                installed = r
+                break
+        assert installed is not None and installed.changed and installed["mode"] == "0755", installed.result
         yield {"root": root}
     finally:
         ansible.playbook([{CREATE: {"guests": GUESTS, "state": "absent", "stop_timeout": 1}}])
@@ -127,7 +131,7 @@ def foreground(ino: int, comm: str) -> int:
 # ------------------------------------------------------------------------------------------
 def test_enter_a_shell_over_ssh(fleet, lab, lab_exec):
     ino = pin_ino(lab_exec, "lco1", "pid")
-    init = [p for p in in_pid_ns(lab_exec, ino)]
+    init = in_pid_ns(lab_exec, ino)
     mounts = lab_exec("lab1", ["sh", "-c", "wc -l < /proc/%s/mountinfo" % init[0][0]]).stdout
     argv = lab.ssh_argv(1, [PROG, "enter", "lco1"])
     argv.insert(1, "-tt")

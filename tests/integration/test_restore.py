@@ -52,8 +52,8 @@ PLAY_GUESTS = [
 ]
 PLAY_WIRING = [
     {"name": "mount", MOUNT: {"guest": "web", "path": "/srv", "fstype": "tmpfs", "opts": "size=1m", "table_dir": TABLES}},
-    {"name": "link", LINK: {"ifname": HOST_IF, "addresses": [HOST_ADDR], "peer": {"guest": "web", "ifname": "eth0",
-                                                                                   "addresses": [WEB_ADDR]}}},
+    {"name": "link", LINK: {"ifname": HOST_IF, "addresses": [HOST_ADDR],
+                            "peer": {"guest": "web", "ifname": "eth0", "addresses": [WEB_ADDR]}}},
 ]
 
 # Inside the lab host (its own /run): the state seen from outside the guests, and the reboot.
@@ -135,7 +135,7 @@ def sh(lab_exec, script, check=True):
 
 
 def probe(lab_exec):
-    return json.loads(lab_exec(HOST, ["python3", "-c", PROBE, HOST_IF, WEB_ADDR.split("/")[0]]).stdout)
+    return json.loads(lab_exec(HOST, ["python3", "-c", PROBE, HOST_IF, WEB_ADDR.split("/", maxsplit=1)[0]]).stdout)
 
 
 def changed_tasks(run):
@@ -229,7 +229,7 @@ def test_simulated_reboot_brings_back_the_autostart_guests(lab_host, ansible_pla
     assert web["addresses"] == [WEB_ADDR] and web["mounts"] == ["/srv tmpfs"] and web["init"] == "/bin/busybox"
     assert web["init_pid"] != before["guests"]["web"]["init_pid"]
     assert after["guests"]["side"]["net"] == web["net"] and after["guests"]["side"]["addresses"] == [WEB_ADDR]
-    assert HOST_ADDR.split("/")[0] in after["host_if"] and after["page"] == "page of web", after
+    assert HOST_ADDR.split("/", maxsplit=1)[0] in after["host_if"] and after["page"] == "page of web", after
 
     # run again: what is up stays as it is
     rc, lines = boot(ansible_playbook)

@@ -177,7 +177,7 @@ def test_a_restarted_guest_gets_its_saved_links_back(unit_registry, tmp_path, mo
 
     def veth(name, ifname):
         pin = r.load(name).pins["net"].path
-        out = subprocess.run(["nsenter", "--net=" + pin, "ip", "-j", "addr", "show", "dev", ifname], capture_output=True, text=True)
+        out = subprocess.run(["nsenter", "--net=" + pin, "ip", "-j", "addr", "show", "dev", ifname], capture_output=True, text=True, check=False)
         items = json.loads(out.stdout or "[]") if out.returncode == 0 else []
         return sorted(a["local"] for i in items for a in i.get("addr_info", ()) if a.get("family") == "inet") or None
 
