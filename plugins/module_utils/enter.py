@@ -423,6 +423,19 @@ def _send(fd: int, msg: dict) -> None:
     write_all(fd, (json.dumps(msg) + "\n").encode())
 
 
+def status_messages(raw: bytes) -> list:
+    """The messages :func:`_send` wrote on a status pipe (one JSON object a line), as read
+    back by the caller; a line cut short (the writer died) is left out."""
+    out = []
+    for line in raw.split(b"\n"):
+        if line.strip():
+            try:
+                out.append(json.loads(line.decode()))
+            except ValueError:
+                pass
+    return out
+
+
 def _exec_in_guest(meta, argv, env, cwd, credentials, prepare, stdio, status_w, conf=None) -> None:  # pragma: no cover - forked child C
     """The command's process C: inside every namespace, just before exec.  ``conf`` (a
     confine.Confinement): its bounding set is cut before the credentials change, the rest

@@ -347,17 +347,6 @@ def _decode(data: bytes, strip: bool) -> str:
     return text.rstrip("\r\n") if strip else text
 
 
-def _messages(raw: bytes) -> list:
-    out = []
-    for line in raw.split(b"\n"):
-        if line.strip():
-            try:
-                out.append(json.loads(line.decode()))
-            except ValueError:
-                pass
-    return out
-
-
 def _fmt_seconds(value) -> str:
     return ("%g" % value) if value is not None else "?"
 
@@ -475,7 +464,7 @@ class _Job:
                     self._drop(fd)
             return
         self.timed_out = True
-        cmd_pid = next((m["pid"] for m in _messages(b"".join(self.status)) if "pid" in m), None)
+        cmd_pid = next((m["pid"] for m in enter.status_messages(b"".join(self.status)) if "pid" in m), None)
         if cmd_pid is not None:
             self.killed = kill_tree(cmd_pid)
         else:
@@ -517,7 +506,7 @@ class _Job:
     def close(self, kill: bool = False) -> None:
         """Release everything; with ``kill``, the command and E are killed first (an aborted run)."""
         if kill and not self.done:
-            cmd_pid = next((m["pid"] for m in _messages(b"".join(self.status)) if "pid" in m), None)
+            cmd_pid = next((m["pid"] for m in enter.status_messages(b"".join(self.status)) if "pid" in m), None)
             if cmd_pid is not None and self.exited_at is None:
                 kill_tree(cmd_pid)
             try:
@@ -542,7 +531,7 @@ class _Job:
             "guest": name, "context_id": self.meta.context_id, "cmd": list(req.argv), "changed": False, "rc": None,
             "stdout": "", "stderr": "", "start": None, "end": None, "delta": None, "msg": "",
         }
-        msgs = _messages(b"".join(self.status))
+        msgs = enter.status_messages(b"".join(self.status))
         first_error = next((errors.from_payload(m) for m in msgs if "error" in m), None)
         report = next((m for m in msgs if "report" in m), None)
         exit_msg = next((m for m in msgs if "exit" in m), None)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import select
 import signal
@@ -43,6 +42,17 @@ TIOCSPTLCK = 0x40045431
 CHUNK = 1 << 16
 DRAIN_GRACE = 0.5  # seconds the output of a command that ended is still read (what it left may keep the pty open)
 DEFAULT_TERM = "xterm"
+
+
+def read_master(master: int) -> bytes:
+    """What the terminal's master side has; b"" at the end (EIO: every process in the guest
+    closed the terminal, which a pty reports as an error rather than as end of file)."""
+    try:
+        return os.read(master, CHUNK)
+    except OSError as exc:
+        if exc.errno != errno.EIO:
+            raise
+        return b""
 
 
 def open_pair(ptmx: str = "/dev/ptmx") -> tuple:
@@ -168,17 +178,6 @@ def with_ctty(prepare):
     return both
 
 
-def messages(raw: bytes) -> list:
-    out = []
-    for line in raw.split(b"\n"):
-        if line.strip():
-            try:
-                out.append(json.loads(line.decode()))
-            except ValueError:
-                pass
-    return out
-
-
 def spawn_with_pty(meta, argv, env, pty: GuestPty, cwd=None, credentials=None, prepare=None, confinement=None):
     """Start ``argv`` in the guest on a pty of the guest; (spawned, master)."""
     spawned = enter.spawn_in_guest(meta, None, argv, env, pty.stdio, cwd=cwd, credentials=credentials,
@@ -237,7 +236,7 @@ def interactive(meta, argv, env) -> tuple:
             signal.signal(s, h)
         os.close(wake_r)
         os.close(wake_w)
-    return messages(status), pty.where
+    return enter.status_messages(status), pty.where
 
 
 def _relay(spawned, master, wake_r, got, in_fd, is_tty) -> bytes:
@@ -303,12 +302,7 @@ def _relay(spawned, master, wake_r, got, in_fd, is_tty) -> bytes:
                         enter.write_all(master, pending)
                         pending = b""
                 elif master is not None and fd == master:
-                    try:
-                        data = os.read(master, CHUNK)
-                    except OSError as exc:
-                        if exc.errno != errno.EIO:
-                            raise
-                        data = b""
+                    data = read_master(master)
                     if data:
                         enter.write_all(1, data)
                     else:  # EIO: every process in the guest closed the terminal
@@ -421,7 +415,7 @@ def run_tty(meta, req) -> dict:
                 if not status_open:
                     break
                 timed_out = True
-                cmd_pid = cmd_pid or next((m["pid"] for m in messages(b"".join(status)) if "pid" in m), None)
+                cmd_pid = cmd_pid or next((m["pid"] for m in enter.status_messages(b"".join(status)) if "pid" in m), None)
                 if cmd_pid is not None:
                     from ansible_collections.linuxns.guests.plugins.module_utils.execute import kill_tree
 
@@ -440,12 +434,7 @@ def run_tty(meta, req) -> dict:
                         status_open = False
                         exited_at = time.monotonic()
                 else:
-                    try:
-                        data = os.read(master, CHUNK)
-                    except OSError as exc:
-                        if exc.errno != errno.EIO:
-                            raise
-                        data = b""
+                    data = read_master(master)
                     if data:
                         out.append(data)
                     else:
@@ -457,7 +446,7 @@ def run_tty(meta, req) -> dict:
         os.close(spawned.status_fd)
         enter.wait_child(spawned.pid)
     end = datetime.datetime.now()
-    msgs = messages(b"".join(status))
+    msgs = enter.status_messages(b"".join(status))
     _outcome(meta, req, msgs, result)
     if result.pop("skipped_run", False) or result.get("failed"):
         return result
@@ -585,7 +574,7 @@ def run_detached(meta, req, log: str) -> dict:
     finally:
         os.close(spawned.status_fd)
         enter.wait_child(spawned.pid)
-    msgs = messages(raw)
+    msgs = enter.status_messages(raw)
     _outcome(meta, req, msgs, result)
     if result.pop("skipped_run", False) or result.get("failed"):
         return result
