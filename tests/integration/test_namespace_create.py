@@ -354,7 +354,7 @@ def test_absent_with_purge_forgets_the_kept_files(clean_hosts, ansible_playbook,
         assert _kept(lab_exec, "it-p3") != ""
         # single form: check mode predicts (and --diff shows) what the first run removes; then nothing
         c = converge({MOD: dict(common, name="it-p1", state="absent", purge=True)}, diff=True)
-        want = [folder + "/fstab", folder + "/context_id", folder]
+        want = [folder + "/fstab", folder + "/context_id", folder + "/guest.json", folder]
         assert c.check["purged"] == want and c.first["purged"] == want and c.second["purged"] == []
         assert c.check["action"] == c.first["action"] == "remove" and c.second["action"] == "none"
         assert c.check["diff"]["before"]["kept_files"] == want and c.check["diff"]["after"] == {}
@@ -364,7 +364,9 @@ def test_absent_with_purge_forgets_the_kept_files(clean_hosts, ansible_playbook,
         sh(lab_exec, "lab1", "mkdir -p %s/it-p9 && echo 99 > %s/it-p9/context_id" % (KTABLES, KTABLES))
         lst = converge({MOD: dict(common, guests=["it-p2", "it-p3", "it-p9", "it-never"], state="absent", purge=True)})
         acts = {g["name"]: (g["action"], g["purged"]) for g in lst.first["guests"]}
-        kept = {n: [KTABLES + "/%s/context_id" % n, KTABLES + "/" + n] for n in ("it-p2", "it-p3", "it-p9")}
+        # it-p2 and it-p3 were made by namespace_create, which keeps their definition (guest.json); it-p9 only has a context id
+        kept = {n: [KTABLES + "/%s/context_id" % n, KTABLES + "/%s/guest.json" % n, KTABLES + "/" + n] for n in ("it-p2", "it-p3")}
+        kept["it-p9"] = [KTABLES + "/it-p9/context_id", KTABLES + "/it-p9"]
         assert acts == {"it-p2": ("remove", kept["it-p2"]), "it-p3": ("purge", kept["it-p3"]), "it-p9": ("purge", kept["it-p9"]),
                         "it-never": ("none", [])}
         assert {g["name"]: g["action"] for g in lst.check["guests"]} == {n: a for n, (a, _p) in acts.items()}
