@@ -22,6 +22,18 @@ pytestmark = pytest.mark.integration
 CREATE = "linuxns.guests.namespace_create"
 STATE = "/run/linuxns"
 LOG = "/run/lifesup-restart.log"
+# The collection's module_utils, copied into the lab host's own /run: a lab host has private /run
+# and /tmp, so a checkout under /tmp (a CI clone) is not visible inside it (as the role copies
+# them to guest_host_lib_dir).
+LIB = "/run/lifesup-lib"
+COPY = r"""
+import json, os, sys
+folder = sys.argv[1]
+os.makedirs(folder, exist_ok=True)
+for name, text in json.load(sys.stdin).items():
+    with open(os.path.join(folder, name), "w") as f:
+        f.write(text)
+"""
 SUPERVISOR = "ansible_collections.linuxns.guests.plugins.module_utils.supervisor"
 SLEEPER = ["sleep", "1000000"]
 # sh as the guest's PID 1 exits 0 on SIGTERM (a handler is installed, so the signal is delivered)
@@ -111,8 +123,8 @@ class Supervisor:
         self.pid = None
 
     def start(self) -> int:
-        cmd = ("PYTHONPATH=%s/build setsid python3 -m %s --scan-interval 0.2 </dev/null >>%s 2>&1 & echo $!"
-               % (self.repo, SUPERVISOR, LOG))
+        cmd = ("PYTHONPATH=%s setsid python3 -m %s --scan-interval 0.2 </dev/null >>%s 2>&1 & echo $!"
+               % (LIB, SUPERVISOR, LOG))
         self.pid = int(self.lab_exec("lab1", ["sh", "-c", cmd]).stdout.strip())
         return self.pid
 
@@ -141,7 +153,9 @@ def sup(lab, ansible):
         return run(lab, host, argv, check=check)
 
     s = Supervisor(lab_exec, REPO)
-    lab_exec("lab1", ["rm", "-f", LOG])
+    lab_exec("lab1", ["rm", "-rf", LOG, LIB])
+    sources = {p.name: p.read_text() for p in (REPO / "plugins" / "module_utils").glob("*.py")}
+    run(lab, "lab1", ["python3", "-c", COPY, LIB + "/ansible_collections/linuxns/guests/plugins/module_utils"], input=json.dumps(sources))
     s.start()
     try:
         c = ansible.converge({CREATE: {"guests": GUESTS, "stop_timeout": 1}})
@@ -151,7 +165,7 @@ def sup(lab, ansible):
     finally:
         s.kill("TERM")
         ansible.playbook([{CREATE: {"guests": [g["name"] for g in GUESTS], "state": "absent", "stop_timeout": 1}}])
-        lab_exec("lab1", ["rm", "-f", LOG])
+        lab_exec("lab1", ["rm", "-rf", LOG, LIB])
 
 
 def wait(sup, name, what, arg="") -> dict:
