@@ -54,7 +54,8 @@ lab-status:
 	$(LAB) status
 
 # make test: the suite CI runs (under 30 minutes); the slow variants (marker `extended`:
-# molecule, the killed-playbook rerun, the 20-guest connection playbook, pyroute2 0.9) are
+# molecule, the fleet reboot and killed-playbook reruns, the 20-guest connection playbook,
+# pyroute2 0.9, the docs-site build) are
 # left out: `make test-extended` runs only those, `make test-all` everything.
 test: deps venv link
 	cd $(REPO) && $(VPY) -m pytest tests -m "not extended" $(PYTEST_ARGS)

@@ -437,6 +437,7 @@ def namespace_info(ansible):
 # ------------------------------------------------------------------------------------------
 # Tests
 # ------------------------------------------------------------------------------------------
+@pytest.mark.extended
 def test_fleet_comes_back_after_a_reboot(no_fleet, ansible, lab_exec):
     fleet = no_fleet
     # On lab1 another guest (no processes) holds context id 2 when the fleet comes, and is

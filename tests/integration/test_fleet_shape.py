@@ -30,9 +30,10 @@ ROLE = "linuxns.guests.guest : "
 # guest role (validation, plan, include, select, roots, create, ready, links, services) and
 # 25 in the deploy play; now the guest role has 4 (validation, plan, guest_deploy, services).
 GUEST_ROLE_CEILING = 4
-# The deploy play: guest_host's include and its 14 tasks with a result (not reshaped by issue 18), the guest
-# role's include and its 4 = 20; 2 to spare for guest_host options.
-DEPLOY_PLAY_CEILING = 22
+# The deploy play: guest_host's include and its tasks with a result (not reshaped by issue 18: 14, then 21
+# with the installs of issue 15 - the restore program and unit, the operator's command), the guest role's
+# include and its 4 = 27; 1 to spare. guest_host's own no-change path is the next thing to shrink.
+DEPLOY_PLAY_CEILING = 28
 
 
 def run_fleet(lab, ansible, name, *extra):

@@ -176,3 +176,6 @@ def test_smoke(version, lab, ansible, lab_exec):
         if left:
             ansible.playbook([{"linuxns.guests.namespace_create": {
                 "name": GUEST, "state": "absent", "state_dir": state_dir, "stop_timeout": 2}}])
+        if lab_exec("lab1", ["test", "-d", f"{state_dir}/guests/{GUEST}"], check=False).returncode != 0:
+            # the guest is gone: its state folder (and the folder's own mount) goes too
+            lab_exec("lab1", ["sh", "-c", f"umount -R {state_dir} 2>/dev/null; rm -rf {state_dir}"], check=False)
