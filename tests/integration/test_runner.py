@@ -34,13 +34,13 @@ BRIDGE = "lnsfleet0"
 
 
 def slice_inventory(lab, hosts: list) -> dict:
-    from lab import HOST_PYTHON, ssh_common_args
+    from lab import HOST_PYTHON, LAB_ROLE_VARS, ssh_common_args
 
     return {"all": {"children": {"lab": {
         "hosts": {h: {"ansible_host": lab.host(int(h[3:])).address, "fleet_host_number": int(h[3:])} for h in hosts},
         "vars": {"ansible_user": "root", "ansible_ssh_private_key_file": str(lab.key_path),
                  "ansible_python_interpreter": HOST_PYTHON,
-                 "ansible_ssh_common_args": " ".join(ssh_common_args(lab.state_dir))},
+                 "ansible_ssh_common_args": " ".join(ssh_common_args(lab.state_dir)), **LAB_ROLE_VARS},
     }}}}
 
 

@@ -63,6 +63,10 @@ REAPER = "/usr/bin/catatonit"
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 HOST_PYTHON = "/usr/bin/python3"
+# guest_host's installs in a lab host: its own /run and /tmp, never the machine's /usr/local, which
+# lab hosts share. Every inventory of lab hosts carries these (lab.py's own, test_runner's slices).
+LAB_ROLE_VARS = {"guest_host_operator_path": "/run/linuxns-lab/linuxns-guest",
+                 "guest_host_restore_path": "/tmp/linuxns-lab/linuxns-guests-restore"}
 LAB_RUN = "/run/lab"           # inside a lab host: its sshd's config, keys and log
 MARKER_ENV = "LINUXNS_LAB_ID"  # set on each lab host's unshare/PID 1 to find orphans
 SOCKET_PATH_LIMIT = 50         # longest control_path_dir kept inside the state folder
@@ -173,10 +177,8 @@ def inventory_text(hosts: Sequence[tuple], state_dir: Path) -> str:
         "ansible_ssh_common_args='" + " ".join(ssh_common_args(state_dir)) + "'",
         "ansible_host_key_checking=false",
         "ansible_paramiko_host_key_checking=false",
-        "# lab hosts share the machine's /usr: guest_host's linuxns-guest goes to their own /run",
-        "guest_host_operator_path=/run/linuxns-lab/linuxns-guest",
-        # guest_host's restore program: in the lab host's private /tmp, never the machine's /usr/local
-        "guest_host_restore_path=/tmp/linuxns-lab/linuxns-guests-restore",
+        "# lab hosts share the machine's /usr: guest_host's programs go to their own /run and /tmp",
+        *("%s=%s" % kv for kv in LAB_ROLE_VARS.items()),
         "",
     ]
     return "\n".join(lines)
