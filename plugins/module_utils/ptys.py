@@ -55,6 +55,15 @@ def read_master(master: int) -> bytes:
         return b""
 
 
+def _reap(spawned, master=None) -> None:
+    """The end of a spawned command: its terminal's master side (when still open) and its
+    status pipe closed, the joining process waited for."""
+    if master is not None:
+        os.close(master)
+    os.close(spawned.status_fd)
+    enter.wait_child(spawned.pid)
+
+
 def open_pair(ptmx: str = "/dev/ptmx") -> tuple:
     """(master, slave) of a new pty from ``ptmx``, both close-on-exec, not our controlling terminal.
 
@@ -186,8 +195,7 @@ def spawn_with_pty(meta, argv, env, pty: GuestPty, cwd=None, credentials=None, p
         master = pty.receive()
     except BaseException:
         os.kill(spawned.pid, signal.SIGKILL)
-        os.close(spawned.status_fd)
-        enter.wait_child(spawned.pid)
+        _reap(spawned)
         raise
     return spawned, master
 
@@ -310,10 +318,7 @@ def _relay(spawned, master, wake_r, got, in_fd, is_tty) -> bytes:
                         os.close(master)
                         master = None
     finally:
-        if master is not None:
-            os.close(master)
-        os.close(spawned.status_fd)
-        enter.wait_child(spawned.pid)
+        _reap(spawned, master)
     return b"".join(status)
 
 
@@ -441,10 +446,7 @@ def run_tty(meta, req) -> dict:
                         os.close(master)
                         master = None
     finally:
-        if master is not None:
-            os.close(master)
-        os.close(spawned.status_fd)
-        enter.wait_child(spawned.pid)
+        _reap(spawned, master)
     end = datetime.datetime.now()
     msgs = enter.status_messages(b"".join(status))
     _outcome(meta, req, msgs, result)
@@ -572,8 +574,7 @@ def run_detached(meta, req, log: str) -> dict:
     try:
         raw = enter.read_all(spawned.status_fd)  # ends when the command exec'd (or failed to)
     finally:
-        os.close(spawned.status_fd)
-        enter.wait_child(spawned.pid)
+        _reap(spawned)
     msgs = enter.status_messages(raw)
     _outcome(meta, req, msgs, result)
     if result.pop("skipped_run", False) or result.get("failed"):
