@@ -24,7 +24,7 @@ SANITY_DIR := $(REPO)/build/sanity/ansible_collections/linuxns/guests
 SANITY_PYTHON ?= 3.11
 GET_PIP_VERSIONS ?= 24.2
 
-.PHONY: deps venv link lab-up lab-down lab-status test test-extended test-all demo demo-basic sanity lint clean ansible-lint molecule fleet-demo bench-plots mitogen-test
+.PHONY: deps venv link lab-up lab-down lab-status test test-serial test-extended test-all demo demo-basic sanity lint clean ansible-lint molecule fleet-demo bench-plots mitogen-test
 
 deps:
 	@bash $(REPO)/tests/lab/deps.sh
@@ -57,7 +57,12 @@ lab-status:
 # molecule, the fleet reboot and killed-playbook reruns, the 20-guest connection playbook,
 # pyroute2 0.9, the docs-site build) are
 # left out: `make test-extended` runs only those, `make test-all` everything.
+# tests/run_suites.py runs the unit suite and the lab suites (integration, security) side by
+# side and fails unless both pytest runs exit 0; `make test-serial` runs them in one pytest.
 test: deps venv link
+	cd $(REPO) && $(VPY) tests/run_suites.py $(VPY) -m "not extended" $(PYTEST_ARGS)
+
+test-serial: deps venv link
 	cd $(REPO) && $(VPY) -m pytest tests -m "not extended" $(PYTEST_ARGS)
 
 test-extended: deps venv link
