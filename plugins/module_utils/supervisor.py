@@ -590,6 +590,13 @@ def work(registry: reg.Registry, name: str, d: Decision, pid: int, start, status
         return 1
     if text:
         log("guest %s: %s" % (name, text))
+    try:
+        text = boot.start_services(registry, name)  # an init-less guest's recorded services
+    except GuestError as exc:
+        log("guest %s: restarted, but its services failed: %s" % (name, exc.msg))
+        return 1
+    if text:
+        log("guest %s: %s" % (name, text))
     return 0
 
 

@@ -47,7 +47,7 @@ options:
         O(time_offsets), O(init),
         O(stop_signal), O(stop_timeout), O(description), O(privileged), O(capabilities), O(no_new_privs), O(seccomp),
         O(limits), O(cgroup_parent), O(restart), O(restart_delay), O(restart_max_delay), O(restart_max),
-        O(autostart), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
+        O(autostart), O(services), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
@@ -290,6 +290,18 @@ options:
         service brings back only the guests marked V(true).
       - Changes in place. When not given an existing guest keeps its own; a new guest gets V(false).
     type: bool
+    version_added: 0.1.0
+  services:
+    description:
+      - The services of an init-less guest (one whose PID 1 is the collection's reaper), each a dict with C(name) (letters,
+        digits, C(_.-), unique), C(argv) (the program and its arguments; it must stay in the foreground) and C(pid_dir) (the
+        folder inside the guest of its pid file C(NAME.pid); default C(/run/linuxns-services)).
+      - This module only records them (in the guest and its definition C(TABLE_DIR/NAME/guest.json)). The
+        P(linuxns.guests.guest#role) role passes its O(linuxns.guests.guest#role:main:guest_list[].services) here and starts
+        them; the host's restore service starts them at boot, after the guest and its links are back (docs/lifecycle.md).
+      - Changes in place. When not given an existing guest keeps its own; a new guest gets none.
+    type: list
+    elements: dict
     version_added: 0.1.0
   recreate:
     description:
