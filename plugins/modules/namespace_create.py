@@ -258,7 +258,9 @@ options:
         status other than 0 or was killed by a signal, else disposed of. V(always) - it is made again whatever the status.
       - Quote V("no") in YAML (an unquoted C(no) is a boolean, taken as V(no) too).
       - Changes in place. A new guest gets V(no) when not given; an existing guest keeps its own. Needs a pid
-        namespace of its own. Without the supervisor running, nothing happens when an init exits.
+        namespace of its own. Without the supervisor running, nothing happens when an init exits; the module then
+        warns (a guest with V(on-failure) or V(always), and no process holding the supervisor's lock
+        C(STATE_DIR/supervisor.lock) of O(state_dir)).
     type: str
     choices: ["no", on-failure, always]
     version_added: 0.1.0
@@ -700,7 +702,7 @@ signalled:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils import model, persist
+from ansible_collections.linuxns.guests.plugins.module_utils import model, persist, supervisor
 from ansible_collections.linuxns.guests.plugins.module_utils.common import (
     batch_result,
     common_args,
@@ -726,6 +728,9 @@ def _body(module):
     if not module.check_mode:
         persist.remember_table_dir(registry, table_dir)  # netns_link saves the guests' links in the same folder
     result = batch_result(out, listed, "guests", "guest", module._diff)
+    warning = supervisor.unwatched_warning(registry.state_dir, out["results"])  # restart asked, nobody watching
+    if warning:
+        module.warn(warning)
     if not listed and "purged" in out["results"][0]:
         result["purged"] = out["results"][0]["purged"]
     if not listed and "signalled" in out["results"][0]:
