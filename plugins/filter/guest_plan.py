@@ -116,8 +116,9 @@ def plan(guest_list, state: str = "started", roots_dir: str = "/var/lib/linuxns/
         if root:
             create["root"] = root
         if not init and "services" in g:  # recorded in the guest's definition: the restore service starts them at boot
-            create["services"] = [{"name": sv.get("name"), "argv": [str(a) for a in sv.get("argv") or []], "pid_dir": service_dir}
-                                 for sv in services]
+            create["services"] = [
+                {"name": sv.get("name"), "argv": [str(a) for a in sv.get("argv") or []], "pid_dir": service_dir} for sv in services
+            ]
         # creation wave: a guest sharing another listed guest's namespace is created after it
         share = _given(g, "share", {})
         level = 0
