@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -35,10 +36,14 @@ def load() -> str:
         return " ".join(f.read().split()[:3])
 
 
-def run(program: str, state: str) -> float:
+def run(program: str, state: str) -> tuple:
+    """(wall seconds, CPU seconds - user + system - of the run)."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     subprocess.run([program, "--state-dir", state, "list"], check=True, capture_output=True)
-    return time.monotonic() - t0
+    wall = time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def main() -> int:
@@ -65,11 +70,15 @@ def main() -> int:
             for label, path in programs.items():
                 times[label].append(run(path, state))
         after = load()
-        med = {label: statistics.median(v) for label, v in times.items()}
+        med = {label: statistics.median(w for w, _c in v) for label, v in times.items()}
+        cpu = {label: statistics.median(c for _w, c in v) for label, v in times.items()}
         print("linuxns-guest list, %d rounds interleaved, load average %s (before) / %s (after)" % (args.rounds, before, after))
         for label, m in med.items():
-            print("  %-20s median %.3f s  (min %.3f, max %.3f)" % (label, m, min(times[label]), max(times[label])))
-        print("  ratio cached/plain: %.2f" % (med["cached code"] / med["compiled every run"]))
+            walls = [w for w, _c in times[label]]
+            print("  %-20s wall median %.3f s (min %.3f, max %.3f); CPU median %.3f s"
+                  % (label, m, min(walls), max(walls), cpu[label]))
+        print("  ratio cached/plain: wall %.2f, CPU %.2f" % (med["cached code"] / med["compiled every run"],
+                                                            cpu["cached code"] / cpu["compiled every run"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
