@@ -106,8 +106,16 @@ def test_stop_status_start_restart(program, fleet):
         res = lg(program, fleet, *cmd)
         assert res.returncode == 125 and "is not running" in res.stderr and "linuxns-guest start op1" in res.stderr, res
     assert lg(program, fleet, "stop", "op1").returncode == 0  # stopping a stopped guest: nothing to do
+    # op1 records a service (namespace_create's services, in place): start brings it back with the guest
+    for applet in ("tr", "mkdir", "setsid"):
+        os.symlink("busybox", os.path.join(before.field("root"), "bin", applet))
+    guests.ensure_guests(fleet, [{"name": "op1", "root": before.field("root"), "hostname": "op1.test", "context_id": 41,
+                                  "services": [{"name": "idle", "argv": ["/bin/busybox", "sleep", "1000"]}]}])
+    assert lg(program, fleet, "stop", "op1").returncode == 0
     res = lg(program, fleet, "start", "op1")
-    assert res.returncode == 0, res
+    assert res.returncode == 0 and "; services idle (started " in res.stdout, res
+    assert lg(program, fleet, "exec", "op1", "--", "cat", "/proc/%s/cmdline" % res.stdout.split("(started ")[1].split(")")[0]).stdout \
+        == "/bin/busybox\0sleep\0001000\0"
     after = fleet.find("op1")
     assert not reg.health(after) and after.context_id == before.context_id == 41 and after.init_pid != before.init_pid
     assert lg(program, fleet, "exec", "op1", "--", "hostname").stdout == "op1.test\n"
