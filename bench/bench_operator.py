@@ -77,8 +77,8 @@ def main() -> int:
             walls = [w for w, _c in times[label]]
             print("  %-20s wall median %.3f s (min %.3f, max %.3f); CPU median %.3f s"
                   % (label, m, min(walls), max(walls), cpu[label]))
-        print("  ratio cached/plain: wall %.2f, CPU %.2f" % (med["cached code"] / med["compiled every run"],
-                                                            cpu["cached code"] / cpu["compiled every run"]))
+        ratios = (med["cached code"] / med["compiled every run"], cpu["cached code"] / cpu["compiled every run"])
+        print("  ratio cached/plain: wall %.2f, CPU %.2f" % ratios)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
