@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Wall time of ``linuxns-guest list``: compiled on every run against the compiled-code cache.
 
 Builds the operator's command twice from this checkout (plugins/plugin_utils/operator_program.py):
