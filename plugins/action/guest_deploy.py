@@ -27,8 +27,9 @@ as a list.
 The result: ``changed``, ``steps`` (what each module call reported: step, changed,
 guests, and the call's wall time on the controller in seconds), ``guests`` (namespace_create's per-guest results of the start step), ``ready``
 (the started guests that exist now - in check mode without those only predicted) and
-``services`` (the init-less services of the ready guests grouped by name, argv and stop:
-the role starts them with guest_enter_exec, one task per distinct service).
+``services`` (the init-less services of the ready guests grouped by name, argv and stop, with
+``cmd``, the shell that starts one unless it runs - services.script: the role starts them with
+guest_enter_exec, one task per distinct service).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.linuxns.guests.plugins.filter import guest_plan
+from ansible_collections.linuxns.guests.plugins.module_utils import services
 
 display = Display()
 
@@ -58,6 +60,8 @@ ARGUMENT_SPEC = {
     "batch_size": {"type": "int", "default": 0},
     "purge_root": {"type": "bool", "default": False},
     "userns_pool": {"type": "str"},
+    "service_dir": {"type": "str", "default": services.DEFAULT_PID_DIR},
+    "service_check_delay": {"type": "float", "default": services.DEFAULT_CHECK_DELAY},
 }
 ROOTS_SCRIPT = "guest_roots.py"
 NOT_YET = ("create", "recreate")
@@ -199,7 +203,10 @@ class ActionModule(ActionBase):
         if links:
             self._call("links, addresses and routes of the guests", "netns_link", {"links": links, "state_dir": args["state_dir"]}, len(live))
         self._result["ready"] = [g["name"] for g in live]
-        self._result["services"] = guest_plan.service_groups(live)
+        groups = guest_plan.service_groups(live)
+        for group in groups:  # the start script, services.py's (the restore service runs the same at boot)
+            group["cmd"] = services.script(dict(group, pid_dir=args["service_dir"]), self._task.check_mode, args["service_check_delay"])
+        self._result["services"] = groups
 
     def _purge(self, plan: list, args: dict) -> None:
         gone = [g for g in plan if g["state"] == "absent" and g.get("root")]

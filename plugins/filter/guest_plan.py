@@ -80,7 +80,8 @@ def _problems(guest: dict, name: str, root, init, services: list) -> list:
     return out
 
 
-def plan(guest_list, state: str = "started", roots_dir: str = "/var/lib/linuxns/roots", bridge: str = "linuxns0") -> list:
+def plan(guest_list, state: str = "started", roots_dir: str = "/var/lib/linuxns/roots", bridge: str = "linuxns0",
+         service_dir: str = "/run/linuxns-services") -> list:
     """Each guest's plan entry (see guest_plan.yml); raises GuestPlanError listing every problem."""
     if not isinstance(guest_list, list) or not all(isinstance(g, dict) for g in guest_list):
         raise GuestPlanError("guest_list: must be a list of dicts, one per guest")
@@ -114,6 +115,10 @@ def plan(guest_list, state: str = "started", roots_dir: str = "/var/lib/linuxns/
                 create[key] = g[key]
         if root:
             create["root"] = root
+        if not init and "services" in g:  # recorded in the guest's definition: the restore service starts them at boot
+            create["services"] = [
+                {"name": sv.get("name"), "argv": [str(a) for a in sv.get("argv") or []], "pid_dir": service_dir} for sv in services
+            ]
         # creation wave: a guest sharing another listed guest's namespace is created after it
         share = _given(g, "share", {})
         level = 0

@@ -17,6 +17,15 @@ options:
     description: The host's Python, written into the program's C(#!) line.
     type: str
     default: /usr/bin/python3
+  cache_dir:
+    description:
+      - Where the program keeps the compiled code of its embedded module_utils, so that a run after the first one does
+        not compile them again (a faster start). It trusts the folder only when it and every folder above it are root's
+        and writable by no one else (a sticky folder above, such as C(/tmp), is allowed); else it compiles as without one.
+      - An empty string - no cache.
+    type: str
+    default: /var/cache/linuxns-guest
+    version_added: 0.2.0
 author:
   - linuxns.guests developers (@linuxns)
 """
@@ -24,7 +33,7 @@ author:
 EXAMPLES = r"""
 - name: Install linuxns-guest
   ansible.builtin.copy:
-    content: "{{ lookup('linuxns.guests.operator_program', python='/usr/bin/python3') }}"
+    content: "{{ lookup('linuxns.guests.operator_program', python='/usr/bin/python3', cache_dir='/var/cache/linuxns-guest') }}"
     dest: /usr/local/sbin/linuxns-guest
     mode: "0755"
 """
@@ -44,4 +53,4 @@ from ansible_collections.linuxns.guests.plugins.plugin_utils.operator_program im
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
-        return [program_text(self.get_option("python"))]
+        return [program_text(self.get_option("python"), cache_dir=self.get_option("cache_dir") or None)]

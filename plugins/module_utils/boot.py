@@ -10,9 +10,12 @@ its context id.  :func:`restore` reads every definition and, for the guests whos
 1. orders them so that a guest whose namespaces another one ``share``s comes first;
 2. makes each one with :func:`guests.ensure_guests` - the code behind namespace_create,
    which also gives it its kept context id (and userns range) and applies its mount table,
-   starts its init (and so its services) - with the definition's fields and state;
+   starts its init (and so the services an init starts) - with the definition's fields and state;
 3. then makes every guest's saved links with :func:`links.ensure_links` (netns_link's
-   code), after all guests exist, so that a veth between two guests finds both.
+   code), after all guests exist, so that a veth between two guests finds both;
+4. then starts each guest's recorded services (an init-less guest's: namespace_create's
+   ``services``) with the guest role's start script run by guest_enter_exec's code
+   (:func:`start_services`, services.py).
 
 A guest that fails (a broken definition, a root that is gone, a guest it shares from that
 failed) is reported and the others go on.  A guest already up is left as it is (the run is
@@ -82,9 +85,27 @@ def relink(registry: reg.Registry, table_dir: str, name: str) -> str:
     saved = list(((persist.Kept(table_dir, name).read_definition() or {}).get("links") or {}).values())
     if not saved:
         return ""
-    os.environ[persist.TABLE_DIR_ENV] = table_dir  # the links are kept again in the same definitions
-    out = links.ensure_links(registry, [dict(e, _in_list=True) for e in saved])
+    out = links.ensure_links(registry, [dict(e, _in_list=True) for e in saved], table_dir=table_dir)  # kept again there
     return "links %s" % ", ".join("%s%s" % (r["ifname"], "" if r["changed"] else " (already)") for r in out["results"])
+
+
+def start_services(registry: reg.Registry, name: str) -> str:
+    """Start guest ``name``'s recorded services (namespace_create's ``services``, saved in its
+    definition) unless they run, with the guest role's start script (services.py) run by
+    guest_enter_exec's code; after the guest and its links are back: at boot, after the
+    supervisor's restart, by the operator's ``start``.  Returns the log text ("services httpd
+    (started 7)"; "" without services); GuestError naming the service when one fails."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import services
+
+    meta = registry.load(name)
+    wanted = meta.field("services") if meta is not None else None
+    if not wanted:
+        return ""
+    done = services.start(meta, wanted)
+    failed = ["%s: %s" % (sname, text[len("FAILED: "):]) for sname, text in done if text.startswith("FAILED: ")]
+    if failed:
+        raise GuestError("guest %r: service %s" % (name, "; ".join(failed)))
+    return "services %s" % ", ".join("%s (%s)" % (sname, text) for sname, text in done)
 
 
 class Report:
@@ -114,7 +135,6 @@ def restore(registry: reg.Registry, table_dir: str, report: Report, dry_run: boo
     """Bring back the autostart guests of ``table_dir``; returns the exit status."""
     from ansible_collections.linuxns.guests.plugins.module_utils import guests  # namespace_create's engine
 
-    os.environ[persist.TABLE_DIR_ENV] = table_dir  # netns_link's code finds the same definitions
     wanted = {}
     for name, d in persist.definitions(table_dir):
         if isinstance(d, GuestError):
@@ -155,7 +175,12 @@ def restore(registry: reg.Registry, table_dir: str, report: Report, dry_run: boo
         except GuestError as exc:
             report.line(name, FAILED, "FAILED: its links: %s" % exc.msg)
             continue
-        text = "; " + text if text else ""
+        try:
+            started = start_services(registry, name)
+        except GuestError as exc:
+            report.line(name, FAILED, "FAILED: its services: %s" % exc.msg)
+            continue
+        text = "".join("; " + t for t in (text, started) if t)
         g = made[name]["guest"]
         action = {"none": "already up", "create": "created", "recreate": "made again"}.get(made[name]["action"], made[name]["action"])
         report.line(name, UP, "up (%s; context id %s; init pid %s%s)" % (action, g.get("context_id"), g.get("init_pid"), text))

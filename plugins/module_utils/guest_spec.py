@@ -12,7 +12,7 @@ import json
 import os
 import signal
 
-from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, confine, model, supervisor, userns
+from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, confine, model, services, supervisor, userns
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -285,6 +285,7 @@ class Spec:
         self.cgroup_parent = parse_cgroup_parent(params.get("cgroup_parent"), p + "cgroup_parent")
         self.limits = self._limits(params.get("limits"), p)
         supervisor.check_restart(self, params, p)  # restart and its backoff
+        self.services = services.parse(params.get("services"), p, self.name)
         # Fields with no parsing of their own (their checks are the table's).
         for f in model.GUEST:
             if f.change and not hasattr(self, f.name):

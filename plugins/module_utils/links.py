@@ -1300,14 +1300,16 @@ def _diff_view(view: dict) -> dict:
     return out
 
 
-def ensure_links(registry, entries, check_mode: bool = False) -> dict:
+def ensure_links(registry, entries, check_mode: bool = False, table_dir=None) -> dict:
     """Converge a list of link entries; all are validated and planned before any change.
+    ``table_dir``: where the guests' definitions are (None: persist.resolve_table_dir's).
 
     Returns ``{"changed", "results": [...], "diff": {"before", "after"}}``.
     """
     specs = normalize(entries)
     net = Net(registry)
-    table_dir = None if check_mode else persist.resolve_table_dir(registry.state_dir)
+    if table_dir is None and not check_mode:
+        table_dir = persist.resolve_table_dir(registry.state_dir)
     try:
         net.lock_guests(specs)
         plans = plan_links(net, specs)

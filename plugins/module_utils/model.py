@@ -190,6 +190,9 @@ GUEST = (
     Field("restart_max", "int", default=0, change=IN_PLACE, keep=True, result=True, diff=True, minimum=0, maximum=2 ** 31 - 1),
     # Brought back at boot by the host's restore service (boot.py, saved in TABLE_DIR/NAME/guest.json).
     Field("autostart", "bool", default=False, change=IN_PLACE, keep=True, result=True, diff=True),
+    # The services of an init-less guest (services.py: [{name, argv, pid_dir}]), recorded and saved so that the restore
+    # service starts them at boot; the guest role starts them (guest_enter_exec), namespace_create does not.
+    Field("services", "list", elements="dict", change=IN_PLACE, keep=True, diff=True),
     Field("recreate", "bool", default=False, spec_default=True),
     Field("state", "str", choices=("present", "absent", "frozen"), default="present", spec_default=True),
     Field("purge", "bool", default=False, spec_default=True),

@@ -285,7 +285,9 @@ def cmd_start(registry, args, name=None) -> int:
     from ansible_collections.linuxns.guests.plugins.module_utils import boot, persist
 
     links = boot.relink(registry, persist.resolve_table_dir(registry.state_dir), name)  # its saved links (netns_link)
-    out("%s: started (context %s, init pid %s; %s%s)" % (name, meta.context_id, meta.init_pid or "-", action, "; " + links if links else ""))
+    started = boot.start_services(registry, name)  # an init-less guest's recorded services
+    more = "".join("; " + t for t in (links, started) if t)
+    out("%s: started (context %s, init pid %s; %s%s)" % (name, meta.context_id, meta.init_pid or "-", action, more))
     return 0
 
 

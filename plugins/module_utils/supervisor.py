@@ -121,6 +121,46 @@ def check_restart(spec, params: dict, where: str = "") -> None:
                            "namespaces)" % (where, spec.restart, name))
 
 
+def watching(state_dir: str) -> bool:
+    """Whether a supervisor watches the guests of ``state_dir``: its lock file STATE/supervisor.lock
+    is flock'ed (read from /proc/locks: the lock itself is never tried, so a supervisor starting
+    meanwhile is not turned away)."""
+    try:
+        st = os.stat(os.path.join(state_dir, LOCK_NAME))
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        parts = line.split()
+        if "->" in parts or len(parts) < 6 or parts[1] != "FLOCK":
+            continue  # a waiter, or not an flock
+        try:
+            major, minor, ino = parts[5].split(":")
+            if (int(major, 16), int(minor, 16), int(ino)) == (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def unwatched_warning(state_dir: str, results: list):
+    """namespace_create's warning when a guest of ``results`` (ensure_guests') asks for a restart
+    policy and no supervisor watches ``state_dir`` (None when there is none to give)."""
+    asking = {}
+    for r in results:
+        policy = (r.get("guest") or {}).get("restart")
+        if policy in (ON_FAILURE, ALWAYS) and r.get("state", "present") != "absent":
+            asking[str(r.get("name"))] = policy
+    if not asking or watching(state_dir):
+        return None
+    return ("%s: no supervisor watches the guests of %s (no process holds %s): nothing restarts an init that exits "
+            "or disposes of its guest. Start linuxns-guests-restart for this state folder (the guest_host role does with "
+            "guest_host_restart_supervisor: true; docs/lifecycle-restart.md)"
+            % (", ".join("guest %s has restart %s" % (n, asking[n]) for n in sorted(asking)), state_dir,
+               os.path.join(state_dir, LOCK_NAME)))
+
+
 def describe(status) -> str:
     """An exit status as the log says it: ``status 3``, ``signal SIGKILL``, ``unknown status``."""
     if status is None:
@@ -587,6 +627,13 @@ def work(registry: reg.Registry, name: str, d: Decision, pid: int, start, status
         text = boot.relink(registry, persist.resolve_table_dir(registry.state_dir, table_dir), name)
     except GuestError as exc:
         log("guest %s: restarted, but its links failed: %s" % (name, exc.msg))
+        return 1
+    if text:
+        log("guest %s: %s" % (name, text))
+    try:
+        text = boot.start_services(registry, name)  # an init-less guest's recorded services
+    except GuestError as exc:
+        log("guest %s: restarted, but its services failed: %s" % (name, exc.msg))
         return 1
     if text:
         log("guest %s: %s" % (name, text))

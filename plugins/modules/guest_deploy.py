@@ -73,6 +73,17 @@ options:
     description:
       - Passed to M(linuxns.guests.namespace_create) as its O(linuxns.guests.namespace_create#module:userns_pool).
     type: str
+  service_dir:
+    description:
+      - Folder inside each init-less guest of its services' pid files (the role's C(guest_service_dir)); it goes into
+        the start script of RV(services[].cmd).
+    type: str
+    default: /run/linuxns-services
+  service_check_delay:
+    description:
+      - Seconds a newly started service must stay alive for its start to count as a success (in RV(services[].cmd)).
+    type: float
+    default: 0.2
 attributes:
   action:
     support: full
@@ -145,6 +156,12 @@ services:
   returned: always
   type: list
   elements: dict
+  contains:
+    cmd:
+      description: The shell that starts the service in a guest unless it runs (the role runs it with
+        M(linuxns.guests.guest_enter_exec); the host's restore service runs the same at boot). It prints
+        C(running PID), C(started PID) or, in check mode, C(would start).
+      type: str
 diff:
   description: The modules' diffs, with C(--diff).
   returned: when diff mode is on and a call reported a diff

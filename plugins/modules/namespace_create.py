@@ -47,7 +47,7 @@ options:
         O(time_offsets), O(init),
         O(stop_signal), O(stop_timeout), O(description), O(privileged), O(capabilities), O(no_new_privs), O(seccomp),
         O(limits), O(cgroup_parent), O(restart), O(restart_delay), O(restart_max_delay), O(restart_max),
-        O(autostart), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
+        O(autostart), O(services), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
     type: list
@@ -258,7 +258,9 @@ options:
         status other than 0 or was killed by a signal, else disposed of. V(always) - it is made again whatever the status.
       - Quote V("no") in YAML (an unquoted C(no) is a boolean, taken as V(no) too).
       - Changes in place. A new guest gets V(no) when not given; an existing guest keeps its own. Needs a pid
-        namespace of its own. Without the supervisor running, nothing happens when an init exits.
+        namespace of its own. Without the supervisor running, nothing happens when an init exits; the module then
+        warns (a guest with V(on-failure) or V(always), and no process holding the supervisor's lock
+        C(STATE_DIR/supervisor.lock) of O(state_dir)).
     type: str
     choices: ["no", on-failure, always]
     version_added: 0.1.0
@@ -290,6 +292,18 @@ options:
         service brings back only the guests marked V(true).
       - Changes in place. When not given an existing guest keeps its own; a new guest gets V(false).
     type: bool
+    version_added: 0.1.0
+  services:
+    description:
+      - The services of an init-less guest (one whose PID 1 is the collection's reaper), each a dict with C(name) (letters,
+        digits, C(_.-), unique), C(argv) (the program and its arguments; it must stay in the foreground) and C(pid_dir) (the
+        folder inside the guest of its pid file C(NAME.pid); default C(/run/linuxns-services)).
+      - This module only records them (in the guest and its definition C(TABLE_DIR/NAME/guest.json)). The
+        P(linuxns.guests.guest#role) role passes its O(linuxns.guests.guest#role:main:guest_list[].services) here and starts
+        them; the host's restore service starts them at boot, after the guest and its links are back (docs/lifecycle.md).
+      - Changes in place. When not given an existing guest keeps its own; a new guest gets none.
+    type: list
+    elements: dict
     version_added: 0.1.0
   recreate:
     description:
@@ -688,7 +702,7 @@ signalled:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils import model, persist
+from ansible_collections.linuxns.guests.plugins.module_utils import model, persist, supervisor
 from ansible_collections.linuxns.guests.plugins.module_utils.common import (
     batch_result,
     common_args,
@@ -714,6 +728,9 @@ def _body(module):
     if not module.check_mode:
         persist.remember_table_dir(registry, table_dir)  # netns_link saves the guests' links in the same folder
     result = batch_result(out, listed, "guests", "guest", module._diff)
+    warning = supervisor.unwatched_warning(registry.state_dir, out["results"])  # restart asked, nobody watching
+    if warning:
+        module.warn(warning)
     if not listed and "purged" in out["results"][0]:
         result["purged"] = out["results"][0]["purged"]
     if not listed and "signalled" in out["results"][0]:

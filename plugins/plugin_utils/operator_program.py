@@ -7,7 +7,13 @@ collection's own module_utils, docstrings and comments stripped, embedded in a s
 bootstrap that makes them importable under their real names; the program then runs
 ``operator_cli.main()``.  It is one file, written by the role (no copy of the collection
 on the host, no Ansible): every module_utils file except the modules' Ansible glue, each
-compiled only when first imported (``list`` needs less than ``start``).  ``common.py``
+compiled only when first imported (``list`` needs less than ``start``).  Compiling them is
+most of a run's time (0.5-1 s of ``list``; more under load), so with ``cache_dir`` the
+program keeps their code objects (marshal) in ``CACHE_DIR/KEY-TAG/NAME.code`` - KEY the
+build's hash of the sources, TAG the Python's cache tag - and loads them from there on
+later runs.  It trusts that cache only as root, only when the folder and the files are
+root's and writable by nobody else (every folder above: root's, and not writable by
+others unless sticky, as /tmp); else it compiles as without one.  ``common.py``
 imports two helpers of ansible-core; the bootstrap gives it small stand-ins (the
 argument-spec validator is never used off a module).
 """
@@ -23,7 +29,7 @@ MAIN = "operator_cli"
 DEFAULT_PYTHON = "/usr/bin/python3"
 
 BOOTSTRAP = r'''
-import sys, types, importlib, importlib.util
+import sys, types, importlib, importlib.util, marshal, os, stat
 P = %(package)r
 ANSIBLE_SHIMS = {
     "ansible.module_utils.common.validation": """
@@ -77,9 +83,76 @@ class _Bundled:
         name = module.__name__
         src = ANSIBLE_SHIMS.get(name) or SOURCES[name[len(P) + 1:]]
         module.__file__ = "<linuxns-guest>/%%s.py" %% name.rsplit(".", 1)[-1]
-        exec(compile(src, module.__file__, "exec"), module.__dict__)
+        exec(_code(name, src, module.__file__), module.__dict__)
         parent, _dot, leaf = name.rpartition(".")
         setattr(sys.modules[parent], leaf, module)
+
+
+_CACHE = []  # [the cache folder or None], found on first use
+
+
+def _trusted(st, leaf):
+    # root's, writable by nobody else (a folder above the cache: or sticky, as /tmp)
+    return st.st_uid == 0 and (not st.st_mode & 0o022 or (not leaf and st.st_mode & 0o1000))
+
+
+def _cache_dir():
+    if not _CACHE:
+        _CACHE.append(None)
+        if CACHE and os.geteuid() == 0:
+            d = os.path.join(CACHE, "%%s-%%s" %% (KEY, sys.implementation.cache_tag or "none"))
+            try:
+                fresh = not os.path.isdir(d)
+                os.makedirs(d, 0o700, exist_ok=True)
+                p, ok = d, True
+                while ok:
+                    st = os.lstat(p)
+                    ok = stat.S_ISDIR(st.st_mode) and _trusted(st, p in (d, CACHE))
+                    if p == "/":
+                        break
+                    p = os.path.dirname(p)
+                if ok:
+                    _CACHE[0] = d
+                    if fresh:  # a new build: the folders of older ones go
+                        for e in os.scandir(CACHE):
+                            if e.path != d and e.name.endswith("-" + (sys.implementation.cache_tag or "none")) and e.is_dir(follow_symlinks=False):
+                                for f in os.scandir(e.path):
+                                    os.unlink(f.path)
+                                os.rmdir(e.path)
+            except OSError:
+                pass
+    return _CACHE[0]
+
+
+def _code(name, src, filename):
+    d = _cache_dir()
+    path = d and os.path.join(d, name.rsplit(".", 1)[-1] + ".code")
+    if path:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode) and _trusted(st, True):
+                    with os.fdopen(os.dup(fd), "rb") as f:
+                        return marshal.loads(f.read())
+            finally:
+                os.close(fd)
+        except (OSError, EOFError, ValueError, TypeError):
+            pass
+    code = compile(src, filename, "exec")
+    if path:
+        tmp = "%%s.%%d.tmp" %% (path, os.getpid())
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(marshal.dumps(code))
+            os.replace(tmp, path)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    return code
 
 
 _package(P)
@@ -104,9 +177,10 @@ def sources(directory: str | None = None) -> dict:
     return out
 
 
-def program_text(python: str = DEFAULT_PYTHON, srcs: dict | None = None) -> str:
-    """The whole program: a shebang for ``python`` (run isolated: -I -S), the sources, the bootstrap."""
+def program_text(python: str = DEFAULT_PYTHON, srcs: dict | None = None, cache_dir: str | None = None) -> str:
+    """The whole program: a shebang for ``python`` (run isolated: -I -S), the sources, the bootstrap;
+    ``cache_dir``: where it keeps its compiled module_utils (None: it compiles them on every run)."""
     srcs = sources() if srcs is None else srcs
     key = hashlib.sha1(repr(sorted(srcs.items())).encode("utf-8")).hexdigest()[:12]
-    return "#!%s -IS\n# linuxns-guest, built from linuxns.guests module_utils (%s); do not edit\nSOURCES = %r\n%s" % (
-        python, key, srcs, BOOTSTRAP % {"package": PACKAGE, "main": MAIN})
+    return "#!%s -IS\n# linuxns-guest, built from linuxns.guests module_utils (%s); do not edit\nSOURCES = %r\nKEY = %r\nCACHE = %r\n%s" % (
+        python, key, srcs, key, os.path.normpath(cache_dir) if cache_dir else "", BOOTSTRAP % {"package": PACKAGE, "main": MAIN})

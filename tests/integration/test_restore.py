@@ -7,7 +7,10 @@ nothing):
 
 * web   - autostart, a busybox root, httpd as its init, a persistent tmpfs on /srv and a veth
           to the lab host with an address on each end;
-* side  - autostart, shares web's network and ipc namespaces (so it must come after web);
+* side  - autostart, shares web's network and ipc namespaces (so it must come after web); init-less
+          (the reaper is its PID 1) with a busybox root and a service, httpd on port 8080, recorded
+          by namespace_create (``services``) and started as the guest role starts it
+          (services.script with guest_enter_exec) - the restore service starts it again at boot;
 * manual - not autostart: stays down;
 * broken - autostart, but its root is removed before the reboot: reported, the others come up.
 
@@ -24,6 +27,8 @@ import json
 
 import pytest
 
+from ansible_collections.linuxns.guests.plugins.module_utils import services
+
 # About 2 min on a quiet machine; several times that on a loaded one.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -36,11 +41,13 @@ SCRIPT = BASE + "/bin/restore.sh"
 HOST_IF, HOST_ADDR, WEB_ADDR = "lbweb0", "198.19.80.1/24", "198.19.80.2/24"
 CREATE, MOUNT, LINK = "linuxns.guests.namespace_create", "linuxns.guests.namespace_mount", "linuxns.guests.netns_link"
 NAMES = ("web", "side", "manual", "broken")
+SERVICE = {"name": "httpd", "argv": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]}  # side's
 
 GUESTS = [
     {"name": "web", "namespaces": ["mnt", "uts", "ipc", "net", "pid"], "root": ROOTS + "/web", "autostart": True,
      "init": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"], "stop_timeout": 1},
-    {"name": "side", "namespaces": ["uts"], "share": {"net": "web", "ipc": "web"}, "autostart": True},
+    {"name": "side", "namespaces": ["mnt", "uts", "pid"], "share": {"net": "web", "ipc": "web"}, "autostart": True,
+     "root": ROOTS + "/side", "services": [SERVICE], "stop_timeout": 1},
     {"name": "manual", "namespaces": ["uts"], "autostart": False},
     {"name": "broken", "namespaces": ["mnt", "uts", "pid"], "root": ROOTS + "/broken", "autostart": True},
 ]
@@ -54,6 +61,9 @@ PLAY_WIRING = [
     {"name": "mount", MOUNT: {"guest": "web", "path": "/srv", "fstype": "tmpfs", "opts": "size=1m", "table_dir": TABLES}},
     {"name": "link", LINK: {"ifname": HOST_IF, "addresses": [HOST_ADDR],
                             "peer": {"guest": "web", "ifname": "eth0", "addresses": [WEB_ADDR]}}},
+    # side's service, as the guest role starts it (guest_deploy's services[].cmd): changed only when it started it
+    {"name": "service", "linuxns.guests.guest_enter_exec": {"guest": "side", "cmd": services.script(SERVICE), "shell": True},
+     "register": "service", "changed_when": "(service.stdout | default('')) is match('^started')"},
 ]
 
 # Inside the lab host (its own /run): the state seen from outside the guests, and the reboot.
@@ -105,6 +115,10 @@ try:
     out['page'] = opener.open('http://%s/' % sys.argv[2], timeout=10).read().decode().strip()
 except Exception as e:  # noqa: BLE001 - reported, the test asserts on it
     out['page'] = 'ERROR %s' % e
+try:
+    out['service_page'] = opener.open('http://%s:8080/' % sys.argv[2], timeout=10).read().decode().strip()  # side's service
+except Exception as e:  # noqa: BLE001 - reported, the test asserts on it
+    out['service_page'] = 'ERROR %s' % e
 print(json.dumps(out))
 """
 
@@ -150,8 +164,9 @@ def converge(ansible_playbook):
     first = ansible_playbook(PLAY_GUESTS + PLAY_WIRING)
     second = ansible_playbook(PLAY_GUESTS + PLAY_WIRING)
     again = ansible_playbook(PLAY_GUESTS + PLAY_WIRING, check=True)
-    assert changed_tasks(check) == [t for t in changed_tasks(first) if t not in ("mount", "link")], (check.describe(), first.describe())
-    assert {"mount", "link", "guests"} <= set(changed_tasks(first)), first.describe()
+    assert changed_tasks(check) == [t for t in changed_tasks(first) if t not in ("mount", "link", "service")], (
+        check.describe(), first.describe())
+    assert {"mount", "link", "guests", "service"} <= set(changed_tasks(first)), first.describe()
     assert changed_tasks(second) == [] and changed_tasks(again) == [], (second.describe(), again.describe())
     return first
 
@@ -178,9 +193,9 @@ def lab_host(lab, ansible):
         return run(lab, host, argv, check=check)
 
     remove_all(ansible.playbook, lab_exec)
-    for name in ("web", "broken"):
+    for name in ("web", "broken", "side"):
         sh(lab_exec, "mkdir -p {r}/bin {r}/www {r}/srv && cp /bin/busybox {r}/bin/busybox && echo 'page of {n}' > {r}/www/index.html"
-           .format(r=ROOTS + "/" + name, n=name))
+           " && for a in sh cat tr mkdir setsid sleep; do ln -s busybox {r}/bin/$a; done".format(r=ROOTS + "/" + name, n=name))
     yield lab_exec
     remove_all(ansible.playbook, lab_exec)
     assert probe(lab_exec)["guests"] == {} and not probe(lab_exec)["foreign"]
@@ -196,10 +211,12 @@ def test_simulated_reboot_brings_back_the_autostart_guests(lab_host, ansible_pla
     saved = {n: json.loads(sh(lab_exec, "cat %s/%s/guest.json" % (TABLES, n)).stdout) for n in NAMES}
     assert saved["web"]["guest"]["autostart"] is True and saved["manual"]["guest"]["autostart"] is False
     assert saved["web"]["guest"]["init"] == GUESTS[0]["init"] and saved["side"]["guest"]["share"] == {"net": "web", "ipc": "web"}
+    assert saved["side"]["guest"]["services"] == [dict(SERVICE, pid_dir=services.DEFAULT_PID_DIR)]
     assert [e["peer"]["addresses"] for e in saved["web"]["links"].values()] == [[WEB_ADDR]]
     assert "/srv" in sh(lab_exec, "cat %s/web/fstab" % TABLES).stdout
     before = probe(lab_exec)
     assert sorted(before["guests"]) == sorted(NAMES) and before["page"] == "page of web", before
+    assert before["service_page"] == "page of side", before
     assert before["guests"]["web"]["addresses"] == [WEB_ADDR] and before["guests"]["web"]["mounts"] == ["/srv tmpfs"]
 
     # the reboot; broken's root is gone with it
@@ -208,6 +225,7 @@ def test_simulated_reboot_brings_back_the_autostart_guests(lab_host, ansible_pla
     sh(lab_exec, "rm -rf %s/broken" % ROOTS)
     down = probe(lab_exec)
     assert down["guests"] == {} and down["foreign"] == [] and down["netns"] == [] and down["host_if"].strip() in ("", "[]")
+    assert down["service_page"].startswith("ERROR"), down
 
     rc, lines = boot(ansible_playbook)
     print("\n".join(lines))  # docs/lifecycle.md shows a run (pytest -rP)
@@ -230,10 +248,13 @@ def test_simulated_reboot_brings_back_the_autostart_guests(lab_host, ansible_pla
     assert web["init_pid"] != before["guests"]["web"]["init_pid"]
     assert after["guests"]["side"]["net"] == web["net"] and after["guests"]["side"]["addresses"] == [WEB_ADDR]
     assert HOST_ADDR.split("/", maxsplit=1)[0] in after["host_if"] and after["page"] == "page of web", after
+    assert after["service_page"] == "page of side", after  # the init-less guest's service is back
+    assert "; services httpd (started " in log["guest side"], lines
 
     # run again: what is up stays as it is
     rc, lines = boot(ansible_playbook)
     assert rc == 1 and "guest web: up (already up;" in "\n".join(lines), lines
+    assert "guest side: up (already up;" in "\n".join(lines) and "services httpd (running " in "\n".join(lines), lines
     assert probe(lab_exec)["guests"]["web"]["init_pid"] == web["init_pid"]
     # the modules agree with what the restore made: nothing to change (for the guests it brought back)
     plays = [PLAY_GUESTS[0], {"name": "guests", CREATE: {"guests": GUESTS[:2], "table_dir": TABLES}}] + PLAY_WIRING

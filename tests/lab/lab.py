@@ -66,6 +66,7 @@ HOST_PYTHON = "/usr/bin/python3"
 # guest_host's installs in a lab host: its own /run and /tmp, never the machine's /usr/local, which
 # lab hosts share. Every inventory of lab hosts carries these (lab.py's own, test_runner's slices).
 LAB_ROLE_VARS = {"guest_host_operator_path": "/run/linuxns-lab/linuxns-guest",
+                 "guest_host_operator_cache_dir": "/run/linuxns-lab/linuxns-guest.cache",
                  "guest_host_restore_path": "/tmp/linuxns-lab/linuxns-guests-restore"}
 LAB_RUN = "/run/lab"           # inside a lab host: its sshd's config, keys and log
 MARKER_ENV = "LINUXNS_LAB_ID"  # set on each lab host's unshare/PID 1 to find orphans

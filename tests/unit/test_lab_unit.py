@@ -86,6 +86,7 @@ def test_inventory_text():
         "ansible_python_interpreter=/usr/bin/python3",
         "ansible_paramiko_host_key_checking=false",
         "guest_host_operator_path=/run/linuxns-lab/linuxns-guest",  # never the machine's /usr, which lab hosts share
+        "guest_host_operator_cache_dir=/run/linuxns-lab/linuxns-guest.cache",  # nor its /var
         "guest_host_restore_path=/tmp/linuxns-lab/linuxns-guests-restore",
         "ansible_ssh_common_args='-F /dev/null -o StrictHostKeyChecking=no "
         "-o UserKnownHostsFile=/s/known_hosts -o IdentitiesOnly=yes'",

@@ -37,7 +37,8 @@ def test_plan_of_the_role_guests():
     # roots: built ones default to roots_dir/NAME
     assert (web["root"], web["build"]) == (ROOTS + "/web", True)
     assert web["create"] == {"name": "web", "namespaces": model.default("namespaces"), "stop_signal": "SIGTERM",
-                             "stop_timeout": model.default("stop_timeout"), "root": ROOTS + "/web"}
+                             "stop_timeout": model.default("stop_timeout"), "root": ROOTS + "/web",
+                             "services": [{"name": "httpd", "argv": web["services"][0]["argv"], "pid_dir": "/run/linuxns-services"}]}
     assert side["create"] == {"name": "side", "namespaces": ["mnt", "uts", "ipc", "pid"], "share": {"net": "web"},
                               "hostname": "side.example", "stop_signal": "SIGTERM",
                               "stop_timeout": model.default("stop_timeout"), "root": ROOTS + "/side"}

@@ -222,6 +222,66 @@ def test_a_guest_whose_share_source_failed_is_reported(unit_registry, tmp_path):
     assert r.names() == ["free"] and text.splitlines()[-1].endswith("1 up, 2 failed, 0 left down")
 
 
+def _in_pid_ns(pin_ino, argv):
+    """Pids of the processes with command line ``argv`` in the pid namespace of inode ``pin_ino``."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat("/proc/%s/ns/pid" % pid).st_ino != pin_ino:
+                continue
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if f.read().split(b"\0")[:-1] == [a.encode() for a in argv]:
+                    out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+def test_restore_starts_the_recorded_services_of_init_less_guests(unit_registry, tmp_path, busybox_root):
+    """namespace_create records services (and saves them); at boot the restore service starts them with
+    the guest role's script once the guest is back; one that ends at once fails its guest only."""
+    r, tables = unit_registry, str(tmp_path / "tables")
+    for applet in ("tr", "mkdir", "setsid"):
+        os.symlink("busybox", os.path.join(busybox_root, "bin", applet))
+    idle = ["/bin/busybox", "sleep", "1000"]
+    common = {"namespaces": ["mnt", "uts", "pid"], "root": busybox_root, "autostart": True, "stop_timeout": 1}
+    out = guests.ensure_guests(r, [dict(common, name="svc", services=[{"name": "idle", "argv": idle}]),
+                                   dict(common, name="svcbad", services=[{"name": "quick", "argv": ["/bin/busybox", "true"]}])],
+                               table_dir=tables)
+    assert out["diff"]["after"]["svc"]["services"] == [{"name": "idle", "argv": idle, "pid_dir": "/run/linuxns-services"}]
+    saved = persist.Kept(tables, "svc").read_definition()["guest"]["services"]
+    assert saved == [{"name": "idle", "argv": idle, "pid_dir": "/run/linuxns-services"}]
+    assert _in_pid_ns(r.load("svc").pins["pid"].ino, idle) == []  # namespace_create only records them
+    _reboot(r)
+    report = io.StringIO()
+    assert boot.restore(r, tables, boot.Report(report, False)) == boot.EXIT_FAILED
+    by_guest = {line.split(": ")[1]: line for line in report.getvalue().splitlines() if ": guest " in line}
+    running = _in_pid_ns(r.load("svc").pins["pid"].ino, idle)
+    assert len(running) == 1, report.getvalue()
+    assert "; services idle (started " in by_guest["guest svc"] and by_guest["guest svc"].endswith(")"), by_guest
+    assert "FAILED: its services: guest 'svcbad': service quick: service quick ended right after its start" in by_guest["guest svcbad"]
+    again = io.StringIO()
+    boot.restore(r, tables, boot.Report(again, False))
+    assert "services idle (running " in again.getvalue() and _in_pid_ns(r.load("svc").pins["pid"].ino, idle) == running
+
+
+@pytest.mark.parametrize("services,words", [
+    ("httpd", "services must be a list of {name, argv, pid_dir} (guest 's1')"),
+    ([{"name": "a b", "argv": ["x"]}], "services[0].name 'a b' must be a unique name of letters, digits, _.-"),
+    ([{"name": "a", "argv": ["x"]}, {"name": "a", "argv": ["y"]}], "services[1].name 'a' must be a unique name"),
+    ([{"name": "a", "argv": []}], "services[0].argv must be a non-empty list of non-empty strings"),
+    ([{"name": "a", "argv": ["x"], "pid_dir": "rel"}], "services[0].pid_dir 'rel' must be an absolute path"),
+    ([{"name": "a", "argv": ["x"], "user": "web"}], "services[0] must be a dict with name, argv and pid_dir (optional) only"),
+])
+def test_bad_services_are_refused_changing_nothing(unit_registry, tmp_path, services, words):
+    for check in (True, False):
+        with pytest.raises(GuestError) as exc:
+            guests.ensure_guests(unit_registry, [{"name": "s1", "namespaces": ["uts"], "services": services}], check_mode=check,
+                                 table_dir=str(tmp_path / "tables"))
+        assert words in exc.value.msg
+    assert unit_registry.names() == [] and not (tmp_path / "tables").exists()
+
+
 def _veth(r, name, ifname):
     """(link name, its IPv4 addresses) of ``ifname`` in guest ``name``'s netns, from `ip -j`; None when it is not there."""
     pin = r.load(name).pins["net"].path

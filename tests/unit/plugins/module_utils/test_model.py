@@ -42,7 +42,7 @@ def test_the_guest_table_splits_fields_as_the_engine_did():
                               "time_offsets", "init", "cgroup_parent")
     assert model.CHANGED_IN_PLACE == ("hostname", "stop_signal", "stop_timeout", "description", "privileged", "capabilities",
                                       "no_new_privs", "seccomp", "limits", "restart", "restart_delay", "restart_max_delay",
-                                      "restart_max", "autostart")
+                                      "restart_max", "autostart", "services")
     assert model.default("namespaces") == ["mnt", "uts", "ipc", "net", "pid"]
     assert (model.default("stop_signal"), model.default("stop_timeout")) == ("SIGTERM", 10.0)
     entry = model.argument_spec(entry=True)

@@ -149,6 +149,28 @@ def test_one_supervisor_per_state_folder(unit_registry):
         os.close(a.lock_fd)
 
 
+def test_namespace_create_warns_when_no_supervisor_watches(unit_registry):
+    """The warning namespace_create gives (module.warn) for a restart policy with no supervisor: it
+    goes when a supervisor holds the state folder's lock, and comes back when it let go."""
+    r = unit_registry
+    asked = guests.ensure_guests(r, [{"name": "w2", "init": SLEEPER, "restart": "always"},
+                                     {"name": "w3", "init": SLEEPER, "restart": "on-failure"},
+                                     {"name": "w4", "init": SLEEPER}], check_mode=True)["results"]
+    plain = guests.ensure_guests(r, [{"name": "w4", "init": SLEEPER}], check_mode=True)["results"]
+    assert not supervisor.watching(r.state_dir)
+    warning = supervisor.unwatched_warning(r.state_dir, asked)
+    assert warning.startswith("guest w2 has restart always, guest w3 has restart on-failure: no supervisor watches the "
+                              "guests of %s (no process holds %s/supervisor.lock)" % (r.state_dir, r.state_dir)), warning
+    assert "guest_host_restart_supervisor: true" in warning and supervisor.unwatched_warning(r.state_dir, plain) is None
+    s = supervisor.Supervisor(r)
+    s.take_lock()
+    try:
+        assert supervisor.watching(r.state_dir) and supervisor.unwatched_warning(r.state_dir, asked) is None
+    finally:
+        os.close(s.lock_fd)
+    assert not supervisor.watching(r.state_dir) and supervisor.unwatched_warning(r.state_dir, asked) == warning
+
+
 def test_exit_status_of_a_reaped_process_and_of_a_zombie():
     pid = os.fork()
     if pid == 0:

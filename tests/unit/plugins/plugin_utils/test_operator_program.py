@@ -106,8 +106,16 @@ def test_stop_status_start_restart(program, fleet):
         res = lg(program, fleet, *cmd)
         assert res.returncode == 125 and "is not running" in res.stderr and "linuxns-guest start op1" in res.stderr, res
     assert lg(program, fleet, "stop", "op1").returncode == 0  # stopping a stopped guest: nothing to do
+    # op1 records a service (namespace_create's services, in place): start brings it back with the guest
+    for applet in ("tr", "mkdir", "setsid"):
+        os.symlink("busybox", os.path.join(before.field("root"), "bin", applet))
+    guests.ensure_guests(fleet, [{"name": "op1", "root": before.field("root"), "hostname": "op1.test", "context_id": 41,
+                                  "services": [{"name": "idle", "argv": ["/bin/busybox", "sleep", "1000"]}]}])
+    assert lg(program, fleet, "stop", "op1").returncode == 0
     res = lg(program, fleet, "start", "op1")
-    assert res.returncode == 0, res
+    assert res.returncode == 0 and "; services idle (started " in res.stdout, res
+    assert lg(program, fleet, "exec", "op1", "--", "cat", "/proc/%s/cmdline" % res.stdout.split("(started ")[1].split(")")[0]).stdout \
+        == "/bin/busybox\0sleep\0001000\0"
     after = fleet.find("op1")
     assert not reg.health(after) and after.context_id == before.context_id == 41 and after.init_pid != before.init_pid
     assert lg(program, fleet, "exec", "op1", "--", "hostname").stdout == "op1.test\n"
@@ -169,3 +177,40 @@ def _pid_ns(pid):
         return os.stat("/proc/%s/ns/pid" % pid).st_ino
     except OSError:
         return None
+
+
+def test_compiled_code_cache_is_used_only_when_root_owns_it(tmp_path, unit_registry):
+    """With cache_dir the program keeps its module_utils' code objects and loads them on the next
+    run - a planted code object shows it is used - but never from a file or folder another user
+    owns or could write (it compiles then, and writes its own file again)."""
+    import marshal
+
+    os.chmod(tmp_path, 0o755)
+    cache = tmp_path / "cache"
+    path = str(tmp_path / "linuxns-guest")
+    with open(path, "w") as f:
+        f.write(operator_program.program_text(PYTHON, cache_dir=str(cache)))
+    os.chmod(path, 0o755)
+    assert lg(path, unit_registry, "list").returncode == 0
+    (folder,) = cache.iterdir()
+    assert folder.stat().st_mode & 0o777 == 0o700
+    codes = {p.name: p for p in folder.iterdir()}
+    assert {"operator_cli.code", "registry.code"} <= set(codes) and not [n for n in codes if n.endswith(".tmp")]
+    assert all(p.stat().st_uid == 0 and p.stat().st_mode & 0o777 == 0o600 for p in codes.values())
+    planted = marshal.dumps(compile("import sys\nprint('PLANTED')\nsys.exit(7)\n", "planted", "exec"))
+    codes["operator_cli.code"].write_bytes(planted)
+    res = lg(path, unit_registry, "list")
+    assert (res.returncode, res.stdout) == (7, "PLANTED\n"), res  # loaded from the cache
+    for bad in ("group-writable file", "folder of another user"):
+        codes["operator_cli.code"].write_bytes(planted)
+        if bad == "group-writable file":
+            os.chmod(codes["operator_cli.code"], 0o620)
+        else:
+            os.chown(folder, 65534, 65534)
+        res = lg(path, unit_registry, "list")
+        assert res.returncode == 0 and "PLANTED" not in res.stdout and res.stdout.startswith("NAME"), (bad, res)
+        os.chown(folder, 0, 0)
+    # a broken file is compiled again and replaced
+    codes["operator_cli.code"].write_bytes(b"\x00broken")
+    assert lg(path, unit_registry, "list").returncode == 0
+    assert marshal.loads(codes["operator_cli.code"].read_bytes()).co_filename == "<linuxns-guest>/operator_cli.py"

@@ -1,0 +1,109 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The services of an init-less guest: how one is started, once, for the guest role and at boot.
+
+A guest with an init (busybox init) starts its services itself (the role writes its
+inittab).  An init-less guest has the collection's reaper as PID 1; each of its services is
+started in it by a small shell script run with guest_enter_exec's code (execute.py): it
+starts the service unless the pid file ``PID_DIR/NAME.pid`` inside the guest names a
+process with the service's command line, and then checks that it stayed up.
+
+The guest role's ``guest_deploy`` action gives the role this script (:func:`script`) for
+each service; namespace_create records a guest's services (model field ``services``: a
+list of ``{name, argv, pid_dir}``) in its definition, and the restore service
+(boot.py) runs :func:`start` for them after the guest and its links are back.
+
+This file imports nothing from Ansible.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from ansible_collections.linuxns.guests.plugins.module_utils import model
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
+
+DEFAULT_PID_DIR = "/run/linuxns-services"  # the guest role's guest_service_dir
+DEFAULT_CHECK_DELAY = 0.2  # the guest role's guest_service_check_delay
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+KEYS = ("name", "argv", "pid_dir")
+
+
+def parse(value, where: str = "", guest=None):
+    """namespace_create's ``services``, normalised: [{name, argv, pid_dir}] (None: not given)."""
+    if value is None:
+        return None
+    param = "%sservices" % where
+    who = " (guest %r)" % guest if guest else ""
+    if not isinstance(value, list):
+        raise InvalidInput("%s must be a list of {name, argv, pid_dir}%s" % (param, who))
+    out, seen = [], set()
+    for i, s in enumerate(value):
+        at = "%s[%d]" % (param, i)
+        if not isinstance(s, dict) or set(s) - set(KEYS):
+            raise InvalidInput("%s must be a dict with name, argv and pid_dir (optional) only%s" % (at, who))
+        name, argv, pid_dir = s.get("name"), s.get("argv"), s.get("pid_dir") or DEFAULT_PID_DIR
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name in seen:
+            raise InvalidInput("%s.name %r must be a unique name of letters, digits, _.-%s" % (at, name, who))
+        seen.add(name)
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and a for a in argv):
+            raise InvalidInput("%s.argv must be a non-empty list of non-empty strings%s" % (at, who))
+        for j, arg in enumerate(argv):
+            model.check_text(arg, "%s.argv[%d]" % (at, j))
+        model.check_dir(pid_dir, at + ".pid_dir")
+        out.append({"name": name, "argv": list(argv), "pid_dir": pid_dir})
+    return out
+
+
+def script(service: dict, check_mode: bool = False, delay: float = DEFAULT_CHECK_DELAY) -> str:
+    """The shell (run by the guest's /bin/sh -c) that starts ``service`` unless it runs; it
+    prints ``running PID``, ``started PID`` or (``check_mode``) ``would start``, and fails
+    when the service ended right after its start."""
+    q = shlex.quote
+    pid_dir = service.get("pid_dir") or DEFAULT_PID_DIR
+    argv = [str(a) for a in service["argv"]]
+    lines = [
+        "pf=%s" % q(pid_dir + "/" + service["name"] + ".pid"),
+        "want=%s" % q(" ".join(argv) + " "),
+        'pid=$(cat "$pf" 2>/dev/null)',
+        'if [ -n "$pid" ] && [ "$(tr \'\\0\' \' \' < "/proc/$pid/cmdline" 2>/dev/null)" = "$want" ]; then echo "running $pid"; exit 0; fi',
+    ]
+    if check_mode:
+        return "\n".join(lines + ['echo "would start"; exit 0']) + "\n"
+    lines += [
+        "mkdir -p %s" % q(pid_dir),
+        "setsid %s </dev/null >/dev/null 2>&1 &" % " ".join(q(a) for a in argv),
+        "new=$!",
+        'echo "$new" > "$pf"',
+        "sleep %s" % float(delay),
+        "# On a loaded host the background shell may not have exec'd the service yet (its cmdline is",
+        "# still the shell's or setsid's): wait for that, up to 10 s; an empty cmdline means it ended.",
+        "n=0",
+        "while :; do",
+        '  cmd=$(tr \'\\0\' \' \' < "/proc/$new/cmdline" 2>/dev/null)',
+        '  [ "$cmd" = "$want" ] && break',
+        '  if [ -z "$cmd" ] || [ "$n" -ge 100 ]; then',
+        "    echo %s >&2; exit 1" % q("service %s ended right after its start" % service["name"]),
+        "  fi",
+        "  n=$((n + 1)); sleep 0.1",
+        "done",
+        'echo "started $new"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def start(meta, services: list) -> list:
+    """Start ``services`` (parse's entries) in the guest of record ``meta`` unless they run, with
+    guest_enter_exec's code; returns [(name, "started PID" | "running PID" | "FAILED: why")]."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import execute  # guest_enter_exec's engine
+
+    out = []
+    for s in services:
+        res = execute.run_many([meta], execute.Request(cmd=script(s), shell=True))[0]
+        if res.get("failed") or res.get("rc"):
+            why = (res.get("stderr") or res.get("msg") or "exit status %s" % res.get("rc")).strip().splitlines()
+            out.append((s["name"], "FAILED: %s" % (why[-1] if why else "failed")))
+        else:
+            out.append((s["name"], (res.get("stdout") or "").strip()))
+    return out
