@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import shlex
-import time
 
 import pytest
+from waiting import wait_for
 
 from ansible_collections.linuxns.guests.plugins.module_utils import enter, guests
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, InvalidInput
@@ -68,14 +68,6 @@ def guest_pids(meta) -> list:
             continue  # gone meanwhile
         out.append(pid)
     return out
-
-
-def wait_for(cond, what: str):
-    for _attempt in range(3000):  # hang guard only
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError("never happened: " + what)
 
 
 @pytest.fixture

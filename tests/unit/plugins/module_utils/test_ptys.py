@@ -6,6 +6,7 @@ import os
 import stat
 
 import pytest
+from waiting import wait_for
 
 from ansible_collections.linuxns.guests.plugins.module_utils import guests, procfs, ptys
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, InvalidInput
@@ -20,6 +21,11 @@ def guest(unit_registry, busybox_root):
             os.symlink("busybox", path)
     guests.ensure_guests(unit_registry, [{"name": "p1", "root": busybox_root, "stop_timeout": 1}])
     return unit_registry.find("p1")
+
+
+def cmdline(pid: int) -> list:
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return f.read().split(b"\0")
 
 
 def guest_path(meta, path: str) -> str:
@@ -77,8 +83,8 @@ def test_detach_outlives_the_call_and_writes_its_log(guest):
             status = dict(line.split(":", 1) for line in f if ":" in line)
         assert int(status["PPid"]) == guest.init_pid
         assert res["guest_pid"] == int(status["NSpid"].split()[-1]) and res["guest_pid"] != pid
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            assert f.read().split(b"\0")[:2] == [b"sleep", b"300"]
+        # the call returns once the command is started, not once the shell has run its script
+        wait_for(lambda: cmdline(pid)[:2] == [b"sleep", b"300"], "the detached shell exec'ing sleep 300")
         st = os.stat(guest_path(guest, log))
         assert stat.S_IMODE(st.st_mode) == 0o600
         with open(guest_path(guest, log)) as f:

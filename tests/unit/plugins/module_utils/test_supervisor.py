@@ -10,6 +10,7 @@ import os
 import signal
 
 import pytest
+from waiting import wait_for
 
 from ansible_collections.linuxns.guests.plugins.module_utils import guests, model, supervisor
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
@@ -177,9 +178,7 @@ def test_exit_status_of_a_reaped_process_and_of_a_zombie():
         os._exit(7)
     fd = os.pidfd_open(pid)
     try:
-        for _round in range(100000):  # hang guard only: until it is a zombie
-            if supervisor.zombie_exit_status(pid, None) is not None:
-                break
+        wait_for(lambda: supervisor.zombie_exit_status(pid, None) is not None, "the child becoming a zombie")
         assert supervisor.from_wait_status(supervisor.zombie_exit_status(pid, None)) == 7
         os.waitpid(pid, 0)
         got = supervisor.pidfd_exit_status(fd)
