@@ -211,10 +211,7 @@ def test_a_restarted_guest_gets_its_saved_links_back(unit_registry, tmp_path, mo
     meta = r.load("sv-a")
     pid, start = meta.init_pid, meta.init_start
     os.kill(pid, signal.SIGKILL)
-    for _round in range(2000):  # hang guard only
-        if not procfs.process_alive(pid, start):
-            break
-        supervisor.time.sleep(0.005)
+    wait_for(lambda: not procfs.process_alive(pid, start), "the killed init gone")
     log = io.StringIO()
     decision = supervisor.Decision("restart", 0.0, 1, "test")
     assert supervisor.work(r, "sv-a", decision, pid, start, "signal SIGKILL", tables, lambda text: log.write(text + "\n")) == 0
