@@ -38,6 +38,7 @@ plus the top functions by cumulative time; for finding per-guest O(n) steps, not
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import subprocess
@@ -172,12 +173,12 @@ class Scale(Bench):
         super().__init__(keep_lab=keep_lab)
         self.floor = floor_kib
         self.collections = collections or str(REPO / "build")  # another checkout's build/: its code, same lab
+        self.low_memory = False
 
     def env(self) -> dict:
         env = super().env()
         env["ANSIBLE_COLLECTIONS_PATH"] = self.collections
         return env
-        self.low_memory = False
 
     def _module_pids(self) -> list:
         """Pids of Ansible module processes running in lab host 1 (ours: only this bench uses it)."""
@@ -244,7 +245,6 @@ class Scale(Bench):
             raise RuntimeError("profile of %s failed: %s" % (module, proc.stderr[-3000:]))
         data = self.exec(["base64", "-w0", inside]).stdout
         self.exec(["rm", "-f", inside])
-        import base64
 
         out.write_bytes(base64.b64decode(data))
         return proc.stdout
