@@ -164,7 +164,7 @@ class Spec:
         p = where
         self.params, self.where = params, where
         self.cgroup_run = cgroup_run or CgroupRun()  # the run's (shared by the batch)
-        self.batch = batch or {}  # earlier present entries of the same task: name -> Spec
+        self.batch = batch if batch is not None else {}  # present entries of the same task, the earlier ones while this is made: name -> Spec
         self.deferred = []  # share types naming a guest this task creates first
         self.state = params.get("state") or "present"
         name = params.get("name")

@@ -282,7 +282,8 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
         seen.add(spec.name)
         specs.append(spec)
         if spec.state != "absent" and spec.name:
-            batch = dict(batch)
+            # One dict for the whole task, not a copy per guest (that was quadratic in time and
+            # memory): a Spec reads it only while it is made, when it holds the earlier entries.
             batch[spec.name] = spec
     plans = [plan(registry, s, kept) for s in specs]
     for s in specs:  # a broken definition, or one a newer version wrote, is refused before anything changes

@@ -164,6 +164,7 @@ class Registry:
         self.ctx_dir = os.path.join(self.state_dir, "ctx")
         self.locks_dir = os.path.join(self.state_dir, "locks")
         self._ready = False
+        self._netns_ready = False
         self._ctx_cache = None
 
     # ---- setup -------------------------------------------------------------------------
@@ -184,7 +185,11 @@ class Registry:
         self._ready = True
 
     def ensure_netns_dir(self) -> None:
-        """/run/netns as a shared mount, set up under an flock (iproute2's netns_add)."""
+        """/run/netns as a shared mount, set up under an flock (iproute2's netns_add); once per
+        run: MS_SHARED|MS_REC walks every mount below it, one alias per guest, so doing it for
+        each new guest made a batch's creation quadratic."""
+        if self._netns_ready:
+            return
         os.makedirs(self.netns_dir, mode=0o755, exist_ok=True)
         with Lock(os.path.join(self.state_dir, ".netns.lock"), "the %s setup" % self.netns_dir):
             try:
@@ -194,6 +199,7 @@ class Registry:
                     raise
                 sc.mount(self.netns_dir, self.netns_dir, "none", sc.MS_BIND | sc.MS_REC)
                 sc.mount("none", self.netns_dir, None, sc.MS_SHARED | sc.MS_REC)
+        self._netns_ready = True
 
     # ---- paths -------------------------------------------------------------------------
     def guest_dir(self, name: str) -> str:

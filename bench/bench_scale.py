@@ -1,0 +1,386 @@
+"""Bench: many guests on one host - N guests with a veth and an address each, in one task per module.
+
+On lab host 1 of the lab selected by LINUXNS_LAB / LINUXNS_LAB_BASE (a lab that is not up is
+brought up with one host and taken down at the end), for each size N in turn (default
+100,1000,3000,10000), from an empty lab host:
+
+  create         one `linuxns.guests.namespace_create` task, `guests:` list of N names
+                 (default namespaces mnt,uts,ipc,net,pid, the default reaper), table_dir in the
+                 lab host's private /run
+  link           one `linuxns.guests.netns_link` task, `links:` list of N entries: per guest a
+                 veth eth0 in the guest, its peer vsNNNNN on the host (no bridge: a Linux
+                 bridge holds at most 1024 ports), one address on eth0 from 198.19.128.0/17
+  rerun create   the create task again (changed=false)
+  rerun link     the link task again (changed=false)
+  teardown       one namespace_create task, state=absent, purge=true (a guest's veth goes with
+                 its net namespace)
+
+Times are each task's start-to-result wall time on the controller (bench/callback; a warming
+ping first, so the ssh master is warm). Idle memory: /proc/meminfo (the kernel is shared by the
+machine) read after a settle pause before the create and after the link; the drop of
+MemAvailable and the growth of the kernel's objects (Slab + KernelStack + PageTables + Percpu)
+per guest, plus the PSS of the guests' inits. The machine is shared: the load average is
+printed with every row.
+
+Safety: a size whose projected memory (the largest per-guest cost measured so far, times 1.5)
+would take MemAvailable below --floor (default 4 GiB) is skipped; a watchdog reads MemAvailable
+every second during a task and, below the floor, kills the module's process in the lab host (by
+pid) and tears down. Teardown runs always (also on Ctrl-C, SIGTERM or a failure), and the lab
+host is checked to hold no pin, reaper, netns, veth or guest cgroup afterwards.
+
+    LINUXNS_LAB=scale3 LINUXNS_LAB_BASE=180 .venv/bin/python bench/bench_scale.py [--sizes 100,1000,3000,10000]
+
+`--profile DIR` runs each phase once more per size, in-process in the lab host under cProfile
+(the module's main() with the same arguments; the host's Python and pyroute2, ansible-core from the venv), and writes DIR/SIZE-PHASE.prof
+plus the top functions by cumulative time; for finding per-guest O(n) steps, not for timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from _common import REPO, VENV_BIN, Bench, table
+from lab import cgroup_parent_name
+
+CREATE = "linuxns.guests.namespace_create"
+LINK = "linuxns.guests.netns_link"
+PREFIX = "sc"
+TABLE_DIR = "/run/linuxns-bench-scale-table"
+KEYS = ("MemAvailable", "Slab", "SReclaimable", "SUnreclaim", "KernelStack", "PageTables", "Percpu", "Shmem")
+GiB = 1024 * 1024  # in KiB
+SITE = str(next((REPO / ".venv" / "lib").glob("python3*/site-packages")))  # ansible-core for --profile
+
+COUNT = r"""
+import glob, json, os
+out = {"pins": 0, "reapers": 0, "guests": 0, "netns": 0, "veths": 0, "cgroups": 0, "mounts": 0, "pss": 0}
+with open("/proc/self/mountinfo") as f:
+    for line in f:
+        out["mounts"] += 1
+        mp = line.split()[4]
+        if mp.startswith("/run/linuxns/guests/") or mp.startswith("/run/netns/"):
+            out["pins"] += 1
+for p in os.listdir("/proc"):
+    if p.isdigit() and p != "1":
+        try:
+            if "catatonit" in os.readlink("/proc/%s/exe" % p):
+                out["reapers"] += 1
+        except OSError:
+            pass
+out["guests"] = len(os.listdir("/run/linuxns/guests")) if os.path.isdir("/run/linuxns/guests") else 0
+out["netns"] = len(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else 0
+with open("/proc/net/dev") as f:  # this network namespace's (the lab host's /sys is the machine's)
+    names = [line.split(":")[0].strip() for line in f if ":" in line]
+out["veths"] = sum(1 for n in names if n.startswith("vs") and n[2:].isdigit())
+for path in glob.glob("/run/linuxns/guests/*/meta.json"):
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+        for d in (meta.get("cgroup") or {}).get("paths", {}).values():
+            out["cgroups"] += os.path.isdir(d)
+        with open("/proc/%d/smaps_rollup" % meta["init_pid"]) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    out["pss"] += int(line.split()[1])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+print(json.dumps(out))
+"""
+
+# Run inside the lab host by the host's Python (its pyroute2, as Ansible runs the modules there),
+# with ansible-core from the venv after it: one module's main() under cProfile.
+PROFILE = r"""
+import cProfile, io, json, pstats, sys
+sys.path.insert(0, sys.argv[1])
+sys.path.append(sys.argv[4])
+from ansible.module_utils import basic
+from ansible.module_utils.common.text.converters import to_bytes
+module, out = sys.argv[2], sys.argv[3]
+args = json.load(sys.stdin)
+args.update({"_ansible_check_mode": False, "_ansible_diff": False})
+basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+basic._ANSIBLE_PROFILE = "legacy"
+mod = __import__("ansible_collections.linuxns.guests.plugins.modules." + module, fromlist=["main"])
+import os
+real_stdout = os.dup(1)
+devnull = os.open("/dev/null", os.O_WRONLY)
+os.dup2(devnull, 1)
+prof = cProfile.Profile()
+try:
+    prof.runcall(mod.main)
+except SystemExit:
+    pass
+finally:
+    os.dup2(real_stdout, 1)
+prof.dump_stats(out)
+s = io.StringIO()
+pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(45)
+print(s.getvalue())
+"""
+
+
+def guest(i: int) -> str:
+    return "%s%05d" % (PREFIX, i)
+
+
+def address(i: int) -> str:
+    # 198.19.128.0/17 (inside 198.18.0.0/15): 250 addresses per /24, from .2; up to 31,750 guests
+    return "198.19.%d.%d/17" % (128 + i // 250, i % 250 + 2)
+
+
+def create_args(n: int, state: str = "present") -> dict:
+    args = {"guests": [{"name": guest(i)} for i in range(n)], "table_dir": TABLE_DIR, "state": state}
+    if state == "absent":
+        args["purge"] = True
+    return args
+
+
+def link_args(n: int) -> dict:
+    return {"ifname": "eth0", "kind": "veth",
+            "links": [{"guest": guest(i), "addresses": [address(i)], "peer": {"ifname": "vs%05d" % i}} for i in range(n)]}
+
+
+def meminfo() -> dict:
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, rest = line.split(":", 1)
+            if key in KEYS:
+                out[key] = int(rest.split()[0])
+    return out
+
+
+def kernel(m: dict) -> int:
+    return m["Slab"] + m["KernelStack"] + m["PageTables"] + m.get("Percpu", 0)
+
+
+def load() -> str:
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
+class Scale(Bench):
+    """Bench plus a task runner with a memory watchdog."""
+
+    def __init__(self, floor_kib: int, keep_lab: bool = False, collections=None):
+        super().__init__(keep_lab=keep_lab)
+        self.floor = floor_kib
+        self.collections = collections or str(REPO / "build")  # another checkout's build/: its code, same lab
+        self.low_memory = False
+
+    def env(self) -> dict:
+        env = super().env()
+        env["ANSIBLE_COLLECTIONS_PATH"] = self.collections
+        return env
+
+    def _module_pids(self) -> list:
+        """Pids of Ansible module processes running in lab host 1 (ours: only this bench uses it)."""
+        script = ("import os\nfor p in os.listdir('/proc'):\n if p.isdigit():\n  try:\n"
+                  "   c=open('/proc/%s/cmdline'%p,'rb').read()\n  except OSError:\n   continue\n"
+                  "  if b'AnsiballZ_' in c or b'ansible_collections.linuxns' in c:\n   print(p)\n")
+        out = self.exec(["python3", "-c", script], check=False).stdout
+        return [int(p) for p in out.split()]
+
+    def _watch(self, stop: threading.Event) -> None:
+        while not stop.wait(1.0):
+            if meminfo()["MemAvailable"] < self.floor:
+                self.low_memory = True
+                for pid in self._module_pids():
+                    self.exec(["kill", "-KILL", str(pid)], check=False)
+                return
+
+    def run(self, module: str, args: dict, timeout: float = 1800) -> dict:
+        """One timed task (as Bench.task), watched: MemAvailable below the floor kills it."""
+        vars_file = self.tmp / "args.json"
+        vars_file.write_text(json.dumps({"bench_args": args}))
+        pb = self.tmp / "play.yml"
+        pb.write_text(json.dumps([{"hosts": self.host.name, "gather_facts": False, "tasks": [
+            {"name": "warm the connection", "ansible.builtin.ping": {}},
+            {"name": "timed", module: "{{ bench_args }}"}]}]))
+        with contextlib.suppress(FileNotFoundError):
+            self.record.unlink()
+        stop = threading.Event()
+        watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True)
+        watcher.start()
+        t0 = time.monotonic()
+        proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", str(self.lab.inventory_path), "-e", "@" + str(vars_file), str(pb)],
+                                env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            stop.set()
+            watcher.join()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        process = time.monotonic() - t0
+        if self.low_memory:
+            raise MemoryError("MemAvailable fell below %d MiB during %s: stopped" % (self.floor // 1024, module))
+        records = [json.loads(line) for line in self.record.read_text().splitlines()] if self.record.exists() else []
+        timed = [r for r in records if r["task"] == "timed"]
+        if proc.returncode != 0 or not timed or timed[0]["status"] != "ok":
+            raise RuntimeError("ansible-playbook failed (rc=%s): %s%s" % (proc.returncode, out[-3000:], err[-2000:]))
+        rec = dict(timed[0])
+        rec["process"] = process
+        rec["load"] = load()
+        return rec
+
+    def count(self) -> dict:
+        return json.loads(self.exec(["python3", "-c", COUNT]).stdout)
+
+    def profile(self, module: str, args: dict, out: Path) -> str:
+        """The module's main() once in the lab host under cProfile (the venv's Python)."""
+        inside = "/run/linuxns-bench-scale.prof"
+        parent = "LINUXNS_CGROUP_PARENT=" + cgroup_parent_name(self.lab.name, self.host.name)  # as the lab's sshd sets it
+        proc = self.exec(["env", parent, "/usr/bin/python3", "-c", PROFILE, self.collections, module, inside, SITE],
+                         input=json.dumps(args), timeout=1800, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError("profile of %s failed: %s" % (module, proc.stderr[-3000:]))
+        data = self.exec(["base64", "-w0", inside]).stdout
+        self.exec(["rm", "-f", inside])
+
+        out.write_bytes(base64.b64decode(data))
+        return proc.stdout
+
+
+def teardown(s: Scale, n: int) -> dict:
+    """Remove the N guests (one task), then anything a failed run left: returns the task's record."""
+    rec = None
+    try:
+        rec = s.run(CREATE, create_args(n, "absent"))
+    except (RuntimeError, MemoryError) as exc:
+        print("teardown task: %s" % exc, file=sys.stderr)
+        s.low_memory = False
+        with contextlib.suppress(RuntimeError, MemoryError):
+            rec = s.run(CREATE, create_args(n, "absent"))
+    # veths of guests that were never made (a failed link step left host ends): none expected
+    s.exec(["sh", "-c", "for l in $(sed -n 's/^ *\\(vs[0-9]*\\):.*/\\1/p' /proc/net/dev); do ip link del $l; done; rm -rf %s; true" % TABLE_DIR],
+           check=False)
+    return rec
+
+
+def settle(seconds: float) -> dict:
+    time.sleep(seconds)
+    return meminfo()
+
+
+def one_size(s: Scale, n: int, args) -> dict:
+    before = settle(args.settle)
+    load0 = load()
+    made = False
+    fig = {"n": n}
+    try:
+        made = True
+        rec = s.run(CREATE, create_args(n))
+        if not rec["changed"] or rec["count"] != n:
+            raise RuntimeError("create %d: changed=%s with %d results" % (n, rec["changed"], rec["count"]))
+        fig["create"], fig["load_create"] = rec["seconds"], rec["load"]
+        print("n=%d create %.1f s (load %s)" % (n, rec["seconds"], rec["load"]), file=sys.stderr, flush=True)
+        rec = s.run(LINK, link_args(n))
+        if not rec["changed"]:
+            raise RuntimeError("link %d: not changed" % n)
+        fig["link"], fig["load_link"] = rec["seconds"], rec["load"]
+        print("n=%d link %.1f s (load %s)" % (n, rec["seconds"], rec["load"]), file=sys.stderr, flush=True)
+        after = settle(args.settle)
+        got = s.count()
+        want = {"guests": n, "netns": n, "veths": n, "reapers": n}
+        if any(got[k] != v for k, v in want.items()):
+            raise RuntimeError("after create+link of %d: found %s" % (n, got))
+        fig["mounts"] = got["mounts"]
+        fig["avail"] = (before["MemAvailable"] - after["MemAvailable"]) / n
+        fig["kernel"] = (kernel(after) - kernel(before)) / n
+        fig["slab"] = (after["Slab"] - before["Slab"]) / n
+        fig["pss"] = got["pss"] / n
+        for phase, module, margs in (("rerun create", CREATE, create_args(n)), ("rerun link", LINK, link_args(n))):
+            rec = s.run(module, margs)
+            if rec["changed"]:
+                raise RuntimeError("%s %d: reported changed" % (phase, n))
+            fig[phase], fig["load_" + phase] = rec["seconds"], rec["load"]
+            print("n=%d %s %.1f s (load %s)" % (n, phase, rec["seconds"], rec["load"]), file=sys.stderr, flush=True)
+        if args.profile:
+            prof_dir = Path(args.profile)
+            prof_dir.mkdir(parents=True, exist_ok=True)
+            for phase, module, margs in (("rerun-create", "namespace_create", create_args(n)), ("rerun-link", "netns_link", link_args(n))):
+                text = s.profile(module, margs, prof_dir / ("%d-%s.prof" % (n, phase)))
+                (prof_dir / ("%d-%s.txt" % (n, phase))).write_text(text)
+    finally:
+        if made:
+            rec = teardown(s, n)
+            if rec is not None:
+                fig["teardown"], fig["load_teardown"] = rec["seconds"], rec["load"]
+                print("n=%d teardown %.1f s (load %s)" % (n, rec["seconds"], rec["load"]), file=sys.stderr, flush=True)
+    left = s.count()
+    if any(left[k] for k in ("pins", "reapers", "guests", "netns", "veths")):
+        raise RuntimeError("after the teardown of %d the lab host still holds %s" % (n, left))
+    if args.profile and "teardown" in fig:
+        # profile a create and a teardown in-process too (after the timed round)
+        prof_dir = Path(args.profile)
+        try:
+            for phase, module, margs in (("create", "namespace_create", create_args(n)), ("link", "netns_link", link_args(n)),
+                                         ("teardown", "namespace_create", create_args(n, "absent"))):
+                text = s.profile(module, margs, prof_dir / ("%d-%s.prof" % (n, phase)))
+                (prof_dir / ("%d-%s.txt" % (n, phase))).write_text(text)
+        finally:
+            teardown(s, n)
+    fig["load0"] = load0
+    return fig
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    ap.add_argument("--sizes", default="100,1000,3000,10000")
+    ap.add_argument("--settle", type=float, default=5.0, help="seconds to wait before each meminfo reading")
+    ap.add_argument("--floor", type=float, default=4.0, help="GiB of MemAvailable never to go below")
+    ap.add_argument("--profile", metavar="DIR", help="also profile each phase in-process (cProfile) into DIR")
+    ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    ap.add_argument("--collections", metavar="DIR", help="the build/ folder of another checkout to run its code (default: this one's)")
+    ap.add_argument("--keep-lab", action="store_true")
+    args = ap.parse_args(argv)
+    sizes = [int(x) for x in args.sizes.split(",")]
+    figures = []
+    per_guest_worst = 0.0
+    with Scale(int(args.floor * GiB), keep_lab=args.keep_lab, collections=args.collections) as s:
+        got = s.count()
+        if any(got[k] for k in ("pins", "reapers", "guests", "netns", "veths")):
+            raise SystemExit("lab host 1 is not empty: %s" % got)
+        for n in sizes:
+            avail = meminfo()["MemAvailable"]
+            need = n * max(per_guest_worst, 100.0) * 1.5
+            if avail - need < s.floor:
+                print("n=%d skipped: projected %.1f GiB of %.1f GiB available would go below the floor of %.1f GiB"
+                      % (n, need / GiB, avail / GiB, args.floor), file=sys.stderr)
+                break
+            try:
+                fig = one_size(s, n, args)
+            except MemoryError as exc:
+                print("n=%d: %s" % (n, exc), file=sys.stderr)
+                break
+            figures.append(fig)
+            per_guest_worst = max(per_guest_worst, fig.get("avail", 0), fig.get("kernel", 0) + fig.get("pss", 0))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
+    phases = ("create", "link", "rerun create", "rerun link", "teardown")
+    rows = [[f["n"]] + ["%.1f" % f[p] if p in f else "-" for p in phases]
+            + ["%.1f" % (f["rerun create"] + f["rerun link"]) if "rerun link" in f else "-"]
+            + ["%.0f" % f.get("avail", float("nan")), "%.0f" % f.get("kernel", float("nan")), "%.0f" % f.get("pss", float("nan")),
+               str(f.get("mounts", "-")), "/".join(str(f.get("load_" + p, "-")) for p in phases)]
+            for f in figures]
+    print("seconds per phase, one task each (lab host %s, code %s); KiB per idle guest; load average (1 min) at each phase's end"
+          % (s.host.name, s.collections))
+    print(table(rows, ("guests", "create", "link", "rerun create", "rerun link", "teardown", "rerun both",
+                       "MemAvail drop", "kernel objs", "init PSS", "mounts", "load c/l/rc/rl/t")))
+    rows = [[f["n"]] + ["%.2f" % (1000 * f[p] / f["n"]) if p in f else "-" for p in phases] for f in figures]
+    print("ms per guest")
+    print(table(rows, ("guests",) + phases))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
