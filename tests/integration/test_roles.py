@@ -105,6 +105,7 @@ def deployed(lab, ansible):
     assert guests_on_host(lab_exec) == []
 
 
+@pytest.mark.timeout(1200)  # it took over 600 s at load 15-20 (five role runs and the probes)
 def test_converge_check_idempotent(deployed, ansible_playbook, lab_exec):
     limits = {k: sh(lab_exec, "sysctl -n user.max_%s_namespaces" % k).stdout.strip() for k in ("net", "mnt", "pid")}
     # Check mode on an empty host: predicts changes, creates nothing.
