@@ -9,7 +9,9 @@ each round, side by side, alternating which side goes first:
   idmap    (--roots) N guests with a busybox root each and ``userns: auto``: idmapped roots
   shift    (--roots) the same with ``userns_root: shift`` (a fresh copy of the root each round)
 
-Each side removes (and purges) its guests before the next.  The process runs in a private
+Each side removes (and purges) its guests before the next.  Beside the wall time, the CPU time
+of the creation (this process's and its reaped helpers', user + system): on a loaded machine
+the wall time of a round varies with the load, the CPU time much less.  The process runs in a private
 mount namespace; the state folder, netns folder, table folder and roots are in a temporary
 folder; the guests' cgroups are made below this process's own cgroup and removed.
 ``--profile`` prints where the userns side's time goes (cProfile, by own time).
@@ -23,6 +25,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import resource
 import shutil
 import sys
 import tempfile
@@ -50,6 +53,12 @@ def busybox_root(path: str) -> None:
             f.write("x\n")
 
 
+def cpu_seconds() -> float:
+    """User + system time of this process and its reaped children."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_side(base: str, kind: str, n: int, rnd: int, profile) -> tuple:
     state, table = os.path.join(base, "state-%s-%d" % (kind, rnd)), os.path.join(base, "table")
     r = reg.Registry(state, netns_dir=os.path.join(base, "netns"))
@@ -70,9 +79,9 @@ def run_side(base: str, kind: str, n: int, rnd: int, profile) -> tuple:
     try:
         if profile is not None:
             profile.enable()
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), cpu_seconds()
         out = guests.ensure_guests(r, entries, False, table, userns_pool=POOL)
-        created = time.monotonic() - t0
+        created, cpu = time.monotonic() - t0, cpu_seconds() - c0
         if profile is not None:
             profile.disable()
         assert out["changed"] and len(r.names()) == n, (kind, len(r.names()))
@@ -80,7 +89,7 @@ def run_side(base: str, kind: str, n: int, rnd: int, profile) -> tuple:
         guests.ensure_guests(r, gone, False, table, userns_pool=POOL)
         removed = time.monotonic() - t0
         assert r.names() == []
-        return created, removed
+        return created, removed, cpu
     finally:
         if r.names():  # a failed side: no guest (process, cgroup) outlives the bench
             guests.ensure_guests(r, gone, False, table, userns_pool=POOL)
@@ -114,14 +123,18 @@ def main() -> int:
                 order = kinds if rnd % 2 == 0 else kinds[::-1]
                 for kind in order:
                     results.setdefault((n, kind), []).append(run_side(base, kind, n, rnd, profile if kind == "userns" else None))
-        print("%-8s %6s %12s %12s" % ("side", "N", "create (s)", "remove (s)"))
+        def median(rows, i):
+            return sorted(row[i] for row in rows)[len(rows) // 2]
+
+        print("%-8s %6s %12s %12s %12s" % ("side", "N", "create (s)", "remove (s)", "create CPU"))
         for (n, kind), rows in sorted(results.items()):
-            creates, removes = sorted(c for c, _r in rows), sorted(r for _c, r in rows)
-            rounds = " ".join("%.2f" % c for c, _r in rows)
-            print("%-8s %6d %12.2f %12.2f   rounds: %s" % (kind, n, creates[len(creates) // 2], removes[len(removes) // 2], rounds))
+            rounds = " ".join("%.2f" % row[0] for row in rows)
+            cpus = " ".join("%.2f" % row[2] for row in rows)
+            print("%-8s %6d %12.2f %12.2f %12.2f   rounds: %s   CPU: %s" % (
+                kind, n, median(rows, 0), median(rows, 1), median(rows, 2), rounds, cpus))
         for n, kinds in plan:
-            a, b = (sorted(c for c, _r in results[(n, k)])[len(results[(n, k)]) // 2] for k in kinds)
-            print("%s/%s at N=%d: %.2fx" % (kinds[1], kinds[0], n, b / a))
+            (a, ac), (b, bc) = ((median(results[(n, k)], 0), median(results[(n, k)], 2)) for k in kinds)
+            print("%s/%s at N=%d: %.2fx wall, %.2fx CPU" % (kinds[1], kinds[0], n, b / a, bc / ac))
         if profile is not None:
             pstats.Stats(profile).sort_stats("tottime").print_stats(20)
     finally:

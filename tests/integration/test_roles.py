@@ -23,7 +23,11 @@ BASE = "/tmp/lnsr-it"
 TABLES = BASE + "/tables"
 ROOTS = BASE + "/roots"
 BRIDGE = "lnsrit0"
-GUESTS = ("web", "side", "boxinit")
+GUESTS = ("web", "side", "boxinit", "unt")
+UN_POOL_START = 2100000000  # above every id of the lab host's /etc/passwd and /etc/group (test_userns.py uses 2000000000)
+# an unprivileged guest (issue 16) whose clocks are a day ahead: the role's userns and time_offsets
+UN_GUEST = {"name": "unt", "root_build": True, "userns": "auto", "namespaces": ["mnt", "uts", "ipc", "pid", "time"],
+            "time_offsets": {"monotonic": 86400, "boottime": 86400}}
 BRIDGE_TASK = "Host bridge with its addresses and the routes through its network"
 
 HOST_VARS = {"guest_host_table_dir": TABLES, "guest_host_dirs": [ROOTS], "guest_host_ip_forward": True,
@@ -33,8 +37,9 @@ HOST_VARS = {"guest_host_table_dir": TABLES, "guest_host_dirs": [ROOTS], "guest_
 
 def guest_play(state="started", guests=None, host_vars=None, with_host=False, **more):
     """[guest_host then] guest on HOST (guest_host gives the bridge the host's address)."""
-    role_vars = {"guest_list": GUEST_LIST if guests is None else guests, "guest_state": state,
-                 "guest_table_dir": TABLES, "guest_roots_dir": ROOTS, "guest_bridge": BRIDGE}
+    role_vars = {"guest_list": GUEST_LIST + [UN_GUEST] if guests is None else guests, "guest_state": state,
+                 "guest_table_dir": TABLES, "guest_roots_dir": ROOTS, "guest_bridge": BRIDGE,
+                 "guest_userns_pool": "%d:100000" % UN_POOL_START}
     role_vars.update(more)
     return [{"name": "guest roles", "hosts": HOST, "gather_facts": False,
              "roles": ([{"role": "linuxns.guests.guest_host", "vars": dict(HOST_VARS, **(host_vars or {}))}] if with_host else [])
@@ -90,7 +95,7 @@ def cleanup(ansible_playbook, lab_exec):
 
 @pytest.fixture(scope="module")
 def deployed(lab, ansible):
-    """The three guests after the converge sequence of test_converge (removed at the end)."""
+    """The guests after the converge sequence of test_converge (removed at the end)."""
     def lab_exec(host, argv, check=True):
         from harness import lab_exec as run
         return run(lab, host, argv, check=check)
@@ -100,6 +105,7 @@ def deployed(lab, ansible):
     assert guests_on_host(lab_exec) == []
 
 
+@pytest.mark.timeout(1200)  # it took over 600 s at load 15-20 (five role runs and the probes)
 def test_converge_check_idempotent(deployed, ansible_playbook, lab_exec):
     limits = {k: sh(lab_exec, "sysctl -n user.max_%s_namespaces" % k).stdout.strip() for k in ("net", "mnt", "pid")}
     # Check mode on an empty host: predicts changes, creates nothing.
@@ -148,6 +154,7 @@ def test_converge_check_idempotent(deployed, ansible_playbook, lab_exec):
     assert procs[box["init_pid"]][1].startswith("/bin/busybox init")
     assert httpd_parent(lab_exec, "boxinit") == box["init_pid"]
     deployed["web_init"] = web["init_pid"]
+    userns_and_time_guest(ansible_playbook, lab_exec)
 
     # guest_host alone: a route dropped from guest_host_routes and an address changed are predicted
     # by check mode (--diff shows the bridge before and after), then changed; the guests' veths stay on the bridge.
@@ -193,6 +200,40 @@ def test_check_mode_before_pyroute2_is_installed(ansible_playbook, lab_exec):
         sh(lab_exec, "rm -rf %s %s/state" % (venv, BASE), check=False)
 
 
+def init_ids(lab_exec, pid):
+    """The Uid and Gid lines (real, effective, saved, fs) of /proc/PID/status, read from outside."""
+    status = dict(line.split(":", 1) for line in sh(lab_exec, "cat /proc/%d/status" % pid).stdout.splitlines())
+    return status["Uid"].split(), status["Gid"].split()
+
+
+def userns_and_time_guest(ansible_playbook, lab_exec):
+    """Guest unt of the converged play (``userns: auto``, a time namespace a day ahead, set from the
+    role): from outside, its init runs as the first id of its range; inside, ``id -u`` is 0, a file
+    it makes is that id's on the host (seen through the guest's root), and /proc/uptime is the
+    host's (read before and after it, in the same playbook run) plus the offset."""
+    init = meta(lab_exec, "unt")["init_pid"]
+    probe = "cat /proc/uptime; id -u; cat /proc/self/timens_offsets; touch /tmp/made-inside"
+    run = ansible_playbook([
+        {"name": "host before", "ansible.builtin.command": "cat /proc/uptime"},
+        {"name": "inside", "linuxns.guests.guest_enter_exec": {"guest": "unt", "cmd": "sh -c '%s'" % probe}},
+        {"name": "host after", "ansible.builtin.command": "cat /proc/uptime"},
+        {"name": "info", "linuxns.guests.namespace_info": {"name": "unt"}}])
+    before, after = (float(run.task(t)["stdout"].split()[0]) for t in ("host before", "host after"))
+    out = run.task("inside")["stdout_lines"]
+    # the guest's boot time clock is the host's plus a day (the same clock, read in this order)
+    assert before + 86400 <= float(out[0].split()[0]) <= after + 86400, (before, out[0], after)
+    assert out[1] == "0", out
+    assert sorted(tuple(line.split()) for line in out[2:4]) == [("boottime", "86400", "0"), ("monotonic", "86400", "0")], out
+    info = run.task("info")["guests"][0]
+    assert info["userns"] == "auto" and info["userns_range"]["start"] == UN_POOL_START, info
+    assert info["userns_root_done"] in ("idmap", "shift"), info
+    assert info["namespaces"]["time"]["owner_user_ns"] == info["namespaces"]["user"]["inode"], info["namespaces"]
+    # from outside: the init's uids and gids are the range's first id
+    assert init_ids(lab_exec, init) == ([str(UN_POOL_START)] * 4,) * 2
+    made = sh(lab_exec, "stat -c %%u:%%g /proc/%d/root/tmp/made-inside" % init).stdout.strip()
+    assert made == "%d:%d" % (UN_POOL_START, UN_POOL_START), made
+
+
 def killed_httpd(lab_exec, name):
     init = meta(lab_exec, name)["init_pid"]
     procs = processes(lab_exec)
@@ -226,6 +267,8 @@ def test_services_and_state_transitions(deployed, ansible_playbook, lab_exec):
     assert "/scratch" in sh(lab_exec, "cut -d' ' -f5 /proc/%d/mountinfo" % web["init_pid"]).stdout.split()
     assert page(lab_exec, NET + ".11") == "page of web"
     assert page(lab_exec, NET + ".12") == "page of boxinit"
+    # the recreated unprivileged guest runs as its range again
+    assert init_ids(lab_exec, meta(lab_exec, "unt")["init_pid"]) == ([str(UN_POOL_START)] * 4,) * 2
 
     # stopped: namespaces, processes and veths gone; root folders and mount table kept.
     stop = ansible_playbook(guest_play("stopped"))
@@ -290,3 +333,4 @@ def test_bad_input_fails_before_any_change(ansible_playbook, lab_exec):
         assert {r.action.rsplit(".", 1)[-1] for r in run.results} <= READ_ONLY, [r.action for r in run.results]
     assert guests_on_host(lab_exec) == []
     assert sh(lab_exec, "test -e %s/bad1 || ip link show %sx" % (ROOTS, BRIDGE), check=False).returncode != 0
+

@@ -149,6 +149,29 @@ def test_mount_link_exec_and_connection_work_in_the_guest(made, ansible, lab_exe
     assert len(data) == 1 and "idmapped" in data[0].split()[5].split(","), data
 
 
+def test_the_range_survives_a_simulated_reboot(made, ansible, lab_exec):
+    """Guest un-r in a state folder of its own: the 'reboot' kills its processes and wipes that
+    folder (as a reboot wipes /run); made again, it gets the range it had, kept in the table folder."""
+    _converged, _root, tables, common = made
+    state = "/run/linuxns-unr"
+    task = {CREATE: dict(common, name="un-r", userns="auto", userns_size=1000, namespaces=["uts", "pid"], state_dir=state)}
+    want = {"start": START + 65536 + 1000, "size": 1000, "source": "userns_pool"}  # after un-a's and un-b's
+    try:
+        made_r = ansible.playbook([dict(task, name="make")]).task("make")["guest"]
+        assert made_r["userns_range"] == want, made_r
+        assert lab_exec("lab1", ["cat", tables + "/un-r/userns"]).stdout.split() == [str(want["start"]), "1000", "userns_pool"]
+        lab_exec("lab1", ["sh", "-c", "kill -9 %d; umount -R -l %s; rm -rf %s" % (made_r["init_pid"], state, state)])
+        run = ansible.playbook([dict(task, name="again"), dict(task, name="once more")])
+        again = run.task("again")
+        assert again.changed and again["guest"]["userns_range"] == want, again.result
+        assert again["guest"]["init_pid"] != made_r["init_pid"]
+        assert status_ids(lab_exec, again["guest"]["init_pid"]) == (want["start"],) * 2
+        assert not run.task("once more").changed
+    finally:
+        ansible.playbook([{CREATE: dict(common, name="un-r", state="absent", purge=True, stop_timeout=2, state_dir=state)}])
+        lab_exec("lab1", ["sh", "-c", "umount -R -l %s 2>/dev/null; rm -rf %s" % (state, state)], check=False)
+
+
 def test_removal_with_purge_releases_the_range(made, ansible, lab_exec):
     _converged, _root, tables, common = made
     run = ansible.playbook([

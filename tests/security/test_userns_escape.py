@@ -20,6 +20,11 @@ user namespace.  The probes are harmless when they work:
   nothing);
 - T5 signal a host process: ``kill(pid, 0)`` of a ``sleep`` the test started as host root;
 - T6 signal the other ``userns: auto`` guest's processes: ``kill(pid, 0)`` of its init;
+- T8 a host binary reached through /proc/self/exe (the host's Python, which runs the probe:
+  the CVE-2019-5736 path of issue 13): ``access(W_OK)`` and an open for writing.  Host root
+  passes the permission check (only the running text's ETXTBSY stops the open, which a
+  copy without that guard would not have); guest root of the user namespace is refused
+  (EACCES: the file's owner, host root, is not mapped in its namespace);
 - T7 capabilities: from outside, the guest's processes run as its range's first id, in a
   user namespace that is not the host's, whose every capability is in that namespace only.
 """
@@ -63,6 +68,7 @@ out = {
     "T4": res(libc.syscall(164, None, None)),  # settimeofday(NULL, NULL) (x86_64); glibc's wrapper reads *tv
     "T5": try_(lambda: os.kill(a["host_pid"], 0)),
     "T6": try_(lambda: os.kill(a["other_init"], 0)),
+    "T8": [os.access("/proc/self/exe", os.W_OK), try_(lambda: os.close(os.open("/proc/self/exe", os.O_WRONLY)))],
     "uid": os.getuid(),
     "map": open("/proc/self/uid_map").read().split(),
 }
@@ -112,9 +118,11 @@ def test_guest_root_in_a_user_namespace_is_not_host_root(unit_registry):
         new_t3 = seen["su-new"].pop("T3")
         # the old code's guest (no user namespace): guest root is host root, every attack works
         assert seen["su-old"] == {"T1": "ok", "T2": "ok", "T4": "ok", "T5": "ok", "T6": "ok", "uid": 0,
+                                  "T8": [True, "ETXTBSY"],
                                   "map": ["0", "0", "4294967295"]}
         # userns: auto: root inside, nobody's files refused, no capability in the initial user namespace
         assert seen["su-new"] == {"T1": "EACCES", "T2": "EACCES", "T4": "EPERM", "T5": "EPERM", "T6": "EPERM", "uid": 0,
+                                  "T8": [False, "EACCES"],
                                   "map": ["0", str(made["su-new"]["userns_range"]["start"]), "65536"]}
         assert new_t3 == ("EPERM" if modules else "ENOSYS")
         with open(bound) as f:
