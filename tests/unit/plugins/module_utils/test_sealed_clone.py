@@ -157,3 +157,18 @@ def test_a_module_run_imports_the_collection_compiled_once(tmp_path):
     assert len(first) == len(set(first)), first  # once each
     assert runs[1][0] == "", runs[1]  # then: none
     assert runs[1][1] == "%s/%s.py" % (payload, execute.__name__.replace(".", "/")), runs[1]  # tracebacks name the file
+
+
+def test_shipped_sources_looks_the_collection_up_once_per_sys_path(monkeypatch, tmp_path):
+    """On a path that has the collection (an AnsiballZ run) nothing is shipped, and the
+    path finder is asked once; a sys.path without it (Mitogen's in-memory import) ships
+    the loaded modules' sources, asked again because the path changed."""
+    monkeypatch.setattr(sealed, "_ON_PATH", {})
+    assert sealed._shipped_sources() == {}
+    assert {tuple(sys.path): True} == sealed._ON_PATH
+    assert sealed._shipped_sources() == {}
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    shipped = sealed._shipped_sources()
+    assert {(str(tmp_path),): False} == sealed._ON_PATH
+    is_package, source = shipped[sealed.__name__]
+    assert not is_package and "def _shipped_sources" in source
