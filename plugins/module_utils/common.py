@@ -13,7 +13,7 @@ from __future__ import annotations
 import traceback
 from typing import TYPE_CHECKING
 
-from ansible_collections.linuxns.guests.plugins.module_utils import model
+from ansible_collections.linuxns.guests.plugins.module_utils import checks
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.registry import DEFAULT_STATE_DIR, Registry
 
@@ -32,7 +32,7 @@ def common_args(**more) -> dict:
 
 
 def registry_for(module) -> Registry:
-    return Registry(model.check_dir(module.params["state_dir"], "state_dir", DEFAULT_STATE_DIR))
+    return Registry(checks.check_dir(module.params["state_dir"], "state_dir", DEFAULT_STATE_DIR))
 
 
 def new_module(factory, **kwargs):
@@ -47,7 +47,7 @@ def new_module(factory, **kwargs):
         numbers = [k for k, v in spec.items() if v.get("type") in ("int", "float")]
         relaxed = {k: dict(v, type="raw") if k in numbers else v for k, v in spec.items()}
         module = factory(**dict(kwargs, argument_spec=relaxed))
-        bad = [k for k in numbers if isinstance(module.params.get(k), (int, float)) and not model.finite_and_small(module.params[k])]
+        bad = [k for k in numbers if isinstance(module.params.get(k), (int, float)) and not checks.finite_and_small(module.params[k])]
         module.fail_json(msg="%s: %s is out of range (%s)" % (
             ", ".join(bad) or "a number option", " / ".join(repr(module.params[k]) for k in bad) or "a value", exc))
     return None  # not reached: fail_json exits
@@ -123,7 +123,7 @@ class EntryValidator:
         for key in given:
             out[key] = result.validated_parameters[key]
             if key in self.fields:
-                model.check_value(self.fields[key], out[key], where + key)
+                checks.check_value(self.fields[key], out[key], where + key)
         return out
 
     def _fail(self, given: dict, where: str, result) -> None:
@@ -210,7 +210,7 @@ def single_entry(params: dict, fields) -> dict:
     AnsibleModule), through the same class checks as a list entry."""
     entry = {f.name: params.get(f.name) for f in fields}
     for f in fields:
-        model.check_value(f, entry[f.name], f.name)
+        checks.check_value(f, entry[f.name], f.name)
     return entry
 
 

@@ -114,7 +114,7 @@ def test_a_zipped_payload_is_compiled_once_into_the_cache(tmp_path):
                              check=False)
         assert out.returncode == 0 and out.stdout.split("\n")[:2] == ["True", "['true']"], (out.stdout, out.stderr)
         kept = sorted(p.name.split("-")[0] for p in cache.iterdir())
-        assert {"confine", "enter", "execute", "model", "registry", "syscalls"} <= set(kept), kept
+        assert {"confine", "enter", "execute", "checks", "registry", "syscalls"} <= set(kept), kept
         assert len(kept) == len(set(kept))  # one version each
     cache.chmod(0o777)  # not ours alone any more: ignored, compiled again
     out = subprocess.run([sys.executable, "-I", "-S", "-c", ZIP_RUN, str(payload), str(cache)], capture_output=True, text=True, check=False)
