@@ -7,7 +7,7 @@ collection's own module_utils, docstrings and comments stripped, embedded in a s
 bootstrap that makes them importable under their real names; the program then runs
 ``operator_cli.main()``.  It is one file, written by the role (no copy of the collection
 on the host, no Ansible): every module_utils file except the modules' Ansible glue, each
-compiled only when first imported (``list`` needs less than ``start``).  ``common.py``
+compiled only when first imported (``list`` needs less than ``start``).  ``list_forms.py``
 imports two helpers of ansible-core; the bootstrap gives it small stand-ins (the
 argument-spec validator is never used off a module).
 """
