@@ -120,7 +120,7 @@ def test_a_list_in_an_entry_of_another_list_names_the_whole_path_but_not_for_the
     assert (a["path"], a["fstype"], a["create"], b["path"], b["create"]) == ("/a", "tmpfs", True, "/b", False)
     with pytest.raises(InvalidInput, match=r"^guests\[2\]\.mounts\[1\]\.create: "):
         list_forms.entries(dict(params, mounts=["/a", {"path": "/b", "create": "maybe"}]), "mounts", namespace_mount.MOUNT_ENTRY, "path",
-                       prefix="guests[2].")
+                           prefix="guests[2].")
     with pytest.raises(InvalidInput, match=r"^guests\[2\]\.mounts\[0\]: unknown option\(s\) size"):
         list_forms.entries(dict(params, mounts=[{"path": "/b", "size": 3}]), "mounts", namespace_mount.MOUNT_ENTRY, "path", prefix="guests[2].")
     with pytest.raises(InvalidInput, match=r"^create: .*bool"):
