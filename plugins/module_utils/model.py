@@ -21,7 +21,7 @@ This file imports nothing from Ansible.
 from __future__ import annotations
 
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
-from ansible_collections.linuxns.guests.plugins.module_utils.checks import (  # noqa: F401 - re-exported: model.check_text etc.
+from ansible_collections.linuxns.guests.plugins.module_utils.checks import (  # noqa: F401 - re-exported  # pylint: disable=unused-import
     MAX_SECONDS,
     check_dir,
     check_number,
