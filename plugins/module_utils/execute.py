@@ -36,7 +36,7 @@ import signal
 import stat
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, errors, model, procfs, sealed
+from ansible_collections.linuxns.guests.plugins.module_utils import checks, confine, enter, errors, procfs, sealed
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import ExecFailed, GuestError, GuestStale, InvalidInput
@@ -88,7 +88,7 @@ class Request:
         for name, value in (("chdir", chdir), ("creates", creates), ("removes", removes)):
             if value is not None and (not isinstance(value, str) or not value or "\0" in value):
                 raise InvalidInput("%s must be a non-empty path inside the guest" % name)
-            model.check_text(value, name)
+            checks.check_text(value, name)
         self.chdir = chdir
         self.creates = creates
         self.removes = removes
@@ -118,7 +118,7 @@ class Request:
                 timeout = float(timeout)
             except (TypeError, ValueError, OverflowError):
                 raise InvalidInput("timeout %r must be a number of seconds" % (timeout,)) from None
-            model.check_number(timeout, "timeout", None, model.MAX_SECONDS, " seconds")
+            checks.check_number(timeout, "timeout", None, checks.MAX_SECONDS, " seconds")
             if timeout <= 0:
                 raise InvalidInput("timeout must be more than 0 seconds (leave it out for no limit)")
         self.timeout = timeout

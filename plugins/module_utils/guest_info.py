@@ -11,7 +11,7 @@ import json
 import os
 import socket
 
-from ansible_collections.linuxns.guests.plugins.module_utils import confine, enter, mountinfo
+from ansible_collections.linuxns.guests.plugins.module_utils import confine, confine_status, enter, mountinfo
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -99,10 +99,10 @@ def confinement_view(meta: reg.GuestRecord, problems: list, proc_index=None) -> 
         index = proc_index if proc_index is not None else ProcIndex()
         for pid in sorted(index.members(meta)):
             try:
-                st = confine.status(pid)
+                st = confine_status.status(pid)
             except GuestError:
                 continue  # gone meanwhile
-            why = confine.differences(conf, st)
+            why = confine_status.differences(conf, st)
             if why:
                 outdated.append({"pid": pid, "comm": _comm(pid), "differences": why})
     return conf.as_dict(), outdated

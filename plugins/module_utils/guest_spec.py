@@ -154,7 +154,7 @@ class Spec:
     """A wanted guest, validated and normalised.
 
     ``params`` is an entry the argument spec already checked (``model.argument_spec``:
-    AnsibleModule for the single form, ``common.entries`` for the entries of ``guests:``):
+    AnsibleModule for the single form, ``list_forms.entries`` for the entries of ``guests:``):
     types, choices (``state``, the ``namespaces`` types) and the class checks are not
     repeated here.  What no argument spec can say is checked here: ``share``'s keys and
     sources, names and context ids against the registry, fields that need each other.

@@ -12,11 +12,11 @@ import os
 
 from ansible_collections.linuxns.guests.plugins.module_utils import model, rootfs
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
-from ansible_collections.linuxns.guests.plugins.module_utils.common import to_bool
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     InvalidInput,
     KernelError,
 )
+from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import to_bool
 
 STATES = ("mounted", "ephemeral", "present", "unmounted", "absent", "remounted")
 

@@ -195,14 +195,21 @@ def _clone_main(f, w: int, head: dict):  # pragma: no cover - the clone's progra
     os._exit(0)
 
 
+_ON_PATH = {}  # tuple(sys.path) -> whether ansible_collections is found there (one path-finder lookup per process)
+
+
 def _shipped_sources() -> dict:
     """{name: [is_package, source]} of the collection's loaded modules when they are not files on sys.path.
 
     Mitogen's in-process module runner imports them from the controller into memory: the clone,
     a new interpreter, could not import them. Empty in an ordinary (AnsiballZ) run."""
-    import importlib.machinery
+    key = tuple(sys.path)
+    if key not in _ON_PATH:
+        import importlib.machinery
 
-    if importlib.machinery.PathFinder.find_spec("ansible_collections", sys.path) is not None:
+        _ON_PATH.clear()
+        _ON_PATH[key] = importlib.machinery.PathFinder.find_spec("ansible_collections", sys.path) is not None
+    if _ON_PATH[key]:
         return {}
     out = {}
     for name, mod in list(sys.modules.items()):

@@ -703,16 +703,9 @@ signalled:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxns.guests.plugins.module_utils import model, persist, supervisor
-from ansible_collections.linuxns.guests.plugins.module_utils.common import (
-    batch_result,
-    common_args,
-    entries,
-    new_module,
-    registry_for,
-    run_module,
-    single_entry,
-)
+from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.guests import ensure_guests
+from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import batch_result, entries, single_entry
 
 
 def _body(module):

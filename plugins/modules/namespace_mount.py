@@ -306,9 +306,10 @@ table:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.linuxns.guests.plugins.module_utils import mounts, persist
-from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, entry_spec, new_module, registry_for, run_module
-from ansible_collections.linuxns.guests.plugins.module_utils.common import entries as entries_of
+from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
+from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import entries as entries_of
+from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import entry_spec
 
 PER_MOUNT_KEYS = ("path", "src", "fstype", "opts", "propagation", "create", "state", "recreate", "lazy_unmount")
 PROPAGATION_CHOICES = ["private", "slave", "shared", "unbindable", "rprivate", "rslave", "rshared", "runbindable"]

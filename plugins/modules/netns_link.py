@@ -347,16 +347,9 @@ pyroute2:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils.common import (
-    batch_result,
-    common_args,
-    entries,
-    entry_spec,
-    new_module,
-    registry_for,
-    run_module,
-)
+from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.links import LINK_KEYS, ensure_links
+from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import batch_result, entries, entry_spec
 
 # The module's options (in main's argument spec) and, from them, the spec of one entry of links.
 OPTIONS = dict(

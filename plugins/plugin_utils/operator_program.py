@@ -13,7 +13,7 @@ program keeps their code objects (marshal) in ``CACHE_DIR/KEY-TAG/NAME.code`` - 
 build's hash of the sources, TAG the Python's cache tag - and loads them from there on
 later runs.  It trusts that cache only as root, only when the folder and the files are
 root's and writable by nobody else (every folder above: root's, and not writable by
-others unless sticky, as /tmp); else it compiles as without one.  ``common.py``
+others unless sticky, as /tmp); else it compiles as without one.  ``list_forms.py``
 imports two helpers of ansible-core; the bootstrap gives it small stand-ins (the
 argument-spec validator is never used off a module).
 """

@@ -30,7 +30,7 @@ import shutil
 import harness
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import confine
+from ansible_collections.linuxns.guests.plugins.module_utils import confine, confine_status
 
 pytestmark = pytest.mark.integration
 
@@ -196,7 +196,7 @@ def probes(lab, ansible):
 
 
 def caps_of(mask: str) -> list:
-    return confine.decode_caps(int(mask, 16))
+    return confine_status.decode_caps(int(mask, 16))
 
 
 def test_guest_root_has_the_default_bounding_set_no_new_privs_and_a_filter(probes):

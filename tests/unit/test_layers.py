@@ -29,7 +29,7 @@ ENTRY_BUNDLE = ("errors", "syscalls", "rootfs", "procfs", "registry", "confine",
 KERNEL_MODULES = {"ctypes", "fcntl", "socket", "select", "subprocess", "signal", "mmap", "termios", "pty"}
 # module_utils files that may use ansible-core's own module_utils (argument-spec
 # validation of list entries); none of the entry bundle may.
-MAY_IMPORT_ANSIBLE = {"common", "model"}
+MAY_IMPORT_ANSIBLE = {"list_forms", "model"}
 
 
 def imports(path: pathlib.Path) -> list:
@@ -111,3 +111,20 @@ def test_controller_plugins_reach_the_host_only_through_plugin_utils_or_the_help
             where = "%s:%d imports %s" % (path.relative_to(ROOT), line, mod)
             if mod.startswith(PKG):
                 assert mod.startswith((MU + ".", PKG + "plugin_utils")), where
+
+
+# What guest_enter_exec's AnsiballZ payload carries of module_utils: ansible-core's finder
+# follows every import of every file (also inside functions and under TYPE_CHECKING) and
+# parses each file on the controller, once per ad hoc run (bench/bench_ansiballz.py).
+# The field table (model.py), the list forms (list_forms.py) and reading confinement back
+# (confine_status.py) are for the other modules.
+EXEC_PAYLOAD = ("checks", "common", "confine", "enter", "errors", "execute", "procfs", "ptys", "registry", "sealed", "syscalls")
+
+
+def test_guest_enter_exec_ships_only_what_entering_needs():
+    seen, todo = set(), [PLUGINS / "modules" / "guest_enter_exec.py"]
+    while todo:
+        for name in own_module_utils(todo.pop()) - seen:
+            seen.add(name)
+            todo.append(PLUGINS / "module_utils" / (name + ".py"))
+    assert tuple(sorted(seen)) == EXEC_PAYLOAD

@@ -18,7 +18,7 @@ import traceback
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import confine
+from ansible_collections.linuxns.guests.plugins.module_utils import confine, confine_status
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 
 pytestmark = pytest.mark.unit
@@ -283,12 +283,12 @@ def test_filter_is_compiled_for_both_arches():
 @needs_root
 @needs_arch
 def test_default_confinement_status():
-    st = in_child(conf(), confine.status)
+    st = in_child(conf(), confine_status.status)
     assert st["CapBnd"] == st["CapEff"] == st["CapPrm"] == [n for n in confine.CAP_NAMES if n in DEFAULT]
     assert st["CapAmb"] == [] and st["CapInh"] == []
     assert st["NoNewPrivs"] is True
     assert st["Seccomp"] == "filter" and st["Seccomp_filters"] >= 1
-    assert confine.differences(conf(), st) == []
+    assert confine_status.differences(conf(), st) == []
     # the status file says so too, in its own words
     raw = in_child(conf(), lambda: open("/proc/self/status").read())
     fields = dict(line.split(":\t", 1) for line in raw.splitlines() if ":\t" in line)
@@ -407,8 +407,8 @@ def test_exec_keeps_exactly_the_kept_set():
 @needs_root
 @needs_arch
 def test_add_and_drop_change_exactly_those_bits():
-    base = in_child(conf(), confine.status)
-    changed = in_child(conf(capabilities={"drop": ["chown", "setfcap"], "add": ["net_admin", "sys_ptrace"]}), confine.status)
+    base = in_child(conf(), confine_status.status)
+    changed = in_child(conf(capabilities={"drop": ["chown", "setfcap"], "add": ["net_admin", "sys_ptrace"]}), confine_status.status)
     assert set(base["CapBnd"]) - set(changed["CapBnd"]) == {"CAP_CHOWN", "CAP_SETFCAP"}
     assert set(changed["CapBnd"]) - set(base["CapBnd"]) == {"CAP_NET_ADMIN", "CAP_SYS_PTRACE"}
     assert changed["CapEff"] == changed["CapBnd"]
@@ -418,7 +418,7 @@ def test_add_and_drop_change_exactly_those_bits():
 @needs_arch
 def test_without_no_new_privs_the_filter_is_still_installed():
     c = conf(no_new_privs=False)
-    st = in_child(c, lambda: confine.status() | {"open_by_handle_at": sys_call("open_by_handle_at", -1 & confine._U64, 0, 0)})
+    st = in_child(c, lambda: confine_status.status() | {"open_by_handle_at": sys_call("open_by_handle_at", -1 & confine._U64, 0, 0)})
     assert st["NoNewPrivs"] is False and st["Seccomp"] == "filter"
     assert st["open_by_handle_at"] == [-1, errno.EPERM]
     assert "CAP_SYS_ADMIN" not in st["CapEff"]
@@ -426,16 +426,16 @@ def test_without_no_new_privs_the_filter_is_still_installed():
 
 @needs_root
 def test_privileged_keeps_everything_and_installs_no_filter():
-    parent = confine.status()
+    parent = confine_status.status()
     c = conf(privileged=True)
-    st = in_child(c, confine.status)
+    st = in_child(c, confine_status.status)
     # every capability the entering process has (this test's process may itself lack some)
     assert st["CapBnd"] == parent["CapBnd"] and set(st["CapBnd"]) <= set(ALL_CAPS) == set(c.capabilities)
     assert st["CapEff"] == parent["CapEff"]
     assert st["Seccomp"] == "disabled" and st["NoNewPrivs"] is False
-    assert c.as_dict()["seccomp"] == "unconfined" and confine.differences(c, st) == []
+    assert c.as_dict()["seccomp"] == "unconfined" and confine_status.differences(c, st) == []
     # and the differences reader notices a default-confined guest's process is not that
-    assert "no seccomp filter" in confine.differences(conf(), st)
+    assert "no seccomp filter" in confine_status.differences(conf(), st)
 
 
 @needs_root
@@ -546,15 +546,15 @@ def test_status_of_another_process():
     os.close(ready_w)
     try:
         assert os.read(ready_r, 1) == b"1"
-        st = confine.status(pid)
+        st = confine_status.status(pid)
         assert st["CapBnd"] == st["CapEff"] == ["CAP_KILL"] and st["pid"] == pid and st["Seccomp"] == "filter"
-        assert confine.differences(conf(), st)[0].startswith("bounding set differs (extra: -; missing: CAP_AUDIT_WRITE")
+        assert confine_status.differences(conf(), st)[0].startswith("bounding set differs (extra: -; missing: CAP_AUDIT_WRITE")
     finally:
         os.close(go_w)
         os.close(ready_r)
         os.waitpid(pid, 0)
     with pytest.raises(confine.KernelError, match="cannot read /proc/%d/status" % pid):
-        confine.status(pid)
+        confine_status.status(pid)
 
 
 @needs_root

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import confine, execute, guest_info, guests
+from ansible_collections.linuxns.guests.plugins.module_utils import confine, confine_status, execute, guest_info, guests
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.execute import Request
 
@@ -27,14 +27,14 @@ def one(r, check=False, **params):
 
 
 def status_inside(meta, **kw) -> dict:
-    """/proc/self/status of a program started in the guest, decoded like confine.status."""
+    """/proc/self/status of a program started in the guest, decoded like confine_status.status."""
     res = execute.run(meta, Request(argv=["cat", "/proc/self/status"], **kw))
     assert res["rc"] == 0, res
     out = {}
     for line in res["stdout"].splitlines():
         key, _sep, value = line.partition(":")
         if key in STATUS_KEYS[:5]:
-            out[key] = confine.decode_caps(int(value.strip(), 16))
+            out[key] = confine_status.decode_caps(int(value.strip(), 16))
         elif key in STATUS_KEYS[5:]:
             out[key] = int(value.strip())
     return out
@@ -48,7 +48,7 @@ def test_a_default_guest_confines_its_programs_and_its_init(unit_registry, busyb
     assert st["CapBnd"] == st["CapEff"] == st["CapPrm"] == DEFAULT
     assert st["CapInh"] == st["CapAmb"] == []
     assert st["NoNewPrivs"] == 1 and st["Seccomp"] == 2
-    init = confine.status(g["init_pid"])  # the reaper too
+    init = confine_status.status(g["init_pid"])  # the reaper too
     assert init["CapBnd"] == DEFAULT and init["NoNewPrivs"] and init["Seccomp"] == "filter"
     nobody = status_inside(meta, user="nobody")  # bounding set cut before setresuid; no capability left
     assert nobody["CapBnd"] == DEFAULT and nobody["CapEff"] == nobody["CapPrm"] == [] and nobody["Seccomp"] == 2
@@ -60,9 +60,9 @@ def test_a_default_guest_confines_its_programs_and_its_init(unit_registry, busyb
 def test_privileged_is_the_full_set_without_a_filter(unit_registry):
     g = one(unit_registry, name="priv1", privileged=True, namespaces=["uts", "pid"])["guest"]
     st = status_inside(unit_registry.find("priv1"))
-    assert st["CapBnd"] == confine.status()["CapBnd"]  # what host root has here (today's full set)
+    assert st["CapBnd"] == confine_status.status()["CapBnd"]  # what host root has here (today's full set)
     assert st["Seccomp"] == 0 and st["NoNewPrivs"] == 0
-    assert g["privileged"] is True and confine.status(g["init_pid"])["Seccomp"] == "disabled"
+    assert g["privileged"] is True and confine_status.status(g["init_pid"])["Seccomp"] == "disabled"
 
 
 def test_seccomp_denies_host_calls_with_eperm(unit_registry):
@@ -155,5 +155,5 @@ def test_the_connections_entry_program_confines_its_commands(unit_registry):
     res = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     got = dict(line.split(":\t") for line in res.stdout.splitlines())
-    assert confine.decode_caps(int(got["CapBnd"], 16)) == [n for n in DEFAULT if n != "CAP_KILL"]
+    assert confine_status.decode_caps(int(got["CapBnd"], 16)) == [n for n in DEFAULT if n != "CAP_KILL"]
     assert got["Seccomp"] == "2"

@@ -13,7 +13,6 @@ import time
 import pytest
 
 from ansible_collections.linuxns.guests.plugins.module_utils import (
-    common,
     enter,
     faults,
     guest_create,
@@ -21,6 +20,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils import (
     guest_spec,
     guest_stop,
     guests,
+    list_forms,
     model,
     procfs,
 )
@@ -407,10 +407,10 @@ def test_create_run_holds_the_fds_of_one_creation_and_the_batch_template(unit_re
 
 def test_unknown_namespace_type_is_refused_by_the_entry_spec_naming_the_path(unit_registry):
     """Spec does not re-check the choices the argument spec checks: an unknown namespace
-    type (or state) of an entry fails in common.entries, naming its path, before any Spec."""
+    type (or state) of an entry fails in list_forms.entries, naming its path, before any Spec."""
     spec = model.argument_spec(model.GUEST, entry=True)
     for bad, path in (({"namespaces": ["mnt", "bogus"]}, "guests[1].namespaces: "), ({"state": "gone"}, "guests[1].state: ")):
         with pytest.raises(InvalidInput) as exc:
-            common.entries({"guests": ["x", dict({"name": "y"}, **bad)]}, "guests", spec, "name", model.GUEST)
+            list_forms.entries({"guests": ["x", dict({"name": "y"}, **bad)]}, "guests", spec, "name", model.GUEST)
         assert exc.value.msg.startswith(path) and ("bogus" in exc.value.msg or "gone" in exc.value.msg), exc.value.msg
     assert unit_registry.names() == []

@@ -114,7 +114,7 @@ def test_a_zipped_payload_is_compiled_once_into_the_cache(tmp_path):
                              check=False)
         assert out.returncode == 0 and out.stdout.split("\n")[:2] == ["True", "['true']"], (out.stdout, out.stderr)
         kept = sorted(p.name.split("-")[0] for p in cache.iterdir())
-        assert {"confine", "enter", "execute", "model", "registry", "syscalls"} <= set(kept), kept
+        assert {"confine", "enter", "execute", "checks", "registry", "syscalls"} <= set(kept), kept
         assert len(kept) == len(set(kept))  # one version each
     cache.chmod(0o777)  # not ours alone any more: ignored, compiled again
     out = subprocess.run([sys.executable, "-I", "-S", "-c", ZIP_RUN, str(payload), str(cache)], capture_output=True, text=True, check=False)
@@ -157,3 +157,18 @@ def test_a_module_run_imports_the_collection_compiled_once(tmp_path):
     assert len(first) == len(set(first)), first  # once each
     assert runs[1][0] == "", runs[1]  # then: none
     assert runs[1][1] == "%s/%s.py" % (payload, execute.__name__.replace(".", "/")), runs[1]  # tracebacks name the file
+
+
+def test_shipped_sources_looks_the_collection_up_once_per_sys_path(monkeypatch, tmp_path):
+    """On a path that has the collection (an AnsiballZ run) nothing is shipped, and the
+    path finder is asked once; a sys.path without it (Mitogen's in-memory import) ships
+    the loaded modules' sources, asked again because the path changed."""
+    monkeypatch.setattr(sealed, "_ON_PATH", {})
+    assert sealed._shipped_sources() == {}
+    assert {tuple(sys.path): True} == sealed._ON_PATH
+    assert sealed._shipped_sources() == {}
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    shipped = sealed._shipped_sources()
+    assert {(str(tmp_path),): False} == sealed._ON_PATH
+    is_package, source = shipped[sealed.__name__]
+    assert not is_package and "def _shipped_sources" in source

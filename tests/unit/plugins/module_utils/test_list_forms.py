@@ -1,4 +1,4 @@
-"""The one normaliser of the modules' list forms (common.entries): entries validated
+"""The one normaliser of the modules' list forms (list_forms.entries): entries validated
 against the entry spec with ansible-core's validator, the task's top-level options as
 defaults (validated once per list), messages naming the entry's path."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import common, model
+from ansible_collections.linuxns.guests.plugins.module_utils import list_forms, model
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 from ansible_collections.linuxns.guests.plugins.modules import namespace_mount, netns_link
 
@@ -29,11 +29,11 @@ def link_params(**given) -> dict:
 
 
 def guest_entries(**given) -> list:
-    return common.entries(create_params(**given), "guests", GUEST_ENTRY, "name", model.GUEST)
+    return list_forms.entries(create_params(**given), "guests", GUEST_ENTRY, "name", model.GUEST)
 
 
 def link_entries(**given) -> list:
-    return common.entries(link_params(**given), "links", netns_link.LINK_ENTRY, exclusive=netns_link.EXCLUSIVE)
+    return list_forms.entries(link_params(**given), "links", netns_link.LINK_ENTRY, exclusive=netns_link.EXCLUSIVE)
 
 
 def given(d: dict) -> dict:
@@ -104,7 +104,7 @@ def test_bad_guest_entries_name_their_path(given_, message):
 
 
 def test_one_validator_per_shape_of_entry():
-    check = common.EntryValidator(GUEST_ENTRY, model.GUEST)
+    check = list_forms.EntryValidator(GUEST_ENTRY, model.GUEST)
     for i in range(50):
         check.validate({"name": "g%d" % i}, "guests[%d]." % i)
         check.validate({"name": "h%d" % i, "context_id": str(100 + i), "_in_list": True, "extra": None}, "guests[%d]." % i)
@@ -116,12 +116,12 @@ def test_one_validator_per_shape_of_entry():
 def test_a_list_in_an_entry_of_another_list_names_the_whole_path_but_not_for_the_tasks_options():
     params = {k: v.get("default") for k, v in namespace_mount.OPTIONS.items()}
     params.update(fstype="tmpfs", mounts=["/a", {"path": "/b", "create": "no"}])
-    a, b = common.entries(params, "mounts", namespace_mount.MOUNT_ENTRY, "path", prefix="guests[2].")
+    a, b = list_forms.entries(params, "mounts", namespace_mount.MOUNT_ENTRY, "path", prefix="guests[2].")
     assert (a["path"], a["fstype"], a["create"], b["path"], b["create"]) == ("/a", "tmpfs", True, "/b", False)
     with pytest.raises(InvalidInput, match=r"^guests\[2\]\.mounts\[1\]\.create: "):
-        common.entries(dict(params, mounts=["/a", {"path": "/b", "create": "maybe"}]), "mounts", namespace_mount.MOUNT_ENTRY, "path",
-                       prefix="guests[2].")
+        list_forms.entries(dict(params, mounts=["/a", {"path": "/b", "create": "maybe"}]), "mounts", namespace_mount.MOUNT_ENTRY, "path",
+                           prefix="guests[2].")
     with pytest.raises(InvalidInput, match=r"^guests\[2\]\.mounts\[0\]: unknown option\(s\) size"):
-        common.entries(dict(params, mounts=[{"path": "/b", "size": 3}]), "mounts", namespace_mount.MOUNT_ENTRY, "path", prefix="guests[2].")
+        list_forms.entries(dict(params, mounts=[{"path": "/b", "size": 3}]), "mounts", namespace_mount.MOUNT_ENTRY, "path", prefix="guests[2].")
     with pytest.raises(InvalidInput, match=r"^create: .*bool"):
-        common.entries(dict(params, create="maybe"), "mounts", namespace_mount.MOUNT_ENTRY, "path", prefix="guests[2].")
+        list_forms.entries(dict(params, create="maybe"), "mounts", namespace_mount.MOUNT_ENTRY, "path", prefix="guests[2].")
