@@ -26,6 +26,9 @@ description:
   - A real run first asks M(linuxns.guests.namespace_create) in check mode about all the guests in
     one call; when nothing would change (a no-change rerun), that answer is the step's result and
     no batch runs.
+  - Then one M(linuxns.guests.namespace_info) O(linuxns.guests.namespace_info#module:services) call checks
+    from the host, without entering a guest, in which ready guests (not those just made) each service
+    already runs; RV(services_to_start) keeps the others, where the role starts the services.
   - In check mode the steps run as separate check-mode calls, so check mode and C(--diff) predict
     the real run; the modules' diffs are returned as a list.
   - The role is the supported way to use this module; its plan format is the C(guest_plan)
@@ -73,6 +76,12 @@ options:
     description:
       - Passed to M(linuxns.guests.namespace_create) as its O(linuxns.guests.namespace_create#module:userns_pool).
     type: str
+  service_dir:
+    description:
+      - The folder of the init-less services' pid files inside the guests (the role's C(guest_service_dir)),
+        for the services check (M(linuxns.guests.namespace_info) O(linuxns.guests.namespace_info#module:services)).
+    type: str
+    default: /run/linuxns-services
 attributes:
   action:
     support: full
@@ -142,6 +151,13 @@ ready:
   elements: str
 services:
   description: The init-less services of the ready guests, grouped by name, argv and stop command.
+  returned: always
+  type: list
+  elements: dict
+services_to_start:
+  description:
+    - RV(services) with, per group, only the guests where the service does not run (or was not checked - guests
+      just made); groups left without a guest are left out. Empty in a no-change rerun.
   returned: always
   type: list
   elements: dict
