@@ -33,8 +33,14 @@ ROLE = "linuxns.guests.guest : "
 GUEST_ROLE_CEILING = 3
 # The deploy play: guest_host's include and its tasks with a result (not reshaped by issue 18: 14, then 21
 # with the installs of issue 15 - the restore program and unit, the operator's command), the guest role's
-# include and its 3 = 26; 1 to spare. guest_host's own no-change path is the next thing to shrink.
-DEPLOY_PLAY_CEILING = 27
+# include and its tasks. guest_host now reads the host's state in one call and skips every step that is
+# right: its argument validation, assert, that read, the bridge's include and netns_link; with the include of
+# each role and the guest role's 3 that is 10; 1 to spare.
+DEPLOY_PLAY_CEILING = 11
+HOST_ROLE = "linuxns.guests.guest_host : "
+# guest_host's module calls in a no-change run: the one read of the host's state and the bridge's netns_link
+HOST_MODULE_TASKS = ["Read the host's state in one call (packages, folders, installed programs, kernel settings)",
+                     "Host bridge with its addresses and the routes through its network"]
 
 
 def run_fleet(lab, ansible, name, *extra):
@@ -76,6 +82,9 @@ def test_no_change_run_is_a_few_tasks(small_fleet, lab, ansible, lab_exec):
     check = next(i for i, r in enumerate(reported) if r.task == "Fetch every guest's page from the host")
     assert check <= DEPLOY_PLAY_CEILING, "the deploy play ran %d tasks in a no-change run: %s" % (
         check, json.dumps([r.task for r in reported[:check]], indent=1))
+    host = [r.task[len(HOST_ROLE):] for r in reported if r.task.startswith(HOST_ROLE) and r.action.split(".")[-1] not in (
+        "assert", "include_tasks", "validate_argument_spec")]
+    assert host == HOST_MODULE_TASKS, json.dumps([r.task for r in reported], indent=1)
     # the one guest_deploy task checked every guest in a handful of module calls and changed nothing
     deploy = [r for r in reported if r.action == "linuxns.guests.guest_deploy"]
     assert len(deploy) == 1 and not deploy[0].changed, [r.task for r in reported]
