@@ -4,6 +4,7 @@
 # Reads only. Argument: JSON {"pyroute2": bool, "packages": [...], "dirs": [...], "files": [...],
 # "sysctl": [...]}; prints JSON {"pyroute2", "installed", "dirs_ok", "systemd", "files", "sysctl"}.
 import hashlib
+import importlib
 import json
 import os
 import stat
@@ -14,13 +15,13 @@ req = json.loads(sys.argv[1])
 out = {"systemd": os.path.isdir("/run/systemd/system")}  # sd_booted(3)
 if req.get("pyroute2"):
     try:
-        import pyroute2  # noqa: F401
+        importlib.import_module("pyroute2")  # as `python3 -c "import pyroute2"`: any failure counts
         out["pyroute2"] = True
-    except Exception:
+    except Exception:  # pylint: disable=broad-except
         out["pyroute2"] = False
 if req.get("packages"):
     proc = subprocess.run(["dpkg-query", "--show", "--showformat=${Package} ${db:Status-Abbrev}\\n"] + req["packages"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+                          capture_output=True, text=True, check=False)
     if proc.returncode not in (0, 1):  # 1: some package is unknown to dpkg (not installed)
         sys.exit("dpkg-query failed (%d): %s" % (proc.returncode, proc.stderr.strip()))
     out["installed"] = [line.split(" ", 1)[0] for line in proc.stdout.splitlines() if line.split(" ")[1:2] == ["ii"]]
