@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         (fleet.tmp / "fleet-vars.yml").write_text((HERE.parent / "playbooks" / "vars" / "fleet.yml").read_text())
         try:
             fleet.ours("deploy", n, True)
-            for _ in range(args.reruns):
+            for _rerun in range(args.reruns):
                 t0 = time.monotonic()
                 fleet.ours("deploy", n, False)
                 walls.append(time.monotonic() - t0)

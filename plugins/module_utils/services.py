@@ -29,12 +29,26 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.linuxns.guests.plugins.module_utils import procfs, rootfs
+from ansible_collections.linuxns.guests.plugins.module_utils import model, procfs, rootfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError
 
 MAX_PID_FILE = 64
 MAX_CMDLINE = 1 << 16
+
+
+def validate(services, service_dir: str) -> None:
+    """Refuse a bad service_dir or entry (InvalidInput naming the parameter) before reading anything."""
+    model.check_dir(service_dir, "service_dir", "/run/linuxns-services")
+    for i, svc in enumerate(services or []):
+        model.check_text(svc["name"], "services[%d].name" % i)
+        if not svc["name"] or "/" in svc["name"]:
+            raise model.InvalidInput("services[%d].name %r must be a file name (not empty, no /)" % (i, svc["name"]))
+        for j, arg in enumerate(svc["argv"]):
+            if "\0" in arg:
+                raise model.InvalidInput("services[%d].argv[%d] must not contain NUL characters" % (i, j))
+        for j, guest in enumerate(svc["guests"]):
+            reg.validate_name(guest, "services[%d].guests[%d]" % (i, j))
 
 
 def wanted_cmdline(argv: list) -> bytes:

@@ -336,6 +336,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.guest_info import i
 
 def _body(module):
     p = module.params
+    services.validate(p["services"], p["service_dir"])
     if p["services"] is not None:
         checked = services.check(registry_for(module), p["services"], p["service_dir"])
         if p["name"] is None and p["guests"] is None:
