@@ -8,7 +8,8 @@ DOCUMENTATION = """
     short_description: Record each task's wall time (benchmarks only)
     description:
       - Writes host, task name, status, changed, the number of results in RV(guests)
-        and the seconds from the task's start to its result on that host to the file named by E(LINUXNS_BENCH_FILE).
+        and the seconds from the task's start to its result on that host to the file named by E(LINUXNS_BENCH_FILE);
+        for guest_deploy also its RV(steps) (each module call's wall time).
     requirements:
       - enabled via ANSIBLE_CALLBACKS_ENABLED=linuxns_bench_time
 """
@@ -47,6 +48,8 @@ class CallbackModule(CallbackBase):
             "seconds": time.monotonic() - (self._start or time.monotonic()),
             "msg": res.get("msg"),
         }
+        if isinstance(res.get("steps"), list):  # guest_deploy: each module call's wall time
+            line["steps"] = res["steps"]
         with open(self._path, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
 

@@ -28,8 +28,11 @@ The result: ``changed``, ``steps`` (what each module call reported: step, change
 guests, and the call's wall time on the controller in seconds), ``guests`` (namespace_create's per-guest results of the start step), ``ready``
 (the started guests that exist now - in check mode without those only predicted) and
 ``services`` (the init-less services of the ready guests grouped by name, argv and stop, with
-``cmd``, the shell that starts one unless it runs - services.script: the role starts them with
-guest_enter_exec, one task per distinct service).
+``cmd``, the shell that starts one unless it runs - services.script; the restore service runs
+the same at boot) and ``services_to_start`` (those groups with only the guests where one
+namespace_info ``services`` call - a check from the host, no guest entered - did not find the
+service running: the role runs ``cmd`` with guest_enter_exec there, one loop item per group; a
+no-change rerun has none and skips that task).
 """
 
 from __future__ import annotations
@@ -207,6 +210,30 @@ class ActionModule(ActionBase):
         for group in groups:  # the start script, services.py's (the restore service runs the same at boot)
             group["cmd"] = services.script(dict(group, pid_dir=args["service_dir"]), self._task.check_mode, args["service_check_delay"])
         self._result["services"] = groups
+        fresh = {g["name"] for g in created if g.get("action") in NOT_YET}
+        self._result["services_to_start"] = self._services(groups, fresh, args)
+
+    def _services(self, groups: list, fresh: set, args: dict) -> list:
+        """The service groups reduced to the guests where the service does not run: one
+        namespace_info call checks them all from the host (module_utils/services.py, the
+        same test as the role's service shell), so only those guests are entered.  Guests
+        namespace_create just made (``fresh``) are not asked about: the shell checks them."""
+        asked = [{"name": s["name"], "argv": s["argv"], "guests": [g for g in s["guests"] if g not in fresh]} for s in groups]
+        if not any(s["guests"] for s in asked):
+            return groups
+        res = self._call("check the services of the guests (one pass, no guest entered)", "namespace_info",
+                         {"services": asked, "service_dir": args["service_dir"], "state_dir": args["state_dir"]},
+                         sum(len(s["guests"]) for s in asked))
+        checked = res.get("services") or []
+        if len(checked) != len(groups):
+            return groups  # not an answer for every group: enter all their guests, as before
+        out = []
+        for group, seen in zip(groups, checked):
+            enter = set(seen.get("enter", group["guests"])) | fresh
+            todo = [g for g in group["guests"] if g in enter]
+            if todo:
+                out.append(dict(group, guests=todo))
+        return out
 
     def _purge(self, plan: list, args: dict) -> None:
         gone = [g for g in plan if g["state"] == "absent" and g.get("root")]
@@ -221,7 +248,7 @@ class ActionModule(ActionBase):
         self._t0 = time.monotonic()
         args = self._args()
         plan = args["plan"]
-        self._result.update({"guests": [], "ready": [], "services": []})
+        self._result.update({"guests": [], "ready": [], "services": [], "services_to_start": []})
         try:
             self._stop(plan, args)
             self._start(plan, args)

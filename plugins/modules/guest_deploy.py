@@ -26,6 +26,9 @@ description:
   - A real run first asks M(linuxns.guests.namespace_create) in check mode about all the guests in
     one call; when nothing would change (a no-change rerun), that answer is the step's result and
     no batch runs.
+  - Then one M(linuxns.guests.namespace_info) O(linuxns.guests.namespace_info#module:services) call checks
+    from the host, without entering a guest, in which ready guests (not those just made) each service
+    already runs; RV(services_to_start) keeps the others, where the role starts the services.
   - In check mode the steps run as separate check-mode calls, so check mode and C(--diff) predict
     the real run; the modules' diffs are returned as a list.
   - The role is the supported way to use this module; its plan format is the C(guest_plan)
@@ -76,7 +79,8 @@ options:
   service_dir:
     description:
       - Folder inside each init-less guest of its services' pid files (the role's C(guest_service_dir)); it goes into
-        the start script of RV(services[].cmd).
+        the start script of RV(services[].cmd) and the services check
+        (M(linuxns.guests.namespace_info) O(linuxns.guests.namespace_info#module:services)).
     type: str
     default: /run/linuxns-services
   service_check_delay:
@@ -162,6 +166,13 @@ services:
         M(linuxns.guests.guest_enter_exec); the host's restore service runs the same at boot). It prints
         C(running PID), C(started PID) or, in check mode, C(would start).
       type: str
+services_to_start:
+  description:
+    - RV(services) with, per group, only the guests where the service does not run (or was not checked - guests
+      just made); groups left without a guest are left out. Empty in a no-change rerun.
+  returned: always
+  type: list
+  elements: dict
 diff:
   description: The modules' diffs, with C(--diff).
   returned: when diff mode is on and a call reported a diff

@@ -16,6 +16,8 @@ description:
   - Reports the namespace relations the kernel gives through the nsfs ioctls (the owning user namespace, the
     parent of a PID or user namespace) and the host's headroom under C(/proc/sys/user/max_*_namespaces).
   - On request, each guest's mount table (read from inside its mount namespace) and its network links.
+  - On request (O(services)), which guests' init-less services run, seen from the host without entering any
+    guest - the check of the P(linuxns.guests.guest#role) role's service step.
   - Never changes anything.
 author:
   - linuxns.guests developers (@linuxns)
@@ -43,6 +45,37 @@ options:
       - Include each running guest's network links and addresses (read inside its network namespace).
     type: bool
     default: false
+  services:
+    description:
+      - Check, for each service, in which of its guests it runs, without entering them. A guest passes when its
+        PID 1 is its recorded init (in the guest's pinned PID and mount namespaces) and, read inside that init's
+        root, the pid file O(service_dir)C(/NAME.pid) holds a pid whose C(/proc/PID/cmdline) (the guest's
+        C(/proc)), NULs read as spaces, is O(services[].argv) joined by spaces plus a space - the test the
+        P(linuxns.guests.guest#role) role's service shell makes inside the guest. Every other guest is listed
+        in RV(services[].enter).
+      - Given without O(name) and O(guests), only RV(services) is returned (the guests are not described).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The service's name (its pid file is O(service_dir)C(/NAME.pid)).
+        type: str
+        required: true
+      argv:
+        description: The service's command as a list of arguments.
+        type: list
+        elements: str
+        required: true
+      guests:
+        description: The guests (names) to check it in.
+        type: list
+        elements: str
+        required: true
+  service_dir:
+    description:
+      - The folder of the services' pid files inside the guests, for O(services).
+    type: str
+    default: /run/linuxns-services
 seealso:
   - module: linuxns.guests.namespace_create
 """
@@ -67,7 +100,7 @@ EXAMPLES = r"""
 RETURN = r"""
 guests:
   description: The guests found, sorted by name (or in the order asked for).
-  returned: always
+  returned: unless O(services) is given alone
   type: list
   elements: dict
   contains:
@@ -246,9 +279,28 @@ guests:
       type: list
       elements: dict
       returned: when O(links=true)
+services:
+  description: With O(services), per service (in the order given) the guests it runs in and those it does not.
+  returned: when O(services) is given
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The service's name.
+      type: str
+    running:
+      description: The guests the service runs in, each with the service's pid as the guest sees it.
+      type: dict
+      sample: {web1: 7}
+    enter:
+      description:
+        - The guests where the check did not find it running (or could not tell) - the role's service shell
+          runs in these.
+      type: list
+      elements: str
 missing:
   description: Guests asked for by O(name) or O(guests) that do not exist.
-  returned: always
+  returned: unless O(services) is given alone
   type: list
   elements: str
 exists:
@@ -257,7 +309,7 @@ exists:
   type: bool
 host:
   description: Facts about the host.
-  returned: always
+  returned: unless O(services) is given alone
   type: dict
   contains:
     state_dir:
@@ -277,17 +329,25 @@ host:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.linuxns.guests.plugins.module_utils import services
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_info import info
 
 
 def _body(module):
     p = module.params
+    services.validate(p["services"], p["service_dir"])
+    if p["services"] is not None:
+        checked = services.check(registry_for(module), p["services"], p["service_dir"])
+        if p["name"] is None and p["guests"] is None:
+            return {"changed": False, "services": checked}
     refs = [p["name"]] if p["name"] is not None else p["guests"]
     out = info(registry_for(module), refs, p["mounts"], p["links"])
     result = {"changed": False, "guests": out["guests"], "missing": out["missing"], "host": out["host"]}
     if p["name"] is not None:
         result["exists"] = not out["missing"]
+    if p["services"] is not None:
+        result["services"] = checked
     return result
 
 
@@ -299,6 +359,12 @@ def main():
             guests=dict(type="list", elements="str"),
             mounts=dict(type="bool", default=False),
             links=dict(type="bool", default=False),
+            services=dict(type="list", elements="dict", options=dict(
+                name=dict(type="str", required=True),
+                argv=dict(type="list", elements="str", required=True),
+                guests=dict(type="list", elements="str", required=True),
+            )),
+            service_dir=dict(type="str", default="/run/linuxns-services"),
         ),
         mutually_exclusive=[("name", "guests")],
         supports_check_mode=True,

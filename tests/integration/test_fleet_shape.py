@@ -28,12 +28,19 @@ TEARDOWN_TASK = "Remove the guests, their tables and roots"
 ROLE = "linuxns.guests.guest : "
 # Tasks with a result (ok or changed, per host) in a no-change run. Before issue 18: 9 of the
 # guest role (validation, plan, include, select, roots, create, ready, links, services) and
-# 25 in the deploy play; now the guest role has 4 (validation, plan, guest_deploy, services).
-GUEST_ROLE_CEILING = 4
+# 25 in the deploy play; then 4 (validation, plan, guest_deploy, services); now 3: guest_deploy checks
+# the services from the host (one namespace_info call) and the services task is skipped.
+GUEST_ROLE_CEILING = 3
 # The deploy play: guest_host's include and its tasks with a result (not reshaped by issue 18: 14, then 21
 # with the installs of issue 15 - the restore program and unit, the operator's command), the guest role's
-# include and its 4 = 27; 1 to spare. guest_host's own no-change path is the next thing to shrink.
-DEPLOY_PLAY_CEILING = 28
+# include and its tasks. guest_host now reads the host's state in one call and skips every step that is
+# right: its argument validation, assert, that read, the bridge's include and netns_link; with the include of
+# each role and the guest role's 3 that is 10; 1 to spare.
+DEPLOY_PLAY_CEILING = 11
+HOST_ROLE = "linuxns.guests.guest_host : "
+# guest_host's module calls in a no-change run: the one read of the host's state and the bridge's netns_link
+HOST_MODULE_TASKS = ["Read the host's state in one call (packages, folders, installed programs, kernel settings)",
+                     "Host bridge with its addresses and the routes through its network"]
 
 
 def run_fleet(lab, ansible, name, *extra):
@@ -75,13 +82,20 @@ def test_no_change_run_is_a_few_tasks(small_fleet, lab, ansible, lab_exec):
     check = next(i for i, r in enumerate(reported) if r.task == "Fetch every guest's page from the host")
     assert check <= DEPLOY_PLAY_CEILING, "the deploy play ran %d tasks in a no-change run: %s" % (
         check, json.dumps([r.task for r in reported[:check]], indent=1))
+    host = [r.task[len(HOST_ROLE):] for r in reported if r.task.startswith(HOST_ROLE) and r.action.split(".")[-1] not in (
+        "assert", "include_tasks", "validate_argument_spec")]
+    assert host == HOST_MODULE_TASKS, json.dumps([r.task for r in reported], indent=1)
     # the one guest_deploy task checked every guest in a handful of module calls and changed nothing
     deploy = [r for r in reported if r.action == "linuxns.guests.guest_deploy"]
     assert len(deploy) == 1 and not deploy[0].changed, [r.task for r in reported]
     steps = deploy[0].result["steps"]
     assert [s["step"].split(" (")[0] for s in steps] == [
-        "build busybox roots and write the guests' files", "check the guests' namespaces", "links, addresses and routes of the guests"], steps
+        "build busybox roots and write the guests' files", "check the guests' namespaces", "links, addresses and routes of the guests",
+        "check the services of the guests"], steps
     assert sorted(deploy[0].result["ready"]) == ["g01", "g02"]
+    # every guest's httpd was found running from the host: no guest entered, the services task skipped
+    assert deploy[0].result["services_to_start"] == [], deploy[0].result["services"]
+    assert [r.status for r in rerun if r.task.startswith(ROLE + "Start the services")] == ["skipped"], [r.task for r in rerun]
     # then the tear-down (guest_state=absent) changed and left nothing
     assert [r for r in teardown if r.changed]
     assert leftovers(lab_exec) == ["0"]

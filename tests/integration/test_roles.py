@@ -253,6 +253,9 @@ def test_services_and_state_transitions(deployed, ansible_playbook, lab_exec):
     run = ansible_playbook(guest_play())
     changed = changed_tasks(run)
     assert len(changed) == 1 and changed[0].endswith("Start the services of init-less guests (one task per distinct service)"), run.describe()
+    # the check from the host (namespace_info services) found web's service gone: only web was entered
+    deploy = [r.result for r in run.results if r.action == "linuxns.guests.guest_deploy"]
+    assert [g for s in deploy[0]["services_to_start"] for g in s["guests"]] == ["web"], deploy[0]["services"]
     assert page(lab_exec, NET + ".11") == "page of web"
     assert page(lab_exec, NET + ".12") == "page of boxinit"
     assert httpd_parent(lab_exec, "boxinit") == meta(lab_exec, "boxinit")["init_pid"]
