@@ -145,3 +145,21 @@ def table(rows, headers) -> str:
     lines = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*r) for r in rows]
     return "\n".join(lines)
+
+
+# /proc/meminfo fields the memory benches read (KiB), and the kernel objects among them
+KEYS = ("MemAvailable", "Slab", "SReclaimable", "SUnreclaim", "KernelStack", "PageTables", "Percpu", "Shmem")
+
+
+def meminfo() -> dict:
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, rest = line.split(":", 1)
+            if key in KEYS:
+                out[key] = int(rest.split()[0])  # KiB
+    return out
+
+
+def kernel(m: dict) -> int:
+    return m["Slab"] + m["KernelStack"] + m["PageTables"] + m.get("Percpu", 0)

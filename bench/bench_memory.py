@@ -26,9 +26,8 @@ import json
 import sys
 import time
 
-from _common import Bench, median, table
+from _common import Bench, kernel, meminfo, median, table
 
-KEYS = ("MemAvailable", "Slab", "SReclaimable", "SUnreclaim", "KernelStack", "PageTables", "Percpu", "Shmem")
 
 PSS = r"""
 import glob, json
@@ -46,18 +45,6 @@ print(json.dumps(tot))
 """
 
 
-def meminfo() -> dict:
-    out = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            key, rest = line.split(":", 1)
-            if key in KEYS:
-                out[key] = int(rest.split()[0])  # KiB
-    return out
-
-
-def kernel(m: dict) -> int:
-    return m["Slab"] + m["KernelStack"] + m["PageTables"] + m.get("Percpu", 0)
 
 
 def main(argv=None) -> int:

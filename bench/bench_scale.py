@@ -47,14 +47,13 @@ import threading
 import time
 from pathlib import Path
 
-from _common import REPO, VENV_BIN, Bench, table
+from _common import REPO, VENV_BIN, Bench, kernel, meminfo, table
 from lab import cgroup_parent_name
 
 CREATE = "linuxns.guests.namespace_create"
 LINK = "linuxns.guests.netns_link"
 PREFIX = "sc"
 TABLE_DIR = "/run/linuxns-bench-scale-table"
-KEYS = ("MemAvailable", "Slab", "SReclaimable", "SUnreclaim", "KernelStack", "PageTables", "Percpu", "Shmem")
 GiB = 1024 * 1024  # in KiB
 SITE = str(next((REPO / ".venv" / "lib").glob("python3*/site-packages")))  # ansible-core for --profile
 
@@ -147,18 +146,6 @@ def link_args(n: int) -> dict:
             "links": [{"guest": guest(i), "addresses": [address(i)], "peer": {"ifname": "vs%05d" % i}} for i in range(n)]}
 
 
-def meminfo() -> dict:
-    out = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            key, rest = line.split(":", 1)
-            if key in KEYS:
-                out[key] = int(rest.split()[0])
-    return out
-
-
-def kernel(m: dict) -> int:
-    return m["Slab"] + m["KernelStack"] + m["PageTables"] + m.get("Percpu", 0)
 
 
 def load() -> str:

@@ -512,12 +512,7 @@ class Net:
 
     def close(self):
         for st in self.states.values():
-            if st.ipr is not None:
-                try:
-                    st.ipr.close()
-                except Exception:
-                    pass
-                st.ipr = None
+            st.release()
         for lock in self.locks.values():
             lock.__exit__(None, None, None)
         self.locks = {}
