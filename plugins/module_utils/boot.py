@@ -102,10 +102,25 @@ def start_services(registry: reg.Registry, name: str) -> str:
     if not wanted:
         return ""
     done = services.start(meta, wanted)
-    failed = ["%s: %s" % (sname, text[len("FAILED: "):]) for sname, text in done if text.startswith("FAILED: ")]
+    failed = ["%s: %s" % (sname, text) for sname, ok, text in done if not ok]
     if failed:
         raise GuestError("guest %r: service %s" % (name, "; ".join(failed)))
-    return "services %s" % ", ".join("%s (%s)" % (sname, text) for sname, text in done)
+    return "services %s" % ", ".join("%s (%s)" % (sname, text) for sname, _ok, text in done)
+
+
+def bring_up(registry: reg.Registry, table_dir: str, name: str) -> str:
+    """What follows making guest ``name`` (again) - at boot, after the supervisor's restart, by
+    the operator's ``start``: its saved links (:func:`relink`), then its recorded services
+    (:func:`start_services`).  Returns their log text ("; links eth0; services httpd (started
+    7)", "" for neither); GuestError "its links: ..." or "its services: ..." on a failure (the
+    services are not started when the links failed)."""
+    texts = []
+    for what, step in (("its links", relink), ("its services", start_services)):
+        try:
+            texts.append(step(registry, table_dir, name) if step is relink else step(registry, name))
+        except GuestError as exc:
+            raise GuestError("%s: %s" % (what, exc.msg))
+    return "".join("; " + t for t in texts if t)
 
 
 class Report:
@@ -171,16 +186,10 @@ def restore(registry: reg.Registry, table_dir: str, report: Report, dry_run: boo
         if name not in made:
             continue
         try:
-            text = relink(registry, table_dir, name)
+            text = bring_up(registry, table_dir, name)
         except GuestError as exc:
-            report.line(name, FAILED, "FAILED: its links: %s" % exc.msg)
+            report.line(name, FAILED, "FAILED: %s" % exc.msg)
             continue
-        try:
-            started = start_services(registry, name)
-        except GuestError as exc:
-            report.line(name, FAILED, "FAILED: its services: %s" % exc.msg)
-            continue
-        text = "".join("; " + t for t in (text, started) if t)
         g = made[name]["guest"]
         action = {"none": "already up", "create": "created", "recreate": "made again"}.get(made[name]["action"], made[name]["action"])
         report.line(name, UP, "up (%s; context id %s; init pid %s%s)" % (action, g.get("context_id"), g.get("init_pid"), text))

@@ -284,9 +284,10 @@ def cmd_start(registry, args, name=None) -> int:
     action = result["results"][0].get("action", "start") if result.get("results") else "start"
     from ansible_collections.linuxns.guests.plugins.module_utils import boot, persist
 
-    links = boot.relink(registry, persist.resolve_table_dir(registry.state_dir), name)  # its saved links (netns_link)
-    started = boot.start_services(registry, name)  # an init-less guest's recorded services
-    more = "".join("; " + t for t in (links, started) if t)
+    try:
+        more = boot.bring_up(registry, persist.resolve_table_dir(registry.state_dir), name)  # its saved links and services
+    except GuestError as exc:
+        raise GuestError("guest %r started, but %s" % (name, exc.msg))
     out("%s: started (context %s, init pid %s; %s%s)" % (name, meta.context_id, meta.init_pid or "-", action, more))
     return 0
 

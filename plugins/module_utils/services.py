@@ -117,7 +117,8 @@ def script(service: dict, check_mode: bool = False, delay: float = DEFAULT_CHECK
 
 def start(meta, services: list) -> list:
     """Start ``services`` (parse's entries) in the guest of record ``meta`` unless they run, with
-    guest_enter_exec's code; returns [(name, "started PID" | "running PID" | "FAILED: why")]."""
+    guest_enter_exec's code; returns [(name, ok, text)]: ``text`` is "started PID" or "running
+    PID" when ``ok``, else why it failed (the script's last line of stderr)."""
     from ansible_collections.linuxns.guests.plugins.module_utils import execute  # guest_enter_exec's engine
 
     out = []
@@ -125,9 +126,9 @@ def start(meta, services: list) -> list:
         res = execute.run_many([meta], execute.Request(cmd=script(s), shell=True))[0]
         if res.get("failed") or res.get("rc"):
             why = (res.get("stderr") or res.get("msg") or "exit status %s" % res.get("rc")).strip().splitlines()
-            out.append((s["name"], "FAILED: %s" % (why[-1] if why else "failed")))
+            out.append((s["name"], False, why[-1] if why else "failed"))
         else:
-            out.append((s["name"], (res.get("stdout") or "").strip()))
+            out.append((s["name"], True, (res.get("stdout") or "").strip()))
     return out
 
 

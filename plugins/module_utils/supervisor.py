@@ -620,23 +620,16 @@ def work(registry: reg.Registry, name: str, d: Decision, pid: int, start, status
         log("guest %s: changed meanwhile: left alone" % name)
         return 0
     log("guest %s: restarted, init pid %s (restart %d in a row)" % (name, out["results"][0]["guest"].get("init_pid"), d.count))
-    # New namespaces: its saved links (netns_link, in its definition) are made again.
+    # New namespaces: its saved links (netns_link, in its definition) are made again, then its services.
     from ansible_collections.linuxns.guests.plugins.module_utils import boot, persist
 
     try:
-        text = boot.relink(registry, persist.resolve_table_dir(registry.state_dir, table_dir), name)
+        text = boot.bring_up(registry, persist.resolve_table_dir(registry.state_dir, table_dir), name)
     except GuestError as exc:
-        log("guest %s: restarted, but its links failed: %s" % (name, exc.msg))
+        log("guest %s: restarted, but %s" % (name, exc.msg))
         return 1
     if text:
-        log("guest %s: %s" % (name, text))
-    try:
-        text = boot.start_services(registry, name)  # an init-less guest's recorded services
-    except GuestError as exc:
-        log("guest %s: restarted, but its services failed: %s" % (name, exc.msg))
-        return 1
-    if text:
-        log("guest %s: %s" % (name, text))
+        log("guest %s: %s" % (name, text[2:]))
     return 0
 
 

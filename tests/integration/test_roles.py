@@ -302,6 +302,8 @@ BAD_INPUTS = [
     ({"guest_host": {"guest_host_pyroute2_source": "conda"}}, "guest_host_pyroute2_source"),
     ({"guest_host": {"guest_host_bridge": "", "guest_host_routes": [{"dst": "198.19.9.0/24", "via": NET + ".254"}]}},
      "need guest_host_bridge"),
+    ({"guest_host": {"guest_host_min_sysctls": {"fs/../../etc/shadow": 1, "kernel.pid_max": "lots"}}},
+     "guest_host_min_sysctls: fs/../../etc/shadow, kernel.pid_max: each key must be a sysctl name"),
 ]
 
 

@@ -30,8 +30,8 @@ def guest(unit_registry, busybox_root):
                                           "stop_timeout": 1}])
     meta = unit_registry.load("sv1")
     started = services.start(meta, [{"name": "idle", "argv": IDLE, "pid_dir": PID_DIR}])
-    assert started[0][1].startswith("started "), started
-    return unit_registry, meta, int(started[0][1].split()[1])
+    assert started[0][:2] == ("idle", True) and started[0][2].startswith("started "), started
+    return unit_registry, meta, int(started[0][2].split()[1])
 
 
 def check(registry, name="idle", argv=None, guests_=("sv1",)):
@@ -45,7 +45,7 @@ def pid_file(meta, name="idle") -> str:
 def test_a_running_service_is_found_and_others_are_entered(guest):
     registry, meta, guest_pid = guest
     # the role's script says "running" for the same service: the check from the host agrees
-    assert services.start(meta, [{"name": "idle", "argv": IDLE, "pid_dir": PID_DIR}]) == [("idle", "running %d" % guest_pid)]
+    assert services.start(meta, [{"name": "idle", "argv": IDLE, "pid_dir": PID_DIR}]) == [("idle", True, "running %d" % guest_pid)]
     assert check(registry) == [{"name": "idle", "running": {"sv1": guest_pid}, "enter": []}]
     # another command line, another service name (no pid file), a guest with no record
     assert check(registry, argv=["/bin/busybox", "sleep", "999"]) == [{"name": "idle", "running": {}, "enter": ["sv1"]}]
