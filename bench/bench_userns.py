@@ -123,6 +123,7 @@ def main() -> int:
                 order = kinds if rnd % 2 == 0 else kinds[::-1]
                 for kind in order:
                     results.setdefault((n, kind), []).append(run_side(base, kind, n, rnd, profile if kind == "userns" else None))
+
         def median(rows, i):
             return sorted(row[i] for row in rows)[len(rows) // 2]
 

@@ -338,4 +338,3 @@ def test_bad_input_fails_before_any_change(ansible_playbook, lab_exec):
         assert {r.action.rsplit(".", 1)[-1] for r in run.results} <= READ_ONLY, [r.action for r in run.results]
     assert guests_on_host(lab_exec) == []
     assert sh(lab_exec, "test -e %s/bad1 || ip link show %sx" % (ROOTS, BRIDGE), check=False).returncode != 0
-
