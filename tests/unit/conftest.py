@@ -82,6 +82,38 @@ def reap_zombies() -> None:
             return
 
 
+def _remove_stale_unit_cgroups() -> None:
+    """What an earlier unit session that was killed (SIGKILL, a CI timeout) left: its cgroup
+    parent linuxns-unit-PID (PID no longer running) below this process's cgroup, with the
+    processes of its guests still in it (their reapers outlive the session).  Those processes
+    were started by that session: they are killed by pid and the folders removed, so that a
+    killed run costs the next one nothing and leaves nothing for long."""
+    import re
+    import signal
+
+    from lab import own_cgroup_dirs, remove_cgroup_tree
+
+    if os.geteuid() != 0:
+        return
+    stale = set()
+    for top in own_cgroup_dirs("").values():
+        with contextlib.suppress(OSError):
+            for name in os.listdir(top):
+                m = re.fullmatch(r"linuxns-unit-(\d+)", name)
+                if m and int(m.group(1)) != os.getpid() and not os.path.exists("/proc/" + m.group(1)):
+                    stale.add(name)
+    for name in sorted(stale):
+        for folder in own_cgroup_dirs(name).values():
+            for d, _subs, _files in os.walk(folder):
+                with contextlib.suppress(OSError), open(os.path.join(d, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        with contextlib.suppress(OSError):
+                            os.kill(int(pid), signal.SIGKILL)
+        reap_zombies()
+        left = remove_cgroup_tree(name)
+        print("\nremoved the cgroups of a killed unit session: %s%s" % (name, " (left: %s)" % ", ".join(left) if left else ""))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cgroups_below_the_test():
     """At the end of the session no guest cgroup may be left below the tests' cgroup parent
@@ -89,6 +121,7 @@ def cgroups_below_the_test():
     the session have made the default parent (/linuxns) at a hierarchy's root: a guest made
     without the tests' parent would land there, outside the tests' own cgroup."""
     roots = set(glob.glob("/sys/fs/cgroup/*/linuxns") + glob.glob("/sys/fs/cgroup/linuxns"))
+    _remove_stale_unit_cgroups()
     yield
     made = sorted(set(glob.glob("/sys/fs/cgroup/*/linuxns") + glob.glob("/sys/fs/cgroup/linuxns")) - roots)
     for d in made:
