@@ -45,8 +45,6 @@ print(json.dumps(tot))
 """
 
 
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--guests", type=int, default=100)

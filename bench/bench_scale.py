@@ -146,8 +146,6 @@ def link_args(n: int) -> dict:
             "links": [{"guest": guest(i), "addresses": [address(i)], "peer": {"ifname": "vs%05d" % i}} for i in range(n)]}
 
 
-
-
 def load() -> str:
     with open("/proc/loadavg") as f:
         return f.read().split()[0]
