@@ -100,7 +100,8 @@ def _cache_dir():
     if not _CACHE:
         _CACHE.append(None)
         if CACHE and os.geteuid() == 0:
-            d = os.path.join(CACHE, "%%s-%%s" %% (KEY, sys.implementation.cache_tag or "none"))
+            tag = "-" + (sys.implementation.cache_tag or "none")  # one cache per build and Python
+            d = os.path.join(CACHE, KEY + tag)
             try:
                 fresh = not os.path.isdir(d)
                 os.makedirs(d, 0o700, exist_ok=True)
@@ -115,7 +116,7 @@ def _cache_dir():
                     _CACHE[0] = d
                     if fresh:  # a new build: the folders of older ones go
                         for e in os.scandir(CACHE):
-                            if e.path != d and e.name.endswith("-" + (sys.implementation.cache_tag or "none")) and e.is_dir(follow_symlinks=False):
+                            if e.path != d and e.name.endswith(tag) and e.is_dir(follow_symlinks=False):
                                 for f in os.scandir(e.path):
                                     os.unlink(f.path)
                                 os.rmdir(e.path)
