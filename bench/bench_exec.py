@@ -8,6 +8,9 @@ are always removed), in one run, alternating which side goes first each round:
           vs `ansible lab1 -m ansible.builtin.command -a 'nsenter --all --target PID true'`
           (PID = the guest's init): whole `ansible` process wall time, warm ssh master,
           pipelining as in the lab's ansible.cfg (on).  Goal: ratio <= 1.05.
+          A third side, the floor: ansible-core's own command module copied unchanged
+          into a throwaway collection (benchfloor.x.command) - what being a collection
+          module costs an ad hoc run, whatever the module does.
   many    one task `guest_enter_exec: {guests: [100 names], argv: [true]}` vs a task
           looping ansible.builtin.command `nsenter --all --target PID true` over the 100
           guests' inits: whole `ansible-playbook` wall time.  Goal: ratio >= 20.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,8 +57,8 @@ class Runner:
 
     def env(self, **extra) -> dict:
         env = dict(os.environ)
-        env.update({"ANSIBLE_CONFIG": str(self.lab.ansible_cfg_path), "ANSIBLE_COLLECTIONS_PATH": str(REPO / "build"),
-                    "ANSIBLE_NOCOLOR": "1"})
+        env.update({"ANSIBLE_CONFIG": str(self.lab.ansible_cfg_path), "ANSIBLE_NOCOLOR": "1",
+                    "ANSIBLE_COLLECTIONS_PATH": "%s:%s" % (REPO / "build", self.tmp / "floor")})
         env.update(extra)
         return env
 
@@ -82,6 +86,18 @@ class Runner:
         if proc.returncode != 0:
             raise RuntimeError("ansible-playbook failed: %s%s" % (proc.stdout[-3000:], proc.stderr[-2000:]))
         return seconds, proc.stdout
+
+
+FLOOR = "benchfloor.x.command"
+
+
+def make_floor(tmp: Path) -> None:
+    """ansible-core's command module, unchanged, as the module of a collection of its own."""
+    import ansible.modules.command
+
+    folder = tmp / "floor" / "ansible_collections" / "benchfloor" / "x" / "plugins" / "modules"
+    folder.mkdir(parents=True)
+    (folder / "command.py").write_text(Path(ansible.modules.command.__file__).read_text())
 
 
 def init_pids(lab: Lab, names) -> dict:
@@ -140,21 +156,25 @@ def main() -> int:
         first = names[0]
         ours_args = "guest=%s cmd=true" % first
         base_args = "nsenter --all --target %d true" % pids[first]
-        # warm up: the ssh master and both code paths
-        runner.adhoc(MOD, ours_args)
-        runner.adhoc("ansible.builtin.command", base_args)
-        ours, base = [], []
+        make_floor(tmp)
+        sides = [("ours", MOD, ours_args), ("base", "ansible.builtin.command", base_args), ("floor", FLOOR, "cmd='%s'" % base_args)]  # raw params are ansible.builtin's only
+        for _side, module, args in sides:  # warm up: the ssh master and every code path
+            runner.adhoc(module, args)
+        times = {side: [] for side, _m, _a in sides}
         for r in range(opts.rounds):
-            order = [("ours", MOD, ours_args), ("base", "ansible.builtin.command", base_args)]
+            order = sides[r % 3:] + sides[:r % 3]  # each side first in turn
             if r % 2:
                 order.reverse()
             for side, module, args in order:
-                (ours if side == "ours" else base).append(runner.adhoc(module, args))
-        m_ours, m_base = statistics.median(ours), statistics.median(base)
+                times[side].append(runner.adhoc(module, args))
+        m_ours, m_base, m_floor = (statistics.median(times[k]) for k in ("ours", "base", "floor"))
         print("ad hoc, %d rounds (median wall time of the `ansible` process):" % opts.rounds)
         print("  guest_enter_exec cmd=true                  %.3f s" % m_ours)
         print("  command nsenter --all --target PID true    %.3f s" % m_base)
+        print("  the same, command as a collection module   %.3f s  (%s)" % (m_floor, FLOOR))
         print("  ratio ours/baseline                        %.3f  (goal <= 1.05)" % (m_ours / m_base))
+        print("  ratio floor/baseline                       %.3f  (being a collection module)" % (m_floor / m_base))
+        print("  ratio ours/floor                           %.3f  (the module's own cost)" % (m_ours / m_floor))
 
         many_ours = [{"name": "ours", MOD: {"guests": names, "argv": ["true"]}}]
         many_base = [{"name": "base", "ansible.builtin.command": "nsenter --all --target {{ item }} true",
@@ -179,9 +199,7 @@ def main() -> int:
         try:
             runner.playbook([{CREATE: {"guests": names, "state": "absent", "stop_timeout": 2}}])
         finally:
-            for p in tmp.iterdir():
-                p.unlink()
-            tmp.rmdir()
+            shutil.rmtree(tmp, ignore_errors=True)
             if brought_up:
                 lab.down()
     return 0
