@@ -5,7 +5,7 @@
 2. ``antsibull-docs collection --use-current`` writes the module, plugin and role pages
    (rst/collections/...) from the collection as ansible-doc sees it (build/ holds the
    collection link, ANSIBLE_COLLECTIONS_PATH=build).
-3. docs/*.md are copied to rst/guide/ and read by myst-parser.  Only the copies change: a
+3. docs/*.md (with the docs/*.png they show) are copied to rst/guide/ and read by myst-parser.  Only the copies change: a
    code fence without a language gets ``text`` (the site's default lexer is YAML+Jinja,
    which fails on shell sessions and is meant for the module examples), and a link to a
    file of the repository outside docs/ points at the repository (galaxy.yml's
@@ -121,6 +121,8 @@ def build(dest: Path) -> int:
     repo_url = repository_url()
     for md in sorted((REPO / "docs").glob("*.md")):
         (guide / md.name).write_text(convert_markdown(md.read_text(), repo_url))
+    for image in sorted((REPO / "docs").glob("*.png")):  # the figures the guides show (performance.md)
+        shutil.copyfile(image, guide / image.name)
     index = rst / "index.rst"
     listed = set(re.findall(r"^   guide/(\S+)$", index.read_text(), re.M))
     rest = sorted(md.stem for md in guide.glob("*.md") if md.stem not in listed)
