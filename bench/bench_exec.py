@@ -157,7 +157,8 @@ def main() -> int:
         ours_args = "guest=%s cmd=true" % first
         base_args = "nsenter --all --target %d true" % pids[first]
         make_floor(tmp)
-        sides = [("ours", MOD, ours_args), ("base", "ansible.builtin.command", base_args), ("floor", FLOOR, "cmd='%s'" % base_args)]  # raw params are ansible.builtin's only
+        sides = [("ours", MOD, ours_args), ("base", "ansible.builtin.command", base_args),
+                 ("floor", FLOOR, "cmd='%s'" % base_args)]  # raw params are ansible.builtin's only
         for _side, module, args in sides:  # warm up: the ssh master and every code path
             runner.adhoc(module, args)
         times = {side: [] for side, _m, _a in sides}
