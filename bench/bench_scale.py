@@ -22,8 +22,8 @@ MemAvailable and the growth of the kernel's objects (Slab + KernelStack + PageTa
 per guest, plus the PSS of the guests' inits. The machine is shared: the load average is
 printed with every row.
 
-Safety: a size whose projected memory (the largest per-guest cost measured so far, times 1.5)
-would take MemAvailable below --floor (default 4 GiB) is skipped; a watchdog reads MemAvailable
+Safety: a size whose projected memory (the per-guest cost measured at the largest size run so
+far, times 1.5; a small size's cost is mostly fixed cost spread over few guests) would take MemAvailable below --floor (default 4 GiB) is skipped; a watchdog reads MemAvailable
 every second during a task and, below the floor, kills the module's process in the lab host (by
 pid) and tears down. Teardown runs always (also on Ctrl-C, SIGTERM or a failure), and the lab
 host is checked to hold no pin, reaper, netns, veth or guest cgroup afterwards.
@@ -330,14 +330,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
     figures = []
-    per_guest_worst = 0.0
+    per_guest, largest = 0.0, 0  # KiB per guest at the largest size run so far
     with Scale(int(args.floor * GiB), keep_lab=args.keep_lab, collections=args.collections) as s:
         got = s.count()
         if any(got[k] for k in ("pins", "reapers", "guests", "netns", "veths")):
             raise SystemExit("lab host 1 is not empty: %s" % got)
         for n in sizes:
             avail = meminfo()["MemAvailable"]
-            need = n * max(per_guest_worst, 100.0) * 1.5
+            need = n * max(per_guest, 100.0) * 1.5
             if avail - need < s.floor:
                 print("n=%d skipped: projected %.1f GiB of %.1f GiB available would go below the floor of %.1f GiB"
                       % (n, need / GiB, avail / GiB, args.floor), file=sys.stderr)
@@ -348,7 +348,8 @@ def main(argv=None) -> int:
                 print("n=%d: %s" % (n, exc), file=sys.stderr)
                 break
             figures.append(fig)
-            per_guest_worst = max(per_guest_worst, fig.get("avail", 0), fig.get("kernel", 0) + fig.get("pss", 0))
+            if n >= largest:
+                largest, per_guest = n, max(fig.get("avail", 0), fig.get("kernel", 0) + fig.get("pss", 0))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
     phases = ("create", "link", "rerun create", "rerun link", "teardown")
