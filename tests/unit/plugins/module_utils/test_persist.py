@@ -112,15 +112,30 @@ def test_forget_predicts_then_removes_and_keeps_foreign_files(tmp_path):
 def test_kept_ids_scan(tmp_path):
     tables = tmp_path / "tables"
     ids = persist.KeptIds(str(tables))
-    assert ids.others("a") == {} and ids.own("a") is None  # no folder yet
+    assert ids.others("a").as_dict() == {} and ids.own("a") is None  # no folder yet
     ids.keep("a", 3)
     ids.keep("b", 4)
     (tables / "stray-file").write_text("x")
-    assert ids.others("a") == {4: "b"} and ids.others("c") == {3: "a", 4: "b"} and ids.own("a") == 3
+    assert ids.others("a").as_dict() == {4: "b"} and ids.others("c").as_dict() == {3: "a", 4: "b"} and ids.own("a") == 3
+    assert 4 in ids.others("a") and 3 not in ids.others("a") and ids.others("a").get(3) is None
     assert ids.forget("b", check_mode=True) == [str(tables / "b" / "context_id"), str(tables / "b")]
-    assert ids.others("a") == {4: "b"}
+    assert ids.others("a").as_dict() == {4: "b"}
     ids.forget("b")
-    assert ids.others("a") == {}
+    assert ids.others("a").as_dict() == {}
+
+
+def test_kept_ids_follow_changes_by_others_and_our_own(tmp_path):
+    """A view answers from the scan: another process's folder change is seen (rescan), our
+    own moves of an id are seen without one, and two guests keeping one id (a table edited
+    by hand) name the first by name to a third."""
+    tables = tmp_path / "tables"
+    ids = persist.KeptIds(str(tables))
+    ids.keep("a", 3)
+    assert ids.others("z").get(3) == "a"
+    persist.Kept(str(tables), "b").write_context_id(3)  # another process, by hand
+    assert ids.others("z").get(3) == "a" and ids.others("a").get(3) == "b" and ids.others("b").get(3) == "a"
+    ids.keep("a", 7)  # moved: 3 is b's alone now
+    assert ids.others("z").as_dict() == {3: "b", 7: "a"} and ids.others("b").as_dict() == {7: "a"}
 
 
 # ---- namespace_create's engine: kept ids across a "reboot", purge ------------------------------------
