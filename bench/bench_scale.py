@@ -23,9 +23,10 @@ per guest, plus the PSS of the guests' inits. The machine is shared: the load av
 printed with every row.
 
 Safety: a size whose projected memory (the per-guest cost measured at the largest size run so
-far, times 1.5; a small size's cost is mostly fixed cost spread over few guests) would take MemAvailable below --floor (default 4 GiB) is skipped; a watchdog reads MemAvailable
-every second during a task and, below the floor, kills the module's process in the lab host (by
-pid) and tears down. Teardown runs always (also on Ctrl-C, SIGTERM or a failure), and the lab
+far, times 1.5; a small size's cost is mostly fixed cost spread over few guests) would take
+MemAvailable below --floor (default 4 GiB) is skipped; a watchdog reads MemAvailable every second
+during a task and, below the floor, kills the module's process in the lab host (by pid) and
+tears down. Teardown runs always (also on Ctrl-C, SIGTERM or a failure), and the lab
 host is checked to hold no pin, reaper, netns, veth or guest cgroup afterwards.
 
     LINUXNS_LAB=scale3 LINUXNS_LAB_BASE=180 .venv/bin/python bench/bench_scale.py [--sizes 100,1000,3000,10000]

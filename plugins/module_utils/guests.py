@@ -297,7 +297,11 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
         create_run.close()
 
 
-REMOVE_BATCH = 256  # guests removed together at most (one lock fd each)
+# Guests removed together at most: one lock fd each (as many as RLIMIT_NOFILE lets in, see
+# syscalls.room_for_fds), and each batch scans /proc two rounds or more (guest_stop.sweep_many),
+# so the number of batches times the processes on the host is the cost: 256 a batch made a
+# 10,000-guest teardown scan /proc ~100 times.
+REMOVE_BATCH = 4096
 
 
 def _apply_plans(registry, plans, check_mode, results, before, after, kept=None, create_run=None):
@@ -334,7 +338,7 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
             if p.action == "remove":
                 if p not in batch:  # this removal and those right after it: one batch
                     end = next((j for j in range(k, len(plans)) if plans[j].action != "remove"), len(plans))
-                    batch = plans[k : min(end, k + REMOVE_BATCH)]
+                    batch = plans[k : k + sc.room_for_fds(min(end - k, REMOVE_BATCH))]
                     removals = apply_removals(registry, batch, proc_index, kept)
                 next(removals)  # p is done: its guest is gone
                 if p is batch[-1]:

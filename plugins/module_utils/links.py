@@ -1039,21 +1039,6 @@ class Planner:
         return view
 
 
-def room_for_fds(count: int) -> None:
-    """Raise this process's soft RLIMIT_NOFILE, up to its hard limit, so that ``count`` more fds
-    fit (a task holds one lock fd per guest it links): a session's soft limit is often 1024
-    (systemd's default; the hard one 524288), which a task of 1000 guests would pass."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = count + 256
-    if soft == resource.RLIM_INFINITY or soft >= want:
-        return
-    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
-    if new > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-
-
 def plan_links(net: Net, specs) -> list:
     planner = Planner(net)
     plans = []
@@ -1341,7 +1326,7 @@ def ensure_links(registry, entries, check_mode: bool = False, table_dir=None) ->
     Returns ``{"changed", "results": [...], "diff": {"before", "after"}}``.
     """
     specs = normalize(entries)
-    room_for_fds(len(specs))  # one lock per guest, held to the end of the task
+    sc.room_for_fds(len(specs))  # one lock per guest, held to the end of the task
     net = Net(registry)
     if table_dir is None and not check_mode:
         table_dir = persist.resolve_table_dir(registry.state_dir)

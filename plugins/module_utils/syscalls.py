@@ -522,3 +522,23 @@ def openat2(dirfd: int, path, flags: int, mode: int = 0, resolve: int = 0) -> in
     how = OpenHow(flags, mode if creates else 0, resolve)
     res = _syscall("openat2", ctypes.c_int(dirfd), ctypes.c_char_p(_b(path)), ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
     return _check(res, "openat2", str(path))
+
+
+FD_MARGIN = 256  # fds a task keeps for itself besides one per guest (sockets, pipes, files)
+
+
+def room_for_fds(count: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE, up to its hard limit, so that ``count`` more fds
+    fit (a task holds one lock fd per guest it links or removes in one batch): a session's soft
+    limit is often 1024 (systemd's default; the hard one 524288), which a task of 1000 guests
+    would pass.  Returns how many of the ``count`` fit (at least 1)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = count + FD_MARGIN
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        if new > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+    return count if soft == resource.RLIM_INFINITY else max(1, min(count, soft - FD_MARGIN))

@@ -123,13 +123,13 @@ def test_room_for_fds_raises_the_soft_limit_up_to_the_hard_one():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
-        links.room_for_fds(10)
+        assert sc.room_for_fds(10) == 10
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (512, hard)  # enough already
-        links.room_for_fds(1000)
+        assert sc.room_for_fds(1000) == (1000 if hard == resource.RLIM_INFINITY or hard >= 1256 else hard - 256)
         want = 1256 if hard == resource.RLIM_INFINITY else min(1256, hard)
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (want, hard)
         if hard != resource.RLIM_INFINITY:
-            links.room_for_fds(hard + 10)
+            assert sc.room_for_fds(hard + 10) == hard - 256  # as many as fit
             assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
