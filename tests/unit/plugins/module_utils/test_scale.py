@@ -73,6 +73,26 @@ def test_the_guests_of_a_task_share_one_batch(unit_registry, monkeypatch):
     assert made[-1].deferred == ["net"]  # share of a guest listed before still resolves through it
 
 
+def test_a_big_removal_is_one_batch_with_one_sweep(unit_registry, monkeypatch):
+    """Removing many guests in one task stops and sweeps them as one batch (each batch scans
+    /proc two rounds or more): 300 guests were two batches of at most 256 before, so a
+    10,000-guest teardown scanned /proc ~100 times; now the batch is as big as the fds allow."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import guest_stop
+
+    n = 300
+    entries = [{"name": "rm%d" % i, "namespaces": ["uts"], "_in_list": True} for i in range(n)]
+    made = guests.ensure_guests(unit_registry, entries)
+    assert [x["action"] for x in made["results"]] == ["create"] * n
+    counts = {}
+    _counting(monkeypatch, guests, "stop_many", counts, "batches")
+    _counting(monkeypatch, guest_stop.procfs, "Index", counts, "scans")
+    gone = guests.ensure_guests(unit_registry, [dict(e, state="absent") for e in entries])
+    assert [x["action"] for x in gone["results"]] == ["remove"] * n
+    assert counts["batches"] == 1, counts
+    assert counts["scans"] <= guest_stop.SWEEP_ROUNDS
+    assert not any(unit_registry.load(e["name"]) for e in entries)
+
+
 def _sockets() -> int:
     count = 0
     for fd in os.listdir("/proc/self/fd"):
