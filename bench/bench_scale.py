@@ -31,6 +31,9 @@ host is checked to hold no pin, reaper, netns, veth or guest cgroup afterwards.
 
     LINUXNS_LAB=scale3 LINUXNS_LAB_BASE=180 .venv/bin/python bench/bench_scale.py [--sizes 100,1000,3000,10000]
 
+`--guest-options JSON` adds namespace_create options to every guest (for example
+'{"privileged": true}': no confinement, to compare against the default confined guest).
+
 `--profile DIR` runs each phase once more per size, in-process in the lab host under cProfile
 (the module's main() with the same arguments; the host's Python and pyroute2, ansible-core from the venv), and writes DIR/SIZE-PHASE.prof
 plus the top functions by cumulative time; for finding per-guest O(n) steps, not for timing.
@@ -135,8 +138,12 @@ def address(i: int) -> str:
     return "198.19.%d.%d/17" % (128 + i // 250, i % 250 + 2)
 
 
+GUEST_OPTIONS = {}  # --guest-options: merged into every guest entry of the create
+
+
 def create_args(n: int, state: str = "present") -> dict:
-    args = {"guests": [{"name": guest(i)} for i in range(n)], "table_dir": TABLE_DIR, "state": state}
+    extra = GUEST_OPTIONS if state == "present" else {}
+    args = {"guests": [dict(extra, name=guest(i)) for i in range(n)], "table_dir": TABLE_DIR, "state": state}
     if state == "absent":
         args["purge"] = True
     return args
@@ -328,7 +335,10 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     ap.add_argument("--collections", metavar="DIR", help="the build/ folder of another checkout to run its code (default: this one's)")
     ap.add_argument("--keep-lab", action="store_true")
+    ap.add_argument("--guest-options", metavar="JSON", default="{}",
+                    help='options of namespace_create for every guest, e.g. \'{"privileged": true}\' (confinement off)')
     args = ap.parse_args(argv)
+    GUEST_OPTIONS.update(json.loads(args.guest_options))
     sizes = [int(x) for x in args.sizes.split(",")]
     figures = []
     per_guest, largest = 0.0, 0  # KiB per guest at the largest size run so far

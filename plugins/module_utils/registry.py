@@ -302,9 +302,10 @@ class Registry:
         if self._ctx_cache is None:
             self._ctx_cache = self.used_context_ids()
             self._ctx_low = CONTEXT_ID_MIN
-        # Every id below _ctx_low is used or kept by another guest: a batch of n new guests
-        # walks the used ids once, not once per guest (that was O(n^2): 10,000 guests, 5*10^7
-        # steps).  An id released in this run lowers it again (release_context_id).
+        # Every id below _ctx_low was used or kept by another guest when a walk passed it: a
+        # batch of n new guests walks the used ids once, not once per guest (that was O(n^2):
+        # 10,000 guests, 5*10^7 steps).  An id released in this run lowers it again
+        # (release_context_id); one whose kept file goes in this run is taken again next run.
         candidate = self._ctx_low
         while candidate <= CONTEXT_ID_MAX:
             if candidate not in self._ctx_cache and candidate not in skip:
