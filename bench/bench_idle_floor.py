@@ -8,7 +8,7 @@ mkdir, no Python module and no pin of ours, N at a time:
   netns        `ip netns add` N times (one network namespace and its bind mount each)
   netns+veth   the same, plus a veth pair per namespace (one end inside, as eth0, with an
                address from 198.19.128.0/17, the other end outside) - a default guest's network
-  cgroups      one empty cgroup per guest in every cgroup hierarchy mounted under /sys/fs/cgroup
+  cgroups      one empty cgroup per guest in every mounted cgroup hierarchy
                (v1 controllers and the unified one), as a guest gets: made below
                linuxns-bench-floor-PID inside this process's own cgroup of each hierarchy, and
                removed at the end (also on a failure)
@@ -32,6 +32,7 @@ import sys
 import time
 
 from _common import kernel, meminfo, table
+from lab import own_cgroup_dirs
 
 # The script run inside the throwaway namespaces: make N, report, wait for "go" on stdin
 # (the parent reads meminfo meanwhile), then exit - which frees everything.
@@ -71,38 +72,24 @@ def one(count: int, veth: bool, settle: float) -> dict:
             proc.stdin.write("go\n")
             proc.stdin.close()
         proc.wait(timeout=600)
+    return per_guest(before, after, count)
+
+
+def per_guest(before: dict, after: dict, count: int) -> dict:
+    """KiB per guest between two meminfo readings: the drop of MemAvailable, the growth of the kernel's objects."""
     return {
         "avail": (before["MemAvailable"] - after["MemAvailable"]) / count,
         "kernel": (kernel(after) - kernel(before)) / count,
     }
 
 
-def hierarchies() -> list:
-    """This process's own cgroup folder in every cgroup hierarchy mounted under /sys/fs/cgroup."""
-    own = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _id, ctrls, path = line.rstrip("\n").split(":", 2)
-            for c in (ctrls.split(",") if ctrls else [""]):
-                own[c] = path
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            fstype, opts = fields[fields.index("-") + 1], fields[-1].split(",")
-            if fstype not in ("cgroup", "cgroup2") or not fields[4].startswith("/sys/fs/cgroup"):
-                continue
-            keys = [""] if fstype == "cgroup2" else [o for o in opts if o in own or o.startswith("name=")]
-            path = next((own[k] for k in keys if k in own), None)
-            if path is not None:
-                out.append(os.path.join(fields[4], path.lstrip("/")))
-    return sorted(set(out))
-
-
 def cgroups(count: int, settle: float, only=None) -> dict:
+    """``count`` empty cgroups in each hierarchy (``only``: those keys of own_cgroup_dirs),
+    below linuxns-bench-floor-PID in this process's own cgroup; all removed before returning."""
     time.sleep(settle)
     before = meminfo()
-    parents = [os.path.join(h, "linuxns-bench-floor-%d" % os.getpid()) for h in (only or hierarchies())]
+    parents = own_cgroup_dirs("linuxns-bench-floor-%d" % os.getpid())
+    parents = [d for key, d in sorted(parents.items()) if only is None or key in only]
     made = []
     try:
         for parent in parents:
@@ -118,11 +105,7 @@ def cgroups(count: int, settle: float, only=None) -> dict:
     finally:
         for path in reversed(made):
             os.rmdir(path)
-    return {
-        "avail": (before["MemAvailable"] - after["MemAvailable"]) / count,
-        "kernel": (kernel(after) - kernel(before)) / count,
-        "hierarchies": len(parents),
-    }
+    return dict(per_guest(before, after, count), hierarchies=len(parents))
 
 
 def main(argv=None) -> int:
@@ -141,10 +124,9 @@ def main(argv=None) -> int:
     fig = cgroups(args.count, args.settle)
     rows.append(["cgroups (%d hierarchies)" % fig["hierarchies"], str(args.count), "%.0f" % fig["avail"], "%.0f" % fig["kernel"]])
     if args.per_hierarchy:
-        for h in hierarchies():
-            fig = cgroups(args.count, args.settle, [h])
-            rows.append(["  cgroup in " + os.path.relpath(h, "/sys/fs/cgroup").split("/")[0], str(args.count),
-                         "%.0f" % fig["avail"], "%.0f" % fig["kernel"]])
+        for key in sorted(own_cgroup_dirs()):
+            fig = cgroups(args.count, args.settle, [key])
+            rows.append(["  cgroup in " + key, str(args.count), "%.0f" % fig["avail"], "%.0f" % fig["kernel"]])
     print("KiB per guest's part, made with iproute2 or mkdir (no guest, no Python module of ours)")
     print(table(rows, ["kind", "N", "MemAvail drop", "kernel objs"]))
     return 0

@@ -301,7 +301,6 @@ class Registry:
                 raise InvalidInput("context_id %d is already taken by guest %r" % (ctx, owner)) from None
         if self._ctx_cache is None:
             self._ctx_cache = self.used_context_ids()
-            self._ctx_low = CONTEXT_ID_MIN
         # Every id below _ctx_low was used or kept by another guest when a walk passed it: a
         # batch of n new guests walks the used ids once, not once per guest (that was O(n^2):
         # 10,000 guests, 5*10^7 steps).  An id released in this run lowers it again
