@@ -9,8 +9,10 @@ supervisor it starts is stopped, also on failure.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import sys
 import signal
 import subprocess
 from pathlib import Path
@@ -63,14 +65,19 @@ def test_unit_verifies(tmp_path):
     assert s["Environment"] == ["PYTHONPATH=/usr/local/lib/linuxns-guests"]
 
 
+def plain_script(tmp_path: Path) -> Path:
+    script = render("linuxns-guests-restart.sh", tmp_path / "linuxns-guests-restart", guest_host_lib_dir=str(REPO / "build"),
+                    guest_host_state_dir=str(tmp_path / "state"), guest_host_table_dir=str(tmp_path / "tables"),
+                    guest_host_restart_log=str(tmp_path / "restart.log"))
+    script.chmod(0o755)
+    return script
+
+
 def test_plain_script_starts_once_reports_and_stops(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("runs the supervisor as root")
     state, log = tmp_path / "state", tmp_path / "restart.log"
-    script = render("linuxns-guests-restart.sh", tmp_path / "linuxns-guests-restart", guest_host_lib_dir=str(REPO / "build"),
-                    guest_host_state_dir=str(state), guest_host_table_dir=str(tmp_path / "tables"),
-                    guest_host_restart_log=str(log))
-    script.chmod(0o755)
+    script = plain_script(tmp_path)
 
     def run(*args):
         return subprocess.run([str(script), *args], capture_output=True, text=True, check=False, timeout=60)
@@ -96,3 +103,40 @@ def test_plain_script_starts_once_reports_and_stops(tmp_path):
     finally:
         if pid is not None and not gone(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+# A stand-in for a supervisor whose exit takes a while: it holds the lock as the real one does,
+# and on SIGTERM becomes "sleep 1" with the lock still open.  That is what the kernel shows of
+# any process on its way out: /proc/PID/cmdline is emptied when its memory is let go, before its
+# files (the lock) are closed.  CI once caught the real supervisor in that window.
+SLOW_EXIT = """
+import fcntl, os, signal, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+os.set_inheritable(fd, True)  # kept across the exec below
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, b"%d\\n" % os.getpid())
+signal.signal(signal.SIGTERM, lambda *_: os.execv("/bin/sleep", ["sleep", "1"]))
+while True:
+    time.sleep(1)
+"""
+
+
+def test_plain_script_stop_waits_for_the_process_not_its_cmdline(tmp_path):
+    script = plain_script(tmp_path)
+    lock = tmp_path / "state" / "supervisor.lock"
+    lock.parent.mkdir()
+    fake = subprocess.Popen([sys.executable, "-c", SLOW_EXIT, str(lock), "fake-supervisor"])
+    try:
+        wait_for(lambda: lock.exists() and lock.read_text().strip() == str(fake.pid), "the stand-in's lock")
+        out = subprocess.run([str(script), "stop"], capture_output=True, text=True, check=False, timeout=60)
+        assert out.returncode == 0 and out.stdout.strip() == "stopped", out
+        assert fake.poll() is not None or gone(fake.pid), "stop returned while pid %d still runs" % fake.pid
+        fd = os.open(lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a start right after gets the lock
+        finally:
+            os.close(fd)
+    finally:
+        if fake.poll() is None:
+            fake.kill()
+        fake.wait()
