@@ -2,11 +2,12 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Network links, addresses and routes of guests (the engine behind netns_link).
 
-pyroute2 is imported lazily (:func:`pyroute2_module`): only this engine pays
-for its import, once per task.  A netlink socket for a namespace is opened by
-switching the calling thread into it with setns(), creating the socket and
-switching back (a socket stays bound to the namespace it was created in);
-that costs microseconds and works the same with pyroute2 0.7 and 0.9.
+The kernel's state is read with :mod:`rtnl` (three dumps per namespace, decoded with
+struct); changes go through pyroute2, imported lazily (:func:`pyroute2_module`) when a
+run changes something: a run that finds everything as asked never imports it.  A
+netlink socket for a namespace is opened by switching the calling thread into it with
+setns(), creating the socket and switching back (a socket stays bound to the namespace
+it was created in); that costs microseconds and works the same with pyroute2 0.7 and 0.9.
 
 Compute, then apply: :func:`plan_links` normalises every entry, reads the
 kernel's state through netlink, validates everything and returns one
@@ -36,7 +37,7 @@ import os
 import re
 import socket
 
-from ansible_collections.linuxns.guests.plugins.module_utils import model, persist
+from ansible_collections.linuxns.guests.plugins.module_utils import model, persist, rtnl
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -92,9 +93,21 @@ def pyroute2_module():
     return _pyroute2
 
 
+def pyroute2_present() -> None:
+    """The clear error of :func:`pyroute2_module` when pyroute2 is missing, without importing
+    it (a run that changes nothing does not need it, but the module requires it)."""
+    if _pyroute2 is None:
+        import importlib.util
+        import sys
+
+        if importlib.util.find_spec("pyroute2") is None:
+            raise GuestError(INSTALL_HINT % sys.executable)
+
+
 def pyroute2_version() -> str:
-    mod = pyroute2_module()
-    version = getattr(mod, "__version__", None)
+    """The version of pyroute2: the imported module's, else its package metadata's (a run
+    that changed nothing did not import it)."""
+    version = getattr(_pyroute2, "__version__", None) if _pyroute2 is not None else None
     if not version or version == "unknown":
         try:
             from importlib import metadata
@@ -405,6 +418,7 @@ class NsState:
         self.ref = ref
         self.path = path
         self.ipr = None
+        self.rd = None
         self._links = None
         self._addrs = None
         self._routes = None
@@ -412,9 +426,16 @@ class NsState:
         self._by_index = None
 
     def open(self):
+        """The pyroute2 socket in this namespace (for changes)."""
         if self.ipr is None:
             self.ipr = self.net.iproute_in(self.path, self.ref)
         return self.ipr
+
+    def reader(self) -> rtnl.Reader:
+        """The rtnl reader in this namespace (for the state)."""
+        if self.rd is None:
+            self.rd = self.net.in_ns(self.path, self.ref, lambda: rtnl.Reader(self.ref.label))
+        return self.rd
 
     def invalidate(self):
         self._links = self._addrs = self._routes = self._all_routes = None
@@ -431,12 +452,15 @@ class NsState:
             except Exception:
                 pass
             self.ipr = None
+        if self.rd is not None:
+            self.rd.close()
+            self.rd = None
 
     def links(self) -> dict:
         if self._links is None:
             self._links = {}
-            for msg in self.open().get_links():
-                v = _link_view(msg)
+            for v in self.reader().links():
+                v["up"] = bool(v.pop("flags") & IFF_UP)
                 self._links[v["ifname"]] = v
         return self._links
 
@@ -449,14 +473,13 @@ class NsState:
         """index -> sorted list of CIDR addresses (IPv6 link-local left out)."""
         if self._addrs is None:
             out = {}
-            for msg in self.open().get_addr():
-                addr = msg.get_attr("IFA_ADDRESS") if msg["family"] == socket.AF_INET6 else (msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"))
-                if addr is None:
+            for a in self.reader().addresses():
+                if a["address"] is None:
                     continue
-                iface = ipaddress.ip_interface("%s/%d" % (addr, msg["prefixlen"]))
+                iface = ipaddress.ip_interface("%s/%d" % (a["address"], a["prefixlen"]))
                 if iface.version == 6 and iface.ip.is_link_local:
                     continue
-                out.setdefault(msg["index"], []).append(str(iface))
+                out.setdefault(a["index"], []).append(str(iface))
             for v in out.values():
                 v.sort(key=_addr_key)
             self._addrs = out
@@ -479,16 +502,15 @@ class NsState:
         if self._all_routes is None:
             out = []
             for family in (socket.AF_INET, socket.AF_INET6):
-                for msg in self.open().get_routes(family=family, table=MAIN_TABLE):
-                    table = msg.get_attr("RTA_TABLE") or msg["table"]
-                    if table != MAIN_TABLE or msg["type"] != 1:
+                for r in self.reader().routes(family):
+                    if r["table"] != MAIN_TABLE or r["type"] != 1:
                         continue
-                    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
-                    net = str(ipaddress.ip_network("%s/%d" % (dst, msg["dst_len"]), strict=False))
+                    dst = r["dst"] or ("0.0.0.0" if family == socket.AF_INET else "::")
+                    net = str(ipaddress.ip_network("%s/%d" % (dst, r["dst_len"]), strict=False))
                     version = 4 if family == socket.AF_INET else 6
                     out.append({
-                        "dst": net, "gateway": msg.get_attr("RTA_GATEWAY"), "metric": default_metric(version, msg.get_attr("RTA_PRIORITY")),
-                        "oif": msg.get_attr("RTA_OIF"), "proto": msg["proto"],
+                        "dst": net, "gateway": r["gateway"], "metric": default_metric(version, r["priority"]),
+                        "oif": r["oif"], "proto": r["proto"],
                     })
             self._all_routes = out
         return self._all_routes
@@ -499,7 +521,7 @@ class Net:
 
     def __init__(self, registry):
         self.registry = registry
-        self.iproute_cls = pyroute2_module().IPRoute
+        pyroute2_present()
         self.self_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.host_key = self._key_of_fd(self.self_fd)
         self.states = {}
@@ -589,13 +611,18 @@ class Net:
 
     def iproute_in(self, path, ref: NsRef):
         """An IPRoute whose socket lives in the namespace at ``path`` (None: this one)."""
+        return self.in_ns(path, ref, pyroute2_module().IPRoute)
+
+    def in_ns(self, path, ref: NsRef, make):
+        """``make()`` run in the namespace at ``path`` (None: this one): a socket it creates
+        stays there."""
         if path is None:
-            return self.iproute_cls()
+            return make()
         fd = self.open_ns(path, ref)
         try:
             sc.setns(fd, "net")
             try:
-                return self.iproute_cls()
+                return make()
             finally:
                 sc.setns(self.self_fd, "net")
         finally:

@@ -11,7 +11,8 @@ short_description: Network links, addresses and routes of guests (veth, macvlan,
 version_added: 0.1.0
 description:
   - Gives guests real networking - the part of C(ip link), C(ip addr), C(ip route) and C(ip netns) that guest
-    deployments need - idempotently, through netlink with the pyroute2 library (imported once per task).
+    deployments need - idempotently, through netlink. The state is read with the collection's own read-only
+    netlink reader, changes are made with the pyroute2 library (imported only by a run that changes something).
   - A link lives in a guest's network namespace (O(guest)), in a named network namespace from C(/run/netns)
     (O(netns)) or, with neither, on the host (the namespace the module runs in).
   - A veth pair is created with both ends directly in their target namespaces (no create-then-move window); the
@@ -339,7 +340,7 @@ links:
       description: The link as in RV(link).
       type: dict
 pyroute2:
-  description: The pyroute2 version used on the target.
+  description: The pyroute2 version on the target (the one that makes changes; a run that changes nothing reads it from the package's metadata).
   returned: success
   type: str
   sample: 0.7.2

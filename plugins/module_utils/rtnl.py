@@ -1,0 +1,231 @@
+# Copyright: (c) 2026, linuxns.guests contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A read-only rtnetlink client: dumps of links, addresses and routes, decoded with struct.
+
+netns_link reads a namespace's links, addresses and routes once per guest and changes
+nothing on a run where all is as asked.  pyroute2 decodes every attribute of every
+message into objects; at 1000 guests its decoding was about half of a no-change run
+(docs/performance.md).  This reader asks the same three dumps (``ip link``, ``ip addr``,
+``ip route`` ask them too) and decodes only the fields links.py compares, into plain
+values equal to what pyroute2 gives for them (tests/unit/.../test_rtnl.py holds the
+two side by side on real namespaces).  Changes still go through pyroute2.
+
+A :class:`Reader` is one ``NETLINK_ROUTE`` socket; it stays in the network namespace it
+was created in (the caller enters a namespace, creates the reader, and leaves).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import KernelError
+
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_DUMP_INTR = 0x10
+NLM_F_DUMP = 0x300
+RTM_NEWLINK, RTM_GETLINK = 16, 18
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+RTM_NEWROUTE, RTM_GETROUTE = 24, 26
+NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+
+# attribute numbers (linux/if_link.h, if_addr.h, rtnetlink.h)
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
+IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID = 18, 20, 37
+IFLA_INFO_KIND = 1
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
+
+_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_RTATTR = struct.Struct("=HH")  # len, type
+_U32 = struct.Struct("=I")
+_S32 = struct.Struct("=i")
+BUFFER = 1 << 18  # one datagram of a dump: the kernel fills up to what the reader takes
+DUMP_TRIES = 5  # a dump interrupted by a change meanwhile (NLM_F_DUMP_INTR) is asked again
+
+
+def _attrs(data, start: int, end: int) -> dict:
+    """type -> payload (a memoryview) of the rtattrs in ``data[start:end]``; the first one
+    of a type wins."""
+    out = {}
+    while start + 4 <= end:
+        length, kind = _RTATTR.unpack_from(data, start)
+        if length < 4 or start + length > end:
+            break
+        out.setdefault(kind & NLA_TYPE_MASK, data[start + 4:start + length])
+        start += (length + 3) & ~3
+    return out
+
+
+def _string(value):
+    return None if value is None else bytes(value).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _u32(value):
+    return None if value is None or len(value) < 4 else _U32.unpack_from(value)[0]
+
+
+def _s32(value):
+    return None if value is None or len(value) < 4 else _S32.unpack_from(value)[0]
+
+
+def _l2addr(value):
+    return None if value is None else ":".join("%02x" % b for b in bytes(value))
+
+
+def _ip(family: int, value):
+    if value is None:
+        return None
+    try:
+        return socket.inet_ntop(family, bytes(value))
+    except (ValueError, OSError):
+        return None
+
+
+class Reader:
+    """One rtnetlink socket, in the network namespace the caller is in when it makes it."""
+
+    def __init__(self, label: str = "this namespace"):
+        self.label = label
+        try:
+            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+        except OSError as exc:
+            raise KernelError("socket(AF_NETLINK) in %s failed: %s" % (label, os.strerror(exc.errno or errno.EIO)),
+                              errno=exc.errno or errno.EIO) from None
+        try:
+            self.sock.bind((0, 0))
+        except OSError as exc:
+            self.sock.close()
+            raise KernelError("bind(AF_NETLINK) in %s failed: %s" % (label, os.strerror(exc.errno or errno.EIO)),
+                              errno=exc.errno or errno.EIO) from None
+        self.seq = 0
+        self.buf = bytearray(BUFFER)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- the dump --------------------------------------------------------------------------
+    def dump(self, msg_type: int, header: bytes, what: str) -> list:
+        """Every message of one dump as (type, flags, memoryview of its payload); asked again
+        when the kernel says a change broke it up (NLM_F_DUMP_INTR)."""
+        for _ in range(DUMP_TRIES):
+            msgs, interrupted = self._dump_once(msg_type, header, what)
+            if not interrupted:
+                return msgs
+        raise KernelError("netlink dump of %s in %s: interrupted by changes %d times in a row" % (what, self.label, DUMP_TRIES),
+                          errno=errno.EAGAIN)
+
+    def _dump_once(self, msg_type: int, header: bytes, what: str):
+        self.seq += 1
+        seq = self.seq
+        req = _NLMSGHDR.pack(_NLMSGHDR.size + len(header), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + header
+        try:
+            self.sock.send(req)
+        except OSError as exc:
+            raise KernelError("netlink dump of %s in %s: send failed: %s" % (what, self.label, os.strerror(exc.errno)), errno=exc.errno) from None
+        msgs, interrupted = [], False
+        view = memoryview(self.buf)
+        while True:
+            try:
+                n = self.sock.recv_into(self.buf, BUFFER, socket.MSG_TRUNC)
+            except OSError as exc:
+                raise KernelError("netlink dump of %s in %s: recv failed: %s" % (what, self.label, os.strerror(exc.errno)),
+                                  errno=exc.errno) from None
+            if n > BUFFER:
+                raise KernelError("netlink dump of %s in %s: a datagram of %d bytes is larger than the %d the reader takes"
+                                  % (what, self.label, n, BUFFER), errno=errno.EMSGSIZE)
+            data = bytes(view[:n])
+            pos = 0
+            while pos + _NLMSGHDR.size <= n:
+                length, kind, flags, mseq, _pid = _NLMSGHDR.unpack_from(data, pos)
+                if length < _NLMSGHDR.size or pos + length > n:
+                    raise KernelError("netlink dump of %s in %s: a message cut short" % (what, self.label), errno=errno.EPROTO)
+                if mseq == seq:
+                    if flags & NLM_F_DUMP_INTR:
+                        interrupted = True
+                    if kind == NLMSG_DONE:
+                        return msgs, interrupted
+                    if kind == NLMSG_ERROR:
+                        code = -_S32.unpack_from(data, pos + _NLMSGHDR.size)[0]
+                        if code == 0:
+                            return msgs, interrupted
+                        raise KernelError("netlink dump of %s in %s failed: %s" % (what, self.label, os.strerror(code)), errno=code)
+                    msgs.append((kind, memoryview(data)[pos + _NLMSGHDR.size:pos + length]))
+                pos += (length + 3) & ~3
+
+    # ---- the three dumps, decoded --------------------------------------------------------
+    def links(self) -> list:
+        """Every link: index, ifname, kind, mac, mtu, flags, alias, link, link_netnsid, master."""
+        out = []
+        for kind, body in self.dump(RTM_GETLINK, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), "links"):
+            if kind != RTM_NEWLINK or len(body) < _IFINFOMSG.size:
+                continue
+            _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(body)
+            a = _attrs(body, _IFINFOMSG.size, len(body))
+            info = a.get(IFLA_LINKINFO)
+            out.append({
+                "index": index,
+                "flags": flags,
+                "ifname": _string(a.get(IFLA_IFNAME)),
+                "kind": _string(_attrs(info, 0, len(info)).get(IFLA_INFO_KIND)) if info is not None else None,
+                "mac": _l2addr(a.get(IFLA_ADDRESS)),
+                "mtu": _u32(a.get(IFLA_MTU)),
+                "alias": _string(a.get(IFLA_IFALIAS)),
+                "link": _u32(a.get(IFLA_LINK)),
+                "link_netnsid": _s32(a.get(IFLA_LINK_NETNSID)),
+                "master": _u32(a.get(IFLA_MASTER)),
+            })
+        return out
+
+    def addresses(self) -> list:
+        """Every address: family, index, prefixlen, address (IFA_LOCAL before IFA_ADDRESS for
+        IPv4, where IFA_ADDRESS is the peer on a point-to-point link)."""
+        out = []
+        for kind, body in self.dump(RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), "addresses"):
+            if kind != RTM_NEWADDR or len(body) < _IFADDRMSG.size:
+                continue
+            family, prefixlen, _flags, _scope, index = _IFADDRMSG.unpack_from(body)
+            a = _attrs(body, _IFADDRMSG.size, len(body))
+            if family == socket.AF_INET6:
+                addr = _ip(family, a.get(IFA_ADDRESS))
+            else:
+                addr = _ip(family, a.get(IFA_LOCAL)) or _ip(family, a.get(IFA_ADDRESS))
+            out.append({"family": family, "index": index, "prefixlen": prefixlen, "address": addr})
+        return out
+
+    def routes(self, family: int) -> list:
+        """Every route of ``family``: table (RTA_TABLE, else the header's), type, proto,
+        dst (None for a default route), dst_len, gateway, priority, oif."""
+        out = []
+        for kind, body in self.dump(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), "routes"):
+            if kind != RTM_NEWROUTE or len(body) < _RTMSG.size:
+                continue
+            rfamily, dst_len, _src_len, _tos, table, proto, _scope, rtype, _flags = _RTMSG.unpack_from(body)
+            if rfamily != family:
+                continue
+            a = _attrs(body, _RTMSG.size, len(body))
+            out.append({
+                "table": _u32(a.get(RTA_TABLE)) or table,
+                "type": rtype,
+                "proto": proto,
+                "dst": _ip(family, a.get(RTA_DST)),
+                "dst_len": dst_len,
+                "gateway": _ip(family, a.get(RTA_GATEWAY)),
+                "priority": _u32(a.get(RTA_PRIORITY)),
+                "oif": _u32(a.get(RTA_OIF)),
+            })
+        return out

@@ -1,0 +1,175 @@
+"""rtnl.Reader, netns_link's read-only netlink client, against pyroute2 on real namespaces.
+
+Two guests of a unit_registry get a varied network state (a guest-to-guest veth made by
+ensure_links, a bridge with a port, a veth with a point-to-point address, an alias, a
+MAC and an MTU set by hand, IPv4 and IPv6 addresses, routes of the module's protocol and
+others, a blackhole and a route in another table).  The reader must decode every field
+links.py compares exactly as pyroute2 does; never the machine's own namespace, whose
+state changes under a test run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import pytest
+
+from ansible_collections.linuxns.guests.plugins.module_utils import guests, links, rtnl
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import KernelError
+
+pytestmark = pytest.mark.unit
+pyroute2 = pytest.importorskip("pyroute2")
+
+SETUP_A = [
+    "link set lo up",
+    "link add va0 type veth peer name va1",
+    "link set va0 address 02:00:c6:13:00:0a mtu 1400 alias hand-made up",
+    "link add br0 type bridge",
+    "link set va1 master br0 up",
+    "link set br0 up",
+    "link add d0 type veth peer name d1",
+    "link set d0 up",
+    "addr add 198.19.230.1/24 dev va0",
+    "addr add 198.19.231.1 peer 198.19.231.2/32 dev d0",
+    "addr add fd00:e6::1/64 dev va0 nodad",
+    "addr add 198.19.232.1/24 dev br0",
+    "route add 198.19.240.0/24 via 198.19.230.9 metric 7 proto 76",
+    "route add default via 198.19.230.254",
+    "route add blackhole 198.19.241.0/24",
+    "route add 198.19.242.0/24 dev d0 table 100",
+    "-6 route add fd00:f0::/64 via fd00:e6::9 proto 76",
+]
+
+
+def ip(pin: str, *args: str) -> None:
+    subprocess.run(["nsenter", "--net=" + pin, "ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def varied(unit_registry):
+    reg = unit_registry
+    guests.ensure_guests(reg, [{"name": "rt-a", "namespaces": ["net"]}, {"name": "rt-b", "namespaces": ["net"]}])
+    out = links.ensure_links(reg, [{"guest": "rt-a", "ifname": "to-b", "addresses": ["198.19.233.1/30"],
+                                    "peer": {"guest": "rt-b", "ifname": "to-a", "addresses": ["198.19.233.2/30"]}}])
+    assert out["changed"]
+    pin = reg.load("rt-a").pins["net"].path
+    for line in SETUP_A:
+        ip(pin, *line.split())
+    return reg
+
+
+def _in(pin: str, make):
+    """``make()`` inside the network namespace at ``pin`` (a socket made there stays there)."""
+    own, target = os.open("/proc/self/ns/net", os.O_RDONLY), os.open(pin, os.O_RDONLY)
+    try:
+        sc.setns(target, "net")
+        try:
+            return make()
+        finally:
+            sc.setns(own, "net")
+    finally:
+        os.close(own)
+        os.close(target)
+
+
+def _pyroute2_views(ipr) -> tuple:
+    """The fields links.py reads, as pyroute2 decodes them (what links.py used before rtnl)."""
+    linkv = []
+    for msg in ipr.get_links():
+        info = msg.get_attr("IFLA_LINKINFO")
+        linkv.append({
+            "index": msg["index"], "flags": msg["flags"], "ifname": msg.get_attr("IFLA_IFNAME"),
+            "kind": info.get_attr("IFLA_INFO_KIND") if info is not None else None,
+            "mac": msg.get_attr("IFLA_ADDRESS"), "mtu": msg.get_attr("IFLA_MTU"), "alias": msg.get_attr("IFLA_IFALIAS"),
+            "link": msg.get_attr("IFLA_LINK"), "link_netnsid": msg.get_attr("IFLA_LINK_NETNSID"), "master": msg.get_attr("IFLA_MASTER"),
+        })
+    addrv = []
+    for msg in ipr.get_addr():
+        fam = msg["family"]
+        addr = msg.get_attr("IFA_ADDRESS") if fam == socket.AF_INET6 else (msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"))
+        addrv.append({"family": fam, "index": msg["index"], "prefixlen": msg["prefixlen"], "address": addr})
+    routev = {}
+    for fam in (socket.AF_INET, socket.AF_INET6):
+        routev[fam] = [{
+            "table": msg.get_attr("RTA_TABLE") or msg["table"], "type": msg["type"], "proto": msg["proto"],
+            "dst": msg.get_attr("RTA_DST"), "dst_len": msg["dst_len"], "gateway": msg.get_attr("RTA_GATEWAY"),
+            "priority": msg.get_attr("RTA_PRIORITY"), "oif": msg.get_attr("RTA_OIF"),
+        } for msg in ipr.get_routes(family=fam)]
+    return linkv, addrv, routev
+
+
+def _key(d: dict):
+    return sorted((k, str(v)) for k, v in d.items())
+
+
+@pytest.mark.parametrize("guest", ["rt-a", "rt-b"])
+def test_the_reader_decodes_what_pyroute2_decodes(varied, guest):
+    pin = varied.load(guest).pins["net"].path
+    ipr = _in(pin, pyroute2.IPRoute)
+    rd = _in(pin, lambda: rtnl.Reader("guest %r" % guest))
+    try:
+        want_links, want_addrs, want_routes = _pyroute2_views(ipr)
+        got_links, got_addrs = rd.links(), rd.addresses()
+        got_routes = {fam: rd.routes(fam) for fam in want_routes}
+    finally:
+        ipr.close()
+        rd.close()
+    assert sorted(map(_key, got_links)) == sorted(map(_key, want_links))
+    assert sorted(map(_key, got_addrs)) == sorted(map(_key, want_addrs))
+    for fam in want_routes:
+        assert sorted(map(_key, got_routes[fam])) == sorted(map(_key, want_routes[fam]))
+    # and the state is the varied one, not two empty lists that agree
+    names = {v["ifname"] for v in got_links}
+    if guest == "rt-a":
+        assert {"lo", "to-b", "va0", "va1", "br0", "d0"} <= names
+        by_name = {v["ifname"]: v for v in got_links}
+        assert by_name["va0"]["mac"] == "02:00:c6:13:00:0a" and by_name["va0"]["mtu"] == 1400 and by_name["va0"]["alias"] == "hand-made"
+        assert by_name["va1"]["master"] == by_name["br0"]["index"] and by_name["br0"]["kind"] == "bridge"
+        assert by_name["to-b"]["kind"] == "veth" and by_name["to-b"]["link_netnsid"] is not None
+        assert {"address": "198.19.231.1", "prefixlen": 32} in [{k: a[k] for k in ("address", "prefixlen")} for a in got_addrs]
+        v4 = got_routes[socket.AF_INET]
+        assert any(r["proto"] == 76 and r["priority"] == 7 and r["gateway"] == "198.19.230.9" for r in v4)
+        assert any(r["table"] == 100 for r in v4) and any(r["type"] != 1 for r in v4)
+        assert any(r["proto"] == 76 and r["dst"] == "fd00:f0::" for r in got_routes[socket.AF_INET6])
+    else:
+        assert {"lo", "to-a"} <= names
+
+
+def test_links_planning_reads_through_the_reader_and_a_rerun_never_imports_pyroute2(varied, monkeypatch):
+    entry = {"guest": "rt-a", "ifname": "to-b", "addresses": ["198.19.233.1/30"],
+             "peer": {"guest": "rt-b", "ifname": "to-a", "addresses": ["198.19.233.2/30"]}}
+    def no_import():
+        raise AssertionError("a run that changes nothing imported pyroute2")
+
+    with monkeypatch.context() as m:  # only these two: the fixture's own settings stay
+        m.setattr(links, "_pyroute2", None)
+        m.setattr(links, "pyroute2_module", no_import)
+        out = links.ensure_links(varied, [entry])
+    assert not out["changed"] and out["results"][0]["link"]["addresses"] == ["198.19.233.1/30"]
+    assert out["pyroute2"] not in (None, "", "unknown")  # still reported, from the package's metadata
+    # a change after the rerun: pyroute2 does it, and the reader sees it on the next run
+    out = links.ensure_links(varied, [dict(entry, addresses=["198.19.233.1/30", "fd00:e9::1/64"])])
+    assert out["changed"]
+    again = links.ensure_links(varied, [dict(entry, addresses=["198.19.233.1/30", "fd00:e9::1/64"])])
+    assert not again["changed"]
+
+
+def test_a_datagram_larger_than_the_buffer_is_a_clear_error_not_a_short_answer(varied, monkeypatch):
+    pin = varied.load("rt-a").pins["net"].path
+    monkeypatch.setattr(rtnl, "BUFFER", 256)  # smaller than one RTM_NEWLINK message
+    rd = _in(pin, lambda: rtnl.Reader("guest 'rt-a'"))
+    try:
+        with pytest.raises(KernelError, match=r"netlink dump of links in guest 'rt-a': a datagram of \d+ bytes is larger than the 256"):
+            rd.links()
+    finally:
+        rd.close()
+
+
+def test_a_closed_reader_fails_with_the_namespace_named():
+    rd = rtnl.Reader("guest 'gone'")
+    rd.close()
+    with pytest.raises(KernelError, match=r"netlink dump of addresses in guest 'gone': send failed"):
+        rd.addresses()
