@@ -18,7 +18,13 @@ overhead is in both; the time of a trivial task (`ansible.builtin.command: true`
 printed for reference.  Goal: module/shell <= 1.5.  Also printed: the module's no-change rerun
 (everything already wired: `changed=false`) and its check-mode run.
 
+With ``--baseline DIR`` (the collections folder of another checkout, its ``build``), the
+no-change rerun is also timed side by side: this checkout's netns_link against that one's,
+alternating which goes first, ``--rerun-rounds`` times each; ``--rounds 0`` skips the rest.
+
     LINUXNS_LAB=x LINUXNS_LAB_BASE=30 .venv/bin/python bench/bench_links.py [--rounds 3] [--guests 200]
+    git worktree add /tmp/base BASE && make -C /tmp/base link
+    LINUXNS_LAB=x LINUXNS_LAB_BASE=30 .venv/bin/python bench/bench_links.py --rounds 0 --baseline /tmp/base/build --rerun-rounds 5
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ class Runner:
         self.tmp = tmp
         self.n = 0
 
-    def playbook(self, tasks: list, check: bool = False) -> tuple:
+    def playbook(self, tasks: list, check: bool = False, collections: Path = REPO / "build") -> tuple:
         """(wall seconds, task results in order)."""
         self.n += 1
         pb = self.tmp / ("play%d.yml" % self.n)
@@ -71,7 +77,7 @@ class Runner:
             argv.append("--check")
         record = self.tmp / ("play%d.jsonl" % self.n)
         # the tests' record callback writes each task result as a JSON line
-        env = dict(os.environ, ANSIBLE_CONFIG=str(self.lab.ansible_cfg_path), ANSIBLE_COLLECTIONS_PATH=str(REPO / "build"),
+        env = dict(os.environ, ANSIBLE_CONFIG=str(self.lab.ansible_cfg_path), ANSIBLE_COLLECTIONS_PATH=str(collections),
                    ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "integration" / "callback"),
                    ANSIBLE_CALLBACKS_ENABLED="linuxns_record", LINUXNS_RECORD_FILE=str(record))
         t0 = time.monotonic()
@@ -120,10 +126,35 @@ def verify(lab: Lab, n: int) -> None:
         raise RuntimeError("guest %s: eth0 is %s %s" % (guest(n - 1), have, last["flags"]))
 
 
+def rerun_side_by_side(runner: Runner, lab: Lab, n: int, noop: float, baseline: Path, rounds: int) -> None:
+    """The no-change rerun of this checkout's netns_link against ``baseline``'s, alternating."""
+    teardown_links(lab, n)
+    runner.playbook([module_task(n)])
+    verify(lab, n)
+    sides = {"this checkout": REPO / "build", "baseline": baseline}
+    times = {side: [] for side in sides}
+    for r in range(rounds):
+        for side in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            secs, res = runner.playbook([module_task(n)], collections=sides[side])
+            if res[0].get("changed"):
+                raise RuntimeError("%s: the no-change rerun reported changed=true" % side)
+            times[side].append(secs)
+    this, base = statistics.median(times["this checkout"]), statistics.median(times["baseline"])
+    print("netns_link no-change rerun, %d guests, %d rounds each, alternating (whole ansible-playbook wall time, median)" % (n, rounds))
+    print("  trivial task (command: true)     %6.2f s" % noop)
+    for side in sides:
+        print("  %-32s %6.2f s   %s" % (side, statistics.median(times[side]), " ".join("%.2f" % t for t in times[side])))
+    print("  baseline: %s" % baseline)
+    print("  ratio this/baseline              %6.2f" % (this / base))
+    print("  ratio minus the trivial task     %6.2f" % ((this - noop) / max(base - noop, 1e-3)))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--guests", type=int, default=200)
+    ap.add_argument("--baseline", type=Path, help="collections folder of another checkout: its no-change rerun side by side")
+    ap.add_argument("--rerun-rounds", type=int, default=5)
     args = ap.parse_args()
     n = args.guests
     lab = Lab()
@@ -158,15 +189,18 @@ def main() -> int:
                     if res[0].get("changed"):
                         raise RuntimeError("check mode on a wired host predicted a change")
                     check.append(secs)
-        m, s = statistics.median(times["module"]), statistics.median(times["shell"])
-        print("netns_link bench on lab host 1: %d guests to bridge %s, %d rounds (whole ansible-playbook wall time, median)" % (n, BRIDGE, args.rounds))
-        print("  trivial task (command: true)     %6.2f s" % noop)
-        print("  module, one task with links:     %6.2f s   %s" % (m, " ".join("%.2f" % t for t in times["module"])))
-        print("  shell loop of ip commands        %6.2f s   %s" % (s, " ".join("%.2f" % t for t in times["shell"])))
-        print("  ratio module/shell               %6.2f     (goal <= 1.5)" % (m / s))
-        print("  ratio minus the trivial task     %6.2f" % ((m - noop) / max(s - noop, 1e-3)))
-        print("  module no-change rerun           %6.2f s   %s" % (statistics.median(rerun), " ".join("%.2f" % t for t in rerun)))
-        print("  module check mode (no change)    %6.2f s" % statistics.median(check))
+        if args.rounds:
+            m, s = statistics.median(times["module"]), statistics.median(times["shell"])
+            print("netns_link bench on lab host 1: %d guests to bridge %s, %d rounds (whole ansible-playbook wall time, median)" % (n, BRIDGE, args.rounds))
+            print("  trivial task (command: true)     %6.2f s" % noop)
+            print("  module, one task with links:     %6.2f s   %s" % (m, " ".join("%.2f" % t for t in times["module"])))
+            print("  shell loop of ip commands        %6.2f s   %s" % (s, " ".join("%.2f" % t for t in times["shell"])))
+            print("  ratio module/shell               %6.2f     (goal <= 1.5)" % (m / s))
+            print("  ratio minus the trivial task     %6.2f" % ((m - noop) / max(s - noop, 1e-3)))
+            print("  module no-change rerun           %6.2f s   %s" % (statistics.median(rerun), " ".join("%.2f" % t for t in rerun)))
+            print("  module check mode (no change)    %6.2f s" % statistics.median(check))
+        if args.baseline:
+            rerun_side_by_side(runner, lab, n, noop, args.baseline, args.rerun_rounds)
     finally:
         teardown_links(lab, n)
         try:
