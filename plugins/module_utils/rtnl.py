@@ -168,14 +168,17 @@ class Reader:
                 pos += (length + 3) & ~3
 
     # ---- the three dumps, decoded --------------------------------------------------------
+    def _decoded(self, request: int, reply: int, head: struct.Struct, header: bytes, what: str):
+        """(fixed header fields, attributes) of every ``reply`` message of one dump."""
+        for kind, body in self.dump(request, header, what):
+            if kind == reply and len(body) >= head.size:
+                yield head.unpack_from(body), _attrs(body, head.size, len(body))
+
     def links(self) -> list:
         """Every link: index, ifname, kind, mac, mtu, flags, alias, link, link_netnsid, master."""
         out = []
-        for kind, body in self.dump(RTM_GETLINK, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), "links"):
-            if kind != RTM_NEWLINK or len(body) < _IFINFOMSG.size:
-                continue
-            _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(body)
-            a = _attrs(body, _IFINFOMSG.size, len(body))
+        for (_family, _type, index, flags, _change), a in self._decoded(RTM_GETLINK, RTM_NEWLINK, _IFINFOMSG,
+                                                                         _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), "links"):
             info = a.get(IFLA_LINKINFO)
             out.append({
                 "index": index,
@@ -195,11 +198,8 @@ class Reader:
         """Every address: family, index, prefixlen, address (IFA_LOCAL before IFA_ADDRESS for
         IPv4, where IFA_ADDRESS is the peer on a point-to-point link)."""
         out = []
-        for kind, body in self.dump(RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), "addresses"):
-            if kind != RTM_NEWADDR or len(body) < _IFADDRMSG.size:
-                continue
-            family, prefixlen, _flags, _scope, index = _IFADDRMSG.unpack_from(body)
-            a = _attrs(body, _IFADDRMSG.size, len(body))
+        for (family, prefixlen, _flags, _scope, index), a in self._decoded(RTM_GETADDR, RTM_NEWADDR, _IFADDRMSG,
+                                                                            _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), "addresses"):
             if family == socket.AF_INET6:
                 addr = _ip(family, a.get(IFA_ADDRESS))
             else:
@@ -211,13 +211,10 @@ class Reader:
         """Every route of ``family``: table (RTA_TABLE, else the header's), type, proto,
         dst (None for a default route), dst_len, gateway, priority, oif."""
         out = []
-        for kind, body in self.dump(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), "routes"):
-            if kind != RTM_NEWROUTE or len(body) < _RTMSG.size:
-                continue
-            rfamily, dst_len, _src_len, _tos, table, proto, _scope, rtype, _flags = _RTMSG.unpack_from(body)
+        for (rfamily, dst_len, _src_len, _tos, table, proto, _scope, rtype, _flags), a in self._decoded(
+                RTM_GETROUTE, RTM_NEWROUTE, _RTMSG, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), "routes"):
             if rfamily != family:
                 continue
-            a = _attrs(body, _RTMSG.size, len(body))
             out.append({
                 "table": _u32(a.get(RTA_TABLE)) or table,
                 "type": rtype,
