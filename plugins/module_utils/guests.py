@@ -42,6 +42,7 @@ class Plan:
         self.purged = purged or []  # the kept files purge=true removes (or would remove)
         self.freeze = None  # True: freeze (state=frozen), False: thaw (state=present), None: neither (apply_ops)
         self.signalled = []  # the pids signal_all signals (or would signal in check mode)
+        self.meta = None  # the guest's record the plan was made from (plan() reads it once)
 
     @property
     def changed(self) -> bool:
@@ -56,14 +57,17 @@ class Plan:
 
 
 def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
-    """``kept``: the run's persist.KeptIds (None: nothing kept on disk is looked at)."""
-    return plan_ops(registry, spec, _plan(registry, spec, kept))
+    """``kept``: the run's persist.KeptIds (None: nothing kept on disk is looked at).  The
+    guest's record is read once, here: the plan keeps it as ``meta``."""
+    meta = registry.load(spec.name) if spec.name is not None else None
+    p = plan_ops(registry, spec, _plan(registry, spec, meta, kept), meta)
+    p.meta = meta
+    return p
 
 
-def _plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
+def _plan(registry: reg.Registry, spec: Spec, meta, kept=None) -> Plan:
     if spec.name is None:  # absent, by a context id nobody has
         return Plan(spec, "none", None, None)
-    meta = registry.load(spec.name)
     if spec.state == "absent":
         purged = kept.forget(spec.name, check_mode=True) if spec.purge and kept is not None else []
         if meta is None and not os.path.isdir(registry.guest_dir(spec.name)):
@@ -307,7 +311,11 @@ REMOVE_BATCH = 4096
 def _apply_plans(registry, plans, check_mode, results, before, after, kept=None, create_run=None):
     proc_index = None
     removals, batch = iter(()), []  # the batch of removals under way (apply_removals)
+    done_changed, counted = False, 0  # whether a result so far changed something (results[:counted] counted)
     for k, p in enumerate(plans):
+        while counted < len(results):
+            done_changed = done_changed or bool(results[counted]["changed"])
+            counted += 1
         name = p.spec.name or p.spec.ref
         before[name] = p.before or {}
         after[name] = p.after or {}
@@ -317,7 +325,9 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
         if p.spec.signal_all is not None:
             item["signalled"] = p.signalled
         if check_mode or not p.changed:
-            meta = registry.load(name) if p.spec.state != "absent" else None
+            # the record the plan read, unless an earlier entry of this run changed something
+            # (it may have touched this guest too): then as it is now
+            meta = None if p.spec.state == "absent" else registry.load(name) if done_changed else p.meta
             if meta and p.action == "update":
                 meta = meta.copy(p.changes)  # changed in place: everything else stays
             item["guest"] = public_view(meta) if meta and p.action in ("none", "update") else _predicted_view(p)
@@ -450,12 +460,12 @@ def _guest_cgroup(spec: Spec, meta: reg.GuestRecord, param: str) -> cgroups.Gues
     return cg
 
 
-def plan_ops(registry: reg.Registry, spec: Spec, p: Plan) -> Plan:
+def plan_ops(registry: reg.Registry, spec: Spec, p: Plan, meta) -> Plan:
     """Add to a present or frozen guest's plan what state=frozen (freeze; present: thaw) and
-    signal_all would do.  A new or recreated guest is not frozen and has only its init."""
+    signal_all would do.  A new or recreated guest is not frozen and has only its init.
+    ``meta``: the guest's record, as :func:`plan` read it."""
     if spec.state == "absent" or spec.name is None:
         return p
-    meta = registry.load(spec.name)
     fresh = p.action in ("create", "recreate")
     now = meta is not None and meta.phase == reg.READY and enter.is_frozen(meta)
     want = spec.state == "frozen"

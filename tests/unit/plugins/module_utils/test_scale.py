@@ -73,6 +73,30 @@ def test_the_guests_of_a_task_share_one_batch(unit_registry, monkeypatch):
     assert made[-1].deferred == ["net"]  # share of a guest listed before still resolves through it
 
 
+def test_a_no_change_run_reads_each_guest_record_once(unit_registry, monkeypatch):
+    """A no-change rerun reads each guest's record once (the plan keeps it); it read it three
+    times (the plan, the freeze/signal part of the plan, the result).  After a change earlier
+    in the run, later results are read again: that change may have touched them."""
+    entries = [{"name": "r%d" % i, "namespaces": ["uts"], "_in_list": True} for i in range(6)]
+    assert guests.ensure_guests(unit_registry, entries)["changed"]
+    reads = []
+    real = type(unit_registry).load
+
+    def counted(self, name):
+        reads.append(name)
+        return real(self, name)
+
+    monkeypatch.setattr(type(unit_registry), "load", counted)
+    out = guests.ensure_guests(unit_registry, entries)
+    assert not out["changed"] and all(r["guest"]["name"] == r["name"] for r in out["results"])
+    assert sorted(reads) == sorted(e["name"] for e in entries)
+    reads.clear()
+    changed = [dict(entries[0], hostname="changed-r0")] + entries[1:]
+    out = guests.ensure_guests(unit_registry, changed)
+    assert out["results"][0]["changed"] and out["results"][1]["guest"]["name"] == "r1"
+    assert reads.count("r1") == 2  # the plan's read, and the result's after r0 changed
+
+
 def test_a_big_removal_is_one_batch_with_one_sweep(unit_registry, monkeypatch):
     """Removing many guests in one task stops and sweeps them as one batch (each batch scans
     /proc two rounds or more): 300 guests were two batches of at most 256 before, so a
