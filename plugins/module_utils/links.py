@@ -600,7 +600,7 @@ class Net:
                     except GuestError:
                         continue  # reported with its parameter name when planned
         for name in sorted(names):
-            if self.registry.load(name) is not None:
+            if os.path.exists(self.registry.meta_path(name)):  # read under the lock, once (resolve)
                 self.lock_guest(name)
 
     def lock_guest(self, name: str) -> None:
