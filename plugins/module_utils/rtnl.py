@@ -120,9 +120,9 @@ class Reader:
 
     # ---- the dump --------------------------------------------------------------------------
     def dump(self, msg_type: int, header: bytes, what: str) -> list:
-        """Every message of one dump as (type, flags, memoryview of its payload); asked again
-        when the kernel says a change broke it up (NLM_F_DUMP_INTR)."""
-        for _ in range(DUMP_TRIES):
+        """Every message of one dump as (type, memoryview of its payload); asked again when
+        the kernel says a change broke it up (NLM_F_DUMP_INTR)."""
+        for _try in range(DUMP_TRIES):
             msgs, interrupted = self._dump_once(msg_type, header, what)
             if not interrupted:
                 return msgs
@@ -177,8 +177,8 @@ class Reader:
     def links(self) -> list:
         """Every link: index, ifname, kind, mac, mtu, flags, alias, link, link_netnsid, master."""
         out = []
-        for (_family, _type, index, flags, _change), a in self._decoded(RTM_GETLINK, RTM_NEWLINK, _IFINFOMSG,
-                                                                         _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), "links"):
+        ask = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        for (_family, _type, index, flags, _change), a in self._decoded(RTM_GETLINK, RTM_NEWLINK, _IFINFOMSG, ask, "links"):
             info = a.get(IFLA_LINKINFO)
             out.append({
                 "index": index,
@@ -198,8 +198,8 @@ class Reader:
         """Every address: family, index, prefixlen, address (IFA_LOCAL before IFA_ADDRESS for
         IPv4, where IFA_ADDRESS is the peer on a point-to-point link)."""
         out = []
-        for (family, prefixlen, _flags, _scope, index), a in self._decoded(RTM_GETADDR, RTM_NEWADDR, _IFADDRMSG,
-                                                                            _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), "addresses"):
+        ask = _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        for (family, prefixlen, _flags, _scope, index), a in self._decoded(RTM_GETADDR, RTM_NEWADDR, _IFADDRMSG, ask, "addresses"):
             if family == socket.AF_INET6:
                 addr = _ip(family, a.get(IFA_ADDRESS))
             else:

@@ -141,6 +141,7 @@ def test_the_reader_decodes_what_pyroute2_decodes(varied, guest):
 def test_links_planning_reads_through_the_reader_and_a_rerun_never_imports_pyroute2(varied, monkeypatch):
     entry = {"guest": "rt-a", "ifname": "to-b", "addresses": ["198.19.233.1/30"],
              "peer": {"guest": "rt-b", "ifname": "to-a", "addresses": ["198.19.233.2/30"]}}
+
     def no_import():
         raise AssertionError("a run that changes nothing imported pyroute2")
 
