@@ -57,12 +57,20 @@ def _lo_up() -> None:
         s.close()
 
 
+DETACH_MAX = 64  # mounts stacked on one folder that _detach takes off; more is not a setup anyone made
+
+
 def _detach(path: str) -> None:
-    try:
-        sc.umount2(path, sc.MNT_DETACH)
-    except KernelError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOENT, errno.EPERM, errno.EACCES):
-            raise
+    """Take every mount at ``path`` off (lazily, with what is below each): two setups of
+    /run/netns racing (ours and an ``ip netns add``) each bind it onto itself, and one
+    umount would leave the lower bind, with the folder's mounts, in the copy."""
+    for _attempt in range(DETACH_MAX):
+        try:
+            sc.umount2(path, sc.MNT_DETACH)
+        except KernelError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOENT, errno.EPERM, errno.EACCES):
+                raise
+            return
 
 
 # Every mount of a guest's root at creation is made through file descriptors, as runc does

@@ -193,13 +193,20 @@ class Registry:
             return
         os.makedirs(self.netns_dir, mode=0o755, exist_ok=True)
         with Lock(os.path.join(self.state_dir, ".netns.lock"), "the %s setup" % self.netns_dir):
+            # iproute2's netns_add flocks the folder itself for the same setup: taken too, so that
+            # an `ip netns add` at the same moment does not bind it a second time (bug 949235)
+            folder = os.open(self.netns_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                sc.mount("none", self.netns_dir, None, sc.MS_SHARED | sc.MS_REC)
-            except KernelError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                sc.mount(self.netns_dir, self.netns_dir, "none", sc.MS_BIND | sc.MS_REC)
-                sc.mount("none", self.netns_dir, None, sc.MS_SHARED | sc.MS_REC)
+                fcntl.flock(folder, fcntl.LOCK_EX)
+                try:
+                    sc.mount("none", self.netns_dir, None, sc.MS_SHARED | sc.MS_REC)
+                except KernelError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    sc.mount(self.netns_dir, self.netns_dir, "none", sc.MS_BIND | sc.MS_REC)
+                    sc.mount("none", self.netns_dir, None, sc.MS_SHARED | sc.MS_REC)
+            finally:
+                os.close(folder)
         self._netns_ready = True
 
     # ---- paths -------------------------------------------------------------------------

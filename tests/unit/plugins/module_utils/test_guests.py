@@ -349,6 +349,24 @@ def test_guests_copy_a_clean_mount_table(unit_registry):
     assert mnt_fds() == before  # the batch's template is closed at its end
 
 
+def test_stacked_binds_of_the_netns_folder_stay_out_of_guests(unit_registry):
+    """Two first-time setups of the netns folder racing (ours and an `ip netns add`) each bind it
+    onto itself.  A guest's copy of the mount table must hold none of the binds: one umount took
+    off only the top one, and CI saw /run/netns in a new guest's table."""
+    reg = unit_registry
+    first = guests.ensure_guests(reg, [{"name": "stk0"}])["results"]  # sets the netns folder up
+    for _extra in range(2):
+        sc.mount(reg.netns_dir, reg.netns_dir, None, sc.MS_BIND)
+    stacked = [line.split()[4] for line in open("/proc/self/mountinfo")].count(reg.netns_dir)
+    assert stacked >= 3
+    alone = guests.ensure_guests(reg, [{"name": "stk1"}])["results"]
+    batch = guests.ensure_guests(reg, [{"name": "stk%d" % i, "_in_list": True} for i in (2, 3)])["results"]
+    for r in first + alone + batch:
+        points = [line.split()[4] for line in open("/proc/%d/mountinfo" % r["guest"]["init_pid"])]
+        assert not [p for p in points if p == reg.netns_dir or p.startswith(reg.netns_dir + "/")], points
+        assert not [p for p in points if p == reg.state_dir or p.startswith(reg.state_dir + "/")], points
+
+
 def test_description_is_recorded_shown_and_changed_in_place(unit_registry):
     """The dummy field of issue 12: one row of model.GUEST; recorded, shown, changed in place, kept when not given."""
     g = one(unit_registry, name="desc", description="web front end")["guest"]
