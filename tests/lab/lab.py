@@ -730,6 +730,13 @@ class Lab:
         # /tmp (a clone there), which the lab host does not see afterwards.
         script = r"""
 set -eu
+# The machine's own mounts at and below /run (its /run/netns once an `ip netns add` ran there)
+# would stay in this host's mount table, hidden under the tmpfs below, and every guest made
+# here would copy them. This mount namespace is private (unshare --propagation private):
+# taking them off here never touches the machine's.
+for m in $(awk '$5 == "/run" || index($5, "/run/") == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+done
 mount -t tmpfs -o mode=0755,nosuid,nodev lab-run /run
 mkdir -m 0700 "$4"
 cp "$3/sshd_config" "$3/ssh_host_ed25519_key" "$3/authorized_keys" "$4/"
