@@ -17,16 +17,15 @@ was created in (the caller enters a namespace, creates the reader, and leaves).
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import struct
 
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import KernelError
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
-NLM_F_MULTI = 0x2
 NLM_F_DUMP_INTR = 0x10
 NLM_F_DUMP = 0x300
 RTM_NEWLINK, RTM_GETLINK = 16, 18
@@ -98,25 +97,21 @@ class Reader:
         try:
             self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
         except OSError as exc:
-            raise KernelError("socket(AF_NETLINK) in %s failed: %s" % (label, os.strerror(exc.errno or errno.EIO)),
-                              errno=exc.errno or errno.EIO) from None
+            raise sc.fail("socket", "AF_NETLINK, in %s" % label, exc.errno or errno.EIO) from None
         try:
             self.sock.bind((0, 0))
         except OSError as exc:
             self.sock.close()
-            raise KernelError("bind(AF_NETLINK) in %s failed: %s" % (label, os.strerror(exc.errno or errno.EIO)),
-                              errno=exc.errno or errno.EIO) from None
+            raise sc.fail("bind", "AF_NETLINK, in %s" % label, exc.errno or errno.EIO) from None
         self.seq = 0
         self.buf = bytearray(BUFFER)
 
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    def _error(self, what: str, detail: str, err: int) -> KernelError:
+        """The error of a dump of ``what`` (returned so callers can ``raise``)."""
+        return KernelError("netlink dump of %s in %s: %s" % (what, self.label, detail), errno=err)
 
     # ---- the dump --------------------------------------------------------------------------
     def dump(self, msg_type: int, header: bytes, what: str) -> list:
@@ -126,8 +121,7 @@ class Reader:
             msgs, interrupted = self._dump_once(msg_type, header, what)
             if not interrupted:
                 return msgs
-        raise KernelError("netlink dump of %s in %s: interrupted by changes %d times in a row" % (what, self.label, DUMP_TRIES),
-                          errno=errno.EAGAIN)
+        raise self._error(what, "interrupted by changes %d times in a row" % DUMP_TRIES, errno.EAGAIN)
 
     def _dump_once(self, msg_type: int, header: bytes, what: str):
         self.seq += 1
@@ -136,24 +130,22 @@ class Reader:
         try:
             self.sock.send(req)
         except OSError as exc:
-            raise KernelError("netlink dump of %s in %s: send failed: %s" % (what, self.label, os.strerror(exc.errno)), errno=exc.errno) from None
+            raise self._error(what, "send failed: " + sc.errno_text(exc.errno), exc.errno) from None
         msgs, interrupted = [], False
         view = memoryview(self.buf)
         while True:
             try:
                 n = self.sock.recv_into(self.buf, BUFFER, socket.MSG_TRUNC)
             except OSError as exc:
-                raise KernelError("netlink dump of %s in %s: recv failed: %s" % (what, self.label, os.strerror(exc.errno)),
-                                  errno=exc.errno) from None
+                raise self._error(what, "recv failed: " + sc.errno_text(exc.errno), exc.errno) from None
             if n > BUFFER:
-                raise KernelError("netlink dump of %s in %s: a datagram of %d bytes is larger than the %d the reader takes"
-                                  % (what, self.label, n, BUFFER), errno=errno.EMSGSIZE)
+                raise self._error(what, "a datagram of %d bytes is larger than the %d the reader takes" % (n, BUFFER), errno.EMSGSIZE)
             data = bytes(view[:n])
             pos = 0
             while pos + _NLMSGHDR.size <= n:
                 length, kind, flags, mseq, _pid = _NLMSGHDR.unpack_from(data, pos)
                 if length < _NLMSGHDR.size or pos + length > n:
-                    raise KernelError("netlink dump of %s in %s: a message cut short" % (what, self.label), errno=errno.EPROTO)
+                    raise self._error(what, "a message cut short", errno.EPROTO)
                 if mseq == seq:
                     if flags & NLM_F_DUMP_INTR:
                         interrupted = True
@@ -163,7 +155,7 @@ class Reader:
                         code = -_S32.unpack_from(data, pos + _NLMSGHDR.size)[0]
                         if code == 0:
                             return msgs, interrupted
-                        raise KernelError("netlink dump of %s in %s failed: %s" % (what, self.label, os.strerror(code)), errno=code)
+                        raise self._error(what, "failed: " + sc.errno_text(code), code)
                     msgs.append((kind, memoryview(data)[pos + _NLMSGHDR.size:pos + length]))
                 pos += (length + 3) & ~3
 
