@@ -311,11 +311,9 @@ REMOVE_BATCH = 4096
 def _apply_plans(registry, plans, check_mode, results, before, after, kept=None, create_run=None):
     proc_index = None
     removals, batch = iter(()), []  # the batch of removals under way (apply_removals)
-    done_changed, counted = False, 0  # whether a result so far changed something (results[:counted] counted)
+    earlier_changed = False  # an entry before this one changes something (it may touch this guest too)
     for k, p in enumerate(plans):
-        while counted < len(results):
-            done_changed = done_changed or bool(results[counted]["changed"])
-            counted += 1
+        earlier_changed = earlier_changed or (k > 0 and plans[k - 1].changed)
         name = p.spec.name or p.spec.ref
         before[name] = p.before or {}
         after[name] = p.after or {}
@@ -325,9 +323,8 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
         if p.spec.signal_all is not None:
             item["signalled"] = p.signalled
         if check_mode or not p.changed:
-            # the record the plan read, unless an earlier entry of this run changed something
-            # (it may have touched this guest too): then as it is now
-            meta = None if p.spec.state == "absent" else registry.load(name) if done_changed else p.meta
+            # the record the plan read, unless an earlier entry changes something: then as it is now
+            meta = None if p.spec.state == "absent" else registry.load(name) if earlier_changed else p.meta
             if meta and p.action == "update":
                 meta = meta.copy(p.changes)  # changed in place: everything else stays
             item["guest"] = public_view(meta) if meta and p.action in ("none", "update") else _predicted_view(p)
