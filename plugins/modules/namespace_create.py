@@ -702,49 +702,20 @@ signalled:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils import model, persist, supervisor
+from ansible_collections.linuxns.guests.plugins.module_utils import create_task
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
-from ansible_collections.linuxns.guests.plugins.module_utils.guests import ensure_guests
-from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import batch_result, entries, single_entry
 
 
 def _body(module):
-    params = module.params
-    listed = params["guests"] is not None
-    if listed:
-        todo = entries(params, "guests", model.argument_spec(model.GUEST, entry=True), "name", model.GUEST)
-    else:
-        todo = [single_entry(params, model.GUEST)]
-    registry = registry_for(module)
-    table_dir = persist.resolve_table_dir(registry.state_dir, params["table_dir"])
-    out = ensure_guests(registry, todo, module.check_mode, table_dir, params["userns_pool"], params["userns_pool_owner"])
-    if not module.check_mode:
-        persist.remember_table_dir(registry, table_dir)  # netns_link saves the guests' links in the same folder
-    result = batch_result(out, listed, "guests", "guest", module._diff)
-    warning = supervisor.unwatched_warning(registry.state_dir, out["results"])  # restart asked, nobody watching
-    if warning:
-        module.warn(warning)
-    if not listed and "purged" in out["results"][0]:
-        result["purged"] = out["results"][0]["purged"]
-    if not listed and "signalled" in out["results"][0]:
-        result["signalled"] = out["results"][0]["signalled"]
-    return result
+    return create_task.body(module.params, registry_for(module), module.check_mode, module._diff, module.warn)
 
 
 def main():
-    # The per-guest options come from the one field table (module_utils/model.py).
     module = new_module(
         AnsibleModule,
-        argument_spec=common_args(
-            guests=dict(type="list", elements="raw"),
-            table_dir=dict(type="path"),
-            userns_pool=dict(type="str"),
-            userns_pool_owner=dict(type="str", default="linuxns"),
-            **model.argument_spec(model.GUEST),
-        ),
-        mutually_exclusive=[("name", "guests")],
-        required_one_of=[("name", "guests")],
+        argument_spec=common_args(**create_task.OPTIONS),
         supports_check_mode=True,
+        **create_task.RULES,
     )
     run_module(module, _body)
 

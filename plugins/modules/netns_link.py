@@ -348,73 +348,20 @@ pyroute2:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.linuxns.guests.plugins.module_utils import link_task
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
-from ansible_collections.linuxns.guests.plugins.module_utils.links import LINK_KEYS, ensure_links
-from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import batch_result, entries, entry_spec
-
-# The module's options (in main's argument spec) and, from them, the spec of one entry of links.
-OPTIONS = dict(
-    guest=dict(type="str"),
-    netns=dict(type="str"),
-    ifname=dict(type="str"),
-    kind=dict(type="str", choices=["veth", "macvlan", "ipvlan", "physical", "bridge"], default="veth"),
-    parent=dict(type="str"),
-    peer=dict(
-        type="dict",
-        options=dict(
-            ifname=dict(type="str"),
-            guest=dict(type="str"),
-            netns=dict(type="str"),
-            bridge=dict(type="str"),
-            bridge_create=dict(type="bool", default=True),
-            bridge_addresses=dict(type="list", elements="str"),
-            addresses=dict(type="list", elements="str"),
-            mtu=dict(type="int"),
-            mac=dict(type="str"),
-        ),
-    ),
-    addresses=dict(type="list", elements="str"),
-    mtu=dict(type="int"),
-    mac=dict(type="str"),
-    routes=dict(
-        type="list",
-        elements="dict",
-        options=dict(
-            dst=dict(type="str", required=True),
-            gateway=dict(type="str"),
-            metric=dict(type="int"),
-        ),
-    ),
-    gateway=dict(type="str"),
-    gateway6=dict(type="str"),
-    links=dict(type="list", elements="dict"),
-    recreate=dict(type="bool", default=False),
-    state=dict(type="str", choices=["present", "absent"], default="present"),
-)
-LINK_ENTRY = entry_spec(OPTIONS, LINK_KEYS)
-# An entry's own guest replaces the task's netns, and the other way round.
-EXCLUSIVE = [("guest", "netns")]
 
 
 def _body(module):
-    params = module.params
-    if params["links"] is not None:
-        todo = entries(params, "links", LINK_ENTRY, exclusive=EXCLUSIVE)
-    else:
-        todo = [{k: params.get(k) for k in LINK_KEYS}]
-    out = ensure_links(registry_for(module), todo, module.check_mode)
-    result = batch_result(out, params["links"] is not None, "links", "link", module._diff)
-    result["pyroute2"] = out["pyroute2"]
-    return result
+    return link_task.body(module.params, registry_for(module), module.check_mode, module._diff)
 
 
 def main():
     module = new_module(
         AnsibleModule,
-        argument_spec=common_args(**OPTIONS),
-        mutually_exclusive=EXCLUSIVE,
-        required_one_of=[("ifname", "links")],
+        argument_spec=common_args(**link_task.OPTIONS),
         supports_check_mode=True,
+        **link_task.RULES,
     )
     run_module(module, _body)
 
