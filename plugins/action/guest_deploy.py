@@ -17,9 +17,10 @@ host's guests where it can - in the order the role's tasks used to:
 
 namespace_create, the step that takes long when guests are made, goes in waves (a guest
 sharing a listed guest's namespace comes after it) and batches, with a progress line per
-batch. A real run first asks namespace_create in check mode about all the guests in one
-call: when it would change nothing (the no-change rerun), that answer is the step's result
-and no batch runs. Check mode runs the steps as the role always did (namespace_info, then
+batch. A real run first asks one namespace_info call (``expect``: namespace_create,
+namespace_mount and netns_link, each in its own check mode; and ``services``) about all the
+guests: what it shows would not change is not called (the no-change rerun is that call and
+the roots script). Check mode runs the steps as the role always did (namespace_info, then
 every batch in check mode, a new guest predicted without its root and shares), so that
 check mode and ``--diff`` predict the real run exactly; the modules' diffs are returned
 as a list.
@@ -148,20 +149,20 @@ class ActionModule(ActionBase):
         self._call("stop the guests", "namespace_create",
                    {"guests": entries, "state": "absent", "state_dir": args["state_dir"], "table_dir": args["table_dir"]}, len(entries))
 
-    def _create(self, starting: list, args: dict) -> list:
-        """namespace_create for the starting guests; their per-guest results."""
+    def _common(self, args: dict) -> dict:
+        """namespace_create's options common to every entry."""
         common = {"recreate": args["recreate"], "state": "present", "state_dir": args["state_dir"], "table_dir": args["table_dir"]}
         if args["userns_pool"]:
             common["userns_pool"] = args["userns_pool"]
+        return common
+
+    def _create(self, starting: list, args: dict) -> list:
+        """namespace_create for the starting guests, in waves and batches; their per-guest results."""
+        common = self._common(args)
         entries = {g["name"]: g["create"] for g in starting}
         if self._task.check_mode:
             known = self._call("list the guests the host has (check mode)", "namespace_info", {"state_dir": args["state_dir"]}, len(starting))
             entries = {e["name"]: e for e in guest_plan.check_entries(list(entries.values()), known.get("guests") or [])}
-        else:
-            # One question for all guests first: nothing to do is the no-change rerun's answer.
-            probe = self._probe(list(entries.values()), common)
-            if probe is not None:
-                return probe
         out = []
         for call in guest_plan.waves(starting, args["batch_size"]):
             res = self._call("create the guests' namespaces (wave %d, batch %d/%d)" % (call["wave"], call["batch"], call["batches"]),
@@ -172,20 +173,46 @@ class ActionModule(ActionBase):
                     self._host_name, call["wave"], call["batch"], call["batches"], len(call["guests"]), " - changed" if res.get("changed") else ""))
         return out
 
-    def _probe(self, entries: list, common: dict):
-        """namespace_create in check mode for all guests at once: their results if nothing would change, else None."""
-        saved = self._task.check_mode
-        self._task.check_mode = True
+    def _probe(self, starting: list, args: dict) -> dict:
+        """One namespace_info call: would namespace_create, namespace_mount and netns_link change anything
+        for the starting guests (its ``expect``: each module's own check mode), and which services run.
+
+        The no-change rerun's whole answer in one call. Returns what it settles: ``guests``
+        (namespace_create's per-guest results) when no guest would change; with it ``mounts`` and
+        ``links`` (True) when those would not change either, and ``services`` (namespace_info's
+        answer) when nothing at all would. An empty dict when a guest would change or the call
+        fails: the steps then run one by one (and report the error)."""
+        names = {g["name"] for g in starting}
+        create = dict(self._common(args), guests=[g["create"] for g in starting])
+        del create["state_dir"]  # namespace_info's own
+        want = {"namespace_create": create}
+        mounts = guest_plan.mount_entries(starting, names)
+        if mounts:
+            want["namespace_mount"] = {"guests": mounts, "table_dir": args["table_dir"]}
+        links = [link for g in starting for link in g["links"]]
+        if links:
+            want["netns_link"] = {"links": links}
+        asked = [{"name": s["name"], "argv": s["argv"], "guests": s["guests"]} for s in guest_plan.service_groups(starting)]
+        module_args = {"expect": want, "state_dir": args["state_dir"]}
+        if asked:
+            module_args.update(services=asked, service_dir=args["service_dir"])
         self._t0 = time.monotonic()
-        try:
-            res = self._execute_module(module_name=NS + "namespace_create", module_args=dict(common, guests=entries), task_vars=self._vars)
-        finally:
-            self._task.check_mode = saved
-        guests = res.get("guests") or []
-        if res.get("failed") or res.get("changed") or len(guests) != len(entries) or any(g.get("action") != "none" for g in guests):
-            return None  # something to do (or to report): the waves and batches do it
-        self._note("check the guests' namespaces (one call: nothing to change)", {"changed": False}, len(entries))
-        return guests
+        res = self._execute_module(module_name=NS + "namespace_info", module_args=module_args, task_vars=self._vars)
+        expect = res.get("expect") or {}
+        created = expect.get("namespace_create") or {}
+        guests = created.get("guests") or []
+        if (res.get("failed") or created.get("changed") or len(guests) != len(starting)
+                or any(g.get("action") != "none" for g in guests)):
+            return {}  # something to do (or to report): the steps do it
+        settled = {"guests": guests,
+                   "mounts": not (expect.get("namespace_mount") or {}).get("changed"),
+                   "links": not (expect.get("netns_link") or {}).get("changed")}
+        if not expect.get("changed") and len(res.get("services") or []) == len(asked):
+            settled["services"] = res.get("services") or []
+        self._note("check the guests' namespaces, mounts, links%s (one call: %s)" % (
+            " and services" if asked else "", "nothing to change" if not expect.get("changed") else "mounts or links to change"),
+            {"changed": False}, len(starting))
+        return settled
 
     def _start(self, plan: list, args: dict) -> None:
         starting = [g for g in plan if g["state"] in guest_plan.STARTING]
@@ -194,16 +221,18 @@ class ActionModule(ActionBase):
         rooted = [g for g in starting if g.get("root")]
         if rooted:
             self._roots("build busybox roots and write the guests' files", {"busybox": args["busybox"], "roots": rooted}, len(rooted))
-        created = self._create(starting, args)
+        # A real run asks one question first; check mode runs the steps, so that it predicts them exactly.
+        settled = {} if self._task.check_mode else self._probe(starting, args)
+        created = settled["guests"] if settled else self._create(starting, args)
         self._result["guests"] = created
         ready = {g["name"] for g in created if not (self._task.check_mode and g.get("action") in NOT_YET)}
         live = [g for g in starting if g["name"] in ready]
         mounts = guest_plan.mount_entries(live, ready)
-        if mounts:
+        if mounts and not settled.get("mounts"):
             self._call("mount what the guests' tables list", "namespace_mount",
                        {"guests": mounts, "table_dir": args["table_dir"], "state_dir": args["state_dir"]}, len(mounts))
         links = [link for g in live for link in g["links"]]
-        if links:
+        if links and not settled.get("links"):
             self._call("links, addresses and routes of the guests", "netns_link", {"links": links, "state_dir": args["state_dir"]}, len(live))
         self._result["ready"] = [g["name"] for g in live]
         groups = guest_plan.service_groups(live)
@@ -211,7 +240,10 @@ class ActionModule(ActionBase):
             group["cmd"] = services.script(dict(group, pid_dir=args["service_dir"]), self._task.check_mode, args["service_check_delay"])
         self._result["services"] = groups
         fresh = {g["name"] for g in created if g.get("action") in NOT_YET}
-        self._result["services_to_start"] = self._services(groups, fresh, args)
+        if "services" in settled:
+            self._result["services_to_start"] = self._to_start(groups, settled["services"], fresh)
+        else:
+            self._result["services_to_start"] = self._services(groups, fresh, args)
 
     def _services(self, groups: list, fresh: set, args: dict) -> list:
         """The service groups reduced to the guests where the service does not run: one
@@ -224,7 +256,13 @@ class ActionModule(ActionBase):
         res = self._call("check the services of the guests (one pass, no guest entered)", "namespace_info",
                          {"services": asked, "service_dir": args["service_dir"], "state_dir": args["state_dir"]},
                          sum(len(s["guests"]) for s in asked))
-        checked = res.get("services") or []
+        return self._to_start(groups, res.get("services") or [], fresh)
+
+    @staticmethod
+    def _to_start(groups: list, checked: list, fresh: set) -> list:
+        """``groups`` with only the guests where namespace_info's ``checked`` (one answer per
+        group) did not find the service running, or that are ``fresh``; all of them when
+        there is not an answer for every group."""
         if len(checked) != len(groups):
             return groups  # not an answer for every group: enter all their guests, as before
         out = []

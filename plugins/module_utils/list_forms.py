@@ -147,6 +147,23 @@ def entries(params: dict, list_key: str, spec: dict, own_key=None, fields=(), ex
     return out
 
 
+def task_params(spec: dict, rules: dict, args, where: str, module: str) -> dict:
+    """``args``, the options of a whole task of ``module``, typed and checked against its argument
+    ``spec`` and ``rules`` (mutually_exclusive, required_one_of, ...) as AnsibleModule would; a
+    mistake fails naming ``where`` (namespace_info's ``expect.MODULE``)."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    if not isinstance(args, dict):
+        raise InvalidInput("%s must be a dict of %s's options, not %s" % (where, module, type(args).__name__))
+    try:
+        result = ArgumentSpecValidator(spec, **rules).validate(dict(args))
+    except OverflowError as exc:  # ansible-core's int()/float() of inf or a huge int
+        raise InvalidInput("%s: a number is out of range (%s)" % (where, exc)) from None
+    if result.error_messages:
+        raise InvalidInput("%s: %s" % (where, result.error_messages[0]))
+    return result.validated_parameters
+
+
 def to_bool(value, default: bool, param: str) -> bool:
     """ansible-core's boolean parsing, for values that do not come through an argument spec."""
     if value is None:

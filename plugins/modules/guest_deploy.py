@@ -23,10 +23,13 @@ description:
     M(linuxns.guests.namespace_create) in waves (a guest sharing a listed guest's namespace comes
     after it) and batches with a progress line per batch, then one M(linuxns.guests.namespace_mount)
     and one M(linuxns.guests.netns_link) call.
-  - A real run first asks M(linuxns.guests.namespace_create) in check mode about all the guests in
-    one call; when nothing would change (a no-change rerun), that answer is the step's result and
-    no batch runs.
-  - Then one M(linuxns.guests.namespace_info) O(linuxns.guests.namespace_info#module:services) call checks
+  - A real run first asks one question about all the guests, in one M(linuxns.guests.namespace_info) call -
+    would M(linuxns.guests.namespace_create), M(linuxns.guests.namespace_mount) and M(linuxns.guests.netns_link)
+    change anything (its O(linuxns.guests.namespace_info#module:expect), each module's own check mode), and in
+    which guests each service runs. When no guest would change, no namespace_create batch runs; when the
+    mounts or the links would not change either, their calls do not run; when nothing at all would change (a
+    no-change rerun), that one call and the roots script are all the module calls of the task.
+  - Otherwise one M(linuxns.guests.namespace_info) O(linuxns.guests.namespace_info#module:services) call checks
     from the host, without entering a guest, in which ready guests (not those just made) each service
     already runs; RV(services_to_start) keeps the others, where the role starts the services.
   - In check mode the steps run as separate check-mode calls, so check mode and C(--diff) predict
@@ -108,6 +111,7 @@ notes:
   - Runs on the controller; the module calls it makes run on the host.
 seealso:
   - module: linuxns.guests.namespace_create
+  - module: linuxns.guests.namespace_info
   - module: linuxns.guests.namespace_mount
   - module: linuxns.guests.netns_link
 """
@@ -135,7 +139,7 @@ steps:
     step:
       description: The step, in words.
       type: str
-      sample: check the guests' namespaces (one call, nothing to change)
+      sample: "check the guests' namespaces, mounts, links and services (one call: nothing to change)"
     changed:
       description: Whether the call changed something.
       type: bool

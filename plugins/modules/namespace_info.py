@@ -18,6 +18,10 @@ description:
   - On request, each guest's mount table (read from inside its mount namespace) and its network links.
   - On request (O(services)), which guests' init-less services run, seen from the host without entering any
     guest - the check of the P(linuxns.guests.guest#role) role's service step.
+  - On request (O(expect)), whether a M(linuxns.guests.namespace_create), a M(linuxns.guests.namespace_mount)
+    and a M(linuxns.guests.netns_link) task with the arguments given would change anything - each run through
+    that module's own code in check mode, in this one call (a drift check; the P(linuxns.guests.guest#role)
+    role's no-change rerun is this one call).
   - Never changes anything.
 author:
   - linuxns.guests developers (@linuxns)
@@ -53,7 +57,8 @@ options:
         C(/proc)), NULs read as spaces, is O(services[].argv) joined by spaces plus a space - the test the
         P(linuxns.guests.guest#role) role's service shell makes inside the guest. Every other guest is listed
         in RV(services[].enter).
-      - Given without O(name) and O(guests), only RV(services) is returned (the guests are not described).
+      - Given without O(name) and O(guests), only RV(services) (and RV(expect), when asked) is returned (the guests
+        are not described).
     type: list
     elements: dict
     suboptions:
@@ -76,6 +81,20 @@ options:
       - The folder of the services' pid files inside the guests, for O(services).
     type: str
     default: /run/linuxns-services
+  expect:
+    description:
+      - Check whether these tasks would change anything, without changing anything. The keys are
+        C(namespace_create), C(namespace_mount) and C(netns_link) (any of them); each holds the arguments of one
+        task of that module, exactly as the task would give them (the single form or the list form). Each is
+        validated against that module's own argument spec, then run through that module's own code in check mode.
+        RV(expect) holds each module's check-mode result and whether any of them would change something.
+      - O(state_dir) is this module's; a task's arguments may not give their own.
+      - The arguments of every task are validated before any is checked. A mistake fails the call with a
+        message that starts with the task (as C(expect.netns_link)) and names the option; so does an error the
+        check of a task meets (a guest that does not exist for namespace_mount, an address another link holds
+        for netns_link).
+      - Given without O(name) and O(guests), only RV(expect) (and RV(services), when asked) is returned.
+    type: dict
 seealso:
   - module: linuxns.guests.namespace_create
 """
@@ -95,12 +114,31 @@ EXAMPLES = r"""
     name: "102"
     mounts: true
     links: true
+
+# A drift check, in one call and without check mode: would the deployment's tasks change anything?
+- name: Does the host still match what the web guests' tasks declare?
+  linuxns.guests.namespace_info:
+    expect:
+      namespace_create:
+        guests:
+          - {name: web1, hostname: web1}
+          - {name: web2, hostname: web2}
+      netns_link:
+        links:
+          - {guest: web1, ifname: eth0, addresses: [198.18.5.11/24], peer: {ifname: ve-web1, bridge: br0}}
+          - {guest: web2, ifname: eth0, addresses: [198.18.5.12/24], peer: {ifname: ve-web2, bridge: br0}}
+  register: drift
+
+- name: Report the drift
+  ansible.builtin.debug:
+    msg: "{{ drift.expect.netns_link.links | selectattr('changed') | map(attribute='action') | list }}"
+  when: drift.expect.changed
 """
 
 RETURN = r"""
 guests:
   description: The guests found, sorted by name (or in the order asked for).
-  returned: unless O(services) is given alone
+  returned: unless O(services) or O(expect) is given alone
   type: list
   elements: dict
   contains:
@@ -298,9 +336,33 @@ services:
           runs in these.
       type: list
       elements: str
+expect:
+  description:
+    - With O(expect), what each task given would do, as a check-mode run of its module reports it.
+  returned: when O(expect) is given
+  type: dict
+  contains:
+    changed:
+      description: Whether any of the tasks would change something.
+      type: bool
+      sample: false
+    namespace_create:
+      description: The result of M(linuxns.guests.namespace_create) in check mode (its RV(linuxns.guests.namespace_create#module:guests), or
+        RV(linuxns.guests.namespace_create#module:guest) and RV(linuxns.guests.namespace_create#module:action) for the single form).
+      type: dict
+      returned: when O(expect) gives C(namespace_create)
+    namespace_mount:
+      description: The result of M(linuxns.guests.namespace_mount) in check mode.
+      type: dict
+      returned: when O(expect) gives C(namespace_mount)
+    netns_link:
+      description: The result of M(linuxns.guests.netns_link) in check mode (its RV(linuxns.guests.netns_link#module:links), or
+        RV(linuxns.guests.netns_link#module:link) and RV(linuxns.guests.netns_link#module:action) for the single form).
+      type: dict
+      returned: when O(expect) gives C(netns_link)
 missing:
   description: Guests asked for by O(name) or O(guests) that do not exist.
-  returned: unless O(services) is given alone
+  returned: unless O(services) or O(expect) is given alone
   type: list
   elements: str
 exists:
@@ -309,7 +371,7 @@ exists:
   type: bool
 host:
   description: Facts about the host.
-  returned: unless O(services) is given alone
+  returned: unless O(services) or O(expect) is given alone
   type: dict
   contains:
     state_dir:
@@ -329,7 +391,7 @@ host:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils import services
+from ansible_collections.linuxns.guests.plugins.module_utils import expect, services
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_info import info
 
@@ -337,17 +399,19 @@ from ansible_collections.linuxns.guests.plugins.module_utils.guest_info import i
 def _body(module):
     p = module.params
     services.validate(p["services"], p["service_dir"])
+    alone = p["name"] is None and p["guests"] is None  # only what services / expect asked
+    result = {"changed": False}
+    if p["expect"] is not None:
+        result["expect"] = expect.check(registry_for(module), p["expect"], module._diff, module.warn)
     if p["services"] is not None:
-        checked = services.check(registry_for(module), p["services"], p["service_dir"])
-        if p["name"] is None and p["guests"] is None:
-            return {"changed": False, "services": checked}
+        result["services"] = services.check(registry_for(module), p["services"], p["service_dir"])
+    if alone and len(result) > 1:
+        return result
     refs = [p["name"]] if p["name"] is not None else p["guests"]
     out = info(registry_for(module), refs, p["mounts"], p["links"])
-    result = {"changed": False, "guests": out["guests"], "missing": out["missing"], "host": out["host"]}
+    result.update({"guests": out["guests"], "missing": out["missing"], "host": out["host"]})
     if p["name"] is not None:
         result["exists"] = not out["missing"]
-    if p["services"] is not None:
-        result["services"] = checked
     return result
 
 
@@ -365,6 +429,7 @@ def main():
                 guests=dict(type="list", elements="str", required=True),
             )),
             service_dir=dict(type="str", default="/run/linuxns-services"),
+            expect=dict(type="dict"),
         ),
         mutually_exclusive=[("name", "guests")],
         supports_check_mode=True,

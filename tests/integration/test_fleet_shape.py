@@ -29,7 +29,9 @@ ROLE = "linuxns.guests.guest : "
 # Tasks with a result (ok or changed, per host) in a no-change run. Before issue 18: 9 of the
 # guest role (validation, plan, include, select, roots, create, ready, links, services) and
 # 25 in the deploy play; then 4 (validation, plan, guest_deploy, services); now 3: guest_deploy checks
-# the services from the host (one namespace_info call) and the services task is skipped.
+# the services from the host (one namespace_info call) and the services task is skipped. Inside guest_deploy a
+# no-change run is two calls to the host: the roots script and one namespace_info call whose expect asks
+# namespace_create, namespace_mount and netns_link (each in check mode) and checks the services.
 GUEST_ROLE_CEILING = 3
 # The deploy play: guest_host's include and its tasks with a result (not reshaped by issue 18: 14, then 21
 # with the installs of issue 15 - the restore program and unit, the operator's command), the guest role's
@@ -90,8 +92,8 @@ def test_no_change_run_is_a_few_tasks(small_fleet, lab, ansible, lab_exec):
     assert len(deploy) == 1 and not deploy[0].changed, [r.task for r in reported]
     steps = deploy[0].result["steps"]
     assert [s["step"].split(" (")[0] for s in steps] == [
-        "build busybox roots and write the guests' files", "check the guests' namespaces", "links, addresses and routes of the guests",
-        "check the services of the guests"], steps
+        "build busybox roots and write the guests' files", "check the guests' namespaces, mounts, links and services"], steps
+    assert steps[1]["step"].endswith("(one call: nothing to change)"), steps
     assert sorted(deploy[0].result["ready"]) == ["g01", "g02"]
     # every guest's httpd was found running from the host: no guest entered, the services task skipped
     assert deploy[0].result["services_to_start"] == [], deploy[0].result["services"]

@@ -259,6 +259,48 @@ def test_bad_input_fails_clearly_and_changes_nothing(guests3, ansible_playbook, 
     assert addr_snapshot(lab_exec) == before_addrs
 
 
+def test_namespace_info_expect_finds_drift_and_changes_nothing(guests3, ansible_playbook, converge, lab_exec):
+    """namespace_info's expect: one call says whether namespace_create and netns_link tasks would
+    change anything (each module's own check mode, over ssh); it never repairs the drift it finds."""
+    pair = {"guest": "lk2", "ifname": "ex-lk3", "addresses": ["198.19.12.1/30"],
+            "peer": {"guest": "lk3", "ifname": "ex-lk2", "addresses": ["198.19.12.2/30"]}}
+    ansible_playbook([task({"links": [pair]}, "the link expect checks")])
+    want = {"namespace_create": {"guests": [{"name": g} for g in GUESTS], "namespaces": ["net", "uts", "mnt"]},
+            "netns_link": {"links": [pair]}}
+    info = {"name": "expect", "linuxns.guests.namespace_info": {"expect": want}}
+    # no drift: check mode, then twice; namespace_info itself never reports a change
+    c = converge(info)
+    for r in (c.check, c.first, c.second):
+        assert r.changed is False and r["expect"]["changed"] is False, r.result
+        assert [g["action"] for g in r["expect"]["namespace_create"]["guests"]] == ["none"] * 3
+        assert [link["action"] for link in r["expect"]["netns_link"]["links"]] == ["none"]
+        assert "guests" not in r.result  # expect given alone: the guests are not described
+    # the very answer netns_link's own check mode gives
+    checked = ansible_playbook([task({"links": [pair]}, "netns_link in check mode")], check=True).task("netns_link in check mode")
+    assert c.first["expect"]["netns_link"]["links"] == checked["links"]
+    # drift made from outside: an address gone in lk3, a guest's hostname changed in the declaration
+    lab_exec("lab1", ["ip", "-n", "lk3", "addr", "del", "198.19.12.2/30", "dev", "ex-lk2"])
+    want["namespace_create"]["guests"][0]["hostname"] = "lk1-renamed"
+    c = converge(info)
+    for r in (c.check, c.first, c.second):
+        assert r.changed is False and r["expect"]["changed"] is True, r.result
+        assert [g["action"] for g in r["expect"]["namespace_create"]["guests"]] == ["update", "none", "none"]
+        assert [link["action"] for link in r["expect"]["netns_link"]["links"]] == ["update"]
+    # nothing was repaired or changed: the kernel's view
+    assert addrs(link(lab_exec, "ex-lk2", "lk3")) == [] and addrs(link(lab_exec, "ex-lk3", "lk2")) == ["198.19.12.1/30"]
+    assert lab_exec("lab1", ["nsenter", "--uts=/run/linuxns/guests/lk1/ns/uts", "hostname"]).stdout.strip() == "lk1"
+    # bad input names expect's task and option, and changes nothing
+    bad = ansible_playbook([dict(info, name=name, ignore_errors=True, **{"linuxns.guests.namespace_info": {"expect": given}})
+                            for name, given in (("unknown task", {"netns_links": {}}),
+                                                ("bad option", {"netns_link": {"links": [pair], "mtu": "big"}}),
+                                                ("own state_dir", {"netns_link": {"links": [pair], "state_dir": "/tmp"}}))])
+    assert "expect: unknown key(s) netns_links" in bad.task("unknown task")["msg"]
+    assert bad.task("bad option")["msg"].startswith("expect.netns_link: ") and "mtu" in bad.task("bad option")["msg"]
+    assert bad.task("own state_dir")["msg"].startswith("expect.netns_link.state_dir: ")
+    assert addrs(link(lab_exec, "ex-lk2", "lk3")) == []
+    ansible_playbook([task({"links": [dict(pair, state="absent")]}, "remove the link")])
+
+
 def test_removing_a_guest_leaves_no_veth_on_the_host(lab, ansible_playbook, lab_exec):
     try:
         ansible_playbook([
