@@ -2,10 +2,11 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin ``linuxns.guests.guest_deploy``: the guest role's steps in one task.
 
-The role (roles/guest) plans its guests with the ``guest_plan`` filter (a set_fact, so bad
-input fails before anything runs), then hands the plan to this plugin, which runs on the
-controller and calls the collection's modules - their list forms, one call for all the
-host's guests where it can - in the order the role's tasks used to:
+The role (roles/guest) hands its inputs (``guests``: its guest_list, with the state, the roots
+folder and the bridge) to this plugin, which runs on the controller: it plans them with the
+``guest_plan`` filter's own function first (bad input fails before any module call; ``plan``
+takes a plan the filter made instead), then calls the collection's modules - their list forms,
+one call for all the host's guests where it can - in the order the role's tasks used to:
 
 1. stop (guests whose state is stopped, restarted or absent): namespace_info (only when a
    service has a stop command), guest_enter_exec of the stop commands, then one
@@ -56,7 +57,11 @@ NS = "linuxns.guests."
 # The options, as plugins/modules/guest_deploy.py documents them (validated with ansible-core's
 # ArgumentSpecValidator: a wrong type or an unknown option fails the task naming it).
 ARGUMENT_SPEC = {
-    "plan": {"type": "list", "elements": "dict", "required": True},
+    "guests": {"type": "list", "elements": "dict"},
+    "state": {"type": "str", "default": "started"},
+    "roots_dir": {"type": "path", "default": "/var/lib/linuxns/roots"},
+    "bridge": {"type": "str", "default": "linuxns0"},
+    "plan": {"type": "list", "elements": "dict"},
     "state_dir": {"type": "path", "default": "/run/linuxns"},
     "table_dir": {"type": "path", "default": "/etc/linuxns/guests"},
     "busybox": {"type": "path", "default": "/bin/busybox"},
@@ -86,7 +91,8 @@ class ActionModule(ActionBase):
 
     # -- plumbing ----------------------------------------------------------------------
     def _args(self) -> dict:
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC, mutually_exclusive=[("guests", "plan")],
+                                                        required_one_of=[("guests", "plan")])
         if args["batch_size"] < 0:
             raise AnsibleActionFail("guest_deploy: batch_size must be 0 (one batch per wave) or more, not %d" % args["batch_size"])
         return args
@@ -285,7 +291,11 @@ class ActionModule(ActionBase):
         self._steps, self._diffs, self._changed = [], [], False
         self._t0 = time.monotonic()
         args = self._args()
-        plan = args["plan"]
+        try:  # the role's inputs are planned here, before any module call: bad input changes nothing
+            plan = args["plan"] if args["plan"] is not None else guest_plan.plan(
+                args["guests"], state=args["state"], roots_dir=args["roots_dir"], bridge=args["bridge"], service_dir=args["service_dir"])
+        except guest_plan.GuestPlanError as exc:
+            return dict(self._result, failed=True, changed=False, msg=str(exc), steps=[])  # no module call made
         self._result.update({"guests": [], "ready": [], "services": [], "services_to_start": []})
         try:
             self._stop(plan, args)

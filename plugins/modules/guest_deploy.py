@@ -34,17 +34,41 @@ description:
     already runs; RV(services_to_start) keeps the others, where the role starts the services.
   - In check mode the steps run as separate check-mode calls, so check mode and C(--diff) predict
     the real run; the modules' diffs are returned as a list.
-  - The role is the supported way to use this module; its plan format is the C(guest_plan)
-    filter's output and may change between releases.
+  - The role is the supported way to use this module. It passes its inputs (O(guests), O(state),
+    O(roots_dir), O(bridge)), and the plan is made here, before any module call, with the
+    C(linuxns.guests.guest_plan) filter's own function, so bad input fails before anything changes, naming
+    the role's variables (C(guest_list), C(guest_state)) as the filter does. O(plan) takes a plan already
+    made by that filter instead; its format may change between releases.
 author:
   - linuxns.guests developers (@linuxns)
 options:
-  plan:
+  guests:
     description:
-      - The guests and their steps, as the C(linuxns.guests.guest_plan) filter returns them.
+      - The guests, as the role's C(guest_list) (see the role's argument spec); planned here with the
+        C(linuxns.guests.guest_plan) filter's function and O(state), O(roots_dir), O(bridge) and O(service_dir).
+      - Exactly one of O(guests) and O(plan) is required.
     type: list
     elements: dict
-    required: true
+  state:
+    description:
+      - The state of the guests that do not give their own (the role's C(guest_state)), with O(guests).
+    type: str
+    default: started
+  roots_dir:
+    description:
+      - The folder of the guests' built roots (the role's C(guest_roots_dir)), with O(guests).
+    type: path
+    default: /var/lib/linuxns/roots
+  bridge:
+    description:
+      - The host bridge the guests' links join (the role's C(guest_bridge)), with O(guests).
+    type: str
+    default: linuxns0
+  plan:
+    description:
+      - The guests and their steps, as the C(linuxns.guests.guest_plan) filter returns them (instead of O(guests)).
+    type: list
+    elements: dict
   state_dir:
     description:
       - The state folder the modules use (their O(linuxns.guests.namespace_create#module:state_dir)).
@@ -118,13 +142,12 @@ seealso:
 
 EXAMPLES = r"""
 # What roles/guest/tasks/main.yml does
-- name: Plan the guests
-  ansible.builtin.set_fact:
-    guest_plan: "{{ guest_list | linuxns.guests.guest_plan(state='started', roots_dir='/var/lib/linuxns/roots', bridge='linuxns0') }}"
-
-- name: Stop, build, create, mount and link the guests
+- name: Plan, stop, build, create, mount and link the guests
   linuxns.guests.guest_deploy:
-    plan: "{{ guest_plan }}"
+    guests: "{{ guest_list }}"
+    state: started
+    roots_dir: /var/lib/linuxns/roots
+    bridge: linuxns0
     batch_size: 50
   register: deployed
 """
