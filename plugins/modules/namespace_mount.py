@@ -305,6 +305,11 @@ table:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.linuxns.guests.plugins.module_utils import sealed
+
+if __name__ == "__main__":
+    sealed.cache_code()  # the collection's modules below come compiled from the cache (the payload has no .pyc)
+
 from ansible_collections.linuxns.guests.plugins.module_utils import mount_task
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 
