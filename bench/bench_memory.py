@@ -26,8 +26,7 @@ import json
 import sys
 import time
 
-from _common import Bench, kernel, meminfo, median, table
-
+from _common import Bench, kernel, median, meminfo, table
 
 PSS = r"""
 import glob, json

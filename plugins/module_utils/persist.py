@@ -226,7 +226,7 @@ class KeptIds:
     def own(self, name: str):
         return Kept(self.table_dir, name).read_context_id()
 
-    def others(self, name: str) -> "KeptByOthers":
+    def others(self, name: str) -> KeptByOthers:
         """The context ids kept by guests other than ``name``: a view, asked once per guest of
         a batch, so each question costs O(1) (a dict built per call made a batch of n new
         guests O(n^2): ~3 ms per guest at 10,000)."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import sys
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import jinja2

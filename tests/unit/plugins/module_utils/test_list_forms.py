@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import list_forms, model
-from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils import link_task as netns_link
+from ansible_collections.linuxns.guests.plugins.module_utils import list_forms, model
 from ansible_collections.linuxns.guests.plugins.module_utils import mount_task as namespace_mount
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 
 pytestmark = pytest.mark.unit
 GUEST_ENTRY = model.argument_spec(model.GUEST, entry=True)
