@@ -181,7 +181,8 @@ class ActionModule(ActionBase):
 
     def _probe(self, starting: list, args: dict) -> dict:
         """One namespace_info call: would namespace_create, namespace_mount and netns_link change anything
-        for the starting guests (its ``expect``: each module's own check mode), and which services run.
+        for the starting guests (its ``expect``: each module's own check mode, whose ``definitions``
+        lists guests whose kept definition a real run would save), and which services run.
 
         The no-change rerun's whole answer in one call. Returns what it settles: ``guests``
         (namespace_create's per-guest results) when no guest would change; with it ``mounts`` and
@@ -207,16 +208,16 @@ class ActionModule(ActionBase):
         expect = res.get("expect") or {}
         created = expect.get("namespace_create") or {}
         guests = created.get("guests") or []
-        if (res.get("failed") or created.get("changed") or len(guests) != len(starting)
+        if (res.get("failed") or created.get("changed") or created.get("definitions") or len(guests) != len(starting)
                 or any(g.get("action") != "none" for g in guests)):
-            return {}  # something to do (or to report): the steps do it
-        settled = {"guests": guests,
-                   "mounts": not (expect.get("namespace_mount") or {}).get("changed"),
-                   "links": not (expect.get("netns_link") or {}).get("changed")}
-        if not expect.get("changed") and len(res.get("services") or []) == len(asked):
+            return {}  # something to do or to report (or a kept definition to save): the steps do it
+        mounts = expect.get("namespace_mount") or {}
+        linked = expect.get("netns_link") or {}
+        settled = {"guests": guests, "mounts": not mounts.get("changed"), "links": not (linked.get("changed") or linked.get("definitions"))}
+        if not expect.get("changed") and settled["links"] and len(res.get("services") or []) == len(asked):
             settled["services"] = res.get("services") or []
         self._note("check the guests' namespaces, mounts, links%s (one call: %s)" % (
-            " and services" if asked else "", "nothing to change" if not expect.get("changed") else "mounts or links to change"),
+            " and services" if asked else "", "nothing to change" if "services" in settled else "mounts or links to change"),
             {"changed": False}, len(starting))
         return settled
 

@@ -62,3 +62,10 @@ def run_module(module, body) -> None:
     except Exception as exc:
         module.fail_json(msg="internal error in linuxns.guests: %s: %s" % (type(exc).__name__, exc), exception=traceback.format_exc())
     module.exit_json(**result)
+
+
+def task_main(factory, task) -> None:
+    """The whole main() of a module whose options, rules and body are a module_utils ``task``
+    (create_task, mount_task, link_task): ``factory`` is AnsibleModule."""
+    module = new_module(factory, argument_spec=common_args(**task.OPTIONS), supports_check_mode=True, **task.RULES)
+    run_module(module, lambda m: task.body(m.params, registry_for(m), m.check_mode, m._diff, m.warn))

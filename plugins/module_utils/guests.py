@@ -310,6 +310,7 @@ REMOVE_BATCH = 4096
 
 def _apply_plans(registry, plans, check_mode, results, before, after, kept=None, create_run=None):
     proc_index = None
+    definitions = []  # check mode: guests whose kept definition a real run would save, nothing else changing
     removals, batch = iter(()), []  # the batch of removals under way (apply_removals)
     earlier_changed = False  # an entry before this one changes something (it may touch this guest too)
     for k, p in enumerate(plans):
@@ -330,6 +331,8 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
             item["guest"] = public_view(meta) if meta and p.action in ("none", "update") else _predicted_view(p)
             if not check_mode:
                 keep_definition(kept, p.spec, meta)
+            elif not p.changed and keep_definition(kept, p.spec, meta, check=True):
+                definitions.append(name)  # a real run would save its definition, though nothing else changes
             results.append(item)
             continue
         if p.spec.deferred:
@@ -368,23 +371,25 @@ def _apply_plans(registry, plans, check_mode, results, before, after, kept=None,
         item["guest"] = public_view(meta) if meta else {}
         keep_definition(kept, p.spec, meta)
         results.append(item)
-    return {
+    out = {
         "changed": any(r["changed"] for r in results),
         "results": results,
         "diff": {"before": before, "after": after},
     }
+    if check_mode:
+        out["definitions"] = definitions
+    return out
 
 
-def keep_definition(kept, spec: Spec, meta) -> None:
+def keep_definition(kept, spec: Spec, meta, check: bool = False) -> bool:
     """After a guest's successful run: its definition (persist.keep_guest) saved when it changed;
-    a removed guest's marked absent (purge=true forgot it)."""
+    a removed guest's marked absent (purge=true forgot it). ``check``: only say whether it would
+    be written."""
     if kept is None or spec.name is None:
-        return
+        return False
     if spec.state == "absent":
-        if not spec.purge:
-            persist.keep_absent(kept.table_dir, spec.name)
-    elif meta is not None:
-        persist.keep_guest(kept.table_dir, meta, spec.state)
+        return not spec.purge and persist.keep_absent(kept.table_dir, spec.name, check)
+    return meta is not None and persist.keep_guest(kept.table_dir, meta, spec.state, check)
 
 
 def apply_removals(registry: reg.Registry, plans, proc_index=None, kept=None):

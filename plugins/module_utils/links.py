@@ -1364,7 +1364,7 @@ def ensure_links(registry, entries, check_mode: bool = False, table_dir=None) ->
             owner = link_owner(registry, p)
             if owner is not None:
                 persist.check_definition_file(table_dir or persist.resolve_table_dir(registry.state_dir), owner)
-        results, before, after = [], {}, {}
+        results, before, after, definitions = [], {}, {}, []
         for p in plans:
             before[p.key()] = _diff_view(p.before)
             after[p.key()] = _diff_view(p.after)
@@ -1374,6 +1374,9 @@ def ensure_links(registry, entries, check_mode: bool = False, table_dir=None) ->
                 item["link"] = _public(p, p.after if p.changed else (p.before if p.spec.state == "present" else {}))
                 if not check_mode:
                     keep_link(registry, table_dir, p, entries[len(results)])
+                elif not p.changed and keep_link(registry, table_dir or persist.resolve_table_dir(registry.state_dir), p,
+                                                 entries[len(results)], check=True):
+                    definitions.append(link_owner(registry, p))  # a real run would save it, though the link is right
                 results.append(item)
                 continue
             try:
@@ -1390,12 +1393,15 @@ def ensure_links(registry, entries, check_mode: bool = False, table_dir=None) ->
             item["link"] = _public(p, view)
             keep_link(registry, table_dir, p, entries[len(results)])
             results.append(item)
-        return {
+        out = {
             "changed": any(r["changed"] for r in results),
             "results": results,
             "diff": {"before": before, "after": after},
             "pyroute2": pyroute2_version(),
         }
+        if check_mode:
+            out["definitions"] = sorted(set(definitions))
+        return out
     finally:
         net.close()
 
@@ -1412,12 +1418,13 @@ def link_owner(registry, p: LinkPlan):
         return None
 
 
-def keep_link(registry, table_dir: str, p: LinkPlan, params: dict) -> None:
+def keep_link(registry, table_dir: str, p: LinkPlan, params: dict, check: bool = False) -> bool:
     """Save a link of a guest in the guest's definition (persist.keep_link), or forget it
-    (state=absent): the restore service makes it again at boot.  Links of no guest are not saved."""
+    (state=absent): the restore service makes it again at boot.  Links of no guest are not saved.
+    Whether the definition is (``check``: would be) written."""
     name = link_owner(registry, p)
     if name is None:
-        return
+        return False
     entry = {k: v for k, v in params.items() if k in LINK_KEYS and k not in ("state", "recreate") and v is not None}
     if isinstance(entry.get("peer"), dict):
         entry["peer"] = {k: v for k, v in entry["peer"].items() if v is not None}
@@ -1426,5 +1433,5 @@ def keep_link(registry, table_dir: str, p: LinkPlan, params: dict) -> None:
             if isinstance(where, dict) and where.get("guest") is not None:
                 where["guest"] = registry.resolve(where["guest"])
     except GuestError:
-        return  # its peer guest is gone
-    persist.keep_link(table_dir, name, p.key(), entry if p.spec.state == "present" else None)
+        return False  # its peer guest is gone
+    return persist.keep_link(table_dir, name, p.key(), entry if p.spec.state == "present" else None, check)

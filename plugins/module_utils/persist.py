@@ -150,8 +150,9 @@ class Kept:
             raise GuestError("guest %r: its kept definition %s cannot be read: %s" % (self.name, self.definition_path, exc)) from None
         return check_definition(data, self.name, self.definition_path)
 
-    def write_definition(self, definition: dict) -> bool:
-        """Keep ``definition`` (its ``version`` set); False when it was kept already (not rewritten)."""
+    def write_definition(self, definition: dict, check: bool = False) -> bool:
+        """Keep ``definition`` (its ``version`` set); False when it was kept already (not rewritten).
+        ``check``: only say whether it would be written."""
         definition = dict(definition, version=DEFINITION_VERSION, name=self.name)
         check_definition(definition, self.name, self.definition_path)
         try:
@@ -159,6 +160,8 @@ class Kept:
                 return False
         except GuestError:
             pass  # callers check first (check_definition_file): only a caller that means to replace it gets here
+        if check:
+            return True
         self._write(self.definition_path, json.dumps(definition, sort_keys=True, indent=1) + "\n")
         return True
 
@@ -359,26 +362,27 @@ def check_definition_file(table_dir: str, name: str) -> None:
     Kept(table_dir, name).read_definition()
 
 
-def keep_guest(table_dir: str, meta, state: str) -> bool:
+def keep_guest(table_dir: str, meta, state: str, check: bool = False) -> bool:
     """Save guest ``meta``'s fields and ``state`` (present or frozen) in its definition; False
-    when nothing changed (the file is not rewritten)."""
+    when nothing changed (the file is not rewritten). ``check``: only say whether it would be saved."""
     kept = Kept(table_dir, meta.name)
     old = kept.read_definition() or {}
-    return kept.write_definition(dict(old, state=state, guest=guest_fields(meta), links=old.get("links") or {}))
+    return kept.write_definition(dict(old, state=state, guest=guest_fields(meta), links=old.get("links") or {}), check)
 
 
-def keep_absent(table_dir: str, name: str) -> bool:
+def keep_absent(table_dir: str, name: str, check: bool = False) -> bool:
     """A guest removed without purge: its definition (when it has one) says state absent, so
     the restore service leaves it down; its fields stay for a later creation."""
     kept = Kept(table_dir, name)
     old = kept.read_definition()
     if old is None or old.get("state") == "absent":
         return False
-    return kept.write_definition(dict(old, state="absent"))
+    return kept.write_definition(dict(old, state="absent"), check)
 
 
-def keep_link(table_dir: str, name: str, ifname: str, entry) -> bool:
-    """Save (``entry`` a dict) or forget (None) link ``ifname`` of guest ``name`` in its definition."""
+def keep_link(table_dir: str, name: str, ifname: str, entry, check: bool = False) -> bool:
+    """Save (``entry`` a dict) or forget (None) link ``ifname`` of guest ``name`` in its definition;
+    ``check``: only say whether the definition would be written."""
     kept = Kept(table_dir, name)
     old = kept.read_definition()
     links = dict((old or {}).get("links") or {})
@@ -388,7 +392,7 @@ def keep_link(table_dir: str, name: str, ifname: str, entry) -> bool:
         links.pop(ifname)
     else:
         links[ifname] = entry
-    return kept.write_definition(dict(old or {}, links=links))
+    return kept.write_definition(dict(old or {}, links=links), check)
 
 
 def definitions(table_dir: str) -> list:

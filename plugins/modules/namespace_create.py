@@ -698,6 +698,14 @@ signalled:
   type: list
   elements: int
   sample: [4242, 4250]
+definitions:
+  description:
+    - In check mode, the guests whose kept definition (O(table_dir)/NAME/guest.json, the restore service's input) a real
+      run would write although nothing else of theirs changes - it is missing or out of date.
+  returned: in check mode, when there is one
+  type: list
+  elements: str
+  sample: [web1]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -708,21 +716,11 @@ if __name__ == "__main__":
     sealed.cache_code()  # the collection's modules below come compiled from the cache (the payload has no .pyc)
 
 from ansible_collections.linuxns.guests.plugins.module_utils import create_task
-from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
-
-
-def _body(module):
-    return create_task.body(module.params, registry_for(module), module.check_mode, module._diff, module.warn)
+from ansible_collections.linuxns.guests.plugins.module_utils.common import task_main
 
 
 def main():
-    module = new_module(
-        AnsibleModule,
-        argument_spec=common_args(**create_task.OPTIONS),
-        supports_check_mode=True,
-        **create_task.RULES,
-    )
-    run_module(module, _body)
+    task_main(AnsibleModule, create_task)
 
 
 if __name__ == "__main__":

@@ -311,21 +311,11 @@ if __name__ == "__main__":
     sealed.cache_code()  # the collection's modules below come compiled from the cache (the payload has no .pyc)
 
 from ansible_collections.linuxns.guests.plugins.module_utils import mount_task
-from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
-
-
-def _body(module):
-    return mount_task.body(module.params, registry_for(module), module.check_mode, module._diff)
+from ansible_collections.linuxns.guests.plugins.module_utils.common import task_main
 
 
 def main():
-    module = new_module(
-        AnsibleModule,
-        argument_spec=common_args(**mount_task.OPTIONS),
-        supports_check_mode=True,
-        **mount_task.RULES,
-    )
-    run_module(module, _body)
+    task_main(AnsibleModule, mount_task)
 
 
 if __name__ == "__main__":

@@ -344,6 +344,14 @@ pyroute2:
   returned: success
   type: str
   sample: 0.7.2
+definitions:
+  description:
+    - In check mode, the guests whose kept definition (the restore service's input, in the table folder) a real run would
+      write although their links are right - it is missing, or keeps this link other than the task gives it.
+  returned: in check mode, when there is one
+  type: list
+  elements: str
+  sample: [web1]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -354,21 +362,11 @@ if __name__ == "__main__":
     sealed.cache_code()  # the collection's modules below come compiled from the cache (the payload has no .pyc)
 
 from ansible_collections.linuxns.guests.plugins.module_utils import link_task
-from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
-
-
-def _body(module):
-    return link_task.body(module.params, registry_for(module), module.check_mode, module._diff)
+from ansible_collections.linuxns.guests.plugins.module_utils.common import task_main
 
 
 def main():
-    module = new_module(
-        AnsibleModule,
-        argument_spec=common_args(**link_task.OPTIONS),
-        supports_check_mode=True,
-        **link_task.RULES,
-    )
-    run_module(module, _body)
+    task_main(AnsibleModule, link_task)
 
 
 if __name__ == "__main__":

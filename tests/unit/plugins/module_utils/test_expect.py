@@ -7,11 +7,13 @@ Real guests of a unit_registry (guest-to-guest links, never the machine's own ne
 from __future__ import annotations
 
 import copy
+import json
+import os
 import subprocess
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import create_task, expect, link_task, mount_task
+from ansible_collections.linuxns.guests.plugins.module_utils import create_task, expect, link_task, mount_task, persist
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestNotFound, InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import task_params
 
@@ -118,3 +120,39 @@ def test_the_last_tasks_mistake_fails_before_the_first_task_is_checked(unit_regi
         expect.check(unit_registry, {"namespace_create": {"name": "x"}, "netns_link": {"ifname": "eth0", "kind": "tap"}}, False, print)
     assert exc.value.msg.startswith("expect.netns_link: ") and "kind" in exc.value.msg
     assert checked == []
+
+
+def test_a_kept_definition_a_real_run_would_save_is_reported(unit_registry, kept_files_in_tmp):
+    """A real run of namespace_create or netns_link saves each guest's definition (the restore
+    service's input) also when nothing else changes; their check mode, and so expect, lists the
+    guests whose definition that run would write - so that guest_deploy does not skip the call."""
+    reg = unit_registry
+    create = {"guests": [{"name": "kd-a", "namespaces": ["net"]}, {"name": "kd-b", "namespaces": ["net"]}]}
+    link = {"links": [{"guest": "kd-a", "ifname": "to-b", "addresses": ["198.19.211.1/30"],
+                       "peer": {"guest": "kd-b", "ifname": "to-a", "addresses": ["198.19.211.2/30"]}}]}
+    run_task(reg, "namespace_create", create, False)
+    run_task(reg, "netns_link", link, False)
+    quiet = ask(reg, {"namespace_create": create, "netns_link": link})
+    assert quiet["changed"] is False
+    assert "definitions" not in quiet["namespace_create"] and "definitions" not in quiet["netns_link"]
+    # kd-a's definition (where its link is kept too) lost - a mistake by hand, an old backup put back -
+    # while nothing in the kernel differs
+    path = persist.Kept(persist.resolve_table_dir(reg.state_dir), "kd-a").definition_path
+    with open(path) as f:
+        kept = json.load(f)
+    os.unlink(path)
+    lost = ask(reg, {"namespace_create": create, "netns_link": link})
+    assert lost["changed"] is False
+    assert lost["namespace_create"]["definitions"] == ["kd-a"] and lost["netns_link"]["definitions"] == ["kd-a"]
+    assert not os.path.exists(path)  # check mode wrote nothing
+    run_task(reg, "namespace_create", create, False)
+    assert "definitions" not in ask(reg, {"namespace_create": create})["namespace_create"]
+    # only its link is missing now (namespace_create keeps what is there): netns_link's part says so
+    with open(path) as f:
+        assert json.load(f)["links"] == {}
+    assert ask(reg, {"netns_link": link})["netns_link"]["definitions"] == ["kd-a"]
+    run_task(reg, "netns_link", link, False)
+    with open(path) as f:
+        assert json.load(f)["links"] == kept["links"]
+    again = ask(reg, {"namespace_create": create, "netns_link": link})
+    assert "definitions" not in again["namespace_create"] and "definitions" not in again["netns_link"]
