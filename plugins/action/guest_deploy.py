@@ -199,7 +199,7 @@ class ActionModule(ActionBase):
         links = [link for g in starting for link in g["links"]]
         if links:
             want["netns_link"] = {"links": links}
-        asked = [{"name": s["name"], "argv": s["argv"], "guests": s["guests"]} for s in guest_plan.service_groups(starting)]
+        asked = self._asked(guest_plan.service_groups(starting), set())
         module_args = {"expect": want, "state_dir": args["state_dir"]}
         if asked:
             module_args.update(services=asked, service_dir=args["service_dir"])
@@ -257,13 +257,18 @@ class ActionModule(ActionBase):
         namespace_info call checks them all from the host (module_utils/services.py, the
         same test as the role's service shell), so only those guests are entered.  Guests
         namespace_create just made (``fresh``) are not asked about: the shell checks them."""
-        asked = [{"name": s["name"], "argv": s["argv"], "guests": [g for g in s["guests"] if g not in fresh]} for s in groups]
+        asked = self._asked(groups, fresh)
         if not any(s["guests"] for s in asked):
             return groups
         res = self._call("check the services of the guests (one pass, no guest entered)", "namespace_info",
                          {"services": asked, "service_dir": args["service_dir"], "state_dir": args["state_dir"]},
                          sum(len(s["guests"]) for s in asked))
         return self._to_start(groups, res.get("services") or [], fresh)
+
+    @staticmethod
+    def _asked(groups: list, fresh: set) -> list:
+        """namespace_info's ``services``: each group's name, argv and guests, but those ``fresh``."""
+        return [{"name": s["name"], "argv": s["argv"], "guests": [g for g in s["guests"] if g not in fresh]} for s in groups]
 
     @staticmethod
     def _to_start(groups: list, checked: list, fresh: set) -> list:

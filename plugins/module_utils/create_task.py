@@ -35,8 +35,6 @@ def body(params: dict, registry, check_mode: bool, with_diff: bool, warn) -> dic
     if not check_mode:
         persist.remember_table_dir(registry, table_dir)  # netns_link saves the guests' links in the same folder
     result = batch_result(out, listed, "guests", "guest", with_diff)
-    if out.get("definitions"):
-        result["definitions"] = out["definitions"]
     warning = supervisor.unwatched_warning(registry.state_dir, out["results"])  # restart asked, nobody watching
     if warning:
         warn(warning)

@@ -65,6 +65,4 @@ def body(params: dict, registry, check_mode: bool, with_diff: bool, warn=None) -
     out = ensure_links(registry, todo, check_mode)
     result = batch_result(out, params["links"] is not None, "links", "link", with_diff)
     result["pyroute2"] = out["pyroute2"]
-    if out.get("definitions"):
-        result["definitions"] = out["definitions"]
     return result

@@ -1360,12 +1360,14 @@ def ensure_links(registry, entries, check_mode: bool = False, table_dir=None) ->
     try:
         net.lock_guests(specs)
         plans = plan_links(net, specs)
-        for p in plans:  # a broken definition, or one a newer version wrote, is refused before anything changes
-            owner = link_owner(registry, p)
+        owners = [link_owner(registry, p) for p in plans]  # the guest whose definition keeps each link, or None
+        if table_dir is None and any(o is not None for o in owners):
+            table_dir = persist.resolve_table_dir(registry.state_dir)  # check mode: once, when a definition is read
+        for owner in owners:  # a broken definition, or one a newer version wrote, is refused before anything changes
             if owner is not None:
-                persist.check_definition_file(table_dir or persist.resolve_table_dir(registry.state_dir), owner)
+                persist.check_definition_file(table_dir, owner)
         results, before, after, definitions = [], {}, {}, []
-        for p in plans:
+        for p, owner in zip(plans, owners):
             before[p.key()] = _diff_view(p.before)
             after[p.key()] = _diff_view(p.after)
             item = {"ifname": p.spec.ifname, "changed": p.changed, "action": p.action, "reasons": p.reasons, "state": p.spec.state}
@@ -1374,9 +1376,8 @@ def ensure_links(registry, entries, check_mode: bool = False, table_dir=None) ->
                 item["link"] = _public(p, p.after if p.changed else (p.before if p.spec.state == "present" else {}))
                 if not check_mode:
                     keep_link(registry, table_dir, p, entries[len(results)])
-                elif not p.changed and keep_link(registry, table_dir or persist.resolve_table_dir(registry.state_dir), p,
-                                                 entries[len(results)], check=True):
-                    definitions.append(link_owner(registry, p))  # a real run would save it, though the link is right
+                elif not p.changed and keep_link(registry, table_dir, p, entries[len(results)], check=True):
+                    definitions.append(owner)  # a real run would save it, though the link is right
                 results.append(item)
                 continue
             try:

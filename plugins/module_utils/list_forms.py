@@ -202,4 +202,6 @@ def batch_result(out: dict, listed: bool, list_key: str, item_key: str, with_dif
     else:
         result[item_key] = out["results"][0][item_key]
         result["action"] = out["results"][0]["action"]
+    if out.get("definitions"):  # check mode: guests whose kept definition a real run would write
+        result["definitions"] = out["definitions"]
     return result

@@ -405,15 +405,16 @@ def _body(module):
     p = module.params
     services.validate(p["services"], p["service_dir"])
     alone = p["name"] is None and p["guests"] is None  # only what services / expect asked
+    registry = registry_for(module)
     result = {"changed": False}
     if p["expect"] is not None:
-        result["expect"] = expect.check(registry_for(module), p["expect"], module._diff, module.warn)
+        result["expect"] = expect.check(registry, p["expect"], module._diff, module.warn)
     if p["services"] is not None:
-        result["services"] = services.check(registry_for(module), p["services"], p["service_dir"])
+        result["services"] = services.check(registry, p["services"], p["service_dir"])
     if alone and len(result) > 1:
         return result
     refs = [p["name"]] if p["name"] is not None else p["guests"]
-    out = info(registry_for(module), refs, p["mounts"], p["links"])
+    out = info(registry, refs, p["mounts"], p["links"])
     result.update({"guests": out["guests"], "missing": out["missing"], "host": out["host"]})
     if p["name"] is not None:
         result["exists"] = not out["missing"]
