@@ -32,6 +32,7 @@ How managed addresses and routes are told apart from others:
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import os
 import re
@@ -71,6 +72,13 @@ INSTALL_HINT = (
     "'apt-get install python3-pyroute2' (Debian/Ubuntu), 'dnf install python3-pyroute2' (Fedora/RHEL) "
     "or 'python3 -m pip install pyroute2', or point ansible_python_interpreter at a Python that has it"
 )
+
+
+# Parsed addresses, networks and interfaces, kept for the run: a task compares each guest's addresses
+# and routes, wanted and read back from the kernel, several times over (the objects are immutable).
+_iface = functools.lru_cache(maxsize=65536)(ipaddress.ip_interface)
+_net = functools.lru_cache(maxsize=65536)(ipaddress.ip_network)
+_ip = functools.lru_cache(maxsize=65536)(ipaddress.ip_address)
 
 
 # ---------------------------------------------------------------------------------------
@@ -146,7 +154,7 @@ def parse_interface(value, param: str) -> str:
     if not isinstance(value, str) or "/" not in value:
         raise InvalidInput("%s %r is not an address in CIDR form (such as 198.19.0.2/24 or fd00::2/64): the prefix length is missing" % (param, value))
     try:
-        iface = ipaddress.ip_interface(value.strip())
+        iface = _iface(value.strip())
     except ValueError as exc:
         raise InvalidInput("%s %r is not a valid CIDR address: %s" % (param, value, exc)) from None
     if iface.ip.is_multicast or iface.ip.is_unspecified:
@@ -160,7 +168,7 @@ def parse_network(value, param: str) -> str:
     if not isinstance(value, str):
         raise InvalidInput("%s %r is not a network in CIDR form" % (param, value))
     try:
-        net = ipaddress.ip_network(value.strip(), strict=True)
+        net = _net(value.strip(), strict=True)
     except ValueError as exc:
         raise InvalidInput("%s %r is not a valid CIDR network (host bits must be zero): %s" % (param, value, exc)) from None
     return str(net)
@@ -168,7 +176,7 @@ def parse_network(value, param: str) -> str:
 
 def parse_ip(value, param: str) -> str:
     try:
-        return str(ipaddress.ip_address(str(value).strip()))
+        return str(_ip(str(value).strip()))
     except ValueError:
         raise InvalidInput("%s %r is not an IP address" % (param, value)) from None
 
@@ -206,14 +214,14 @@ def _addresses(value, param: str) -> list:
     out = []
     for i, item in enumerate(value):
         addr = parse_interface(item, "%s[%d]" % (param, i))
-        if any(ipaddress.ip_interface(a).ip == ipaddress.ip_interface(addr).ip for a in out):
-            raise InvalidInput("%s[%d]: address %s is listed twice" % (param, i, str(ipaddress.ip_interface(addr).ip)))
+        if any(_iface(a).ip == _iface(addr).ip for a in out):
+            raise InvalidInput("%s[%d]: address %s is listed twice" % (param, i, str(_iface(addr).ip)))
         out.append(addr)
     return sorted(out, key=_addr_key)
 
 
 def _addr_key(addr: str):
-    iface = ipaddress.ip_interface(addr)
+    iface = _iface(addr)
     return (iface.version, int(iface.ip), iface.network.prefixlen)
 
 
@@ -228,7 +236,7 @@ def route_key(route: dict) -> tuple:
 
 
 def _route_sort(route: dict):
-    net = ipaddress.ip_network(route["dst"])
+    net = _net(route["dst"])
     return (net.version, int(net.network_address), net.prefixlen, route.get("gateway") or "", route["metric"])
 
 
@@ -241,13 +249,13 @@ def parse_route(value, param: str) -> dict:
     if value.get("dst") is None:
         raise InvalidInput("%s.dst is required (a network such as 198.19.5.0/24, or default)" % param)
     dst = parse_network(value["dst"], param + ".dst")
-    version = ipaddress.ip_network(dst).version
+    version = _net(dst).version
     if value["dst"] == "default" and value.get("gateway") and ":" in str(value.get("gateway")):
         dst, version = "::/0", 6
     gateway = value.get("gateway")
     if gateway is not None:
         gateway = parse_ip(gateway, param + ".gateway")
-        if ipaddress.ip_address(gateway).version != version:
+        if _ip(gateway).version != version:
             raise InvalidInput("%s.gateway %s is not of the same address family as dst %s" % (param, gateway, dst))
     metric = value.get("metric")
     if metric is not None:
@@ -332,7 +340,7 @@ class LinkSpec:
             if gw is None:
                 continue
             gw = parse_ip(gw, p + key)
-            if ipaddress.ip_address(gw).version != version:
+            if _ip(gw).version != version:
                 raise InvalidInput("%s%s %s must be an IPv%d address" % (p, key, gw, version))
             self.routes.append({"dst": dst, "gateway": gw, "metric": default_metric(version, None)})
         seen = set()
@@ -476,7 +484,7 @@ class NsState:
             for a in self.reader().addresses():
                 if a["address"] is None:
                     continue
-                iface = ipaddress.ip_interface("%s/%d" % (a["address"], a["prefixlen"]))
+                iface = _iface("%s/%d" % (a["address"], a["prefixlen"]))
                 if iface.version == 6 and iface.ip.is_link_local:
                     continue
                 out.setdefault(a["index"], []).append(str(iface))
@@ -506,7 +514,7 @@ class NsState:
                     if r["table"] != MAIN_TABLE or r["type"] != 1:
                         continue
                     dst = r["dst"] or ("0.0.0.0" if family == socket.AF_INET else "::")
-                    net = str(ipaddress.ip_network("%s/%d" % (dst, r["dst_len"]), strict=False))
+                    net = str(_net("%s/%d" % (dst, r["dst_len"]), strict=False))
                     version = 4 if family == socket.AF_INET else 6
                     out.append({
                         "dst": net, "gateway": r["gateway"], "metric": default_metric(version, r["priority"]),
@@ -711,24 +719,24 @@ def _actual_peer_desc(st: NsState, link: dict) -> str:
 
 
 def _check_addresses_free(st: NsState, index, addrs, param: str, label: str) -> None:
-    mine = {ipaddress.ip_interface(a).ip for a in addrs or []}
+    mine = {_iface(a).ip for a in addrs or []}
     for other_index, others in st.addresses().items():
         if other_index == index:
             continue
         for a in others:
-            ip = ipaddress.ip_interface(a).ip
+            ip = _iface(a).ip
             if ip in mine:
                 other = st.by_index(other_index)
                 raise InvalidInput("%s: address %s is already in use on link %r in %s" % (param, ip, other["ifname"] if other else other_index, label))
 
 
 def _check_gateways(st: NsState, spec: LinkSpec, index, addrs) -> None:
-    nets = [ipaddress.ip_interface(a).network for a in addrs or []]
+    nets = [_iface(a).network for a in addrs or []]
     for _i, r in enumerate(spec.routes):
         gw = r.get("gateway")
         if gw is None:
             continue
-        ip = ipaddress.ip_address(gw)
+        ip = _ip(gw)
         if any(ip.version == n.version and ip in n for n in nets):
             continue
         where = "route to %s" % ("default" if r["dst"] in ("0.0.0.0/0", "::/0") else r["dst"])
@@ -736,7 +744,7 @@ def _check_gateways(st: NsState, spec: LinkSpec, index, addrs) -> None:
             if other_index == index:
                 continue
             for a in others:
-                n = ipaddress.ip_interface(a).network
+                n = _iface(a).network
                 if ip.version == n.version and ip in n:
                     other = st.by_index(other_index)
                     raise InvalidInput(
@@ -780,10 +788,10 @@ class Planner:
 
     def _claim_addrs(self, st, addrs, what):
         for a in addrs or []:
-            k = (st.ref.key, ipaddress.ip_interface(a).ip)
+            k = (st.ref.key, _iface(a).ip)
             if k in self.addr_taken:
                 raise InvalidInput(
-                    "%s: address %s in %s is also given by %s of this task" % (what, ipaddress.ip_interface(a).ip, st.ref.label, self.addr_taken[k])
+                    "%s: address %s in %s is also given by %s of this task" % (what, _iface(a).ip, st.ref.label, self.addr_taken[k])
                 )
             self.addr_taken[k] = what
 
@@ -1124,10 +1132,10 @@ def _set(st: NsState, index: int, what: str, changes: dict) -> None:
 def _addr_change(st: NsState, index: int, what: str, add, remove) -> None:
     ipr = st.open()
     for a in remove:
-        iface = ipaddress.ip_interface(a)
+        iface = _iface(a)
         _nl("%s: removing address %s" % (what, a), ipr.addr, "del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
     for a in add:
-        iface = ipaddress.ip_interface(a)
+        iface = _iface(a)
         kw = {}
         if iface.version == 6:
             kw["flags"] = IFA_F_NODAD
@@ -1135,7 +1143,7 @@ def _addr_change(st: NsState, index: int, what: str, add, remove) -> None:
 
 
 def _route_args(route: dict, index: int) -> dict:
-    net = ipaddress.ip_network(route["dst"])
+    net = _net(route["dst"])
     kw = {
         "dst": str(net.network_address),
         "dst_len": net.prefixlen,

@@ -103,3 +103,29 @@ def test_no_context_id_allocation_left_in_the_role(tmp_path):
     assert "ctx_dir" not in text and "CTX_FILE" not in text  # it never reads the registry's ctx/ folder again
     out = run({"check": False, "context_ids": {"state_dir": str(tmp_path), "table_dir": str(tmp_path), "guests": [{"name": "g"}]}})
     assert "context_ids" not in out and not list(tmp_path.iterdir())
+
+
+def test_applet_links_are_told_apart_by_kind_and_target(tmp_path, busybox):
+    """One directory read per folder decides: a link elsewhere is made again, a real
+    program of an applet's name is kept, a link to /bin/busybox is left alone."""
+    root = tmp_path / "roots" / "g1"
+    run({"check": False, "busybox": busybox, "roots": [spec(root)]})
+    (root / "bin" / "sh").unlink()
+    (root / "bin" / "sh").symlink_to("/bin/evil")           # a link with another target
+    (root / "bin" / "ls").unlink()
+    (root / "bin" / "ls").write_text("#!/bin/sh\n")          # a real program the guest put there
+    (root / "bin" / "cat").unlink()
+    (root / "bin" / "cat").symlink_to("/bin/busybox/")       # same target but a trailing slash: not the link
+    before = os.readlink(root / "bin" / "echo")
+
+    predicted = run({"check": True, "busybox": busybox, "roots": [spec(root)]})
+    assert predicted["changes"]["g1"] == ["2 applet links"]
+    assert os.readlink(root / "bin" / "sh") == "/bin/evil", "check mode changed a link"
+
+    repaired = run({"check": False, "busybox": busybox, "roots": [spec(root)]})
+    assert repaired["changes"]["g1"] == ["2 applet links"]
+    assert os.readlink(root / "bin" / "sh") == "/bin/busybox"
+    assert os.readlink(root / "bin" / "cat") == "/bin/busybox"
+    assert not (root / "bin" / "ls").is_symlink() and (root / "bin" / "ls").read_text() == "#!/bin/sh\n"
+    assert os.readlink(root / "bin" / "echo") == before == "/bin/busybox"
+    assert run({"check": True, "busybox": busybox, "roots": [spec(root)]})["changed"] is False
