@@ -358,7 +358,7 @@ results:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils import sealed
+from ansible_collections.linuxns.guests.plugins.module_utils import code_cache, sealed
 
 # Run as a module: the collection's modules below come compiled from the clone cache (the
 # payload has no .pyc), and the sealed clone that enters the guests (CVE-2019-5736 class,
@@ -366,9 +366,9 @@ from ansible_collections.linuxns.guests.plugins.module_utils import sealed
 # checks the arguments.
 CLONE = None
 if __name__ == "__main__":
-    sealed.cache_code()
+    code_cache.cache_code()
     try:
-        CLONE = sealed.SealedClone((sealed.PKG + "execute",))
+        CLONE = sealed.SealedClone((code_cache.PKG + "execute",))
     except Exception:  # started again in run_module, which reports the error the Ansible way
         CLONE = None
 

@@ -356,10 +356,10 @@ definitions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.linuxns.guests.plugins.module_utils import sealed
+from ansible_collections.linuxns.guests.plugins.module_utils import code_cache
 
 if __name__ == "__main__":
-    sealed.cache_code()  # the collection's modules below come compiled from the cache (the payload has no .pyc)
+    code_cache.cache_code()  # the collection's modules below come compiled from the cache (the payload has no .pyc)
 
 from ansible_collections.linuxns.guests.plugins.module_utils import link_task
 from ansible_collections.linuxns.guests.plugins.module_utils.common import task_main
