@@ -37,8 +37,8 @@ options:
     type: str
   guests:
     description:
-      - Run the command in each of these guests (names or context ids) in one task, up to 8 guests at a time (as
-        Ansible runs hosts side by side); the O(timeout) applies to each guest's command.
+      - Run the command in each of these guests (names or context ids) in one task, up to O(parallel) guests at a
+        time (as Ansible runs hosts side by side); the O(timeout) applies to each guest's command.
       - Every guest is checked (exists, running, has the namespaces asked for) before the command runs anywhere.
       - The results per guest are in RV(results); the task fails when the command failed in any guest.
     type: list
@@ -121,6 +121,13 @@ options:
     description:
       - A path or glob inside the guest (relative to O(chdir)); when it does not match, the command is not run.
     type: str
+  parallel:
+    description:
+      - With O(guests), how many guests run the command at a time (1 to 256). Entering a guest is mostly waiting for two
+        forks and an exec; a command that mostly waits too (the guest role's service starts wait to see the service
+        stay up) finishes sooner with more at a time. Each running guest holds four file descriptors of the task.
+    type: int
+    default: 8
   timeout:
     description:
       - Seconds the command may run. On expiry the command, its process group, its session and all its descendants
@@ -375,10 +382,11 @@ if __name__ == "__main__":
 from ansible_collections.linuxns.guests.plugins.module_utils import ptys
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
-from ansible_collections.linuxns.guests.plugins.module_utils.execute import Request, prepare_guests, run_many
+from ansible_collections.linuxns.guests.plugins.module_utils.execute import PARALLEL, Request, prepare_guests, run_many
 from ansible_collections.linuxns.guests.plugins.module_utils.syscalls import NS_TYPES
 
 NS_CHOICES = list(NS_TYPES)
+MAX_PARALLEL = 256  # four fds of the task per running guest: well below the usual RLIMIT_NOFILE of 1024
 REQUEST_KEYS = ("argv", "cmd", "shell", "namespaces", "root", "chdir", "env", "user", "stdin", "stdin_add_newline",
                 "strip_empty_ends", "creates", "removes", "timeout")
 
@@ -407,6 +415,8 @@ def _body(module, clone):
     else:
         metas = prepare_guests(registry, [params["guest"]], req, "guest")
     ptys.check_options(params)
+    if not 1 <= params["parallel"] <= MAX_PARALLEL:
+        raise InvalidInput("parallel: %d is out of range: give 1 to %d guests at a time" % (params["parallel"], MAX_PARALLEL))
     special = not check_only and (params["detach"] or params["tty"])  # ptys.py; check mode predicts as usual
     if not listed:
         results = (clone.call(ptys.run_special, metas, req, params["tty"], params["detach"], params["detach_log"], True)
@@ -416,7 +426,7 @@ def _body(module, clone):
             module.fail_json(**result)
         return result
     results = [_lines(r) for r in (clone.call(ptys.run_special, metas, req, params["tty"], params["detach"], params["detach_log"])
-                                   if special else clone.call(run_many, metas, req, check_only))]
+                                   if special else clone.call(run_many, metas, req, check_only, False, params["parallel"]))]
     failed = [r for r in results if r.get("failed")]
     out = {"changed": any(r.get("changed") for r in results), "cmd": list(req.argv), "results": results, "msg": ""}
     if failed:
@@ -449,6 +459,7 @@ def main():
             creates=dict(type="str"),
             removes=dict(type="str"),
             timeout=dict(type="float"),
+            parallel=dict(type="int", default=PARALLEL),
             run_in_check_mode=dict(type="bool", default=False),
             detach=dict(type="bool", default=False),
             detach_log=dict(type="str"),

@@ -204,9 +204,40 @@ def test_guests_list_form_across_many_guests(guests, ansible_playbook, lab_exec)
         bad = run.task("one fails")
         assert bad.failed and [r["rc"] for r in bad["results"]] == [0, 1, 0]
         assert bad["msg"] == "the command failed in 1 of 3 guests: exm01: non-zero return code"
+        check_parallel(names[:3], ansible_playbook, lab_exec)
     finally:
         ansible_playbook([{CREATE: {"guests": names, "state": "absent", "stop_timeout": 2}}])
     assert not set(names) & set(lab_exec("lab1", ["ls", STATE + "/guests"]).stdout.split())
+
+
+BARRIER = "/tmp/exm-barrier"
+# Each guest marks itself in a folder all three see (no root of their own: the lab host's /tmp),
+# then waits up to 3 s for the three marks: only guests that run at the same time all get through.
+AT_ONCE = ('touch %s/$(hostname); n=0; while [ "$(ls %s | wc -l)" -lt 3 ]; do n=$((n + 1)); [ $n -ge 30 ] && exit 9; '
+           'sleep 0.1; done' % (BARRIER, BARRIER))
+
+
+def check_parallel(names, ansible_playbook, lab_exec):
+    """``parallel``: how many of ``guests`` run at a time, seen from the commands themselves."""
+    def marks():
+        return sorted(lab_exec("lab1", ["ls", BARRIER]).stdout.split())
+
+    task = {MOD: {"guests": names, "cmd": AT_ONCE, "shell": True, "parallel": 3}}
+    lab_exec("lab1", ["sh", "-c", "rm -rf %s && mkdir %s" % (BARRIER, BARRIER)])
+    try:
+        predicted = ansible_playbook([dict(task, name="at once")], check=True).task("at once")
+        assert predicted.skipped and marks() == [], "check mode ran the command"
+        res = ansible_playbook([dict(task, name="at once")]).task("at once")
+        assert [r["rc"] for r in res["results"]] == [0, 0, 0] and marks() == sorted(names)
+        lab_exec("lab1", ["sh", "-c", "rm -f %s/*" % BARRIER])
+        two = dict(task[MOD], parallel=2)
+        res = ansible_playbook([{"name": "two at a time", MOD: two, "ignore_errors": True}]).task("two at a time")
+        # the first two wait for a third that starts only when one of them has given up
+        assert res.failed and [r["rc"] for r in res["results"]] == [9, 9, 0], res["results"]
+        bad = ansible_playbook([{"name": "bad", MOD: dict(two, parallel=0), "ignore_errors": True}]).task("bad")
+        assert bad.failed and bad["msg"] == "parallel: 0 is out of range: give 1 to 256 guests at a time"
+    finally:
+        lab_exec("lab1", ["rm", "-rf", BARRIER])
 
 
 # ------------------------------------------------------------------------------------------
