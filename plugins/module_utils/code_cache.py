@@ -7,7 +7,7 @@ again (0.1-0.3 s of a run).  :func:`cache_code` keeps their code in a root-only 
 state folder, by source.  Standard library only, and no other module of the collection:
 ansible-core ships (and parses, when it builds the payload) every module_utils file a module
 imports, so a module that only wants this cache does not ship the sealed clone's entry code
-(:mod:`sealed` re-exports these names; its clone calls :func:`cache_code` first thing).
+(:mod:`sealed` imports :func:`cache_code` for its clone, which calls it first thing).
 """
 
 from __future__ import annotations
@@ -113,6 +113,6 @@ def cache_code(cache: str = CLONE_CACHE) -> None:
     payload, which has no .pyc) are compiled once and kept in ``cache`` (when its parent
     folder exists: the default state folder), trusted only when it and the file belong
     to our uid and nobody else may write them.  A module run calls it before it imports
-    the rest of the collection; the clone (:class:`SealedClone`) does it first thing."""
+    the rest of the collection; the sealed clone (``sealed.SealedClone``) does it first thing."""
     if cache and os.path.isdir(os.path.dirname(cache)) and not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.insert(0, _Finder(cache))

@@ -46,8 +46,9 @@ OUTPUT_GRACE = 0.5
 READ_CHUNK = 1 << 16
 WRITE_CHUNK = 1 << 16
 PARALLEL = 8  # guests entered at a time by run_many
+MAX_PARALLEL = 256  # four fds of the run per running guest: well below the usual RLIMIT_NOFILE of 1024
 
-__all__ = ["Request", "kill_tree", "prepare_guests", "resolve_user", "run", "run_many"]
+__all__ = ["Request", "check_parallel", "kill_tree", "prepare_guests", "resolve_user", "run", "run_many"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -621,6 +622,13 @@ def prepare_guests(registry: reg.Registry, refs, req: Request, param: str = "gue
         enter.check_entry(meta, req.namespaces, req.root)
         metas.append(meta)
     return metas
+
+
+def check_parallel(parallel: int) -> int:
+    """``parallel`` of :func:`run_many` (guests at a time) when it is 1 to MAX_PARALLEL; else InvalidInput."""
+    if not 1 <= parallel <= MAX_PARALLEL:
+        raise InvalidInput("parallel: %d is out of range: give 1 to %d guests at a time" % (parallel, MAX_PARALLEL))
+    return parallel
 
 
 def run(meta: reg.GuestRecord, req: Request, check_only: bool = False) -> dict:

@@ -382,11 +382,10 @@ if __name__ == "__main__":
 from ansible_collections.linuxns.guests.plugins.module_utils import ptys
 from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module, registry_for, run_module
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
-from ansible_collections.linuxns.guests.plugins.module_utils.execute import PARALLEL, Request, prepare_guests, run_many
+from ansible_collections.linuxns.guests.plugins.module_utils.execute import PARALLEL, Request, check_parallel, prepare_guests, run_many
 from ansible_collections.linuxns.guests.plugins.module_utils.syscalls import NS_TYPES
 
 NS_CHOICES = list(NS_TYPES)
-MAX_PARALLEL = 256  # four fds of the task per running guest: well below the usual RLIMIT_NOFILE of 1024
 REQUEST_KEYS = ("argv", "cmd", "shell", "namespaces", "root", "chdir", "env", "user", "stdin", "stdin_add_newline",
                 "strip_empty_ends", "creates", "removes", "timeout")
 
@@ -415,8 +414,7 @@ def _body(module, clone):
     else:
         metas = prepare_guests(registry, [params["guest"]], req, "guest")
     ptys.check_options(params)
-    if not 1 <= params["parallel"] <= MAX_PARALLEL:
-        raise InvalidInput("parallel: %d is out of range: give 1 to %d guests at a time" % (params["parallel"], MAX_PARALLEL))
+    parallel = check_parallel(params["parallel"])
     special = not check_only and (params["detach"] or params["tty"])  # ptys.py; check mode predicts as usual
     if not listed:
         results = (clone.call(ptys.run_special, metas, req, params["tty"], params["detach"], params["detach_log"], True)
@@ -426,7 +424,7 @@ def _body(module, clone):
             module.fail_json(**result)
         return result
     results = [_lines(r) for r in (clone.call(ptys.run_special, metas, req, params["tty"], params["detach"], params["detach_log"])
-                                   if special else clone.call(run_many, metas, req, check_only, False, params["parallel"]))]
+                                   if special else clone.call(run_many, metas, req, check_only, False, parallel))]
     failed = [r for r in results if r.get("failed")]
     out = {"changed": any(r.get("changed") for r in results), "cmd": list(req.argv), "results": results, "msg": ""}
     if failed:
