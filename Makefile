@@ -128,7 +128,7 @@ docs-site: venv link
 	cd $(REPO) && $(VPY) docs/site/build.py --dest $(REPO)/build/docs-site
 
 # Fleet bench curves (bench/plots/fleet_plots.py; matplotlib is pip-installed into the venv when missing).
-PLOT_SIZES ?= 10,50,200
+PLOT_SIZES ?= 10,50,200,1000
 PLOT_ROUNDS ?= 1
 bench-plots: deps venv link
 	$(VPY) -c 'import matplotlib' 2>/dev/null || $(VPY) -m pip install --disable-pip-version-check -q matplotlib

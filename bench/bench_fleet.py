@@ -7,10 +7,10 @@ alternating which side goes first, three timed phases on each side:
 
   create     ours: the deploy play of playbooks/fleet.yml (its first play, taken from the
              file as it is: guest_host role - packages check, folders, sysctls, bridge
-             lnsfleet0 198.19.H.1/24 - then the guest role with guest_state=started: busybox
+             lnsfleet0 on the host's guest network, 198.19.H.1/24 - then the guest role with guest_state=started: busybox
              roots built by the role, namespaces mnt,uts,ipc,net,pid with the default
              reaper as init, hostname, a veth on the bridge with 198.19.H.(10+i)/24 and a
-             default route, `busybox httpd -f -p 80 -h /www` started in each guest). The
+             default route (above 244 guests per host the network is a /22, fleet_net()), `busybox httpd -f -p 80 -h /www` started in each guest). The
              fleet's check and summary plays are not run (the bench checks from outside).
              base: one bash script per host over ssh, both hosts at once (as Ansible
              does): bridge, forwarding, a busybox root template (folders, busybox copy,
@@ -75,6 +75,17 @@ BRIDGE = "lnsfleet0"
 OURS_DIR = "/tmp/linuxns-fleet"           # playbooks/vars/fleet.yml fleet_dir
 BASE_DIR = "/tmp/linuxns-bench-fleet"     # the shell side's roots, pins and template
 FLEET = REPO / "playbooks" / "fleet.yml"
+NET_START = 3323133952                    # 198.19.0.0: the fleet's guest networks are cut from 198.19.0.0/16
+MAX_PER_HOST = 1012                       # playbooks/vars/fleet.yml fleet_prefix
+
+
+def fleet_net(host: int, n: int) -> tuple:
+    """(first address as a number, prefix length) of host number HOST's guest network with N
+    guests per host, as playbooks/vars/fleet.yml plans it: a /24 up to 244 guests, a /22 above.
+    The bridge has the first address + 1, guest i the first address + 10 + i."""
+    prefix = 24 if n <= 244 else 22
+    return NET_START + host * 2 ** (32 - prefix), prefix
+
 
 # -- the shell side ------------------------------------------------------------------
 # Run by unshare as the guest's first process (PID 1 of its new pid namespace, in its new
@@ -106,13 +117,15 @@ shm /dev/shm tmpfs nosuid,nodev,mode=1777,size=65536k,X-mount.mkdir 0 0
 
 BASE_CREATE = r"""
 set -u
-B=$1; N=$2; H=$3; NET=$4; BR=%(bridge)s
+B=$1; N=$2; H=$3; START=$4; PREFIX=$5; BR=%(bridge)s
+ip4() { printf -v REPLY '%%d.%%d.%%d.%%d' $(($1 >> 24 & 255)) $(($1 >> 16 & 255)) $(($1 >> 8 & 255)) $(($1 & 255)); }
+ip4 $((START + 1)); GW=$REPLY
 T=$B/template; P=$B/pins; R=$B/roots; S=$B/setup
 mkdir -p "$R" "$P" "$S" /run/netns
 sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 ip link show "$BR" >/dev/null 2>&1 || ip -b - <<EOF
 link add $BR type bridge
-address add $NET.1/24 dev $BR
+address add $GW/$PREFIX dev $BR
 link set dev $BR up
 EOF
 mountpoint -q "$P" || { mount --bind "$P" "$P" && mount --make-private "$P"; }
@@ -183,7 +196,8 @@ done
 printf '%%s' "$links" | ip -b -
 for ((i = 1; i <= N; i++)); do
     printf -v g 'g%%02d' "$i"
-    printf 'address add %%s.%%d/24 dev eth0\nlink set eth0 up\nroute add default via %%s.1\n' "$NET" $((10 + i)) "$NET" | ip -n "$g" -b -
+    ip4 $((START + 10 + i))
+    printf 'address add %%s/%%d dev eth0\nlink set eth0 up\nroute add default via %%s\n' "$REPLY" "$PREFIX" "$GW" | ip -n "$g" -b -
     p=$P/$g
     nsenter --mount="$p/mnt" --uts="$p/uts" --ipc="$p/ipc" --net="/run/netns/$g" --pid="$p/pid" \
         /bin/busybox httpd -p 80 -h /www </dev/null >/dev/null 2>&1
@@ -232,7 +246,7 @@ true
 # -- checks from outside, run inside each lab host --------------------------------------
 COUNT = r"""
 import concurrent.futures, json, os, subprocess, sys, urllib.request
-net, host, n, base_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+start, host, n, base_dir = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 own = os.stat("/proc/self/ns/pid").st_ino
 out = {"netns": len([f for f in os.listdir("/run/netns") if f.startswith("g")]) if os.path.isdir("/run/netns") else 0,
        "registered": len(os.listdir("/run/linuxns/guests")) if os.path.isdir("/run/linuxns/guests") else 0,
@@ -263,7 +277,8 @@ opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def fetch(i):
     name = "g%02d" % i
     try:
-        with opener.open("http://%s.%d/" % (net, 10 + i), timeout=5) as r:
+        a = start + 10 + i
+        with opener.open("http://%d.%d.%d.%d/" % (a >> 24, a >> 16 & 255, a >> 8 & 255, a & 255), timeout=5) as r:
             return r.read().decode() == "guest %s on %s\n" % (name, host)
     except OSError:
         return False
@@ -388,14 +403,14 @@ class Fleet:
             raise RuntimeError("ansible-playbook (%s, %d guests): changed=%s in the recap, expected %s" % (which, n, changed, expect_changed))
         if self.record.exists():
             recs = [json.loads(line) for line in self.record.read_text().splitlines()]
-            self.breakdown[(which, n)] = recs
+            self.breakdown[(which if which == "teardown" else "create" if expect_changed else "rerun", n)] = recs
         return seconds
 
     # -- checks ----------------------------------------------------------------------------
     def count(self, n):
         out = []
         for i, h in enumerate(self.hosts, 1):
-            res = self.exec(h.n, ["python3", "-c", COUNT, "198.19.%d" % i, h.name, str(n), BASE_DIR])
+            res = self.exec(h.n, ["python3", "-c", COUNT, str(fleet_net(i, n)[0]), h.name, str(n), BASE_DIR])
             out.append(json.loads(res.stdout))
         return out
 
@@ -449,7 +464,7 @@ def side_round(fleet, side, n, figures, measure_memory):
     if side == "ours":
         seconds = fleet.ours("deploy", n, True)
     else:
-        seconds, outs = fleet.base(BASE_CREATE, lambda i, h: [BASE_DIR, str(n), h.name, "198.19.%d" % i])
+        seconds, outs = fleet.base(BASE_CREATE, lambda i, h: [BASE_DIR, str(n), h.name, *map(str, fleet_net(i, n))])
         figures.setdefault(("base retries", n), []).append(sum(int(o.split("retries=")[1].split()[0]) for o in outs))
     figures.setdefault((side, "create", n), []).append(seconds)
     fleet.expect(side, n, True, "create")
@@ -481,7 +496,7 @@ def side_round(fleet, side, n, figures, measure_memory):
 
 def where_ours_goes(fleet, n):
     """The slowest tasks of ours' last create at size N (slowest host), for the report."""
-    recs = fleet.breakdown.get(("deploy", n)) or []
+    recs = fleet.breakdown.get(("create", n)) or []
     by_task = {}
     for r in recs:
         by_task[r["task"]] = max(by_task.get(r["task"], 0), r["seconds"])
@@ -497,8 +512,8 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-lab", action="store_true", help="leave a lab this bench brought up running")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    if any(not 1 <= n <= 244 for n in sizes):
-        raise SystemExit("--sizes: each size must be 1..244 (guest addresses 198.19.H.11 .. .254)")
+    if any(not 1 <= n <= MAX_PER_HOST for n in sizes):
+        raise SystemExit("--sizes: each size must be 1..%d (one bridge per host, at most 1024 ports)" % MAX_PER_HOST)
     figures = {}
     notes = []
     with Fleet(args.keep_lab, args.settle) as fleet:

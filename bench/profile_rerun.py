@@ -74,7 +74,7 @@ def main(argv=None) -> int:
                 t0 = time.monotonic()
                 fleet.ours("deploy", n, False)
                 walls.append(time.monotonic() - t0)
-                runs.append(fleet.breakdown[("deploy", n)])
+                runs.append(fleet.breakdown[("rerun", n)])
             kinds = floor(fleet, n, args.floor)
         finally:
             with contextlib.suppress(Exception):

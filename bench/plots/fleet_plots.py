@@ -6,12 +6,12 @@ LINUXNS_LAB / LINUXNS_LAB_BASE), keeps the medians in a JSON file, then draws tw
 matplotlib - seconds per phase, and ms per guest per phase - ours against the shell:
 
     LINUXNS_LAB=fb LINUXNS_LAB_BASE=170 .venv/bin/python bench/plots/fleet_plots.py run \\
-        --sizes 10,50,200 --rounds 1 --json bench/plots/fleet.json
+        --sizes 10,50,200,1000 --rounds 1 --json bench/plots/fleet.json
     .venv/bin/python bench/plots/fleet_plots.py plot --json bench/plots/fleet.json --out docs
 
 ``make bench-plots`` does both (docs/performance.md shows the PNGs). ``plot`` alone redraws
-from a saved JSON file. Sizes above 244 guests per host do not fit the fleet's /24 guest
-networks (bench_fleet.py refuses them).
+from a saved JSON file. Up to 1012 guests per host (the fleet's guest network of a host is a
+/24 up to 244 guests, a /22 above; one bridge per host).
 """
 
 from __future__ import annotations
