@@ -69,6 +69,8 @@ def run(args) -> int:
             print(proc.stdout[-3000:] + proc.stderr[-3000:], file=sys.stderr)
             raise SystemExit("bench_fleet.py --sizes %d failed (rc=%d)" % (n, proc.returncode))
         data["rows"].extend(rows)
+        # the rest of bench_fleet.py's report (memory per guest, ours' slowest tasks), as it printed it
+        data.setdefault("reports", {})[str(n)] = [line for line in proc.stdout.splitlines() if not ROW.match(line.strip())]
         Path(args.json).write_text(json.dumps(data, indent=1) + "\n")  # what is done so far survives a later failure
     return plot(args)
 
@@ -113,7 +115,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run bench_fleet.py per size, save the JSON, then plot")
-    r.add_argument("--sizes", default="10,50,200")
+    r.add_argument("--sizes", default="10,50,200,1000")
     r.add_argument("--rounds", type=int, default=1)
     r.add_argument("--settle", type=float, default=2.0)
     p = sub.add_parser("plot", help="plot a saved JSON")

@@ -21,8 +21,10 @@ sharing a listed guest's namespace comes after it) and batches, with a progress 
 batch. A real run first asks one namespace_info call (``expect``: namespace_create,
 namespace_mount and netns_link, each in its own check mode; and ``services``) about all the
 guests: what it shows would not change is not called (the no-change rerun is that call and
-the roots script). Check mode runs the steps as the role always did (namespace_info, then
-every batch in check mode, a new guest predicted without its root and shares), so that
+the roots script). When the roots script found none of the starting guests' root folders, the
+guests are new and the question is skipped: the steps run at once, and one with nothing to do
+reports no change as it would have after the question. Check mode runs the steps as the role
+always did (namespace_info, then every batch in check mode, a new guest predicted without its root and shares), so that
 check mode and ``--diff`` predict the real run exactly; the modules' diffs are returned
 as a list.
 
@@ -208,17 +210,20 @@ class ActionModule(ActionBase):
         expect = res.get("expect") or {}
         created = expect.get("namespace_create") or {}
         guests = created.get("guests") or []
+        what = " and services" if asked else ""
         if (res.get("failed") or created.get("changed") or created.get("definitions") or len(guests) != len(starting)
                 or any(g.get("action") != "none" for g in guests)):
-            return {}  # something to do or to report (or a kept definition to save): the steps do it
+            # something to do or to report (or a kept definition to save): the steps do it
+            self._note("check the guests' namespaces, mounts, links%s (one call: %s)" % (
+                what, "it failed, the steps report why" if res.get("failed") else "guests to make or change"), {"changed": False}, len(starting))
+            return {}
         mounts = expect.get("namespace_mount") or {}
         linked = expect.get("netns_link") or {}
         settled = {"guests": guests, "mounts": not mounts.get("changed"), "links": not (linked.get("changed") or linked.get("definitions"))}
         if not expect.get("changed") and settled["links"] and len(res.get("services") or []) == len(asked):
             settled["services"] = res.get("services") or []
         self._note("check the guests' namespaces, mounts, links%s (one call: %s)" % (
-            " and services" if asked else "", "nothing to change" if "services" in settled else "mounts or links to change"),
-            {"changed": False}, len(starting))
+            what, "nothing to change" if "services" in settled else "mounts or links to change"), {"changed": False}, len(starting))
         return settled
 
     def _start(self, plan: list, args: dict) -> None:
@@ -226,10 +231,15 @@ class ActionModule(ActionBase):
         if not starting:
             return
         rooted = [g for g in starting if g.get("root")]
+        new_roots = set()
         if rooted:
-            self._roots("build busybox roots and write the guests' files", {"busybox": args["busybox"], "roots": rooted}, len(rooted))
+            built = self._roots("build busybox roots and write the guests' files", {"busybox": args["busybox"], "roots": rooted}, len(rooted))
+            new_roots = set(built.get("missing_roots") or [])
         # A real run asks one question first; check mode runs the steps, so that it predicts them exactly.
-        settled = {} if self._task.check_mode else self._probe(starting, args)
+        # When no starting guest had a root folder before this run, the guests are new: the steps run
+        # at once (the question would have said that each has work; one that has none reports no change).
+        fresh = {g["name"] for g in starting} <= new_roots
+        settled = {} if self._task.check_mode or fresh else self._probe(starting, args)
         created = settled["guests"] if settled else self._create(starting, args)
         self._result["guests"] = created
         ready = {g["name"] for g in created if not (self._task.check_mode and g.get("action") in NOT_YET)}

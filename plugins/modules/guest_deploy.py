@@ -29,6 +29,8 @@ description:
     which guests each service runs. When no guest would change, no namespace_create batch runs; when the
     mounts or the links would not change either, their calls do not run; when nothing at all would change (a
     no-change rerun), that one call and the roots script are all the module calls of the task.
+  - When the roots script found none of the starting guests' root folders (new guests), that question is
+    not asked and the steps run at once; a step with nothing to do reports no change, as after the question.
   - Otherwise one M(linuxns.guests.namespace_info) O(linuxns.guests.namespace_info#module:services) call checks
     from the host, without entering a guest, in which ready guests (not those just made) each service
     already runs; RV(services_to_start) keeps the others, where the role starts the services.
@@ -154,7 +156,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 steps:
-  description: What each module call reported, in order.
+  description: What each call to the host reported (the roots script's and every module call's, the one
+    question's too), in order.
   returned: always
   type: list
   elements: dict

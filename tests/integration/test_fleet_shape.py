@@ -102,3 +102,44 @@ def test_no_change_run_is_a_few_tasks(small_fleet, lab, ansible, lab_exec):
     # then the tear-down (guest_state=absent) changed and left nothing
     assert [r for r in teardown if r.changed]
     assert leftovers(lab_exec) == ["0"]
+
+
+def _deploy_steps(results):
+    deploy = [r for r in results if r.action == "linuxns.guests.guest_deploy" and r.status in ("ok", "changed")]
+    assert len(deploy) == 1, [r.task for r in results]
+    return [s["step"].split(" (")[0] for s in deploy[0].result["steps"]]
+
+
+def _inits(lab_exec):
+    return [json.loads(lab_exec(HOST, ["cat", "/run/linuxns/guests/%s/meta.json" % g]).stdout)["init_pid"] for g in ("g01", "g02")]
+
+
+def test_new_guests_skip_the_question_and_lost_roots_hide_no_step(small_fleet, lab, ansible, lab_exec):
+    """guest_deploy skips its one question (namespace_info expect) when the roots script found none
+    of the guests' root folders: the guests are new, every step has work. The same rule must not
+    hide work when the guests exist and only their root folders are gone from their place: then the
+    steps run one by one, each finds its part right (no guest made again), and the fleet's own check
+    play (part of every run_fleet) still fetches every guest's page."""
+    question = "check the guests' namespaces, mounts, links and services"
+    _out, first = run_fleet(lab, ansible, "new")   # (record files are per name, and the workdir per session)
+    steps = _deploy_steps(first)
+    assert question not in steps, steps
+    assert steps[:3] == ["build busybox roots and write the guests' files", "create the guests' namespaces",
+                         "links, addresses and routes of the guests"], steps
+    assert leftovers(lab_exec)[:SIZE] == ["g01", "g02"]
+    inits = _inits(lab_exec)
+    # both roots moved away by hand (the running guests keep theirs: a move keeps the folder):
+    # the next run builds them again and changes nothing else
+    lab_exec(HOST, ["sh", "-c", "cd %s && mv roots/g01 moved-g01 && mv roots/g02 moved-g02" % FLEET_DIR])
+    _out, again = run_fleet(lab, ansible, "roots-moved")
+    steps = _deploy_steps(again)
+    assert question not in steps and "create the guests' namespaces" in steps, steps
+    deploy = next(r for r in again if r.action == "linuxns.guests.guest_deploy")
+    assert [s["step"].split(" (")[0] for s in deploy.result["steps"] if s["changed"]] == [
+        "build busybox roots and write the guests' files"], deploy.result["steps"]
+    assert [r.task for r in again if r.changed and r.task.startswith(ROLE)] == [deploy.task], "only the roots changed"
+    assert _inits(lab_exec) == inits, "a guest was made again"
+    assert lab_exec(HOST, ["sh", "-c", "cat %s/roots/g02/www/index.html" % FLEET_DIR]).stdout == "guest g02 on %s\n" % HOST
+    # and with the roots in place, the next run is the one question again
+    _out, third = run_fleet(lab, ansible, "roots-back")
+    assert _deploy_steps(third) == ["build busybox roots and write the guests' files", question]
