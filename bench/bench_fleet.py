@@ -510,12 +510,33 @@ def where_ours_goes(fleet, n):
     return "; ".join("%s %.1fs" % (t[:70], s) for t, s in top)
 
 
+def breakdown(fleet, n, phase="create"):
+    """Every task with a result in ours' last PHASE at size N, in order, with the slowest host's
+    seconds, then guest_deploy's steps (slowest host's): lines for the report."""
+    recs = fleet.breakdown.get((phase, n)) or []
+    order, slowest, steps = [], {}, {}
+    for r in recs:
+        if r["task"] not in slowest:
+            order.append(r["task"])
+        if r["seconds"] >= slowest.get(r["task"], -1.0):
+            slowest[r["task"]] = r["seconds"]
+            if r.get("steps"):
+                steps[r["task"]] = r["steps"]
+    lines = ["ours' last %s at %d/host, tasks with a result (slowest host's seconds, task start to result):" % (phase, n)]
+    lines += ["  %6.2f  %s" % (slowest[t], t[:110]) for t in order]
+    lines.append("  %6.2f  sum of %d tasks" % (sum(slowest.values()), len(order)))
+    for st in steps.values():
+        lines += ["    %6.2f  step: %s" % (x.get("seconds", 0.0), x["step"][:100]) for x in st]
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--sizes", default="50,200", help="guests per host, comma-separated")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--settle", type=float, default=5.0, help="seconds to wait before each meminfo reading")
     ap.add_argument("--keep-lab", action="store_true", help="leave a lab this bench brought up running")
+    ap.add_argument("--breakdown", action="store_true", help="also print every task of ours' last create and rerun at each size")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     if any(not 1 <= n <= MAX_PER_HOST for n in sizes):
@@ -534,6 +555,8 @@ def main(argv=None) -> int:
                     print("n=%d round %d done (%s first): %s" % (n, r + 1, order[0], " ".join(
                         "%s/%s=%.2f" % (k[0], k[1], v[-1]) for k, v in figures.items() if len(k) == 3 and k[2] == n)), file=sys.stderr, flush=True)
                 notes.append("ours' slowest tasks, last create at %d/host: %s" % (n, where_ours_goes(fleet, n)))
+                if args.breakdown:
+                    notes.extend(breakdown(fleet, n, "create") + breakdown(fleet, n, "rerun"))
         finally:
             fleet.cleanup(sizes)
             fleet.expect("ours", 0, False, "after the cleanup")
