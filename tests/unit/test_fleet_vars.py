@@ -39,7 +39,8 @@ def bench_fleet():
 
 
 def _play(tmp_path, name, size, host, out=None):
-    what = "{{ {'prefix': fleet_prefix, 'gateway': fleet_gateway, 'guests': fleet_guests} | to_json }}"
+    what = ("{{ {'prefix': fleet_prefix, 'gateway': fleet_gateway, 'guests': fleet_guests, 'bridge': fleet_bridge,"
+            " 'dir': fleet_dir} | to_json }}")
     task = ({"ansible.builtin.copy": {"dest": str(out), "content": what}} if out else {"ansible.builtin.debug": {"msg": what}})
     return {"name": name, "hosts": "localhost", "gather_facts": False, "vars_files": [str(VARS)],
             "vars": {"fleet_size": size, "fleet_host_number": host}, "tasks": [task]}
@@ -81,6 +82,7 @@ def test_every_guest_has_its_own_address_in_the_host_network(rendered, bench_fle
     assert len(set(ifaces)) == size
     assert net.broadcast_address not in {i.ip for i in ifaces}
     assert {g["gateway"] for g in got["guests"]} == {got["gateway"]}
+    assert (got["bridge"], got["dir"]) == (bench_fleet.BRIDGE, bench_fleet.OURS_DIR)
 
 
 def test_up_to_244_guests_the_network_is_the_hosts_24_as_before(rendered):
