@@ -22,9 +22,13 @@ def start_behind(meta: dict, types, token: str) -> None:
         argv = ["/bin/sh", "-c", "sleep 300 >/dev/null 2>&1 & exit 0"]
         spawned = enter.spawn_in_guest(meta, types, argv, {"PATH": "/usr/bin:/bin", "LINUXNS_STOP_TEST": token},
                                        (devnull, devnull, devnull))
-        enter.read_all(spawned.status_fd)
+        messages = enter.status_messages(enter.read_all(spawned.status_fd))
         os.close(spawned.status_fd)
         enter.wait_child(spawned.pid)
+        # started, and its shell exited 0 (a spawn that failed says why here, not as a missing process later)
+        assert [m for m in messages if "error" in m or "report" in m] == [] and messages[-1:] == [{"exit": 0}], messages
+        left = started(token)
+        assert left, "the sleep left in %s's %s namespaces is gone (%s): %s" % (meta.name, types, token, messages)
     finally:
         os.close(devnull)
 
