@@ -38,7 +38,7 @@ def bench_fleet():
     return mod
 
 
-def _play(tmp_path, name, size, host, out=None):
+def _play(name, size, host, out=None):
     what = ("{{ {'prefix': fleet_prefix, 'gateway': fleet_gateway, 'guests': fleet_guests, 'bridge': fleet_bridge,"
             " 'dir': fleet_dir} | to_json }}")
     task = ({"ansible.builtin.copy": {"dest": str(out), "content": what}} if out else {"ansible.builtin.debug": {"msg": what}})
@@ -58,7 +58,7 @@ def _run(tmp_path, plays):
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fleet-vars")
-    plays = [_play(tmp, "n=%d h=%d" % c, *c, out=tmp / ("%d-%d.json" % c)) for c in CASES]
+    plays = [_play("n=%d h=%d" % c, *c, out=tmp / ("%d-%d.json" % c)) for c in CASES]
     proc = _run(tmp, plays)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return {c: json.loads((tmp / ("%d-%d.json" % c)).read_text()) for c in CASES}
@@ -108,7 +108,7 @@ def test_hosts_of_one_fleet_get_networks_apart(rendered):
     (10, 256, "fleet_host_number: host 256 has no /24 guest network left in 198.19.0.0/16"),
 ])
 def test_a_fleet_that_does_not_fit_fails_with_a_clear_message(tmp_path, size, host, message):
-    proc = _run(tmp_path, [_play(tmp_path, "too big", size, host)])
+    proc = _run(tmp_path, [_play("too big", size, host)])
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
