@@ -24,9 +24,9 @@ guests: what it shows would not change is not called (the no-change rerun is tha
 the roots script). When the roots script found none of the starting guests' root folders, the
 guests are new and the question is skipped: the steps run at once, and one with nothing to do
 reports no change as it would have after the question. Check mode runs the steps as the role
-always did (namespace_info, then every batch in check mode, a new guest predicted without its root and shares), so that
-check mode and ``--diff`` predict the real run exactly; the modules' diffs are returned
-as a list.
+always did (namespace_info, then every batch in check mode, a new guest predicted without its
+root and shares), so that check mode and ``--diff`` predict the real run exactly; the modules'
+diffs are returned as a list.
 
 The result: ``changed``, ``steps`` (what each module call reported: step, changed,
 guests, and the call's wall time on the controller in seconds), ``guests`` (namespace_create's per-guest results of the start step), ``ready``
@@ -210,20 +210,19 @@ class ActionModule(ActionBase):
         expect = res.get("expect") or {}
         created = expect.get("namespace_create") or {}
         guests = created.get("guests") or []
-        what = " and services" if asked else ""
         if (res.get("failed") or created.get("changed") or created.get("definitions") or len(guests) != len(starting)
                 or any(g.get("action") != "none" for g in guests)):
             # something to do or to report (or a kept definition to save): the steps do it
-            self._note("check the guests' namespaces, mounts, links%s (one call: %s)" % (
-                what, "it failed, the steps report why" if res.get("failed") else "guests to make or change"), {"changed": False}, len(starting))
-            return {}
-        mounts = expect.get("namespace_mount") or {}
-        linked = expect.get("netns_link") or {}
-        settled = {"guests": guests, "mounts": not mounts.get("changed"), "links": not (linked.get("changed") or linked.get("definitions"))}
-        if not expect.get("changed") and settled["links"] and len(res.get("services") or []) == len(asked):
-            settled["services"] = res.get("services") or []
-        self._note("check the guests' namespaces, mounts, links%s (one call: %s)" % (
-            what, "nothing to change" if "services" in settled else "mounts or links to change"), {"changed": False}, len(starting))
+            settled, answer = {}, "it failed, the steps report why" if res.get("failed") else "guests to make or change"
+        else:
+            mounts = expect.get("namespace_mount") or {}
+            linked = expect.get("netns_link") or {}
+            settled = {"guests": guests, "mounts": not mounts.get("changed"), "links": not (linked.get("changed") or linked.get("definitions"))}
+            if not expect.get("changed") and settled["links"] and len(res.get("services") or []) == len(asked):
+                settled["services"] = res.get("services") or []
+            answer = "nothing to change" if "services" in settled else "mounts or links to change"
+        self._note("check the guests' namespaces, mounts, links%s (one call: %s)" % (" and services" if asked else "", answer),
+                   {"changed": False}, len(starting))
         return settled
 
     def _start(self, plan: list, args: dict) -> None:
