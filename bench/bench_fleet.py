@@ -7,10 +7,11 @@ alternating which side goes first, three timed phases on each side:
 
   create     ours: the deploy play of playbooks/fleet.yml (its first play, taken from the
              file as it is: guest_host role - packages check, folders, sysctls, bridge
-             lnsfleet0 on the host's guest network, 198.19.H.1/24 - then the guest role with guest_state=started: busybox
+             lnsfleet0 198.19.H.1/24 - then the guest role with guest_state=started: busybox
              roots built by the role, namespaces mnt,uts,ipc,net,pid with the default
              reaper as init, hostname, a veth on the bridge with 198.19.H.(10+i)/24 and a
-             default route (above 244 guests per host the network is a /22, fleet_net()), `busybox httpd -f -p 80 -h /www` started in each guest). The
+             default route (above 244 guests per host the host's network is a /22:
+             fleet_net()), `busybox httpd -f -p 80 -h /www` started in each guest). The
              fleet's check and summary plays are not run (the bench checks from outside).
              base: one bash script per host over ssh, both hosts at once (as Ansible
              does): bridge, forwarding, a busybox root template (folders, busybox copy,
@@ -500,28 +501,30 @@ def side_round(fleet, side, n, figures, measure_memory):
     fleet.reset()
 
 
-def where_ours_goes(fleet, n):
-    """The slowest tasks of ours' last create at size N (slowest host), for the report."""
-    recs = fleet.breakdown.get(("create", n)) or []
-    by_task = {}
-    for r in recs:
-        by_task[r["task"]] = max(by_task.get(r["task"], 0), r["seconds"])
-    top = sorted(by_task.items(), key=lambda kv: -kv[1])[:6]
-    return "; ".join("%s %.1fs" % (t[:70], s) for t, s in top)
-
-
-def breakdown(fleet, n, phase="create"):
-    """Every task with a result in ours' last PHASE at size N, in order, with the slowest host's
-    seconds, then guest_deploy's steps (slowest host's): lines for the report."""
-    recs = fleet.breakdown.get((phase, n)) or []
+def slowest_tasks(fleet, n, phase="create"):
+    """Ours' last PHASE at size N: (the tasks with a result in order, {task: the slowest host's
+    seconds}, {task: that host's guest_deploy steps})."""
     order, slowest, steps = [], {}, {}
-    for r in recs:
+    for r in fleet.breakdown.get((phase, n)) or []:
         if r["task"] not in slowest:
             order.append(r["task"])
         if r["seconds"] >= slowest.get(r["task"], -1.0):
             slowest[r["task"]] = r["seconds"]
             if r.get("steps"):
                 steps[r["task"]] = r["steps"]
+    return order, slowest, steps
+
+
+def where_ours_goes(fleet, n):
+    """The slowest tasks of ours' last create at size N (slowest host), for the report."""
+    top = sorted(slowest_tasks(fleet, n)[1].items(), key=lambda kv: -kv[1])[:6]
+    return "; ".join("%s %.1fs" % (t[:70], s) for t, s in top)
+
+
+def breakdown(fleet, n, phase="create"):
+    """Every task with a result in ours' last PHASE at size N, in order, with the slowest host's
+    seconds, then guest_deploy's steps (slowest host's): lines for the report."""
+    order, slowest, steps = slowest_tasks(fleet, n, phase)
     lines = ["ours' last %s at %d/host, tasks with a result (slowest host's seconds, task start to result):" % (phase, n)]
     lines += ["  %6.2f  %s" % (slowest[t], t[:110]) for t in order]
     lines.append("  %6.2f  sum of %d tasks" % (sum(slowest.values()), len(order)))
