@@ -17,6 +17,7 @@ NAMESPACES = ["mnt", "uts", "ipc", "net"]  # no pid namespace: no init takes the
 
 def start_behind(meta: dict, types, token: str) -> None:
     """Leave a background ``sleep`` in the guest's ``types`` namespaces (its shell exits)."""
+    before = started(token)
     devnull = os.open("/dev/null", os.O_RDWR)
     try:
         argv = ["/bin/sh", "-c", "sleep 300 >/dev/null 2>&1 & exit 0"]
@@ -27,8 +28,7 @@ def start_behind(meta: dict, types, token: str) -> None:
         enter.wait_child(spawned.pid)
         # started, and its shell exited 0 (a spawn that failed says why here, not as a missing process later)
         assert [m for m in messages if "error" in m or "report" in m] == [] and messages[-1:] == [{"exit": 0}], messages
-        left = started(token)
-        assert left, "the sleep left in %s's %s namespaces is gone (%s): %s" % (meta.name, types, token, messages)
+        assert started(token) - before, "the sleep left in %s's %s namespaces is gone (%s): %s" % (meta.name, types, token, messages)
     finally:
         os.close(devnull)
 
