@@ -37,6 +37,12 @@ def _terminated(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def unwind_on_sigterm():
+    """`timeout` or a kill sends SIGTERM: unwind like Ctrl-C so every finally and __exit__
+    removes what the bench made (guests, roots, scratch folders, lab hosts it brought up)."""
+    signal.signal(signal.SIGTERM, _terminated)
+
+
 class Bench:
     """Lab host 1, a scratch folder on the controller and a warm ssh master."""
 
@@ -50,9 +56,7 @@ class Bench:
 
     # -- lab -----------------------------------------------------------------------
     def __enter__(self):
-        # `timeout` or a kill sends SIGTERM: unwind like Ctrl-C so every finally removes
-        # what the bench made (guests, roots, lab hosts it brought up).
-        signal.signal(signal.SIGTERM, _terminated)
+        unwind_on_sigterm()
         if not self.lab.healthy(HOST):
             self.lab.up(HOST)
             self.brought_up = True

@@ -61,6 +61,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,7 +69,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import HERE, REPO, VENV_BIN, Lab, median, table
+from _common import HERE, REPO, VENV_BIN, Lab, median, table, unwind_on_sigterm
 from bench_memory import kernel, meminfo
 
 HOSTS = (1, 2)
@@ -334,11 +335,16 @@ class Fleet:
         self.breakdown = {}
 
     def __enter__(self):
-        if not all(self.lab.healthy(n) for n in HOSTS):
-            healthy = [h.n for h in self.lab.hosts if self.lab.healthy(h.n)]
-            self.brought_up = not healthy
-            self.lab.up(max([len(HOSTS)] + healthy))  # up(N) keeps exactly hosts 1..N
-        self.hosts = [self.lab.host(n) for n in HOSTS]
+        unwind_on_sigterm()
+        try:
+            if not all(self.lab.healthy(n) for n in HOSTS):
+                healthy = [h.n for h in self.lab.hosts if self.lab.healthy(h.n)]
+                self.brought_up = not healthy
+                self.lab.up(max([len(HOSTS)] + healthy))  # up(N) keeps exactly hosts 1..N
+            self.hosts = [self.lab.host(n) for n in HOSTS]
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -347,9 +353,7 @@ class Fleet:
                 subprocess.run(self._ssh(h)[:-1] + ["-O", "exit", "root@" + h.address], capture_output=True, timeout=10, check=False)
         if self.brought_up and not self.keep_lab:
             self.lab.down()
-        for p in self.tmp.iterdir():
-            p.unlink()
-        self.tmp.rmdir()
+        shutil.rmtree(self.tmp, ignore_errors=True)  # its ssh control sockets too
         return False
 
     def exec(self, n, argv, **kw):
