@@ -82,6 +82,20 @@ def test_private_run_and_tmp(lab, lab_exec):
         lab_exec(1, ["rm", "-f", marker], check=False)
 
 
+def test_root_shell_reads_a_fresh_hosts_dot_files(ansible_playbook):
+    """An ssh command in a lab host runs root's bash, which reads ~/.bashrc: the lab gives it
+    Debian's default (base-files), not the machine's (which may load pyenv or the like), so lab
+    figures count no developer's shell setup and no lab command writes the machine's home."""
+    default = Path("/usr/share/base-files/dot.bashrc")
+    if not default.exists():
+        pytest.skip("no /usr/share/base-files/dot.bashrc (not Debian's base-files)")
+    run = ansible_playbook([{"name": "bashrc", "ansible.builtin.command": "cat /root/.bashrc"},
+                            {"name": "env", "ansible.builtin.raw": "echo \"[$PYENV_ROOT]\""}], hosts="lab")
+    for host in ("lab1", "lab2"):
+        assert run.task("bashrc", host)["stdout"] == default.read_text().rstrip("\n")
+        assert run.task("env", host)["stdout"].strip() == "[]"
+
+
 def test_converge_helper(converge, lab_exec):
     path = "/run/linuxns-lab-converge"
     try:

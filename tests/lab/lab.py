@@ -5,7 +5,8 @@ A lab host is a process tree in its own net, mount, UTS and PID namespace. Its P
 everything made inside: sshd, Ansible's sessions, guests and their pins. The lab host is
 joined to the machine by a veth pair (machine side ``lnsgG`` 198.18.G.1/24, lab side
 ``eth0`` 198.18.G.2/24, G = global host number), has private tmpfs mounts on /run and /tmp
-and an overlay on /etc whose writes stay in the lab host,
+and an overlay on /etc whose writes stay in the lab host, Debian's default root dot files
+(/usr/share/base-files/dot.{bashrc,profile} bound over /root/.bashrc and /root/.profile),
 hostname ``labN`` and its own sshd that lets root in with a key kept in the lab's state
 folder. The machine's own sshd, ~/.ssh and network configuration are never touched.
 
@@ -746,6 +747,16 @@ mount -t tmpfs -o mode=1777,nosuid,nodev lab-tmp /tmp
 # there (e.g. /etc/linuxns/guests/NAME/fstab tables) never reaches the machine.
 mkdir -m 0755 /run/lab-etc /run/lab-etc/upper /run/lab-etc/work
 mount -t overlay -o lowerdir=/etc,upperdir=/run/lab-etc/upper,workdir=/run/lab-etc/work lab-etc /etc
+# root's shell reads Debian's default dot files, as on a fresh host, not this machine's: each
+# ssh command (every Ansible task) runs bash, which reads ~/.bashrc, and a developer's one
+# (pyenv init here: ~165 ms per command, and a `pyenv rehash` that writes the machine's
+# ~/.pyenv and, killed, leaves a lock that stalls every later shell for 60 s) would be
+# counted in every lab figure. Bind mounts in this private namespace: the machine's files stay.
+for f in bashrc profile; do
+    if [ -f "/root/.$f" ] && [ -f "/usr/share/base-files/dot.$f" ]; then
+        mount --bind "/usr/share/base-files/dot.$f" "/root/.$f"
+    fi
+done
 hostname "$1"
 if [ -e /proc/sys/net/ipv6/conf/eth0/disable_ipv6 ]; then
     echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6
