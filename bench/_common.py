@@ -37,6 +37,26 @@ def _terminated(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def run_tree(argv, check=False, capture_output=False, timeout=None, **kw):
+    """subprocess.run for a program that forks (ansible-playbook and its workers): it runs in a
+    session of its own, and when the bench is interrupted (Ctrl-C, SIGTERM, a timeout) the whole
+    group is killed. subprocess.run alone kills only the first process: ansible's forked workers
+    lived on, their ssh to a lab host already taken down hanging for ever."""
+    if capture_output:
+        kw.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, start_new_session=True, **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    if check and proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, argv, out, err)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def unwind_on_sigterm():
     """`timeout` or a kill sends SIGTERM: unwind like Ctrl-C so every finally and __exit__
     removes what the bench made (guests, roots, scratch folders, lab hosts it brought up)."""
@@ -130,7 +150,7 @@ class Bench:
             self.record.unlink()
         env = self.env()
         t0 = time.monotonic()
-        proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(self.lab.inventory_path),
+        proc = run_tree([str(VENV_BIN / "ansible-playbook"), "-i", str(self.lab.inventory_path),
                                "-e", "@" + str(vars_file), str(pb)],
                               env=env, capture_output=True, text=True, check=False)
         process = time.monotonic() - t0

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 
-from _common import VENV_BIN, Bench, median, table
+from _common import VENV_BIN, Bench, median, run_tree, table
 from lab import ssh_common_args
 
 STATE = "/run/linuxns"
@@ -61,7 +61,7 @@ class ConnBench(Bench):
         if self.record.exists():
             self.record.unlink()
         t0 = time.monotonic()
-        proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", inventory, "--forks", str(forks), str(pb)],
+        proc = run_tree([str(VENV_BIN / "ansible-playbook"), "-i", inventory, "--forks", str(forks), str(pb)],
                               env=self.env(), capture_output=True, text=True, check=False)
         seconds = time.monotonic() - t0
         records = [json.loads(line) for line in self.record.read_text().splitlines()] if self.record.exists() else []

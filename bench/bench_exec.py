@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
+from _common import run_tree  # noqa: E402
 from lab import Lab  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
@@ -65,7 +65,7 @@ class Runner:
     def adhoc(self, module: str, args: str, **env) -> float:
         argv = [str(VENV_BIN / "ansible"), "lab1", "-i", str(self.lab.inventory_path), "-m", module, "-a", args, "-o"]
         t0 = time.monotonic()
-        proc = subprocess.run(argv, env=self.env(**env), capture_output=True, text=True, check=False)
+        proc = run_tree(argv, env=self.env(**env), capture_output=True, text=True, check=False)
         seconds = time.monotonic() - t0
         if proc.returncode != 0:
             raise RuntimeError("ansible %s failed: %s%s" % (module, proc.stdout[-2000:], proc.stderr[-2000:]))
@@ -81,7 +81,7 @@ class Runner:
             vf.write_text(json.dumps(extra_vars))
             argv += ["-e", "@" + str(vf)]
         t0 = time.monotonic()
-        proc = subprocess.run(argv, env=self.env(), capture_output=True, text=True, check=False)
+        proc = run_tree(argv, env=self.env(), capture_output=True, text=True, check=False)
         seconds = time.monotonic() - t0
         if proc.returncode != 0:
             raise RuntimeError("ansible-playbook failed: %s%s" % (proc.stdout[-3000:], proc.stderr[-2000:]))

@@ -69,7 +69,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import HERE, REPO, VENV_BIN, Lab, median, table, unwind_on_sigterm
+from _common import HERE, REPO, VENV_BIN, Lab, median, run_tree, table, unwind_on_sigterm
 from bench_memory import kernel, meminfo
 
 HOSTS = (1, 2)
@@ -398,14 +398,14 @@ class Fleet:
         env = {**os.environ, **env}
         inv = ["-i", str(self.lab.inventory_path)]
         pattern = ":".join(h.name for h in self.hosts)
-        subprocess.run([str(VENV_BIN / "ansible"), *inv, pattern, "-m", "ansible.builtin.ping"], env=env, capture_output=True, check=True)
+        run_tree([str(VENV_BIN / "ansible"), *inv, pattern, "-m", "ansible.builtin.ping"], env=env, capture_output=True, check=True)
         with contextlib.suppress(FileNotFoundError):
             self.record.unlink()
         argv = [str(VENV_BIN / "ansible-playbook"), *inv, "-e", "fleet_group=" + pattern, "-e", "fleet_size=%d" % n]
         if which == "teardown":
             argv += ["-e", "fleet_teardown=true"]
         t0 = time.monotonic()
-        proc = subprocess.run(argv + [str(self.tmp / (which + ".yml"))], env=env, capture_output=True, text=True, check=False)
+        proc = run_tree(argv + [str(self.tmp / (which + ".yml"))], env=env, capture_output=True, text=True, check=False)
         seconds = time.monotonic() - t0
         if proc.returncode != 0:
             raise RuntimeError("ansible-playbook (%s, %d guests) failed (rc=%d): %s%s" % (which, n, proc.returncode, proc.stdout[-3000:], proc.stderr[-2000:]))

@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
+from _common import run_tree  # noqa: E402
 from lab import Lab  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
@@ -81,7 +81,7 @@ class Runner:
                    ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "integration" / "callback"),
                    ANSIBLE_CALLBACKS_ENABLED="linuxns_record", LINUXNS_RECORD_FILE=str(record))
         t0 = time.monotonic()
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        proc = run_tree(argv, env=env, capture_output=True, text=True, check=False)
         seconds = time.monotonic() - t0
         if proc.returncode != 0:
             raise RuntimeError("ansible-playbook failed:\n%s\n%s" % (proc.stdout[-3000:], proc.stderr[-2000:]))

@@ -45,6 +45,8 @@ import argparse
 import base64
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -204,14 +206,15 @@ class Scale(Bench):
         watcher.start()
         t0 = time.monotonic()
         proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", str(self.lab.inventory_path), "-e", "@" + str(vars_file), str(pb)],
-                                env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             out, err = proc.communicate(timeout=timeout)
         finally:
             stop.set()
             watcher.join()
-            if proc.poll() is None:
-                proc.kill()
+            if proc.poll() is None:  # interrupted: ansible's forked workers too (see _common.run_tree)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         process = time.monotonic() - t0
         if self.low_memory:

@@ -23,11 +23,10 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 
-from _common import HERE, VENV_BIN, median, table
+from _common import HERE, VENV_BIN, median, run_tree, table
 from bench_fleet import Fleet
 
 KINDS = {
@@ -50,7 +49,7 @@ def floor(fleet: Fleet, n: int, count: int) -> dict:
            "ANSIBLE_CALLBACKS_ENABLED": "linuxns_bench_time", "LINUXNS_BENCH_FILE": str(fleet.record)}
     with contextlib.suppress(FileNotFoundError):
         fleet.record.unlink()
-    subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(fleet.lab.inventory_path), "-e", "fleet_size=%d" % n, str(path)],
+    run_tree([str(VENV_BIN / "ansible-playbook"), "-i", str(fleet.lab.inventory_path), "-e", "fleet_size=%d" % n, str(path)],
                    env=env, capture_output=True, text=True, check=True)
     recs = [json.loads(line) for line in fleet.record.read_text().splitlines()]
     return {k: median([r["seconds"] for r in recs if r["task"].startswith(k + " ")]) for k in KINDS}
