@@ -35,6 +35,7 @@ CONTEXT_ID_FILE = "context_id"
 DEFINITION_FILE = "guest.json"
 USERNS_FILE = "userns"  # the id range of a userns: auto guest (userns.py)
 KEPT_FILES = (TABLE_FILE, CONTEXT_ID_FILE, DEFINITION_FILE, USERNS_FILE)
+_UNREAD = object()  # write_definition: the caller did not pass what it read
 
 
 # ---------------------------------------------------------------------------------------
@@ -150,13 +151,14 @@ class Kept:
             raise GuestError("guest %r: its kept definition %s cannot be read: %s" % (self.name, self.definition_path, exc)) from None
         return check_definition(data, self.name, self.definition_path)
 
-    def write_definition(self, definition: dict, check: bool = False) -> bool:
+    def write_definition(self, definition: dict, check: bool = False, current=_UNREAD) -> bool:
         """Keep ``definition`` (its ``version`` set); False when it was kept already (not rewritten).
-        ``check``: only say whether it would be written."""
+        ``check``: only say whether it would be written. ``current``: what the caller has just read
+        with :meth:`read_definition` (saves reading and checking the file a second time)."""
         definition = dict(definition, version=DEFINITION_VERSION, name=self.name)
         check_definition(definition, self.name, self.definition_path)
         try:
-            if self.read_definition() == definition:
+            if (self.read_definition() if current is _UNREAD else current) == definition:
                 return False
         except GuestError:
             pass  # callers check first (check_definition_file): only a caller that means to replace it gets here
@@ -366,8 +368,9 @@ def keep_guest(table_dir: str, meta, state: str, check: bool = False) -> bool:
     """Save guest ``meta``'s fields and ``state`` (present or frozen) in its definition; False
     when nothing changed (the file is not rewritten). ``check``: only say whether it would be saved."""
     kept = Kept(table_dir, meta.name)
-    old = kept.read_definition() or {}
-    return kept.write_definition(dict(old, state=state, guest=guest_fields(meta), links=old.get("links") or {}), check)
+    current = kept.read_definition()
+    old = current or {}
+    return kept.write_definition(dict(old, state=state, guest=guest_fields(meta), links=old.get("links") or {}), check, current)
 
 
 def keep_absent(table_dir: str, name: str, check: bool = False) -> bool:
@@ -377,7 +380,7 @@ def keep_absent(table_dir: str, name: str, check: bool = False) -> bool:
     old = kept.read_definition()
     if old is None or old.get("state") == "absent":
         return False
-    return kept.write_definition(dict(old, state="absent"), check)
+    return kept.write_definition(dict(old, state="absent"), check, old)
 
 
 def keep_link(table_dir: str, name: str, ifname: str, entry, check: bool = False) -> bool:
@@ -392,7 +395,7 @@ def keep_link(table_dir: str, name: str, ifname: str, entry, check: bool = False
         links.pop(ifname)
     else:
         links[ifname] = entry
-    return kept.write_definition(dict(old or {}, links=links), check)
+    return kept.write_definition(dict(old or {}, links=links), check, old)
 
 
 def definitions(table_dir: str) -> list:

@@ -92,6 +92,30 @@ def test_kept_files_written_atomically_and_read_back(tmp_path):
         k.read_definition()
 
 
+def test_definition_updates_read_the_file_once(tmp_path, monkeypatch):
+    """keep_link and keep_absent compare the new definition with the one they have just read: one
+    read of the file per update (each update read and checked it twice; a no-change run of a
+    10,000-guest task read 3 definitions per guest)."""
+    table = str(tmp_path / "tables")
+    assert persist.Kept(table, "g1").write_definition({"state": "present", "guest": {"hostname": "g1"}}) is True
+    reads = []
+    real = persist.Kept.read_definition
+    monkeypatch.setattr(persist.Kept, "read_definition", lambda self: reads.append(self.name) or real(self))
+    entry = {"peer": "h-g1", "addresses": ["198.18.1.10/24"]}
+    for update, changed in ((lambda check: persist.keep_link(table, "g1", "eth0", entry, check), True),
+                            (lambda check: persist.keep_link(table, "g1", "eth0", entry, check), False),
+                            (lambda check: persist.keep_absent(table, "g1", check), True),
+                            (lambda check: persist.keep_absent(table, "g1", check), False)):
+        before = open(persist.Kept(table, "g1").definition_path).read()
+        reads.clear()
+        assert update(True) is changed and reads == ["g1"]  # check mode predicts, writes nothing
+        assert open(persist.Kept(table, "g1").definition_path).read() == before
+        reads.clear()
+        assert update(False) is changed and reads == ["g1"]
+    kept = real(persist.Kept(table, "g1"))
+    assert kept["state"] == "absent" and kept["links"] == {"eth0": entry} and kept["guest"] == {"hostname": "g1"}
+
+
 def test_forget_predicts_then_removes_and_keeps_foreign_files(tmp_path):
     tables = tmp_path / "tables"
     k = persist.Kept(str(tables), "g1")
