@@ -61,7 +61,7 @@ LINK = "linuxns.guests.netns_link"
 PREFIX = "sc"
 TABLE_DIR = "/run/linuxns-bench-scale-table"
 GiB = 1024 * 1024  # in KiB
-SITE = str(next((REPO / ".venv" / "lib").glob("python3*/site-packages")))  # ansible-core for --profile
+SITE = str(next((REPO / ".venv" / "lib").resolve().glob("python3*/site-packages")))  # ansible-core for --profile
 
 COUNT = r"""
 import glob, json, os
@@ -343,6 +343,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     GUEST_OPTIONS.update(json.loads(args.guest_options))
     sizes = [int(x) for x in args.sizes.split(",")]
+    if args.profile:  # the profile runs in the lab host, which has a /tmp of its own
+        hidden = [p for p in (args.collections or str(REPO / "build"), SITE) if os.path.realpath(p).startswith("/tmp/")]
+        if hidden:
+            raise SystemExit("--profile: %s is under /tmp, which a lab host does not see (its /tmp is its own): "
+                             "profile from a checkout outside /tmp" % ", ".join(hidden))
     figures = []
     per_guest, largest = 0.0, 0  # KiB per guest at the largest size run so far
     with Scale(int(args.floor * GiB), keep_lab=args.keep_lab, collections=args.collections) as s:
