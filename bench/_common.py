@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
-from lab import Lab  # noqa: E402
+from lab import Lab, run_tree  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
 HOST = 1
@@ -35,26 +35,6 @@ def median(values):
 
 def _terminated(signum, frame):
     raise SystemExit(128 + signum)
-
-
-def run_tree(argv, check=False, capture_output=False, timeout=None, **kw):
-    """subprocess.run for a program that forks (ansible-playbook and its workers): it runs in a
-    session of its own, and when the bench is interrupted (Ctrl-C, SIGTERM, a timeout) the whole
-    group is killed. subprocess.run alone kills only the first process: ansible's forked workers
-    lived on, their ssh to a lab host already taken down hanging for ever."""
-    if capture_output:
-        kw.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc = subprocess.Popen(argv, start_new_session=True, **kw)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
-    if check and proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, argv, out, err)
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def unwind_on_sigterm():

@@ -39,8 +39,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
-from _common import run_tree  # noqa: E402
-from lab import Lab  # noqa: E402
+from lab import Lab, run_tree  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
 MOD = "linuxns.guests.guest_enter_exec"

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lab import run_tree
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CALLBACK_DIR = HERE / "callback"
@@ -219,9 +221,9 @@ class Ansible:
 
     def _run(self, argv: list, record: Path, expect_fail: bool, timeout: float,
              **env_kw) -> AnsibleRun:
-        proc = subprocess.run(argv, env=self.environment(record, **env_kw), cwd=str(REPO),
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = run_tree(argv, env=self.environment(record, **env_kw), cwd=str(REPO),
+                        stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                        timeout=timeout, check=False)
         run = AnsibleRun(argv=argv, rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr,
                          results=load_records(record))
         if expect_fail:

@@ -356,6 +356,27 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def run_tree(argv, check=False, capture_output=False, timeout=None, **kw):
+    """subprocess.run for a program that forks (ansible-playbook and its workers): it runs in a
+    session of its own, and when the caller is interrupted (Ctrl-C, SIGTERM, ``timeout``) the
+    whole group is killed. subprocess.run alone kills only the first process: ansible's forked
+    workers lived on, their ssh to a lab host already taken down hanging for ever - and, holding
+    the output pipes, they made subprocess.run's own wait after a timeout hang with them."""
+    if capture_output:
+        kw.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, start_new_session=True, **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    if check and proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, argv, out, err)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def kill_verified(pid: int | None, start: int | None, timeout: float = 10.0) -> None:
     """SIGKILL PID only if it is still the process that started at START; wait until gone."""
     if not is_running(pid, start):

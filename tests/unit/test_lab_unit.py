@@ -218,3 +218,47 @@ def test_remove_cgroup_tree_removes_it_in_every_hierarchy():
                     os.rmdir(os.path.join(d, sub))
     with pytest.raises(lab.LabError):
         lab.remove_cgroup_tree("../x")
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, killed and not yet reaped by its new parent, counts as gone)."""
+    try:
+        return lab.proc_stat(pid) is not None and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["timeout", "interrupt"])
+def test_run_tree_kills_the_forked_children_too(tmp_path, how):
+    """run_tree (ansible-playbook in the tests' harness and the benches): a timeout or an
+    interruption kills the whole process group, not only the first process. Ansible's forked
+    workers outlived a killed bench with subprocess.run (their ssh to a removed lab host hanging
+    for ever). The child here detaches from the pipes, as a worker's ssh need not hold them."""
+    pid_file = tmp_path / "child.pid"
+    script = f"(exec >/dev/null 2>&1 </dev/null; exec sleep 300) & echo $! > {pid_file}; wait"
+    child = None
+    try:
+        if how == "timeout":
+            with pytest.raises(subprocess.TimeoutExpired):
+                lab.run_tree(["bash", "-c", script], capture_output=True, text=True, timeout=1)
+        else:
+            import signal
+            import threading
+
+            def interrupt():  # as the benches' SIGTERM handler does: an exception in the waiting caller
+                while not pid_file.exists() or not pid_file.read_text().strip():
+                    threading.Event().wait(0.02)
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
+            old = signal.signal(signal.SIGUSR1, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+            try:
+                threading.Thread(target=interrupt, daemon=True).start()
+                with pytest.raises(KeyboardInterrupt):
+                    lab.run_tree(["bash", "-c", script], capture_output=True, text=True)
+            finally:
+                signal.signal(signal.SIGUSR1, old)
+        child = int(pid_file.read_text())
+        assert not _alive(child), "the forked child outlived the run"
+    finally:
+        if child is not None and _alive(child):
+            os.kill(child, 9)  # the child this test started, by its pid
