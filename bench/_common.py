@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -57,10 +58,17 @@ class Bench:
     # -- lab -----------------------------------------------------------------------
     def __enter__(self):
         unwind_on_sigterm()
-        if not self.lab.healthy(HOST):
-            self.lab.up(HOST)
-            self.brought_up = True
-        self.host = self.lab.host(HOST)
+        try:
+            if not self.lab.healthy(HOST):
+                self.brought_up = True  # before up(): a host that came up but did not answer goes down again
+                self.lab.up(HOST)
+            self.host = self.lab.host(HOST)
+        except BaseException:
+            if self.brought_up and not self.keep_lab:
+                with contextlib.suppress(Exception):
+                    self.lab.down()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -69,10 +77,7 @@ class Bench:
                            capture_output=True, timeout=10, check=False)
         if self.brought_up and not self.keep_lab:
             self.lab.down()
-        with contextlib.suppress(OSError):
-            for p in self.tmp.iterdir():
-                p.unlink()
-            self.tmp.rmdir()
+        shutil.rmtree(self.tmp, ignore_errors=True)  # its ssh control socket too
         return False
 
     def exec(self, argv, **kw):

@@ -343,6 +343,9 @@ class Fleet:
                 self.lab.up(max([len(HOSTS)] + healthy))  # up(N) keeps exactly hosts 1..N
             self.hosts = [self.lab.host(n) for n in HOSTS]
         except BaseException:
+            if self.brought_up and not self.keep_lab:
+                with contextlib.suppress(Exception):
+                    self.lab.down()
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
         return self

@@ -46,7 +46,6 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -54,7 +53,7 @@ import time
 from pathlib import Path
 
 from _common import REPO, VENV_BIN, Bench, kernel, meminfo, table
-from lab import cgroup_parent_name
+from lab import cgroup_parent_name, kill_tree
 
 CREATE = "linuxns.guests.namespace_create"
 LINK = "linuxns.guests.netns_link"
@@ -206,15 +205,14 @@ class Scale(Bench):
         watcher.start()
         t0 = time.monotonic()
         proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", str(self.lab.inventory_path), "-e", "@" + str(vars_file), str(pb)],
-                                env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             out, err = proc.communicate(timeout=timeout)
         finally:
             stop.set()
             watcher.join()
-            if proc.poll() is None:  # interrupted: ansible's forked workers too (see _common.run_tree)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+            if proc.poll() is None:  # interrupted: ansible's forked workers too (lab.kill_tree)
+                kill_tree(proc.pid)
                 proc.wait()
         process = time.monotonic() - t0
         if self.low_memory:

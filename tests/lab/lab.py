@@ -356,20 +356,59 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _children() -> dict:
+    """{parent pid: [child pids]} of every process, from /proc/*/stat (field 4)."""
+    out: dict = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            out.setdefault(int(text[text.rindex(")") + 2:].split()[1]), []).append(int(entry))
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL process PID and every process below it. Each one found is stopped first (SIGSTOP:
+    it forks no more), the tree is walked again until it holds no new process, then all are
+    killed. A process group or session is not enough: ansible-playbook's workers each call
+    setsid() (WorkerProcess._detach), and so leave the group of the program that forked them."""
+    stopped: dict = {}
+    while True:
+        children = _children()
+        todo, tree = [pid], []
+        while todo:
+            p = todo.pop()
+            tree.append(p)
+            todo.extend(children.get(p, ()))
+        new = [p for p in tree if p not in stopped]
+        if not new:
+            break
+        for p in new:
+            stopped[p] = proc_start_time(p)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGSTOP)
+    for p, start in stopped.items():
+        if p == pid or (start is not None and proc_start_time(p) == start):  # not a reused pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+
+
 def run_tree(argv, check=False, capture_output=False, timeout=None, **kw):
-    """subprocess.run for a program that forks (ansible-playbook and its workers): it runs in a
-    session of its own, and when the caller is interrupted (Ctrl-C, SIGTERM, ``timeout``) the
-    whole group is killed. subprocess.run alone kills only the first process: ansible's forked
+    """subprocess.run for a program that forks (ansible-playbook and its workers): when the
+    caller is interrupted (Ctrl-C, SIGTERM, ``timeout``) the program and every process below it
+    are killed (kill_tree). subprocess.run alone kills only the first process: ansible's forked
     workers lived on, their ssh to a lab host already taken down hanging for ever - and, holding
     the output pipes, they made subprocess.run's own wait after a timeout hang with them."""
     if capture_output:
         kw.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc = subprocess.Popen(argv, start_new_session=True, **kw)
+    proc = subprocess.Popen(argv, **kw)
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.wait()
         raise
     if check and proc.returncode:

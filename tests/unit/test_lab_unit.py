@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import lab
@@ -231,20 +233,19 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("how", ["timeout", "interrupt"])
 def test_run_tree_kills_the_forked_children_too(tmp_path, how):
     """run_tree (ansible-playbook in the tests' harness and the benches): a timeout or an
-    interruption kills the whole process group, not only the first process. Ansible's forked
-    workers outlived a killed bench with subprocess.run (their ssh to a removed lab host hanging
-    for ever). The child here detaches from the pipes, as a worker's ssh need not hold them."""
+    interruption kills the program and every process below it, not only the first process.
+    Ansible's forked workers outlived a killed bench with subprocess.run (their ssh to a removed
+    lab host hanging for ever), and killing the process group was not enough either: a worker
+    calls setsid() and leaves it. The child here does both, as a worker does: a session of its
+    own, its stdio on /dev/null."""
     pid_file = tmp_path / "child.pid"
-    script = f"(exec >/dev/null 2>&1 </dev/null; exec sleep 300) & echo $! > {pid_file}; wait"
+    script = f"(exec >/dev/null 2>&1 </dev/null; exec setsid sleep 300) & echo $! > {pid_file}; wait"
     child = None
     try:
         if how == "timeout":
             with pytest.raises(subprocess.TimeoutExpired):
                 lab.run_tree(["bash", "-c", script], capture_output=True, text=True, timeout=1)
         else:
-            import signal
-            import threading
-
             def interrupt():  # as the benches' SIGTERM handler does: an exception in the waiting caller
                 while not pid_file.exists() or not pid_file.read_text().strip():
                     threading.Event().wait(0.02)
@@ -258,6 +259,10 @@ def test_run_tree_kills_the_forked_children_too(tmp_path, how):
             finally:
                 signal.signal(signal.SIGUSR1, old)
         child = int(pid_file.read_text())
+        for _ in range(100):  # SIGKILL is delivered asynchronously: a moment to die, not a timing check
+            if not _alive(child):
+                break
+            threading.Event().wait(0.05)
         assert not _alive(child), "the forked child outlived the run"
     finally:
         if child is not None and _alive(child):
