@@ -38,6 +38,20 @@ def _terminated(signum, frame):
     raise SystemExit(128 + signum)
 
 
+@contextlib.contextmanager
+def undone_on_failure(bench):
+    """A bench's __enter__ (Bench, bench_fleet's Fleet): when it fails, the lab it brought up
+    (``bench.brought_up``) goes down again and its scratch folder ``bench.tmp`` goes."""
+    try:
+        yield
+    except BaseException:
+        if bench.brought_up and not bench.keep_lab:
+            with contextlib.suppress(Exception):
+                bench.lab.down()
+        shutil.rmtree(bench.tmp, ignore_errors=True)
+        raise
+
+
 def unwind_on_sigterm():
     """`timeout` or a kill sends SIGTERM: unwind like Ctrl-C so every finally and __exit__
     removes what the bench made (guests, roots, scratch folders, lab hosts it brought up)."""
@@ -58,17 +72,11 @@ class Bench:
     # -- lab -----------------------------------------------------------------------
     def __enter__(self):
         unwind_on_sigterm()
-        try:
+        with undone_on_failure(self):
             if not self.lab.healthy(HOST):
                 self.brought_up = True  # before up(): a host that came up but did not answer goes down again
                 self.lab.up(HOST)
             self.host = self.lab.host(HOST)
-        except BaseException:
-            if self.brought_up and not self.keep_lab:
-                with contextlib.suppress(Exception):
-                    self.lab.down()
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            raise
         return self
 
     def __exit__(self, *exc):

@@ -69,7 +69,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import HERE, REPO, VENV_BIN, Lab, median, run_tree, table, unwind_on_sigterm
+from _common import HERE, REPO, VENV_BIN, Lab, median, run_tree, table, undone_on_failure, unwind_on_sigterm
 from bench_memory import kernel, meminfo
 
 HOSTS = (1, 2)
@@ -336,18 +336,12 @@ class Fleet:
 
     def __enter__(self):
         unwind_on_sigterm()
-        try:
+        with undone_on_failure(self):
             if not all(self.lab.healthy(n) for n in HOSTS):
                 healthy = [h.n for h in self.lab.hosts if self.lab.healthy(h.n)]
                 self.brought_up = not healthy
                 self.lab.up(max([len(HOSTS)] + healthy))  # up(N) keeps exactly hosts 1..N
             self.hosts = [self.lab.host(n) for n in HOSTS]
-        except BaseException:
-            if self.brought_up and not self.keep_lab:
-                with contextlib.suppress(Exception):
-                    self.lab.down()
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            raise
         return self
 
     def __exit__(self, *exc):
