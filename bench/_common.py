@@ -144,8 +144,8 @@ class Bench:
         env = self.env()
         t0 = time.monotonic()
         proc = run_tree([str(VENV_BIN / "ansible-playbook"), "-i", str(self.lab.inventory_path),
-                               "-e", "@" + str(vars_file), str(pb)],
-                              env=env, capture_output=True, text=True, check=False)
+                         "-e", "@" + str(vars_file), str(pb)],
+                        env=env, capture_output=True, text=True, check=False)
         process = time.monotonic() - t0
         records = [json.loads(line) for line in self.record.read_text().splitlines()] if self.record.exists() else []
         timed = [r for r in records if r["task"] == "timed"]

@@ -62,7 +62,7 @@ class ConnBench(Bench):
             self.record.unlink()
         t0 = time.monotonic()
         proc = run_tree([str(VENV_BIN / "ansible-playbook"), "-i", inventory, "--forks", str(forks), str(pb)],
-                              env=self.env(), capture_output=True, text=True, check=False)
+                        env=self.env(), capture_output=True, text=True, check=False)
         seconds = time.monotonic() - t0
         records = [json.loads(line) for line in self.record.read_text().splitlines()] if self.record.exists() else []
         if proc.returncode != 0:

@@ -50,7 +50,7 @@ def floor(fleet: Fleet, n: int, count: int) -> dict:
     with contextlib.suppress(FileNotFoundError):
         fleet.record.unlink()
     run_tree([str(VENV_BIN / "ansible-playbook"), "-i", str(fleet.lab.inventory_path), "-e", "fleet_size=%d" % n, str(path)],
-                   env=env, capture_output=True, text=True, check=True)
+             env=env, capture_output=True, text=True, check=True)
     recs = [json.loads(line) for line in fleet.record.read_text().splitlines()]
     return {k: median([r["seconds"] for r in recs if r["task"].startswith(k + " ")]) for k in KINDS}
 

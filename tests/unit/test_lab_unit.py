@@ -251,7 +251,10 @@ def test_run_tree_kills_the_forked_children_too(tmp_path, how):
                     threading.Event().wait(0.02)
                 signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
 
-            old = signal.signal(signal.SIGUSR1, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+            def stop(signum, frame):
+                raise KeyboardInterrupt
+
+            old = signal.signal(signal.SIGUSR1, stop)
             try:
                 threading.Thread(target=interrupt, daemon=True).start()
                 with pytest.raises(KeyboardInterrupt):
@@ -259,7 +262,7 @@ def test_run_tree_kills_the_forked_children_too(tmp_path, how):
             finally:
                 signal.signal(signal.SIGUSR1, old)
         child = int(pid_file.read_text())
-        for _ in range(100):  # SIGKILL is delivered asynchronously: a moment to die, not a timing check
+        for _attempt in range(100):  # SIGKILL is delivered asynchronously: a moment to die, not a timing check
             if not _alive(child):
                 break
             threading.Event().wait(0.05)
