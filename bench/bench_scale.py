@@ -46,14 +46,13 @@ import base64
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 from _common import REPO, VENV_BIN, Bench, kernel, meminfo, table
-from lab import cgroup_parent_name, kill_tree
+from lab import cgroup_parent_name, run_tree
 
 CREATE = "linuxns.guests.namespace_create"
 LINK = "linuxns.guests.netns_link"
@@ -204,16 +203,13 @@ class Scale(Bench):
         watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True)
         watcher.start()
         t0 = time.monotonic()
-        proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", str(self.lab.inventory_path), "-e", "@" + str(vars_file), str(pb)],
-                                env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            out, err = proc.communicate(timeout=timeout)
+        try:  # interrupted or over the timeout: ansible's forked workers are killed too (lab.run_tree)
+            proc = run_tree([str(VENV_BIN / "ansible-playbook"), "-i", str(self.lab.inventory_path), "-e", "@" + str(vars_file), str(pb)],
+                            env=self.env(), capture_output=True, text=True, timeout=timeout)
         finally:
             stop.set()
             watcher.join()
-            if proc.poll() is None:  # interrupted: ansible's forked workers too (lab.kill_tree)
-                kill_tree(proc.pid)
-                proc.wait()
+        out, err = proc.stdout, proc.stderr
         process = time.monotonic() - t0
         if self.low_memory:
             raise MemoryError("MemAvailable fell below %d MiB during %s: stopped" % (self.floor // 1024, module))

@@ -319,10 +319,15 @@ def sshd_config_text(run_dir: str = LAB_RUN, lab_name: str | None = None) -> str
     ])
 
 
+def _stat_fields(text: str) -> list:
+    """The fields of /proc/PID/stat's text after the command name: [0] is field 3 (state), [1]
+    field 4 (the parent's pid), [19] field 22 (start time)."""
+    return text[text.rindex(")") + 2:].split()
+
+
 def parse_stat(text: str) -> tuple:
     """(state, start time in clock ticks) from the text of /proc/PID/stat."""
-    rest = text[text.rindex(")") + 2:].split()
-    # rest[0] is field 3 (state); field 22 (starttime) is rest[19]
+    rest = _stat_fields(text)
     return rest[0], int(rest[19])
 
 
@@ -366,7 +371,7 @@ def _children() -> dict:
                     text = f.read()
             except OSError:
                 continue
-            out.setdefault(int(text[text.rindex(")") + 2:].split()[1]), []).append(int(entry))
+            out.setdefault(int(_stat_fields(text)[1]), []).append(int(entry))
     return out
 
 
