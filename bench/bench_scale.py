@@ -139,18 +139,19 @@ def address(i: int) -> str:
 
 
 GUEST_OPTIONS = {}  # --guest-options: merged into every guest entry of the create
+TASK_OPTIONS = {}  # --brief: {"return_unchanged": False} on every task
 
 
 def create_args(n: int, state: str = "present") -> dict:
     extra = GUEST_OPTIONS if state == "present" else {}
-    args = {"guests": [dict(extra, name=guest(i)) for i in range(n)], "table_dir": TABLE_DIR, "state": state}
+    args = dict(TASK_OPTIONS, guests=[dict(extra, name=guest(i)) for i in range(n)], table_dir=TABLE_DIR, state=state)
     if state == "absent":
         args["purge"] = True
     return args
 
 
 def link_args(n: int) -> dict:
-    return {"ifname": "eth0", "kind": "veth",
+    return {**TASK_OPTIONS, "ifname": "eth0", "kind": "veth",
             "links": [{"guest": guest(i), "addresses": [address(i)], "peer": {"ifname": "vs%05d" % i}} for i in range(n)]}
 
 
@@ -290,8 +291,8 @@ def one_size(s: Scale, n: int, args) -> dict:
         fig["pss"] = got["pss"] / n
         for phase, module, margs in (("rerun create", CREATE, create_args(n)), ("rerun link", LINK, link_args(n))):
             rec = s.run(module, margs)
-            if rec["changed"]:
-                raise RuntimeError("%s %d: reported changed" % (phase, n))
+            if rec["changed"] or (TASK_OPTIONS and rec["unchanged"] != n):
+                raise RuntimeError("%s %d: reported changed (or not %d unchanged: %s)" % (phase, n, n, rec["unchanged"]))
             fig[phase], fig["load_" + phase] = rec["seconds"], rec["load"]
             print("n=%d %s %.1f s (load %s)" % (n, phase, rec["seconds"], rec["load"]), file=sys.stderr, flush=True)
         if args.profile:
@@ -334,8 +335,12 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-lab", action="store_true")
     ap.add_argument("--guest-options", metavar="JSON", default="{}",
                     help='options of namespace_create for every guest, e.g. \'{"privileged": true}\' (confinement off)')
+    ap.add_argument("--brief", action="store_true",
+                    help="return_unchanged: false on every task (the results list only the guests and links that changed)")
     args = ap.parse_args(argv)
     GUEST_OPTIONS.update(json.loads(args.guest_options))
+    if args.brief:
+        TASK_OPTIONS["return_unchanged"] = False
     sizes = [int(x) for x in args.sizes.split(",")]
     if args.profile:  # the profile runs in the lab host, which has a /tmp of its own
         hidden = [p for p in (args.collections or str(REPO / "build"), SITE) if os.path.realpath(p).startswith("/tmp/")]

@@ -45,6 +45,7 @@ class CallbackModule(CallbackBase):
             "status": status,
             "changed": bool(res.get("changed")),
             "count": len(res.get("guests") or []),
+            "unchanged": res.get("unchanged"),  # return_unchanged: false
             "seconds": time.monotonic() - (self._start or time.monotonic()),
             "msg": res.get("msg"),
         }

@@ -22,6 +22,23 @@ notes:
   - A guest is referred to by its name or by its context id; a string of digits always means a context id.
 """
 
+    # The result option of every list form that changes state (namespace_create, namespace_mount, netns_link).
+    LIST_RESULT = r"""
+options:
+  return_unchanged:
+    description:
+      - With a list form, whether the result lists the entries that did not change (and would not, in check mode).
+      - V(false) returns only the entries that changed, and the number of the others in RV(ignore:unchanged); with
+        C(--diff), a by-name diff likewise leaves out the entries whose before and after are equal. Only the result
+        is smaller - what the task checks and changes is the same.
+      - For big lists. A no-change run of M(linuxns.guests.namespace_create) returns about 2 KB per guest, which the
+        module, the connection and the controller each handle again - about 60% of a 3000-guest rerun's time.
+      - The single form always returns its one entry.
+    type: bool
+    default: true
+    version_added: 0.1.0
+"""
+
     # The attributes block shared by state-changing modules.
     ATTRIBUTES = r"""
 attributes:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from ansible_collections.linuxns.guests.plugins.module_utils import model, persist, supervisor
 from ansible_collections.linuxns.guests.plugins.module_utils.guests import ensure_guests
-from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import batch_result, entries, single_entry
+from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import RESULT_OPTIONS, batch_result, entries, single_entry
 
 OPTIONS = dict(
     guests=dict(type="list", elements="raw"),
     table_dir=dict(type="path"),
     userns_pool=dict(type="str"),
     userns_pool_owner=dict(type="str", default="linuxns"),
+    **RESULT_OPTIONS,
     **model.argument_spec(model.GUEST),
 )
 RULES = {"mutually_exclusive": [("name", "guests")], "required_one_of": [("name", "guests")]}
@@ -34,7 +35,7 @@ def body(params: dict, registry, check_mode: bool, with_diff: bool, warn) -> dic
     out = ensure_guests(registry, todo, check_mode, table_dir, params["userns_pool"], params["userns_pool_owner"])
     if not check_mode:
         persist.remember_table_dir(registry, table_dir)  # netns_link saves the guests' links in the same folder
-    result = batch_result(out, listed, "guests", "guest", with_diff)
+    result = batch_result(out, listed, "guests", "guest", with_diff, params["return_unchanged"])
     warning = supervisor.unwatched_warning(registry.state_dir, out["results"])  # restart asked, nobody watching
     if warning:
         warn(warning)

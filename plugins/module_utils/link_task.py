@@ -10,7 +10,7 @@ the module would.
 from __future__ import annotations
 
 from ansible_collections.linuxns.guests.plugins.module_utils.links import LINK_KEYS, ensure_links
-from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import batch_result, entries, entry_spec
+from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import RESULT_OPTIONS, batch_result, entries, entry_spec
 
 OPTIONS = dict(
     guest=dict(type="str"),
@@ -49,6 +49,7 @@ OPTIONS = dict(
     links=dict(type="list", elements="dict"),
     recreate=dict(type="bool", default=False),
     state=dict(type="str", choices=["present", "absent"], default="present"),
+    **RESULT_OPTIONS,
 )
 LINK_ENTRY = entry_spec(OPTIONS, LINK_KEYS)
 EXCLUSIVE = [("guest", "netns")]
@@ -63,6 +64,6 @@ def body(params: dict, registry, check_mode: bool, with_diff: bool, warn=None) -
     else:
         todo = [{k: params.get(k) for k in LINK_KEYS}]
     out = ensure_links(registry, todo, check_mode)
-    result = batch_result(out, params["links"] is not None, "links", "link", with_diff)
+    result = batch_result(out, params["links"] is not None, "links", "link", with_diff, params["return_unchanged"])
     result["pyroute2"] = out["pyroute2"]
     return result

@@ -185,10 +185,34 @@ def single_entry(params: dict, fields) -> dict:
     return entry
 
 
-def batch_result(out: dict, listed: bool, list_key: str, item_key: str, with_diff: bool) -> dict:
+RESULT_OPTIONS = {"return_unchanged": {"type": "bool", "default": True}}  # every batch list form's
+
+
+def unchanged_left_out(result: dict, list_key: str, return_unchanged: bool) -> dict:
+    """``result`` of a list form, with ``return_unchanged: false`` applied: the entries under
+    ``list_key`` that did not change (nor would in check mode) are left out and counted under
+    ``unchanged``, and so are the keys of a by-name diff whose before and after are equal.
+
+    A list of thousands returns kilobytes per entry otherwise, which the module, the connection
+    and the controller each handle again (docs/performance.md)."""
+    if return_unchanged or list_key not in result:
+        return result
+    shown = [r for r in result[list_key] if r.get("changed")]
+    result["unchanged"] = len(result[list_key]) - len(shown)
+    result[list_key] = shown
+    diff = result.get("diff")
+    if isinstance(diff, dict) and isinstance(diff.get("before"), dict) and isinstance(diff.get("after"), dict):
+        before, after = diff["before"], diff["after"]
+        keys = [k for k in list(before) + [k for k in after if k not in before] if before.get(k) != after.get(k)]
+        result["diff"] = {"before": {k: before[k] for k in keys if k in before}, "after": {k: after[k] for k in keys if k in after}}
+    return result
+
+
+def batch_result(out: dict, listed: bool, list_key: str, item_key: str, with_diff: bool, return_unchanged: bool = True) -> dict:
     """A module result from a batch engine's ``{"changed", "results", "diff"}``.
 
-    The list form returns every result under ``list_key`` and the whole diff;
+    The list form returns every result under ``list_key`` and the whole diff
+    (only what changed with ``return_unchanged: false``, :func:`unchanged_left_out`);
     the single form returns the one item under ``item_key`` with its action.
     """
     result = {"changed": out["changed"]}
@@ -204,4 +228,4 @@ def batch_result(out: dict, listed: bool, list_key: str, item_key: str, with_dif
         result["action"] = out["results"][0]["action"]
     if out.get("definitions"):  # check mode: guests whose kept definition a real run would write
         result["definitions"] = out["definitions"]
-    return result
+    return unchanged_left_out(result, list_key, return_unchanged)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ansible_collections.linuxns.guests.plugins.module_utils import persist
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
 from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import entries as entries_of
-from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import entry_spec
+from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import RESULT_OPTIONS, entry_spec, unchanged_left_out
 from ansible_collections.linuxns.guests.plugins.module_utils.mounts import converge, validate_many
 
 PER_MOUNT_KEYS = ("path", "src", "fstype", "opts", "propagation", "create", "state", "recreate", "lazy_unmount")
@@ -36,6 +36,7 @@ OPTIONS = dict(
     table_dir=dict(type="path"),
     mirror=dict(type="path"),
     mirror_state=dict(type="str", choices=["present", "absent"], default="present"),
+    **RESULT_OPTIONS,
 )
 MOUNT_ENTRY = entry_spec(OPTIONS, PER_MOUNT_KEYS)
 # an entry of guests: (its mounts are then entries of MOUNT_ENTRY, named guests[N].mounts[M])
@@ -71,7 +72,7 @@ def body(params: dict, registry, check_mode: bool, with_diff: bool, warn=None) -
         result["mount"] = out["results"][0]
     if "mirror" in out:
         result["mirror"] = out["mirror"]
-    return result
+    return unchanged_left_out(result, "mounts", params["return_unchanged"])
 
 
 def _many_guests(params: dict, registry, table_dir: str, check_mode: bool, with_diff: bool) -> dict:
@@ -97,4 +98,4 @@ def _many_guests(params: dict, registry, table_dir: str, check_mode: bool, with_
     result = {"changed": changed, "guests": results}
     if with_diff:
         result["diff"] = {"before": "".join(before), "after": "".join(after)}
-    return result
+    return unchanged_left_out(result, "guests", params["return_unchanged"])

@@ -33,6 +33,7 @@ author:
 extends_documentation_fragment:
   - linuxns.guests.guest
   - linuxns.guests.guest.ATTRIBUTES
+  - linuxns.guests.guest.LIST_RESULT
 options:
   name:
     description:
@@ -647,7 +648,7 @@ guest:
       sample: {"parent": "auto", "paths": {"unified": "/sys/fs/cgroup/linuxns/web1"}}
       version_added: 0.1.0
 guests:
-  description: Per-guest results of the list form, in the order given.
+  description: Per-guest results of the list form, in the order given (only the guests that changed with O(return_unchanged=false)).
   returned: when O(guests) is used
   type: list
   elements: dict
@@ -679,6 +680,11 @@ guests:
       type: list
       elements: int
       returned: when O(signal_all) is given
+unchanged:
+  description: The number of entries of O(guests) left out of RV(guests) because they did not change (O(return_unchanged=false)).
+  returned: when O(return_unchanged=false) and O(guests) is used
+  type: int
+  sample: 9998
 action:
   description: What was done to the guest (single form) - V(none), V(create), V(recreate), V(update), V(remove),
     V(purge) (O(purge) forgot the kept files of a guest that no longer exists), or when nothing else changed V(freeze),

@@ -34,6 +34,7 @@ author:
 extends_documentation_fragment:
   - linuxns.guests.guest
   - linuxns.guests.guest.ATTRIBUTES
+  - linuxns.guests.guest.LIST_RESULT
 options:
   guest:
     description:
@@ -279,17 +280,23 @@ mount:
       type: str
       sample: /srv/data /data bind ro,nosuid,nodev 0 0
 mounts:
-  description: Per-mount results of the list form, in the order given, each like RV(mount).
+  description: Per-mount results of the list form, in the order given, each like RV(mount) (only the mounts that changed with O(return_unchanged=false)).
   returned: when O(mounts) is used
   type: list
   elements: dict
 guests:
-  description: Results of the many-guests form, in the order given - per guest its name (C(guest)), C(changed),
-    C(table) and C(mounts) (each like RV(mount)).
+  description: Results of the many-guests form, in the order given (only the guests that changed with
+    O(return_unchanged=false)) - per guest its name (C(guest)), C(changed), C(table) and C(mounts) (each like RV(mount)).
   returned: when O(guests) is used
   type: list
   elements: dict
   sample: [{"guest": "web1", "changed": true, "table": "/etc/linuxns/guests/web1/fstab", "mounts": []}]
+unchanged:
+  description: The number of entries of O(mounts) or O(guests) left out of RV(mounts) (or of RV(guests)) because they did
+    not change (O(return_unchanged=false)).
+  returned: when O(return_unchanged=false) and O(mounts) or O(guests) is used
+  type: int
+  sample: 9998
 mirror:
   description: The guest's mirror (path V(MIRROR/NAME), state, action V(none), V(create) or V(remove), changed).
   returned: when O(mirror) is given

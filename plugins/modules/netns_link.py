@@ -36,6 +36,7 @@ author:
 extends_documentation_fragment:
   - linuxns.guests.guest
   - linuxns.guests.guest.ATTRIBUTES
+  - linuxns.guests.guest.LIST_RESULT
 options:
   guest:
     description:
@@ -312,7 +313,7 @@ action:
   type: str
   sample: create
 links:
-  description: Per-entry results of the list form, in the order given.
+  description: Per-entry results of the list form, in the order given (only the links that changed with O(return_unchanged=false)).
   returned: when O(links) is used
   type: list
   elements: dict
@@ -339,6 +340,11 @@ links:
     link:
       description: The link as in RV(link).
       type: dict
+unchanged:
+  description: The number of entries of O(links) left out of RV(links) because they did not change (O(return_unchanged=false)).
+  returned: when O(return_unchanged=false) and O(links) is used
+  type: int
+  sample: 9998
 pyroute2:
   description: The pyroute2 version on the target (the one that makes changes; a run that changes nothing reads it from the package's metadata).
   returned: success

@@ -151,6 +151,27 @@ def test_mounts_converge_verified_from_outside(guest, converge, lab_exec):
     assert " /t tmpfs " in lines and " /ov " not in lines
 
 
+def test_return_unchanged_false_returns_the_mounts_that_changed(guest, ansible_playbook, converge, lab_exec):
+    mounts = [{"path": "/brief1", "fstype": "tmpfs", "opts": "size=1m"}, {"path": "/brief2", "fstype": "tmpfs", "opts": "size=1m"}]
+    try:
+        ansible_playbook([mount_task(mounts=mounts[:1])], hosts=HOST)
+        c = converge(mount_task(mounts=mounts, return_unchanged=False), hosts=HOST)
+        for run in (c.check, c.first):
+            assert [(m["path"], m["action"]) for m in run["mounts"]] == [("/brief2", "mount")] and run["unchanged"] == 1
+        assert c.second["mounts"] == [] and c.second["unchanged"] == 2
+        rows = guest_mounts(lab_exec)
+        assert rows["/brief1"]["fstype"] == "tmpfs" and rows["/brief2"]["fstype"] == "tmpfs"
+        lines = table(lab_exec)
+        assert " /brief1 tmpfs " in lines and " /brief2 tmpfs " in lines
+        many = ansible_playbook([{MOD: {"guests": [{"guest": GUEST, "mounts": mounts}], "table_dir": TABLES, "return_unchanged": False}}],
+                                hosts=HOST).last  # the many-guests form: a guest whose mounts are all right is left out
+        assert not many.changed and many["guests"] == [] and many["unchanged"] == 1
+    finally:
+        ansible_playbook([mount_task(mounts=[dict(m, state="absent") for m in mounts], return_unchanged=False)], hosts=HOST)
+    rows = guest_mounts(lab_exec)
+    assert "/brief1" not in rows and "/brief2" not in rows and " /brief" not in table(lab_exec)
+
+
 def test_table_reapplied_when_mount_namespace_is_recreated(guest, ansible_playbook, lab_exec):
     ansible_playbook([mount_task(path="/persist", fstype="tmpfs", opts="size=3m")], hosts=HOST)
     old = meta(lab_exec)

@@ -221,6 +221,28 @@ def test_macvlan_on_a_host_parent_and_physical_move_in_and_back(guests3, converg
     assert back is not None and back["address"] == mac and link(lab_exec, "ext0", "lk2") is None
 
 
+def test_return_unchanged_false_returns_the_links_that_changed(guests3, ansible_playbook, converge, lab_exec):
+    links = [{"guest": "lk2", "ifname": "bf0", "addresses": ["198.19.7.1/30"], "peer": {"guest": "lk3", "ifname": "bf0", "addresses": ["198.19.7.2/30"]}},
+             {"guest": "lk1", "ifname": "bf1", "addresses": ["198.19.7.5/30"], "peer": {"guest": "lk3", "ifname": "bf1", "addresses": ["198.19.7.6/30"]}}]
+    try:
+        ansible_playbook([task(links[0])])
+        c = converge(task({"links": links, "return_unchanged": False}), diff=True)
+        for run in (c.check, c.first):
+            assert [(r["guest"], r["ifname"], r["action"]) for r in run["links"]] == [("lk1", "bf1", "create")] and run["unchanged"] == 1
+        assert c.second["links"] == [] and c.second["unchanged"] == 2 and c.second["diff"] == {"before": {}, "after": {}}
+        assert addrs(link(lab_exec, "bf1", "lk1")) == ["198.19.7.5/30"] and addrs(link(lab_exec, "bf1", "lk3")) == ["198.19.7.6/30"]
+        assert addrs(link(lab_exec, "bf0", "lk2")) == ["198.19.7.1/30"] and ping(lab_exec, "lk1", "198.19.7.6")
+
+        # an address taken away by hand: the brief result names that one link
+        lab_exec("lab1", ["ip", "-n", "lk2", "addr", "del", "198.19.7.1/30", "dev", "bf0"])
+        c = converge(task({"links": links, "return_unchanged": False}))
+        assert [(r["guest"], r["ifname"], r["action"]) for r in c.first["links"]] == [("lk2", "bf0", "update")] and c.first["unchanged"] == 1
+        assert addrs(link(lab_exec, "bf0", "lk2")) == ["198.19.7.1/30"] and ping(lab_exec, "lk2", "198.19.7.2")
+    finally:
+        ansible_playbook([task({"links": links, "state": "absent", "return_unchanged": False})])
+    assert link(lab_exec, "bf0", "lk2") is None and link(lab_exec, "bf1", "lk1") is None and link(lab_exec, "bf0", "lk3") is None
+
+
 def test_bad_input_fails_clearly_and_changes_nothing(guests3, ansible_playbook, lab_exec):
     good = {"guest": "lk1", "ifname": "good0", "addresses": ["198.19.10.2/24"], "routes": [{"dst": "198.19.110.0/24", "gateway": "198.19.10.1"}],
             "peer": {"ifname": "vg-lk1"}}

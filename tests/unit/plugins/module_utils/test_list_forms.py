@@ -126,3 +126,51 @@ def test_a_list_in_an_entry_of_another_list_names_the_whole_path_but_not_for_the
         list_forms.entries(dict(params, mounts=[{"path": "/b", "size": 3}]), "mounts", namespace_mount.MOUNT_ENTRY, "path", prefix="guests[2].")
     with pytest.raises(InvalidInput, match=r"^create: .*bool"):
         list_forms.entries(dict(params, create="maybe"), "mounts", namespace_mount.MOUNT_ENTRY, "path", prefix="guests[2].")
+
+
+# return_unchanged: false - the list forms' results leave out what did not change
+def _batch(changed_names, names, diff_equal=True):
+    results = [{"name": n, "changed": n in changed_names, "action": "update" if n in changed_names else "none", "guest": {"name": n}}
+               for n in names]
+    before = {n: {"hostname": n} for n in names}
+    after = {n: {"hostname": n if (diff_equal or n not in changed_names) else "new-" + n} for n in names}
+    return {"changed": bool(changed_names), "results": results, "diff": {"before": before, "after": after}}
+
+
+def test_return_unchanged_false_leaves_out_the_unchanged_entries_and_counts_them():
+    out = _batch({"b"}, ["a", "b", "c"], diff_equal=False)
+    full = list_forms.batch_result(out, True, "guests", "guest", True)
+    assert [r["name"] for r in full["guests"]] == ["a", "b", "c"] and "unchanged" not in full
+    assert sorted(full["diff"]["before"]) == ["a", "b", "c"]
+    brief = list_forms.batch_result(_batch({"b"}, ["a", "b", "c"], diff_equal=False), True, "guests", "guest", True, False)
+    assert brief["changed"] is True
+    assert [r["name"] for r in brief["guests"]] == ["b"] and brief["unchanged"] == 2
+    assert brief["diff"] == {"before": {"b": {"hostname": "b"}}, "after": {"b": {"hostname": "new-b"}}}
+
+
+def test_return_unchanged_false_on_a_no_change_run_returns_an_empty_list():
+    brief = list_forms.batch_result(_batch(set(), ["a", "b"]), True, "links", "link", True, False)
+    assert brief == {"changed": False, "links": [], "unchanged": 2, "diff": {"before": {}, "after": {}}}
+
+
+def test_return_unchanged_false_keeps_a_new_or_removed_entry_of_the_diff():
+    brief = list_forms.unchanged_left_out(
+        {"changed": True, "guests": [{"name": "new", "changed": True}, {"name": "old", "changed": True}],
+         "diff": {"before": {"old": {"x": 1}}, "after": {"new": {"x": 1}}}}, "guests", False)
+    assert brief["diff"] == {"before": {"old": {"x": 1}}, "after": {"new": {"x": 1}}} and brief["unchanged"] == 0
+
+
+def test_return_unchanged_does_not_touch_the_single_form_or_a_text_diff():
+    single = list_forms.batch_result(_batch(set(), ["a"]), False, "guests", "guest", True, False)
+    assert "unchanged" not in single and "guests" not in single and single["guest"] == {"name": "a"}
+    text = {"changed": False, "mounts": [{"path": "/a", "changed": False}], "diff": {"before": "", "after": ""}}
+    brief = list_forms.unchanged_left_out(text, "mounts", False)
+    assert brief == {"changed": False, "mounts": [], "unchanged": 1, "diff": {"before": "", "after": ""}}
+
+
+@pytest.mark.parametrize("task", [netns_link, namespace_mount, __import__(
+    "ansible_collections.linuxns.guests.plugins.module_utils.create_task", fromlist=["OPTIONS"])])
+def test_every_batch_list_form_takes_return_unchanged_but_not_in_an_entry(task):
+    assert task.OPTIONS["return_unchanged"] == {"type": "bool", "default": True}
+    entry_specs = [v for k, v in vars(task).items() if k.endswith("_ENTRY") and isinstance(v, dict)]
+    assert all("return_unchanged" not in spec for spec in entry_specs)
