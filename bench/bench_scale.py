@@ -139,19 +139,19 @@ def address(i: int) -> str:
 
 
 GUEST_OPTIONS = {}  # --guest-options: merged into every guest entry of the create
-TASK_OPTIONS = {}  # --brief: {"return_unchanged": False} on every task
+BRIEF = {"return_unchanged": False}  # --brief: each no-change rerun also with this, right after the full one
 
 
 def create_args(n: int, state: str = "present") -> dict:
     extra = GUEST_OPTIONS if state == "present" else {}
-    args = dict(TASK_OPTIONS, guests=[dict(extra, name=guest(i)) for i in range(n)], table_dir=TABLE_DIR, state=state)
+    args = {"guests": [dict(extra, name=guest(i)) for i in range(n)], "table_dir": TABLE_DIR, "state": state}
     if state == "absent":
         args["purge"] = True
     return args
 
 
 def link_args(n: int) -> dict:
-    return {**TASK_OPTIONS, "ifname": "eth0", "kind": "veth",
+    return {"ifname": "eth0", "kind": "veth",
             "links": [{"guest": guest(i), "addresses": [address(i)], "peer": {"ifname": "vs%05d" % i}} for i in range(n)]}
 
 
@@ -289,9 +289,12 @@ def one_size(s: Scale, n: int, args) -> dict:
         fig["kernel"] = (kernel(after) - kernel(before)) / n
         fig["slab"] = (after["Slab"] - before["Slab"]) / n
         fig["pss"] = got["pss"] / n
-        for phase, module, margs in (("rerun create", CREATE, create_args(n)), ("rerun link", LINK, link_args(n))):
+        reruns = [("rerun create", CREATE, create_args(n)), ("rerun link", LINK, link_args(n))]
+        if args.brief:  # side by side: each full rerun, then the same task with return_unchanged: false
+            reruns = [r for phase, module, margs in reruns for r in ((phase, module, margs), (phase + " brief", module, dict(margs, **BRIEF)))]
+        for phase, module, margs in reruns:
             rec = s.run(module, margs)
-            if rec["changed"] or (TASK_OPTIONS and rec["unchanged"] != n):
+            if rec["changed"] or (phase.endswith("brief") and rec["unchanged"] != n):
                 raise RuntimeError("%s %d: reported changed (or not %d unchanged: %s)" % (phase, n, n, rec["unchanged"]))
             fig[phase], fig["load_" + phase] = rec["seconds"], rec["load"]
             print("n=%d %s %.1f s (load %s)" % (n, phase, rec["seconds"], rec["load"]), file=sys.stderr, flush=True)
@@ -336,11 +339,9 @@ def main(argv=None) -> int:
     ap.add_argument("--guest-options", metavar="JSON", default="{}",
                     help='options of namespace_create for every guest, e.g. \'{"privileged": true}\' (confinement off)')
     ap.add_argument("--brief", action="store_true",
-                    help="return_unchanged: false on every task (the results list only the guests and links that changed)")
+                    help="also run each no-change rerun with return_unchanged: false, right after the full one")
     args = ap.parse_args(argv)
     GUEST_OPTIONS.update(json.loads(args.guest_options))
-    if args.brief:
-        TASK_OPTIONS["return_unchanged"] = False
     sizes = [int(x) for x in args.sizes.split(",")]
     if args.profile:  # the profile runs in the lab host, which has a /tmp of its own
         hidden = [p for p in (args.collections or str(REPO / "build"), SITE) if os.path.realpath(p).startswith("/tmp/")]
@@ -383,6 +384,14 @@ def main(argv=None) -> int:
     rows = [[f["n"]] + ["%.2f" % (1000 * f[p] / f["n"]) if p in f else "-" for p in phases] for f in figures]
     print("ms per guest")
     print(table(rows, ("guests",) + phases))
+    if args.brief:
+        rows = [[f["n"]] + ["%.1f / %.1f" % (f[p], f[p + " brief"]) if p + " brief" in f else "-" for p in ("rerun create", "rerun link")]
+                + ["%.1f / %.1f" % (f["rerun create"] + f["rerun link"], f["rerun create brief"] + f["rerun link brief"])
+                   if "rerun link brief" in f else "-"]
+                + ["%.2f" % ((f["rerun create brief"] + f["rerun link brief"]) / (f["rerun create"] + f["rerun link"]))
+                   if "rerun link brief" in f else "-"] for f in figures]
+        print("no-change reruns, seconds: every result / return_unchanged: false (run right after it)")
+        print(table(rows, ("guests", "rerun create", "rerun link", "both", "ratio brief/full")))
     return 0
 
 
