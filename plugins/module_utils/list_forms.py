@@ -203,8 +203,8 @@ def unchanged_left_out(result: dict, list_key: str, return_unchanged: bool) -> d
     diff = result.get("diff")
     if isinstance(diff, dict) and isinstance(diff.get("before"), dict) and isinstance(diff.get("after"), dict):
         before, after = diff["before"], diff["after"]
-        keys = [k for k in list(before) + [k for k in after if k not in before] if before.get(k) != after.get(k)]
-        result["diff"] = {"before": {k: before[k] for k in keys if k in before}, "after": {k: after[k] for k in keys if k in after}}
+        differ = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+        result["diff"] = {side: {k: v for k, v in diff[side].items() if k in differ} for side in ("before", "after")}
     return result
 
 

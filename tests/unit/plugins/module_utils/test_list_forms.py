@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.linuxns.guests.plugins.module_utils import create_task as namespace_create
 from ansible_collections.linuxns.guests.plugins.module_utils import link_task as netns_link
 from ansible_collections.linuxns.guests.plugins.module_utils import list_forms, model
 from ansible_collections.linuxns.guests.plugins.module_utils import mount_task as namespace_mount
@@ -168,8 +169,7 @@ def test_return_unchanged_does_not_touch_the_single_form_or_a_text_diff():
     assert brief == {"changed": False, "mounts": [], "unchanged": 1, "diff": {"before": "", "after": ""}}
 
 
-@pytest.mark.parametrize("task", [netns_link, namespace_mount, __import__(
-    "ansible_collections.linuxns.guests.plugins.module_utils.create_task", fromlist=["OPTIONS"])])
+@pytest.mark.parametrize("task", [namespace_create, netns_link, namespace_mount])
 def test_every_batch_list_form_takes_return_unchanged_but_not_in_an_entry(task):
     assert task.OPTIONS["return_unchanged"] == {"type": "bool", "default": True}
     entry_specs = [v for k, v in vars(task).items() if k.endswith("_ENTRY") and isinstance(v, dict)]
