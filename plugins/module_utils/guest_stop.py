@@ -36,22 +36,65 @@ def unpin(path: str) -> None:
         pass
 
 
+def signal_recorded(pid, start, sig) -> bool:
+    """Send ``sig`` to the recorded process (pid and start time), never to a later one that
+    reused its pid (through a pidfd where there is pidfd_open); False when it is gone."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except (AttributeError, OSError):  # no pidfd_open (Python < 3.9, kernel < 5.3)
+        pidfd = -1
+    try:
+        return procfs.process_alive(pid, start) and _signal(pid, pidfd, sig)
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
 def kill_wait(pid, start, sig, timeout) -> bool:
     """Send ``sig`` to the recorded process; True when it is gone within ``timeout``."""
-    if not procfs.process_alive(pid, start):
-        return True
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return True
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while time.monotonic() < deadline:
-        if not procfs.process_alive(pid, start):
-            return True
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-    return not procfs.process_alive(pid, start)
+    return not halt_all([(pid, start, sig, timeout)], kill_after=None)
+
+
+KILL_WAIT = 10.0  # seconds to wait for a process after SIGKILL (the kernel may be slow to end it)
+
+
+def halt_all(todo, kill_after=KILL_WAIT) -> list:
+    """Stop many recorded processes at once: ``todo`` is (pid, start, signal, timeout) per
+    process.  Each gets its signal first, all of them before any wait, then they are waited
+    for together; one still running at the end of its own timeout gets SIGKILL and up to
+    ``kill_after`` seconds more (None: no SIGKILL).  Returns the (pid, start) of those still
+    running at the end.
+
+    A removal of N guests whose inits ignore their stop signal (a shell as PID 1 does) waits
+    one stop_timeout in all, not N of them, as ``podman stop`` of many containers does."""
+    now = time.monotonic()
+    waiting = {}  # (pid, start) -> [deadline, killed]
+    for pid, start, sig, timeout in todo:
+        if signal_recorded(pid, start, sig):
+            waiting[(pid, start)] = [now + timeout, False]
+    left = []
+    delay = 0.001
+    while waiting:
+        for key in [k for k in waiting if not procfs.process_alive(*k)]:
+            del waiting[key]
+        now = time.monotonic()
+        for key, state in list(waiting.items()):
+            if now < state[0]:
+                continue
+            if not state[1] and kill_after is not None:
+                if signal_recorded(key[0], key[1], signal.SIGKILL):
+                    state[:] = [now + kill_after, True]
+                else:
+                    del waiting[key]  # gone meanwhile
+                continue
+            del waiting[key]
+            left.append(key)
+        if waiting:
+            time.sleep(min(delay, min(d for d, _killed in waiting.values()) - now))
+            delay = min(delay * 2, 0.1)
+    return [k for k in left if procfs.process_alive(*k)]
 
 
 class ProcIndex(procfs.Index):
@@ -83,41 +126,41 @@ class ProcIndex(procfs.Index):
         return pids
 
 
+def _stop_signal(meta: reg.GuestRecord):
+    return getattr(signal, meta.stop_signal or "SIGTERM", signal.SIGTERM)
+
+
 def stop_processes(meta: reg.GuestRecord, proc_index=None, registry=None) -> None:
-    """Stop the guest's processes: init-based or init-less semantics (docs/concepts.md)."""
-    init_pid, init_start = meta.init_pid, meta.init_start
-    timeout = float(meta.stop_timeout or 0)
-    sig = getattr(signal, meta.stop_signal or "SIGTERM", signal.SIGTERM)
-    if meta.init and init_pid:
-        # Init-based guest: ask its init to halt, wait, then kill (the kernel kills the rest).
-        if not kill_wait(init_pid, init_start, sig, timeout):
-            kill_wait(init_pid, init_start, signal.SIGKILL, 10.0)
-        return
-    index = proc_index or ProcIndex()
-    others = ()
-    if not {"pid", "mnt"} & set(meta.namespaces) and registry is not None:
-        others = [m for m in (registry.load(n) for n in registry.names()) if m]
-    members = index.members(meta, others)
-    if init_pid:
-        members.discard(init_pid)
-    starts = {pid: procfs.proc_start_time(pid) for pid in members}
-    if members:
-        for pid in members:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(procfs.process_alive(p, starts[p]) for p in members):
-            time.sleep(0.05)
-        for pid in members:
-            if procfs.process_alive(pid, starts[pid]):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-    if init_pid:
-        kill_wait(init_pid, init_start, signal.SIGKILL, 10.0)
+    """Stop one guest's processes (:func:`halt_guests` for one guest)."""
+    halt_guests([meta], proc_index, registry)
+
+
+def halt_guests(metas, proc_index=None, registry=None) -> None:
+    """Stop the processes of guests, init-based or init-less (docs/concepts.md), all at once.
+
+    Every init, and every member of an init-less guest, gets its guest's stop_signal before
+    the first wait; then all are waited for together, each up to its guest's stop_timeout,
+    and killed after it (:func:`halt_all`).  Last, the reapers of the init-less guests get
+    SIGKILL, together (the kernel kills the rest of a PID namespace with its PID 1).
+    ``proc_index``: a /proc scan to use (one is made when an init-less guest needs it)."""
+    todo, reapers = [], []
+    index = proc_index
+    others = None  # every guest's record: only for a guest with neither a private pid nor mnt namespace
+    for meta in metas:
+        sig, timeout = _stop_signal(meta), float(meta.stop_timeout or 0)
+        if meta.init and meta.init_pid:
+            todo.append((meta.init_pid, meta.init_start, sig, timeout))
+            continue
+        index = index or ProcIndex()
+        if others is None and registry is not None and not {"pid", "mnt"} & set(meta.namespaces):
+            others = [m for m in (registry.load(n) for n in registry.names()) if m]
+        members = index.members(meta, others or ())
+        members.discard(meta.init_pid)
+        todo += [(pid, procfs.proc_start_time(pid), sig, timeout) for pid in members]
+        if meta.init_pid:
+            reapers.append((meta.init_pid, meta.init_start, signal.SIGKILL, KILL_WAIT))
+    halt_all(todo)
+    halt_all(reapers, kill_after=None)
 
 
 SWEEP_ROUNDS = 50
@@ -220,14 +263,16 @@ def _held_elsewhere(registry, names, owned: dict) -> set:
     return held
 
 
-def _signal(pid: int, pidfd: int, sig) -> None:
+def _signal(pid: int, pidfd: int, sig) -> bool:
+    """Send ``sig`` through ``pidfd`` (-1: by pid); False when it could not be sent (gone)."""
     try:
         if pidfd >= 0:
             signal.pidfd_send_signal(pidfd, sig)
         else:
             os.kill(pid, sig)
-    except (ProcessLookupError, OSError):
-        pass
+    except OSError:  # ProcessLookupError above all
+        return False
+    return True
 
 
 def remove(registry: reg.Registry, name: str, meta, keep_context_id: bool = False, proc_index=None, cgroup_run=None) -> None:
@@ -242,8 +287,7 @@ def stop_many(registry: reg.Registry, metas, proc_index=None) -> None:
     (:func:`sweep_many`: one /proc scan per round for the whole batch).  The caller holds
     every guest's lock."""
     running = [m for m in metas if m.phase == reg.READY or m.init_pid]
-    for meta in running:
-        stop_processes(meta, proc_index, registry)
+    halt_guests(running, proc_index, registry)  # all at once
     sweep_many(running, registry, [m.name for m in metas])
 
 

@@ -162,6 +162,9 @@ options:
   stop_timeout:
     description:
       - Seconds to wait after O(stop_signal) before C(SIGKILL).
+      - The guests of one O(guests) list that are removed together are waited for together, each up to its own
+        timeout; every init, and every process of a guest without one, gets its O(stop_signal) before the first
+        wait. Removing many guests whose inits ignore the signal takes one O(stop_timeout), not one per guest.
       - A new guest gets V(10) when not given; an existing guest keeps its own. Given with O(state=absent), it
         overrides the guest's own for this removal.
       - A finite number from V(0) to V(2147483) (about 24 days).

@@ -137,3 +137,93 @@ def test_shared_namespace_lives_on_with_the_guest_sharing_it(unit_registry, toke
     while (started(token) - left) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert started(token) - left == set()
+
+
+WAIT_FOR_THE_OTHER = """#!/bin/sh
+# PID 1 of guest {me}: on SIGTERM it says so, then exits cleanly only once {other} got its SIGTERM too
+trap 'touch {dir}/{me}.term; while [ ! -e {dir}/{other}.term ]; do sleep 0.05; done; touch {dir}/{me}.clean; exit 0' TERM
+while :; do sleep 0.1; done
+"""
+
+
+def test_a_batch_removal_signals_every_init_before_waiting_for_one(unit_registry, tmp_path):
+    """Two init-based guests removed by one task; each init exits on SIGTERM only once the other
+    init got its SIGTERM too.  Both end cleanly: every init of the batch is signalled before
+    any wait.  Before, the guests were stopped one by one: the first init waited for a SIGTERM
+    the second got only after the first's stop_timeout ran out and it was killed (so removing
+    N guests whose inits ignore SIGTERM took N stop timeouts, not one)."""
+    pair = {"ha": "hb", "hb": "ha"}
+    for me, other in pair.items():
+        script = tmp_path / ("init-" + me)
+        script.write_text(WAIT_FOR_THE_OTHER.format(me=me, other=other, dir=tmp_path))
+        script.chmod(0o755)
+    guests.ensure_guests(unit_registry, [{"name": n, "namespaces": ["uts", "pid"], "init": [str(tmp_path / ("init-" + n))], "stop_timeout": 5}
+                                         for n in pair])
+    inits = {n: (unit_registry.load(n).init_pid, unit_registry.load(n).init_start) for n in pair}
+    assert all(procfs.process_alive(*i) for i in inits.values())
+    out = guests.ensure_guests(unit_registry, [{"name": n, "state": "absent"} for n in pair])
+    assert [r["action"] for r in out["results"]] == ["remove", "remove"]
+    assert unit_registry.names() == []
+    assert sorted(p.name for p in tmp_path.glob("*.term")) == ["ha.term", "hb.term"]
+    assert sorted(p.name for p in tmp_path.glob("*.clean")) == ["ha.clean", "hb.clean"]  # before: ["hb.clean"]
+    assert not any(procfs.process_alive(*i) for i in inits.values())
+
+
+def test_a_batch_removal_signals_every_init_less_guests_processes_before_waiting(unit_registry, tmp_path):
+    """The same for two guests without an init (a reaper as PID 1): a process in each exits on
+    SIGTERM only once the other got its SIGTERM too.  Both end cleanly, and the reapers are
+    killed after them.  Before, each guest's processes were signalled and waited for in turn."""
+    pair = {"la": "lb", "lb": "la"}
+    guests.ensure_guests(unit_registry, [{"name": n, "namespaces": ["mnt", "uts", "pid"], "stop_timeout": 5} for n in pair])
+    reapers = {n: (unit_registry.load(n).init_pid, unit_registry.load(n).init_start) for n in pair}
+    for me, other in pair.items():
+        script = tmp_path / ("member-" + me)
+        script.write_text(WAIT_FOR_THE_OTHER.format(me=me, other=other, dir=tmp_path))
+        devnull = os.open("/dev/null", os.O_RDWR)
+        try:
+            argv = ["/bin/sh", "-c", "/bin/sh %s >/dev/null 2>&1 & exit 0" % script]
+            spawned = enter.spawn_in_guest(unit_registry.load(me), ["mnt", "uts", "pid"], argv, {"PATH": "/usr/bin:/bin"},
+                                           (devnull, devnull, devnull))
+            messages = enter.status_messages(enter.read_all(spawned.status_fd))
+            os.close(spawned.status_fd)
+            enter.wait_child(spawned.pid)
+            assert messages[-1:] == [{"exit": 0}], messages
+        finally:
+            os.close(devnull)
+    index = guest_stop.ProcIndex()
+    members = {n: index.members(unit_registry.load(n)) - {reapers[n][0]} for n in pair}
+    assert all(members.values()), members  # the script (and its sleep), in the guest's pid namespace
+    out = guests.ensure_guests(unit_registry, [{"name": n, "state": "absent"} for n in pair])
+    assert [r["action"] for r in out["results"]] == ["remove", "remove"]
+    assert unit_registry.names() == []
+    assert sorted(p.name for p in tmp_path.glob("*.term")) == ["la.term", "lb.term"]
+    assert sorted(p.name for p in tmp_path.glob("*.clean")) == ["la.clean", "lb.clean"]  # before: one of them
+    assert not any(procfs.process_alive(*r) for r in reapers.values())
+
+
+def _child(trap: str):
+    import subprocess
+
+    proc = subprocess.Popen(["/bin/sh", "-c", "trap '%s' TERM; echo ready; while :; do sleep 0.05; done" % trap], stdout=subprocess.PIPE)
+    assert proc.stdout.readline() == b"ready\n"  # its trap is set
+    return proc, (proc.pid, procfs.proc_start_time(proc.pid))
+
+
+def test_halt_all_kills_what_outlives_its_own_timeout():
+    """halt_all: a process that exits on its signal is waited for; one that ignores it gets
+    SIGKILL at the end of its own timeout (not of the longest); with kill_after=None it is
+    returned as still running, and left alone."""
+    quits, quits_key = _child("exit 0")
+    stays, stays_key = _child("")
+    try:
+        assert guest_stop.halt_all([quits_key + (signal.SIGTERM, 30.0), stays_key + (signal.SIGTERM, 0.2)], kill_after=None) == [stays_key]
+        assert quits.wait(5) == 0
+        assert procfs.process_alive(*stays_key)  # left running
+        assert guest_stop.halt_all([stays_key + (signal.SIGTERM, 0.2)]) == []
+        assert stays.wait(5) == -signal.SIGKILL
+        assert guest_stop.halt_all([stays_key + (signal.SIGTERM, 0.2)]) == []  # gone: nothing sent, nothing left
+    finally:
+        for proc in (quits, stays):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
