@@ -853,8 +853,19 @@ class GuestCgroup:
 
     def remove(self, timeout: float = 10.0) -> None:
         """Kill every process, wait (bounded) until the cgroup is empty, rmdir it in every
-        hierarchy (children first; EBUSY retried 5 times, 10 ms doubling, as runc does)."""
-        if not self.exists():
+        hierarchy (children first; EBUSY retried 5 times, 10 ms doubling, as runc does).
+
+        A stopped guest's cgroups are empty: one rmdir each removes them, and only a cgroup
+        that is still busy (a process, a child cgroup) takes the way above."""
+        busy = False
+        for p in self.paths.values():
+            try:
+                os.rmdir(p)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                busy = True
+        if not busy:
             return
         if self.pids():
             self.kill_all(timeout=timeout)

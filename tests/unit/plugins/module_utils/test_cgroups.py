@@ -408,6 +408,24 @@ def test_v1_remove_kills_what_is_left(v1, parent, procs):
     assert not [d for d in gc.paths.values() if os.path.exists(d)]
 
 
+def test_v1_remove_takes_child_cgroups_along(v1, parent, procs):
+    """A guest's own child cgroups (its systemd's, say), one with a process in it: the first
+    rmdir of each hierarchy fails (busy), and the slow way kills and removes everything."""
+    _name, dirs = parent
+    gc = cg.GuestCgroup.plan(v1, only(dirs, v1), "g3c")
+    gc.create({})
+    for d in gc.paths.values():
+        os.mkdir(os.path.join(d, "child"))
+    s = procs.start(["sleep", "300"], cgroup=gc)
+    for key, d in gc.paths.items():
+        if key != "cpuset":  # a new cpuset cgroup has no CPUs to run on
+            cg._write(os.path.join(d, "child", "cgroup.procs"), str(s.pid))
+    assert gc.pids() == [s.pid]
+    gc.remove()
+    assert s.wait(timeout=30) == -signal.SIGKILL
+    assert not [d for d in gc.paths.values() if os.path.exists(d)]
+
+
 def test_v1_refusals_change_nothing(v1, parent, procs):
     _name, dirs = parent
     gc = cg.GuestCgroup.plan(v1, only(dirs, v1), "g4")
