@@ -156,7 +156,10 @@ def halt_guests(metas, proc_index=None, registry=None) -> None:
             others = [m for m in (registry.load(n) for n in registry.names()) if m]
         members = index.members(meta, others or ())
         members.discard(meta.init_pid)
-        todo += [(pid, procfs.proc_start_time(pid), sig, timeout) for pid in members]
+        for pid in members:
+            start = procfs.proc_start_time(pid)
+            if start is not None:  # else gone since the scan: its pid is no longer its own
+                todo.append((pid, start, sig, timeout))
         if meta.init_pid:
             reapers.append((meta.init_pid, meta.init_start, signal.SIGKILL, KILL_WAIT))
     halt_all(todo)
