@@ -39,12 +39,9 @@ def unpin(path: str) -> None:
 def signal_recorded(pid, start, sig) -> bool:
     """Send ``sig`` to the recorded process (pid and start time), never to a later one that
     reused its pid (through a pidfd where there is pidfd_open); False when it is gone."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
+    pidfd = _open_pidfd(pid)
+    if pidfd is None:
         return False
-    except (AttributeError, OSError):  # no pidfd_open (Python < 3.9, kernel < 5.3)
-        pidfd = -1
     try:
         return procfs.process_alive(pid, start) and _signal(pid, pidfd, sig)
     finally:
@@ -126,10 +123,6 @@ class ProcIndex(procfs.Index):
         return pids
 
 
-def _stop_signal(meta: reg.GuestRecord):
-    return getattr(signal, meta.stop_signal or "SIGTERM", signal.SIGTERM)
-
-
 def stop_processes(meta: reg.GuestRecord, proc_index=None, registry=None) -> None:
     """Stop one guest's processes (:func:`halt_guests` for one guest)."""
     halt_guests([meta], proc_index, registry)
@@ -147,7 +140,7 @@ def halt_guests(metas, proc_index=None, registry=None) -> None:
     index = proc_index
     others = None  # every guest's record: only for a guest with neither a private pid nor mnt namespace
     for meta in metas:
-        sig, timeout = _stop_signal(meta), float(meta.stop_timeout or 0)
+        sig, timeout = getattr(signal, meta.stop_signal or "SIGTERM", signal.SIGTERM), float(meta.stop_timeout or 0)
         if meta.init and meta.init_pid:
             todo.append((meta.init_pid, meta.init_start, sig, timeout))
             continue
@@ -222,12 +215,9 @@ def sweep_many(metas, registry=None, batch=()) -> int:
             types = sorted({t for t, _ino in owned})
             found = {pid for key in owned for pid in index.by_ns.get(key, ())} - {me} - set(stopped)
         for pid in sorted(found):
-            try:
-                pidfd = os.pidfd_open(pid)
-            except ProcessLookupError:
+            pidfd = _open_pidfd(pid)
+            if pidfd is None:
                 continue  # gone since the scan (counted below: maybe it forked first)
-            except (AttributeError, OSError):  # no pidfd_open (Python < 3.9, kernel < 5.3)
-                pidfd = -1
             if pidfd >= 0 and not member(procfs.Proc(pid)):  # gone (and maybe reused) since the scan
                 os.close(pidfd)
                 continue
@@ -264,6 +254,17 @@ def _held_elsewhere(registry, names, owned: dict) -> set:
             if key is not None and fields[4].decode(errors="replace").replace("\\040", " ") not in own:
                 held.add(key)
     return held
+
+
+def _open_pidfd(pid: int):
+    """A pidfd of ``pid``: -1 where there is no pidfd_open (Python < 3.9, kernel < 5.3), None
+    when the process is gone."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    except (AttributeError, OSError):
+        return -1
 
 
 def _signal(pid: int, pidfd: int, sig) -> bool:

@@ -15,12 +15,13 @@ pytestmark = pytest.mark.unit
 NAMESPACES = ["mnt", "uts", "ipc", "net"]  # no pid namespace: no init takes the members along
 
 
-def start_behind(meta: dict, types, token: str) -> None:
-    """Leave a background ``sleep`` in the guest's ``types`` namespaces (its shell exits)."""
+def start_behind(meta: dict, types, token: str, command: str = "sleep 300") -> None:
+    """Leave ``command`` running in the background in the guest's ``types`` namespaces (its
+    shell exits)."""
     before = started(token)
     devnull = os.open("/dev/null", os.O_RDWR)
     try:
-        argv = ["/bin/sh", "-c", "sleep 300 >/dev/null 2>&1 & exit 0"]
+        argv = ["/bin/sh", "-c", "%s >/dev/null 2>&1 & exit 0" % command]
         spawned = enter.spawn_in_guest(meta, types, argv, {"PATH": "/usr/bin:/bin", "LINUXNS_STOP_TEST": token},
                                        (devnull, devnull, devnull))
         messages = enter.status_messages(enter.read_all(spawned.status_fd))
@@ -28,7 +29,7 @@ def start_behind(meta: dict, types, token: str) -> None:
         enter.wait_child(spawned.pid)
         # started, and its shell exited 0 (a spawn that failed says why here, not as a missing process later)
         assert [m for m in messages if "error" in m or "report" in m] == [] and messages[-1:] == [{"exit": 0}], messages
-        assert started(token) - before, "the sleep left in %s's %s namespaces is gone (%s): %s" % (meta.name, types, token, messages)
+        assert started(token) - before, "%r left in %s's %s namespaces is gone (%s): %s" % (command, meta.name, types, token, messages)
     finally:
         os.close(devnull)
 
@@ -169,7 +170,7 @@ def test_a_batch_removal_signals_every_init_before_waiting_for_one(unit_registry
     assert not any(procfs.process_alive(*i) for i in inits.values())
 
 
-def test_a_batch_removal_signals_every_init_less_guests_processes_before_waiting(unit_registry, tmp_path):
+def test_a_batch_removal_signals_every_init_less_guests_processes_before_waiting(unit_registry, tmp_path, token):
     """The same for two guests without an init (a reaper as PID 1): a process in each exits on
     SIGTERM only once the other got its SIGTERM too.  Both end cleanly, and the reapers are
     killed after them.  Before, each guest's processes were signalled and waited for in turn."""
@@ -179,17 +180,7 @@ def test_a_batch_removal_signals_every_init_less_guests_processes_before_waiting
     for me, other in pair.items():
         script = tmp_path / ("member-" + me)
         script.write_text(WAIT_FOR_THE_OTHER.format(me=me, other=other, dir=tmp_path))
-        devnull = os.open("/dev/null", os.O_RDWR)
-        try:
-            argv = ["/bin/sh", "-c", "/bin/sh %s >/dev/null 2>&1 & exit 0" % script]
-            spawned = enter.spawn_in_guest(unit_registry.load(me), ["mnt", "uts", "pid"], argv, {"PATH": "/usr/bin:/bin"},
-                                           (devnull, devnull, devnull))
-            messages = enter.status_messages(enter.read_all(spawned.status_fd))
-            os.close(spawned.status_fd)
-            enter.wait_child(spawned.pid)
-            assert messages[-1:] == [{"exit": 0}], messages
-        finally:
-            os.close(devnull)
+        start_behind(unit_registry.load(me), ["mnt", "uts", "pid"], token, "/bin/sh %s" % script)
     index = guest_stop.ProcIndex()
     members = {n: index.members(unit_registry.load(n)) - {reapers[n][0]} for n in pair}
     assert all(members.values()), members  # the script (and its sleep), in the guest's pid namespace
