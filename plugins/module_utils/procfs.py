@@ -73,6 +73,11 @@ class Proc:
         return self._field(0)
 
     @property
+    def dead(self) -> bool:
+        """A zombie, dead, or gone."""
+        return self.state in (None, b"Z", b"X")
+
+    @property
     def ppid(self):
         return self._int(1)
 
@@ -150,14 +155,14 @@ def process_alive(pid, start) -> bool:
     """True when ``pid`` runs and is the same process (start time) as recorded."""
     if not pid:
         return False
-    now = proc_start_time(int(pid))
-    return now is not None and (start is None or now == start) and not is_zombie(pid)
+    proc = Proc(int(pid))  # one read of its stat for both
+    now = proc.start_time
+    return now is not None and (start is None or now == start) and not proc.dead
 
 
 def is_zombie(pid: int) -> bool:
     """True when ``pid`` is a zombie, dead, or gone."""
-    state = Proc(int(pid)).state
-    return state is None or state in (b"Z", b"X")
+    return Proc(int(pid)).dead
 
 
 # ---------------------------------------------------------------------------------------
