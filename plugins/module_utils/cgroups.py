@@ -44,6 +44,7 @@ import signal as _signal
 import time
 
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, InvalidInput, KernelError
+from ansible_collections.linuxns.guests.plugins.module_utils.procfs import read_text
 
 UNIFIED = "unified"
 SYSTEMD_UNIT_CGROUP = "/system.slice/linuxns-guests.service"
@@ -59,14 +60,9 @@ _SUFFIX = {"": 1, "K": KIB, "M": KIB**2, "G": KIB**3, "T": KIB**4}
 # small file helpers (runc fscommon: O_WRONLY|O_TRUNC, never O_CREAT: no stray files)
 
 
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
 def _read_or(path: str, default=None):
     try:
-        return _read(path)
+        return read_text(path)
     except OSError:
         return default
 
@@ -388,7 +384,7 @@ def detect(mountinfo: str = "/proc/self/mountinfo", self_cgroup: str = "/proc/se
     """The cgroup layout of this host as this process sees it (paths are files to read, so a
     test can point them at a fake tree)."""
     v1_mounts, v2_mounts = [], []
-    for line in _read(mountinfo).splitlines():
+    for line in read_text(mountinfo).splitlines():
         left, sep, right = line.partition(" - ")
         if not sep:
             continue
@@ -402,7 +398,7 @@ def detect(mountinfo: str = "/proc/self/mountinfo", self_cgroup: str = "/proc/se
             opts = set(r[2].split(","))
             v1_mounts.append((point, root, opts))
     own_lines = {}
-    for line in _read(self_cgroup).splitlines():
+    for line in read_text(self_cgroup).splitlines():
         parts = line.split(":", 2)
         if len(parts) == 3:
             own_lines[(parts[0], parts[1])] = parts[2]

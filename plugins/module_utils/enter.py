@@ -31,6 +31,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     InvalidInput,
     KernelError,
 )
+from ansible_collections.linuxns.guests.plugins.module_utils.procfs import read_text
 
 
 def guest_types(meta: reg.GuestRecord) -> list:
@@ -142,8 +143,7 @@ def is_frozen(meta: reg.GuestRecord) -> bool:
         if name is None:
             continue
         try:
-            with open(os.path.join(folder, name)) as f:
-                state = f.read().strip()
+            state = read_text(os.path.join(folder, name)).strip()
         except OSError:
             continue
         if state and state not in ("0", "THAWED"):

@@ -56,16 +56,18 @@ class Plan:
         return "signal" if self.freeze is None else "freeze" if self.freeze else "thaw"
 
 
-def plan(registry: reg.Registry, spec: Spec, kept=None) -> Plan:
+def plan(registry: reg.Registry, spec: Spec, kept=None, dirs=None) -> Plan:
     """``kept``: the run's persist.KeptIds (None: nothing kept on disk is looked at).  The
-    guest's record is read once, here: the plan keeps it as ``meta``."""
+    guest's record is read once, here: the plan keeps it as ``meta``.  ``dirs``: the
+    registry.DirListing of a first planning pass (None: each cgroup looked up; a re-plan
+    under the guest's lock looks again)."""
     meta = registry.load(spec.name) if spec.name is not None else None
-    p = plan_ops(registry, spec, _plan(registry, spec, meta, kept), meta)
+    p = plan_ops(registry, spec, _plan(registry, spec, meta, kept, dirs), meta)
     p.meta = meta
     return p
 
 
-def _plan(registry: reg.Registry, spec: Spec, meta, kept=None) -> Plan:
+def _plan(registry: reg.Registry, spec: Spec, meta, kept=None, dirs=None) -> Plan:
     if spec.name is None:  # absent, by a context id nobody has
         return Plan(spec, "none", None, None)
     if spec.state == "absent":
@@ -115,7 +117,7 @@ def _plan(registry: reg.Registry, spec: Spec, meta, kept=None) -> Plan:
             differ[key] = (meta.field(key), want[key])
     if meta.proc_sys != want["proc_sys"]:  # privileged, for a guest with a root: its mounts are made at creation
         differ["proc_sys"] = (meta.proc_sys, want["proc_sys"])
-    problems = reg.health(meta)
+    problems = reg.health(meta, dirs)
     if differ and not spec.recreate:
         names = ", ".join("%s (now %s, wanted %s%s)" % (k, _short(a), _short(b), PROC_SYS_WHY if k == "proc_sys" else "")
                           for k, (a, b) in sorted(differ.items()))
@@ -289,7 +291,8 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
             # One dict for the whole task, not a copy per guest (that was quadratic in time and
             # memory): a Spec reads it only while it is made, when it holds the earlier entries.
             batch[spec.name] = spec
-    plans = [plan(registry, s, kept) for s in specs]
+    dirs = reg.DirListing()  # the guests' cgroups, listed once for this pass
+    plans = [plan(registry, s, kept, dirs) for s in specs]
     for s in specs:  # a broken definition, or one a newer version wrote, is refused before anything changes
         if s.name and not s.purge:
             persist.check_definition_file(kept.table_dir, s.name)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from ansible_collections.linuxns.guests.plugins.module_utils import persist
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import InvalidInput
-from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import entries as entries_of
 from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import RESULT_OPTIONS, entry_spec, unchanged_left_out
+from ansible_collections.linuxns.guests.plugins.module_utils.list_forms import entries as entries_of
 from ansible_collections.linuxns.guests.plugins.module_utils.mounts import converge, validate_many
 
 PER_MOUNT_KEYS = ("path", "src", "fstype", "opts", "propagation", "create", "state", "recreate", "lazy_unmount")

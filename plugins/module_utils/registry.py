@@ -386,8 +386,33 @@ def kept_id_conflict(ctx: int, holder: str, table_dir: str) -> str:
     )
 
 
-def health(meta: GuestRecord) -> list:
-    """Reasons why the guest is not healthy (empty list: running and healthy)."""
+class DirListing:
+    """Which directories exist, read as one listing of each parent: a task that checks
+    thousands of guests (:func:`health`) lists each cgroup hierarchy's guest folder once
+    instead of a ``stat`` per guest and hierarchy (10 per guest on a cgroup v1 host).
+
+    For one planning pass, before the task changes anything: a name the listing has is
+    taken as there; one it lacks is looked up again (made since, or really gone)."""
+
+    def __init__(self) -> None:
+        self._parents = {}
+
+    def isdir(self, path: str) -> bool:
+        parent, name = os.path.split(path)
+        names = self._parents.get(parent)
+        if names is None:
+            try:
+                with os.scandir(parent) as it:
+                    names = {e.name for e in it if e.is_dir(follow_symlinks=False)}
+            except OSError:
+                names = set()
+            self._parents[parent] = names
+        return name in names or os.path.isdir(path)
+
+
+def health(meta: GuestRecord, dirs=None) -> list:
+    """Reasons why the guest is not healthy (empty list: running and healthy).  ``dirs``: a
+    :class:`DirListing` of the planning pass, for many guests in one task."""
     reasons = []
     if meta.phase == CORRUPT:
         reasons.append("its metadata cannot be read (%s)" % meta.problem)
@@ -403,7 +428,8 @@ def health(meta: GuestRecord) -> list:
             reasons.append("the pin of its %s namespace points to another namespace" % nstype)
     if meta.init_pid and not process_alive(meta.init_pid, meta.init_start):
         reasons.append("its init (pid %s) is not running" % meta.init_pid)
-    gone = [k for k, d in sorted(((meta.cgroup or {}).get("paths") or {}).items()) if not os.path.isdir(d)]
+    isdir = dirs.isdir if dirs is not None else os.path.isdir
+    gone = [k for k, d in sorted(((meta.cgroup or {}).get("paths") or {}).items()) if not isdir(d)]
     if gone:
         reasons.append("its cgroup is gone (%s)" % ", ".join(gone))
     return reasons

@@ -144,6 +144,39 @@ def test_health_detects_a_pin_that_lost_its_namespace(unit_registry, tmp_path):
     assert reg.health(meta) == ["the pin of its net namespace points to another namespace"]
 
 
+def test_health_of_many_guests_lists_each_cgroup_parent_once_and_sees_what_is_gone(tmp_path, monkeypatch):
+    """health(meta, DirListing()): a guest's cgroup folders checked against one listing of each
+    parent; one that is gone (or a file of that name) is reported as without it, and a folder
+    made after the listing is still found."""
+    parents = [tmp_path / ("hier%d" % i) for i in range(3)]
+    metas = []
+    for n in range(50):
+        meta = reg.GuestRecord("g%d" % n, reg.READY)
+        meta.cgroup = {"paths": {}}
+        for i, parent in enumerate(parents):
+            d = parent / meta.name
+            d.mkdir(parents=True)
+            meta.cgroup["paths"]["k%d" % i] = str(d)
+        metas.append(meta)
+    (parents[1] / "g7").rmdir()
+    (parents[1] / "g7").write_text("")  # a file is not the guest's cgroup
+    (parents[2] / "g9").rmdir()
+    dirs = reg.DirListing()
+    listed = []
+    real = os.scandir
+    monkeypatch.setattr(reg.os, "scandir", lambda path: listed.append(path) or real(path))
+    found = {m.name: reg.health(m, dirs) for m in metas}
+    (parents[0] / "late").mkdir()  # after the listing
+    late = reg.GuestRecord("late", reg.READY)
+    late.cgroup = {"paths": {"k0": str(parents[0] / "late")}}
+    found["late"] = reg.health(late, dirs)
+    assert sorted(listed) == sorted(str(p) for p in parents)  # one listing per parent, not one stat per guest
+    assert found["g7"] == ["its cgroup is gone (k1)"] and found["g9"] == ["its cgroup is gone (k2)"]
+    assert found["late"] == []
+    assert all(found[m.name] == [] for m in metas if m.name not in ("g7", "g9"))
+    assert {m.name: reg.health(m) for m in metas + [late]} == found  # the same answers as one stat each
+
+
 def test_proc_start_time_handles_odd_comm(tmp_path):
     # comm with spaces and parentheses must not confuse the stat parser
     import subprocess
