@@ -32,7 +32,9 @@ host is checked to hold no pin, reaper, netns, veth or guest cgroup afterwards.
     LINUXNS_LAB=scale3 LINUXNS_LAB_BASE=180 .venv/bin/python bench/bench_scale.py [--sizes 100,1000,3000,10000]
 
 `--guest-options JSON` adds namespace_create options to every guest (for example
-'{"privileged": true}': no confinement, to compare against the default confined guest).
+'{"privileged": true}': no confinement, to compare against the default confined guest);
+`--link-options JSON` adds netns_link options to every link (for example
+'{"peer": {"ipv6": false}}': no IPv6 on the host's ends).
 
 `--profile DIR` runs each phase once more per size, in-process in the lab host under cProfile
 (the module's main() with the same arguments; the host's Python and pyroute2, ansible-core from the venv), and writes DIR/SIZE-PHASE.prof
@@ -139,6 +141,7 @@ def address(i: int) -> str:
 
 
 GUEST_OPTIONS = {}  # --guest-options: merged into every guest entry of the create
+LINK_OPTIONS = {}  # --link-options: merged into every link entry (its "peer" key by key)
 BRIEF = {"return_unchanged": False}  # --brief: each no-change rerun also with this, right after the full one
 
 
@@ -151,8 +154,10 @@ def create_args(n: int, state: str = "present") -> dict:
 
 
 def link_args(n: int) -> dict:
+    extra = {k: v for k, v in LINK_OPTIONS.items() if k != "peer"}
+    peer = LINK_OPTIONS.get("peer") or {}
     return {"ifname": "eth0", "kind": "veth",
-            "links": [{"guest": guest(i), "addresses": [address(i)], "peer": {"ifname": "vs%05d" % i}} for i in range(n)]}
+            "links": [dict(extra, guest=guest(i), addresses=[address(i)], peer=dict(peer, ifname="vs%05d" % i)) for i in range(n)]}
 
 
 def load() -> str:
@@ -338,10 +343,13 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-lab", action="store_true")
     ap.add_argument("--guest-options", metavar="JSON", default="{}",
                     help='options of namespace_create for every guest, e.g. \'{"privileged": true}\' (confinement off)')
+    ap.add_argument("--link-options", metavar="JSON", default="{}",
+                    help='options of netns_link for every link, e.g. \'{"peer": {"ipv6": false}}\' (no IPv6 on the host\'s ends)')
     ap.add_argument("--brief", action="store_true",
                     help="also run each no-change rerun with return_unchanged: false, right after the full one")
     args = ap.parse_args(argv)
     GUEST_OPTIONS.update(json.loads(args.guest_options))
+    LINK_OPTIONS.update(json.loads(args.link_options))
     sizes = [int(x) for x in args.sizes.split(",")]
     if args.profile:  # the profile runs in the lab host, which has a /tmp of its own
         hidden = [p for p in (args.collections or str(REPO / "build"), SITE) if os.path.realpath(p).startswith("/tmp/")]

@@ -52,6 +52,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
 MARK = "linuxns.guests"
 RTPROT = 76
 MAIN_TABLE = 254
+RTN_UNICAST = 1
 KINDS = ("veth", "macvlan", "ipvlan", "physical", "bridge")
 VIRTUAL_KINDS = ("veth", "macvlan", "ipvlan")
 STACKED_KINDS = ("macvlan", "ipvlan")  # never a moved interface (kind=physical may move a NIC, dummy or veth end)
@@ -62,9 +63,10 @@ IFF_UP = 1
 IFA_F_NODAD = 0x02
 LINK_KEYS = (
     "guest", "netns", "ifname", "kind", "parent", "peer", "addresses", "mtu", "mac", "routes",
-    "gateway", "gateway6", "state", "recreate",
+    "gateway", "gateway6", "ipv6", "state", "recreate",
 )
-PEER_KEYS = ("ifname", "guest", "netns", "bridge", "bridge_create", "bridge_addresses", "addresses", "mtu", "mac")
+PEER_KEYS = ("ifname", "guest", "netns", "bridge", "bridge_create", "bridge_addresses", "addresses", "mtu", "mac", "ipv6")
+NOT_IFNAMES = ("all", "default")  # /proc/sys/net/ipv6/conf/ folders that are not links
 ROUTE_KEYS = ("dst", "gateway", "metric")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 INSTALL_HINT = (
@@ -202,6 +204,22 @@ def parse_mtu(value, param: str):
     if not 68 <= mtu <= 65535:
         raise InvalidInput("%s %d is out of range 68-65535" % (param, mtu))
     return mtu
+
+
+def parse_ipv6(value, param: str, ifname, addresses, routes=()):
+    """``ipv6`` of a link end: None (left as it is), True or False (no IPv6 on it: no link-local
+    address and no IPv6 route of the kernel's; no IPv6 address or route may be asked for it)."""
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise InvalidInput("%s must be true or false, not %r" % (param, value))
+    if ifname in NOT_IFNAMES:
+        raise InvalidInput("%s: %r is not a name ipv6 can be set for (net.ipv6.conf.%s is every link's)" % (param, ifname, ifname))
+    if not value:
+        six = [a for a in addresses or [] if _iface(a).version == 6] + [r["dst"] for r in routes if _net(r["dst"]).version == 6]
+        if six:
+            raise InvalidInput("%s is false, but IPv6 is asked for on the same link: %s" % (param, ", ".join(six)))
+    return value
 
 
 def _addresses(value, param: str) -> list:
@@ -351,6 +369,7 @@ class LinkSpec:
             seen.add(k)
         self.routes.sort(key=_route_sort)
         self.manage_routes = routes is not None or params.get("gateway") is not None or params.get("gateway6") is not None
+        self.ipv6 = parse_ipv6(params.get("ipv6"), p + "ipv6", self.ifname, self.addresses, self.routes)
         peer = params.get("peer")
         self.peer = None
         if peer is not None and not isinstance(peer, dict):
@@ -386,6 +405,7 @@ class PeerSpec:
         self.addresses = _addresses(params.get("addresses"), p + "addresses")
         self.mtu = parse_mtu(params.get("mtu"), p + "mtu")
         self.mac = parse_mac(params.get("mac"), p + "mac")
+        self.ipv6 = parse_ipv6(params.get("ipv6"), p + "ipv6", self.ifname, self.addresses)
 
 
 def normalize(entries) -> list:
@@ -401,23 +421,6 @@ def normalize(entries) -> list:
 # ---------------------------------------------------------------------------------------
 # Kernel state: namespaces, sockets, snapshots
 # ---------------------------------------------------------------------------------------
-def _link_view(msg) -> dict:
-    info = msg.get_attr("IFLA_LINKINFO")
-    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-    return {
-        "index": msg["index"],
-        "ifname": msg.get_attr("IFLA_IFNAME"),
-        "kind": kind,
-        "mac": msg.get_attr("IFLA_ADDRESS"),
-        "mtu": msg.get_attr("IFLA_MTU"),
-        "up": bool(msg["flags"] & IFF_UP),
-        "alias": msg.get_attr("IFLA_IFALIAS"),
-        "link": msg.get_attr("IFLA_LINK"),
-        "link_netnsid": msg.get_attr("IFLA_LINK_NETNSID"),
-        "master": msg.get_attr("IFLA_MASTER"),
-    }
-
-
 class NsState:
     """An open netlink socket in one namespace and its (lazily read) state."""
 
@@ -432,6 +435,7 @@ class NsState:
         self._routes = None
         self._all_routes = None
         self._by_index = None
+        self._named = {}  # name -> link (or None) asked one at a time, before any whole dump
 
     def open(self):
         """The pyroute2 socket in this namespace (for changes)."""
@@ -448,6 +452,7 @@ class NsState:
     def invalidate(self):
         self._links = self._addrs = self._routes = self._all_routes = None
         self._by_index = None
+        self._named = {}
 
     def release(self):
         """Close the socket (what was read stays); :meth:`open` makes a new one when needed.
@@ -471,6 +476,18 @@ class NsState:
                 v["up"] = bool(v.pop("flags") & IFF_UP)
                 self._links[v["ifname"]] = v
         return self._links
+
+    def link(self, name: str):
+        """The link named ``name``, or None: from the whole dump when it was read, else asked
+        alone (a no-change run of a guest needs only its own link, not every one)."""
+        if self._links is not None:
+            return self._links.get(name)
+        if name not in self._named:
+            v = self.reader().link(name)
+            if v is not None:
+                v["up"] = bool(v.pop("flags") & IFF_UP)
+            self._named[name] = v
+        return self._named[name]
 
     def by_index(self, index):
         if self._by_index is None:  # indexed once: the host holds one veth end per guest
@@ -510,9 +527,7 @@ class NsState:
         if self._all_routes is None:
             out = []
             for family in (socket.AF_INET, socket.AF_INET6):
-                for r in self.reader().routes(family):
-                    if r["table"] != MAIN_TABLE or r["type"] != 1:
-                        continue
+                for r in self.reader().routes(family, table=MAIN_TABLE, rtype=RTN_UNICAST):
                     dst = r["dst"] or ("0.0.0.0" if family == socket.AF_INET else "::")
                     net = str(_net("%s/%d" % (dst, r["dst_len"]), strict=False))
                     version = 4 if family == socket.AF_INET else 6
@@ -534,6 +549,7 @@ class Net:
         self.host_key = self._key_of_fd(self.self_fd)
         self.states = {}
         self.locks = {}
+        self.dirs = reg.DirListing()  # the guests' cgroups, listed once for the plan (resolve)
 
     @staticmethod
     def _key_of_fd(fd):
@@ -569,7 +585,7 @@ class Net:
                 pin = meta.pins.get("net")
                 if meta.phase != reg.READY or pin is None:
                     raise InvalidInput("%sguest: guest %r has no network namespace of its own" % (param, meta.name))
-                problems = reg.health(meta)
+                problems = reg.health(meta, self.dirs)
                 if problems:
                     raise GuestStale("%sguest: guest %r is not running (%s)" % (param, meta.name, "; ".join(problems)))
                 path = None
@@ -683,6 +699,7 @@ def _current_view(st: NsState, link: dict, peer_st=None, peer=None, bridge=None,
         "managed": link["alias"] == MARK,
         "addresses": list(st.addresses().get(link["index"], [])),
         "routes": list(st.routes().get(link["index"], [])) if managed_routes else [],
+        "ipv6": link.get("ipv6"),
         "peer": None,
     }
     if peer is not None:
@@ -694,13 +711,14 @@ def _current_view(st: NsState, link: dict, peer_st=None, peer=None, bridge=None,
             "mtu": peer["mtu"],
             "addresses": list(peer_st.addresses().get(peer["index"], [])),
             "bridge": bridge,
+            "ipv6": peer.get("ipv6"),
         }
     return view
 
 
 def _peer_of(st: NsState, link: dict, peer_st: NsState, peer_name: str):
     """The veth peer of ``link`` if it is ``peer_name`` in ``peer_st``, else None."""
-    other = peer_st.links().get(peer_name)
+    other = peer_st.link(peer_name)
     if other is None or other["kind"] != "veth":
         return None
     if other["index"] != link["link"] or other["link"] != link["index"]:
@@ -800,7 +818,7 @@ class Planner:
         w = spec.where
         st = p.ns = self.net.resolve(spec.ns, w)
         self._claim_name(st, spec.ifname, (w.rstrip(".") or "ifname"))
-        link = st.links().get(spec.ifname)
+        link = st.link(spec.ifname)
         if spec.kind == "veth" and spec.peer is not None:
             p.peer_ns = self.net.resolve(spec.peer.ns, w + "peer.")
         if spec.kind in ("macvlan", "ipvlan", "physical"):
@@ -905,9 +923,13 @@ class Planner:
             if replace:
                 p.steps.append(("delete", {}))
             p.steps.append(("create", {}))
+            if spec.ipv6 is not None:  # before it is up: with IPv6 off, the kernel makes no link-local address or route
+                p.steps.append(("ipv6", {"on": spec.ipv6}))
             p.steps.append(("configure", {"mtu": spec.mtu, "mac": spec.mac, "up": True, "mark": True, "new": True}))
             p.steps.append(("addresses", {"add": list(spec.addresses or []), "remove": []}))
             if spec.peer is not None:
+                if spec.peer.ipv6 is not None:
+                    p.steps.append(("peer_ipv6", {"on": spec.peer.ipv6}))
                 p.steps.append(("peer", {"mtu": spec.peer.mtu, "mac": spec.peer.mac, "master": bridge_name, "mark": True, "up": True, "new": True}))
                 p.steps.append(("peer_addresses", {"add": list(spec.peer.addresses or []), "remove": []}))
             if spec.routes:
@@ -1002,6 +1024,9 @@ class Planner:
             changes["mark"] = True
         if changes:
             p.steps.append(("configure", changes))
+        ipv6 = _ipv6_change(spec.ipv6, link, spec.where + "ipv6", spec.label())
+        if ipv6:  # on before IPv6 addresses and routes are added; off after the managed ones are removed (below)
+            p.steps.append(("ipv6", {"on": True}))
         managed = link["alias"] == MARK or changes.get("mark")
         if spec.addresses is not None:
             have = st.addresses().get(link["index"], [])
@@ -1017,6 +1042,8 @@ class Planner:
             remove = [r for r in have if route_key(r) not in want_keys]
             if add or remove:
                 p.steps.append(("routes", {"add": add, "remove": remove}))
+        if ipv6 is False:
+            p.steps.append(("ipv6", {"on": False}))
         if spec.peer is not None and peer is not None:
             pst = p.peer_ns
             pch = {}
@@ -1032,6 +1059,9 @@ class Planner:
                 pch["master"] = bridge_name
             if pch:
                 p.steps.append(("peer", pch))
+            pipv6 = _ipv6_change(spec.peer.ipv6, peer, spec.where + "peer.ipv6", "%s link %r" % (pst.ref.label, spec.peer.ifname))
+            if pipv6:
+                p.steps.append(("peer_ipv6", {"on": True}))
             if spec.peer.addresses is not None:
                 have = pst.addresses().get(peer["index"], [])
                 pmanaged = peer["alias"] == MARK or pch.get("mark")
@@ -1039,6 +1069,8 @@ class Planner:
                 remove = [a for a in have if a not in spec.peer.addresses] if pmanaged else []
                 if add or remove:
                     p.steps.append(("peer_addresses", {"add": add, "remove": remove}))
+            if pipv6 is False:
+                p.steps.append(("peer_ipv6", {"on": False}))
 
     def _after_view(self, p: LinkPlan, link, peer) -> dict:
         """The link as it will be after the plan (index/mac unknown for a new link)."""
@@ -1054,8 +1086,12 @@ class Planner:
             "managed": True,
             "addresses": list(spec.addresses) if spec.addresses is not None else list(before.get("addresses") or []),
             "routes": list(spec.routes) if spec.manage_routes else list(before.get("routes") or []),
+            "ipv6": spec.ipv6 if spec.ipv6 is not None else before.get("ipv6"),
             "peer": None,
         }
+        if view["ipv6"] is False:  # turning IPv6 off takes the link's IPv6 addresses and routes with it
+            view["addresses"] = [a for a in view["addresses"] if _iface(a).version == 4]
+            view["routes"] = [r for r in view["routes"] if _net(r["dst"]).version == 4]
         if spec.kind == "physical" and link is None:
             view["kind"] = p.parent_ns.links()[spec.parent]["kind"] or "physical"
             view["mac"] = spec.mac or p.parent_ns.links()[spec.parent]["mac"]
@@ -1070,8 +1106,22 @@ class Planner:
                 "mtu": spec.peer.mtu or pb.get("mtu") or (spec.mtu if link is None else None),
                 "addresses": list(spec.peer.addresses) if spec.peer.addresses is not None else list(pb.get("addresses") or []),
                 "bridge": spec.peer.bridge if spec.peer.bridge else pb.get("bridge"),
+                "ipv6": spec.peer.ipv6 if spec.peer.ipv6 is not None else pb.get("ipv6"),
             }
+            if view["peer"]["ipv6"] is False:
+                view["peer"]["addresses"] = [a for a in view["peer"]["addresses"] if _iface(a).version == 4]
         return view
+
+
+def _ipv6_change(want, link: dict, param: str, what: str):
+    """None when ``ipv6`` needs no change on ``link``, else the value to set."""
+    if want is None or link.get("ipv6") == want:
+        return None
+    if link.get("ipv6") is None:
+        if not want:
+            return None  # no IPv6 on it: the kernel has none
+        raise InvalidInput("%s: the kernel has no IPv6 for %s (booted with ipv6.disable=1?)" % (param, what))
+    return want
 
 
 def plan_links(net: Net, specs) -> list:
@@ -1127,6 +1177,25 @@ def _set(st: NsState, index: int, what: str, changes: dict) -> None:
         _nl("%s: setting %s" % (what, ", ".join(sorted(kw))), ipr.link, "set", index=index, **kw)
     if changes.get("up") or changes.get("mac"):
         _nl("%s: setting it up" % what, ipr.link, "set", index=index, state="up")
+
+
+def _set_ipv6(net: Net, st: NsState, ifname: str, on: bool, what: str) -> None:
+    """IPv6 on or off on a link: its ``net.ipv6.conf.IFNAME.disable_ipv6``, written from inside
+    the link's network namespace (/proc/sys/net is the namespace of the process that opens it).
+    There is no netlink request for it; ``ip`` has none either (``sysctl`` does this)."""
+    path = "/proc/sys/net/ipv6/conf/%s/disable_ipv6" % ifname
+
+    def write():
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0" if on else b"1")
+        finally:
+            os.close(fd)
+
+    try:
+        net.in_ns(st.path, st.ref, write)
+    except OSError as exc:
+        raise KernelError("%s: turning IPv6 %s failed: %s: %s" % (what, "on" if on else "off", path, exc.strerror), errno=exc.errno) from None
 
 
 def _addr_change(st: NsState, index: int, what: str, add, remove) -> None:
@@ -1227,6 +1296,10 @@ def apply_plan(net: Net, p: LinkPlan) -> dict:
                 if index is None:
                     index = _lookup(st, spec.ifname, what)
                 _route_change(st, index, what, args["add"], args["remove"])
+            elif name == "ipv6":
+                _set_ipv6(net, st, spec.ifname, args["on"], what)
+            elif name == "peer_ipv6":
+                _set_ipv6(net, p.peer_ns, spec.peer.ifname, args["on"], "%s link %r (peer of %s)" % (p.peer_ns.ref.label, spec.peer.ifname, what))
             elif name in ("peer", "peer_addresses"):
                 pst = p.peer_ns
                 pwhat = "%s link %r (peer of %s)" % (pst.ref.label, spec.peer.ifname, what)
@@ -1316,20 +1389,25 @@ def _move_back(net: Net, p: LinkPlan) -> None:
     _move_out(net, p, p.spec.ifname)
 
 
+def _read_back(st: NsState, ifname: str, what: str) -> dict:
+    """A link as the kernel has it now (one request, not what the plan read), for a result."""
+    v = st.reader().link(ifname)
+    if v is None:
+        raise KernelError("%s: link %r is gone from %s" % (what, ifname, st.ref.label), errno=errno.ENODEV)
+    v["up"] = bool(v.pop("flags") & IFF_UP)
+    return v
+
+
 def final_view(p: LinkPlan) -> dict:
     """The link after apply: the plan's view with index/mac/mtu read back from the kernel."""
     if not p.after:
         return {}
     view = dict(p.after)
-    st = p.ns
-    msgs = _nl("reading %s" % p.spec.label(), st.open().link, "get", ifname=p.spec.ifname)
-    link = _link_view(msgs[0])
-    view.update(index=link["index"], mac=link["mac"], mtu=link["mtu"], kind=link["kind"] or "physical", up=link["up"])
+    link = _read_back(p.ns, p.spec.ifname, p.spec.label())
+    view.update(index=link["index"], mac=link["mac"], mtu=link["mtu"], kind=link["kind"] or "physical", up=link["up"], ipv6=link["ipv6"])
     if view.get("peer"):
-        pst = p.peer_ns
-        msgs = _nl("reading the peer of %s" % p.spec.label(), pst.open().link, "get", ifname=p.spec.peer.ifname)
-        peer = _link_view(msgs[0])
-        view["peer"] = dict(view["peer"], index=peer["index"], mac=peer["mac"], mtu=peer["mtu"])
+        peer = _read_back(p.peer_ns, p.spec.peer.ifname, "the peer of " + p.spec.label())
+        view["peer"] = dict(view["peer"], index=peer["index"], mac=peer["mac"], mtu=peer["mtu"], ipv6=peer["ipv6"])
     return view
 
 
@@ -1347,10 +1425,10 @@ def _public(p: LinkPlan, view: dict) -> dict:
 def _diff_view(view: dict) -> dict:
     if not view:
         return {}
-    out = {k: view[k] for k in ("kind", "mtu", "mac", "up", "addresses", "routes") if view.get(k) is not None}
+    out = {k: view[k] for k in ("kind", "mtu", "mac", "up", "addresses", "routes", "ipv6") if view.get(k) is not None}
     if view.get("peer"):
         pv = view["peer"]
-        out["peer"] = {k: pv[k] for k in ("ifname", "namespace", "mtu", "addresses", "bridge") if pv.get(k) is not None}
+        out["peer"] = {k: pv[k] for k in ("ifname", "namespace", "mtu", "addresses", "bridge", "ipv6") if pv.get(k) is not None}
     return out
 
 
@@ -1371,9 +1449,10 @@ def ensure_links(registry, entries, check_mode: bool = False, table_dir=None) ->
         owners = [link_owner(registry, p) for p in plans]  # the guest whose definition keeps each link, or None
         if table_dir is None and any(o is not None for o in owners):
             table_dir = persist.resolve_table_dir(registry.state_dir)  # check mode: once, when a definition is read
+        read = {}  # each owner's definition, read once: the task holds every guest's lock (lock_guests)
         for owner in owners:  # a broken definition, or one a newer version wrote, is refused before anything changes
-            if owner is not None:
-                persist.check_definition_file(table_dir, owner)
+            if owner is not None and owner not in read:
+                read[owner] = persist.check_definition_file(table_dir, owner)
         results, before, after, definitions = [], {}, {}, []
         for p, owner in zip(plans, owners):
             before[p.key()] = _diff_view(p.before)
@@ -1383,8 +1462,8 @@ def ensure_links(registry, entries, check_mode: bool = False, table_dir=None) ->
             if check_mode or not p.changed:
                 item["link"] = _public(p, p.after if p.changed else (p.before if p.spec.state == "present" else {}))
                 if not check_mode:
-                    keep_link(registry, table_dir, p, entries[len(results)])
-                elif not p.changed and keep_link(registry, table_dir, p, entries[len(results)], check=True):
+                    keep_link(registry, table_dir, p, entries[len(results)], read=read)
+                elif not p.changed and keep_link(registry, table_dir, p, entries[len(results)], check=True, read=read):
                     definitions.append(owner)  # a real run would save it, though the link is right
                 results.append(item)
                 continue
@@ -1400,7 +1479,7 @@ def ensure_links(registry, entries, check_mode: bool = False, table_dir=None) ->
                         st.invalidate()
                 net.release(p)
             item["link"] = _public(p, view)
-            keep_link(registry, table_dir, p, entries[len(results)])
+            keep_link(registry, table_dir, p, entries[len(results)], read=read)
             results.append(item)
         out = {
             "changed": any(r["changed"] for r in results),
@@ -1427,7 +1506,7 @@ def link_owner(registry, p: LinkPlan):
         return None
 
 
-def keep_link(registry, table_dir: str, p: LinkPlan, params: dict, check: bool = False) -> bool:
+def keep_link(registry, table_dir: str, p: LinkPlan, params: dict, check: bool = False, read=None) -> bool:
     """Save a link of a guest in the guest's definition (persist.keep_link), or forget it
     (state=absent): the restore service makes it again at boot.  Links of no guest are not saved.
     Whether the definition is (``check``: would be) written."""
@@ -1443,4 +1522,4 @@ def keep_link(registry, table_dir: str, p: LinkPlan, params: dict, check: bool =
                 where["guest"] = registry.resolve(where["guest"])
     except GuestError:
         return False  # its peer guest is gone
-    return persist.keep_link(table_dir, name, p.key(), entry if p.spec.state == "present" else None, check)
+    return persist.keep_link(table_dir, name, p.key(), entry if p.spec.state == "present" else None, check, read)

@@ -358,10 +358,10 @@ def guest_fields(meta) -> dict:
     return out
 
 
-def check_definition_file(table_dir: str, name: str) -> None:
+def check_definition_file(table_dir: str, name: str):
     """Before a run changes guest ``name``: its kept definition, if any, must be readable and
-    of a version this one writes (GuestError naming the guest and file)."""
-    Kept(table_dir, name).read_definition()
+    of a version this one writes (GuestError naming the guest and file).  Returns it (None: none)."""
+    return Kept(table_dir, name).read_definition()
 
 
 def keep_guest(table_dir: str, meta, state: str, check: bool = False) -> bool:
@@ -383,11 +383,13 @@ def keep_absent(table_dir: str, name: str, check: bool = False) -> bool:
     return kept.write_definition(dict(old, state="absent"), check, old)
 
 
-def keep_link(table_dir: str, name: str, ifname: str, entry, check: bool = False) -> bool:
+def keep_link(table_dir: str, name: str, ifname: str, entry, check: bool = False, read=None) -> bool:
     """Save (``entry`` a dict) or forget (None) link ``ifname`` of guest ``name`` in its definition;
-    ``check``: only say whether the definition would be written."""
+    ``check``: only say whether the definition would be written.  ``read``: the definitions the
+    task read while it holds the guests' locks (name -> definition or None, from
+    :func:`check_definition_file`), used instead of reading the file again and kept as written."""
     kept = Kept(table_dir, name)
-    old = kept.read_definition()
+    old = read[name] if read is not None and name in read else kept.read_definition()
     links = dict((old or {}).get("links") or {})
     if entry is None:
         if old is None or ifname not in links:
@@ -395,7 +397,11 @@ def keep_link(table_dir: str, name: str, ifname: str, entry, check: bool = False
         links.pop(ifname)
     else:
         links[ifname] = entry
-    return kept.write_definition(dict(old or {}, links=links), check, old)
+    new = dict(old or {}, links=links)
+    written = kept.write_definition(new, check, old)
+    if read is not None and written and not check:
+        read[name] = dict(new, version=DEFINITION_VERSION, name=name)
+    return written
 
 
 def definitions(table_dir: str) -> list:

@@ -12,6 +12,12 @@ two side by side on real namespaces).  Changes still go through pyroute2.
 
 A :class:`Reader` is one ``NETLINK_ROUTE`` socket; it stays in the network namespace it
 was created in (the caller enters a namespace, creates the reader, and leaves).
+
+What a no-change run asks per guest is kept small, as ``ip`` does: one link by its name
+(``ip link show dev NAME``: the kernel fills one link, not every one of the namespace) and,
+where the kernel checks dump requests strictly (``NETLINK_GET_STRICT_CHK``, Linux 4.20),
+only the routes of the table asked for.  The filters are applied here too, so an older
+kernel that ignores them gives the same answer.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+import threading
 
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import KernelError
@@ -28,6 +35,9 @@ NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
 NLM_F_DUMP_INTR = 0x10
 NLM_F_DUMP = 0x300
+SOL_NETLINK = 270
+NETLINK_GET_STRICT_CHK = 12  # the kernel applies a dump request's filters (Linux 4.20)
+RTM_F_CLONED = 0x200  # a cached exception route (PMTU, redirect), not a route of the table
 RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
@@ -35,10 +45,17 @@ NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 
 # attribute numbers (linux/if_link.h, if_addr.h, rtnetlink.h)
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
-IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID = 18, 20, 37
+IFLA_LINKINFO, IFLA_IFALIAS, IFLA_AF_SPEC, IFLA_LINK_NETNSID = 18, 20, 26, 37
+IFLA_INET6_CONF = 2  # in IFLA_AF_SPEC's AF_INET6: the link's net.ipv6.conf values, by DEVCONF_ number
+DEVCONF_DISABLE_IPV6 = 26
+IFNAMSIZ = 16
 IFLA_INFO_KIND = 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
+LINK_ATTRS = frozenset((IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_AF_SPEC,
+                        IFLA_LINK_NETNSID))
+ADDR_ATTRS = frozenset((IFA_ADDRESS, IFA_LOCAL))
+ROUTE_ATTRS = frozenset((RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE))
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
@@ -49,17 +66,33 @@ _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
 BUFFER = 1 << 18  # one datagram of a dump: the kernel fills up to what the reader takes
 DUMP_TRIES = 5  # a dump interrupted by a change meanwhile (NLM_F_DUMP_INTR) is asked again
+_LOCAL = threading.local()  # one receive buffer per thread, shared by its readers (one per guest)
 
 
-def _attrs(data, start: int, end: int) -> dict:
-    """type -> payload (a memoryview) of the rtattrs in ``data[start:end]``; the first one
-    of a type wins."""
+def _buffer() -> bytearray:
+    buf = getattr(_LOCAL, "buf", None)
+    if buf is None or len(buf) < BUFFER:
+        buf = _LOCAL.buf = bytearray(BUFFER)
+    return buf
+
+
+def _rtattr(kind: int, payload: bytes) -> bytes:
+    length = _RTATTR.size + len(payload)
+    return _RTATTR.pack(length, kind) + payload + b"\0" * (-length % 4)
+
+
+def _attrs(data, start: int, end: int, wanted=None) -> dict:
+    """type -> payload (a memoryview) of the rtattrs in ``data[start:end]`` (only the types in
+    ``wanted``, when given: a link has ~40 and links.py reads 8); the first one of a type wins."""
     out = {}
+    unpack = _RTATTR.unpack_from
     while start + 4 <= end:
-        length, kind = _RTATTR.unpack_from(data, start)
+        length, kind = unpack(data, start)
         if length < 4 or start + length > end:
             break
-        out.setdefault(kind & NLA_TYPE_MASK, data[start + 4:start + length])
+        kind &= NLA_TYPE_MASK
+        if (wanted is None or kind in wanted) and kind not in out:
+            out[kind] = data[start + 4:start + length]
         start += (length + 3) & ~3
     return out
 
@@ -78,6 +111,20 @@ def _s32(value):
 
 def _l2addr(value):
     return None if value is None else ":".join("%02x" % b for b in bytes(value))
+
+
+def _ipv6_on(af_spec):
+    """Whether IPv6 runs on a link (its ``net.ipv6.conf.IFNAME.disable_ipv6`` is 0), from its
+    IFLA_AF_SPEC; None when the kernel has no IPv6 for it."""
+    if af_spec is None:
+        return None
+    inet6 = _attrs(af_spec, 0, len(af_spec), (socket.AF_INET6,)).get(socket.AF_INET6)
+    if inet6 is None:
+        return None
+    conf = _attrs(inet6, 0, len(inet6), (IFLA_INET6_CONF,)).get(IFLA_INET6_CONF)
+    if conf is None or len(conf) < 4 * (DEVCONF_DISABLE_IPV6 + 1):
+        return None
+    return _S32.unpack_from(conf, 4 * DEVCONF_DISABLE_IPV6)[0] == 0
 
 
 def _ip(family: int, value):
@@ -103,8 +150,11 @@ class Reader:
         except OSError as exc:
             self.sock.close()
             raise sc.fail("bind", "AF_NETLINK, in %s" % label, exc.errno or errno.EIO) from None
+        try:
+            self.sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+        except OSError:  # before Linux 4.20: the filters are applied here only
+            pass
         self.seq = 0
-        self.buf = bytearray(BUFFER)
 
     def close(self) -> None:
         self.sock.close()
@@ -124,74 +174,87 @@ class Reader:
         raise self._error(what, "interrupted by changes %d times in a row" % DUMP_TRIES, errno.EAGAIN)
 
     def _dump_once(self, msg_type: int, header: bytes, what: str):
+        msgs, interrupted = [], False
+        for kind, flags, body in self._exchange(msg_type, NLM_F_REQUEST | NLM_F_DUMP, header, what):
+            if flags & NLM_F_DUMP_INTR:
+                interrupted = True
+            if kind == NLMSG_DONE:
+                return msgs, interrupted
+            if kind == NLMSG_ERROR:
+                code = -_S32.unpack_from(body)[0]
+                if code == 0:
+                    return msgs, interrupted
+                raise self._error(what, "failed: " + sc.errno_text(code), code)
+            msgs.append((kind, body))
+        raise self._error(what, "the answer ended early", errno.EPROTO)  # not reached: _exchange reads until told
+
+    def _exchange(self, msg_type: int, flags: int, payload: bytes, what: str):
+        """Send one request; yield (type, flags, payload) of each message answering it, for as
+        long as the caller reads on."""
         self.seq += 1
         seq = self.seq
-        req = _NLMSGHDR.pack(_NLMSGHDR.size + len(header), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + header
+        req = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), msg_type, flags, seq, 0) + payload
         try:
             self.sock.send(req)
         except OSError as exc:
             raise self._error(what, "send failed: " + sc.errno_text(exc.errno), exc.errno) from None
-        msgs, interrupted = [], False
-        view = memoryview(self.buf)
+        buf = _buffer()
+        view = memoryview(buf)
         while True:
             try:
-                n = self.sock.recv_into(self.buf, BUFFER, socket.MSG_TRUNC)
+                n = self.sock.recv_into(buf, BUFFER, socket.MSG_TRUNC)
             except OSError as exc:
                 raise self._error(what, "recv failed: " + sc.errno_text(exc.errno), exc.errno) from None
             if n > BUFFER:
                 raise self._error(what, "a datagram of %d bytes is larger than the %d the reader takes" % (n, BUFFER), errno.EMSGSIZE)
-            data = bytes(view[:n])
+            data = bytes(view[:n])  # the buffer is the thread's: the messages keep a copy
             pos = 0
             while pos + _NLMSGHDR.size <= n:
-                length, kind, flags, mseq, _pid = _NLMSGHDR.unpack_from(data, pos)
+                length, kind, mflags, mseq, _pid = _NLMSGHDR.unpack_from(data, pos)
                 if length < _NLMSGHDR.size or pos + length > n:
                     raise self._error(what, "a message cut short", errno.EPROTO)
                 if mseq == seq:
-                    if flags & NLM_F_DUMP_INTR:
-                        interrupted = True
-                    if kind == NLMSG_DONE:
-                        return msgs, interrupted
-                    if kind == NLMSG_ERROR:
-                        code = -_S32.unpack_from(data, pos + _NLMSGHDR.size)[0]
-                        if code == 0:
-                            return msgs, interrupted
-                        raise self._error(what, "failed: " + sc.errno_text(code), code)
-                    msgs.append((kind, memoryview(data)[pos + _NLMSGHDR.size:pos + length]))
+                    yield kind, mflags, memoryview(data)[pos + _NLMSGHDR.size:pos + length]
                 pos += (length + 3) & ~3
 
     # ---- the three dumps, decoded --------------------------------------------------------
-    def _decoded(self, request: int, reply: int, head: struct.Struct, header: bytes, what: str):
-        """(fixed header fields, attributes) of every ``reply`` message of one dump."""
+    def _decoded(self, request: int, reply: int, head: struct.Struct, header: bytes, what: str, wanted=None):
+        """(fixed header fields, attributes of the ``wanted`` types) of every ``reply`` message of one dump."""
         for kind, body in self.dump(request, header, what):
             if kind == reply and len(body) >= head.size:
-                yield head.unpack_from(body), _attrs(body, head.size, len(body))
+                yield head.unpack_from(body), _attrs(body, head.size, len(body), wanted)
 
     def links(self) -> list:
-        """Every link: index, ifname, kind, mac, mtu, flags, alias, link, link_netnsid, master."""
-        out = []
+        """Every link: index, ifname, kind, mac, mtu, flags, alias, link, link_netnsid, master, ipv6."""
         ask = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        for (_family, _type, index, flags, _change), a in self._decoded(RTM_GETLINK, RTM_NEWLINK, _IFINFOMSG, ask, "links"):
-            info = a.get(IFLA_LINKINFO)
-            out.append({
-                "index": index,
-                "flags": flags,
-                "ifname": _string(a.get(IFLA_IFNAME)),
-                "kind": _string(_attrs(info, 0, len(info)).get(IFLA_INFO_KIND)) if info is not None else None,
-                "mac": _l2addr(a.get(IFLA_ADDRESS)),
-                "mtu": _u32(a.get(IFLA_MTU)),
-                "alias": _string(a.get(IFLA_IFALIAS)),
-                "link": _u32(a.get(IFLA_LINK)),
-                "link_netnsid": _s32(a.get(IFLA_LINK_NETNSID)),
-                "master": _u32(a.get(IFLA_MASTER)),
-            })
-        return out
+        return [_link(head, a) for head, a in self._decoded(RTM_GETLINK, RTM_NEWLINK, _IFINFOMSG, ask, "links", LINK_ATTRS)]
+
+    def link(self, name: str):
+        """The link whose name is ``name`` (as :meth:`links` gives it), or None: one request,
+        so the kernel fills one link.  An alternative name (``ip link property add altname``)
+        is not a link's name here, as it is not in :meth:`links`."""
+        what = "link %r" % name
+        raw = name.encode("utf-8", "surrogateescape")
+        if not raw or len(raw) >= IFNAMSIZ or b"\0" in raw:
+            return None  # no link can have it (the kernel would refuse the request)
+        ask = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _rtattr(IFLA_IFNAME, raw + b"\0")
+        for kind, _flags, body in self._exchange(RTM_GETLINK, NLM_F_REQUEST, ask, what):
+            if kind == NLMSG_ERROR:
+                code = -_S32.unpack_from(body)[0]
+                if code == errno.ENODEV:
+                    return None
+                raise self._error(what, "failed: " + sc.errno_text(code), code)
+            if kind == RTM_NEWLINK and len(body) >= _IFINFOMSG.size:
+                found = _link(_IFINFOMSG.unpack_from(body), _attrs(body, _IFINFOMSG.size, len(body), LINK_ATTRS))
+                return found if found["ifname"] == name else None
+        return None  # not reached: _exchange reads until an answer
 
     def addresses(self) -> list:
         """Every address: family, index, prefixlen, address (IFA_LOCAL before IFA_ADDRESS for
         IPv4, where IFA_ADDRESS is the peer on a point-to-point link)."""
         out = []
         ask = _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        for (family, prefixlen, _flags, _scope, index), a in self._decoded(RTM_GETADDR, RTM_NEWADDR, _IFADDRMSG, ask, "addresses"):
+        for (family, prefixlen, _flags, _scope, index), a in self._decoded(RTM_GETADDR, RTM_NEWADDR, _IFADDRMSG, ask, "addresses", ADDR_ATTRS):
             if family == socket.AF_INET6:
                 addr = _ip(family, a.get(IFA_ADDRESS))
             else:
@@ -199,17 +262,35 @@ class Reader:
             out.append({"family": family, "index": index, "prefixlen": prefixlen, "address": addr})
         return out
 
-    def routes(self, family: int) -> list:
-        """Every route of ``family``: table (RTA_TABLE, else the header's), type, proto,
-        dst (None for a default route), dst_len, gateway, priority, oif."""
+    def routes(self, family: int, table=None, rtype=None) -> list:
+        """Every route of ``family``: table (RTA_TABLE, else the header's), type, proto, dst
+        (None for a default route), dst_len, gateway, priority, oif.  With ``table`` (and
+        ``rtype``), only the routes of that table (and type), cached exception routes left
+        out, as ``ip route show table N`` gives them."""
+        msgs = None
+        if table is not None:
+            ask = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, rtype or 0, 0) + _rtattr(RTA_TABLE, _U32.pack(table))
+            try:
+                msgs = list(self._decoded(RTM_GETROUTE, RTM_NEWROUTE, _RTMSG, ask, "routes", ROUTE_ATTRS))
+            except KernelError as exc:
+                if exc.errno == errno.ENOENT:
+                    return []  # strict: the namespace has no such table (yet)
+                if exc.errno != errno.EINVAL:
+                    raise
+                # a family that takes no filter answered too (MPLS: a dump of a family with no
+                # routes of its own goes to every family): the plain dump, filtered below
+        if msgs is None:
+            msgs = self._decoded(RTM_GETROUTE, RTM_NEWROUTE, _RTMSG, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), "routes", ROUTE_ATTRS)
         out = []
-        for (rfamily, dst_len, _src_len, _tos, table, proto, _scope, rtype, _flags), a in self._decoded(
-                RTM_GETROUTE, RTM_NEWROUTE, _RTMSG, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), "routes"):
+        for (rfamily, dst_len, _src_len, _tos, htable, proto, _scope, kind, flags), a in msgs:
             if rfamily != family:
                 continue
+            rtable = _u32(a.get(RTA_TABLE)) or htable
+            if table is not None and (rtable != table or flags & RTM_F_CLONED or (rtype is not None and kind != rtype)):
+                continue
             out.append({
-                "table": _u32(a.get(RTA_TABLE)) or table,
-                "type": rtype,
+                "table": rtable,
+                "type": kind,
                 "proto": proto,
                 "dst": _ip(family, a.get(RTA_DST)),
                 "dst_len": dst_len,
@@ -218,3 +299,22 @@ class Reader:
                 "oif": _u32(a.get(RTA_OIF)),
             })
         return out
+
+
+def _link(head: tuple, a: dict) -> dict:
+    """A link's fields from its RTM_NEWLINK header and attributes."""
+    _family, _type, index, flags, _change = head
+    info = a.get(IFLA_LINKINFO)
+    return {
+        "index": index,
+        "flags": flags,
+        "ifname": _string(a.get(IFLA_IFNAME)),
+        "kind": _string(_attrs(info, 0, len(info)).get(IFLA_INFO_KIND)) if info is not None else None,
+        "mac": _l2addr(a.get(IFLA_ADDRESS)),
+        "mtu": _u32(a.get(IFLA_MTU)),
+        "alias": _string(a.get(IFLA_IFALIAS)),
+        "link": _u32(a.get(IFLA_LINK)),
+        "link_netnsid": _s32(a.get(IFLA_LINK_NETNSID)),
+        "master": _u32(a.get(IFLA_MASTER)),
+        "ipv6": _ipv6_on(a.get(IFLA_AF_SPEC)),
+    }

@@ -110,6 +110,10 @@ options:
       mac:
         description: MAC address of the other end.
         type: str
+      ipv6:
+        description:
+          - IPv6 on the other end or not, as O(ipv6) for the link; for the host's ends of many guests' veths, see O(ipv6).
+        type: bool
   addresses:
     description:
       - Addresses of the link in CIDR form, IPv4 and IPv6 (for example V(198.19.1.2/24), V(fd00:1::2/64)).
@@ -148,11 +152,22 @@ options:
   gateway6:
     description: IPv6 default gateway through this link (adds a route to V(::/0)).
     type: str
+  ipv6:
+    description:
+      - Whether IPv6 runs on the link (its C(net.ipv6.conf.IFNAME.disable_ipv6) in its namespace), changed in place.
+        Not given, it is left as the kernel has it (on, by default).
+      - V(false) on a new link is set before the link goes up, so the kernel makes no link-local address and no
+        IPv6 route for it. IPv6 O(addresses), O(routes) or O(gateway6) with V(false) fail the task.
+      - Turning it off removes the link's IPv6 addresses and routes (the kernel's doing).
+      - At thousands of guests, V(false) on the host's ends (O(peer.ipv6)) keeps the host fast. The kernel keeps one
+        C(fe80::/64) route and one C(ff00::/8) route per IPv6 link of a namespace, in one list per prefix, so each
+        change of a link there costs time in proportion to the links (docs/performance.md).
+    type: bool
   links:
     description:
       - The list form. Each entry is a dict with the per-link options of this module (O(guest), O(netns), O(ifname),
         O(kind), O(parent), O(peer), O(addresses), O(mtu), O(mac), O(routes), O(gateway), O(gateway6),
-        O(state), O(recreate)).
+        O(ipv6), O(state), O(recreate)).
       - Options given at the top level of the task are defaults for every entry; a top-level O(peer) is merged key by
         key with an entry's own O(peer) (so a shared O(peer.bridge) can be given once).
       - All entries are validated and planned before anything changes.
@@ -248,6 +263,16 @@ EXAMPLES = r"""
     kind: physical
     parent: enp3s0
 
+- name: Many guests on one host, one veth each, no IPv6 on the host's ends (see O(ipv6))
+  linuxns.guests.netns_link:
+    ifname: eth0
+    return_unchanged: false
+    peer:
+      ipv6: false
+    links:
+      - {guest: g0001, addresses: [198.19.128.2/17], peer: {ifname: vg0001}}
+      - {guest: g0002, addresses: [198.19.128.3/17], peer: {ifname: vg0002}}
+
 - name: Remove the guest's link (its host-side peer goes with it)
   linuxns.guests.netns_link:
     guest: web1
@@ -297,10 +322,13 @@ link:
       type: list
       elements: dict
       sample: [{"dst": "0.0.0.0/0", "gateway": "198.19.1.1", "metric": 0}]
+    ipv6:
+      description: Whether IPv6 runs on the link (null where the kernel has no IPv6).
+      type: bool
     peer:
-      description: For a veth, its other end - C(ifname), C(index), C(namespace), C(mac), C(mtu), C(addresses), C(bridge).
+      description: For a veth, its other end - C(ifname), C(index), C(namespace), C(mac), C(mtu), C(addresses), C(bridge), C(ipv6).
       type: dict
-      sample: {"ifname": "ve-web1", "index": 7, "namespace": "the host", "addresses": ["198.19.1.1/24"], "bridge": null}
+      sample: {"ifname": "ve-web1", "index": 7, "namespace": "the host", "addresses": ["198.19.1.1/24"], "bridge": null, "ipv6": true}
     guest:
       description: The guest holding the link, or null.
       type: str

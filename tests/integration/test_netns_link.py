@@ -243,6 +243,33 @@ def test_return_unchanged_false_returns_the_links_that_changed(guests3, ansible_
     assert link(lab_exec, "bf0", "lk2") is None and link(lab_exec, "bf1", "lk1") is None and link(lab_exec, "bf0", "lk3") is None
 
 
+def test_ipv6_false_on_the_host_end_leaves_the_host_no_ipv6_route_for_it(guests3, converge, lab_exec):
+    """peer.ipv6: false on a host end (the setting for thousands of guests per host): the lab host's
+    kernel has no link-local address and no IPv6 route for it, set before it went up; the
+    guest's end keeps IPv6; the rerun is quiet; ipv6 on again in place brings fe80::/64 back."""
+    args = {"guest": "lk2", "ifname": "v6off", "addresses": ["198.19.11.2/24", "fd00:19:11::2/64"],
+            "peer": {"ifname": "vh-lk9", "addresses": ["198.19.11.1/24"], "ipv6": False}}
+    host_v6 = ["ip", "-j", "-6", "route", "show", "table", "all", "dev", "vh-lk9"]
+    sysctl = ["cat", "/proc/sys/net/ipv6/conf/vh-lk9/disable_ipv6"]
+    try:
+        c = converge(task(args), diff=True)
+        assert c.check["diff"]["after"]["peer"]["ipv6"] is False and c.first["link"]["peer"]["ipv6"] is False
+        assert c.first["link"]["ipv6"] is True and c.second["action"] == "none"
+        assert lab_exec("lab1", sysctl).stdout.strip() == "1"
+        assert json.loads(lab_exec("lab1", host_v6).stdout or "[]") == []
+        host_end = link(lab_exec, "vh-lk9")
+        assert [a for a in host_end.get("addr_info", []) if a["family"] == "inet6"] == [] and addrs(host_end) == ["198.19.11.1/24"]
+        assert "UP" in host_end["flags"] and ping(lab_exec, "lk2", "198.19.11.1")
+        assert lab_exec("lab1", ["ip", "netns", "exec", "lk2", "cat", "/proc/sys/net/ipv6/conf/v6off/disable_ipv6"]).stdout.strip() == "0"
+
+        c = converge(task(dict(args, peer=dict(args["peer"], ipv6=True))))
+        assert c.first["action"] == "update" and c.first["link"]["peer"]["ipv6"] is True
+        assert lab_exec("lab1", sysctl).stdout.strip() == "0"
+        assert "fe80::/64" in [r["dst"] for r in json.loads(lab_exec("lab1", host_v6).stdout or "[]")]
+    finally:
+        lab_exec("lab1", ["ip", "link", "del", "vh-lk9"], check=False)
+
+
 def test_bad_input_fails_clearly_and_changes_nothing(guests3, ansible_playbook, lab_exec):
     good = {"guest": "lk1", "ifname": "good0", "addresses": ["198.19.10.2/24"], "routes": [{"dst": "198.19.110.0/24", "gateway": "198.19.10.1"}],
             "peer": {"ifname": "vg-lk1"}}

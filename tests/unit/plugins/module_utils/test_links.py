@@ -64,6 +64,13 @@ def test_gateways_become_default_routes_with_kernel_default_metrics():
         ({"netns": "x"}, "guest and netns are mutually exclusive"),
         ({"state": "gone"}, "state must be present or absent"),
         ({"speed": 10}, "unknown option(s) speed"),
+        ({"ipv6": False, "addresses": ["198.19.0.2/24", "fd00::2/64"]}, "ipv6 is false, but IPv6 is asked for on the same link: fd00::2/64"),
+        ({"ipv6": False, "gateway6": "fd00::1"}, "ipv6 is false, but IPv6 is asked for on the same link: ::/0"),
+        ({"ipv6": False, "routes": [{"dst": "fd00:9::/64"}]}, "ipv6 is false, but IPv6 is asked for on the same link: fd00:9::/64"),
+        ({"ipv6": "no"}, "ipv6 must be true or false, not 'no'"),
+        ({"ifname": "all", "ipv6": True}, "ipv6: 'all' is not a name ipv6 can be set for"),
+        ({"peer": {"ifname": "vh", "ipv6": False, "addresses": ["fd00::1/64"]}}, "peer.ipv6 is false, but IPv6 is asked for on the same link"),
+        ({"peer": {"ifname": "default", "ipv6": False}}, "peer.ipv6: 'default' is not a name ipv6 can be set for"),
     ],
 )
 def test_bad_input_names_the_parameter(params, message):
@@ -313,3 +320,71 @@ def test_bridge_kind_bad_input_and_a_different_link_of_that_name(two_guests):
     links.ensure_links(reg, [_pair()])
     with pytest.raises(GuestConflict, match=r"link .to-b. differs in a way that cannot change in place \(kind is veth, not bridge\)"):
         links.ensure_links(reg, [{"guest": "lk-a", "ifname": "to-b", "kind": "bridge"}])
+
+
+def _sysctl(reg, name, ifname) -> str:
+    """The kernel's own word: net.ipv6.conf.IFNAME.disable_ipv6 read inside the guest's namespace."""
+    pin = reg.load(name).pins["net"].path
+    return subprocess.run(["nsenter", "--net=" + pin, "cat", "/proc/sys/net/ipv6/conf/%s/disable_ipv6" % ifname],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _v6_state(reg, name, ifname):
+    """(IPv6 addresses of the link, link-local ones too; IPv6 routes through it, every table)."""
+    addrs = sorted(a["local"] for item in _ns_json(reg, name, "addr", "show", "dev", ifname)
+                   for a in item.get("addr_info", ()) if a.get("family") == "inet6")
+    routes = sorted(r["dst"] for r in _ns_json(reg, name, "-6", "route", "show", "table", "all", "dev", ifname))
+    return addrs, routes
+
+
+def test_ipv6_off_on_both_ends_is_set_before_they_are_up_and_idempotent(two_guests):
+    """ipv6: false on a new veth's two ends: the kernel made no link-local address and no IPv6 route
+    (nor the ff00::/8 and fe80::/64 routes every IPv6 link gets); the rerun changes nothing; check
+    mode predicts; turning it on again in place brings the kernel's link-local address back."""
+    reg = two_guests
+    entry = _pair(addresses=["198.19.200.1/30"], ipv6=False, peer={"guest": "lk-b", "ifname": "to-a", "addresses": ["198.19.200.2/30"], "ipv6": False})
+    check = links.ensure_links(reg, [entry], check_mode=True)
+    assert check["changed"] and check["diff"]["after"]["guest 'lk-a': to-b"]["ipv6"] is False
+    assert _link(reg, "lk-a", "to-b") is None
+    net = links.Net(reg)
+    try:  # the order of the steps: each end's IPv6 off before it goes up
+        steps = [name for name, _args in links.plan_links(net, links.normalize([entry]))[0].steps]
+    finally:
+        net.close()
+    assert steps.index("create") < steps.index("ipv6") < steps.index("configure")
+    assert steps.index("peer_ipv6") < steps.index("peer")
+    first = links.ensure_links(reg, [entry])
+    assert first["changed"] and first["results"][0]["link"]["ipv6"] is False and first["results"][0]["link"]["peer"]["ipv6"] is False
+    assert _sysctl(reg, "lk-a", "to-b") == "1" and _sysctl(reg, "lk-b", "to-a") == "1"
+    assert _v6_state(reg, "lk-a", "to-b") == ([], []) and _v6_state(reg, "lk-b", "to-a") == ([], [])
+    assert "UP" in _link(reg, "lk-a", "to-b")["flags"] and _addrs(_link(reg, "lk-a", "to-b")) == ["198.19.200.1/30"]
+    again = links.ensure_links(reg, [entry])
+    assert not again["changed"] and again["diff"]["before"] == again["diff"]["after"]
+    assert again["diff"]["before"]["guest 'lk-a': to-b"]["ipv6"] is False
+    # left out, ipv6 is left as it is
+    assert not links.ensure_links(reg, [_pair(addresses=["198.19.200.1/30"], peer={"guest": "lk-b", "ifname": "to-a"})])["changed"]
+    # on again, in place: a check run predicts it and changes nothing, a real run does it, a rerun is quiet
+    on = dict(entry, ipv6=True, addresses=["198.19.200.1/30", "fd00:c8::1/64"])
+    check = links.ensure_links(reg, [on], check_mode=True)
+    assert check["changed"] and check["results"][0]["action"] == "update" and _sysctl(reg, "lk-a", "to-b") == "1"
+    out = links.ensure_links(reg, [on])
+    assert out["results"][0]["action"] == "update" and out["results"][0]["link"]["ipv6"] is True
+    assert _sysctl(reg, "lk-a", "to-b") == "0" and _sysctl(reg, "lk-b", "to-a") == "1"
+    addrs, routes = _v6_state(reg, "lk-a", "to-b")
+    assert "fd00:c8::1" in addrs and any(a.startswith("fe80::") for a in addrs) and "fe80::/64" in routes
+    assert not links.ensure_links(reg, [on])["changed"]
+    # off again: the kernel takes the IPv6 addresses, the managed one first removed by the module
+    off = dict(entry, ipv6=False)
+    out = links.ensure_links(reg, [off])
+    assert out["changed"] and out["results"][0]["link"]["addresses"] == ["198.19.200.1/30"]
+    assert _sysctl(reg, "lk-a", "to-b") == "1" and _v6_state(reg, "lk-a", "to-b") == ([], [])
+    assert not links.ensure_links(reg, [off])["changed"]
+
+
+def test_ipv6_false_with_ipv6_input_fails_before_anything_is_made(two_guests):
+    reg = two_guests
+    before = (_addr_state(reg, "lk-a"), _addr_state(reg, "lk-b"))
+    with pytest.raises(InvalidInput, match=r"^links\[1\]\.peer\.ipv6 is false, but IPv6 is asked for on the same link: fd00:c8::2/64"):
+        links.ensure_links(reg, [dict(_pair(ifname="x-b", peer={"guest": "lk-b", "ifname": "x-a"}), _in_list=True),
+                                 dict(_pair(peer={"guest": "lk-b", "ifname": "to-a", "addresses": ["fd00:c8::2/64"], "ipv6": False}), _in_list=True)])
+    assert (_addr_state(reg, "lk-a"), _addr_state(reg, "lk-b")) == before
