@@ -310,11 +310,16 @@ def one_size(s: Scale, n: int, args) -> dict:
                 text = s.profile(module, margs, prof_dir / ("%d-%s.prof" % (n, phase)))
                 (prof_dir / ("%d-%s.txt" % (n, phase))).write_text(text)
     finally:
-        if made:
+        if made and args.keep_guests:
+            print("n=%d kept: the lab and its %d guests stay (bench/module_main.py); remove them with "
+                  "tests/lab/lab.py down" % (n, n), file=sys.stderr, flush=True)
+        elif made:
             rec = teardown(s, n)
             if rec is not None:
                 fig["teardown"], fig["load_teardown"] = rec["seconds"], rec["load"]
                 print("n=%d teardown %.1f s (load %s)" % (n, rec["seconds"], rec["load"]), file=sys.stderr, flush=True)
+    if args.keep_guests:
+        return fig
     left = s.count()
     if any(left[k] for k in ("pins", "reapers", "guests", "netns", "veths")):
         raise RuntimeError("after the teardown of %d the lab host still holds %s" % (n, left))
@@ -341,6 +346,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     ap.add_argument("--collections", metavar="DIR", help="the build/ folder of another checkout to run its code (default: this one's)")
     ap.add_argument("--keep-lab", action="store_true")
+    ap.add_argument("--keep-guests", action="store_true",
+                    help="leave the lab and the last size's guests up, no teardown (for bench/module_main.py); one size only")
     ap.add_argument("--guest-options", metavar="JSON", default="{}",
                     help='options of namespace_create for every guest, e.g. \'{"privileged": true}\' (confinement off)')
     ap.add_argument("--link-options", metavar="JSON", default="{}",
@@ -348,6 +355,10 @@ def main(argv=None) -> int:
     ap.add_argument("--brief", action="store_true",
                     help="also run each no-change rerun with return_unchanged: false, right after the full one")
     args = ap.parse_args(argv)
+    if args.keep_guests:
+        if "," in args.sizes or args.profile:
+            raise SystemExit("--keep-guests takes one size and no --profile")
+        args.keep_lab = True
     GUEST_OPTIONS.update(json.loads(args.guest_options))
     LINK_OPTIONS.update(json.loads(args.link_options))
     sizes = [int(x) for x in args.sizes.split(",")]

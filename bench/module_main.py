@@ -1,0 +1,59 @@
+"""Bench helper: one module's main() in-process, timed, in a lab host that holds bench_scale.py's guests.
+
+Run inside the lab host (tests/lab/lab.py exec) by the host's Python, with ansible-core from
+the venv after it, as `bench_scale.py --profile` does but without the profiler: the module's
+own time for a no-change rerun, without Ansible's (controller, connection, result).
+
+    LINUXNS_LAB=scale3 LINUXNS_LAB_BASE=180 .venv/bin/python bench/bench_scale.py --sizes 10000 --keep-guests
+    for side in /path/to/base/build build; do
+      LINUXNS_LAB=scale3 LINUXNS_LAB_BASE=180 .venv/bin/python tests/lab/lab.py exec 1 \\
+        /usr/bin/python3 $PWD/bench/module_main.py $side netns_link $(ls -d $PWD/.venv/lib/python3*/site-packages) 10000
+    done
+
+Arguments: BUILD (a checkout's build/ folder: whose code), MODULE (namespace_create or
+netns_link), SITE (the venv's site-packages, for ansible-core), N (the guests bench_scale.py
+made). The arguments are bench_scale.py's, with return_unchanged: false. A checkout under /tmp
+is not seen by a lab host (its /tmp is its own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, sys.argv[1])
+sys.path.append(sys.argv[3])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_scale
+
+
+def main() -> int:
+    module, n = sys.argv[2], int(sys.argv[4])
+    args = bench_scale.create_args(n) if module == "namespace_create" else bench_scale.link_args(n)
+    args.update(return_unchanged=False, _ansible_check_mode=False, _ansible_diff=False)
+    from ansible.module_utils import basic
+    from ansible.module_utils.common.text.converters import to_bytes
+
+    basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    basic._ANSIBLE_PROFILE = "legacy"
+    mod = __import__("ansible_collections.linuxns.guests.plugins.modules." + module, fromlist=["main"])
+    real_stdout = os.dup(1)
+    devnull = os.open("/dev/null", os.O_WRONLY)
+    os.dup2(devnull, 1)  # the module's JSON result
+    t0 = time.perf_counter()
+    try:
+        mod.main()
+    except SystemExit:
+        pass
+    finally:
+        seconds = time.perf_counter() - t0
+        os.dup2(real_stdout, 1)
+    print("%s main() %.3f s (%s, %d guests)" % (module, seconds, sys.argv[1], n))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
