@@ -54,6 +54,7 @@ V1_MAX = 1 << 62          # v1 reads "no limit" back as 9223372036854771712; any
 CPU_PERIOD = 100000        # cpu.max / cpu.cfs_period_us (the kernel's and runc's default)
 KIB = 1024
 _SUFFIX = {"": 1, "K": KIB, "M": KIB**2, "G": KIB**3, "T": KIB**4}
+_CLONING = set()  # v1 cpuset folders this process has seen with cgroup.clone_children at 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -665,6 +666,8 @@ class GuestCgroup:
                 gdir = self.paths[key]
                 root = self.layout.hierarchies[key]
                 self._mkdirs(key, root, os.path.dirname(gdir), made)
+                if key != UNIFIED and "cpuset" in key.split(","):
+                    self._clone_cpusets(os.path.dirname(gdir))
                 if os.path.isdir(gdir):
                     made.append(gdir)   # a leftover of a crash: taken over (and removed on failure)
                     only = None         # ... with whatever limits it had: write the whole set
@@ -703,6 +706,23 @@ class GuestCgroup:
             self._mkdir(d, made)
             if key != UNIFIED and "cpuset" in key.split(","):
                 self._copy_cpuset(d)
+
+    @staticmethod
+    def _clone_cpusets(pdir: str) -> None:
+        """The guests' parent in a v1 cpuset hierarchy gets ``cgroup.clone_children`` 1 (as LXC
+        sets it), so the kernel gives each new guest cgroup the parent's cpus and mems at its
+        ``mkdir``. Written into each new cgroup instead (:meth:`_copy_cpuset`, which stays for
+        a parent that refuses it), each write has the kernel check every sibling cgroup: at
+        10,000 guests, 4.5-9.9 ms a guest against 2.1 ms (docs/performance.md)."""
+        if pdir in _CLONING:
+            return
+        path = os.path.join(pdir, "cgroup.clone_children")
+        try:
+            if read_text(path).strip() != "1":
+                _write(path, "1")
+        except OSError:
+            return
+        _CLONING.add(pdir)
 
     @staticmethod
     def _copy_cpuset(d: str) -> None:

@@ -201,3 +201,29 @@ def test_check_mode_predicts_a_cpuset_outside_the_parents(unit_registry):
     finally:
         for d in reversed(made):
             os.rmdir(d)
+
+
+def test_a_v1_cpuset_cgroup_gets_its_cpus_from_the_kernel_at_mkdir_not_written_per_guest(unit_registry, monkeypatch):
+    """The guests' parent in a v1 cpuset hierarchy has cgroup.clone_children 1, so the kernel gives
+    each new guest cgroup the parent's cpus and mems: nothing is written into the guest's cpuset
+    files (each such write has the kernel check every sibling: slow at thousands of guests)."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, registry
+
+    written = []
+    real = cgroups._write
+    monkeypatch.setattr(cgroups, "_write", lambda path, text: written.append(path) or real(path, text))
+    monkeypatch.setattr(cgroups, "_CLONING", set())
+    one(unit_registry, name="cs-a", namespaces=["uts"])
+    one(unit_registry, name="cs-b", namespaces=["uts"])
+    paths = registry.Registry.load(unit_registry, "cs-b").cgroup["paths"]
+    cpuset = next((d for k, d in paths.items() if k != "unified" and "cpuset" in k.split(",")), None)
+    if cpuset is None:
+        pytest.skip("no v1 cpuset hierarchy here")
+    pdir = os.path.dirname(cpuset)
+    with open(os.path.join(pdir, "cgroup.clone_children")) as f:
+        assert f.read().strip() == "1"
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        with open(os.path.join(cpuset, name)) as f, open(os.path.join(pdir, name)) as g:
+            mine = f.read().strip()
+            assert mine and mine == g.read().strip()
+    assert not [p for p in written if os.path.basename(p) in ("cpuset.cpus", "cpuset.mems") and "cs-" in p]
