@@ -45,6 +45,7 @@ import time
 
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, InvalidInput, KernelError
 from ansible_collections.linuxns.guests.plugins.module_utils.procfs import read_text
+from ansible_collections.linuxns.guests.plugins.module_utils.procfs import write_text as _write
 
 UNIFIED = "unified"
 SYSTEMD_UNIT_CGROUP = "/system.slice/linuxns-guests.service"
@@ -57,6 +58,11 @@ _SUFFIX = {"": 1, "K": KIB, "M": KIB**2, "G": KIB**3, "T": KIB**4}
 _CLONING = set()  # v1 cpuset folders this process has seen with cgroup.clone_children at 1
 
 
+def _is_v1_cpuset(key: str) -> bool:
+    """Whether hierarchy ``key`` is a v1 one with the cpuset controller (a new cgroup there has no cpus or mems)."""
+    return key != UNIFIED and "cpuset" in key.split(",")
+
+
 # --------------------------------------------------------------------------------------------
 # small file helpers (runc fscommon: O_WRONLY|O_TRUNC, never O_CREAT: no stray files)
 
@@ -66,14 +72,6 @@ def _read_or(path: str, default=None):
         return read_text(path)
     except OSError:
         return default
-
-
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-    try:
-        os.write(fd, text.encode() or b"\n")   # an empty write() may never reach the kernel's handler
-    finally:
-        os.close(fd)
 
 
 def _kv(text: str) -> dict:
@@ -666,7 +664,8 @@ class GuestCgroup:
                 gdir = self.paths[key]
                 root = self.layout.hierarchies[key]
                 self._mkdirs(key, root, os.path.dirname(gdir), made)
-                if key != UNIFIED and "cpuset" in key.split(","):
+                v1_cpuset = _is_v1_cpuset(key)
+                if v1_cpuset:
                     self._clone_cpusets(os.path.dirname(gdir))
                 if os.path.isdir(gdir):
                     made.append(gdir)   # a leftover of a crash: taken over (and removed on failure)
@@ -675,7 +674,7 @@ class GuestCgroup:
                     self._mkdir(gdir, made)
                 if key == UNIFIED and need_v2:
                     self._enable_chain(root, os.path.dirname(gdir), need_v2, made, enabled, param)
-                if key != UNIFIED and "cpuset" in key.split(","):
+                if v1_cpuset:
                     self._copy_cpuset(gdir)
             if only is None or only:
                 self._apply(limits, param, restore=False, only=only)
@@ -704,7 +703,7 @@ class GuestCgroup:
             d = os.path.dirname(d)
         for d in reversed(missing):
             self._mkdir(d, made)
-            if key != UNIFIED and "cpuset" in key.split(","):
+            if _is_v1_cpuset(key):
                 self._copy_cpuset(d)
 
     @staticmethod

@@ -48,6 +48,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     InvalidInput,
     KernelError,
 )
+from ansible_collections.linuxns.guests.plugins.module_utils.procfs import write_text
 
 MARK = "linuxns.guests"
 RTPROT = 76
@@ -421,6 +422,12 @@ def normalize(entries) -> list:
 # ---------------------------------------------------------------------------------------
 # Kernel state: namespaces, sockets, snapshots
 # ---------------------------------------------------------------------------------------
+def _with_up(v: dict) -> dict:
+    """A link as rtnl.Reader gives it, with its ``flags`` turned into ``up``, as the planner compares it."""
+    v["up"] = bool(v.pop("flags") & IFF_UP)
+    return v
+
+
 class NsState:
     """An open netlink socket in one namespace and its (lazily read) state."""
 
@@ -473,8 +480,7 @@ class NsState:
         if self._links is None:
             self._links = {}
             for v in self.reader().links():
-                v["up"] = bool(v.pop("flags") & IFF_UP)
-                self._links[v["ifname"]] = v
+                self._links[v["ifname"]] = _with_up(v)
         return self._links
 
     def link(self, name: str):
@@ -484,9 +490,7 @@ class NsState:
             return self._links.get(name)
         if name not in self._named:
             v = self.reader().link(name)
-            if v is not None:
-                v["up"] = bool(v.pop("flags") & IFF_UP)
-            self._named[name] = v
+            self._named[name] = _with_up(v) if v is not None else None
         return self._named[name]
 
     def by_index(self, index):
@@ -1184,16 +1188,8 @@ def _set_ipv6(net: Net, st: NsState, ifname: str, on: bool, what: str) -> None:
     the link's network namespace (/proc/sys/net is the namespace of the process that opens it).
     There is no netlink request for it; ``ip`` has none either (``sysctl`` does this)."""
     path = "/proc/sys/net/ipv6/conf/%s/disable_ipv6" % ifname
-
-    def write():
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"0" if on else b"1")
-        finally:
-            os.close(fd)
-
     try:
-        net.in_ns(st.path, st.ref, write)
+        net.in_ns(st.path, st.ref, lambda: write_text(path, "0" if on else "1"))
     except OSError as exc:
         raise KernelError("%s: turning IPv6 %s failed: %s: %s" % (what, "on" if on else "off", path, exc.strerror), errno=exc.errno) from None
 
@@ -1394,8 +1390,7 @@ def _read_back(st: NsState, ifname: str, what: str) -> dict:
     v = st.reader().link(ifname)
     if v is None:
         raise KernelError("%s: link %r is gone from %s" % (what, ifname, st.ref.label), errno=errno.ENODEV)
-    v["up"] = bool(v.pop("flags") & IFF_UP)
-    return v
+    return _with_up(v)
 
 
 def final_view(p: LinkPlan) -> dict:

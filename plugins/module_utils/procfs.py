@@ -40,6 +40,16 @@ def read_text(path: str) -> str:
         os.close(fd)
 
 
+def write_text(path: str, text: str) -> None:
+    """Write a kernel file (a cgroup's control file, a sysctl) as runc's fscommon does:
+    O_WRONLY|O_TRUNC, never O_CREAT (no stray files), one write."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode() or b"\n")   # an empty write() may never reach the kernel's handler
+    finally:
+        os.close(fd)
+
+
 def _stat_fields(pid: int):
     """The fields of /proc/PID/stat after comm (state first), or None when it is gone."""
     try:
