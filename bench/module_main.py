@@ -10,8 +10,8 @@ own time for a no-change rerun, without Ansible's (controller, connection, resul
         /usr/bin/python3 $PWD/bench/module_main.py $side netns_link $(ls -d $PWD/.venv/lib/python3*/site-packages) 10000
     done
 
-Arguments: BUILD (a checkout's build/ folder: whose code), MODULE (namespace_create or
-netns_link), SITE (the venv's site-packages, for ansible-core), N (the guests bench_scale.py
+Arguments: BUILD (a checkout's build/ folder: whose code), MODULE (namespace_create,
+namespace_create:absent - the bench's teardown - or netns_link), SITE (the venv's site-packages, for ansible-core), N (the guests bench_scale.py
 made). The arguments are bench_scale.py's, with return_unchanged: false. A checkout under /tmp
 is not seen by a lab host (its /tmp is its own).
 """
@@ -31,8 +31,9 @@ import bench_scale
 
 
 def main() -> int:
-    module, n = sys.argv[2], int(sys.argv[4])
-    args = bench_scale.create_args(n) if module == "namespace_create" else bench_scale.link_args(n)
+    module, _, state = sys.argv[2].partition(":")
+    n = int(sys.argv[4])
+    args = bench_scale.create_args(n, state or "present") if module == "namespace_create" else bench_scale.link_args(n)
     args.update(return_unchanged=False, _ansible_check_mode=False, _ansible_diff=False)
     from ansible.module_utils import basic
     from ansible.module_utils.common.text.converters import to_bytes
@@ -51,7 +52,7 @@ def main() -> int:
     finally:
         seconds = time.perf_counter() - t0
         os.dup2(real_stdout, 1)
-    print("%s main() %.3f s (%s, %d guests)" % (module, seconds, sys.argv[1], n))
+    print("%s main() %.3f s (%s, %d guests)" % (sys.argv[2], seconds, sys.argv[1], n))
     return 0
 
 

@@ -6,6 +6,7 @@ sweeping what is left in its namespaces, unpinning, and removing its state.
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import os
 import shutil
@@ -299,6 +300,14 @@ def dispose(registry: reg.Registry, name: str, meta, keep_context_id: bool = Fal
     """Remove a stopped guest's cgroup (whatever is still in it killed), unpin it and remove its
     state (its context id too, unless kept).  ``cgroup_run``: the run's guest_spec.CgroupRun."""
     meta = meta or reg.GuestRecord(name)
+    release(registry, name, meta, cgroup_run)
+    forget(registry, name, meta, keep_context_id)
+
+
+def release(registry: reg.Registry, name: str, meta, cgroup_run=None) -> None:
+    """The kernel's part of :func:`dispose`: the guest's cgroup removed and its pins (and its
+    /run/netns name, when it is this guest's) unmounted; its state is left to :func:`forget`."""
+    meta = meta or reg.GuestRecord(name)
     if meta.cgroup:
         try:
             (cgroup_run or CgroupRun()).of(meta).remove()
@@ -320,6 +329,43 @@ def dispose(registry: reg.Registry, name: str, meta, keep_context_id: bool = Fal
         leaves = []
     for leaf in leaves:
         unpin(os.path.join(pin_dir, leaf))
+
+
+def forget(registry: reg.Registry, name: str, meta, keep_context_id: bool = False) -> None:
+    """The rest of :func:`dispose` once :func:`release` is done: the context id (unless kept)
+    and the guest's state folder."""
     if not keep_context_id:
-        registry.release_context_id(name, meta.context_id)
+        registry.release_context_id(name, (meta or reg.GuestRecord(name)).context_id)
     shutil.rmtree(registry.guest_dir(name), ignore_errors=True)
+
+
+RELEASE_THREADS = 8  # guests released at once by release_many
+
+
+def release_many(registry: reg.Registry, going: dict, cgroup_runs: dict) -> dict:
+    """:func:`release` for many stopped guests (``going``: name -> record; ``cgroup_runs``:
+    name -> the run's CgroupRun), RELEASE_THREADS at a time; what each one raised, by name.
+
+    The kernel's time here is mostly waiting: each unmount of a pin that holds a guest's last
+    reference to a namespace destroys it and waits for an RCU grace period, and a mount
+    namespace's end unmounts its whole table and waits again.  Released one at a time, 10,000
+    guests wait ~60,000 times in a row; released together, the waits overlap.  Every guest's
+    lock is held by the caller; two guests share no pin, cgroup or file here."""
+    failed: dict = {}
+    names = list(going)
+    if len(names) < 2:
+        for name in names:
+            try:
+                release(registry, name, going[name], cgroup_runs.get(name))
+            except Exception as exc:  # pylint: disable=broad-except  # raised again for its guest, in order
+                failed[name] = exc
+        return failed
+    for run in {id(r): r for r in cgroup_runs.values() if r is not None}.values():
+        run.layout()  # detected once, before the threads share it
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(RELEASE_THREADS, len(names))) as pool:
+        futures = {pool.submit(release, registry, name, going[name], cgroup_runs.get(name)): name for name in names}
+        for future in concurrent.futures.as_completed(futures):
+            exc = future.exception()
+            if exc is not None:
+                failed[futures[future]] = exc
+    return failed

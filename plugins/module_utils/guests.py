@@ -28,7 +28,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
 )
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_create import CreateRun, create
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import CgroupRun, Spec, default_cgroup_parent, diff_view, public_view
-from ansible_collections.linuxns.guests.plugins.module_utils.guest_stop import ProcIndex, dispose, remove, stop_many
+from ansible_collections.linuxns.guests.plugins.module_utils.guest_stop import ProcIndex, forget, release_many, remove, stop_many
 
 
 class Plan:
@@ -401,9 +401,11 @@ def apply_removals(registry: reg.Registry, plans, proc_index=None, kept=None):
     Every guest's lock is taken first, exclusively and in name order (two batches never wait
     on each other in a circle), and each plan re-planned under it, as :func:`apply` does.
     Then the guests' processes are stopped and ONE sweep covers all their namespaces
-    (guest_stop.stop_many: one /proc scan per round, not two or more per guest), and the
-    guests are disposed of one by one, each plan yielded when its guest is gone.  The locks
-    are released when the generator ends (or is closed).
+    (guest_stop.stop_many: one /proc scan per round, not two or more per guest), their
+    cgroups and pins are released together (guest_stop.release_many: the kernel's waits
+    overlap), and their state is removed one by one, each plan yielded when its guest is
+    gone; a guest whose release failed raises there, in order.  The locks are released when
+    the generator ends (or is closed).
     """
     faults.check()
     registry.ensure()
@@ -425,11 +427,14 @@ def apply_removals(registry: reg.Registry, plans, proc_index=None, kept=None):
                 thaw_to_remove(p.spec, meta)
                 going[name] = meta
         stop_many(registry, list(going.values()), proc_index)
+        failed = release_many(registry, going, {p.spec.name: p.spec.cgroup_run for p in plans if p.spec.name in going})
         for p in plans:
             name = p.spec.name
             try:
+                if name in failed:
+                    raise failed[name]
                 if name in going:
-                    dispose(registry, name, going[name], cgroup_run=p.spec.cgroup_run)
+                    forget(registry, name, going[name])
                 if p.action in ("remove", "purge") and p.purged:
                     p.purged = kept.forget(name)
             except GuestError as exc:

@@ -227,3 +227,39 @@ def test_a_v1_cpuset_cgroup_gets_its_cpus_from_the_kernel_at_mkdir_not_written_p
             mine = f.read().strip()
             assert mine and mine == g.read().strip()
     assert not [p for p in written if os.path.basename(p) in ("cpuset.cpus", "cpuset.mems") and "cs-" in p]
+
+
+def test_a_v1_cpuset_cgroup_is_emptied_of_cpus_before_its_rmdir(unit_registry, monkeypatch):
+    """A removed guest's v1 cpuset cgroup has no CPUs left when it is removed: the kernel's end of a
+    cpuset that still has CPUs (and sched_load_balance 1, as every new one) rebuilds the scheduler
+    domains, a walk of every cpuset on the host in a worker holding the cgroup lock (thousands of
+    guests: seconds of kernel time, the next removals waiting).  What the rmdir meets is read from
+    the kernel's own file just before it.  While a process is in the cgroup, the kernel refuses
+    to empty it (the cpus stay)."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, registry
+
+    one(unit_registry, name="cs-rm", namespaces=["uts", "pid"])
+    paths = registry.Registry.load(unit_registry, "cs-rm").cgroup["paths"]
+    cpuset = next((d for k, d in paths.items() if k != "unified" and "cpuset" in k.split(",")), None)
+    if cpuset is None:
+        pytest.skip("no v1 cpuset hierarchy here")
+    with open(os.path.join(cpuset, "cgroup.procs")) as f:
+        assert f.read().split()  # the guest's reaper is in it
+    with pytest.raises(OSError), open(os.path.join(cpuset, "cpuset.cpus"), "w") as f:
+        f.write("\n")  # a cpuset with a process: the kernel refuses to empty it
+    with open(os.path.join(cpuset, "cpuset.cpus")) as f:
+        assert f.read().strip()
+    met = {}
+    real = os.rmdir
+
+    def rmdir(path, *args, **kw):
+        if path == cpuset:
+            with open(os.path.join(path, "cpuset.cpus")) as f:
+                met[path] = f.read().strip()
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(cgroups.os, "rmdir", rmdir)
+    one(unit_registry, name="cs-rm", state="absent")
+    monkeypatch.setattr(cgroups.os, "rmdir", real)
+    assert met == {cpuset: ""}  # before: {cpuset: '0-1'}
+    assert not os.path.exists(cpuset)

@@ -218,3 +218,80 @@ def test_halt_all_kills_what_outlives_its_own_timeout():
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def _pins_mounted(registry, name: str) -> list:
+    """The mount points of guest ``name``'s pins and /run/netns name, as the kernel lists them."""
+    ours = (registry.pin_dir(name) + "/", registry.alias_path(name))
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            point = line.split()[4]
+            if point.startswith(ours[0]) or point == ours[1]:
+                found.append(point)
+    return found
+
+
+def test_a_batch_removal_releases_its_guests_together(unit_registry, monkeypatch):
+    """Six guests removed by one task: their pins are unmounted by several threads at once (each
+    unmount that ends a namespace waits for the kernel's RCU grace period; together the waits
+    overlap).  Every guest's first unmount waits at a barrier of two: it passes only when another
+    guest's unmount is under way at the same time.  Released one guest after another (the old
+    code), the first unmount waits alone, the barrier breaks and the removal fails."""
+    import threading
+
+    names = ["rt%d" % i for i in range(6)]
+    guests.ensure_guests(unit_registry, [{"name": n, "namespaces": NAMESPACES, "stop_timeout": 0} for n in names])
+    assert all(_pins_mounted(unit_registry, n) for n in names)
+    barrier = threading.Barrier(2, timeout=20)  # a guard against a hang, not a measure of time
+    first = set()
+    real_unpin = guest_stop.unpin
+
+    def unpin(path):
+        guest = next(n for n in names if ("/%s/" % n) in path or path.endswith("/" + n))
+        if guest not in first:
+            first.add(guest)
+            barrier.wait()
+        real_unpin(path)
+
+    monkeypatch.setattr(guest_stop, "unpin", unpin)
+    try:
+        out = guests.ensure_guests(unit_registry, [{"name": n, "state": "absent"} for n in names])
+    finally:
+        monkeypatch.setattr(guest_stop, "unpin", real_unpin)  # the fixture's cleanup unpins for real
+    assert [r["action"] for r in out["results"]] == ["remove"] * len(names)
+    assert first == set(names)
+    assert unit_registry.names() == []
+    assert [p for n in names for p in _pins_mounted(unit_registry, n)] == []
+
+
+def test_a_failed_release_fails_for_its_guest_and_leaks_nothing(unit_registry, monkeypatch):
+    """One guest's release fails in a batch of three removals: the task fails naming that guest;
+    the guest before it is gone; nothing of the failed guest is lost (its pins stay mounted, its
+    record stays, so a rerun can remove it); the guest after it may be released but keeps its
+    record.  A rerun removes both, and no pin of any of them is left mounted."""
+    from ansible_collections.linuxns.guests.plugins.module_utils.errors import KernelError
+
+    names = ["rf0", "rf1", "rf2"]
+    guests.ensure_guests(unit_registry, [{"name": n, "namespaces": NAMESPACES, "stop_timeout": 0} for n in names])
+    real_release = guest_stop.release
+
+    def release(registry, name, meta, cgroup_run=None):
+        if name == "rf1":
+            raise KernelError("cannot remove the cgroup /sys/fs/cgroup/x: Device or resource busy (EBUSY)", errno=16)
+        return real_release(registry, name, meta, cgroup_run)
+
+    monkeypatch.setattr(guest_stop, "release", release)
+    try:
+        with pytest.raises(KernelError) as exc:
+            guests.ensure_guests(unit_registry, [{"name": n, "state": "absent"} for n in names])
+    finally:
+        monkeypatch.setattr(guest_stop, "release", real_release)
+    assert exc.value.msg.startswith("guest 'rf1': cannot remove the cgroup"), exc.value.msg
+    assert unit_registry.load("rf0") is None and _pins_mounted(unit_registry, "rf0") == []
+    assert unit_registry.load("rf1") is not None and _pins_mounted(unit_registry, "rf1")
+    assert unit_registry.load("rf2") is not None
+    out = guests.ensure_guests(unit_registry, [{"name": n, "state": "absent"} for n in names])
+    assert [r["action"] for r in out["results"]] == ["none", "remove", "remove"]
+    assert unit_registry.names() == []
+    assert [p for n in names for p in _pins_mounted(unit_registry, n)] == []
