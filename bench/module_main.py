@@ -31,7 +31,7 @@ import bench_scale
 
 
 def main() -> int:
-    module, _, state = sys.argv[2].partition(":")
+    module, _sep, state = sys.argv[2].partition(":")
     n = int(sys.argv[4])
     args = bench_scale.create_args(n, state or "present") if module == "namespace_create" else bench_scale.link_args(n)
     args.update(return_unchanged=False, _ansible_check_mode=False, _ansible_diff=False)
