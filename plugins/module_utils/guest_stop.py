@@ -6,11 +6,12 @@ sweeping what is left in its namespaces, unpinning, and removing its state.
 
 from __future__ import annotations
 
-import concurrent.futures
 import errno
 import os
+import queue
 import shutil
 import signal
+import threading
 import time
 
 from ansible_collections.linuxns.guests.plugins.module_utils import procfs
@@ -344,7 +345,8 @@ RELEASE_THREADS = 8  # guests released at once by release_many
 
 def release_many(registry: reg.Registry, going: dict, cgroup_runs: dict) -> dict:
     """:func:`release` for many stopped guests (``going``: name -> record; ``cgroup_runs``:
-    name -> the run's CgroupRun), RELEASE_THREADS at a time; what each one raised, by name.
+    name -> the run's CgroupRun), RELEASE_THREADS at a time (this thread one of them; where no
+    more threads can be started, those that could, or this one alone); what each one raised, by name.
 
     The kernel's time here is mostly waiting: each unmount of a pin that holds a guest's last
     reference to a namespace destroys it and waits for an RCU grace period, and a mount
@@ -352,20 +354,32 @@ def release_many(registry: reg.Registry, going: dict, cgroup_runs: dict) -> dict
     guests wait ~60,000 times in a row; released together, the waits overlap.  Every guest's
     lock is held by the caller; two guests share no pin, cgroup or file here."""
     failed: dict = {}
-    names = list(going)
-    if len(names) < 2:
-        for name in names:
+    todo = queue.SimpleQueue()
+    for name in going:
+        todo.put(name)
+
+    def work() -> None:
+        while True:
+            try:
+                name = todo.get_nowait()
+            except queue.Empty:
+                return
             try:
                 release(registry, name, going[name], cgroup_runs.get(name))
             except Exception as exc:  # pylint: disable=broad-except  # raised again for its guest, in order
                 failed[name] = exc
-        return failed
+
     for run in {id(r): r for r in cgroup_runs.values() if r is not None}.values():
         run.layout()  # detected once, before the threads share it
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(RELEASE_THREADS, len(names))) as pool:
-        futures = {pool.submit(release, registry, name, going[name], cgroup_runs.get(name)): name for name in names}
-        for future in concurrent.futures.as_completed(futures):
-            exc = future.exception()
-            if exc is not None:
-                failed[futures[future]] = exc
+    threads = []
+    for _slot in range(min(RELEASE_THREADS, len(going)) - 1):
+        thread = threading.Thread(target=work, name="linuxns-release", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a pids limit on the session): fewer do it
+            break
+        threads.append(thread)
+    work()  # this thread too, the only one when none could start
+    for thread in threads:
+        thread.join()
     return failed

@@ -295,3 +295,28 @@ def test_a_failed_release_fails_for_its_guest_and_leaks_nothing(unit_registry, m
     assert [r["action"] for r in out["results"]] == ["none", "remove", "remove"]
     assert unit_registry.names() == []
     assert [p for n in names for p in _pins_mounted(unit_registry, n)] == []
+
+
+def test_a_batch_removal_without_threads_to_be_had_releases_its_guests_alone(unit_registry, monkeypatch):
+    """No thread can be started (a session at its pids limit: Python raises RuntimeError "can't
+    start new thread"): the removal still releases every guest, from the task's own thread."""
+    import threading
+
+    names = ["rn%d" % i for i in range(4)]
+    guests.ensure_guests(unit_registry, [{"name": n, "namespaces": NAMESPACES, "stop_timeout": 0} for n in names])
+    starts = []
+
+    def start(self):
+        starts.append(self.name)
+        raise RuntimeError("can't start new thread")
+
+    real_start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", start)
+    try:
+        out = guests.ensure_guests(unit_registry, [{"name": n, "state": "absent"} for n in names])
+    finally:
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+    assert starts == ["linuxns-release"]  # tried once, then the task's thread alone
+    assert [r["action"] for r in out["results"]] == ["remove"] * len(names)
+    assert unit_registry.names() == []
+    assert [p for n in names for p in _pins_mounted(unit_registry, n)] == []
