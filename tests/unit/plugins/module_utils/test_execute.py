@@ -61,8 +61,12 @@ def test_no_fd_of_the_caller_reaches_the_command(guest):
         os.close(held)
     # 0, 1, 2 and the directory ls itself opens to list the folder
     assert sorted(int(x) for x in r["stdout"].split()) == [0, 1, 2, 3]
-    # the fds a child of the command inherits, listed by another process
-    r = run(guest, argv=["sh", "-c", "sleep 5 & ls /proc/$!/fd; kill $!"])
+    # the fds a child of the command inherits, listed by another process once it runs sleep (a
+    # background child of busybox sh closes its fd 0 and opens /dev/null there before its exec:
+    # listed in between, fd 0 was missing now and then)
+    script = ("sleep 5 & p=$!; i=0; while [ $i -lt 10000 ]; do case \"$(cat /proc/$p/cmdline)\" in sleep*) break;; esac; "
+              "i=$((i+1)); done; ls /proc/$p/fd; kill $p")
+    r = run(guest, argv=["sh", "-c", script])
     assert sorted(int(x) for x in r["stdout"].split()) == [0, 1, 2]
 
 
