@@ -305,10 +305,10 @@ def dispose(registry: reg.Registry, name: str, meta, keep_context_id: bool = Fal
     forget(registry, name, meta, keep_context_id)
 
 
-def release(registry: reg.Registry, name: str, meta, cgroup_run=None) -> None:
-    """The kernel's part of :func:`dispose`: the guest's cgroup removed and its pins (and its
+def release(registry: reg.Registry, name: str, meta: reg.GuestRecord, cgroup_run=None) -> None:
+    """The kernel's part of :func:`dispose` (``meta``: the guest's record, as dispose makes one
+    for a guest without): the guest's cgroup removed and its pins (and its
     /run/netns name, when it is this guest's) unmounted; its state is left to :func:`forget`."""
-    meta = meta or reg.GuestRecord(name)
     if meta.cgroup:
         try:
             (cgroup_run or CgroupRun()).of(meta).remove()
@@ -332,11 +332,11 @@ def release(registry: reg.Registry, name: str, meta, cgroup_run=None) -> None:
         unpin(os.path.join(pin_dir, leaf))
 
 
-def forget(registry: reg.Registry, name: str, meta, keep_context_id: bool = False) -> None:
+def forget(registry: reg.Registry, name: str, meta: reg.GuestRecord, keep_context_id: bool = False) -> None:
     """The rest of :func:`dispose` once :func:`release` is done: the context id (unless kept)
     and the guest's state folder."""
     if not keep_context_id:
-        registry.release_context_id(name, (meta or reg.GuestRecord(name)).context_id)
+        registry.release_context_id(name, meta.context_id)
     shutil.rmtree(registry.guest_dir(name), ignore_errors=True)
 
 

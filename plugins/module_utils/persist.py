@@ -151,11 +151,15 @@ class Kept:
             raise GuestError("guest %r: its kept definition %s cannot be read: %s" % (self.name, self.definition_path, exc)) from None
         return check_definition(data, self.name, self.definition_path)
 
+    def stamped(self, definition: dict) -> dict:
+        """``definition`` as :meth:`write_definition` keeps it (and :meth:`read_definition` gives it back)."""
+        return dict(definition, version=DEFINITION_VERSION, name=self.name)
+
     def write_definition(self, definition: dict, check: bool = False, current=_UNREAD) -> bool:
         """Keep ``definition`` (its ``version`` set); False when it was kept already (not rewritten).
         ``check``: only say whether it would be written. ``current``: what the caller has just read
         with :meth:`read_definition` (saves reading and checking the file a second time)."""
-        definition = dict(definition, version=DEFINITION_VERSION, name=self.name)
+        definition = self.stamped(definition)
         check_definition(definition, self.name, self.definition_path)
         try:
             if (self.read_definition() if current is _UNREAD else current) == definition:
@@ -400,7 +404,7 @@ def keep_link(table_dir: str, name: str, ifname: str, entry, check: bool = False
     new = dict(old or {}, links=links)
     written = kept.write_definition(new, check, old)
     if read is not None and written and not check:
-        read[name] = dict(new, version=DEFINITION_VERSION, name=name)
+        read[name] = kept.stamped(new)
     return written
 
 
