@@ -141,10 +141,12 @@ class SealedClone:
     its class and message.  In a process that runs from a sealed copy already, nothing is
     started and :meth:`call` calls ``func`` here.  The child's stdout is our stderr (a
     module's stdout is its answer), its stdin /dev/null; it dies with us
-    (PR_SET_PDEATHSIG) and ends when we close it (or exit) without a call.
+    (PR_SET_PDEATHSIG) and ends when we close it (or exit) without a call.  ``keep_fds``:
+    fds of ours it inherits at the same numbers (a socket its call serves on, as
+    :mod:`forkserver` does; the call may run while we go on: :meth:`start`, :meth:`result`).
     """
 
-    def __init__(self, preload=(), cache: str = CLONE_CACHE):
+    def __init__(self, preload=(), cache: str = CLONE_CACHE, keep_fds=()):
         from ansible_collections.linuxns.guests.plugins.module_utils import enter
         from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 
@@ -168,8 +170,8 @@ class SealedClone:
                     null = os.open(os.devnull, os.O_RDONLY)
                     os.dup2(null, 0)
                     os.dup2(2, 1)
-                    os.set_inheritable(job_r, True)
-                    os.set_inheritable(res_w, True)
+                    for fd in (job_r, res_w, *keep_fds):  # keep_fds: the caller's, at the same numbers in the clone
+                        os.set_inheritable(fd, True)
                     os.execve(exe, [sys.executable, "-I", "-S", "-c", _CLONE_MAIN, str(job_r), str(res_w)], dict(os.environ))
                 finally:
                     os._exit(127)
@@ -191,18 +193,30 @@ class SealedClone:
     def call(self, func, *args):
         if self.pid is None:
             return func(*args)
+        self.start(func, *args)
+        return self.result()
+
+    def start(self, func, *args) -> None:
+        """Hand the clone its call and return at once (its answer: :meth:`result`)."""
+        import pickle
+
+        from ansible_collections.linuxns.guests.plugins.module_utils import enter
+
+        try:
+            enter.write_all(self.job_w, pickle.dumps((func, args)))
+        except BrokenPipeError:
+            pass  # it died: result() tells
+        os.close(self.job_w)
+        self.job_w = -1
+
+    def result(self):
+        """Wait for the answer of the call :meth:`start` handed over; the clone ends."""
         import pickle
 
         from ansible_collections.linuxns.guests.plugins.module_utils import enter
         from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError
 
         try:
-            try:
-                enter.write_all(self.job_w, pickle.dumps((func, args)))
-            except BrokenPipeError:
-                pass  # it died: told below
-            os.close(self.job_w)
-            self.job_w = -1
             data = enter.read_all(self.res_r)
         finally:
             status = self.close()
