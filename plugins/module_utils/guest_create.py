@@ -7,6 +7,7 @@ the /run/netns alias, the reaper or init, and the rollback of a failed creation.
 
 from __future__ import annotations
 
+import copy
 import errno
 import fcntl
 import os
@@ -17,7 +18,7 @@ import stat
 import struct
 import time
 
-from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, confine, enter, faults, handshake, procfs, rootfs, userns
+from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, confine, enter, faults, forkserver, handshake, procfs, rootfs, userns
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
@@ -355,7 +356,12 @@ class MountTemplate:
         self.fd = -1
         r, w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # none then (the guest's own fork tells why)
+            for fd in (r, w, go_r, go_w):
+                os.close(fd)
+            return
         if pid == 0:  # pragma: no cover - child
             code = 1
             try:
@@ -597,10 +603,12 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
                 reaper_fd = create_run.reaper_fd(reaper)  # the run's; closed by the run
         parent_mnt_id = sc.mnt_ns_id()
         hs = handshake.Handshake()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child
-            _child_main(spec, registry, hs, create_run, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
-            os._exit(1)
+        try:
+            child = create_run.fork_child(spec, hs, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
+        except BaseException:
+            hs.close()
+            raise
+        pid = child.pid
         try:
             hs.parent_side()
             faults.crash_point(faults.Step.FORKED)
@@ -661,14 +669,11 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
             # is killed besides (it is our child, not reaped yet: the pid is still its).
             # Waiting for it with the pipes open was a hang that kept the lock forever.
             hs.close()
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            child.kill()
             raise
         finally:
             hs.close()  # a child still waiting for the parent reads EOF and exits
-            enter.wait_child(pid)
+            child.wait()
     finally:
         create_run.end()
         for fd in (devnull_fd,):
@@ -782,8 +787,10 @@ class CreateRun:
       template's fd when it gets a mount namespace of its own.
     """
 
-    def __init__(self, registry: reg.Registry):
+    def __init__(self, registry: reg.Registry, expected: int = 1):
         self.registry = registry
+        self.expected = expected  # guests the run will create at most: a fork server from forkserver.MIN_GUESTS on
+        self.forkserver = None  # started on the first fork of a big run; False: not to be had here
         self.template = None
         self.share_fds = []  # (type, fd) of the guest being created, in the table's order
         self.mnt_template_fd = -1  # the template, when the guest being created unshares mnt
@@ -821,6 +828,31 @@ class CreateRun:
             self.template = MountTemplate(self.registry)
         return self.template.fd
 
+    def fork_child(self, spec: Spec, hs: handshake.Handshake, reaper_fd, devnull_fd, needs_init, parent_mnt_id):
+        """Fork the child C that makes ``spec``'s guest (:func:`_child_main`): through the
+        run's fork server in a big run (:mod:`forkserver`), else from this process."""
+        if self.forkserver is None:
+            self.forkserver = False
+            if self.expected >= forkserver.MIN_GUESTS:
+                try:
+                    self.forkserver = forkserver.ForkServer()
+                except (OSError, GuestError):
+                    pass  # forked here, as in a small run
+        if self.forkserver:
+            named = [(end, hs.fd(end)) for end in handshake.CHILD_ENDS]
+            named += [("devnull", devnull_fd), ("template", self.mnt_template_fd), ("reaper", reaper_fd)]
+            named += [("share:" + t, fd) for t, fd in self.share_fds]
+            fds = {key: fd for key, fd in named if fd >= 0}
+            alone = copy.copy(spec)  # without the rest of the task (spec.batch: every spec before it)
+            alone.batch, alone.cgroup_run, alone.deferred = {}, None, []
+            return self.forkserver.fork(alone, reg.Registry(self.registry.state_dir, self.registry.netns_dir), fds,
+                                        self.cgroup_procs, needs_init, parent_mnt_id)
+        pid = forkserver.fork_for(spec.name)
+        if pid == 0:  # pragma: no cover - child
+            _child_main(spec, self.registry, hs, self, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
+            os._exit(1)
+        return forkserver.Child(pid)
+
     def begin(self, spec: Spec) -> None:
         """Open what the child that creates ``spec``'s guest joins."""
         self.end()
@@ -843,6 +875,12 @@ class CreateRun:
 
     def close(self) -> None:
         self.end()
+        server, self.forkserver = self.forkserver, None
+        if server:
+            try:
+                server.close()
+            except GuestError:
+                pass  # it died: the guests whose fork it failed were told, and are not made
         if self.template is not None:
             self.template.close()
             self.template = None

@@ -297,7 +297,8 @@ def ensure_guests(registry: reg.Registry, entries, check_mode: bool = False, tab
         if s.name and not s.purge:
             persist.check_definition_file(kept.table_dir, s.name)
     results, before, after = [], {}, {}
-    create_run = CreateRun(registry)  # the run's context: its clean mount namespace, made on first use
+    creates = 0 if check_mode else sum(p.action in ("create", "recreate") for p in plans)
+    create_run = CreateRun(registry, creates)  # the run's context: its clean mount namespace (and fork server), made on first use
     try:
         return _apply_plans(registry, plans, check_mode, results, before, after, kept, create_run)
     finally:

@@ -25,6 +25,8 @@ import os
 from ansible_collections.linuxns.guests.plugins.module_utils import enter, errors
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError
 
+CHILD_ENDS = ("c2p_w", "p2c_r", "go_r", "status_w")  # C's and I's ends of the four pipes
+PARENT_ENDS = ("c2p_r", "p2c_w", "go_w", "status_r")
 ACK = b"k"
 DONE = b"d"
 GO = b"g"
@@ -65,6 +67,13 @@ class Handshake:
             self.close()
             raise
 
+    @classmethod
+    def child_ends(cls, fds: dict) -> Handshake:
+        """The child's side made of its ends alone (handed to the fork server: :mod:`forkserver`)."""
+        hs = cls.__new__(cls)
+        hs._fds, hs._reader = {end: fds[end] for end in CHILD_ENDS}, None
+        return hs
+
     def fd(self, end: str) -> int:
         return self._fds.get(end, -1)
 
@@ -86,7 +95,7 @@ class Handshake:
 
     # -- the child (C, then the init I) --------------------------------------------------
     def child_side(self) -> None:
-        self._close("c2p_r", "p2c_w", "go_w", "status_r")
+        self._close(*PARENT_ENDS)
 
     def send(self, step: Step, **fields) -> None:
         data = (json.dumps(dict(fields, step=step.value)) + "\n").encode()
@@ -117,7 +126,7 @@ class Handshake:
 
     # -- the parent (P) ------------------------------------------------------------------
     def parent_side(self) -> None:
-        self._close("c2p_w", "p2c_r", "go_r", "status_w")
+        self._close(*CHILD_ENDS)
         self._reader = os.fdopen(self._fds.pop("c2p_r"), "rb", buffering=0)
 
     def receive(self, name: str) -> dict:

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import faults
+from ansible_collections.linuxns.guests.plugins.module_utils import faults, forkserver
 
 pytestmark = pytest.mark.integration
 
@@ -201,15 +201,24 @@ def test_difference_needs_recreate(clean_hosts, ansible_playbook, converge, lab_
 
 
 def test_list_form_many_guests_and_paramiko(clean_hosts, converge, lab_exec):
-    names = ["it-many%02d" % i for i in range(20)]
+    # As many as make the module start its fork server (forkserver.MIN_GUESTS): the path of a big
+    # batch, from the AnsiballZ payload, through paramiko.
+    many = forkserver.MIN_GUESTS
+    names = ["it-many%02d" % i for i in range(many)]
     conv = converge({MOD: {"guests": [{"name": n} for n in names[:10]] + names[10:], "namespaces": ["net", "uts", "mnt"]}}, connection="paramiko")
     assert [g["name"] for g in conv.first["guests"]] == names
     assert all(g["changed"] for g in conv.first["guests"]) and not any(g["changed"] for g in conv.second["guests"])
     ctxs = [g["guest"]["context_id"] for g in conv.first["guests"]]
-    assert len(set(ctxs)) == 20
+    assert len(set(ctxs)) == many
     assert set(names) <= set(netns_names(lab_exec))
     nets = {sh(lab_exec, "lab1", "stat -L -c %%i /run/netns/%s" % n).stdout.strip() for n in names}
-    assert len(nets) == 20
+    assert len(nets) == many
+    # each guest's namespaces held by its pins alone (no init), none of them the host's
+    host_net = sh(lab_exec, "lab1", "stat -L -c %i /proc/self/ns/net").stdout.strip()
+    assert host_net not in nets
+    # the server ended with its task: no process of the sealed clone is left on the host
+    left = sh(lab_exec, "lab1", "for p in /proc/[0-9]*; do readlink $p/exe; done 2>/dev/null | grep -c memfd:linuxns:python || true")
+    assert left.stdout.strip() == "0", left.stdout
     rm = converge({MOD: {"guests": names, "state": "absent"}})
     assert all(g["action"] == "remove" for g in rm.first["guests"])
     assert not set(names) & set(netns_names(lab_exec)) and not set(names) & set(guest_names(lab_exec))

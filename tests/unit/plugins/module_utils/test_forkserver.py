@@ -1,0 +1,167 @@
+"""The fork server (forkserver.py): a big batch's guests made by children of a small process
+of the run's, not of the module; checked through the kernel's view (/proc, the pins, cgroups)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+
+import pytest
+
+from ansible_collections.linuxns.guests.plugins.module_utils import forkserver, guests, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, KernelError
+
+pytestmark = pytest.mark.unit
+
+N = forkserver.MIN_GUESTS
+
+
+@pytest.fixture
+def module_forks(monkeypatch):
+    """The pids of the children this process (the module) forks during the test."""
+    forks = []
+    real = os.fork
+
+    def fork():
+        pid = real()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+    return forks
+
+
+@pytest.fixture
+def servers(monkeypatch):
+    """The pids of the fork servers started during the test."""
+    pids = []
+    real = forkserver.ForkServer.__init__
+
+    def init(self):
+        real(self)
+        pids.append(self.clone.pid)
+
+    monkeypatch.setattr(forkserver.ForkServer, "__init__", init)
+    return pids
+
+
+def _gone(pid: int) -> bool:
+    """Ended and reaped: no such process (a zombie would still be there)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _check_made(r, out, names):
+    """Every guest made for real: its init alive in its own namespaces (pinned), in its own cgroup,
+    holding no fd but its own (no socket or pipe of the server or the module)."""
+    assert [g["name"] for g in out["results"]] == names and all(g["action"] == "create" for g in out["results"])
+    mine = {t: os.stat("/proc/self/ns/%s" % t).st_ino for t in ("mnt", "uts", "ipc", "net", "pid")}
+    for res in out["results"]:
+        g = res["guest"]
+        pid = g["init_pid"]
+        assert procfs.process_alive(pid, None)
+        for t in mine:
+            ino = os.stat("/proc/%d/ns/%s" % (pid, t)).st_ino
+            assert ino == g["namespaces"][t]["inode"] == os.stat(g["namespaces"][t]["pin"]).st_ino != mine[t]
+        cgroups = open("/proc/%d/cgroup" % pid).read()
+        assert all(line.endswith("/" + res["name"]) for line in cgroups.splitlines() if ":memory:" in line or ":pids:" in line), cgroups
+        links = [os.readlink("/proc/%d/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%d/fd" % pid)]
+        assert not [link for link in links if link.startswith(("socket:", "pipe:"))], links
+
+
+def test_a_big_batch_forks_its_guests_children_from_the_fork_server(unit_registry, module_forks, servers):
+    r = unit_registry
+    names = ["fs%02d" % i for i in range(N)]
+    out = guests.ensure_guests(r, [{"name": n} for n in names])
+    _check_made(r, out, names)
+    # The module forked the server's clone and the batch's clean mount namespace, not a child per guest
+    # (it forked N of them before the server).
+    assert len(servers) == 1 and len(module_forks) <= 2, module_forks
+    assert servers[0] in module_forks
+    assert _gone(servers[0])  # ended with the run, and reaped by it
+    again = guests.ensure_guests(r, [{"name": n} for n in names])
+    assert not again["changed"] and len(servers) == 1  # a no-change run starts no server
+    assert [g["guest"]["init_pid"] for g in again["results"]] == [g["guest"]["init_pid"] for g in out["results"]]
+
+
+def test_a_batch_without_init_is_made_through_the_fork_server(unit_registry, servers):
+    r = unit_registry
+    names = ["fsn%02d" % i for i in range(N)]
+    out = guests.ensure_guests(r, [{"name": n, "namespaces": ["net", "uts", "mnt"]} for n in names])
+    assert len(servers) == 1 and all(g["action"] == "create" for g in out["results"])
+    for g in out["results"]:
+        meta = r.load(g["name"])
+        assert meta.init_pid is None and sorted(meta.pins) == ["mnt", "net", "uts"]
+        for t, pin in meta.pins.items():
+            assert os.stat(pin.path).st_ino == pin.ino != os.stat("/proc/self/ns/%s" % t).st_ino
+
+
+def test_a_small_batch_forks_its_children_itself(unit_registry, module_forks, servers):
+    names = ["fss%d" % i for i in range(3)]
+    out = guests.ensure_guests(unit_registry, [{"name": n} for n in names])
+    _check_made(unit_registry, out, names)
+    assert servers == [] and len(module_forks) >= len(names)
+
+
+def test_without_a_fork_server_a_big_batch_forks_its_children_itself(unit_registry, module_forks, monkeypatch):
+    def refused(self):
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(forkserver.ForkServer, "__init__", refused)
+    names = ["fsf%02d" % i for i in range(N)]
+    out = guests.ensure_guests(unit_registry, [{"name": n} for n in names])
+    _check_made(unit_registry, out, names)
+    assert len(module_forks) >= N
+
+
+def test_a_fork_server_killed_mid_batch_fails_that_guest_alone_and_leaks_nothing(unit_registry, servers, monkeypatch):
+    r = unit_registry
+    names = ["fsk%02d" % i for i in range(N + 2)]  # the rerun creates N of them: through a new server
+    real = forkserver.ForkServer.fork
+    asked = []
+
+    def fork(self, spec, *args):
+        asked.append(spec.name)
+        if len(asked) == 3:  # the attacker's (or the OOM killer's) moment: the server dies between two guests
+            os.kill(self.clone.pid, signal.SIGKILL)
+            for _attempt in range(500):
+                if procfs.is_zombie(self.clone.pid):
+                    break
+                time.sleep(0.01)
+        return real(self, spec, *args)
+
+    monkeypatch.setattr(forkserver.ForkServer, "fork", fork)
+    with pytest.raises(GuestError, match=r"guest 'fsk02': the fork server .*(ended|failed)"):
+        guests.ensure_guests(r, [{"name": n} for n in names])
+    assert _gone(servers[0])
+    assert sorted(r.names()) == names[:2]  # the two made before stay, whole
+    for n in names[:2]:
+        assert procfs.process_alive(r.load(n).init_pid, None)
+    # nothing of the third: no record, no pin or netns name mounted, no cgroup, no context id
+    mounts = open("/proc/self/mountinfo").read()
+    assert "fsk02" not in mounts and not os.path.exists(r.guest_dir("fsk02"))
+    assert not [d for d, _subdirs, _files in os.walk("/sys/fs/cgroup") if d.endswith("/fsk02")]
+    assert len(r.used_context_ids()) == 2
+    monkeypatch.setattr(forkserver.ForkServer, "fork", real)
+    out = guests.ensure_guests(r, [{"name": n} for n in names])  # a rerun makes the rest, with a new server
+    assert [g["action"] for g in out["results"]] == ["none"] * 2 + ["create"] * N
+    assert len(servers) == 2 and _gone(servers[1])
+    _check_made(r, {"results": out["results"][2:]}, names[2:])
+
+
+def test_a_fork_that_fails_leaves_no_fd_open(unit_registry, monkeypatch):
+    def no_fork():
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    fds = sorted(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(os, "fork", no_fork)
+    with pytest.raises(KernelError, match=r"guest 'fsx': the process that makes its namespaces could not be forked: .*EAGAIN.*pids limit"):
+        guests.ensure_guests(unit_registry, [{"name": "fsx"}])
+    assert sorted(os.listdir("/proc/self/fd")) == fds  # the handshake's four pipes closed (they stayed open before)
+    assert not os.path.exists(unit_registry.guest_dir("fsx")) and "fsx" not in open("/proc/self/mountinfo").read()
