@@ -150,13 +150,8 @@ class _ChildRun:
 
 
 def _reap() -> None:
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for _child in sc.exited_children():
+        pass
 
 
 def _fork_one(request: bytes, fds: list):  # pragma: no cover - the server (a clone)

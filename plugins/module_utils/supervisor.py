@@ -419,13 +419,7 @@ class Supervisor:
     # ---- exits -------------------------------------------------------------------------------
     def reap(self) -> None:
         """Reap every child that exited: restarted inits (their status kept by pid), workers."""
-        while True:
-            try:
-                pid, wstatus = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, wstatus in sc.exited_children():
             name = self.workers.pop(pid, None)
             if name is not None:
                 if wstatus:

@@ -120,6 +120,18 @@ def libc():
     return _libc
 
 
+def exited_children():
+    """Reap each child that has exited: its (pid, wait status), until none is left to reap now."""
+    while True:
+        try:
+            pid, wstatus = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, wstatus
+
+
 def errno_text(err: int) -> str:
     name = _errno.errorcode.get(err, str(err))
     return "%s (%s)" % (os.strerror(err), name)

@@ -73,13 +73,8 @@ def machine_netns_names_untouched():
 
 
 def reap_zombies() -> None:
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for _child in sc.exited_children():
+        pass
 
 
 def _remove_stale_unit_cgroups() -> None:
