@@ -46,6 +46,9 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import Guest
 
 MIN_GUESTS = 64  # a task creating fewer guests forks their children itself (at 16 the server cost more than it saved, at 50 as much)
 _MAX_REQUEST = 1 << 20
+# A request is one datagram, which the kernel caps at the socket's send buffer (net.core.wmem_default,
+# 208 KiB here): a bigger spec (a default one pickles to ~2.6 KB) has its child forked by the module instead.
+MAX_SENT = 128 << 10
 _MAX_FDS = 64
 
 
@@ -113,10 +116,14 @@ class ForkServer:
             theirs.close()
         self.sock = ours
 
-    def fork(self, spec, registry, fds: dict, cgroup_procs, needs_init: bool, parent_mnt_id) -> Child:
-        """Have the server fork the child C of ``spec``'s guest; ``fds``: name -> fd it gets."""
+    def fork(self, spec, registry, fds: dict, cgroup_procs, needs_init: bool, parent_mnt_id):
+        """Have the server fork the child C of ``spec``'s guest (a :class:`Child`); ``fds``:
+        name -> fd it gets.  None, with nothing sent, when the request is too big for one
+        datagram (:data:`MAX_SENT`): the caller forks that child itself."""
         names = sorted(fds)
         request = pickle.dumps((spec, registry, names, list(cgroup_procs), needs_init, parent_mnt_id))
+        if len(request) > MAX_SENT:
+            return None
         try:
             socket.send_fds(self.sock, [request], [fds[n] for n in names])
             data, got, _flags, _addr = socket.recv_fds(self.sock, _MAX_REQUEST, 1, socket.MSG_CMSG_CLOEXEC)

@@ -845,8 +845,10 @@ class CreateRun:
             fds = {key: fd for key, fd in named if fd >= 0}
             alone = copy.copy(spec)  # without the rest of the task (spec.batch: every spec before it)
             alone.batch, alone.cgroup_run, alone.deferred = {}, None, []
-            return self.forkserver.fork(alone, reg.Registry(self.registry.state_dir, self.registry.netns_dir), fds,
-                                        self.cgroup_procs, needs_init, parent_mnt_id)
+            child = self.forkserver.fork(alone, reg.Registry(self.registry.state_dir, self.registry.netns_dir), fds,
+                                         self.cgroup_procs, needs_init, parent_mnt_id)
+            if child is not None:
+                return child
         pid = forkserver.fork_for(spec.name)
         if pid == 0:  # pragma: no cover - child
             _child_main(spec, self.registry, hs, self, reaper_fd, devnull_fd, needs_init, parent_mnt_id)

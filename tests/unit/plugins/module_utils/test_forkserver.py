@@ -120,6 +120,14 @@ def test_without_a_fork_server_a_big_batch_forks_its_children_itself(unit_regist
     assert len(module_forks) >= N
 
 
+def test_a_request_too_big_for_the_server_has_its_child_forked_by_the_module(unit_registry, module_forks, servers, monkeypatch):
+    monkeypatch.setattr(forkserver, "MAX_SENT", 64)  # every spec is bigger
+    names = ["fsb%02d" % i for i in range(N)]
+    out = guests.ensure_guests(unit_registry, [{"name": n} for n in names])
+    _check_made(unit_registry, out, names)
+    assert len(servers) == 1 and len(module_forks) >= N + 1 and _gone(servers[0])
+
+
 def test_a_fork_server_killed_mid_batch_fails_that_guest_alone_and_leaks_nothing(unit_registry, servers, monkeypatch):
     r = unit_registry
     names = ["fsk%02d" % i for i in range(N + 2)]  # the rerun creates N of them: through a new server
