@@ -45,10 +45,10 @@ from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as 
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, KernelError
 
 MIN_GUESTS = 64  # a task creating fewer guests forks their children itself (at 16 the server cost more than it saved, at 50 as much)
-_MAX_REQUEST = 1 << 20
 # A request is one datagram, which the kernel caps at the socket's send buffer (net.core.wmem_default,
 # 208 KiB here): a bigger spec (a default one pickles to ~2.6 KB) has its child forked by the module instead.
 MAX_SENT = 128 << 10
+_MAX_ANSWER = 64 << 10  # ("ok", pid), or an error's payload
 _MAX_FDS = 64
 
 
@@ -120,19 +120,20 @@ class ForkServer:
         """Have the server fork the child C of ``spec``'s guest (a :class:`Child`); ``fds``:
         name -> fd it gets.  None, with nothing sent, when the request is too big for one
         datagram (:data:`MAX_SENT`): the caller forks that child itself."""
-        names = sorted(fds)
+        names = list(fds)  # in the caller's order: its shares in the order C joins them
         request = pickle.dumps((spec, registry, names, list(cgroup_procs), needs_init, parent_mnt_id))
         if len(request) > MAX_SENT:
             return None
         try:
             socket.send_fds(self.sock, [request], [fds[n] for n in names])
-            data, got, _flags, _addr = socket.recv_fds(self.sock, _MAX_REQUEST, 1, socket.MSG_CMSG_CLOEXEC)
+            data, got, flags, _addr = socket.recv_fds(self.sock, _MAX_ANSWER, 1, socket.MSG_CMSG_CLOEXEC)
         except OSError as exc:
             raise GuestError("guest %r: the fork server that forks the guests' children failed: %s" % (spec.name, exc)) from None
-        if not data:
+        if not data or flags & socket.MSG_TRUNC:
             for fd in got:
                 os.close(fd)
-            raise GuestError("guest %r: the fork server that forks the guests' children ended unexpectedly" % spec.name)
+            raise GuestError("guest %r: the fork server that forks the guests' children %s"
+                             % (spec.name, "ended unexpectedly" if not data else "answered more than %d bytes" % _MAX_ANSWER))
         kind, value = pickle.loads(data)
         if kind == "error":
             for fd in got:
@@ -169,9 +170,8 @@ def _fork_one(request: bytes, fds: list):  # pragma: no cover - the server (a cl
         raise GuestError("guest %r: the fork server got %d fds for %d names" % (spec.name, len(fds), len(names)))
     named = dict(zip(names, fds))
     hs = handshake.Handshake.child_ends({k: named[k] for k in handshake.CHILD_ENDS})
-    shares = [(n.split(":", 1)[1], fd) for n, fd in zip(names, fds) if n.startswith("share:")]
-    order = {t: i for i, t in enumerate(sc.NS_TYPES)}
-    run = _ChildRun(cgroup_procs, named.get("template", -1), sorted(shares, key=lambda s: order[s[0]]))
+    shares = [(n.split(":", 1)[1], fd) for n, fd in zip(names, fds) if n.startswith("share:")]  # in the run's order
+    run = _ChildRun(cgroup_procs, named.get("template", -1), shares)
     pid = fork_for(spec.name)
     if pid == 0:
         try:
@@ -190,7 +190,7 @@ def serve(sock_fd: int) -> None:  # pragma: no cover - the server (a clone)
         while True:
             _reap()
             try:
-                request, fds, _flags, _addr = socket.recv_fds(sock, _MAX_REQUEST, _MAX_FDS, socket.MSG_CMSG_CLOEXEC)
+                request, fds, _flags, _addr = socket.recv_fds(sock, MAX_SENT, _MAX_FDS, socket.MSG_CMSG_CLOEXEC)
             except InterruptedError:
                 continue
             if not request:

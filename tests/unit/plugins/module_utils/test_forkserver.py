@@ -102,6 +102,19 @@ def test_a_batch_without_init_is_made_through_the_fork_server(unit_registry, ser
             assert os.stat(pin.path).st_ino == pin.ino != os.stat("/proc/self/ns/%s" % t).st_ino
 
 
+def test_a_batch_sharing_namespaces_joins_them_through_the_fork_server(unit_registry, servers):
+    r = unit_registry
+    src = guests.ensure_guests(r, [{"name": "fsrc"}])["results"][0]["guest"]
+    names = ["fsh%02d" % i for i in range(N)]
+    out = guests.ensure_guests(r, [{"name": n, "namespaces": ["mnt", "pid"], "share": {"net": "fsrc", "uts": "fsrc"}} for n in names])
+    assert len(servers) == 1 and all(g["action"] == "create" for g in out["results"])
+    for g in out["results"]:
+        pid = g["guest"]["init_pid"]
+        for t in ("net", "uts"):  # joined: the source's namespaces, as the kernel says
+            assert os.stat("/proc/%d/ns/%s" % (pid, t)).st_ino == src["namespaces"][t]["inode"]
+        assert os.stat("/proc/%d/ns/pid" % pid).st_ino not in (src["namespaces"]["pid"]["inode"], os.stat("/proc/self/ns/pid").st_ino)
+
+
 def test_a_small_batch_forks_its_children_itself(unit_registry, module_forks, servers):
     names = ["fss%d" % i for i in range(3)]
     out = guests.ensure_guests(unit_registry, [{"name": n} for n in names])
