@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 
@@ -52,7 +53,8 @@ def main() -> int:
     finally:
         seconds = time.perf_counter() - t0
         os.dup2(real_stdout, 1)
-    print("%s main() %.3f s (%s, %d guests)" % (sys.argv[2], seconds, sys.argv[1], n))
+    print("%s main() %.3f s (%s, %d guests; max RSS %d MiB)" % (sys.argv[2], seconds, sys.argv[1], n,
+                                                           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024))
     return 0
 
 
