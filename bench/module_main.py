@@ -12,7 +12,8 @@ own time for a no-change rerun, without Ansible's (controller, connection, resul
 
 Arguments: BUILD (a checkout's build/ folder: whose code), MODULE (namespace_create,
 namespace_create:absent - the bench's teardown - or netns_link), SITE (the venv's site-packages, for ansible-core), N (the guests bench_scale.py
-made). The arguments are bench_scale.py's, with return_unchanged: false. A checkout under /tmp
+made). The arguments are bench_scale.py's, with return_unchanged: false; BENCH_LINK_OPTIONS in the
+environment is bench_scale.py's --link-options (JSON, e.g. '{"peer": {"ipv6": false}}'). A checkout under /tmp
 is not seen by a lab host (its /tmp is its own).
 """
 
@@ -34,6 +35,7 @@ import bench_scale
 def main() -> int:
     module, _sep, state = sys.argv[2].partition(":")
     n = int(sys.argv[4])
+    bench_scale.LINK_OPTIONS.update(json.loads(os.environ.get("BENCH_LINK_OPTIONS", "{}")))  # bench_scale.py's --link-options
     args = bench_scale.create_args(n, state or "present") if module == "namespace_create" else bench_scale.link_args(n)
     args.update(return_unchanged=False, _ansible_check_mode=False, _ansible_diff=False)
     from ansible.module_utils import basic
@@ -53,8 +55,8 @@ def main() -> int:
     finally:
         seconds = time.perf_counter() - t0
         os.dup2(real_stdout, 1)
-    print("%s main() %.3f s (%s, %d guests; max RSS %d MiB)" % (sys.argv[2], seconds, sys.argv[1], n,
-                                                           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print("%s main() %.3f s (%s, %d guests; max RSS %d MiB)" % (sys.argv[2], seconds, sys.argv[1], n, peak))
     return 0
 
 

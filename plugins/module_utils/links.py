@@ -61,7 +61,6 @@ IFNAMSIZ = 16
 MACVLAN_MODE = "bridge"
 IPVLAN_MODE_L2 = 0
 IFF_UP = 1
-IFA_F_NODAD = 0x02
 LINK_KEYS = (
     "guest", "netns", "ifname", "kind", "parent", "peer", "addresses", "mtu", "mac", "routes",
     "gateway", "gateway6", "ipv6", "state", "recreate",
@@ -1154,33 +1153,39 @@ def _nl(what: str, func, *args, **kwargs):
 
 
 def _lookup(st: NsState, ifname: str, what: str) -> int:
-    """Index of ``ifname`` in ``st`` (one RTM_GETLINK, no dump)."""
+    """Index of ``ifname`` in ``st``: one RTM_GETLINK through the namespace's reader (pyroute2
+    decoded every attribute of the answer, ~0.4 ms a link)."""
     try:
-        msgs = st.open().link("get", ifname=ifname)
-    except Exception as exc:
-        if netlink_code(exc) == errno.ENODEV:
-            raise KernelError("%s: link %r is gone from %s" % (what, ifname, st.ref.label), errno=errno.ENODEV) from None
-        raise KernelError("%s: looking up %r in %s failed: %s" % (what, ifname, st.ref.label, exc), errno=netlink_code(exc)) from None
-    return msgs[0]["index"]
+        found = st.reader().link(ifname)
+    except KernelError as exc:
+        raise KernelError("%s: looking up %r in %s failed: %s" % (what, ifname, st.ref.label, exc.msg), errno=exc.errno) from None
+    if found is None:
+        raise KernelError("%s: link %r is gone from %s" % (what, ifname, st.ref.label), errno=errno.ENODEV)
+    return found["index"]
 
 
 def _set(st: NsState, index: int, what: str, changes: dict) -> None:
-    ipr = st.open()
+    """A link's mtu, alias (the mark), master and up state in one request (the kernel applies
+    them in that order, up last); a MAC change first, with the link down for it."""
+    rd = st.reader()
     kw = {}
     if "mtu" in changes and changes["mtu"] is not None:
         kw["mtu"] = changes["mtu"]
     if changes.get("mark"):
-        kw["ifalias"] = MARK
+        kw["alias"] = MARK
     if "master" in changes and changes["master"] is not None:
         kw["master"] = _lookup(st, changes["master"], what)
     if changes.get("mac"):
         # a MAC change needs the link down on most drivers
-        _nl("%s: setting it down" % what, ipr.link, "set", index=index, state="down")
-        _nl("%s: setting mac %s" % (what, changes["mac"]), ipr.link, "set", index=index, address=changes["mac"])
-    if kw:
-        _nl("%s: setting %s" % (what, ", ".join(sorted(kw))), ipr.link, "set", index=index, **kw)
+        _nl("%s: setting it down" % what, rd.set_link, index, up=False)
+        _nl("%s: setting mac %s" % (what, changes["mac"]), rd.set_link, index, mac=changes["mac"])
+    names = ["ifalias" if k == "alias" else k for k in sorted(kw)]
+    up = None
     if changes.get("up") or changes.get("mac"):
-        _nl("%s: setting it up" % what, ipr.link, "set", index=index, state="up")
+        up = True
+        names.append("it up")
+    if names:
+        _nl("%s: setting %s" % (what, ", ".join(names)), rd.set_link, index, up=up, **kw)
 
 
 def _set_ipv6(net: Net, st: NsState, ifname: str, on: bool, what: str) -> None:
@@ -1195,16 +1200,13 @@ def _set_ipv6(net: Net, st: NsState, ifname: str, on: bool, what: str) -> None:
 
 
 def _addr_change(st: NsState, index: int, what: str, add, remove) -> None:
-    ipr = st.open()
+    rd = st.reader()
     for a in remove:
         iface = _iface(a)
-        _nl("%s: removing address %s" % (what, a), ipr.addr, "del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        _nl("%s: removing address %s" % (what, a), rd.address, False, index, iface.ip, iface.network.prefixlen)
     for a in add:
         iface = _iface(a)
-        kw = {}
-        if iface.version == 6:
-            kw["flags"] = IFA_F_NODAD
-        _nl("%s: adding address %s" % (what, a), ipr.addr, "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, **kw)
+        _nl("%s: adding address %s" % (what, a), rd.address, True, index, iface.ip, iface.network.prefixlen, nodad=iface.version == 6)
 
 
 def _route_args(route: dict, index: int) -> dict:
@@ -1327,12 +1329,8 @@ def _create(net: Net, p: LinkPlan, undo: _Undo) -> int:
         if spec.kind == "veth":
             pfd = net.open_ns(p.peer_ns.path, p.peer_ns.ref)
             fds.append(pfd)
-            peer = {"ifname": spec.peer.ifname, "net_ns_fd": pfd}
-            if spec.peer.mtu or spec.mtu:
-                peer["mtu"] = spec.peer.mtu or spec.mtu
-            if spec.peer.mac:
-                peer["address"] = spec.peer.mac
-            _nl("%s: creating the veth pair" % what, host.open().link, "add", kind="veth", peer=peer, **kw)
+            peer = {"ifname": spec.peer.ifname, "ns_fd": pfd, "mtu": spec.peer.mtu or spec.mtu or None, "mac": spec.peer.mac or None}
+            _nl("%s: creating the veth pair" % what, host.reader().add_veth, spec.ifname, fd, peer, mtu=spec.mtu or None, mac=spec.mac or None)
         elif spec.kind == "bridge":
             _nl("%s: creating the bridge" % what, host.open().link, "add", kind="bridge", **kw)
         elif spec.kind in ("macvlan", "ipvlan"):

@@ -10,6 +10,7 @@ state changes under a test run.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -303,3 +304,68 @@ def test_a_no_change_rerun_asks_each_link_by_name_and_dumps_no_link_table(varied
     assert not out["changed"] and out["results"][0]["link"]["peer"]["addresses"] == ["198.19.233.2/30"]
     assert dumps == []
     assert sorted(asked) == [("guest 'rt-a'", "to-b"), ("guest 'rt-b'", "to-a")]
+
+
+def _ip_json(pin: str, *args: str) -> list:
+    import json
+
+    out = subprocess.run(["nsenter", "--net=" + pin, "ip", "-d", "-j", *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def _made(pin: str, name: str) -> dict:
+    """What `ip -d addr show` says of a link, without what differs between two equal links."""
+    view = _ip_json(pin, "addr", "show", "dev", name)[0]
+    for key in ("ifindex", "ifname", "address", "link_index", "link", "operstate"):
+        view.pop(key, None)
+    view["addr_info"] = sorted((a["family"], a["prefixlen"], a.get("scope"), a.get("nodad", False), a.get("broadcast"))
+                               for a in view["addr_info"] if a.get("scope") != "link")
+    return view
+
+
+def test_the_writer_makes_the_links_and_addresses_ip_makes(unit_registry):
+    """A veth pair, its settings and addresses made by rtnl's writer are, as `ip` shows
+    them, what `ip link add ... type veth peer ...`, `ip link set` and `ip addr add` make;
+    an address twice is refused with the kernel's EEXIST, removing one removes it, and
+    set_link(up=False) takes the link down."""
+    import ipaddress
+
+    guests.ensure_guests(unit_registry, [{"name": "wr-a", "namespaces": ["net"]}])
+    pin = unit_registry.load("wr-a").pins["net"].path
+    for line in ("link add ia mtu 1400 address 02:00:c6:13:00:0b type veth peer name ib mtu 1300",
+                 "link set ia mtu 1400 alias linuxns up",
+                 "addr add 198.19.250.1/24 dev ia",
+                 "addr add fd00:fa::1/64 dev ia nodad"):
+        ip(pin, *line.split())
+
+    def write(rd):
+        fd = os.open(pin, os.O_RDONLY)  # the guest's namespace, never the test runner's
+        try:
+            rd.add_veth("wa", fd, {"ifname": "wb", "ns_fd": fd, "mtu": 1300, "mac": None}, mtu=1400, mac="02:00:c6:13:00:0c")
+        finally:
+            os.close(fd)
+        index = rd.link("wa")["index"]
+        rd.set_link(index, up=True, alias="linuxns", mtu=1400)
+        rd.address(True, index, ipaddress.ip_address("198.19.251.1"), 24)
+        rd.address(True, index, ipaddress.ip_address("fd00:fb::1"), 64, nodad=True)
+        return index
+
+    rd = _in(pin, rtnl.Reader)
+    try:
+        index = write(rd)
+        assert _made(pin, "wa") == _made(pin, "ia")
+        assert _made(pin, "wb") == _made(pin, "ib")
+        assert _ip_json(pin, "link", "show", "dev", "wa")[0]["address"] == "02:00:c6:13:00:0c"
+        assert _ip_json(pin, "link", "show", "dev", "wa")[0]["link"] == "wb"
+        with pytest.raises(OSError) as info:
+            rd.address(True, index, ipaddress.ip_address("198.19.251.1"), 24)
+        assert info.value.errno == errno.EEXIST
+        rd.address(False, index, ipaddress.ip_address("198.19.251.1"), 24)
+        assert [a["local"] for a in _ip_json(pin, "addr", "show", "dev", "wa")[0]["addr_info"] if a["family"] == "inet"] == []
+        rd.set_link(index, up=False)
+        assert "UP" not in _ip_json(pin, "link", "show", "dev", "wa")[0]["flags"]
+        with pytest.raises(OSError) as info:
+            rd.set_link(index + 1000, up=True)
+        assert info.value.errno == errno.ENODEV
+    finally:
+        rd.close()
