@@ -682,6 +682,7 @@ class LinkPlan:
         self.action = "none"    # none | create | recreate | update | remove
         self.steps = []         # (name, args) executed by apply_plan
         self.reasons = []
+        self.made_peer = None   # the index of the veth peer this run made (its end's IFLA_LINK)
 
     @property
     def changed(self) -> bool:
@@ -1153,15 +1154,20 @@ def _nl(what: str, func, *args, **kwargs):
 
 
 def _lookup(st: NsState, ifname: str, what: str) -> int:
-    """Index of ``ifname`` in ``st``: one RTM_GETLINK through the namespace's reader (pyroute2
-    decoded every attribute of the answer, ~0.4 ms a link)."""
+    """Index of ``ifname`` in ``st``."""
+    return _find(st, ifname, what)["index"]
+
+
+def _find(st: NsState, ifname: str, what: str) -> dict:
+    """Link ``ifname`` of ``st`` (rtnl.Reader.link's fields): one RTM_GETLINK through the
+    namespace's reader (pyroute2 decoded every attribute of the answer, ~0.4 ms a link)."""
     try:
         found = st.reader().link(ifname)
     except KernelError as exc:
         raise KernelError("%s: looking up %r in %s failed: %s" % (what, ifname, st.ref.label, exc.msg), errno=exc.errno) from None
     if found is None:
         raise KernelError("%s: link %r is gone from %s" % (what, ifname, st.ref.label), errno=errno.ENODEV)
-    return found["index"]
+    return found
 
 
 def _set(st: NsState, index: int, what: str, changes: dict) -> None:
@@ -1302,7 +1308,7 @@ def apply_plan(net: Net, p: LinkPlan) -> dict:
                 pst = p.peer_ns
                 pwhat = "%s link %r (peer of %s)" % (pst.ref.label, spec.peer.ifname, what)
                 if peer_index is None:
-                    peer_index = _lookup(pst, spec.peer.ifname, pwhat)
+                    peer_index = p.made_peer if p.made_peer is not None else _lookup(pst, spec.peer.ifname, pwhat)
                 if name == "peer":
                     _set(pst, peer_index, pwhat, args)
                 else:
@@ -1353,9 +1359,13 @@ def _create(net: Net, p: LinkPlan, undo: _Undo) -> int:
     finally:
         for fd in fds:
             os.close(fd)
-    index = _lookup(st, spec.ifname, what)
-    undo.push(_delete, st, index)
-    return index
+    found = _find(st, spec.ifname, what)
+    undo.push(_delete, st, found["index"])
+    if spec.kind == "veth":
+        # its peer's index from the new end (IFLA_LINK), not asked of the peer's namespace, where
+        # the kernel looks up the id of this one among all it knows (the host: one per guest)
+        p.made_peer = found["link"]
+    return found["index"]
 
 
 def _delete(st: NsState, index: int) -> None:
