@@ -352,10 +352,32 @@ def release_many(registry: reg.Registry, going: dict, cgroup_runs: dict) -> dict
     reference to a namespace destroys it and waits for an RCU grace period, and a mount
     namespace's end unmounts its whole table and waits again.  Released one at a time, 10,000
     guests wait ~60,000 times in a row; released together, the waits overlap.  Every guest's
-    lock is held by the caller; two guests share no pin, cgroup or file here."""
+    lock is held by the caller; two guests share no pin, cgroup or file here.
+
+    Every guest's IPC namespace pin goes first, before any cgroup: each IPC namespace has a
+    filesystem of its own (mqueue), and the end of a memory cgroup, in the kernel's worker,
+    visits every filesystem's two reclaim lists (``memcg_reparent_list_lrus``) holding the cgroup
+    lock the next ``rmdir`` waits for - with 10,000 guests up, 20,000 lists for each of 10,000
+    cgroups.  A guest whose IPC pin cannot be unmounted fails and keeps everything else."""
     failed: dict = {}
+    for run in {id(r): r for r in cgroup_runs.values() if r is not None}.values():
+        run.layout()  # detected once, before the threads share it
+
+    def ipc_first(name: str) -> None:
+        pin = going[name].pins.get("ipc")
+        if pin is not None and pin.path == registry.pin_path(name, "ipc"):  # its own pin, as release() finds it
+            unpin(pin.path)
+
+    _in_threads(list(going), ipc_first, failed)
+    _in_threads([n for n in going if n not in failed], lambda name: release(registry, name, going[name], cgroup_runs.get(name)), failed)
+    return failed
+
+
+def _in_threads(names: list, job, failed: dict) -> None:
+    """``job(name)`` for each of ``names`` from RELEASE_THREADS threads (this one among them);
+    what a job raised goes to ``failed[name]``, to be raised again for its guest, in order."""
     todo = queue.SimpleQueue()
-    for name in going:
+    for name in names:
         todo.put(name)
 
     def work() -> None:
@@ -365,14 +387,12 @@ def release_many(registry: reg.Registry, going: dict, cgroup_runs: dict) -> dict
             except queue.Empty:
                 return
             try:
-                release(registry, name, going[name], cgroup_runs.get(name))
+                job(name)
             except Exception as exc:  # pylint: disable=broad-except  # raised again for its guest, in order
                 failed[name] = exc
 
-    for run in {id(r): r for r in cgroup_runs.values() if r is not None}.values():
-        run.layout()  # detected once, before the threads share it
     threads = []
-    for _slot in range(min(RELEASE_THREADS, len(going)) - 1):
+    for _slot in range(min(RELEASE_THREADS, len(names)) - 1):
         thread = threading.Thread(target=work, name="linuxns-release", daemon=True)
         try:
             thread.start()
@@ -382,4 +402,3 @@ def release_many(registry: reg.Registry, going: dict, cgroup_runs: dict) -> dict
     work()  # this thread too, the only one when none could start
     for thread in threads:
         thread.join()
-    return failed

@@ -265,10 +265,51 @@ def test_a_batch_removal_releases_its_guests_together(unit_registry, monkeypatch
     assert [p for n in names for p in _pins_mounted(unit_registry, n)] == []
 
 
+def test_a_batch_removal_ends_every_ipc_namespace_before_any_cgroup(unit_registry, monkeypatch):
+    """Five guests removed by one task: every guest's IPC pin is unmounted before the first
+    guest's cgroup goes (the end of a memory cgroup visits the reclaim lists of every IPC
+    namespace's mqueue filesystem still on the host).  Released guest by guest (the old code),
+    the first cgroup went while four IPC namespaces were still pinned."""
+    import threading
+
+    names = ["ri%d" % i for i in range(5)]
+    guests.ensure_guests(unit_registry, [{"name": n, "namespaces": NAMESPACES, "stop_timeout": 0} for n in names])
+    ipc_pins = {unit_registry.load(n).pins["ipc"].path for n in names}
+    events, lock = [], threading.Lock()
+    real_unpin, real_release = guest_stop.unpin, guest_stop.release
+
+    def unpin(path):
+        real_unpin(path)
+        with lock:
+            events.append(("ipc", path) if path in ipc_pins else ("pin", path))
+
+    def release(registry, name, meta, cgroup_run=None):
+        with lock:
+            events.append(("release", name))
+        return real_release(registry, name, meta, cgroup_run)
+
+    monkeypatch.setattr(guest_stop, "unpin", unpin)
+    monkeypatch.setattr(guest_stop, "release", release)
+    try:
+        out = guests.ensure_guests(unit_registry, [{"name": n, "state": "absent"} for n in names])
+    finally:
+        monkeypatch.setattr(guest_stop, "unpin", real_unpin)
+        monkeypatch.setattr(guest_stop, "release", real_release)
+    assert [r["action"] for r in out["results"]] == ["remove"] * len(names)
+    kinds = [kind for kind, _what in events]
+    first_release = kinds.index("release")
+    assert sorted(what for kind, what in events[:first_release] if kind == "ipc") == sorted(ipc_pins), events
+    assert "ipc" not in kinds[first_release:]
+    assert sorted(what for kind, what in events if kind == "release") == names
+    assert unit_registry.names() == []
+    assert [p for n in names for p in _pins_mounted(unit_registry, n)] == []
+
+
 def test_a_failed_release_fails_for_its_guest_and_leaks_nothing(unit_registry, monkeypatch):
     """One guest's release fails in a batch of three removals: the task fails naming that guest;
-    the guest before it is gone; nothing of the failed guest is lost (its pins stay mounted, its
-    record stays, so a rerun can remove it); the guest after it may be released but keeps its
+    the guest before it is gone; nothing of the failed guest is lost but its IPC pin, which every
+    guest of the batch gives up first (its other pins stay mounted, its record stays, so a rerun
+    can remove it); the guest after it may be released but keeps its
     record.  A rerun removes both, and no pin of any of them is left mounted."""
     from ansible_collections.linuxns.guests.plugins.module_utils.errors import KernelError
 
@@ -316,7 +357,7 @@ def test_a_batch_removal_without_threads_to_be_had_releases_its_guests_alone(uni
         out = guests.ensure_guests(unit_registry, [{"name": n, "state": "absent"} for n in names])
     finally:
         monkeypatch.setattr(threading.Thread, "start", real_start)
-    assert starts == ["linuxns-release"]  # tried once, then the task's thread alone
+    assert starts == ["linuxns-release"] * 2  # tried once in each phase (IPC pins, then the rest), then the task's thread alone
     assert [r["action"] for r in out["results"]] == ["remove"] * len(names)
     assert unit_registry.names() == []
     assert [p for n in names for p in _pins_mounted(unit_registry, n)] == []
