@@ -1,6 +1,7 @@
 # Copyright: (c) 2026, linuxns.guests contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A read-only rtnetlink client: dumps of links, addresses and routes, decoded with struct.
+"""An rtnetlink client: dumps of links, addresses and routes, decoded with struct, and the
+changes of a veth's life.
 
 netns_link reads a namespace's links, addresses and routes once per guest and changes
 nothing on a run where all is as asked.  pyroute2 decodes every attribute of every
