@@ -57,10 +57,8 @@ RTN_UNICAST = 1
 KINDS = ("veth", "macvlan", "ipvlan", "physical", "bridge")
 VIRTUAL_KINDS = ("veth", "macvlan", "ipvlan")
 STACKED_KINDS = ("macvlan", "ipvlan")  # never a moved interface (kind=physical may move a NIC, dummy or veth end)
-IFNAMSIZ = 16
 MACVLAN_MODE = "bridge"
 IPVLAN_MODE_L2 = 0
-IFF_UP = 1
 LINK_KEYS = (
     "guest", "netns", "ifname", "kind", "parent", "peer", "addresses", "mtu", "mac", "routes",
     "gateway", "gateway6", "ipv6", "state", "recreate",
@@ -143,8 +141,8 @@ def validate_ifname(value, param: str) -> str:
     """A Linux interface name (the kernel's dev_valid_name) or InvalidInput."""
     if not isinstance(value, str) or value == "":
         raise InvalidInput("%s must be a non-empty interface name" % param)
-    if len(value) >= IFNAMSIZ:
-        raise InvalidInput("%s %r is %d characters long; an interface name has at most %d" % (param, value, len(value), IFNAMSIZ - 1))
+    if len(value) >= rtnl.IFNAMSIZ:
+        raise InvalidInput("%s %r is %d characters long; an interface name has at most %d" % (param, value, len(value), rtnl.IFNAMSIZ - 1))
     model.check_text(value, param)
     if value in (".", "..") or any(c in value for c in "/:") or any(c.isspace() for c in value):
         raise InvalidInput("%s %r is not a valid interface name (no '/', ':', whitespace, '.' or '..')" % (param, value))
@@ -423,7 +421,7 @@ def normalize(entries) -> list:
 # ---------------------------------------------------------------------------------------
 def _with_up(v: dict) -> dict:
     """A link as rtnl.Reader gives it, with its ``flags`` turned into ``up``, as the planner compares it."""
-    v["up"] = bool(v.pop("flags") & IFF_UP)
+    v["up"] = bool(v.pop("flags") & rtnl.IFF_UP)
     return v
 
 
@@ -1178,14 +1176,14 @@ def _set(st: NsState, index: int, what: str, changes: dict) -> None:
     if "mtu" in changes and changes["mtu"] is not None:
         kw["mtu"] = changes["mtu"]
     if changes.get("mark"):
-        kw["alias"] = MARK
+        kw["ifalias"] = MARK
     if "master" in changes and changes["master"] is not None:
         kw["master"] = _lookup(st, changes["master"], what)
     if changes.get("mac"):
         # a MAC change needs the link down on most drivers
         _nl("%s: setting it down" % what, rd.set_link, index, up=False)
         _nl("%s: setting mac %s" % (what, changes["mac"]), rd.set_link, index, mac=changes["mac"])
-    names = ["ifalias" if k == "alias" else k for k in sorted(kw)]
+    names = sorted(kw)
     up = None
     if changes.get("up") or changes.get("mac"):
         up = True

@@ -111,7 +111,7 @@ def _attrs(data, start: int, end: int, wanted=None) -> dict:
     return out
 
 
-def _link_attrs(ifname=None, ns_fd=None, mtu=None, mac=None, alias=None, master=None) -> bytes:
+def _link_attrs(ifname=None, ns_fd=None, mtu=None, mac=None, ifalias=None, master=None) -> bytes:
     """The attributes of a link request, those given."""
     out = b""
     if ifname is not None:
@@ -122,8 +122,8 @@ def _link_attrs(ifname=None, ns_fd=None, mtu=None, mac=None, alias=None, master=
         out += _rtattr(IFLA_MTU, _U32.pack(mtu))
     if mac is not None:
         out += _rtattr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
-    if alias is not None:
-        out += _rtattr(IFLA_IFALIAS, alias.encode("utf-8", "surrogateescape") + b"\0")
+    if ifalias is not None:
+        out += _rtattr(IFLA_IFALIAS, ifalias.encode("utf-8", "surrogateescape") + b"\0")
     if master is not None:
         out += _rtattr(IFLA_MASTER, _U32.pack(master))
     return out
@@ -274,7 +274,7 @@ class Reader:
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, payload, "veth %r" % ifname)
 
     def set_link(self, index: int, up=None, **attrs) -> None:
-        """Link ``index``'s ``mtu``, ``mac``, ``alias`` and ``master`` (those given) and, ``up``
+        """Link ``index``'s ``mtu``, ``mac``, ``ifalias`` and ``master`` (those given) and, ``up``
         True or False, its state, in one request (the kernel applies the state last)."""
         flag = 0 if up is None else IFF_UP
         head = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, IFF_UP if up else 0, flag)

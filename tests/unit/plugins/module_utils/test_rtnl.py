@@ -345,7 +345,7 @@ def test_the_writer_makes_the_links_and_addresses_ip_makes(unit_registry):
         finally:
             os.close(fd)
         index = rd.link("wa")["index"]
-        rd.set_link(index, up=True, alias="linuxns", mtu=1400)
+        rd.set_link(index, up=True, ifalias="linuxns", mtu=1400)
         rd.address(True, index, ipaddress.ip_address("198.19.251.1"), 24)
         rd.address(True, index, ipaddress.ip_address("fd00:fb::1"), 64, nodad=True)
         return index
