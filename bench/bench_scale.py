@@ -36,6 +36,11 @@ host is checked to hold no pin, reaper, netns, veth or guest cgroup afterwards.
 `--link-options JSON` adds netns_link options to every link (for example
 '{"peer": {"ipv6": false}}': no IPv6 on the host's ends).
 
+`--task-floor` (with `--brief`) also runs each brief rerun's task through a floor module of the same
+name in a throwaway collection (benchfloor.guests): ours' options parsed by AnsibleModule from
+the same module_utils (so the same payload), then `changed: false` at once - what Ansible and
+the argument parsing cost a task of N entries before any of the module's own work.
+
 `--profile DIR` runs each phase once more per size, in-process in the lab host under cProfile
 (the module's main() with the same arguments; the host's Python and pyroute2, ansible-core from the venv), and writes DIR/SIZE-PHASE.prof
 plus the top functions by cumulative time; for finding per-guest O(n) steps, not for timing.
@@ -58,6 +63,43 @@ from lab import cgroup_parent_name, run_tree
 
 CREATE = "linuxns.guests.namespace_create"
 LINK = "linuxns.guests.netns_link"
+FLOOR_TASKS = {CREATE: "create_task", LINK: "link_task"}
+FLOOR_MODULE = '''#!/usr/bin/python
+# bench/bench_scale.py --task-floor: %(module)s's options, parsed as ours parses them, and nothing done.
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.linuxns.guests.plugins.module_utils import code_cache
+
+if __name__ == "__main__":
+    code_cache.cache_code()
+
+from ansible_collections.linuxns.guests.plugins.module_utils import %(task)s as task
+from ansible_collections.linuxns.guests.plugins.module_utils.common import common_args, new_module
+
+
+def main():
+    module = new_module(AnsibleModule, argument_spec=common_args(**task.OPTIONS), supports_check_mode=True, **task.RULES)
+    module.exit_json(changed=False)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def floor_name(module: str) -> str:
+    """The floor module standing for MODULE (bench --task-floor)."""
+    return "benchfloor.guests." + module.rsplit(".", 1)[1]
+
+
+def make_floor(folder: Path) -> str:
+    """The throwaway collection benchfloor.guests under FOLDER: its collections path."""
+    mods = folder / "ansible_collections" / "benchfloor" / "guests" / "plugins" / "modules"
+    mods.mkdir(parents=True)
+    (mods.parent.parent / "galaxy.yml").write_text("namespace: benchfloor\nname: guests\nversion: 0.0.1\n")
+    for module, task in FLOOR_TASKS.items():
+        (mods / (module.rsplit(".", 1)[1] + ".py")).write_text(FLOOR_MODULE % {"module": module, "task": task})
+    return str(folder)
 PREFIX = "sc"
 TABLE_DIR = "/run/linuxns-bench-scale-table"
 GiB = 1024 * 1024  # in KiB
@@ -172,11 +214,12 @@ class Scale(Bench):
         super().__init__(keep_lab=keep_lab)
         self.floor = floor_kib
         self.collections = collections or str(REPO / "build")  # another checkout's build/: its code, same lab
+        self.floor_path = None  # --task-floor: make_floor's collections path
         self.low_memory = False
 
     def env(self) -> dict:
         env = super().env()
-        env["ANSIBLE_COLLECTIONS_PATH"] = self.collections
+        env["ANSIBLE_COLLECTIONS_PATH"] = self.collections + (":" + self.floor_path if self.floor_path else "")
         return env
 
     def _module_pids(self) -> list:
@@ -303,6 +346,12 @@ def one_size(s: Scale, n: int, args) -> dict:
                 raise RuntimeError("%s %d: reported changed (or not %d unchanged: %s)" % (phase, n, n, rec["unchanged"]))
             fig[phase], fig["load_" + phase] = rec["seconds"], rec["load"]
             print("n=%d %s %.1f s (load %s)" % (n, phase, rec["seconds"], rec["load"]), file=sys.stderr, flush=True)
+            if args.task_floor and phase.endswith("brief"):  # the same task through the floor module, right after it
+                rec = s.run(floor_name(module), margs)
+                if rec["changed"]:
+                    raise RuntimeError("%s %d: the floor module reported changed" % (phase, n))
+                fig[phase + " floor"] = rec["seconds"]
+                print("n=%d %s floor %.1f s" % (n, phase, rec["seconds"]), file=sys.stderr, flush=True)
         if args.profile:
             prof_dir = Path(args.profile)
             prof_dir.mkdir(parents=True, exist_ok=True)
@@ -354,7 +403,11 @@ def main(argv=None) -> int:
                     help='options of netns_link for every link, e.g. \'{"peer": {"ipv6": false}}\' (no IPv6 on the host\'s ends)')
     ap.add_argument("--brief", action="store_true",
                     help="also run each no-change rerun with return_unchanged: false, right after the full one")
+    ap.add_argument("--task-floor", action="store_true",
+                    help="with --brief: also run each brief rerun's task through a floor module (options parsed, nothing done)")
     args = ap.parse_args(argv)
+    if args.task_floor and not args.brief:
+        raise SystemExit("--task-floor goes with --brief")
     if args.keep_guests:
         if "," in args.sizes or args.profile:
             raise SystemExit("--keep-guests takes one size and no --profile")
@@ -373,6 +426,8 @@ def main(argv=None) -> int:
         got = s.count()
         if any(got[k] for k in ("pins", "reapers", "guests", "netns", "veths")):
             raise SystemExit("lab host 1 is not empty: %s" % got)
+        if args.task_floor:
+            s.floor_path = make_floor(s.tmp / "floor")
         for n in sizes:
             avail = meminfo()["MemAvailable"]
             need = n * max(per_guest, 100.0) * 1.5
@@ -411,6 +466,13 @@ def main(argv=None) -> int:
                    if "rerun link brief" in f else "-"] for f in figures]
         print("no-change reruns, seconds: every result / return_unchanged: false (run right after it)")
         print(table(rows, ("guests", "rerun create", "rerun link", "both", "ratio brief/full")))
+    if args.task_floor:
+        rows = [[f["n"]] + ["%.2f / %.2f" % (f[p + " brief"], f[p + " brief floor"]) if p + " brief floor" in f else "-"
+                            for p in ("rerun create", "rerun link")]
+                + ["%.2f / %.2f" % tuple(sum(f[p + " brief" + x] for p in ("rerun create", "rerun link")) for x in ("", " floor"))
+                   if "rerun link brief floor" in f else "-"] for f in figures]
+        print("brief no-change reruns against the floor (the same task: options parsed, nothing done), seconds: ours / floor")
+        print(table(rows, ("guests", "rerun create", "rerun link", "both")))
     return 0
 
 
