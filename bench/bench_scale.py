@@ -36,6 +36,11 @@ host is checked to hold no pin, reaper, netns, veth or guest cgroup afterwards.
 `--link-options JSON` adds netns_link options to every link (for example
 '{"peer": {"ipv6": false}}': no IPv6 on the host's ends).
 
+`--cgroup-shards K` gives guest i the cgroup_parent `linuxns-lab-LAB/lab1/gNNN` (NNN = i % K), so
+that the guests' cgroups are K folders of siblings instead of one (the teardown removes the K
+folders); on a cgroup v1 host the kernel walks a cgroup's siblings when it makes or removes one
+in the cpuset hierarchy (docs/performance.md, "Guests' cgroups in folders of a few hundred").
+
 `--task-floor` (with `--brief`) also runs each brief rerun's task through a floor module of the same
 name in a throwaway collection (benchfloor.guests): ours' options parsed by AnsibleModule from
 the same module_utils (so the same payload), then `changed: false` at once - what Ansible and
@@ -183,6 +188,7 @@ def address(i: int) -> str:
 
 
 GUEST_OPTIONS = {}  # --guest-options: merged into every guest entry of the create
+CGROUP_SHARDS = {"base": None, "count": 0}  # --cgroup-shards: guest i's cgroup_parent is BASE/gNNN, NNN = i % count
 LINK_OPTIONS = {}  # --link-options: merged into every link entry (its "peer" key by key)
 BRIEF = {"return_unchanged": False}  # --brief: each no-change rerun also with this, right after the full one
 
@@ -190,9 +196,35 @@ BRIEF = {"return_unchanged": False}  # --brief: each no-change rerun also with t
 def create_args(n: int, state: str = "present") -> dict:
     extra = GUEST_OPTIONS if state == "present" else {}
     args = {"guests": [dict(extra, name=guest(i)) for i in range(n)], "table_dir": TABLE_DIR, "state": state}
+    if state == "present" and CGROUP_SHARDS["count"]:
+        for i, entry in enumerate(args["guests"]):
+            entry["cgroup_parent"] = shard(i)
     if state == "absent":
         args["purge"] = True
     return args
+
+
+def shard(i: int) -> str:
+    """Guest i's cgroup_parent with --cgroup-shards: one of COUNT folders below the lab host's."""
+    return "%s/g%03d" % (CGROUP_SHARDS["base"], i % CGROUP_SHARDS["count"])
+
+
+# Run inside the lab host (its Python): remove the --cgroup-shards folders, empty once the guests
+# are gone (namespace_create makes a missing cgroup_parent and leaves it, as any parent).
+SHARDS_RM = r"""
+import glob, os, sys
+sys.path.insert(0, sys.argv[1])
+from lab import own_cgroup_dirs
+left = []
+for d in own_cgroup_dirs(sys.argv[2]).values():
+    for shard in glob.glob(os.path.join(d, "g[0-9][0-9][0-9]")):
+        try:
+            os.rmdir(shard)
+        except OSError as exc:
+            left.append("%s: %s" % (shard, exc.strerror))
+if left:
+    sys.exit("cgroup shards left: " + "; ".join(left))
+"""
 
 
 def link_args(n: int) -> dict:
@@ -302,6 +334,10 @@ def teardown(s: Scale, n: int) -> dict:
     # veths of guests that were never made (a failed link step left host ends): none expected
     s.exec(["sh", "-c", "for l in $(sed -n 's/^ *\\(vs[0-9]*\\):.*/\\1/p' /proc/net/dev); do ip link del $l; done; rm -rf %s; true" % TABLE_DIR],
            check=False)
+    if CGROUP_SHARDS["count"]:
+        proc = s.exec(["python3", "-c", SHARDS_RM, str(REPO / "tests" / "lab"), CGROUP_SHARDS["base"]], check=False)
+        if proc.returncode != 0:
+            print("teardown: %s" % proc.stderr.strip(), file=sys.stderr)
     return rec
 
 
@@ -403,6 +439,8 @@ def main(argv=None) -> int:
                     help='options of netns_link for every link, e.g. \'{"peer": {"ipv6": false}}\' (no IPv6 on the host\'s ends)')
     ap.add_argument("--brief", action="store_true",
                     help="also run each no-change rerun with return_unchanged: false, right after the full one")
+    ap.add_argument("--cgroup-shards", type=int, default=0, metavar="K",
+                    help="give guest i the cgroup_parent LAB_PARENT/gNNN, NNN = i %% K: K folders of siblings instead of one")
     ap.add_argument("--task-floor", action="store_true",
                     help="with --brief: also run each brief rerun's task through a floor module (options parsed, nothing done)")
     args = ap.parse_args(argv)
@@ -428,6 +466,8 @@ def main(argv=None) -> int:
             raise SystemExit("lab host 1 is not empty: %s" % got)
         if args.task_floor:
             s.floor_path = make_floor(s.tmp / "floor")
+        if args.cgroup_shards:
+            CGROUP_SHARDS.update(base=cgroup_parent_name(s.lab.name, s.host.name), count=args.cgroup_shards)
         for n in sizes:
             avail = meminfo()["MemAvailable"]
             need = n * max(per_guest, 100.0) * 1.5

@@ -13,7 +13,8 @@ own time for a no-change rerun, without Ansible's (controller, connection, resul
 Arguments: BUILD (a checkout's build/ folder: whose code), MODULE (namespace_create,
 namespace_create:absent - the bench's teardown - or netns_link), SITE (the venv's site-packages, for ansible-core), N (the guests bench_scale.py
 made). The arguments are bench_scale.py's, with return_unchanged: false; BENCH_LINK_OPTIONS in the
-environment is bench_scale.py's --link-options (JSON, e.g. '{"peer": {"ipv6": false}}'). A checkout under /tmp
+environment is bench_scale.py's --link-options (JSON, e.g. '{"peer": {"ipv6": false}}'), BENCH_CGROUP_SHARDS
+its --cgroup-shards (the shards below $LINUXNS_CGROUP_PARENT; a teardown leaves the empty folders). A checkout under /tmp
 is not seen by a lab host (its /tmp is its own).
 """
 
@@ -36,6 +37,9 @@ def main() -> int:
     module, _sep, state = sys.argv[2].partition(":")
     n = int(sys.argv[4])
     bench_scale.LINK_OPTIONS.update(json.loads(os.environ.get("BENCH_LINK_OPTIONS", "{}")))  # bench_scale.py's --link-options
+    shards = int(os.environ.get("BENCH_CGROUP_SHARDS", "0"))  # bench_scale.py's --cgroup-shards
+    if shards:
+        bench_scale.CGROUP_SHARDS.update(base=os.environ["LINUXNS_CGROUP_PARENT"], count=shards)
     args = bench_scale.create_args(n, state or "present") if module == "namespace_create" else bench_scale.link_args(n)
     args.update(return_unchanged=False, _ansible_check_mode=False, _ansible_diff=False)
     from ansible.module_utils import basic
