@@ -1,4 +1,5 @@
-"""bench/bench_scale.py --task-floor: its floor modules parse our options as ours do, and change nothing.
+"""bench/bench_scale.py: --task-floor's modules parse our options as ours do and change nothing;
+--cgroup-shards spreads the guests' cgroup parents.
 
 The floor stands for Ansible's and the argument parsing's part of a task: a fair floor accepts
 what our module accepts, refuses what it refuses (with the same kind of message), and does no
@@ -64,3 +65,16 @@ def test_a_floor_module_refuses_what_ours_refuses(floor, module, args, named, tm
     out = run_floor(floor, module, args, tmp_path)
     assert out.get("failed") is True, out
     assert named in out["msg"]
+
+
+def test_cgroup_shards_spread_the_guests_over_k_folders_and_the_teardown_names_none(monkeypatch):
+    monkeypatch.setitem(bench_scale.CGROUP_SHARDS, "base", "linuxns-lab-x/lab1")
+    monkeypatch.setitem(bench_scale.CGROUP_SHARDS, "count", 4)
+    guests = bench_scale.create_args(10)["guests"]
+    parents = [g["cgroup_parent"] for g in guests]
+    assert parents[:5] == ["linuxns-lab-x/lab1/g000", "linuxns-lab-x/lab1/g001", "linuxns-lab-x/lab1/g002",
+                           "linuxns-lab-x/lab1/g003", "linuxns-lab-x/lab1/g000"]
+    assert len(set(parents)) == 4
+    assert all("cgroup_parent" not in g for g in bench_scale.create_args(10, "absent")["guests"])
+    monkeypatch.setitem(bench_scale.CGROUP_SHARDS, "count", 0)
+    assert all("cgroup_parent" not in g for g in bench_scale.create_args(10)["guests"])
