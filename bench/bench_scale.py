@@ -105,6 +105,8 @@ def make_floor(folder: Path) -> str:
     for module, task in FLOOR_TASKS.items():
         (mods / (module.rsplit(".", 1)[1] + ".py")).write_text(FLOOR_MODULE % {"module": module, "task": task})
     return str(folder)
+
+
 PREFIX = "sc"
 TABLE_DIR = "/run/linuxns-bench-scale-table"
 GiB = 1024 * 1024  # in KiB
