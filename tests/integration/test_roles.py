@@ -229,6 +229,36 @@ def test_check_mode_before_pyroute2_is_installed(ansible_playbook, lab_exec):
         sh(lab_exec, "rm -rf %s %s/state" % (venv, BASE), check=False)
 
 
+def test_a_program_folder_already_right_costs_no_call(ansible_playbook, lab_exec):
+    """guest_host's one read of the host covers the folders of linuxns-guest and of the restore
+    program: a folder already right (as /usr/local/sbin is on most hosts) gets no task call of its
+    own on a first deploy, a missing one is made with mode 0755; check mode predicts both, and a
+    second run changes nothing."""
+    base = BASE + "/progs"
+    ready, missing = base + "/ready", base + "/missing"
+    host_vars = {"guest_host_state_dir": base + "/state", "guest_host_table_dir": base + "/tables",
+                 "guest_host_operator_path": ready + "/linuxns-guest",
+                 "guest_host_restore_path": missing + "/linuxns-guests-restore"}
+    play = [{"name": "host", "hosts": HOST, "gather_facts": False, "roles": [{"role": "linuxns.guests.guest_host", "vars": host_vars}]}]
+
+    def folder_tasks(run):
+        return {t: run.task("linuxns.guests.guest_host : " + t).status for t in ("Folder of linuxns-guest", "Folder of the restore program")}
+
+    try:
+        sh(lab_exec, "rm -rf %s && mkdir -p %s && chmod 0755 %s %s" % (base, ready, base, ready))
+        check = ansible_playbook(play, check=True)
+        assert folder_tasks(check) == {"Folder of linuxns-guest": "skipped", "Folder of the restore program": "changed"}, check.describe()
+        assert sh(lab_exec, "test -e %s" % missing, check=False).returncode != 0, "check mode made the folder"
+        run = ansible_playbook(play)
+        assert folder_tasks(run) == {"Folder of linuxns-guest": "skipped", "Folder of the restore program": "changed"}, run.describe()
+        modes = sh(lab_exec, "stat -c '%%a %%n' %s %s %s/linuxns-guest %s/linuxns-guests-restore" % (ready, missing, ready, missing)).stdout.split("\n")
+        assert [m.split()[0] for m in modes if m] == ["755", "755", "755", "755"], modes
+        again = ansible_playbook(play)
+        assert changed_tasks(again) == [], again.describe()
+    finally:
+        sh(lab_exec, "rm -rf %s" % base, check=False)
+
+
 def init_ids(lab_exec, pid):
     """The Uid and Gid lines (real, effective, saved, fs) of /proc/PID/status, read from outside."""
     status = dict(line.split(":", 1) for line in sh(lab_exec, "cat /proc/%d/status" % pid).stdout.splitlines())
