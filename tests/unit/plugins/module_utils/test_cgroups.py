@@ -325,9 +325,10 @@ def test_v1_create_limits_read_back_and_remove(v1, parent):
     assert read(p["cpu"] + "/cpu.shares") == "2048"
     assert read(p["cpuset"] + "/cpuset.cpus") == "1" and read(p["cpuset"] + "/cpuset.mems") == "0"
     assert read(p["pids"] + "/pids.max") == "64"
-    if v1_io_weight_file(p["blkio"]) == "blkio.weight":
+    weight_file = v1_io_weight_file(p["blkio"])
+    if weight_file == "blkio.weight":
         assert read(p["blkio"] + "/blkio.weight") == "1000"
-    elif v1_io_weight_file(p["blkio"]) == "blkio.bfq.weight":
+    elif weight_file == "blkio.bfq.weight":
         assert read(p["blkio"] + "/blkio.bfq.weight") == "300"
     # the test parent's new cpuset got its parent's cpus/mems (runc copyIfNeeded), else no task could join
     assert read(dirs["cpuset"] + "/cpuset.cpus") == read(os.path.dirname(dirs["cpuset"]) + "/cpuset.cpus")

@@ -45,8 +45,8 @@ SETUP_A = [
 ]
 
 
-def ip(pin: str, *args: str) -> None:
-    subprocess.run(["nsenter", "--net=" + pin, "ip", *args], check=True, capture_output=True)
+def ip(pin: str, *args: str) -> str:
+    return subprocess.run(["nsenter", "--net=" + pin, "ip", *args], check=True, capture_output=True, text=True).stdout
 
 
 @pytest.fixture
@@ -309,8 +309,7 @@ def test_a_no_change_rerun_asks_each_link_by_name_and_dumps_no_link_table(varied
 def _ip_json(pin: str, *args: str) -> list:
     import json
 
-    out = subprocess.run(["nsenter", "--net=" + pin, "ip", "-d", "-j", *args], check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+    return json.loads(ip(pin, "-d", "-j", *args))
 
 
 def _made(pin: str, name: str) -> dict:
