@@ -363,12 +363,9 @@ def release_many(registry: reg.Registry, going: dict, cgroup_runs: dict) -> dict
     for run in {id(r): r for r in cgroup_runs.values() if r is not None}.values():
         run.layout()  # detected once, before the threads share it
 
-    def ipc_first(name: str) -> None:
-        pin = going[name].pins.get("ipc")
-        if pin is not None and pin.path == registry.pin_path(name, "ipc"):  # its own pin, as release() finds it
-            unpin(pin.path)
-
-    _in_threads(list(going), ipc_first, failed)
+    # release() unpins every leaf of the guest's pin folder; the IPC one goes here, earlier (a
+    # guest without one: nothing to unmount or unlink)
+    _in_threads(list(going), lambda name: unpin(registry.pin_path(name, "ipc")), failed)
     _in_threads([n for n in going if n not in failed], lambda name: release(registry, name, going[name], cgroup_runs.get(name)), failed)
     return failed
 
