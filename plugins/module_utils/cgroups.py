@@ -56,6 +56,7 @@ CPU_PERIOD = 100000        # cpu.max / cpu.cfs_period_us (the kernel's and runc'
 KIB = 1024
 _SUFFIX = {"": 1, "K": KIB, "M": KIB**2, "G": KIB**3, "T": KIB**4}
 _CLONING = set()  # v1 cpuset folders this process has seen with cgroup.clone_children at 1
+_FILLED = {}  # v1 cpuset folder -> its inode, when this process saw it with cpus and mems (a folder made again is another)
 
 
 def _rmdir(path: str, v1_cpuset: bool) -> None:
@@ -718,8 +719,31 @@ class GuestCgroup:
             d = os.path.dirname(d)
         for d in reversed(missing):
             self._mkdir(d, made)
-            if _is_v1_cpuset(key):
-                self._copy_cpuset(d)
+        if _is_v1_cpuset(key):
+            self._fill_cpusets(root, pdir)
+
+    @classmethod
+    def _fill_cpusets(cls, root: str, pdir: str) -> None:
+        """``pdir`` and its parents below ``root`` in a v1 cpuset hierarchy: each one's empty
+        cpus and mems given its parent's, from the top down.  Also the parents that were there
+        already: another run, or another thread of this one (guests made together), may have
+        made one a moment ago and not filled it yet - a guest cgroup below it would get no CPUs,
+        and its first process could not join it (ENOSPC).  Once seen filled, a folder is not
+        read again (unless it was removed and made again: another inode)."""
+        chain = []
+        d = os.path.normpath(pdir)
+        while d != os.path.normpath(root) and d not in ("/", ""):
+            try:
+                ino = os.stat(d).st_ino
+            except OSError:
+                ino = None
+            if ino is not None and _FILLED.get(d) == ino:
+                break
+            chain.append((d, ino))
+            d = os.path.dirname(d)
+        for d, ino in reversed(chain):
+            if cls._copy_cpuset(d) and ino is not None:
+                _FILLED[d] = ino
 
     @staticmethod
     def _clone_cpusets(pdir: str) -> None:
@@ -739,14 +763,19 @@ class GuestCgroup:
         _CLONING.add(pdir)
 
     @staticmethod
-    def _copy_cpuset(d: str) -> None:
-        # runc fs/cpuset.go copyIfNeeded: an empty cpuset.cpus/mems takes the parent's
+    def _copy_cpuset(d: str) -> bool:
+        """runc fs/cpuset.go copyIfNeeded: an empty cpuset.cpus/mems takes the parent's; whether
+        both have some now."""
+        filled = True
         for f in ("cpuset.cpus", "cpuset.mems"):
             mine = _read_or(os.path.join(d, f))
             if mine is not None and not mine.strip():
                 parent = _read_or(os.path.join(os.path.dirname(d), f))
                 if parent and parent.strip():
                     _write(os.path.join(d, f), parent.strip())
+                else:
+                    filled = False
+        return filled
 
     def _enable_chain(self, root: str, pdir: str, ctls: list, made: list, enabled: list, param: str) -> None:
         """Enable ``ctls`` in cgroup.subtree_control of each cgroup from the hierarchy's root

@@ -229,6 +229,60 @@ def test_a_v1_cpuset_cgroup_gets_its_cpus_from_the_kernel_at_mkdir_not_written_p
     assert not [p for p in written if os.path.basename(p) in ("cpuset.cpus", "cpuset.mems") and "cs-" in p]
 
 
+def test_a_v1_cpuset_parent_another_run_made_and_did_not_fill_yet_is_filled_first(unit_registry, monkeypatch):
+    """The guests' parent cgroup is there, made a moment ago by another run (or by another thread
+    of this one, guests made together) that has not yet given it CPUs: the guest's cgroup would
+    get none from it, and the guest's first process could not join it (ENOSPC).  The parent
+    is filled first, from its own parent."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import cgroups
+
+    monkeypatch.setattr(cgroups, "_FILLED", {})
+    monkeypatch.setattr(cgroups, "_CLONING", set())
+    one(unit_registry, name="cf-a", namespaces=["uts"])  # the unit's parent made, and where its cpuset is
+    paths = unit_registry.load("cf-a").cgroup["paths"]
+    cpuset = next((d for k, d in paths.items() if k != "unified" and "cpuset" in k.split(",")), None)
+    if cpuset is None:
+        pytest.skip("no v1 cpuset hierarchy here")
+    raced = os.path.join(os.path.dirname(cpuset), "raced")
+    os.mkdir(raced)  # the other run's mkdir; the kernel may have given it CPUs: taken back, as before its fill
+    try:
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            with open(os.path.join(raced, name), "w") as f:
+                f.write("\n")
+            with open(os.path.join(raced, name)) as f:
+                assert f.read().strip() == ""
+        g = one(unit_registry, name="cf-b", namespaces=["pid", "uts"], cgroup_parent=parent() + "/raced")
+        assert g["action"] == "create"
+        mine = next(d for k, d in g["guest"]["cgroup"]["paths"].items() if k != "unified" and "cpuset" in k.split(","))
+        assert os.path.dirname(mine) == raced
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            with open(os.path.join(os.path.dirname(raced), name)) as f:
+                want = f.read().strip()
+            for d in (raced, mine):
+                with open(os.path.join(d, name)) as f:
+                    assert f.read().strip() == want != "", (d, name)
+        with open(os.path.join(mine, "cgroup.procs")) as f:
+            assert [int(pid) for pid in f.read().split()] == [g["guest"]["init_pid"]]
+        one(unit_registry, name="cf-b", state="absent")
+        # The folder removed and made again, empty, by another run: this process saw it filled,
+        # but that was another folder (another inode).
+        for d in own_dirs(parent() + "/raced"):
+            os.rmdir(d)
+        os.mkdir(raced)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            with open(os.path.join(raced, name), "w") as f:
+                f.write("\n")
+        g = one(unit_registry, name="cf-c", namespaces=["pid", "uts"], cgroup_parent=parent() + "/raced")
+        assert g["action"] == "create" and g["guest"]["init_pid"]
+        with open(os.path.join(raced, "cpuset.cpus")) as f:
+            assert f.read().strip()
+        one(unit_registry, name="cf-c", state="absent")
+    finally:
+        for d in own_dirs(parent() + "/raced"):
+            if os.path.isdir(d):
+                os.rmdir(d)
+
+
 def test_a_v1_cpuset_cgroup_is_emptied_of_cpus_before_its_rmdir(unit_registry, monkeypatch):
     """A removed guest's v1 cpuset cgroup has no CPUs left when it is removed: the kernel's end of a
     cpuset that still has CPUs (and sched_load_balance 1, as every new one) rebuilds the scheduler
