@@ -7,6 +7,7 @@ the /run/netns alias, the reaper or init, and the rollback of a failed creation.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import fcntl
@@ -16,6 +17,7 @@ import signal
 import socket
 import stat
 import struct
+import threading
 import time
 
 from ansible_collections.linuxns.guests.plugins.module_utils import cgroups, confine, enter, faults, forkserver, handshake, procfs, rootfs, userns
@@ -393,19 +395,19 @@ class MountTemplate:
             self.fd = -1
 
 
-def _child_main(spec, registry, hs: handshake.Handshake, create_run: CreateRun, reaper_fd, devnull_fd, needs_init,
+def _child_main(spec, registry, hs: handshake.Handshake, child_run: forkserver.ChildRun, reaper_fd, devnull_fd, needs_init,
                 parent_mnt_id) -> None:  # pragma: no cover - forked child
-    """Process C: make the namespaces (joining what ``create_run`` opened for it); fork the init I when there is one."""
+    """Process C: make the namespaces (joining what ``child_run`` opened for it); fork the init I when there is one."""
     hs.child_side()
     try:
         sc.set_pdeathsig(signal.SIGKILL)
         sc.set_dumpable(False)
         # The guest's cgroup first, before any setns or unshare: the init forked below is born in it,
         # and a private cgroup namespace is rooted at it (the guest sees its cgroup as /).
-        enter.join_cgroup(spec.name, create_run.cgroup_procs)
-        if create_run.mnt_template_fd >= 0:
-            sc.setns(create_run.mnt_template_fd, "mnt")  # while still privileged: before any user namespace
-        shared = create_run.share_fds
+        enter.join_cgroup(spec.name, child_run.cgroup_procs)
+        if child_run.mnt_template_fd >= 0:
+            sc.setns(child_run.mnt_template_fd, "mnt")  # while still privileged: before any user namespace
+        shared = child_run.share_fds
         user_shared = [(t, fd) for t, fd in shared if t == "user" and not enter.is_own_namespace(fd, t)]
         for t, fd in user_shared:
             sc.setns(fd, t)
@@ -547,7 +549,8 @@ def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id
             raise InvalidInput("guest %r: userns: auto needs the table folder of the guests' kept files" % name)
         rng, new_range = ranges.allocate(name, spec.userns_size, registry.state_dir)
     try:
-        ctx = registry.reserve_context_id(name, context_id if context_id is not None else spec.context_id, kept)
+        with create_run.turn(name):  # guests made at the same time get their ids in the task's order
+            ctx = registry.reserve_context_id(name, context_id if context_id is not None else spec.context_id, kept)
     except BaseException:
         if new_range:
             ranges.release(name)
@@ -572,8 +575,7 @@ def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id
         cg.create(meta.limits or {})  # the limits hold before the first process of the guest runs; undone on failure
         run.cgroup = cg  # ours from here: the rollback removes it (never one create refused)
         meta.limits = cg.expected(meta.limits or {})  # recorded as the kernel says them
-        create_run.cgroup_procs = cg.procs_files()
-        _create_processes(registry, spec, meta, run, create_run)
+        _create_processes(registry, spec, meta, run, create_run, cg.procs_files())
         if "mnt" in spec.namespaces and kept is not None:
             from ansible_collections.linuxns.guests.plugins.module_utils import mounts
 
@@ -589,13 +591,14 @@ def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id
         raise
 
 
-def _create_processes(registry, spec, meta, run, create_run) -> None:
+def _create_processes(registry, spec, meta, run, create_run, cgroup_procs) -> None:
     name = spec.name
     needs_init = "pid" in spec.namespaces or "pid" in spec.share or spec.init is not None
     reaper_fd = -1
     devnull_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    child_run = None
     try:
-        create_run.begin(spec)
+        child_run = create_run.begin(spec, cgroup_procs)
         if needs_init and not spec.init:
             reaper = find_reaper()
             meta.reaper = reaper or "python"
@@ -604,7 +607,7 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
         parent_mnt_id = sc.mnt_ns_id()
         hs = handshake.Handshake()
         try:
-            child = create_run.fork_child(spec, hs, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
+            child = create_run.fork_child(spec, hs, child_run, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
         except BaseException:
             hs.close()
             raise
@@ -675,13 +678,9 @@ def _create_processes(registry, spec, meta, run, create_run) -> None:
             hs.close()  # a child still waiting for the parent reads EOF and exits
             child.wait()
     finally:
-        create_run.end()
-        for fd in (devnull_fd,):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        if child_run is not None:
+            child_run.close()
+        os.close(devnull_fd)
 
 
 def _time_offsets_text(offsets: dict, name: str) -> str:
@@ -775,6 +774,41 @@ def _rollback(registry, name, ctx, run) -> None:
     shutil.rmtree(registry.guest_dir(name), ignore_errors=True)
 
 
+class Turns:
+    """The task's order for guests made at the same time (guests._Together): each one's context
+    id is reserved after those of the guests listed before it, so that a task gives the same ids
+    to the same names whether its guests are made one at a time or together.  A guest whose
+    creation ends without reserving one (a failure before it, another run made it) gives its
+    turn up (:meth:`over`)."""
+
+    def __init__(self, names):
+        self.index = {n: k for k, n in enumerate(names)}
+        self.next = 0  # the first guest whose turn is not over
+        self.ended = set()
+        self.cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def of(self, name: str):
+        k = self.index.get(name)
+        with self.cond:
+            while k is not None and self.next < k:
+                self.cond.wait()
+        try:
+            yield
+        finally:
+            self.over(name)
+
+    def over(self, name: str) -> None:
+        k = self.index.get(name)
+        if k is None:
+            return
+        with self.cond:
+            self.ended.add(k)
+            while self.next in self.ended:
+                self.next += 1
+            self.cond.notify_all()
+
+
 class CreateRun:
     """The per-run context of creating guests: made once per run by ``guests.ensure_guests``
     (or by a single ``guests.apply``), passed explicitly down to the forked child, closed by
@@ -782,9 +816,14 @@ class CreateRun:
 
     - The batch's clean mount namespace (a :class:`MountTemplate`): made on first use,
       shared by every guest the run creates.
-    - For the guest being created (between :meth:`begin` and :meth:`end`): the namespace
-      files its child joins (its ``share`` sources, opened before the fork) and the
-      template's fd when it gets a mount namespace of its own.
+    - The reaper the batch's inits exec, and the fork server of a big run.
+    - For each guest being created, a :class:`forkserver.ChildRun` (:meth:`begin`): the
+      namespace files its child joins (its ``share`` sources, opened before the fork), the
+      template's fd when it gets a mount namespace of its own, its cgroup.procs files.
+
+    Guests of one run may be made by several threads at once (guests.create_many): what the
+    run makes on first use is made under its lock, and one request at a time goes to the
+    fork server.
     """
 
     def __init__(self, registry: reg.Registry, expected: int = 1):
@@ -792,10 +831,13 @@ class CreateRun:
         self.expected = expected  # guests the run will create at most: a fork server from forkserver.MIN_GUESTS on
         self.forkserver = None  # started on the first fork of a big run; False: not to be had here
         self.template = None
-        self.share_fds = []  # (type, fd) of the guest being created, in the table's order
-        self.mnt_template_fd = -1  # the template, when the guest being created unshares mnt
         self.reaper = None  # (path, fd) of the reaper the batch's inits exec
-        self.cgroup_procs = []  # the cgroup.procs files the child of the guest being created joins first
+        self.turns = None  # the task's order while guests are made at the same time (a Turns)
+        self._lock = threading.Lock()
+
+    def turn(self, name: str):
+        """Wait for ``name``'s turn to reserve its context id (no wait unless guests are made together)."""
+        return self.turns.of(name) if self.turns is not None else contextlib.nullcontext()
 
     def reaper_fd(self, path: str) -> int:
         """The fd the batch's inits exec the host's reaper ``path`` from (fexecve).
@@ -809,74 +851,94 @@ class CreateRun:
         cost each idle guest ~700 KiB of memory that is now page cache shared with the
         host).  A dynamically linked reaper would load its libraries from the guest's
         root anyway: it is exec'd from the host's file, as before (docs/security.md)."""
-        if self.reaper is None:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if sc.elf_is_static(fd):
-                    sealed = sc.sealed_copy(path, os.path.basename(path))
+        with self._lock:
+            if self.reaper is None:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    if sc.elf_is_static(fd):
+                        sealed = sc.sealed_copy(path, os.path.basename(path))
+                        os.close(fd)
+                        fd = sealed
+                except BaseException:
                     os.close(fd)
-                    fd = sealed
-            except BaseException:
-                os.close(fd)
-                raise
-            self.reaper = (path, fd)
-        return self.reaper[1]
+                    raise
+                self.reaper = (path, fd)
+            return self.reaper[1]
 
     def template_fd(self) -> int:
         """The template's namespace file, or -1 when it could not be made."""
-        if self.template is None:
-            self.template = MountTemplate(self.registry)
-        return self.template.fd
+        with self._lock:
+            if self.template is None:
+                self.template = MountTemplate(self.registry)
+            return self.template.fd
 
-    def fork_child(self, spec: Spec, hs: handshake.Handshake, reaper_fd, devnull_fd, needs_init, parent_mnt_id):
+    def _server(self):
+        """The run's fork server, started on first use in a big run; None: not to be had."""
+        with self._lock:
+            if self.forkserver is None:
+                self.forkserver = False
+                if self.expected >= forkserver.MIN_GUESTS:
+                    try:
+                        self.forkserver = forkserver.ForkServer()
+                    except (OSError, GuestError):
+                        pass  # forked here, as in a small run
+            return self.forkserver or None
+
+    def start_together(self, specs) -> bool:
+        """Before guests are made by several threads at once: start what is made on first use
+        (a fork from a process with threads could copy a lock another thread holds).  True when
+        the fork server runs: without it each guest's child is forked from this process, and
+        the guests are made one at a time."""
+        if self._server() is None:
+            return False
+        if any("mnt" in s.namespaces for s in specs) and self.registry.exists():
+            self.template_fd()
+        if any(("pid" in s.namespaces or "pid" in s.share) and not s.init for s in specs):
+            reaper = find_reaper()
+            if reaper:
+                self.reaper_fd(reaper)
+        return True
+
+    def fork_child(self, spec: Spec, hs: handshake.Handshake, child_run: forkserver.ChildRun, reaper_fd, devnull_fd, needs_init,
+                   parent_mnt_id):
         """Fork the child C that makes ``spec``'s guest (:func:`_child_main`): through the
         run's fork server in a big run (:mod:`forkserver`), else from this process."""
-        if self.forkserver is None:
-            self.forkserver = False
-            if self.expected >= forkserver.MIN_GUESTS:
-                try:
-                    self.forkserver = forkserver.ForkServer()
-                except (OSError, GuestError):
-                    pass  # forked here, as in a small run
-        if self.forkserver:
+        server = self._server()
+        if server is not None:
             named = [(end, hs.fd(end)) for end in handshake.CHILD_ENDS]
-            named += [("devnull", devnull_fd), ("template", self.mnt_template_fd), ("reaper", reaper_fd)]
-            named += [("share:" + t, fd) for t, fd in self.share_fds]
+            named += [("devnull", devnull_fd), ("template", child_run.mnt_template_fd), ("reaper", reaper_fd)]
+            named += [("share:" + t, fd) for t, fd in child_run.share_fds]
             fds = {key: fd for key, fd in named if fd >= 0}
             alone = copy.copy(spec)  # without the rest of the task (spec.batch: every spec before it)
             alone.batch, alone.cgroup_run, alone.deferred = {}, None, []
-            child = self.forkserver.fork(alone, reg.Registry(self.registry.state_dir, self.registry.netns_dir), fds,
-                                         self.cgroup_procs, needs_init, parent_mnt_id)
+            with self._lock:  # one request at a time on the server's socket
+                child = server.fork(alone, reg.Registry(self.registry.state_dir, self.registry.netns_dir), fds,
+                                    child_run.cgroup_procs, needs_init, parent_mnt_id)
             if child is not None:
                 return child
         pid = forkserver.fork_for(spec.name)
         if pid == 0:  # pragma: no cover - child
-            _child_main(spec, self.registry, hs, self, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
+            _child_main(spec, self.registry, hs, child_run, reaper_fd, devnull_fd, needs_init, parent_mnt_id)
             os._exit(1)
         return forkserver.Child(pid)
 
-    def begin(self, spec: Spec) -> None:
-        """Open what the child that creates ``spec``'s guest joins."""
-        self.end()
-        for t in sc.NS_TYPES:
-            if t in spec.share:
-                src = spec.share[t]
-                path = src if src.startswith("/") else self.registry.pin_path(src, t)
-                self.share_fds.append((t, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
-        if "mnt" in spec.namespaces and self.registry.exists():
-            self.mnt_template_fd = self.template_fd()
-
-    def end(self) -> None:
-        """Close what :meth:`begin` opened (the template stays for the next guest)."""
-        fds, self.share_fds, self.mnt_template_fd = self.share_fds, [], -1
-        for _t, fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    def begin(self, spec: Spec, cgroup_procs=()) -> forkserver.ChildRun:
+        """Open what the child that creates ``spec``'s guest joins (closed by its ``close()``)."""
+        child_run = forkserver.ChildRun(cgroup_procs)
+        try:
+            for t in sc.NS_TYPES:
+                if t in spec.share:
+                    src = spec.share[t]
+                    path = src if src.startswith("/") else self.registry.pin_path(src, t)
+                    child_run.share_fds.append((t, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+            if "mnt" in spec.namespaces and self.registry.exists():
+                child_run.mnt_template_fd = self.template_fd()
+        except BaseException:
+            child_run.close()
+            raise
+        return child_run
 
     def close(self) -> None:
-        self.end()
         server, self.forkserver = self.forkserver, None
         if server:
             try:

@@ -398,25 +398,31 @@ def test_an_error_prefixed_with_its_guest_keeps_class_and_details():
 
 
 def test_create_run_holds_the_fds_of_one_creation_and_the_batch_template(unit_registry):
-    """guest_create.CreateRun, the per-run context: begin() opens what the creating child
-    joins (share sources, the template for a private mnt), end() closes it and keeps the
-    template for the next guest, close() closes the template; nothing is put on the Spec."""
+    """guest_create.CreateRun, the per-run context: begin() opens what one creating child
+    joins (share sources, the template for a private mnt) in a ChildRun of its own, whose
+    close() closes it and keeps the template for the next guest; the run's close() closes the
+    template; nothing is put on the Spec."""
     r = unit_registry
     one(r, name="cr-a", namespaces=["net", "uts"])
     spec = guest_spec.Spec({"name": "cr-b", "namespaces": ["mnt", "uts"], "share": {"net": "cr-a"}}, r)
     run = guest_create.CreateRun(r)
     try:
-        run.begin(spec)
-        [(nstype, fd)] = run.share_fds
+        child = run.begin(spec, ["/sys/fs/cgroup/pids/x/cgroup.procs"])
+        [(nstype, fd)] = child.share_fds
         assert nstype == "net" and os.fstat(fd).st_ino == r.load("cr-a").pins["net"].ino
-        assert run.mnt_template_fd >= 0 and run.mnt_template_fd == run.template_fd()
+        assert child.mnt_template_fd >= 0 and child.mnt_template_fd == run.template_fd()
+        assert child.cgroup_procs == ["/sys/fs/cgroup/pids/x/cgroup.procs"]
+        other = run.begin(spec)  # a second guest at the same time: fds of its own, the same template
+        assert other.share_fds[0][1] != fd and other.mnt_template_fd == child.mnt_template_fd
         template = run.template
-        run.end()
-        assert run.share_fds == [] and run.mnt_template_fd == -1 and run.template is template
+        child.close()
+        assert child.share_fds == [] and child.mnt_template_fd == -1 and run.template is template
         with pytest.raises(OSError):
             os.fstat(fd)
-        run.begin(guest_spec.Spec({"name": "cr-c", "namespaces": ["net"]}, r))
-        assert run.share_fds == [] and run.mnt_template_fd == -1
+        os.fstat(other.share_fds[0][1])  # the other guest's still open
+        other.close()
+        later = run.begin(guest_spec.Spec({"name": "cr-c", "namespaces": ["net"]}, r))
+        assert later.share_fds == [] and later.mnt_template_fd == -1
     finally:
         run.close()
     assert run.template is None

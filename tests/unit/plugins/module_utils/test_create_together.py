@@ -1,0 +1,182 @@
+"""A big batch's new guests made at the same time (guests._Together): each by a thread of the
+module's, through the fork server; taken in the task's order, context ids in that order, and a
+failure leaving what it leaves when they are made one at a time.  Checked through the kernel's
+view (/proc, mountinfo, the pins, cgroups)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from ansible_collections.linuxns.guests.plugins.module_utils import forkserver, guest_create, guests, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
+from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
+from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, KernelError
+
+pytestmark = pytest.mark.unit
+
+N = forkserver.MIN_GUESTS  # a batch this big has a fork server: its new guests are made together
+
+
+@pytest.fixture
+def overlap(monkeypatch):
+    """The most guests guests.apply was making at one moment, and the names it made."""
+    state = {"now": 0, "most": 0, "applied": []}
+    lock = threading.Lock()
+    real = guests.apply
+
+    def apply(registry, p, *args, **kwargs):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+            state["applied"].append(p.spec.name)
+        try:
+            return real(registry, p, *args, **kwargs)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    monkeypatch.setattr(guests, "apply", apply)
+    return state
+
+
+def _nothing_of(r, names) -> None:
+    """No record, state folder, pin or netns name mounted, cgroup or context id of ``names``."""
+    mounts = open("/proc/self/mountinfo").read().split()
+    for n in names:
+        assert not os.path.exists(r.guest_dir(n)) and r.load(n) is None
+        assert not [m for m in mounts if m.endswith("/" + n) or "/%s/" % n in m], n
+    assert not [d for d, _subdirs, _files in os.walk("/sys/fs/cgroup") if os.path.basename(d) in names]
+    assert not {r.ctx_owner(c) for c in r.used_context_ids()} & set(names)
+
+
+def _made(r, results, names) -> None:
+    """Every guest made for real, in the task's order: its init alive in its own namespaces, pinned."""
+    assert [g["name"] for g in results] == names and all(g["action"] == "create" for g in results)
+    host = {t: os.stat("/proc/self/ns/%s" % t).st_ino for t in ("mnt", "uts", "ipc", "net", "pid")}
+    for res in results:
+        g = res["guest"]
+        assert procfs.process_alive(g["init_pid"], None) and r.load(res["name"]).phase == reg.READY
+        for t, ino in host.items():
+            assert os.stat("/proc/%d/ns/%s" % (g["init_pid"], t)).st_ino == g["namespaces"][t]["inode"] == os.stat(g["namespaces"][t]["pin"]).st_ino != ino
+
+
+def test_a_big_batch_makes_its_new_guests_together_in_the_tasks_order(unit_registry, overlap):
+    r = unit_registry
+    names = ["tg%02d" % i for i in range(N)]
+    entries = [{"name": n} for n in names]
+    check = guests.ensure_guests(r, entries, check_mode=True)
+    assert [g["action"] for g in check["results"]] == ["create"] * N and overlap["applied"] == [] and r.names() == []
+    out = guests.ensure_guests(r, entries)
+    _made(r, out["results"], names)
+    assert overlap["most"] >= 2, overlap  # made at the same time (one at a time before)
+    assert sorted(overlap["applied"]) == names
+    # Context ids in the task's order, as one at a time: the same names get the same ids on every host.
+    ctxs = [g["guest"]["context_id"] for g in out["results"]]
+    assert ctxs == list(range(ctxs[0], ctxs[0] + N)), ctxs
+    assert sorted(out["diff"]["after"]) == names and out["changed"]
+    again = guests.ensure_guests(r, entries)
+    assert not again["changed"] and [g["guest"]["init_pid"] for g in again["results"]] == [g["guest"]["init_pid"] for g in out["results"]]
+
+
+def test_a_failure_mid_batch_leaves_what_one_guest_at_a_time_leaves(unit_registry, overlap, monkeypatch):
+    """Guest m meets a network namespace of another's under its name in the netns folder (an
+    operator's `ip netns add`), found at its last step; the guest after it is made meanwhile.
+    The task fails naming guest m; the guests before it stay; guest m is rolled back, and the one
+    made meanwhile is removed again; the other's namespace is left as it was."""
+    r = unit_registry
+    names = ["tf%02d" % i for i in range(N)]
+    m = 5
+    r.ensure()
+    r.ensure_netns_dir()  # the folder set up as ip netns and the module do: one mount of it
+    theirs = os.path.join(r.netns_dir, names[m])
+    open(theirs, "w").close()
+    sc.mount("/proc/self/ns/net", theirs, None, sc.MS_BIND)  # this process's own network namespace: not the guest's
+    theirs_ino = os.stat(theirs).st_ino
+    removed, seen = [], []
+    real_alias, real_remove = guest_create._make_alias, guests.remove
+
+    def alias(registry, name, meta, run):
+        if name == names[m]:  # until the next guest is made, so that it is there to remove
+            for _attempt in range(1000):
+                after = registry.load(names[m + 1])
+                if after is not None and after.phase == reg.READY:
+                    seen.append(names[m + 1])
+                    break
+                time.sleep(0.01)
+        return real_alias(registry, name, meta, run)
+
+    def remove(registry, name, *args, **kwargs):
+        removed.append(name)
+        return real_remove(registry, name, *args, **kwargs)
+
+    monkeypatch.setattr(guest_create, "_make_alias", alias)
+    monkeypatch.setattr(guests, "remove", remove)
+    try:
+        with pytest.raises(GuestConflict) as failed:
+            guests.ensure_guests(r, [{"name": n} for n in names])
+        assert failed.value.msg.startswith("guest %r: a network namespace named %r already exists in %s and is not this guest's"
+                                           % (names[m], names[m], r.netns_dir)), failed.value.msg
+        assert seen == [names[m + 1]] and names[m + 1] in removed  # made together with guest m, then removed again
+        assert [g["name"] for g in failed.value.details["results"]] == names[:m]
+        assert r.names() == names[:m]
+        for n in names[:m]:
+            assert procfs.process_alive(r.load(n).init_pid, None)
+        _nothing_of(r, names[m + 1:])
+        assert not os.path.exists(r.guest_dir(names[m])) and r.load(names[m]) is None
+        assert r.guest_dir(names[m]) + "/" not in open("/proc/self/mountinfo").read()  # no pin of its
+        assert not [d for d, _subdirs, _files in os.walk("/sys/fs/cgroup") if os.path.basename(d) == names[m]]
+        assert os.stat(theirs).st_ino == theirs_ino  # theirs, untouched
+        assert len(r.used_context_ids()) == m
+        assert overlap["most"] >= 2 and names[-1] not in overlap["applied"]  # no new guest begun after the failure
+    finally:
+        for _attempt in range(8):
+            try:
+                sc.umount2(theirs, sc.MNT_DETACH)
+            except KernelError:
+                break
+        os.unlink(theirs)
+    monkeypatch.setattr(guest_create, "_make_alias", real_alias)
+    out = guests.ensure_guests(r, [{"name": n} for n in names])  # the name free again: a rerun makes the rest
+    assert [g["action"] for g in out["results"]] == ["none"] * m + ["create"] * (N - m)
+    _made(r, out["results"][m:], names[m:])
+
+
+def test_without_threads_a_big_batch_makes_its_guests_one_at_a_time(unit_registry, overlap, monkeypatch):
+    real = threading.Thread.start
+
+    def start(self):
+        if self.name == "linuxns-create":
+            raise RuntimeError("can't start new thread")
+        return real(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    names = ["tw%02d" % i for i in range(N)]
+    out = guests.ensure_guests(unit_registry, [{"name": n} for n in names])
+    _made(unit_registry, out["results"], names)
+    assert overlap["most"] == 1 and overlap["applied"] == names
+
+
+def test_turns_keep_the_tasks_order_and_skip_a_guest_that_gives_its_turn_up():
+    turns = guest_create.Turns(["a", "b", "c"])
+    order = []
+
+    def reserve(name, delay):
+        time.sleep(delay)
+        with turns.of(name):
+            order.append(name)
+
+    threads = [threading.Thread(target=reserve, args=("c", 0)), threading.Thread(target=reserve, args=("b", 0.05))]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)
+    assert order == []  # b and c wait for a
+    turns.over("a")  # a ended without reserving (it failed before): b and c go on, in order
+    for thread in threads:
+        thread.join(10)
+    assert order == ["b", "c"]
+    with turns.of("elsewhere"):  # a guest not of the batch waits for nobody
+        pass
