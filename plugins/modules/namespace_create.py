@@ -51,6 +51,12 @@ options:
         O(autostart), O(services), O(recreate), O(state), O(purge), O(signal_all)), or just a guest name (or context id).
       - Options given at the top level of the task are defaults for every entry.
       - All entries are validated and planned before anything changes.
+      - Then they are carried out in their order, and the task stops at the first entry that fails. The entries
+        before it stay done and are reported in the failure's C(results), the failing guest is rolled back, and
+        nothing of the entries after it is left.
+      - A task that creates 16 guests or more makes its new guests several at a time (as many as the host's CPUs
+        plus one, 2 to 4); the results, the diff and the context ids new guests get are in the entries' order all
+        the same, and a guest after a failing entry that was made meanwhile is removed again.
     type: list
     elements: raw
   context_id:
