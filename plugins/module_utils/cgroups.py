@@ -741,9 +741,7 @@ class GuestCgroup:
                 break
             chain.append((d, ino))
             d = os.path.dirname(d)
-        for d, ino in reversed(chain):
-            if cls._copy_cpuset(d) and ino is not None:
-                _FILLED[d] = ino
+        _FILLED.update((d, ino) for d, ino in reversed(chain) if cls._copy_cpuset(d) and ino is not None)  # top down
 
     @staticmethod
     def _clone_cpusets(pdir: str) -> None:

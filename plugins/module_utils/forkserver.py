@@ -34,6 +34,11 @@ A task with the server makes its new guests several at a time, each from a threa
 module (guests._Together): the requests still go one at a time (the run's lock,
 guest_create.CreateRun), and the server forks in the order they come.  Each C still gets the
 fds of its own guest alone.  When the server dies, the C of every guest under way dies with it.
+
+For a guest with a PID namespace of its own and no user or time namespace (:func:`born_init`)
+the server forks C as the first process of a new PID namespace, and C is the guest's init: one
+fork a guest instead of two (C forking the init I, then exiting; at 10,000 guests the
+children's forks, copy-on-write faults, exits and execs were ~26 % of the create's CPU).
 """
 
 from __future__ import annotations
@@ -71,12 +76,29 @@ def fork_for(name: str) -> int:
                           % (name, sc.errno_text(exc.errno), hint), errno=exc.errno) from None
 
 
+def born_init(spec) -> bool:
+    """Whether the server forks ``spec``'s child C as the first process of a PID namespace of its
+    own, so that C is the guest's init and forks none (one fork a guest instead of two).  Not for
+    a guest with a user namespace, or one that shares another's: its PID namespace must belong to
+    that user namespace, made (or joined) by C first; nor one with a time namespace, which (as a
+    PID namespace) only the children of the process that makes it enter."""
+    return ("pid" in spec.namespaces and "user" not in spec.namespaces and "user" not in spec.share
+            and "time" not in spec.namespaces)
+
+
 class Child:
     """The child C that makes one guest's namespaces, as the module sees it: its own
-    child (forked by the module), or the server's (a pidfd)."""
+    child (forked by the module), or the server's (a pidfd).  ``is_init``: C is the guest's
+    init itself (:func:`born_init`): it is not waited for once the guest is made."""
 
-    def __init__(self, pid: int, pidfd: int = -1):
-        self.pid, self.pidfd = pid, pidfd
+    def __init__(self, pid: int, pidfd: int = -1, is_init: bool = False):
+        self.pid, self.pidfd, self.is_init = pid, pidfd, is_init
+
+    def release(self) -> None:
+        """Done with C without waiting for it (the guest's init goes on)."""
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
 
     def kill(self) -> None:
         try:
@@ -126,9 +148,10 @@ class ForkServer:
         self.sock = ours
 
     def fork(self, spec, registry, fds: dict, cgroup_procs, needs_init: bool, parent_mnt_id):
-        """Have the server fork the child C of ``spec``'s guest (a :class:`Child`); ``fds``:
-        name -> fd it gets.  None, with nothing sent, when the request is too big for one
-        datagram (:data:`MAX_SENT`): the caller forks that child itself."""
+        """Have the server fork the child C of ``spec``'s guest (a :class:`Child`; C is the
+        guest's init when :func:`born_init` says so); ``fds``: name -> fd it gets.  None, with
+        nothing sent, when the request is too big for one datagram (:data:`MAX_SENT`): the
+        caller forks that child itself."""
         names = list(fds)  # in the caller's order: its shares in the order C joins them
         request = pickle.dumps((spec, registry, names, list(cgroup_procs), needs_init, parent_mnt_id))
         if len(request) > MAX_SENT:
@@ -148,7 +171,7 @@ class ForkServer:
             for fd in got:
                 os.close(fd)
             enter.raise_payload(value)
-        return Child(value, got[0])
+        return Child(value, got[0], is_init=needs_init and born_init(spec))
 
     def close(self) -> None:
         """End the server (it reaps its children and exits); errors of its own raised."""
@@ -193,15 +216,33 @@ def _fork_one(request: bytes, fds: list):  # pragma: no cover - the server (a cl
     hs = handshake.Handshake.child_ends({k: named[k] for k in handshake.CHILD_ENDS})
     shares = [(n.split(":", 1)[1], fd) for n, fd in zip(names, fds) if n.startswith("share:")]  # in the run's order
     run = ChildRun(cgroup_procs, named.get("template", -1), shares)
-    pid = fork_for(spec.name)
+    first = needs_init and born_init(spec)
+    if first:
+        sc.unshare_one("pid")  # the next child is the first process of a new PID namespace: its init
+    pid = -1
+    try:
+        pid = fork_for(spec.name)
+    finally:
+        if first and pid != 0:  # the server's next children in its own PID namespace again
+            _own_pid_ns()
     if pid == 0:
         try:
             enter.close_fds_except(set(fds) | {0, 1, 2})  # the server's socket and pipes: not C's
             guest_create._child_main(spec, registry, hs, run, named.get("reaper", -1), named["devnull"], needs_init,
-                                     parent_mnt_id)
+                                     parent_mnt_id, born_init=first)
         finally:
             os._exit(1)
     return pid, os.pidfd_open(pid)
+
+
+def _own_pid_ns() -> None:  # pragma: no cover - the server (a clone)
+    """After an unshare(CLONE_NEWPID): this process's children in its own PID namespace again
+    (setns into one's own active PID namespace is allowed, and makes it the children's)."""
+    fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.setns(fd, "pid")
+    finally:
+        os.close(fd)
 
 
 def serve(sock_fd: int) -> None:  # pragma: no cover - the server (a clone)

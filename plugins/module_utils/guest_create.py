@@ -396,8 +396,10 @@ class MountTemplate:
 
 
 def _child_main(spec, registry, hs: handshake.Handshake, child_run: forkserver.ChildRun, reaper_fd, devnull_fd, needs_init,
-                parent_mnt_id) -> None:  # pragma: no cover - forked child
-    """Process C: make the namespaces (joining what ``child_run`` opened for it); fork the init I when there is one."""
+                parent_mnt_id, born_init: bool = False) -> None:  # pragma: no cover - forked child
+    """Process C: make the namespaces (joining what ``child_run`` opened for it); fork the init I when there is one.
+    ``born_init``: C was forked as the first process of the guest's new PID namespace (forkserver.born_init):
+    it is the init itself and forks none."""
     hs.child_side()
     try:
         sc.set_pdeathsig(signal.SIGKILL)
@@ -421,7 +423,7 @@ def _child_main(spec, registry, hs: handshake.Handshake, child_run: forkserver.C
             if t != "user":
                 sc.setns(fd, t)
         for t in spec.namespaces:
-            if t != "user":
+            if t != "user" and not (t == "pid" and born_init):
                 sc.unshare_one(t)
         if "mnt" in spec.namespaces:
             _newer_mnt_ns(spec.name, parent_mnt_id)
@@ -440,16 +442,19 @@ def _child_main(spec, registry, hs: handshake.Handshake, child_run: forkserver.C
             hs.send(handshake.Step.READY, pid=os.getpid())
             hs.wait_done()  # the parent pinned us (or died)
             os._exit(0)
-        child = os.fork()
-        if child:
-            hs.send(handshake.Step.INIT, pid=child)
-            os._exit(0)
-        # Process I: the guest's PID 1 (or its reaper when pid is shared).
+        if not born_init:
+            child = os.fork()
+            if child:
+                hs.send(handshake.Step.INIT, pid=child)
+                os._exit(0)
+        # Process I: the guest's PID 1 (or its reaper when pid is shared); C itself when born_init.
         if "mnt" in spec.namespaces:
             _root_step(spec, hs)
             _setup_mounts(spec, registry, pid_private)
         hs.send(handshake.Step.READY)
         hs.wait_go()  # exits when the parent died before the guest was recorded
+        if born_init:
+            sc.set_pdeathsig(0)  # the guest is recorded: its init outlives the fork server
         status_w = hs.status_fd()
         os.setsid()
         for fd in (0, 1, 2):
@@ -612,8 +617,13 @@ def _create_processes(registry, spec, meta, run, create_run, cgroup_procs) -> No
             hs.close()
             raise
         pid = child.pid
+        made = False  # the guest's init runs: a child that is the init itself is not waited for
         try:
             hs.parent_side()
+            if child.is_init:  # C is the init (forkserver.born_init): recorded as INIT records one
+                run.init_pid, run.init_start = pid, procfs.proc_start_time(pid)
+                meta.init_pid, meta.init_start = run.init_pid, run.init_start
+                registry.save(meta)
             faults.crash_point(faults.Step.FORKED)
             target = None
             root_pending = False  # the ROOT step of the init came before its INIT
@@ -664,6 +674,7 @@ def _create_processes(registry, spec, meta, run, create_run, cgroup_procs) -> No
                 err = hs.go()
                 if err:
                     raise GuestError("guest %r: %s" % (name, err))
+                made = True
             else:
                 hs.done()
         except BaseException:
@@ -676,7 +687,10 @@ def _create_processes(registry, spec, meta, run, create_run, cgroup_procs) -> No
             raise
         finally:
             hs.close()  # a child still waiting for the parent reads EOF and exits
-            child.wait()
+            if made and child.is_init:
+                child.release()
+            else:
+                child.wait()
     finally:
         if child_run is not None:
             child_run.close()

@@ -196,3 +196,67 @@ def test_a_fork_that_fails_leaves_no_fd_open(unit_registry, monkeypatch):
         guests.ensure_guests(unit_registry, [{"name": "fsx"}])
     assert sorted(os.listdir("/proc/self/fd")) == fds  # the handshake's four pipes closed (they stayed open before)
     assert not os.path.exists(unit_registry.guest_dir("fsx")) and "fsx" not in open("/proc/self/mountinfo").read()
+
+
+@pytest.fixture
+def children(monkeypatch):
+    """The children C the fork servers forked during the test, as the module got them."""
+    got = []
+    real = forkserver.ForkServer.fork
+
+    def fork(self, *args, **kwargs):
+        child = real(self, *args, **kwargs)
+        if child is not None:
+            got.append(child)
+        return child
+
+    monkeypatch.setattr(forkserver.ForkServer, "fork", fork)
+    return got
+
+
+def _nspid(pid: int) -> list:
+    """The pid of ``pid`` in each PID namespace it is in, the host's first (/proc/PID/status NSpid)."""
+    with open("/proc/%d/status" % pid) as f:
+        return [int(v) for line in f if line.startswith("NSpid:") for v in line.split()[1:]]
+
+
+def test_the_server_forks_each_guests_init_itself(unit_registry, children):
+    """One fork a guest: the server forks C as the first process of the guest's new PID
+    namespace, and C is the init (it forked the init from C before: two forks a guest)."""
+    names = ["fsi%02d" % i for i in range(N)]
+    out = guests.ensure_guests(unit_registry, [{"name": n} for n in names])
+    _check_made(unit_registry, out, names)
+    inits = [g["guest"]["init_pid"] for g in out["results"]]
+    assert sorted(c.pid for c in children) == sorted(inits) and all(c.is_init for c in children)
+    for pid in inits:
+        assert _nspid(pid)[1:] == [1]  # PID 1 of a namespace right below the host's
+    assert len({os.stat("/proc/%d/ns/pid" % pid).st_ino for pid in inits}) == N
+    again = guests.ensure_guests(unit_registry, [{"name": n} for n in names])
+    assert not again["changed"] and [g["guest"]["init_pid"] for g in again["results"]] == inits
+
+
+def test_a_mixed_batch_gives_each_guest_a_pid_namespace_of_its_own_below_the_hosts(unit_registry, children):
+    """Guests whose C the server forks into a new PID namespace, between guests whose C forks
+    the init (a time namespace: it, like a PID namespace, is for the children of the process
+    that makes it): after each, the server's next child is born in the server's own PID
+    namespace again - never in the guest before's."""
+    entries = []
+    for i in range(N):
+        if i % 2:
+            entries.append({"name": "fsm%02d" % i, "namespaces": ["mnt", "uts", "pid", "time"]})
+        else:
+            entries.append({"name": "fsm%02d" % i})
+    out = guests.ensure_guests(unit_registry, entries)
+    assert [g["action"] for g in out["results"]] == ["create"] * N
+    host_pid_ns = os.stat("/proc/self/ns/pid").st_ino
+    seen = set()
+    for entry, res in zip(entries, out["results"]):
+        pid = res["guest"]["init_pid"]
+        assert procfs.process_alive(pid, None)
+        assert _nspid(pid)[1:] == [1], (entry, _nspid(pid))  # one level below the host's, its PID 1
+        ino = os.stat("/proc/%d/ns/pid" % pid).st_ino
+        assert ino != host_pid_ns and ino not in seen
+        seen.add(ino)
+        is_init = [c.is_init for c in children if c.pid == pid]
+        assert is_init == ([True] if "time" not in entry.get("namespaces", []) else []), entry  # a time guest's init is C's child
+    assert len(children) == N
