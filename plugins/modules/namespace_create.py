@@ -56,7 +56,8 @@ options:
         nothing of the entries after it is left.
       - A task that creates 16 guests or more makes its new guests several at a time (as many as the host's CPUs
         plus one, 2 to 4); the results, the diff and the context ids new guests get are in the entries' order all
-        the same, and a guest after a failing entry that was made meanwhile is removed again.
+        the same, and a guest after a failing entry that was made meanwhile is removed again (its context id stays
+        kept for it in O(table_dir), as for any removed guest).
     type: list
     elements: raw
   context_id:

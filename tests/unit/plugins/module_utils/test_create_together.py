@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import forkserver, guest_create, guests, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import forkserver, guest_create, guests, persist, procfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, KernelError
@@ -131,6 +131,9 @@ def test_a_failure_mid_batch_leaves_what_one_guest_at_a_time_leaves(unit_registr
         assert not [d for d, _subdirs, _files in os.walk("/sys/fs/cgroup") if os.path.basename(d) == names[m]]
         assert os.stat(theirs).st_ino == theirs_ino  # theirs, untouched
         assert len(r.used_context_ids()) == m
+        # the guest made meanwhile keeps the context id it was given, as any removed guest does
+        kept = persist.Kept(persist.resolve_table_dir(r.state_dir), names[m + 1]).read_context_id()
+        assert kept is not None and kept not in r.used_context_ids()
         assert overlap["most"] >= 2 and names[-1] not in overlap["applied"]  # no new guest begun after the failure
     finally:
         for _attempt in range(8):
