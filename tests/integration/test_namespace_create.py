@@ -224,6 +224,48 @@ def test_list_form_many_guests_and_paramiko(clean_hosts, converge, lab_exec):
     assert not set(names) & set(netns_names(lab_exec)) and not set(names) & set(guest_names(lab_exec))
 
 
+NSPID_AND_FDS = r"""
+import json, os, sys
+out = {}
+for pid in sys.argv[1:]:
+    with open("/proc/%s/status" % pid) as f:
+        nspid = [int(v) for line in f if line.startswith("NSpid:") for v in line.split()[1:]]
+    fds = [os.readlink("/proc/%s/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%s/fd" % pid)]
+    out[pid] = {"nspid": nspid, "fds": fds, "pidns": os.stat("/proc/%s/ns/pid" % pid).st_ino, "comm": open("/proc/%s/comm" % pid).read().strip()}
+print(json.dumps(out))
+"""
+
+
+def test_a_big_list_of_default_guests_is_made_together_each_init_pid_1_of_its_own(clean_hosts, converge, lab_exec):
+    # As many as make the module start its fork server (forkserver.MIN_GUESTS) and make its new
+    # guests together, with the default namespaces: each guest's init is forked by the server
+    # straight into the guest's new PID namespace (one fork a guest), through the AnsiballZ
+    # payload over ssh.
+    many = forkserver.MIN_GUESTS + 4
+    names = ["it-tog%02d" % i for i in range(many)]
+    conv = converge({MOD: {"guests": names}})
+    assert [g["name"] for g in conv.first["guests"]] == names and all(g["action"] == "create" for g in conv.first["guests"])
+    assert [g["name"] for g in conv.check["guests"]] == names and not any(g["changed"] for g in conv.second["guests"])
+    ctxs = [g["guest"]["context_id"] for g in conv.first["guests"]]
+    assert ctxs == sorted(ctxs) and len(set(ctxs)) == many  # in the task's order, as one at a time
+    inits = [g["guest"]["init_pid"] for g in conv.first["guests"]]
+    seen = json.loads(lab_exec("lab1", ["/usr/bin/python3", "-c", NSPID_AND_FDS] + [str(p) for p in inits]).stdout)
+    host_pidns = int(sh(lab_exec, "lab1", "stat -L -c %i /proc/self/ns/pid").stdout)
+    for g, pid in zip(conv.first["guests"], inits):
+        view = seen[str(pid)]
+        assert view["nspid"][1:] == [1] and view["comm"] == "memfd:catatonit", view  # PID 1 right below the host's
+        assert view["pidns"] == g["guest"]["namespaces"]["pid"]["inode"] != host_pidns
+        assert not [fd for fd in view["fds"] if fd.startswith(("socket:", "pipe:"))], view  # no fd of the server's or the module's
+    assert len({v["pidns"] for v in seen.values()}) == many
+    assert set(names) <= set(netns_names(lab_exec)) and set(names) <= set(guest_names(lab_exec))
+    left = sh(lab_exec, "lab1", "for p in /proc/[0-9]*; do readlink $p/exe; done 2>/dev/null | grep -c memfd:linuxns:python || true")
+    assert left.stdout.strip() == "0", left.stdout  # the server ended with its task
+    rm = converge({MOD: {"guests": names, "state": "absent"}})
+    assert all(g["action"] == "remove" for g in rm.first["guests"])
+    assert not set(names) & set(netns_names(lab_exec)) and not set(names) & set(guest_names(lab_exec))
+    assert all(lab_exec("lab1", ["kill", "-0", str(pid)], check=False).returncode != 0 for pid in inits)
+
+
 def test_return_unchanged_false_returns_what_changed_and_still_checks_every_guest(clean_hosts, ansible_playbook, converge, lab_exec):
     names = ["it-brief%d" % i for i in range(3)]
     try:
