@@ -835,7 +835,7 @@ class CreateRun:
       namespace files its child joins (its ``share`` sources, opened before the fork), the
       template's fd when it gets a mount namespace of its own, its cgroup.procs files.
 
-    Guests of one run may be made by several threads at once (guests.create_many): what the
+    Guests of one run may be made by several threads at once (guests._Together): what the
     run makes on first use is made under its lock, and one request at a time goes to the
     fork server.
     """

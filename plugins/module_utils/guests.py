@@ -314,7 +314,7 @@ REMOVE_BATCH = 4096
 
 
 def _apply_plans(registry, plans, check_mode, results, before, after, kept=None, create_run=None):
-    together = _Together(registry, kept, create_run)  # new guests made at the same time (create_many)
+    together = _Together(registry, kept, create_run)  # new guests made at the same time
     try:
         return _apply_in_order(registry, plans, check_mode, results, before, after, kept, create_run, together)
     finally:
