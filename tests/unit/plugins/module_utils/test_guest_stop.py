@@ -150,8 +150,18 @@ def test_shared_namespace_lives_on_with_the_guest_sharing_it(unit_registry, toke
 WAIT_FOR_THE_OTHER = """#!/bin/sh
 # PID 1 of guest {me}: on SIGTERM it says so, then exits cleanly only once {other} got its SIGTERM too
 trap 'touch {dir}/{me}.term; while [ ! -e {dir}/{other}.term ]; do sleep 0.05; done; touch {dir}/{me}.clean; exit 0' TERM
+touch {dir}/{me}.ready
 while :; do sleep 0.1; done
 """
+
+
+def wait_ready(tmp_path, names) -> None:
+    """Until each WAIT_FOR_THE_OTHER script has set its trap: a SIGTERM before that ends the shell
+    at once, without a word (the removal came right after the start: failed once in CI)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all((tmp_path / ("%s.ready" % n)).exists() for n in names):
+        time.sleep(0.01)
+    assert all((tmp_path / ("%s.ready" % n)).exists() for n in names), sorted(p.name for p in tmp_path.iterdir())
 
 
 def test_a_batch_removal_signals_every_init_before_waiting_for_one(unit_registry, tmp_path):
@@ -169,6 +179,7 @@ def test_a_batch_removal_signals_every_init_before_waiting_for_one(unit_registry
                                          for n in pair])
     inits = {n: (unit_registry.load(n).init_pid, unit_registry.load(n).init_start) for n in pair}
     assert all(procfs.process_alive(*i) for i in inits.values())
+    wait_ready(tmp_path, pair)
     out = guests.ensure_guests(unit_registry, [{"name": n, "state": "absent"} for n in pair])
     assert [r["action"] for r in out["results"]] == ["remove", "remove"]
     assert unit_registry.names() == []
@@ -191,6 +202,7 @@ def test_a_batch_removal_signals_every_init_less_guests_processes_before_waiting
     index = guest_stop.ProcIndex()
     members = {n: index.members(unit_registry.load(n)) - {reapers[n][0]} for n in pair}
     assert all(members.values()), members  # the script (and its sleep), in the guest's pid namespace
+    wait_ready(tmp_path, pair)
     out = guests.ensure_guests(unit_registry, [{"name": n, "state": "absent"} for n in pair])
     assert [r["action"] for r in out["results"]] == ["remove", "remove"]
     assert unit_registry.names() == []
