@@ -83,7 +83,7 @@ def born_init(spec) -> bool:
     that user namespace, made (or joined) by C first; nor one with a time namespace, which (as a
     PID namespace) only the children of the process that makes it enter."""
     return ("pid" in spec.namespaces and "user" not in spec.namespaces and "user" not in spec.share
-            and "time" not in spec.namespaces)
+            and "time" not in spec.namespaces)  # a PID namespace of its own: the guest has an init (needs_init)
 
 
 class Child:
@@ -171,7 +171,7 @@ class ForkServer:
             for fd in got:
                 os.close(fd)
             enter.raise_payload(value)
-        return Child(value, got[0], is_init=needs_init and born_init(spec))
+        return Child(value, got[0], is_init=born_init(spec))
 
     def close(self) -> None:
         """End the server (it reaps its children and exits); errors of its own raised."""
@@ -216,7 +216,7 @@ def _fork_one(request: bytes, fds: list):  # pragma: no cover - the server (a cl
     hs = handshake.Handshake.child_ends({k: named[k] for k in handshake.CHILD_ENDS})
     shares = [(n.split(":", 1)[1], fd) for n, fd in zip(names, fds) if n.startswith("share:")]  # in the run's order
     run = ChildRun(cgroup_procs, named.get("template", -1), shares)
-    first = needs_init and born_init(spec)
+    first = born_init(spec)
     if first:
         sc.unshare_one("pid")  # the next child is the first process of a new PID namespace: its init
     pid = -1

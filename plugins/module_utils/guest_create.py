@@ -596,15 +596,25 @@ def create(registry: reg.Registry, spec: Spec, create_run: CreateRun, context_id
         raise
 
 
+def _needs_init(spec: Spec) -> bool:
+    """Whether the guest gets an init (its own or a shared PID namespace, or an init program)."""
+    return "pid" in spec.namespaces or "pid" in spec.share or spec.init is not None
+
+
+def _needs_reaper(spec: Spec) -> bool:
+    """Whether the guest's init is the reaper (an init without an init program of the user's)."""
+    return _needs_init(spec) and not spec.init
+
+
 def _create_processes(registry, spec, meta, run, create_run, cgroup_procs) -> None:
     name = spec.name
-    needs_init = "pid" in spec.namespaces or "pid" in spec.share or spec.init is not None
+    needs_init = _needs_init(spec)
     reaper_fd = -1
     devnull_fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
     child_run = None
     try:
         child_run = create_run.begin(spec, cgroup_procs)
-        if needs_init and not spec.init:
+        if _needs_reaper(spec):
             reaper = find_reaper()
             meta.reaper = reaper or "python"
             if reaper:
@@ -905,9 +915,9 @@ class CreateRun:
         the guests are made one at a time."""
         if self._server() is None:
             return False
-        if any("mnt" in s.namespaces for s in specs) and self.registry.exists():
+        if any(self._joins_template(s) for s in specs):
             self.template_fd()
-        if any(("pid" in s.namespaces or "pid" in s.share) and not s.init for s in specs):
+        if any(_needs_reaper(s) for s in specs):
             reaper = find_reaper()
             if reaper:
                 self.reaper_fd(reaper)
@@ -936,6 +946,10 @@ class CreateRun:
             os._exit(1)
         return forkserver.Child(pid)
 
+    def _joins_template(self, spec: Spec) -> bool:
+        """Whether ``spec``'s child joins the batch's clean mount namespace before it unshares its own."""
+        return "mnt" in spec.namespaces and self.registry.exists()
+
     def begin(self, spec: Spec, cgroup_procs=()) -> forkserver.ChildRun:
         """Open what the child that creates ``spec``'s guest joins (closed by its ``close()``)."""
         child_run = forkserver.ChildRun(cgroup_procs)
@@ -945,7 +959,7 @@ class CreateRun:
                     src = spec.share[t]
                     path = src if src.startswith("/") else self.registry.pin_path(src, t)
                     child_run.share_fds.append((t, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
-            if "mnt" in spec.namespaces and self.registry.exists():
+            if self._joins_template(spec):
                 child_run.mnt_template_fd = self.template_fd()
         except BaseException:
             child_run.close()
