@@ -173,6 +173,34 @@ def unit_registry(tmp_path, monkeypatch):
     shutil.rmtree(str(tmp_path), ignore_errors=True)
 
 
+def _made_for_real(registry, results, names) -> None:
+    """Every guest of ``results`` (a task's results, in its order: ``names``) made for real: recorded
+    ready, its init alive in its own namespaces (pinned), in its own cgroup, holding no fd but its own
+    (no socket or pipe of the fork server or the module)."""
+    from ansible_collections.linuxns.guests.plugins.module_utils import procfs
+    from ansible_collections.linuxns.guests.plugins.module_utils.registry import READY
+
+    assert [g["name"] for g in results] == names and all(g["action"] == "create" for g in results)
+    host = {t: os.stat("/proc/self/ns/%s" % t).st_ino for t in ("mnt", "uts", "ipc", "net", "pid")}
+    for res in results:
+        g = res["guest"]
+        pid = g["init_pid"]
+        assert procfs.process_alive(pid, None) and registry.load(res["name"]).phase == READY
+        for t, ino in host.items():
+            assert os.stat("/proc/%d/ns/%s" % (pid, t)).st_ino == g["namespaces"][t]["inode"] == os.stat(g["namespaces"][t]["pin"]).st_ino != ino
+        with open("/proc/%d/cgroup" % pid) as f:
+            cgroups = f.read()
+        assert all(line.endswith("/" + res["name"]) for line in cgroups.splitlines() if ":memory:" in line or ":pids:" in line), cgroups
+        links = [os.readlink("/proc/%d/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%d/fd" % pid)]
+        assert not [link for link in links if link.startswith(("socket:", "pipe:"))], links
+
+
+@pytest.fixture
+def made_for_real():
+    """The check that a task's new guests were made for real (``check(registry, results, names)``)."""
+    return _made_for_real
+
+
 @pytest.fixture
 def busybox_root(tmp_path):
     """A minimal guest root folder with busybox-static and its applet links."""

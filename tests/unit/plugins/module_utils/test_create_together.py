@@ -53,25 +53,14 @@ def _nothing_of(r, names) -> None:
     assert not {r.ctx_owner(c) for c in r.used_context_ids()} & set(names)
 
 
-def _made(r, results, names) -> None:
-    """Every guest made for real, in the task's order: its init alive in its own namespaces, pinned."""
-    assert [g["name"] for g in results] == names and all(g["action"] == "create" for g in results)
-    host = {t: os.stat("/proc/self/ns/%s" % t).st_ino for t in ("mnt", "uts", "ipc", "net", "pid")}
-    for res in results:
-        g = res["guest"]
-        assert procfs.process_alive(g["init_pid"], None) and r.load(res["name"]).phase == reg.READY
-        for t, ino in host.items():
-            assert os.stat("/proc/%d/ns/%s" % (g["init_pid"], t)).st_ino == g["namespaces"][t]["inode"] == os.stat(g["namespaces"][t]["pin"]).st_ino != ino
-
-
-def test_a_big_batch_makes_its_new_guests_together_in_the_tasks_order(unit_registry, overlap):
+def test_a_big_batch_makes_its_new_guests_together_in_the_tasks_order(unit_registry, overlap, made_for_real):
     r = unit_registry
     names = ["tg%02d" % i for i in range(N)]
     entries = [{"name": n} for n in names]
     check = guests.ensure_guests(r, entries, check_mode=True)
     assert [g["action"] for g in check["results"]] == ["create"] * N and overlap["applied"] == [] and r.names() == []
     out = guests.ensure_guests(r, entries)
-    _made(r, out["results"], names)
+    made_for_real(r, out["results"], names)
     assert overlap["most"] >= 2, overlap  # made at the same time (one at a time before)
     assert sorted(overlap["applied"]) == names
     # Context ids in the task's order, as one at a time: the same names get the same ids on every host.
@@ -82,7 +71,7 @@ def test_a_big_batch_makes_its_new_guests_together_in_the_tasks_order(unit_regis
     assert not again["changed"] and [g["guest"]["init_pid"] for g in again["results"]] == [g["guest"]["init_pid"] for g in out["results"]]
 
 
-def test_a_failure_mid_batch_leaves_what_one_guest_at_a_time_leaves(unit_registry, overlap, monkeypatch):
+def test_a_failure_mid_batch_leaves_what_one_guest_at_a_time_leaves(unit_registry, overlap, monkeypatch, made_for_real):
     """Guest m meets a network namespace of another's under its name in the netns folder (an
     operator's `ip netns add`), found at its last step; the guest after it is made meanwhile.
     The task fails naming guest m; the guests before it stay; guest m is rolled back, and the one
@@ -145,10 +134,10 @@ def test_a_failure_mid_batch_leaves_what_one_guest_at_a_time_leaves(unit_registr
     monkeypatch.setattr(guest_create, "_make_alias", real_alias)
     out = guests.ensure_guests(r, [{"name": n} for n in names])  # the name free again: a rerun makes the rest
     assert [g["action"] for g in out["results"]] == ["none"] * m + ["create"] * (N - m)
-    _made(r, out["results"][m:], names[m:])
+    made_for_real(r, out["results"][m:], names[m:])
 
 
-def test_without_threads_a_big_batch_makes_its_guests_one_at_a_time(unit_registry, overlap, monkeypatch):
+def test_without_threads_a_big_batch_makes_its_guests_one_at_a_time(unit_registry, overlap, monkeypatch, made_for_real):
     real = threading.Thread.start
 
     def start(self):
@@ -159,7 +148,7 @@ def test_without_threads_a_big_batch_makes_its_guests_one_at_a_time(unit_registr
     monkeypatch.setattr(threading.Thread, "start", start)
     names = ["tw%02d" % i for i in range(N)]
     out = guests.ensure_guests(unit_registry, [{"name": n} for n in names])
-    _made(unit_registry, out["results"], names)
+    made_for_real(unit_registry, out["results"], names)
     assert overlap["most"] == 1 and overlap["applied"] == names
 
 

@@ -58,29 +58,11 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def _check_made(r, out, names):
-    """Every guest made for real: its init alive in its own namespaces (pinned), in its own cgroup,
-    holding no fd but its own (no socket or pipe of the server or the module)."""
-    assert [g["name"] for g in out["results"]] == names and all(g["action"] == "create" for g in out["results"])
-    mine = {t: os.stat("/proc/self/ns/%s" % t).st_ino for t in ("mnt", "uts", "ipc", "net", "pid")}
-    for res in out["results"]:
-        g = res["guest"]
-        pid = g["init_pid"]
-        assert procfs.process_alive(pid, None)
-        for t in mine:
-            ino = os.stat("/proc/%d/ns/%s" % (pid, t)).st_ino
-            assert ino == g["namespaces"][t]["inode"] == os.stat(g["namespaces"][t]["pin"]).st_ino != mine[t]
-        cgroups = open("/proc/%d/cgroup" % pid).read()
-        assert all(line.endswith("/" + res["name"]) for line in cgroups.splitlines() if ":memory:" in line or ":pids:" in line), cgroups
-        links = [os.readlink("/proc/%d/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%d/fd" % pid)]
-        assert not [link for link in links if link.startswith(("socket:", "pipe:"))], links
-
-
-def test_a_big_batch_forks_its_guests_children_from_the_fork_server(unit_registry, module_forks, servers):
+def test_a_big_batch_forks_its_guests_children_from_the_fork_server(unit_registry, module_forks, servers, made_for_real):
     r = unit_registry
     names = ["fs%02d" % i for i in range(N)]
     out = guests.ensure_guests(r, [{"name": n} for n in names])
-    _check_made(r, out, names)
+    made_for_real(r, out["results"], names)
     # The module forked the server's clone and the batch's clean mount namespace, not a child per guest
     # (it forked N of them before the server).
     assert len(servers) == 1 and len(module_forks) <= 2, module_forks
@@ -116,33 +98,33 @@ def test_a_batch_sharing_namespaces_joins_them_through_the_fork_server(unit_regi
         assert os.stat("/proc/%d/ns/pid" % pid).st_ino not in (src["namespaces"]["pid"]["inode"], os.stat("/proc/self/ns/pid").st_ino)
 
 
-def test_a_small_batch_forks_its_children_itself(unit_registry, module_forks, servers):
+def test_a_small_batch_forks_its_children_itself(unit_registry, module_forks, servers, made_for_real):
     names = ["fss%d" % i for i in range(3)]
     out = guests.ensure_guests(unit_registry, [{"name": n} for n in names])
-    _check_made(unit_registry, out, names)
+    made_for_real(unit_registry, out["results"], names)
     assert servers == [] and len(module_forks) >= len(names)
 
 
-def test_without_a_fork_server_a_big_batch_forks_its_children_itself(unit_registry, module_forks, monkeypatch):
+def test_without_a_fork_server_a_big_batch_forks_its_children_itself(unit_registry, module_forks, monkeypatch, made_for_real):
     def refused(self):
         raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
 
     monkeypatch.setattr(forkserver.ForkServer, "__init__", refused)
     names = ["fsf%02d" % i for i in range(N)]
     out = guests.ensure_guests(unit_registry, [{"name": n} for n in names])
-    _check_made(unit_registry, out, names)
+    made_for_real(unit_registry, out["results"], names)
     assert len(module_forks) >= N
 
 
-def test_a_request_too_big_for_the_server_has_its_child_forked_by_the_module(unit_registry, module_forks, servers, monkeypatch):
+def test_a_request_too_big_for_the_server_has_its_child_forked_by_the_module(unit_registry, module_forks, servers, monkeypatch, made_for_real):
     monkeypatch.setattr(forkserver, "MAX_SENT", 64)  # every spec is bigger
     names = ["fsb%02d" % i for i in range(N)]
     out = guests.ensure_guests(unit_registry, [{"name": n} for n in names])
-    _check_made(unit_registry, out, names)
+    made_for_real(unit_registry, out["results"], names)
     assert len(servers) == 1 and len(module_forks) >= N + 1 and _gone(servers[0])
 
 
-def test_a_fork_server_killed_mid_batch_fails_the_guests_under_way_and_leaks_nothing(unit_registry, servers, monkeypatch):
+def test_a_fork_server_killed_mid_batch_fails_the_guests_under_way_and_leaks_nothing(unit_registry, servers, monkeypatch, made_for_real):
     r = unit_registry
     names = ["fsk%02d" % i for i in range(N + 2)]
     real = forkserver.ForkServer.fork
@@ -183,7 +165,7 @@ def test_a_fork_server_killed_mid_batch_fails_the_guests_under_way_and_leaks_not
     out = guests.ensure_guests(r, [{"name": n} for n in names])  # a rerun makes the rest, with a new server
     assert [g["action"] for g in out["results"]] == ["none"] * len(made) + ["create"] * (len(names) - len(made))
     assert len(servers) == 2 and _gone(servers[1])
-    _check_made(r, {"results": out["results"][len(made):]}, names[len(made):])
+    made_for_real(r, out["results"][len(made):], names[len(made):])
 
 
 def test_a_fork_that_fails_leaves_no_fd_open(unit_registry, monkeypatch):
@@ -220,12 +202,12 @@ def _nspid(pid: int) -> list:
         return [int(v) for line in f if line.startswith("NSpid:") for v in line.split()[1:]]
 
 
-def test_the_server_forks_each_guests_init_itself(unit_registry, children):
+def test_the_server_forks_each_guests_init_itself(unit_registry, children, made_for_real):
     """One fork a guest: the server forks C as the first process of the guest's new PID
     namespace, and C is the init (it forked the init from C before: two forks a guest)."""
     names = ["fsi%02d" % i for i in range(N)]
     out = guests.ensure_guests(unit_registry, [{"name": n} for n in names])
-    _check_made(unit_registry, out, names)
+    made_for_real(unit_registry, out["results"], names)
     inits = [g["guest"]["init_pid"] for g in out["results"]]
     assert sorted(c.pid for c in children) == sorted(inits) and all(c.is_init for c in children)
     for pid in inits:
