@@ -6,12 +6,13 @@ view (/proc, mountinfo, the pins, cgroups)."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import forkserver, guest_create, guests, persist, procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import faults, forkserver, guest_create, guests, persist, procfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils import syscalls as sc
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, KernelError
@@ -135,6 +136,62 @@ def test_a_failure_mid_batch_leaves_what_one_guest_at_a_time_leaves(unit_registr
     out = guests.ensure_guests(r, [{"name": n} for n in names])  # the name free again: a rerun makes the rest
     assert [g["action"] for g in out["results"]] == ["none"] * m + ["create"] * (N - m)
     made_for_real(r, out["results"][m:], names[m:])
+
+
+def _our_children() -> set:
+    """Pids of this process's live children (it is a child subreaper: a crashed run's orphans come here)."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                out.add(int(entry))
+    return out
+
+
+@pytest.mark.parametrize("step", list(faults.Step))
+def test_a_batch_killed_while_its_guests_are_made_together_converges(unit_registry, overlap, step):
+    """SIGKILL the run when the first of its guests reaches STEP, while the others are at other
+    steps (made together); the next run makes every guest whole, and removing them leaves no
+    record, pin, netns name, cgroup, context id or process of either run."""
+    r = unit_registry
+    names = ["tk%02d" % i for i in range(N + 4)]
+    before = _our_children()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the killed run
+        os.environ[faults.ENV] = step.value
+        try:
+            guests.ensure_guests(reg.Registry(r.state_dir, r.netns_dir), [{"name": n} for n in names])
+        finally:
+            os._exit(3)
+    status = os.waitpid(pid, 0)[1]
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    time.sleep(0.1)
+    left = r.names()
+    assert left, "the killed run reserved no guest"
+    out = guests.ensure_guests(r, [{"name": n} for n in names])
+    assert [g["name"] for g in out["results"]] == names and overlap["most"] >= 2
+    for g in out["results"]:
+        meta = r.load(g["name"])
+        assert meta.phase == reg.READY and reg.health(meta) == [], (g["name"], g["action"], reg.health(meta))
+        assert procfs.process_alive(meta.init_pid, None) and os.stat(meta.pins["net"].path).st_ino == meta.pins["net"].ino
+    again = guests.ensure_guests(r, [{"name": n} for n in names])
+    assert not again["changed"]
+    removed = guests.ensure_guests(r, [{"name": n, "state": "absent"} for n in names])
+    assert removed["changed"] and r.names() == []
+    _nothing_of(r, names)
+    for _attempt in range(50):  # the inits are killed and reaped by the removal; orphans would come here
+        for _child in sc.exited_children():
+            pass
+        leaked = _our_children() - before
+        if not leaked:
+            break
+        time.sleep(0.05)
+    assert not leaked, [(p, open("/proc/%d/cmdline" % p, "rb").read()) for p in leaked]
 
 
 def test_without_threads_a_big_batch_makes_its_guests_one_at_a_time(unit_registry, overlap, monkeypatch, made_for_real):
