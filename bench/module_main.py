@@ -16,6 +16,15 @@ made). The arguments are bench_scale.py's, with return_unchanged: false; BENCH_L
 environment is bench_scale.py's --link-options (JSON, e.g. '{"peer": {"ipv6": false}}'), BENCH_CGROUP_SHARDS
 its --cgroup-shards (the shards below $LINUXNS_CGROUP_PARENT; a teardown leaves the empty folders). A checkout under /tmp
 is not seen by a lab host (its /tmp is its own).
+
+For netns_link, BENCH_SLICE=LO:HI takes the links of guests LO..HI-1 only (two processes with one half
+each, side by side, against one with all: docs/performance.md, "10,000 guests made in under two
+minutes"), and BENCH_STEPS=1 prints the wall time of each step of the links' making (the kernel's
+requests by kind, the plan, the definitions) after main():
+
+    LX="tests/lab/lab.py exec 1 env BENCH_LINK_OPTIONS={\"peer\":{\"ipv6\":false}}"
+    $LX BENCH_STEPS=1 /usr/bin/python3 $PWD/bench/module_main.py $PWD/build netns_link $SITE 10000
+    $LX BENCH_SLICE=0:5000 /usr/bin/python3 ... netns_link $SITE 10000 & $LX BENCH_SLICE=5000:10000 ...; wait
 """
 
 from __future__ import annotations
@@ -41,6 +50,9 @@ def main() -> int:
     if shards:
         bench_scale.CGROUP_SHARDS.update(base=os.environ["LINUXNS_CGROUP_PARENT"], count=shards)
     args = bench_scale.create_args(n, state or "present") if module == "namespace_create" else bench_scale.link_args(n)
+    if module == "netns_link" and os.environ.get("BENCH_SLICE"):
+        lo, hi = (int(x) for x in os.environ["BENCH_SLICE"].split(":"))
+        args["links"] = args["links"][lo:hi]
     args.update(return_unchanged=False, _ansible_check_mode=False, _ansible_diff=False)
     from ansible.module_utils import basic
     from ansible.module_utils.common.text.converters import to_bytes
@@ -48,6 +60,7 @@ def main() -> int:
     basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
     basic._ANSIBLE_PROFILE = "legacy"
     mod = __import__("ansible_collections.linuxns.guests.plugins.modules." + module, fromlist=["main"])
+    steps = StepTimes() if os.environ.get("BENCH_STEPS") and module == "netns_link" else None
     real_stdout = os.dup(1)
     devnull = os.open("/dev/null", os.O_WRONLY)
     os.dup2(devnull, 1)  # the module's JSON result
@@ -61,7 +74,43 @@ def main() -> int:
         os.dup2(real_stdout, 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print("%s main() %.3f s (%s, %d guests; max RSS %d MiB)" % (sys.argv[2], seconds, sys.argv[1], n, peak))
+    if steps is not None:
+        steps.show()
     return 0
+
+
+class StepTimes:
+    """BENCH_STEPS: wall time of each step of netns_link's links (links.py's functions wrapped):
+    its kernel requests by what they do (links._nl's first words), the reads, the plan, the
+    definitions."""
+
+    WRAPPED = ("_find", "_read_back", "_set_ipv6", "keep_link", "plan_links", "apply_plan", "_create")
+
+    def __init__(self):
+        from ansible_collections.linuxns.guests.plugins.module_utils import links
+
+        self.seconds, self.calls = {}, {}
+        self._wrap(links, "_nl", lambda args: "request: " + " ".join(args[0].split(": ", 1)[-1].split()[:2]))
+        for name in self.WRAPPED:
+            self._wrap(links, name, lambda args, name=name: name)
+
+    def _wrap(self, mod, name, key):
+        real = getattr(mod, name)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                k = key(args)
+                self.seconds[k] = self.seconds.get(k, 0.0) + time.perf_counter() - t0
+                self.calls[k] = self.calls.get(k, 0) + 1
+
+        setattr(mod, name, timed)
+
+    def show(self) -> None:
+        for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1]):
+            print("  %-36s %8.3f s %7d calls %8.1f us each" % (k, v, self.calls[k], 1e6 * v / self.calls[k]))
 
 
 if __name__ == "__main__":
