@@ -48,7 +48,7 @@ NLM_F_DUMP = 0x300
 SOL_NETLINK = 270
 NETLINK_GET_STRICT_CHK = 12  # the kernel applies a dump request's filters (Linux 4.20)
 RTM_F_CLONED = 0x200  # a cached exception route (PMTU, redirect), not a route of the table
-RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK = 16, 18, 19
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
@@ -279,6 +279,10 @@ class Reader:
         flag = 0 if up is None else IFF_UP
         head = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, IFF_UP if up else 0, flag)
         self.request(RTM_SETLINK, 0, head + _link_attrs(**attrs), "link #%d" % index)
+
+    def del_link(self, index: int) -> None:
+        """Remove link ``index`` (a veth: with its peer), as ``ip link del`` does."""
+        self.request(RTM_DELLINK, 0, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0), "link #%d" % index)
 
     def address(self, add: bool, index: int, ip, prefixlen: int, nodad: bool = False) -> None:
         """Add (``add``) or remove address ``ip`` (an ipaddress address) / ``prefixlen`` on link

@@ -27,7 +27,11 @@ description:
   - IPv6 addresses are added without duplicate address detection (C(nodad)), so they are usable at once.
   - Everything is validated and planned before anything changes; a link created in this run is removed again
     when a later step for it fails.
-  - Use the list form O(links) to wire hundreds of guests in one task.
+  - Use the list form O(links) to wire hundreds of guests in one task. Consecutive entries that only remove their
+    link are removed together (up to 16 at a time, so that the waits of the kernel after each removal overlap);
+    the results keep the list's order. When one of those removals fails, the task fails naming that entry, with
+    the results of the entries before it; the others removed together with it are gone as well, and the next run
+    reports them unchanged.
   - A link of a guest (or a host link whose veth peer is in a guest) is saved in that guest's definition
     C(TABLE_DIR/NAME/guest.json), so the restore service makes it again at boot; O(state=absent) forgets it
     (C(TABLE_DIR) is the folder M(linuxns.guests.namespace_create) or M(linuxns.guests.namespace_mount) last used, see docs/lifecycle.md).

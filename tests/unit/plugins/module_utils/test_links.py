@@ -3,12 +3,14 @@ guest-to-guest links made in guests of a unit_registry (never on the machine's o
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
+import threading
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import guests, links
+from ansible_collections.linuxns.guests.plugins.module_utils import guests, links, persist, rtnl
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestConflict, GuestNotFound, InvalidInput, KernelError
 
 pytestmark = pytest.mark.unit
@@ -270,6 +272,114 @@ def test_absent_removes_the_link_and_its_peer_only(two_guests):
     assert not links.ensure_links(reg, [absent])["changed"]
     with pytest.raises(InvalidInput, match=r"is a physical interface, not a veth"):
         links.ensure_links(reg, [{"guest": "lk-a", "ifname": "lo", "state": "absent"}])
+
+
+def _many(n):
+    """N veth pairs between the two guests (m0 in lk-a to m0-b in lk-b, ...)."""
+    return [{"guest": "lk-a", "ifname": "m%d" % i, "addresses": ["198.19.210.%d/30" % (4 * i + 1)],
+             "peer": {"guest": "lk-b", "ifname": "m%d-b" % i, "addresses": ["198.19.210.%d/30" % (4 * i + 2)]}} for i in range(n)]
+
+
+def _gone(n):
+    return [{"guest": "lk-a", "ifname": "m%d" % i, "state": "absent"} for i in range(n)]
+
+
+def _kept_links(reg, name) -> dict:
+    return (persist.Kept(persist.resolve_table_dir(reg.state_dir), name).read_definition() or {}).get("links") or {}
+
+
+def _ifnames(reg, name) -> set:
+    return {item["ifname"] for item in _ns_json(reg, name, "link", "show")}
+
+
+@pytest.fixture
+def unlinks(monkeypatch):
+    """rtnl.Reader.del_link counted: the most links being removed at one moment.  The first
+    removal waits (up to 5 s) for a second one to begin, so removals made together are seen
+    together whatever the machine's pace, and one at a time is seen as one."""
+    state = {"now": 0, "most": 0, "calls": 0, "wait": 5.0}
+    lock, second = threading.Lock(), threading.Event()
+    real = rtnl.Reader.del_link
+
+    def del_link(self, index):
+        with lock:
+            state["now"] += 1
+            state["calls"] += 1
+            state["most"] = max(state["most"], state["now"])
+            first = state["calls"] == 1
+            if not first:
+                second.set()
+        try:
+            if first:
+                second.wait(state["wait"])
+            return real(self, index)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    monkeypatch.setattr(rtnl.Reader, "del_link", del_link)
+    return state
+
+
+def test_a_list_of_removals_removes_its_links_together(two_guests, unlinks):
+    """Removals wait for the kernel's RCU grace periods: a list's are made together (threads of
+    their own netlink sockets), and the task still reports and keeps them in its order."""
+    reg = two_guests
+    links.ensure_links(reg, _many(8))
+    assert len(_kept_links(reg, "lk-a")) == 8
+    check = links.ensure_links(reg, _gone(8), check_mode=True)
+    assert [r["action"] for r in check["results"]] == ["remove"] * 8 and unlinks["calls"] == 0
+    assert _ifnames(reg, "lk-a") == {"lo"} | {"m%d" % i for i in range(8)}
+    out = links.ensure_links(reg, _gone(8))
+    assert [(r["ifname"], r["action"], r["link"]) for r in out["results"]] == [("m%d" % i, "remove", {}) for i in range(8)]
+    assert unlinks["calls"] == 8 and unlinks["most"] >= 2, unlinks  # one at a time before
+    assert _ifnames(reg, "lk-a") == {"lo"} and _ifnames(reg, "lk-b") == {"lo"}  # each pair gone, both ends
+    assert _kept_links(reg, "lk-a") == {}
+    again = links.ensure_links(reg, _gone(8))
+    assert not again["changed"] and unlinks["calls"] == 8
+
+
+def test_a_removal_that_fails_mid_list_is_named_and_a_rerun_converges(two_guests, monkeypatch):
+    """m3's removal fails (the kernel says EBUSY): the task fails naming it, with the results of the
+    entries before it; the others of its run are removed all the same, and a rerun removes m3 and
+    finds the rest absent."""
+    reg = two_guests
+    links.ensure_links(reg, _many(6))
+    target = _link(reg, "lk-a", "m3")["ifindex"]
+    real = rtnl.Reader.del_link
+
+    def del_link(self, index):
+        if index == target:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        return real(self, index)
+
+    monkeypatch.setattr(rtnl.Reader, "del_link", del_link)
+    with pytest.raises(KernelError) as failed:
+        links.ensure_links(reg, _gone(6))
+    assert "'m3'" in failed.value.msg and "removing it failed: Device or resource busy" in failed.value.msg, failed.value.msg
+    assert [r["ifname"] for r in failed.value.details["results"]] == ["m0", "m1", "m2"]
+    assert _ifnames(reg, "lk-a") == {"lo", "m3"} and _ifnames(reg, "lk-b") == {"lo", "m3-b"}
+    monkeypatch.setattr(rtnl.Reader, "del_link", real)
+    out = links.ensure_links(reg, _gone(6))
+    assert [(r["ifname"], r["changed"]) for r in out["results"]] == [("m%d" % i, i == 3) for i in range(6)]
+    assert _ifnames(reg, "lk-a") == {"lo"} and _kept_links(reg, "lk-a") == {}
+
+
+def test_without_threads_a_list_of_removals_removes_them_one_at_a_time(two_guests, unlinks, monkeypatch):
+    real = threading.Thread.start
+
+    def start(self):
+        if self.name == "linuxns-unlink":
+            raise RuntimeError("can't start new thread")
+        return real(self)
+
+    reg = two_guests
+    links.ensure_links(reg, _many(4))
+    unlinks["wait"] = 0  # no second removal at the same time to wait for
+    monkeypatch.setattr(threading.Thread, "start", start)
+    out = links.ensure_links(reg, _gone(4))
+    assert [r["action"] for r in out["results"]] == ["remove"] * 4 and unlinks["most"] == 1 and unlinks["calls"] == 4
+    assert _ifnames(reg, "lk-a") == {"lo"}
 
 
 def test_batch_conflicts_are_found_before_anything_changes(two_guests):
