@@ -11,7 +11,8 @@ own time for a no-change rerun, without Ansible's (controller, connection, resul
     done
 
 Arguments: BUILD (a checkout's build/ folder: whose code), MODULE (namespace_create,
-namespace_create:absent - the bench's teardown - or netns_link), SITE (the venv's site-packages, for ansible-core), N (the guests bench_scale.py
+namespace_create:absent - the bench's teardown - netns_link, or netns_link:absent - each guest's link
+removed), SITE (the venv's site-packages, for ansible-core), N (the guests bench_scale.py
 made). The arguments are bench_scale.py's, with return_unchanged: false; BENCH_LINK_OPTIONS in the
 environment is bench_scale.py's --link-options (JSON, e.g. '{"peer": {"ipv6": false}}'), BENCH_CGROUP_SHARDS
 its --cgroup-shards (the shards below $LINUXNS_CGROUP_PARENT; a teardown leaves the empty folders). A checkout under /tmp
@@ -53,6 +54,8 @@ def main() -> int:
     if module == "netns_link" and os.environ.get("BENCH_SLICE"):
         lo, hi = (int(x) for x in os.environ["BENCH_SLICE"].split(":"))
         args["links"] = args["links"][lo:hi]
+    if module == "netns_link" and state == "absent":  # each guest's eth0 removed (its veth pair)
+        args["links"] = [{"guest": e["guest"], "state": "absent"} for e in args["links"]]
     args.update(return_unchanged=False, _ansible_check_mode=False, _ansible_diff=False)
     from ansible.module_utils import basic
     from ansible.module_utils.common.text.converters import to_bytes
