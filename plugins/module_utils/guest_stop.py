@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import errno
 import os
-import queue
 import shutil
 import signal
-import threading
 import time
 
 from ansible_collections.linuxns.guests.plugins.module_utils import procfs
@@ -22,6 +20,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     KernelError,
 )
 from ansible_collections.linuxns.guests.plugins.module_utils.guest_spec import CgroupRun
+from ansible_collections.linuxns.guests.plugins.module_utils.threads import in_threads
 
 
 def unpin(path: str) -> None:
@@ -373,29 +372,4 @@ def release_many(registry: reg.Registry, going: dict, cgroup_runs: dict) -> dict
 def _in_threads(names: list, job, failed: dict) -> None:
     """``job(name)`` for each of ``names`` from RELEASE_THREADS threads (this one among them);
     what a job raised goes to ``failed[name]``, to be raised again for its guest, in order."""
-    todo = queue.SimpleQueue()
-    for name in names:
-        todo.put(name)
-
-    def work() -> None:
-        while True:
-            try:
-                name = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                job(name)
-            except Exception as exc:  # pylint: disable=broad-except  # raised again for its guest, in order
-                failed[name] = exc
-
-    threads = []
-    for _slot in range(min(RELEASE_THREADS, len(names)) - 1):
-        thread = threading.Thread(target=work, name="linuxns-release", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # no thread to be had (a pids limit on the session): fewer do it
-            break
-        threads.append(thread)
-    work()  # this thread too, the only one when none could start
-    for thread in threads:
-        thread.join()
+    failed.update(in_threads(names, job, RELEASE_THREADS, "linuxns-release"))

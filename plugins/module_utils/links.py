@@ -37,10 +37,8 @@ import errno
 import functools
 import ipaddress
 import os
-import queue
 import re
 import socket
-import threading
 
 from ansible_collections.linuxns.guests.plugins.module_utils import model, persist, rtnl
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
@@ -53,6 +51,7 @@ from ansible_collections.linuxns.guests.plugins.module_utils.errors import (
     KernelError,
 )
 from ansible_collections.linuxns.guests.plugins.module_utils.procfs import write_text
+from ansible_collections.linuxns.guests.plugins.module_utils.threads import in_threads
 
 MARK = "linuxns.guests"
 RTPROT = 76
@@ -1396,41 +1395,18 @@ def _removal_only(p: LinkPlan) -> bool:
 def _remove_together(net: Net, plans) -> dict:
     """Remove the links of ``plans`` (each :func:`_removal_only`) from up to REMOVE_THREADS threads,
     each with a netlink socket of its own in the link's namespace; every removal is tried.
-    Returns {index in ``plans``: the GuestError of a removal that failed}, raised again in order
-    by the caller."""
-    todo = queue.SimpleQueue()
-    for i in range(len(plans)):
-        todo.put(i)
-    failed = {}
+    Returns {index in ``plans``: the error of a removal that failed}, raised again in order by
+    the caller."""
 
-    def work() -> None:
-        while True:
-            try:
-                i = todo.get_nowait()
-            except queue.Empty:
-                return
-            p = plans[i]
-            try:
-                rd = net.in_ns(p.ns.path, p.ns.ref, lambda p=p: rtnl.Reader(p.ns.ref.label))
-                try:
-                    _remove(p.ns, p.spec.ifname, p.spec.label(), rd)
-                finally:
-                    rd.close()
-            except Exception as exc:  # pylint: disable=broad-except  # raised again for its entry, in order
-                failed[i] = exc
-
-    threads = []
-    for _slot in range(min(REMOVE_THREADS, len(plans)) - 1):
-        thread = threading.Thread(target=work, name="linuxns-unlink", daemon=True)
+    def remove(i: int) -> None:
+        p = plans[i]
+        rd = net.in_ns(p.ns.path, p.ns.ref, lambda: rtnl.Reader(p.ns.ref.label))
         try:
-            thread.start()
-        except RuntimeError:  # no thread to be had (a pids limit on the session): fewer do it
-            break
-        threads.append(thread)
-    work()  # this thread too, the only one when none could start
-    for thread in threads:
-        thread.join()
-    return failed
+            _remove(p.ns, p.spec.ifname, p.spec.label(), rd)
+        finally:
+            rd.close()
+
+    return in_threads(list(range(len(plans))), remove, REMOVE_THREADS, "linuxns-unlink")
 
 
 def _move_out(net: Net, p: LinkPlan, current: str) -> None:

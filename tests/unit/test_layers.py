@@ -123,7 +123,7 @@ EXEC_PAYLOAD = ("checks", "code_cache", "common", "confine", "enter", "errors", 
 # netns_link reads the kernel's view with its own netlink reader and never enters a guest: no
 # entry code (enter, confine, the sealed clone) in its payload, whose build costs every run.
 LINK_PAYLOAD = ("checks", "code_cache", "common", "errors", "link_task", "links", "list_forms", "model", "persist", "procfs",
-                "registry", "rtnl", "syscalls")
+                "registry", "rtnl", "syscalls", "threads")
 
 
 def payload_of(module: str) -> tuple:
