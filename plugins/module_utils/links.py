@@ -1380,8 +1380,8 @@ def _remove(st: NsState, ifname: str, what: str, rd=None) -> None:
     _nl("%s: removing it" % what, (rd or st.reader()).del_link, _find(st, ifname, what, rd)["index"])
 
 
-# A link's removal waits for the kernel (its RCU grace periods) outside the lock every link change
-# takes, so removals from several threads overlap their waits: 100 veth pairs removed one at a time
+# A link's removal waits for the kernel (its RCU grace periods), not all of it under the lock every
+# link change takes, so removals from several threads overlap their waits: 100 veth pairs removed one at a time
 # took 20-24 ms each, 4 at a time 12 ms, 8 at a time 5.7 ms and 16 at a time 2.7 ms (`ip link del`,
 # in a throwaway namespace; docs/performance.md, "Links removed together").
 REMOVE_THREADS = 16
