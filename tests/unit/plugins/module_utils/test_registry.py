@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ansible_collections.linuxns.guests.plugins.module_utils import procfs
+from ansible_collections.linuxns.guests.plugins.module_utils import guests, procfs
 from ansible_collections.linuxns.guests.plugins.module_utils import registry as reg
 from ansible_collections.linuxns.guests.plugins.module_utils.errors import GuestError, GuestNotFound, InvalidInput
 
@@ -307,3 +307,18 @@ def test_a_batch_of_new_ids_walks_the_used_ids_once(unit_registry):
     r.release_context_id("g100", got[100])
     assert r._reserve("again", None, ()) == got[100]
     assert r._reserve("next", None, ()) == 504
+
+
+def test_a_reservation_left_by_a_killed_run_is_the_guests_own_again(unit_registry):
+    """A run killed after it reserved a guest's context id and before it kept or recorded it
+    (a guest made together with the one whose step the kill hit) leaves ctx/ID -> NAME and nothing
+    else.  The next run gives that guest the same id, and removing the guest frees it: no id is
+    held by a guest that does not exist."""
+    r = unit_registry
+    r.ensure()
+    os.symlink("left", os.path.join(r.ctx_dir, "7"))  # what the killed run left: a reservation, no record, no kept id
+    out = guests.ensure_guests(r, [{"name": "first"}, {"name": "left"}])
+    assert [g["guest"]["context_id"] for g in out["results"]] == [2, 7]
+    assert r.ctx_owner(7) == "left" and r.load("left").context_id == 7
+    guests.ensure_guests(r, [{"name": "first", "state": "absent"}, {"name": "left", "state": "absent"}])
+    assert r.used_context_ids() == set()
