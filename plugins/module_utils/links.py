@@ -1159,12 +1159,11 @@ def _lookup(st: NsState, ifname: str, what: str) -> int:
     return _find(st, ifname, what)["index"]
 
 
-def _find(st: NsState, ifname: str, what: str, rd=None) -> dict:
+def _find(st: NsState, ifname: str, what: str) -> dict:
     """Link ``ifname`` of ``st`` (rtnl.Reader.link's fields): one RTM_GETLINK through the
-    namespace's reader, or ``rd`` (a reader of that namespace of the caller's own); pyroute2
-    decoded every attribute of the answer, ~0.4 ms a link."""
+    namespace's reader (pyroute2 decoded every attribute of the answer, ~0.4 ms a link)."""
     try:
-        found = (rd or st.reader()).link(ifname)
+        found = st.reader().link(ifname)
     except KernelError as exc:
         raise KernelError("%s: looking up %r in %s failed: %s" % (what, ifname, st.ref.label, exc.msg), errno=exc.errno) from None
     if found is None:
@@ -1374,10 +1373,9 @@ def _delete(st: NsState, index: int) -> None:
     st.reader().del_link(index)
 
 
-def _remove(st: NsState, ifname: str, what: str, rd=None) -> None:
-    """Remove link ``ifname`` of ``st`` (a plan's delete step), looked up by name now; ``rd``:
-    a reader of that namespace of the caller's own (a thread of :func:`_remove_together`)."""
-    _nl("%s: removing it" % what, (rd or st.reader()).del_link, _find(st, ifname, what, rd)["index"])
+def _remove(st: NsState, ifname: str, what: str) -> None:
+    """Remove link ``ifname`` of ``st`` (a plan's delete step), looked up by name now."""
+    _nl("%s: removing it" % what, _delete, st, _lookup(st, ifname, what))
 
 
 # A link's removal waits for the kernel (its RCU grace periods), not all of it under the lock every
@@ -1394,17 +1392,17 @@ def _removal_only(p: LinkPlan) -> bool:
 
 def _remove_together(net: Net, plans) -> dict:
     """Remove the links of ``plans`` (each :func:`_removal_only`) from up to REMOVE_THREADS threads,
-    each with a netlink socket of its own in the link's namespace; every removal is tried.
-    Returns {index in ``plans``: the error of a removal that failed}, raised again in order by
-    the caller."""
+    each through an NsState of its own (its netlink socket in the link's namespace, not the plan's,
+    which the threads would share); every removal is tried.  Returns {index in ``plans``: the
+    error of a removal that failed}, raised again in order by the caller."""
 
     def remove(i: int) -> None:
         p = plans[i]
-        rd = net.in_ns(p.ns.path, p.ns.ref, lambda: rtnl.Reader(p.ns.ref.label))
+        st = NsState(net, p.ns.ref, p.ns.path)
         try:
-            _remove(p.ns, p.spec.ifname, p.spec.label(), rd)
+            _remove(st, p.spec.ifname, p.spec.label())
         finally:
-            rd.close()
+            st.release()
 
     return in_threads(list(range(len(plans))), remove, REMOVE_THREADS, "linuxns-unlink")
 
